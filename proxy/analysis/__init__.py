@@ -1,0 +1,1 @@
+"""Wheel analysis: the only package that reads ELF binaries."""

@@ -1,0 +1,1 @@
+"""The pure core: models, tags, profiles, reports and decisions. No I/O, no clock."""

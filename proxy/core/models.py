@@ -1,0 +1,99 @@
+"""Index models: a project page and its files, keeping every upstream key.
+
+A `File` is the PEP 691 file dictionary in typed form. Keys hostfit does not
+interpret (``upload-time``, ``provenance``, keys from future PEPs) are kept in
+``extra`` verbatim, so a page survives the round trip through the proxy intact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.utils import NormalizedName
+
+# Keys whose meaning hostfit owns; everything else is carried along untouched.
+KNOWN_FILE_KEYS = frozenset({"filename", "url", "hashes"})
+METADATA_KEYS = ("core-metadata", "dist-info-metadata")
+
+
+@dataclass(frozen=True, slots=True)
+class File:
+    filename: str
+    url: str
+    hashes: Mapping[str, str]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str | None:
+        return self.hashes.get("sha256")
+
+    @property
+    def requires_python(self) -> str | None:
+        value = self.extra.get("requires-python")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def yanked(self) -> bool | str:
+        value = self.extra.get("yanked", False)
+        if isinstance(value, str):
+            return value or True
+        return bool(value)
+
+    @property
+    def upload_time(self) -> str | None:
+        value = self.extra.get("upload-time")
+        return value if isinstance(value, str) else None
+
+    @property
+    def size(self) -> int | None:
+        value = self.extra.get("size")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def core_metadata(self) -> bool | Mapping[str, str]:
+        """PEP 658/714: False, True (present, hash unknown) or {hash name: digest}."""
+        for key in METADATA_KEYS:
+            value = self.extra.get(key)
+            if isinstance(value, Mapping):
+                return {str(k): str(v) for k, v in value.items()}
+            if value:
+                return True
+        return False
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.filename.endswith(".whl")
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One project's file list. ``meta`` holds every top-level key but name and files."""
+
+    name: NormalizedName
+    files: tuple[File, ...]
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def api_version(self) -> str:
+        inner = self.meta.get("meta")
+        if isinstance(inner, Mapping):
+            version = inner.get("api-version")
+            if isinstance(version, str):
+                return version
+        return "1.0"
+
+    def file(self, filename: str) -> File | None:
+        for f in self.files:
+            if f.filename == filename:
+                return f
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectList:
+    """The root page: project names as upstream spelled them, plus top-level keys."""
+
+    names: tuple[str, ...]
+    meta: Mapping[str, Any] = field(default_factory=dict)
