@@ -1,0 +1,103 @@
+"""What analysis learned about one wheel: the report, keyed by the wheel's sha256.
+
+Reports are immutable values. Their JSON form is a contract (DESIGN.md, "Report"):
+keys may be added but never renamed. Versions are dotted strings ("2.17", "3.4.19").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+# Bump whenever analysis could produce a different report for the same bytes;
+# stored reports from an older analyzer are then recomputed.
+ANALYZER_VERSION = 1
+
+Status = Literal["ok", "unanalysable"]
+
+
+@dataclass(frozen=True, slots=True)
+class ElfFile:
+    path: str
+    machine: str
+    soname: str | None = None
+    needed: tuple[str, ...] = ()
+    rpath: tuple[str, ...] = ()
+    runpath: tuple[str, ...] = ()
+    version_needs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    execstack: bool = False
+    x86_isa_needed: int | None = None  # x86-64 micro-architecture level (1-4), from the ISA note
+    gpu_sms: tuple[str, ...] = ()  # "8.0", "9.0" ... from an embedded CUDA fat binary
+
+
+@dataclass(frozen=True, slots=True)
+class Requires:
+    """What the host must provide. ``None`` where the wheel needs nothing of that kind."""
+
+    libc: Literal["glibc", "musl"] | None = None
+    glibc: str | None = None
+    glibcxx: str | None = None
+    cxxabi: str | None = None
+    gcc: str | None = None
+    cuda_major: int | None = None
+    gpu_sms: tuple[str, ...] | None = None
+    x86_64_level: int | None = None
+    execstack: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    filename: str
+    sha256: str
+    analyzer_version: int = ANALYZER_VERSION
+    status: Status = "ok"
+    reason: str | None = None
+    elf_files: tuple[ElfFile, ...] = ()
+    requires: Requires = field(default_factory=Requires)
+    bundled_libraries: tuple[str, ...] = ()
+    external_libraries: tuple[str, ...] = ()
+    derived_platform_tag: str | None = None
+    overclaims: bool = False  # the wheel's own platform tag promises more than its binaries allow
+
+    @classmethod
+    def unanalysable(cls, filename: str, sha256: str, reason: str) -> Report:
+        return cls(filename=filename, sha256=sha256, status="unanalysable", reason=reason)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["elf_files"] = [
+            {**elf, "version_needs": {lib: list(v) for lib, v in elf["version_needs"].items()}}
+            for elf in data["elf_files"]
+        ]
+        return _lists(data)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Report:
+        elves = tuple(
+            ElfFile(
+                **{
+                    **_tuples(e),
+                    "version_needs": {k: tuple(v) for k, v in e.get("version_needs", {}).items()},
+                }
+            )
+            for e in data.get("elf_files", ())
+        )
+        req = dict(data.get("requires") or {})
+        if req.get("gpu_sms") is not None:
+            req["gpu_sms"] = tuple(req["gpu_sms"])
+        known = {f for f in cls.__dataclass_fields__}
+        rest = {k: v for k, v in data.items() if k in known and k not in {"elf_files", "requires"}}
+        return cls(**_tuples(rest), elf_files=elves, requires=Requires(**req))
+
+
+def _lists(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    return value
+
+
+def _tuples(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
