@@ -70,7 +70,8 @@ class Report:
             {**elf, "version_needs": {lib: list(v) for lib, v in elf["version_needs"].items()}}
             for elf in data["elf_files"]
         ]
-        return _lists(data)
+        result: dict[str, Any] = _lists(data)
+        return result
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Report:

@@ -1,0 +1,84 @@
+"""Content negotiation for the simple API (PEP 691), following RFC 9110 q-values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.errors import NotAcceptable
+
+JSON_V1 = "application/vnd.pypi.simple.v1+json"
+HTML_V1 = "application/vnd.pypi.simple.v1+html"
+HTML_LEGACY = "text/html"
+
+# Server preference among equally acceptable types.
+SERVED = (JSON_V1, HTML_V1, HTML_LEGACY)
+_ALIASES = {
+    "application/vnd.pypi.simple.latest+json": JSON_V1,
+    "application/vnd.pypi.simple.latest+html": HTML_V1,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    type: str
+    subtype: str
+    q: float
+
+    @property
+    def specificity(self) -> int:
+        return (self.type != "*") + (self.subtype != "*")
+
+    def matches(self, media: str) -> bool:
+        mtype, _, msub = media.partition("/")
+        return self.type in ("*", mtype) and self.subtype in ("*", msub)
+
+
+def _parse_accept(header: str) -> list[_Range]:
+    ranges = []
+    for item in header.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        media = _ALIASES.get(media.lower(), media.lower())
+        mtype, slash, msub = media.partition("/")
+        if not slash or not mtype or not msub:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0
+                q = min(max(q, 0.0), 1.0)
+        ranges.append(_Range(mtype, msub, q))
+    return ranges
+
+
+def negotiate(accept: str | None, format_param: str | None = None) -> str:
+    """The media type to serve, or `NotAcceptable` when the client accepts none."""
+    if format_param is not None:
+        wanted = _ALIASES.get(format_param.strip().lower(), format_param.strip().lower())
+        if wanted in SERVED:
+            return wanted
+        raise NotAcceptable(f"format {format_param!r} is not one of {', '.join(SERVED)}")
+    if not accept or not accept.strip():
+        return HTML_LEGACY
+    ranges = _parse_accept(accept)
+    best: tuple[float, int, int] | None = None
+    chosen = None
+    for preference, media in enumerate(SERVED):
+        matching = [r for r in ranges if r.matches(media)]
+        if not matching:
+            continue
+        most_specific = max(matching, key=lambda r: r.specificity)
+        if most_specific.q <= 0:
+            continue
+        key = (most_specific.q, most_specific.specificity, -preference)
+        if best is None or key > best:
+            best, chosen = key, media
+    if chosen is None:
+        raise NotAcceptable(f"none of {', '.join(SERVED)} is acceptable to {accept!r}")
+    if best is not None and best[1] == 0:
+        # Only a bare */* matched: legacy clients expect the HTML they always got.
+        return HTML_LEGACY
+    return chosen

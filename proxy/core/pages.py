@@ -1,0 +1,259 @@
+"""Parse upstream index pages (PEP 691 JSON, PEP 503 HTML) into models, and render them.
+
+Parsing keeps every key; rendering writes every key back, so an unknown key from
+upstream reaches the client in JSON. HTML can carry only what PEP 503 and its
+successors define as attributes and meta tags.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urldefrag, urljoin
+
+from packaging.utils import canonicalize_name
+
+from proxy.core.models import METADATA_KEYS, File, Page, ProjectList
+from proxy.errors import HostfitError
+
+
+class PageError(HostfitError):
+    """An upstream page that cannot be understood."""
+
+    status_code = 502
+
+
+# HTML attribute <-> PEP 691 key, for the attributes that carry a file key.
+_ATTR_KEYS = {
+    "data-requires-python": "requires-python",
+    "data-yanked": "yanked",
+    "data-core-metadata": "core-metadata",
+    "data-dist-info-metadata": "dist-info-metadata",
+    "data-gpg-sig": "gpg-sig",
+    "data-provenance": "provenance",
+}
+# <meta name=...> <-> top-level PEP 691 keys.
+_META_TAGS = {
+    "pypi:project-status": ("project-status", "status"),
+    "pypi:project-status-reason": ("project-status", "reason"),
+}
+
+
+def parse_json_page(body: bytes, page_url: str) -> Page:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PageError(f"invalid JSON page: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+        raise PageError("JSON page has no 'files' list")
+    name = data.get("name")
+    if not isinstance(name, str):
+        raise PageError("JSON page has no 'name'")
+    files = tuple(_json_file(item, page_url) for item in data["files"])
+    meta = {k: v for k, v in data.items() if k not in ("name", "files")}
+    return Page(name=canonicalize_name(name), files=files, meta=meta)
+
+
+def _json_file(item: Any, page_url: str) -> File:
+    if not isinstance(item, dict):
+        raise PageError("a file entry is not an object")
+    filename, url, hashes = item.get("filename"), item.get("url"), item.get("hashes", {})
+    if not isinstance(filename, str) or not filename or "/" in filename:
+        raise PageError(f"file entry with invalid filename {filename!r}")
+    if not isinstance(url, str) or not isinstance(hashes, dict):
+        raise PageError(f"file entry {filename!r} lacks url or hashes")
+    extra = {k: v for k, v in item.items() if k not in ("filename", "url", "hashes")}
+    return File(
+        filename=filename,
+        url=urljoin(page_url, url),
+        hashes={str(k).lower(): str(v).lower() for k, v in hashes.items()},
+        extra=extra,
+    )
+
+
+def parse_json_root(body: bytes) -> ProjectList:
+    try:
+        data = json.loads(body)
+        projects = data["projects"]
+        names = tuple(str(p["name"]) for p in projects)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise PageError(f"invalid JSON project list: {exc!r}") from None
+    return ProjectList(names=names, meta={k: v for k, v in data.items() if k != "projects"})
+
+
+class _AnchorParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.anchors: list[tuple[dict[str, str | None], str]] = []
+        self.metas: dict[str, str] = {}
+        self._open: dict[str, str | None] | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._open, self._text = dict(attrs), []
+        elif tag == "meta":
+            attributes = dict(attrs)
+            name, content = attributes.get("name"), attributes.get("content")
+            if name and content is not None:
+                self.metas[name] = content
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._open is not None:
+            self.anchors.append((self._open, "".join(self._text).strip()))
+            self._open = None
+
+
+def _parse_html(body: bytes) -> _AnchorParser:
+    parser = _AnchorParser()
+    try:
+        parser.feed(body.decode("utf-8", errors="replace"))
+        parser.close()
+    except Exception as exc:  # html.parser raises assorted errors on garbage
+        raise PageError(f"invalid HTML page: {exc}") from None
+    return parser
+
+
+def _metadata_attr(value: str | None) -> bool | dict[str, str]:
+    if value is None or value.lower() == "true" or value == "":
+        return True
+    name, sep, digest = value.partition("=")
+    return {name.lower(): digest.lower()} if sep else True
+
+
+def parse_html_page(body: bytes, page_url: str, name: str) -> Page:
+    parser = _parse_html(body)
+    files = []
+    for attrs, text in parser.anchors:
+        href = attrs.get("href")
+        if not href:
+            continue
+        url, fragment = urldefrag(urljoin(page_url, href))
+        filename = text or url.rsplit("/", 1)[-1]
+        if "/" in filename:
+            raise PageError(f"anchor with invalid filename {filename!r}")
+        hashes = {}
+        hash_name, sep, digest = fragment.partition("=")
+        if sep and digest:
+            hashes[hash_name.lower()] = digest.lower()
+        extra: dict[str, Any] = {}
+        for attr, value in attrs.items():
+            key = _ATTR_KEYS.get(attr)
+            if key in METADATA_KEYS:
+                extra[key] = _metadata_attr(value)
+            elif key == "yanked":
+                extra[key] = value if value else True
+            elif key == "gpg-sig":
+                extra[key] = (value or "").lower() == "true"
+            elif key is not None:
+                extra[key] = value
+            elif attr.startswith("data-") and value is not None:
+                extra[attr.removeprefix("data-")] = value
+        files.append(File(filename=filename, url=url, hashes=hashes, extra=extra))
+    meta: dict[str, Any] = {}
+    version = parser.metas.get("pypi:repository-version")
+    if version:
+        meta["meta"] = {"api-version": version}
+    for tag, (key, sub) in _META_TAGS.items():
+        if tag in parser.metas:
+            meta.setdefault(key, {})[sub] = parser.metas[tag]
+    for tag in ("pypi:tracks", "pypi:alternate-locations"):
+        values = [v for k, v in parser.metas.items() if k == tag]
+        if values:
+            meta[tag.removeprefix("pypi:")] = values
+    return Page(name=canonicalize_name(name), files=tuple(files), meta=meta)
+
+
+def parse_html_root(body: bytes) -> ProjectList:
+    parser = _parse_html(body)
+    return ProjectList(names=tuple(text for _, text in parser.anchors if text))
+
+
+# Rendering ------------------------------------------------------------------
+
+def render_json_page(page: Page) -> bytes:
+    data: dict[str, Any] = {"meta": {"api-version": page.api_version}}
+    data.update(page.meta)
+    data["name"] = page.name
+    data["files"] = [
+        {"filename": f.filename, "url": f.url, "hashes": dict(f.hashes), **f.extra}
+        for f in page.files
+    ]
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _attr(name: str, value: str) -> str:
+    return f' {name}="{html.escape(value, quote=True)}"'
+
+
+def _metadata_value(value: object) -> str:
+    if isinstance(value, Mapping) and value:
+        name = "sha256" if "sha256" in value else next(iter(value))
+        return f"{name}={value[name]}"
+    return "true"
+
+
+def render_html_page(page: Page) -> bytes:
+    title = html.escape(page.name)
+    parts = [
+        "<!DOCTYPE html>\n<html>\n<head>\n",
+        f'<meta name="pypi:repository-version" content="{html.escape(page.api_version)}">\n',
+    ]
+    status = page.meta.get("project-status")
+    if isinstance(status, Mapping):
+        for tag, (_, sub) in _META_TAGS.items():
+            if isinstance(status.get(sub), str):
+                parts.append(f'<meta name="{tag}"{_attr("content", status[sub])}>\n')
+    for key in ("tracks", "alternate-locations"):
+        for value in page.meta.get(key) or ():
+            parts.append(f'<meta name="pypi:{key}"{_attr("content", str(value))}>\n')
+    parts.append(f"<title>Links for {title}</title>\n</head>\n<body>\n<h1>Links for {title}</h1>\n")
+    for f in page.files:
+        href = f.url
+        if f.sha256:
+            href = f"{href}#sha256={f.sha256}"
+        elif f.hashes:
+            name, digest = next(iter(f.hashes.items()))
+            href = f"{href}#{name}={digest}"
+        attrs = _attr("href", href)
+        if f.requires_python:
+            attrs += _attr("data-requires-python", f.requires_python)
+        yanked = f.yanked
+        if yanked:
+            attrs += _attr("data-yanked", yanked if isinstance(yanked, str) else "")
+        for key in METADATA_KEYS:
+            value = f.extra.get(key)
+            if value:
+                attrs += _attr(f"data-{key}", _metadata_value(value))
+        if f.extra.get("gpg-sig") is not None:
+            attrs += _attr("data-gpg-sig", "true" if f.extra["gpg-sig"] else "false")
+        if isinstance(f.extra.get("provenance"), str):
+            attrs += _attr("data-provenance", f.extra["provenance"])
+        parts.append(f"<a{attrs}>{html.escape(f.filename)}</a><br>\n")
+    parts.append("</body>\n</html>\n")
+    return "".join(parts).encode()
+
+
+def render_json_root(projects: ProjectList) -> bytes:
+    data: dict[str, Any] = {"meta": {"api-version": "1.0"}}
+    data.update(projects.meta)
+    data["projects"] = [{"name": n} for n in projects.names]
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def render_html_root(projects: ProjectList) -> bytes:
+    links = "".join(
+        f'<a href="{html.escape(canonicalize_name(n))}/">{html.escape(n)}</a>\n'
+        for n in projects.names
+    )
+    return (
+        '<!DOCTYPE html>\n<html>\n<head>\n<meta name="pypi:repository-version" content="1.0">\n'
+        f"<title>Simple index</title>\n</head>\n<body>\n{links}</body>\n</html>\n"
+    ).encode()
