@@ -26,3 +26,14 @@ class StateStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def open_store(redis_url: str | None, state_dir: str) -> StateStore:
+    """The Redis backend when a URL is configured, else the embedded one."""
+    if redis_url:
+        from proxy.edge.state_redis import RedisStore
+
+        return RedisStore(redis_url)
+    from proxy.edge.state_embedded import EmbeddedStore
+
+    return EmbeddedStore(state_dir)

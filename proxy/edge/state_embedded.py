@@ -1,0 +1,94 @@
+"""The embedded state store: one SQLite file, nothing to install, survives restarts.
+
+SQLite calls run in a worker thread so they never block the event loop; WAL mode
+lets several server processes share the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    expires REAL
+)
+"""
+
+
+class EmbeddedStore:
+    def __init__(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(directory, "state.sqlite3")
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute(_SCHEMA)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def locked() -> T:
+            with self._lock:
+                return fn(self._db)
+
+        return await asyncio.to_thread(locked)
+
+    async def get(self, key: str) -> bytes | None:
+        def op(db: sqlite3.Connection) -> bytes | None:
+            row = db.execute("SELECT value, expires FROM kv WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            value, expires = row
+            if expires is not None and expires <= time.time():
+                db.execute("DELETE FROM kv WHERE key = ? AND expires = ?", (key, expires))
+                return None
+            return bytes(value)
+
+        return await self._run(op)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        expires = None if ttl is None else time.time() + ttl
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+                (key, value, expires),
+            )
+        )
+
+    async def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        expires = None if ttl is None else time.time() + ttl
+
+        def op(db: sqlite3.Connection) -> bool:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT expires FROM kv WHERE key = ?", (key,)).fetchone()
+                if row is not None and (row[0] is None or row[0] > time.time()):
+                    return False
+                db.execute(
+                    "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+                    (key, value, expires),
+                )
+                return True
+            finally:
+                db.execute("COMMIT")
+
+        return await self._run(op)
+
+    async def delete(self, key: str) -> None:
+        await self._run(lambda db: db.execute("DELETE FROM kv WHERE key = ?", (key,)))
+
+    async def ping(self) -> None:
+        await self._run(lambda db: db.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        await self._run(lambda db: db.close())
