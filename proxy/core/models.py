@@ -74,6 +74,10 @@ class Page:
     name: NormalizedName
     files: tuple[File, ...]
     meta: Mapping[str, Any] = field(default_factory=dict)
+    # Where and how the page was obtained; never rendered.
+    upstream: str = ""
+    revision: str = ""  # changes whenever the content may have changed
+    warning: str | None = None  # set when served stale because upstream failed
 
     @property
     def api_version(self) -> str:

@@ -178,6 +178,7 @@ def parse_html_root(body: bytes) -> ProjectList:
 
 # Rendering ------------------------------------------------------------------
 
+
 def render_json_page(page: Page) -> bytes:
     data: dict[str, Any] = {"meta": {"api-version": page.api_version}}
     data.update(page.meta)

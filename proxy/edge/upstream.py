@@ -1,0 +1,128 @@
+"""One upstream index over HTTP: PEP 691 JSON preferred, PEP 503 HTML accepted.
+
+httpx errors are translated here, once, into `UpstreamError`/`UpstreamTimeout`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+
+import httpx
+from packaging.utils import NormalizedName
+
+from proxy.core.models import Page, ProjectList
+from proxy.core.negotiate import HTML_V1, JSON_V1
+from proxy.core.pages import (
+    PageError,
+    parse_html_page,
+    parse_html_root,
+    parse_json_page,
+    parse_json_root,
+)
+from proxy.edge.index import Context
+from proxy.errors import NotFound, UpstreamError, UpstreamTimeout
+
+ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.01"
+MAX_PAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    page: Page
+    validators: Validators
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    url: str
+
+    @property
+    def media_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+class NotModified(Exception):
+    """The upstream confirmed that the cached page is still current."""
+
+
+class HttpUpstream:
+    def __init__(self, base_url: str, client: httpx.AsyncClient) -> None:
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"HttpUpstream({self.base_url!r})"
+
+    async def _get(self, url: str, headers: dict[str, str]) -> _Raw:
+        try:
+            async with self.client.stream("GET", url, headers=headers) as response:
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_PAGE_BYTES:
+                        raise UpstreamError(self.base_url, f"{url} exceeds {MAX_PAGE_BYTES} bytes")
+                    chunks.append(chunk)
+                return _Raw(
+                    response.status_code, response.headers, b"".join(chunks), str(response.url)
+                )
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(
+                self.base_url, f"timed out fetching {url} ({type(exc).__name__})"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(
+                self.base_url, f"{type(exc).__name__} fetching {url}: {exc}"
+            ) from None
+
+    async def fetch(self, name: NormalizedName, validators: Validators | None = None) -> Fetched:
+        url = f"{self.base_url}{name}/"
+        headers = {"Accept": ACCEPT}
+        if validators and validators.etag:
+            headers["If-None-Match"] = validators.etag
+        if validators and validators.last_modified:
+            headers["If-Modified-Since"] = validators.last_modified
+        response = await self._get(url, headers)
+        if response.status_code == 304:
+            raise NotModified
+        if response.status_code in (404, 410):
+            raise NotFound(f"project {name!r} not found on {self.base_url}")
+        if response.status_code != 200:
+            raise UpstreamError(self.base_url, f"HTTP {response.status_code} for {url}")
+        body = response.content
+        try:
+            if response.media_type.endswith("json"):
+                page = parse_json_page(body, response.url)
+            else:
+                page = parse_html_page(body, response.url, name)
+        except PageError as exc:
+            raise UpstreamError(self.base_url, f"{url}: {exc}") from None
+        revision = hashlib.sha256(body).hexdigest()[:16]
+        page = replace(page, name=name, upstream=self.base_url, revision=revision)
+        return Fetched(
+            page,
+            Validators(response.headers.get("etag"), response.headers.get("last-modified")),
+        )
+
+    async def page(self, name: NormalizedName, ctx: Context) -> Page:
+        return (await self.fetch(name)).page
+
+    async def projects(self) -> ProjectList:
+        response = await self._get(self.base_url, {"Accept": ACCEPT})
+        if response.status_code != 200:
+            raise UpstreamError(self.base_url, f"HTTP {response.status_code} for the project list")
+        try:
+            if response.media_type.endswith("json"):
+                return parse_json_root(response.content)
+            return parse_html_root(response.content)
+        except PageError as exc:
+            raise UpstreamError(self.base_url, str(exc)) from None
