@@ -1,0 +1,165 @@
+"""Page cache around one upstream: TTL, conditional revalidation, last good page on failure.
+
+Entries live in the state store (shared by replicas, kept across restarts) and in
+a small in-process LRU for the hot path. Absent projects are cached too, so a
+project found only on a lower-priority upstream does not cost a miss upstream on
+every request. One refresh per project at a time, however many requests wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from packaging.utils import NormalizedName
+
+from proxy.core.models import Page, ProjectList
+from proxy.core.pages import PageError, parse_json_page, render_json_page
+from proxy.edge.index import Context
+from proxy.edge.state import StateStore
+from proxy.edge.upstream import HttpUpstream, NotModified, Validators
+from proxy.errors import NotFound, UpstreamError
+
+log = logging.getLogger("hostfit.pages")
+
+# Keep entries long after they go stale: they are the fallback when upstream fails.
+KEEP_SECONDS = 30 * 24 * 3600
+MEMORY_ENTRIES = 256
+RETRY_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    page: Page | None  # None: upstream said the project does not exist
+    validators: Validators
+    fetched: float
+
+    def encode(self) -> bytes:
+        data = {
+            "fetched": self.fetched,
+            "etag": self.validators.etag,
+            "last_modified": self.validators.last_modified,
+        }
+        if self.page is not None:
+            data["revision"] = self.page.revision
+            data["page"] = render_json_page(self.page).decode()
+        return json.dumps(data).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes, upstream: str) -> Entry:
+        data = json.loads(raw)
+        page = None
+        if "page" in data:
+            page = replace(
+                parse_json_page(data["page"].encode(), ""),
+                upstream=upstream,
+                revision=data["revision"],
+            )
+        return cls(page, Validators(data["etag"], data["last_modified"]), data["fetched"])
+
+
+class CachedUpstream:
+    def __init__(
+        self,
+        upstream: HttpUpstream,
+        store: StateStore,
+        ttl: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.upstream = upstream
+        self.store = store
+        self.ttl = ttl
+        self.clock = clock
+        self._memory: OrderedDict[str, Entry] = OrderedDict()
+        self._refreshing: dict[str, asyncio.Future[Entry]] = {}
+        self._retry_after: dict[str, float] = {}
+
+    def _key(self, name: str) -> str:
+        return f"page:{self.upstream.base_url}:{name}"
+
+    def _remember(self, name: str, entry: Entry) -> None:
+        self._memory[name] = entry
+        self._memory.move_to_end(name)
+        while len(self._memory) > MEMORY_ENTRIES:
+            self._memory.popitem(last=False)
+
+    async def _load(self, name: str) -> Entry | None:
+        entry = self._memory.get(name)
+        if entry is not None:
+            self._memory.move_to_end(name)
+            return entry
+        raw = await self.store.get(self._key(name))
+        if raw is None:
+            return None
+        try:
+            entry = Entry.decode(raw, self.upstream.base_url)
+        except (ValueError, KeyError, TypeError, PageError) as exc:
+            log.warning("discarding unreadable cached page %s: %s", name, exc)
+            return None
+        self._remember(name, entry)
+        return entry
+
+    async def page(self, name: NormalizedName, ctx: Context) -> Page:
+        entry = await self._load(name)
+        now = self.clock()
+        if entry is None or (
+            now - entry.fetched >= self.ttl and now >= self._retry_after.get(name, 0.0)
+        ):
+            entry = await self._refresh(name, entry)
+        if entry.page is None:
+            raise NotFound(f"project {name!r} not found on {self.upstream.base_url}")
+        return entry.page
+
+    async def _refresh(self, name: NormalizedName, previous: Entry | None) -> Entry:
+        running = self._refreshing.get(name)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        self._refreshing[name] = future
+        try:
+            entry = await self._fetch(name, previous)
+            future.set_result(entry)
+            return entry
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # consumed here; waiters re-raise it themselves
+            raise
+        finally:
+            del self._refreshing[name]
+
+    async def _fetch(self, name: NormalizedName, previous: Entry | None) -> Entry:
+        now = self.clock()
+        try:
+            fetched = await self.upstream.fetch(name, previous.validators if previous else None)
+            entry = Entry(fetched.page, fetched.validators, now)
+        except NotModified:
+            assert previous is not None
+            page = previous.page and replace(previous.page, warning=None)
+            entry = replace(previous, page=page, fetched=now)
+        except NotFound:
+            entry = Entry(None, Validators(), now)
+        except UpstreamError as exc:
+            if previous is None:
+                raise
+            log.warning("serving cached page of %s: %s", name, exc)
+            # Serve the stale page for a while before asking the failing upstream again,
+            # so an outage does not cost every request a full upstream timeout.
+            self._retry_after[name] = now + min(self.ttl, RETRY_SECONDS)
+            if previous.page is None:
+                return previous
+            warning = f'110 hostfit "Response is Stale: {exc}"'
+            stale = replace(previous, page=replace(previous.page, warning=warning))
+            self._remember(name, stale)
+            return stale
+        self._retry_after.pop(name, None)
+        self._remember(name, entry)
+        await self.store.set(self._key(name), entry.encode(), ttl=KEEP_SECONDS)
+        return entry
+
+    async def projects(self) -> ProjectList:
+        return await self.upstream.projects()
