@@ -7,11 +7,14 @@ value forever (reports are immutable, so they never expire).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
 class StateStore(Protocol):
     async def get(self, key: str) -> bytes | None: ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
 

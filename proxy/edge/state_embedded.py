@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -53,6 +53,23 @@ class EmbeddedStore:
                 db.execute("DELETE FROM kv WHERE key = ? AND expires = ?", (key, expires))
                 return None
             return bytes(value)
+
+        return await self._run(op)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        def op(db: sqlite3.Connection) -> list[bytes | None]:
+            found: dict[str, bytes] = {}
+            now = time.time()
+            for start in range(0, len(keys), 500):
+                batch = list(keys[start : start + 500])
+                marks = ",".join("?" * len(batch))
+                rows = db.execute(
+                    f"SELECT key, value, expires FROM kv WHERE key IN ({marks})", batch
+                )
+                for key, value, expires in rows:
+                    if expires is None or expires > now:
+                        found[key] = bytes(value)
+            return [found.get(k) for k in keys]
 
         return await self._run(op)
 

@@ -7,6 +7,7 @@ A lost Redis must not take serving down: reads then miss and writes are dropped
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
@@ -41,6 +42,17 @@ class RedisStore:
             return None
         self._ok()
         return value.encode() if isinstance(value, str) else value
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        try:
+            values = await self._redis.mget([self.prefix + k for k in keys])
+        except RedisError as exc:
+            self._failed("mget", exc)
+            return [None] * len(keys)
+        self._ok()
+        return [v.encode() if isinstance(v, str) else v for v in values]
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         px = None if ttl is None else max(1, int(ttl * 1000))

@@ -1,0 +1,89 @@
+"""PEP 658 metadata for every wheel: upstream's file when offered, else extracted.
+
+What was extracted is remembered by the wheel's sha256 (`metadata:<sha256>` in
+the state store, bytes in the blob cache), so the page can advertise its hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping, Sequence
+
+import httpx
+
+from proxy.analysis.metadata import read_metadata
+from proxy.core.models import File
+from proxy.edge.blobs import BlobStore
+from proxy.edge.files import FileService
+from proxy.edge.state import StateStore
+from proxy.errors import IntegrityError, NotFound, UpstreamError
+
+_KEY = "metadata:"
+
+
+class MetadataService:
+    def __init__(
+        self, blobs: BlobStore, files: FileService, client: httpx.AsyncClient, store: StateStore
+    ) -> None:
+        self.blobs = blobs
+        self.files = files
+        self.client = client
+        self.store = store
+        self._hashes: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def known_hashes(self, wheels: Sequence[File]) -> Mapping[str, str]:
+        """Metadata digests already known for these wheels (by wheel sha256)."""
+        wanted = [f.sha256 for f in wheels if f.sha256 and f.sha256 not in self._hashes]
+        if wanted:
+            values = await self.store.get_many([_KEY + sha for sha in wanted])
+            for sha, value in zip(wanted, values, strict=True):
+                if value is not None:
+                    self._hashes[sha] = value.decode()
+        return self._hashes
+
+    async def get(self, file: File) -> bytes:
+        if not file.is_wheel or file.sha256 is None:
+            raise NotFound(f"no metadata for {file.filename}")
+        known = self._hashes.get(file.sha256) or await self._stored_hash(file.sha256)
+        if known and self.blobs.has(known):
+            return await asyncio.to_thread(self.blobs.path(known).read_bytes)
+        lock = self._locks.setdefault(file.sha256, asyncio.Lock())
+        async with lock:
+            data = await self._obtain(file)
+            digest = await self.blobs.put_bytes(data)
+            await self.store.set(_KEY + file.sha256, digest.encode())
+            self._hashes[file.sha256] = digest
+        self._locks.pop(file.sha256, None)
+        return data
+
+    async def _stored_hash(self, sha256: str) -> str | None:
+        value = await self.store.get(_KEY + sha256)
+        return value.decode() if value is not None else None
+
+    async def _obtain(self, file: File) -> bytes:
+        offered = file.core_metadata
+        if offered:
+            data = await self._from_upstream(file)
+            expected = offered.get("sha256") if isinstance(offered, Mapping) else None
+            actual = hashlib.sha256(data).hexdigest()
+            if expected is not None and actual != expected:
+                raise IntegrityError(
+                    f"{file.filename}.metadata: sha256 mismatch: "
+                    f"index says {expected}, got {actual}"
+                )
+            return data
+        path = await self.files.fetch(file)
+        with path.open("rb") as source:
+            return await asyncio.to_thread(read_metadata, source, file.filename)
+
+    async def _from_upstream(self, file: File) -> bytes:
+        url = file.url + ".metadata"
+        try:
+            response = await self.client.get(url)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(url, f"{type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise UpstreamError(url, f"HTTP {response.status_code} for {file.filename}.metadata")
+        return response.content
