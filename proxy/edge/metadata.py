@@ -32,6 +32,11 @@ class MetadataService:
         self.store = store
         self._hashes: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._generations: dict[str, int] = {}
+
+    def generation(self, project: str) -> int:
+        """Changes whenever a new metadata digest of one of the project's wheels is learnt."""
+        return self._generations.get(project, 0)
 
     async def known_hashes(self, wheels: Sequence[File]) -> Mapping[str, str]:
         """Metadata digests already known for these wheels (by wheel sha256)."""
@@ -43,7 +48,7 @@ class MetadataService:
                     self._hashes[sha] = value.decode()
         return self._hashes
 
-    async def get(self, file: File) -> bytes:
+    async def get(self, file: File, project: str) -> bytes:
         if not file.is_wheel or file.sha256 is None:
             raise NotFound(f"no metadata for {file.filename}")
         known = self._hashes.get(file.sha256) or await self._stored_hash(file.sha256)
@@ -55,6 +60,7 @@ class MetadataService:
             digest = await self.blobs.put_bytes(data)
             await self.store.set(_KEY + file.sha256, digest.encode())
             self._hashes[file.sha256] = digest
+            self._generations[project] = self.generation(project) + 1
         self._locks.pop(file.sha256, None)
         return data
 

@@ -1,0 +1,286 @@
+"""The Starlette application: routes, composition of the index stack, error mapping.
+
+The index stack is composed once, here, at start-up; each request reads top to
+bottom: name -> format -> context -> page -> links -> rendered bytes -> response.
+This module is the only place where `HostfitError`s become HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from packaging.utils import NormalizedName
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+
+from proxy import __version__
+from proxy.core.links import link_page
+from proxy.core.models import Page
+from proxy.core.names import normalize_project
+from proxy.core.negotiate import HTML_LEGACY, JSON_V1, negotiate
+from proxy.core.pages import render_html_root, render_json_root
+from proxy.edge.blobs import BlobStore
+from proxy.edge.config import Settings
+from proxy.edge.files import Cached, FileService
+from proxy.edge.index import UNIVERSAL, Context, Index
+from proxy.edge.metadata import MetadataService
+from proxy.edge.metrics import Metrics
+from proxy.edge.page_cache import CachedUpstream
+from proxy.edge.priority import PriorityIndex
+from proxy.edge.render import RenderCache, Rendered, render_page
+from proxy.edge.responses import BlobResponse, DownloadResponse
+from proxy.edge.state import StateStore, open_store
+from proxy.edge.upstream import HttpUpstream
+from proxy.errors import HostfitError, NotFound
+
+log = logging.getLogger("hostfit")
+
+PAGE_MAX_AGE = 60
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: StateStore
+    blobs: BlobStore
+    client: httpx.AsyncClient
+    files: FileService
+    metadata: MetadataService
+    index: Index
+    renders: RenderCache
+    metrics: Metrics
+
+
+def compose_index(settings: Settings, client: httpx.AsyncClient, store: StateStore) -> Index:
+    upstreams = [
+        CachedUpstream(HttpUpstream(url, client), store, settings.page_ttl)
+        for url in settings.upstreams
+    ]
+    return PriorityIndex(upstreams)
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    store = open_store(settings.redis, str(settings.cache_dir / "state"))
+    blobs = BlobStore(settings.cache_dir / "files")
+    removed = blobs.clean_temp()
+    if removed:
+        log.warning("removed %d partial download(s) left by a previous run", removed)
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.upstream_timeout),
+        follow_redirects=True,
+        headers={"User-Agent": f"hostfit/{__version__}"},
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+    )
+    files = FileService(blobs, client, store)
+    services = Services(
+        settings=settings,
+        store=store,
+        blobs=blobs,
+        client=client,
+        files=files,
+        metadata=MetadataService(blobs, files, client, store),
+        index=compose_index(settings, client, store),
+        renders=RenderCache(),
+        metrics=Metrics(),
+    )
+    try:
+        yield services
+    finally:
+        await files.close()
+        await client.aclose()
+        await store.close()
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _prefix(request: Request) -> str:
+    """The URL prefix the request came in under: "", "/universal" or "/p/<profile>"."""
+    if "profile" in request.path_params:
+        return f"/p/{request.path_params['profile']}"
+    if request.url.path.startswith("/universal/"):
+        return "/universal"
+    return ""
+
+
+def _context(request: Request) -> Context:
+    if request.url.path.startswith("/universal/"):
+        return UNIVERSAL
+    return Context(view="filtered", profile=request.path_params.get("profile"))
+
+
+def _wants_gzip(request: Request) -> bool:
+    for item in request.headers.get("accept-encoding", "").split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        if coding.lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        return q > 0
+    return False
+
+
+def _etag_matches(header: str | None, *etags: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    offered = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return any(etag in offered for etag in etags)
+
+
+async def simple_root(request: Request) -> Response:
+    services = _services(request)
+    media = negotiate(request.headers.get("accept"), request.query_params.get("format"))
+    projects = await services.index.projects()
+    body = render_json_root(projects) if media == JSON_V1 else render_html_root(projects)
+    return Response(body, media_type=_content_type(media), headers={"Vary": "Accept"})
+
+
+def _content_type(media: str) -> str:
+    return f"{media}; charset=utf-8" if media == HTML_LEGACY else media
+
+
+async def simple_project(request: Request) -> Response:
+    services = _services(request)
+    raw = request.path_params["project"]
+    name = normalize_project(raw)
+    if name != raw or not request.url.path.endswith("/"):
+        target = f"{_prefix(request)}/simple/{name}/"
+        if request.url.query:
+            target += f"?{request.url.query}"
+        return RedirectResponse(target, status_code=301)
+    media = negotiate(request.headers.get("accept"), request.query_params.get("format"))
+    ctx = _context(request)
+    page = await services.index.page(name, ctx)
+    rendered = await _rendered(services, page, ctx, media)
+    headers = {
+        "Vary": "Accept, Accept-Encoding",
+        "Cache-Control": f"max-age={PAGE_MAX_AGE}, public",
+    }
+    if page.warning:
+        headers["Warning"] = page.warning
+    gzip_ok = _wants_gzip(request)
+    etag = rendered.gzip_etag if gzip_ok else rendered.etag
+    headers["ETag"] = etag
+    if _etag_matches(request.headers.get("if-none-match"), etag):
+        services.metrics.page_not_modified.inc()
+        return Response(status_code=304, headers=headers)
+    if gzip_ok:
+        headers["Content-Encoding"] = "gzip"
+        return Response(rendered.gzipped, media_type=_content_type(media), headers=headers)
+    return Response(rendered.body, media_type=_content_type(media), headers=headers)
+
+
+async def _rendered(services: Services, page: Page, ctx: Context, media: str) -> Rendered:
+    generation = services.metadata.generation(page.name)
+    key = (page.name, page.upstream, page.revision, ctx.view, ctx.profile, media, generation)
+    rendered = services.renders.get(key)
+    if rendered is not None:
+        return rendered
+    wheels = [f for f in page.files if f.is_wheel and not f.core_metadata]
+    hashes = await services.metadata.known_hashes(wheels)
+    linked = link_page(page, hashes)
+    body = await asyncio.to_thread(render_page, linked, media)
+    return services.renders.put(key, lambda: body)
+
+
+async def project_file(request: Request) -> Response:
+    services = _services(request)
+    name: NormalizedName = normalize_project(request.path_params["project"])
+    filename: str = request.path_params["filename"]
+    wants_metadata = filename.endswith(".metadata")
+    base_name = filename.removesuffix(".metadata") if wants_metadata else filename
+    page = await services.index.page(name, UNIVERSAL)
+    file = page.file(base_name)
+    if file is None:
+        raise NotFound(f"{base_name} is not a file of project {name}")
+    if wants_metadata:
+        data = await services.metadata.get(file, name)
+        return Response(
+            data,
+            media_type="text/plain; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=31536000, immutable"},
+        )
+    opened = await services.files.open(file)
+    if isinstance(opened, Cached):
+        services.metrics.file_hits.inc()
+        return BlobResponse(opened.path, file)
+    services.metrics.file_misses.inc()
+    await opened.wait_started()
+    return DownloadResponse(opened)
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok\n")
+
+
+async def readyz(request: Request) -> Response:
+    services = _services(request)
+    try:
+        await services.store.ping()
+    except Exception as exc:
+        return PlainTextResponse(f"state store unavailable: {exc}\n", status_code=503)
+    if not services.blobs.tmp.is_dir():
+        return PlainTextResponse("cache directory missing\n", status_code=503)
+    return PlainTextResponse("ready\n")
+
+
+async def metrics(request: Request) -> Response:
+    body, content_type = _services(request).metrics.render()
+    return Response(body, media_type=content_type)
+
+
+async def hostfit_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HostfitError)
+    if exc.status_code >= 500:
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return PlainTextResponse(f"{exc}\n", status_code=exc.status_code)
+
+
+def _simple_routes() -> list[Route]:
+    methods = ["GET", "HEAD"]
+    return [
+        Route("/simple/", simple_root, methods=methods),
+        Route("/simple/{project}/", simple_project, methods=methods),
+        Route("/simple/{project}", simple_project, methods=methods),
+        Route("/files/{project}/{filename}", project_file, methods=methods),
+    ]
+
+
+def build_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_services(settings) as services:
+            app.state.services = services
+            yield
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        *_simple_routes(),
+        Mount("/universal", routes=_simple_routes()),
+        Mount("/p/{profile}", routes=_simple_routes()),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HostfitError: hostfit_error},
+    )

@@ -1,0 +1,71 @@
+"""Responses for files: a cached blob (ranges, large chunks) or a download being followed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from starlette.responses import FileResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from proxy.core.models import File
+from proxy.edge.files import Download
+from proxy.errors import HostfitError
+
+log = logging.getLogger("hostfit.files")
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def _file_headers(file: File) -> dict[str, str]:
+    return {"Cache-Control": IMMUTABLE, "ETag": f'"{file.sha256}"'}
+
+
+class BlobResponse(FileResponse):
+    # Fewer, larger reads: the event loop's cost is per chunk, not per byte.
+    chunk_size = 1024 * 1024
+
+    def __init__(self, path: Path, file: File) -> None:
+        super().__init__(path, media_type="application/octet-stream", headers=_file_headers(file))
+
+
+class DownloadResponse(Response):
+    """Streams a download in progress; aborts the transfer if the bytes prove wrong."""
+
+    def __init__(self, download: Download) -> None:
+        self.download = download
+        headers = _file_headers(download.file)
+        if download.size is not None:
+            headers["Content-Length"] = str(download.size)
+        super().__init__(None, media_type="application/octet-stream", headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+        stream = asyncio.create_task(self._stream(send))
+        watch = asyncio.create_task(_disconnected(receive))
+        done, _ = await asyncio.wait({stream, watch}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stream, watch):
+            task.cancel()
+        await asyncio.gather(stream, watch, return_exceptions=True)
+        if stream in done and not stream.cancelled() and stream.result():
+            await send({"type": "http.response.body", "body": b""})
+
+    async def _stream(self, send: Send) -> bool:
+        try:
+            async for chunk in self.download.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except HostfitError as exc:
+            # Ending without the final message makes the server drop the connection, so
+            # the client sees a short body and rejects the file.
+            log.warning("aborted transfer: %s", exc)
+            return False
+        return True
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -1,0 +1,84 @@
+"""`hostfit serve`: run the proxy under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from proxy.edge.config import Settings, load_settings
+from proxy.errors import ConfigError
+
+_ENV = "HOSTFIT_RESOLVED_SETTINGS"
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve", help="run the index proxy", description="Run the index proxy."
+    )
+    parser.add_argument(
+        "--upstream",
+        dest="upstreams",
+        action="append",
+        metavar="URL",
+        help="upstream simple index, repeatable, in priority order "
+        "(default: the index pip is configured with)",
+    )
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    parser.add_argument("--cache-dir", type=Path, help="cache directory")
+    parser.add_argument("--redis", metavar="URL", help="Redis URL for shared state")
+    parser.add_argument("--rules", type=Path, metavar="PATH", help="rules directory or file")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    parser.add_argument(
+        "--page-ttl", type=float, help="seconds a page is served before revalidation"
+    )
+    parser.add_argument("--workers", type=int, help="server processes (default 1)")
+    parser.add_argument(
+        "--no-access-log", dest="access_log", action="store_false", help="do not log requests"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        settings = load_settings(vars(args)).with_upstreams()
+    except ConfigError as exc:
+        print(f"hostfit: {exc}")
+        return 2
+    import uvicorn
+
+    logging.getLogger("hostfit").info(
+        "upstreams: %s; cache: %s; state: %s",
+        ", ".join(settings.upstreams),
+        settings.cache_dir,
+        settings.redis or "embedded",
+    )
+    # Settings travel to worker processes through the environment, resolved once here.
+    os.environ[_ENV] = json.dumps(asdict(settings), default=str)
+    uvicorn.run(
+        "proxy.edge.serve_cmd:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        access_log=args.access_log,
+        log_level="info",
+    )
+    return 0
+
+
+def create_app() -> Any:
+    from proxy.edge.app import build_app
+
+    data = json.loads(os.environ[_ENV])
+    data["upstreams"] = tuple(data["upstreams"])
+    data["cache_dir"] = Path(data["cache_dir"])
+    data["rules"] = Path(data["rules"]) if data["rules"] else None
+    return build_app(Settings(**data))
