@@ -1,0 +1,123 @@
+import json
+
+from proxy.core.links import link_page
+from proxy.core.pages import (
+    parse_html_page,
+    parse_json_page,
+    render_html_page,
+    render_json_page,
+)
+
+PAGE_URL = "https://upstream.test/simple/demo/"
+
+JSON_PAGE = {
+    "meta": {"api-version": "1.4", "_last-serial": 7},
+    "name": "Demo",
+    "versions": ["1.0", "2.0"],
+    "project-status": {"status": "quarantined", "reason": "under review"},
+    "alternate-locations": ["https://elsewhere.test/simple/demo/"],
+    "future-key": {"nested": [1, 2]},
+    "files": [
+        {
+            "filename": "demo-1.0-py3-none-any.whl",
+            "url": "../../files/demo-1.0-py3-none-any.whl",
+            "hashes": {"sha256": "AA" * 32, "md5": "bb" * 16},
+            "requires-python": ">=3.8, <4",
+            "yanked": "broken build",
+            "core-metadata": {"sha256": "cc" * 32},
+            "dist-info-metadata": {"sha256": "cc" * 32},
+            "upload-time": "2024-01-02T03:04:05.000000Z",
+            "size": 1234,
+            "provenance": "https://upstream.test/provenance/demo-1.0",
+            "unknown-file-key": True,
+        },
+        {
+            "filename": "demo-2.0.tar.gz",
+            "url": "https://files.test/demo-2.0.tar.gz",
+            "hashes": {"sha256": "dd" * 32},
+            "yanked": True,
+        },
+    ],
+}
+
+
+def test_json_round_trip_keeps_every_key() -> None:
+    page = parse_json_page(json.dumps(JSON_PAGE).encode(), PAGE_URL)
+    assert page.name == "demo"
+    assert page.api_version == "1.4"
+    first, second = page.files
+    assert first.url == "https://upstream.test/files/demo-1.0-py3-none-any.whl"
+    assert first.sha256 == "aa" * 32
+    assert first.yanked == "broken build"
+    assert second.yanked is True
+    assert first.requires_python == ">=3.8, <4"
+    assert first.core_metadata == {"sha256": "cc" * 32}
+    assert first.size == 1234 and first.upload_time == "2024-01-02T03:04:05.000000Z"
+
+    again = json.loads(render_json_page(page))
+    for key in ("versions", "project-status", "alternate-locations", "future-key"):
+        assert again[key] == JSON_PAGE[key]
+    assert again["meta"] == JSON_PAGE["meta"]
+    original_file = dict(JSON_PAGE["files"][0])  # type: ignore[index]
+    rendered_file = again["files"][0]
+    for key, value in original_file.items():
+        if key not in ("url", "hashes"):
+            assert rendered_file[key] == value, key
+    assert rendered_file["hashes"] == {"sha256": "aa" * 32, "md5": "bb" * 16}
+
+
+def test_html_attributes_and_meta() -> None:
+    body = b"""<!DOCTYPE html><html><head>
+    <meta name="pypi:repository-version" content="1.1">
+    <meta name="pypi:project-status" content="archived">
+    <meta name="pypi:tracks" content="https://other.test/simple/demo/">
+    </head><body>
+    <a href="/files/demo-1.0.whl#sha256=ABCD" data-requires-python="&gt;=3.8"
+       data-yanked="" data-core-metadata="sha256=beef" data-gpg-sig="false"
+       data-custom="x">demo-1.0.whl</a>
+    <a href="demo-0.9.tar.gz#md5=1234" data-yanked="bad release" data-dist-info-metadata="true">demo-0.9.tar.gz</a>
+    </body></html>"""
+    page = parse_html_page(body, PAGE_URL, "Demo")
+    first, second = page.files
+    assert first.url == "https://upstream.test/files/demo-1.0.whl"
+    assert first.hashes == {"sha256": "abcd"}
+    assert first.requires_python == ">=3.8"
+    assert first.yanked is True
+    assert first.core_metadata == {"sha256": "beef"}
+    assert first.extra["gpg-sig"] is False and first.extra["custom"] == "x"
+    assert second.url == "https://upstream.test/simple/demo/demo-0.9.tar.gz"
+    assert second.yanked == "bad release"
+    assert second.core_metadata is True
+    assert page.api_version == "1.1"
+    assert page.meta["project-status"] == {"status": "archived"}
+    assert page.meta["tracks"] == ["https://other.test/simple/demo/"]
+
+    rendered = render_html_page(page).decode()
+    assert 'data-requires-python="&gt;=3.8"' in rendered
+    assert 'data-yanked="bad release"' in rendered
+    assert '<meta name="pypi:project-status" content="archived">' in rendered
+    reparsed = parse_html_page(render_html_page(page), PAGE_URL, "demo")
+    assert [(f.filename, f.hashes, f.yanked, f.requires_python) for f in reparsed.files] == [
+        (f.filename, f.hashes, f.yanked, f.requires_python) for f in page.files
+    ]
+
+
+def test_links_point_back_and_advertise_metadata() -> None:
+    page = parse_json_page(json.dumps(JSON_PAGE).encode(), PAGE_URL)
+    extracted = {"dd" * 32: "ee" * 32}
+    linked = link_page(page, extracted)
+    wheel, sdist = linked.files
+    assert wheel.url == "../../files/demo/demo-1.0-py3-none-any.whl"
+    assert wheel.core_metadata == {"sha256": "cc" * 32}  # upstream's own digest wins
+    assert wheel.extra["dist-info-metadata"] == {"sha256": "cc" * 32}
+    assert "core-metadata" not in sdist.extra  # PEP 658 is for wheels
+    assert sdist.hashes == {"sha256": "dd" * 32}
+
+
+def test_extracted_metadata_digest_is_advertised() -> None:
+    data = json.loads(json.dumps(JSON_PAGE))
+    del data["files"][0]["core-metadata"], data["files"][0]["dist-info-metadata"]
+    page = parse_json_page(json.dumps(data).encode(), PAGE_URL)
+    assert link_page(page, {}).files[0].core_metadata is True
+    known = link_page(page, {"aa" * 32: "ff" * 32}).files[0]
+    assert known.core_metadata == {"sha256": "ff" * 32}
