@@ -38,7 +38,9 @@ def make_proxy(tmp_path: Path) -> Iterator[object]:
     def make(*upstreams: Upstream | str, **overrides: object) -> ProxyThread:
         urls = tuple(u if isinstance(u, str) else u.url for u in upstreams)
         settings = Settings(
-            upstreams=urls, cache_dir=tmp_path / f"cache{len(started)}", **overrides  # type: ignore[arg-type]
+            upstreams=urls,
+            cache_dir=tmp_path / f"cache{len(started)}",
+            **overrides,  # type: ignore[arg-type]
         )
         proxy = ProxyThread(settings).__enter__()
         started.append(proxy)

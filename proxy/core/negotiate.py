@@ -60,7 +60,9 @@ def negotiate(accept: str | None, format_param: str | None = None) -> str:
         wanted = _ALIASES.get(format_param.strip().lower(), format_param.strip().lower())
         if wanted in SERVED:
             return wanted
-        raise NotAcceptable(f"format {format_param!r} is not one of {', '.join(SERVED)}")
+        raise NotAcceptable(
+            f"format {format_param!r} is not acceptable; use one of {', '.join(SERVED)}"
+        )
     if not accept or not accept.strip():
         return HTML_LEGACY
     ranges = _parse_accept(accept)
