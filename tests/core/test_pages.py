@@ -75,7 +75,8 @@ def test_html_attributes_and_meta() -> None:
     <a href="/files/demo-1.0.whl#sha256=ABCD" data-requires-python="&gt;=3.8"
        data-yanked="" data-core-metadata="sha256=beef" data-gpg-sig="false"
        data-custom="x">demo-1.0.whl</a>
-    <a href="demo-0.9.tar.gz#md5=1234" data-yanked="bad release" data-dist-info-metadata="true">demo-0.9.tar.gz</a>
+    <a href="demo-0.9.tar.gz#md5=1234" data-yanked="bad release"
+       data-dist-info-metadata="true">demo-0.9.tar.gz</a>
     </body></html>"""
     page = parse_html_page(body, PAGE_URL, "Demo")
     first, second = page.files
