@@ -90,8 +90,10 @@ class ProxyProcess:
         self.log = cache_dir.parent / f"hostfit-{self.port}.log"
 
     def start(self) -> ProxyProcess:
-        log = self.log.open("ab")
-        self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.args, cwd=ROOT, env=self.env, stdout=log, stderr=log
+            )
         wait_ready(self.url, process=self.process)
         return self
 
