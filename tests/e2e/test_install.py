@@ -43,7 +43,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Upstream,
 def test_install_and_import(
     served: tuple[Upstream, ProxyProcess], tmp_path: Path, installer: object, route: str
 ) -> None:
-    upstream, proxy = served
+    _, proxy = served
     python = new_venv(tmp_path / "venv")
     env = clean_env(tmp_path)
     result = installer(python, proxy.url + route, "app-pkg", env=env)  # type: ignore[operator]

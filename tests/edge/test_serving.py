@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -217,7 +218,8 @@ def test_concurrent_first_requests_make_one_download(
     upstream: Upstream, make_proxy: MakeProxy, wheel_dir: Path
 ) -> None:
     wheel = build_wheel(
-        WheelSpec("slow", "1.0", files={"slow/blob.bin": b"x" * 3_000_000}), wheel_dir
+        WheelSpec("slow", "1.0", files={"slow/blob.bin": random.Random(1).randbytes(2_000_000)}),
+        wheel_dir,
     )
     upstream.add("slow", wheel)
     upstream.slow_files[wheel.name] = 0.01

@@ -97,12 +97,13 @@ class ProxyProcess:
         wait_ready(self.url, process=self.process)
         return self
 
-    def rss_bytes(self) -> int:
+    def memory(self, field: str = "VmHWM") -> int:
+        """Bytes of the server's memory: VmHWM is its peak resident set so far."""
         assert self.process is not None
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
+        raise RuntimeError(f"no {field}")
 
     def kill(self) -> None:
         assert self.process is not None
