@@ -93,6 +93,6 @@ async def test_lost_redis_degrades_gracefully(tmp_path: Path) -> None:
     assert await store.get("k") is None  # a miss, not an exception
     await store.set("k2", b"v")  # dropped, not raised
     assert await store.get_many(["k", "k2"]) == [None, None]
-    with pytest.raises(Exception, match="(?i)connect|refused|closed"):
+    with pytest.raises(Exception, match=r"(?i)connect|refused|closed"):
         await store.ping()
     await store.close()
