@@ -1,0 +1,98 @@
+"""Settings layers, and `hostfit serve` with no configuration following pip's index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from proxy.edge.config import Settings, load_settings, pip_default_index
+from proxy.errors import ConfigError
+from tests.support.clients import clean_env
+from tests.support.proxy import ProxyProcess
+from tests.support.upstream import Upstream
+
+
+def test_defaults() -> None:
+    settings = load_settings({}, {})
+    assert settings == Settings()
+    assert settings.port == 8080 and settings.host == "127.0.0.1"
+    assert settings.cache_dir.name == "hostfit"
+
+
+def test_precedence_cli_over_env_over_file(tmp_path: Path) -> None:
+    config = tmp_path / "hostfit.toml"
+    config.write_text(
+        '[hostfit]\nupstream = ["http://file.test/simple/"]\nport = 1000\n'
+        'page-ttl = 5\nhost = "0.0.0.0"\n'
+    )
+    env = {"HOSTFIT_PORT": "2000", "HOSTFIT_PAGE_TTL": "7"}
+    settings = load_settings({"config": config, "port": 3000}, env)
+    assert settings.port == 3000
+    assert settings.page_ttl == 7.0
+    assert settings.host == "0.0.0.0"
+    assert settings.upstreams == ("http://file.test/simple/",)
+    env_upstreams = load_settings({}, {"HOSTFIT_UPSTREAM": "http://a.test/ http://b.test/"})
+    assert env_upstreams.upstreams == ("http://a.test/", "http://b.test/")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("port = 'eighty'\n", "port"),
+        ("colour = 'blue'\n", "unknown setting 'colour'"),
+        ("upstream = ['ftp://x/']\n", r"ftp://x/' is not an http\(s\) URL"),
+        ("port = \n", "hostfit.toml"),
+    ],
+)
+def test_bad_config_names_the_problem(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "hostfit.toml"
+    config.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_settings({"config": config}, {})
+
+
+def test_pip_default_index_follows_pip_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in clean_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PIP_INDEX_URL", "http://configured.test/simple/")
+    assert pip_default_index() == "http://configured.test/simple/"
+    monkeypatch.delenv("PIP_INDEX_URL")
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nindex-url = http://from-file.test/simple/\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    assert pip_default_index() == "http://from-file.test/simple/"
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    default = pip_default_index()  # pip's built-in default, whatever it is
+    assert default.startswith("https://") and default.rstrip("/").endswith("/simple")
+
+
+def test_serve_without_configuration_uses_pips_index(
+    upstream: Upstream, demo_wheel: Path, tmp_path: Path
+) -> None:
+    upstream.add("demo-pkg", demo_wheel)
+    conf = tmp_path / "pip.conf"
+    conf.write_text(f"[global]\nindex-url = {upstream.url}\n")
+    env = clean_env(tmp_path, PIP_CONFIG_FILE=str(conf))
+    with ProxyProcess(cache_dir=tmp_path / "cache", env=env) as proxy:
+        page = httpx.get(proxy.url + "simple/demo-pkg/")
+        assert page.status_code == 200
+        assert demo_wheel.name in page.text
+        assert upstream.url in proxy.output()
+
+
+def test_serve_refuses_bad_configuration(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "serve", "--upstream", "ftp://nope/"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "ftp://nope/" in result.stdout + result.stderr
