@@ -1,0 +1,74 @@
+"""``hostfit probe [--json] [--index-url URL]``: print this machine's host profile."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from urllib.parse import quote, urlsplit
+
+from proxy.edge.probe import Probe, probe
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "probe",
+        help="detect this machine's host profile",
+        description=(
+            "Detect this machine's libc, libstdc++, CPU level, NVIDIA driver and GPUs, "
+            "and print the host profile string hostfit filters by."
+        ),
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    parser.add_argument(
+        "--index-url",
+        metavar="URL",
+        type=_http_url,
+        help="hostfit's address: also print the index URL carrying the profile, "
+        "and pip.conf and uv.toml snippets",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(render(probe(), index_url=args.index_url, as_json=args.json), end="")
+    return 0
+
+
+def render(result: Probe, *, index_url: str | None = None, as_json: bool = False) -> str:
+    profile = result.profile.to_string()
+    url = profile_url(index_url, profile) if index_url else None
+    if as_json:
+        data: dict[str, object] = {
+            "profile": profile,
+            "facts": result.profile.values(),
+            "found": result.found,
+        }
+        if url:
+            data |= {"index_url": url, "pip_conf": pip_conf(url), "uv_toml": uv_toml(url)}
+        return json.dumps(data, indent=2) + "\n"
+    if not url:
+        return profile + "\n"
+    return f"{profile}\n{url}\n\n# pip.conf\n{pip_conf(url)}\n# uv.toml\n{uv_toml(url)}"
+
+
+def profile_url(index_url: str, profile: str) -> str:
+    """``http://host:8080/`` -> ``http://host:8080/p/<profile>/simple/``."""
+    base = index_url.rstrip("/").removesuffix("/simple").rstrip("/")
+    if not profile:
+        return f"{base}/simple/"
+    return f"{base}/p/{quote(profile, safe='=,+')}/simple/"
+
+
+def pip_conf(url: str) -> str:
+    return f"[global]\nindex-url = {url}\n"
+
+
+def uv_toml(url: str) -> str:
+    return f'[[index]]\nurl = "{url}"\ndefault = true\n'
+
+
+def _http_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL without query: {text!r}")
+    return text
