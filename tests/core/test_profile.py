@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proxy.core.profile import (
+    MAX_PROFILE_LENGTH,
     Fact,
     HostProfile,
     Libc,
@@ -136,3 +139,34 @@ def test_host_class_keeps_only_the_facts_asked_for() -> None:
     assert host_class(a, {"cuda"}) != host_class(b, {"cuda"})
     assert host_class(a, ()) == ""
     assert host_class(a) == a.to_string()
+
+
+_versions = st.tuples(st.integers(0, 9999), st.integers(0, 9999))
+_profiles = st.builds(
+    HostProfile,
+    python=st.none() | st.builds(Fact, _versions, st.just("url")),
+    impl=st.none() | st.builds(Fact, st.sampled_from(["cp", "pp", "graalpy"]), st.just("url")),
+    arch=st.none()
+    | st.builds(Fact, st.from_regex(r"[a-z0-9_]{1,32}", fullmatch=True), st.just("url")),
+    libc=st.none()
+    | st.builds(
+        Fact, st.builds(Libc, st.sampled_from(["glibc", "musl"]), _versions), st.just("url")
+    ),
+    glibcxx=st.none()
+    | st.builds(
+        Fact, st.lists(st.integers(0, 9999), min_size=1, max_size=4).map(tuple), st.just("url")
+    ),
+    cuda=st.none() | st.builds(Fact, st.none() | _versions, st.just("url")),
+    sms=st.none()
+    | st.builds(
+        Fact, st.lists(_versions, min_size=1, unique=True).map(sorted).map(tuple), st.just("url")
+    ),
+    isa=st.none() | st.builds(Fact, st.integers(1, 4), st.just("url")),
+)
+
+
+@given(_profiles)
+def test_any_profile_survives_its_string(profile: HostProfile) -> None:
+    text = profile.to_string()
+    if len(text) <= MAX_PROFILE_LENGTH:
+        assert parse_profile(text, "url") == profile
