@@ -29,6 +29,9 @@ class ElfFile:
     execstack: bool = False
     x86_isa_needed: int | None = None  # x86-64 micro-architecture level (1-4), from the ISA note
     gpu_sms: tuple[str, ...] = ()  # "8.0", "9.0" ... from an embedded CUDA fat binary
+    elf_class: int = 64  # 32 or 64
+    interpreter: str | None = None  # PT_INTERP of an executable
+    gpu_ptx: tuple[str, ...] = ()  # PTX virtual architectures, JIT-compiled on newer GPUs
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ class Requires:
     gpu_sms: tuple[str, ...] | None = None
     x86_64_level: int | None = None
     execstack: bool | None = None
+    gpu_ptx: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +89,9 @@ class Report:
             for e in data.get("elf_files", ())
         )
         req = dict(data.get("requires") or {})
-        if req.get("gpu_sms") is not None:
-            req["gpu_sms"] = tuple(req["gpu_sms"])
+        for key in ("gpu_sms", "gpu_ptx"):
+            if req.get(key) is not None:
+                req[key] = tuple(req[key])
         known = {f for f in cls.__dataclass_fields__}
         rest = {k: v for k, v in data.items() if k in known and k not in {"elf_files", "requires"}}
         return cls(**_tuples(rest), elf_files=elves, requires=Requires(**req))

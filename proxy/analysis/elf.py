@@ -1,0 +1,427 @@
+"""What one ELF binary needs from the host that loads it. The only module importing elftools.
+
+Reads what the dynamic loader reads: the ELF header, program headers, the dynamic
+segment and the strings and version needs it points at, the GNU property note; and,
+to find CUDA fat binaries, section headers and the entry headers of ``.nv_fatbin``.
+Never symbol tables, never the payload of a compressed section. Every size and
+offset is checked against the file and against fixed ceilings before it is read.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+from elftools.common.exceptions import ELFError
+from elftools.common.utils import struct_parse
+from elftools.elf.elffile import ELFFile
+
+from proxy.analysis.bounds import MiB, Unanalysable
+from proxy.core.report import ElfFile
+
+ELF_MAGIC = b"\x7fELF"
+
+MAX_PROGRAM_HEADERS = 4096
+MAX_SECTIONS = 65536
+MAX_DYNAMIC_BYTES = 1 * MiB
+MAX_STRING = 4096
+MAX_VERSION_ENTRIES = 65536
+MAX_NOTE_BYTES = 1 * MiB
+MAX_SECTION_NAMES = 4 * MiB
+MAX_FATBIN_HEADERS = 1_000_000
+PF_X = 1
+PN_XNUM = 0xFFFF
+SHN_XINDEX = 0xFFFF
+NT_GNU_PROPERTY_TYPE_0 = 5
+GNU_PROPERTY_X86_ISA_1_NEEDED = 0xC0008002
+FATBIN_MAGIC = 0xBA55ED50
+FATBIN_HEADER = struct.Struct("<IHHQ")  # magic, version, header size, size of what follows
+FATBIN_ENTRY = struct.Struct("<HHIQ12xI")  # kind, version, header size, padded payload, arch
+FATBIN_PTX = 1
+FATBIN_SASS = (2, 0x10)
+
+# The machine as wheel platform tags spell it.
+_MACHINES = {
+    "EM_X86_64": "x86_64",
+    "EM_386": "i686",
+    "EM_AARCH64": "aarch64",
+    "EM_ARM": "armv7l",
+    "EM_LOONGARCH": "loongarch64",
+}
+# glibc's DEFAULT_STACK_PERMS: where PT_GNU_STACK is missing these get no executable stack.
+_NON_EXEC_STACK_DEFAULT = frozenset({"aarch64", "riscv64", "loongarch64"})
+
+
+def is_elf(head: bytes) -> bool:
+    return head[:4] == ELF_MAGIC
+
+
+def read_elf(stream: IO[bytes], path: str) -> ElfFile | None:
+    """The facts of one ELF file; None for objects no loader maps (relocatable, core).
+
+    Raises Unanalysable for anything malformed, with the path in the message.
+    """
+    try:
+        return _Reader(stream, path).read()
+    except Unanalysable:
+        raise
+    except (ELFError, struct.error, ValueError) as exc:
+        raise Unanalysable(f"{path}: malformed ELF ({exc})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Dynamic:
+    strtab: int | None
+    strsz: int | None
+    needed: tuple[int, ...]
+    soname: int | None
+    rpath: tuple[int, ...]
+    runpath: tuple[int, ...]
+    verneed: int | None
+    verneednum: int
+
+
+class _Reader:
+    def __init__(self, stream: IO[bytes], path: str) -> None:
+        self.stream = stream
+        self.path = path
+        self.size = stream.seek(0, io.SEEK_END)
+        self.elf = ELFFile(stream)
+        self.structs = self.elf.structs
+
+    def read(self) -> ElfFile | None:
+        if self.elf["e_type"] not in ("ET_DYN", "ET_EXEC"):
+            return None
+        machine = self._machine()
+        phdrs = self._program_headers()
+        loads = [p for p in phdrs if p["p_type"] == "PT_LOAD"]
+        dynamic = self._dynamic(phdrs)
+        strings = _Strings(self, loads, dynamic)
+        stack = [p for p in phdrs if p["p_type"] == "PT_GNU_STACK"]
+        execstack = (
+            bool(stack[0]["p_flags"] & PF_X) if stack else machine not in _NON_EXEC_STACK_DEFAULT
+        )
+        sms, ptx = self._fatbin_architectures()
+        return ElfFile(
+            path=self.path,
+            machine=machine,
+            elf_class=self.elf.elfclass,
+            soname=strings.get(dynamic.soname) if dynamic.soname is not None else None,
+            needed=tuple(strings.get(o) for o in dynamic.needed),
+            rpath=_paths(strings.get(o) for o in dynamic.rpath),
+            runpath=_paths(strings.get(o) for o in dynamic.runpath),
+            version_needs=self._version_needs(loads, dynamic, strings),
+            execstack=execstack,
+            x86_isa_needed=self._x86_isa_needed(phdrs),
+            gpu_sms=sms,
+            gpu_ptx=ptx,
+            interpreter=self._interpreter(phdrs),
+        )
+
+    # -- raw access -----------------------------------------------------------
+
+    def read_exact(self, offset: int, length: int, what: str) -> bytes:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise Unanalysable(f"{self.path}: {what} lies outside the file")
+        self.stream.seek(offset)
+        data = self.stream.read(length)
+        if len(data) != length:
+            raise Unanalysable(f"{self.path}: {what} is truncated")
+        return data
+
+    def parse_table(self, struct_: Any, data: bytes, count: int, entsize: int) -> list[Any]:
+        view = io.BytesIO(data)
+        return [struct_parse(struct_, view, i * entsize) for i in range(count)]
+
+    # -- header and segments --------------------------------------------------
+
+    def _machine(self) -> str:
+        name = self.elf["e_machine"]
+        if not isinstance(name, str):
+            return f"em_{name}"
+        bits64 = self.elf.elfclass == 64
+        if name == "EM_PPC64":
+            return "ppc64le" if self.elf.little_endian else "ppc64"
+        if name == "EM_S390":
+            return "s390x" if bits64 else "s390"
+        if name == "EM_RISCV":
+            return "riscv64" if bits64 else "riscv32"
+        return _MACHINES.get(name, name.removeprefix("EM_").lower())
+
+    def _program_headers(self) -> list[Any]:
+        count = self.elf["e_phnum"]
+        if count == 0:
+            return []
+        if count == PN_XNUM or count > MAX_PROGRAM_HEADERS:
+            raise Unanalysable(f"{self.path}: absurd program header count {count}")
+        entsize = self.elf["e_phentsize"]
+        if entsize != self.structs.Elf_Phdr.sizeof():
+            raise Unanalysable(f"{self.path}: program header size {entsize} is wrong")
+        data = self.read_exact(self.elf["e_phoff"], count * entsize, "program header table")
+        return self.parse_table(self.structs.Elf_Phdr, data, count, entsize)
+
+    def segment_bytes(self, phdr: Any, limit: int, what: str) -> bytes:
+        if phdr["p_filesz"] > limit:
+            raise Unanalysable(f"{self.path}: {what} of {phdr['p_filesz']} bytes")
+        return self.read_exact(phdr["p_offset"], phdr["p_filesz"], what)
+
+    def _interpreter(self, phdrs: list[Any]) -> str | None:
+        for phdr in phdrs:
+            if phdr["p_type"] == "PT_INTERP":
+                raw = self.segment_bytes(phdr, MAX_STRING, "PT_INTERP")
+                return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return None
+
+    def _dynamic(self, phdrs: list[Any]) -> _Dynamic:
+        tags: dict[str, list[int]] = {}
+        for phdr in phdrs:
+            if phdr["p_type"] != "PT_DYNAMIC":
+                continue
+            data = self.segment_bytes(phdr, MAX_DYNAMIC_BYTES, "dynamic segment")
+            entsize = self.structs.Elf_Dyn.sizeof()
+            view = io.BytesIO(data)
+            for index in range(len(data) // entsize):
+                entry = struct_parse(self.structs.Elf_Dyn, view, index * entsize)
+                if entry["d_tag"] == "DT_NULL":
+                    break
+                if isinstance(entry["d_tag"], str):
+                    tags.setdefault(entry["d_tag"], []).append(entry["d_val"])
+            break  # the loader uses one dynamic segment
+
+        def first(tag: str) -> int | None:
+            values = tags.get(tag)
+            return values[0] if values else None
+
+        return _Dynamic(
+            strtab=first("DT_STRTAB"),
+            strsz=first("DT_STRSZ"),
+            needed=tuple(tags.get("DT_NEEDED", ())),
+            soname=first("DT_SONAME"),
+            rpath=tuple(tags.get("DT_RPATH", ())),
+            runpath=tuple(tags.get("DT_RUNPATH", ())),
+            verneed=first("DT_VERNEED"),
+            verneednum=first("DT_VERNEEDNUM") or 0,
+        )
+
+    def file_offset(self, loads: list[Any], address: int, what: str) -> int:
+        """Where the loader finds virtual address ``address`` in the file."""
+        for phdr in loads:
+            start = phdr["p_vaddr"]
+            if start <= address < start + phdr["p_filesz"]:
+                return int(address - start + phdr["p_offset"])
+        raise Unanalysable(f"{self.path}: {what} address {address:#x} is in no loaded segment")
+
+    # -- version needs --------------------------------------------------------
+
+    def _version_needs(
+        self, loads: list[Any], dynamic: _Dynamic, strings: _Strings
+    ) -> Mapping[str, tuple[str, ...]]:
+        if dynamic.verneed is None or dynamic.verneednum == 0:
+            return {}
+        if dynamic.verneednum > MAX_VERSION_ENTRIES:
+            raise Unanalysable(f"{self.path}: absurd DT_VERNEEDNUM {dynamic.verneednum}")
+        needs: dict[str, list[str]] = {}
+        entries = 0
+        offset = self.file_offset(loads, dynamic.verneed, "DT_VERNEED")
+        verneed = self.structs.Elf_Verneed
+        vernaux = self.structs.Elf_Vernaux
+        for _ in range(dynamic.verneednum):
+            need = struct_parse(verneed, self._view(offset, verneed.sizeof(), "version need"))
+            if need["vn_version"] != 1:
+                raise Unanalysable(f"{self.path}: version need of version {need['vn_version']}")
+            names = needs.setdefault(strings.get(need["vn_file"]), [])
+            aux = offset + need["vn_aux"]
+            for _ in range(need["vn_cnt"]):
+                entries += 1
+                if entries > MAX_VERSION_ENTRIES:
+                    raise Unanalysable(f"{self.path}: more than {MAX_VERSION_ENTRIES} versions")
+                item = struct_parse(vernaux, self._view(aux, vernaux.sizeof(), "version entry"))
+                names.append(strings.get(item["vna_name"]))
+                if item["vna_next"] == 0:
+                    break
+                aux += item["vna_next"]
+            if need["vn_next"] == 0:
+                break
+            offset += need["vn_next"]
+        return {lib: tuple(versions) for lib, versions in needs.items()}
+
+    def _view(self, offset: int, length: int, what: str) -> io.BytesIO:
+        return io.BytesIO(self.read_exact(offset, length, what))
+
+    # -- notes ----------------------------------------------------------------
+
+    def _x86_isa_needed(self, phdrs: list[Any]) -> int | None:
+        # The loader reads PT_GNU_PROPERTY; older linkers only had the note in PT_NOTE.
+        segments = [p for p in phdrs if p["p_type"] == "PT_GNU_PROPERTY"] or [
+            p for p in phdrs if p["p_type"] == "PT_NOTE"
+        ]
+        needed = 0
+        seen = False
+        budget = MAX_NOTE_BYTES
+        for phdr in segments:
+            budget -= phdr["p_filesz"]
+            data = self.segment_bytes(phdr, max(budget, 0), "note segment")
+            align = 8 if phdr["p_align"] == 8 else 4
+            for pr_type, value in self._gnu_properties(data, align):
+                if pr_type == GNU_PROPERTY_X86_ISA_1_NEEDED and len(value) == 4:
+                    seen = True
+                    needed |= int.from_bytes(value, "little" if self.elf.little_endian else "big")
+        return needed.bit_length() if seen and needed else None
+
+    def _gnu_properties(self, data: bytes, align: int) -> Iterator[tuple[int, bytes]]:
+        header = self.structs.Elf_Nhdr
+        word = self.structs.Elf_word("value")
+        view = io.BytesIO(data)
+        offset = 0
+        while offset + header.sizeof() <= len(data):
+            note = struct_parse(header, view, offset)
+            name_at = offset + header.sizeof()
+            desc_at = name_at + _round_up(note["n_namesz"], 4)
+            desc_end = desc_at + note["n_descsz"]
+            if desc_end > len(data):
+                raise Unanalysable(f"{self.path}: note runs past its segment")
+            name = data[name_at : name_at + note["n_namesz"]]
+            if name == b"GNU\0" and note["n_type"] in ("NT_GNU_PROPERTY_TYPE_0", 5):
+                pos = desc_at
+                while pos + 8 <= desc_end:
+                    pr_type = struct_parse(word, view, pos)
+                    pr_size = struct_parse(word, view, pos + 4)
+                    if pos + 8 + pr_size > desc_end:
+                        raise Unanalysable(f"{self.path}: GNU property runs past its note")
+                    yield pr_type, data[pos + 8 : pos + 8 + pr_size]
+                    pos += 8 + _round_up(pr_size, 8 if self.elf.elfclass == 64 else 4)
+            offset = _round_up(desc_end, align)
+
+    # -- CUDA fat binaries ----------------------------------------------------
+
+    def _sections(self) -> list[Any]:
+        offset = self.elf["e_shoff"]
+        if offset == 0:
+            return []
+        entsize = self.elf["e_shentsize"]
+        shdr = self.structs.Elf_Shdr
+        if entsize != shdr.sizeof():
+            raise Unanalysable(f"{self.path}: section header size {entsize} is wrong")
+        count = self.elf["e_shnum"]
+        if count == 0:  # extended numbering: the count is in section 0
+            first = struct_parse(shdr, self._view(offset, entsize, "section header 0"))
+            count = first["sh_size"]
+        if count > MAX_SECTIONS:
+            raise Unanalysable(f"{self.path}: absurd section count {count}")
+        data = self.read_exact(offset, count * entsize, "section header table")
+        return self.parse_table(shdr, data, count, entsize)
+
+    def _fatbin_architectures(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        sections = self._sections()
+        if not sections:
+            return (), ()
+        index = self.elf["e_shstrndx"]
+        if index == SHN_XINDEX:
+            index = sections[0]["sh_link"]
+        if not 0 < index < len(sections):
+            return (), ()
+        names_header = sections[index]
+        if names_header["sh_size"] > MAX_SECTION_NAMES:
+            size = names_header["sh_size"]
+            raise Unanalysable(f"{self.path}: section name table of {size} bytes")
+        names = self.read_exact(
+            names_header["sh_offset"], names_header["sh_size"], "section name table"
+        )
+        sass: set[int] = set()
+        ptx: set[int] = set()
+        for section in sections:
+            start = section["sh_name"]
+            if names[start : start + 11] != b".nv_fatbin\0" or section["sh_type"] == "SHT_NOBITS":
+                continue
+            for kind, arch in self._fatbin_entries(section["sh_offset"], section["sh_size"]):
+                if kind in FATBIN_SASS:
+                    sass.add(arch)
+                elif kind == FATBIN_PTX:
+                    ptx.add(arch)
+        return _archs(sass), _archs(ptx)
+
+    def _fatbin_entries(self, start: int, size: int) -> Iterator[tuple[int, int]]:
+        if start + size > self.size:
+            raise Unanalysable(f"{self.path}: .nv_fatbin lies outside the file")
+        end = start + size
+        pos = start
+        headers = 0
+        while pos + FATBIN_HEADER.size <= end:
+            headers += 1
+            if headers > MAX_FATBIN_HEADERS:
+                raise Unanalysable(f"{self.path}: more than {MAX_FATBIN_HEADERS} fat binaries")
+            magic, version, header_size, body = FATBIN_HEADER.unpack(
+                self.read_exact(pos, FATBIN_HEADER.size, "fat binary header")
+            )
+            if magic != FATBIN_MAGIC:
+                skipped = self._skip_zeros(pos, end)
+                if skipped == pos:
+                    return  # not a fat binary container: stop rather than guess
+                pos = skipped
+                continue
+            if version != 1 or header_size < FATBIN_HEADER.size:
+                return
+            container_end = min(pos + header_size + body, end)
+            entry = pos + header_size
+            while entry + FATBIN_ENTRY.size <= container_end:
+                headers += 1
+                if headers > MAX_FATBIN_HEADERS:
+                    raise Unanalysable(f"{self.path}: more than {MAX_FATBIN_HEADERS} entries")
+                kind, _, entry_size, payload, arch = FATBIN_ENTRY.unpack(
+                    self.read_exact(entry, FATBIN_ENTRY.size, "fat binary entry")
+                )
+                if entry_size < FATBIN_ENTRY.size:
+                    break
+                yield kind, arch
+                entry += entry_size + payload
+            pos = _round_up(container_end, 8)
+
+    def _skip_zeros(self, pos: int, end: int) -> int:
+        """Past zero padding between containers, to an 8-byte boundary."""
+        while pos < end:
+            chunk = self.read_exact(pos, min(64 * 1024, end - pos), "fat binary padding")
+            nonzero = len(chunk) - len(chunk.lstrip(b"\0"))
+            if nonzero < len(chunk):
+                return pos + nonzero - nonzero % 8
+            pos += len(chunk)
+        return end
+
+
+class _Strings:
+    """Strings of the dynamic string table, read one at a time."""
+
+    def __init__(self, reader: _Reader, loads: list[Any], dynamic: _Dynamic) -> None:
+        self.reader = reader
+        self.offset: int | None = None
+        self.size = 0
+        if dynamic.strtab is not None:
+            self.offset = reader.file_offset(loads, dynamic.strtab, "DT_STRTAB")
+            limit = reader.size - self.offset
+            self.size = limit if dynamic.strsz is None else min(dynamic.strsz, limit)
+
+    def get(self, index: int) -> str:
+        if self.offset is None:
+            raise Unanalysable(f"{self.reader.path}: dynamic entries name strings but no DT_STRTAB")
+        if not 0 <= index < self.size:
+            raise Unanalysable(f"{self.reader.path}: string offset {index} outside DT_STRTAB")
+        length = min(MAX_STRING, self.size - index)
+        raw = self.reader.read_exact(self.offset + index, length, "dynamic string")
+        end = raw.find(b"\0")
+        if end < 0:
+            raise Unanalysable(f"{self.reader.path}: unterminated dynamic string")
+        return raw[:end].decode("utf-8", "replace")
+
+
+def _round_up(value: int, align: int) -> int:
+    return (value + align - 1) // align * align
+
+
+def _paths(values: Iterator[str]) -> tuple[str, ...]:
+    return tuple(part for value in values for part in value.split(":") if part)
+
+
+def _archs(values: set[int]) -> tuple[str, ...]:
+    return tuple(f"{v // 10}.{v % 10}" for v in sorted(values))

@@ -1,0 +1,201 @@
+"""A wheel's report, read from any seekable binary source (a file, or ranges of a URL).
+
+Reads the zip central directory, then for each member that may be a binary its
+local header and first bytes; only members whose bytes start with the ELF magic
+are read further, and only as far as ``proxy.analysis.elf`` asks. Hostile
+archives (zip bombs, overlapping members, ``..`` names, lying sizes) become an
+``unanalysable`` report whose reason says what was wrong.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import struct
+import zipfile
+from typing import IO, cast
+
+from proxy.analysis.bounds import Budget, Limits, Unanalysable
+from proxy.analysis.elf import is_elf, read_elf
+from proxy.analysis.member import MemberReader
+from proxy.core.aggregate import summarize
+from proxy.core.policy import PolicyTable, policy_table
+from proxy.core.report import ElfFile, Report
+
+LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... file name length, extra length
+LOCAL_SIGNATURE = b"PK\x03\x04"
+EOCD = struct.Struct("<4s4x2xHII2x")  # signature, entries, directory size, directory offset
+EOCD_SIGNATURE = b"PK\x05\x06"
+ZIP64_LOCATOR = struct.Struct("<4s4xQ4x")
+ZIP64_EOCD = struct.Struct("<4s8x2x2x4x4x8xQQQ")  # ..., entries, directory size, offset
+MAX_COMMENT = 0xFFFF
+MIN_ELF_SIZE = 52  # an ELF32 header
+
+# Members never read: text and Python files. Everything else is checked by its magic.
+NOT_BINARY_SUFFIXES = frozenset(
+    {".py", ".pyi", ".pyc", ".pyx", ".pxd", ".pxi", ".typed"}  # Python
+    | {".h", ".hh", ".hpp", ".hxx", ".cuh", ".inl", ".c", ".cc", ".cpp", ".cxx", ".cu", ".f90"}
+    | {".txt", ".md", ".rst", ".json", ".toml", ".yaml", ".yml", ".cfg", ".ini", ".xml", ".csv"}
+    | {".html", ".css", ".js", ".cmake", ".pc", ".proto", ".pem"}
+)
+NOT_BINARY_NAMES = frozenset({"RECORD", "METADATA", "WHEEL", "LICENSE", "entry_points.txt"})
+
+
+def analyze_wheel(
+    source: IO[bytes],
+    filename: str,
+    sha256: str,
+    *,
+    limits: Limits | None = None,
+    policies: PolicyTable | None = None,
+) -> Report:
+    """The report of the wheel in ``source``. Errors other than Unanalysable propagate."""
+    try:
+        elves, members = read_elf_members(source, limits or Limits())
+    except Unanalysable as exc:
+        return Report.unanalysable(filename, sha256, str(exc))
+    summary = summarize(filename, elves, members, policies or policy_table())
+    return Report(
+        filename=filename,
+        sha256=sha256,
+        elf_files=tuple(elves),
+        requires=summary.requires,
+        bundled_libraries=summary.bundled_libraries,
+        external_libraries=summary.external_libraries,
+        derived_platform_tag=summary.derived_platform_tag,
+        overclaims=summary.overclaims,
+    )
+
+
+def read_elf_members(source: IO[bytes], limits: Limits) -> tuple[list[ElfFile], set[str]]:
+    """The loadable ELF files of the wheel and the names of all its members."""
+    size = source.seek(0, 2)
+    _check_directory_bounds(source, size, limits)
+    try:
+        archive = zipfile.ZipFile(source)
+        infos = archive.infolist()
+        directory_start = int(getattr(archive, "start_dir", size))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+        raise Unanalysable(f"not a readable zip archive ({exc})") from None
+    if len(infos) > limits.max_members:
+        raise Unanalysable(f"{len(infos)} members (limit {limits.max_members})")
+    _check_names(infos)
+    ends = _member_ends(infos, directory_start)
+    budget = Budget(limits.max_inflated_total)
+    elves: list[ElfFile] = []
+    for info in infos:
+        if not _may_be_binary(info):
+            continue
+        reader = _open_member(source, info, ends[info.header_offset], budget)
+        if not is_elf(reader.read_at(0, 4)):
+            continue
+        if len(elves) >= limits.max_elf_members:
+            raise Unanalysable(f"more than {limits.max_elf_members} ELF members")
+        _check_sizes(info, limits)
+        elf = read_elf(cast(IO[bytes], reader), info.filename)
+        if elf is not None:
+            elves.append(elf)
+    return elves, {info.filename for info in infos}
+
+
+def _check_directory_bounds(source: IO[bytes], size: int, limits: Limits) -> None:
+    """Refuse absurd central directories before zipfile reads them into memory."""
+    tail_size = min(size, EOCD.size + MAX_COMMENT)
+    source.seek(size - tail_size)
+    tail = source.read(tail_size)
+    at = tail.rfind(EOCD_SIGNATURE)
+    if at < 0 or at + EOCD.size > len(tail):
+        raise Unanalysable("not a zip archive (no end of central directory record)")
+    _, entries, directory_size, _ = EOCD.unpack_from(tail, at)
+    locator_at = at - ZIP64_LOCATOR.size
+    if locator_at >= 0 and tail[locator_at : locator_at + 4] == b"PK\x06\x07":
+        (_, record_offset) = ZIP64_LOCATOR.unpack_from(tail, locator_at)
+        if record_offset + ZIP64_EOCD.size > size:
+            raise Unanalysable("zip64 end of central directory lies outside the file")
+        source.seek(record_offset)
+        record = source.read(ZIP64_EOCD.size)
+        if len(record) != ZIP64_EOCD.size or record[:4] != b"PK\x06\x06":
+            raise Unanalysable("zip64 end of central directory record is missing")
+        _, entries, directory_size, _ = ZIP64_EOCD.unpack(record)
+    if entries > limits.max_members:
+        raise Unanalysable(f"{entries} members (limit {limits.max_members})")
+    if directory_size > limits.max_central_directory:
+        raise Unanalysable(f"central directory of {directory_size} bytes")
+
+
+def _check_names(infos: list[zipfile.ZipInfo]) -> None:
+    seen: set[str] = set()
+    for info in infos:
+        name = info.orig_filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts or "\0" in name:
+            raise Unanalysable(f"unsafe member name {name!r}")
+        if name in seen:
+            raise Unanalysable(f"duplicate member name {name!r}")
+        seen.add(name)
+
+
+def _member_ends(infos: list[zipfile.ZipInfo], directory_start: int) -> dict[int, int]:
+    """For each member's header offset, where the next member (or the directory) begins.
+
+    Members whose bytes overlap are the classic non-recursive zip bomb; a member's data
+    must end before the next one starts.
+    """
+    ordered = sorted(infos, key=lambda i: i.header_offset)
+    ends: dict[int, int] = {}
+    for index, info in enumerate(ordered):
+        end = ordered[index + 1].header_offset if index + 1 < len(ordered) else directory_start
+        if info.header_offset + LOCAL_HEADER.size + info.compress_size > end:
+            raise Unanalysable(f"member {info.filename!r} overlaps the next member")
+        ends[info.header_offset] = end
+    return ends
+
+
+def _may_be_binary(info: zipfile.ZipInfo) -> bool:
+    if info.is_dir() or info.file_size < MIN_ELF_SIZE:
+        return False
+    base = posixpath.basename(info.filename)
+    suffix = posixpath.splitext(base)[1].lower()
+    return suffix not in NOT_BINARY_SUFFIXES and base not in NOT_BINARY_NAMES
+
+
+def _open_member(
+    source: IO[bytes], info: zipfile.ZipInfo, end: int, budget: Budget
+) -> MemberReader:
+    if info.flag_bits & 0x1:
+        raise Unanalysable(f"{info.filename}: encrypted member")
+    source.seek(info.header_offset)
+    header = source.read(LOCAL_HEADER.size)
+    if len(header) != LOCAL_HEADER.size:
+        raise Unanalysable(f"{info.filename}: local header is truncated")
+    signature, name_length, extra_length = LOCAL_HEADER.unpack(header)
+    if signature != LOCAL_SIGNATURE:
+        raise Unanalysable(f"{info.filename}: bad local header signature")
+    raw_name = source.read(name_length)
+    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+    if raw_name != info.orig_filename.encode(encoding, "replace"):
+        raise Unanalysable(f"{info.filename}: local header names {raw_name!r}")
+    data_offset = info.header_offset + LOCAL_HEADER.size + name_length + extra_length
+    if data_offset + info.compress_size > end:
+        raise Unanalysable(f"member {info.filename!r} overlaps the next member")
+    return MemberReader(
+        source,
+        name=info.filename,
+        data_offset=data_offset,
+        compressed_size=info.compress_size,
+        size=info.file_size,
+        method=info.compress_type,
+        budget=budget,
+    )
+
+
+def _check_sizes(info: zipfile.ZipInfo, limits: Limits) -> None:
+    if info.file_size > limits.max_member_size:
+        raise Unanalysable(
+            f"{info.filename}: {info.file_size} bytes (limit {limits.max_member_size})"
+        )
+    ratio = info.file_size / max(info.compress_size, 1)
+    if ratio > limits.max_compression_ratio:
+        raise Unanalysable(
+            f"{info.filename}: compression ratio {ratio:.0f}:1 "
+            f"(limit {limits.max_compression_ratio}:1, a zip bomb)"
+        )

@@ -1,0 +1,215 @@
+"""From the ELF files of one wheel to what the wheel needs from its host.
+
+Pure: ELF facts and the wheel's member names in, ``Requires``, the bundled/external
+split and the derived platform tag out. A ``DT_NEEDED`` entry is bundled when the
+loader would find it inside the wheel: through an ``$ORIGIN`` RPATH/RUNPATH (how
+auditwheel points at ``<name>.libs/``), or because the wheel ships a library of
+that SONAME, which the loader reuses once it is loaded. Only what stays external
+counts towards the host's requirements.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from proxy.core.policy import PolicyTable, is_numeric, parse_version, split_version_name
+from proxy.core.report import ElfFile, Requires
+
+# Runtime libraries whose SONAME carries the CUDA major they belong to.
+_CUDA_RUNTIME = re.compile(r"^lib(?:cudart|cublas|cublasLt|nvrtc)\.so\.(\d+)(?:\.|$)")
+_MUSL_LIBC = re.compile(r"^(?:libc\.musl-[^/]+\.so\.1|libc\.so)$")
+_GLIBC_LIBS = re.compile(
+    r"^(?:libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1"
+    r"|ld-linux[^/]*\.so\.\d+|ld64\.so\.\d+)$"
+)
+_GLIBC_PLATFORM = re.compile(r"^(manylinux|musllinux)_(\d+)_(\d+)_(.+)$")
+_LEGACY_PLATFORM = re.compile(r"^(manylinux1|manylinux2010|manylinux2014)_(.+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    requires: Requires
+    bundled_libraries: tuple[str, ...]
+    external_libraries: tuple[str, ...]
+    derived_platform_tag: str | None
+    overclaims: bool
+
+
+def summarize(
+    filename: str,
+    elves: Sequence[ElfFile],
+    members: Collection[str],
+    policies: PolicyTable,
+) -> Summary:
+    provided = _provided_by_name(elves)
+    bundled: set[str] = set()
+    external: set[str] = set()
+    external_versions: list[str] = []
+    for elf in elves:
+        outside = set()
+        for name in elf.needed:
+            if resolve(elf, name, members, provided) is None:
+                outside.add(name)
+            else:
+                bundled.add(name)
+        external |= outside
+        for library, versions in elf.version_needs.items():
+            if library in outside or library not in elf.needed:
+                external_versions.extend(versions)
+    musl, glibc = _has_musl(elves), _has_glibc(elves, external_versions)
+    libc: Literal["glibc", "musl"] | None = "glibc" if glibc else "musl" if musl else None
+    requires = Requires(
+        libc=libc,
+        glibc=_newest(external_versions, "GLIBC"),
+        glibcxx=_newest(external_versions, "GLIBCXX"),
+        cxxabi=_newest(external_versions, "CXXABI"),
+        gcc=_newest(external_versions, "GCC"),
+        cuda_major=_cuda_major(elves),
+        gpu_sms=_union(elf.gpu_sms for elf in elves),
+        gpu_ptx=_union(elf.gpu_ptx for elf in elves),
+        x86_64_level=max(
+            (e.x86_isa_needed for e in elves if e.machine == "x86_64" and e.x86_isa_needed),
+            default=None,
+        ),
+        execstack=True if any(e.execstack for e in elves) else None,
+    )
+    arches = {elf.machine for elf in elves}
+    tag = _derived_tag(arches, libc, musl and glibc, external_versions, policies)
+    return Summary(
+        requires=requires,
+        bundled_libraries=tuple(sorted(bundled)),
+        external_libraries=tuple(sorted(external)),
+        derived_platform_tag=tag,
+        overclaims=bool(elves) and _overclaims(filename, tag, libc, arches, policies),
+    )
+
+
+def resolve(
+    elf: ElfFile, name: str, members: Collection[str], provided: Mapping[str, str]
+) -> str | None:
+    """The wheel member the loader would load for ``DT_NEEDED`` ``name`` of ``elf``."""
+    if "/" in name:
+        return None  # a path: relative to the process's working directory, not the wheel
+    origin = posixpath.dirname(elf.path)
+    # DT_RPATH is ignored by the loader when DT_RUNPATH is present.
+    for entry in elf.runpath or elf.rpath:
+        if "$ORIGIN" not in entry and "${ORIGIN}" not in entry:
+            continue  # a directory of the host, or relative to the working directory
+        directory = entry.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
+        candidate = posixpath.normpath(posixpath.join(directory, name))
+        if candidate in members:
+            return candidate
+    return provided.get(name)
+
+
+def _provided_by_name(elves: Sequence[ElfFile]) -> dict[str, str]:
+    provided: dict[str, str] = {}
+    for elf in sorted(elves, key=lambda e: e.path):
+        provided.setdefault(elf.soname or posixpath.basename(elf.path), elf.path)
+    return provided
+
+
+def _has_musl(elves: Sequence[ElfFile]) -> bool:
+    return any(_MUSL_LIBC.match(name) for elf in elves for name in elf.needed) or any(
+        "ld-musl" in (elf.interpreter or "") for elf in elves
+    )
+
+
+def _has_glibc(elves: Sequence[ElfFile], versions: Iterable[str]) -> bool:
+    return (
+        any(_GLIBC_LIBS.match(name) for elf in elves for name in elf.needed)
+        or any(v.startswith("GLIBC_") for v in versions)
+        or any("ld-linux" in (elf.interpreter or "") for elf in elves)
+    )
+
+
+def _newest(version_names: Iterable[str], prefix: str) -> str | None:
+    versions = []
+    for name in version_names:
+        split = split_version_name(name)
+        if split and split[0] == prefix and is_numeric(split[1]):
+            versions.append(split[1])
+    return max(versions, key=parse_version) if versions else None
+
+
+def _cuda_major(elves: Sequence[ElfFile]) -> int | None:
+    names = [n for elf in elves for n in elf.needed] + [e.soname for e in elves if e.soname]
+    majors = [int(m.group(1)) for m in map(_CUDA_RUNTIME.match, names) if m]
+    return max(majors, default=None)
+
+
+def _union(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...] | None:
+    found = {arch for group in groups for arch in group}
+    return tuple(sorted(found, key=parse_version)) if found else None
+
+
+def _derived_tag(
+    arches: set[str],
+    libc: str | None,
+    mixed_libc: bool,
+    versions: Sequence[str],
+    policies: PolicyTable,
+) -> str | None:
+    if len(arches) != 1 or mixed_libc:
+        return None  # such a wheel loads nowhere whole
+    (arch,) = arches
+    if libc == "musl":
+        musl = policies.musl_tag(arch)
+        return f"{musl.tag}_{arch}" if musl else None
+    policy = policies.glibc_tag(arch, versions)
+    return f"{policy.tag}_{arch}" if policy else None
+
+
+def _overclaims(
+    filename: str,
+    derived: str | None,
+    libc: str | None,
+    arches: set[str],
+    policies: PolicyTable,
+) -> bool:
+    try:
+        _, _, _, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return False
+    derived_glibc = _claim(derived, policies) if derived else None
+    for platform in {tag.platform for tag in tags}:
+        if platform == "any":
+            return True  # binaries in a wheel that claims every platform
+        if platform.startswith("linux_"):
+            if {platform.removeprefix("linux_")} != arches:
+                return True
+            continue
+        claim = _claim(platform, policies)
+        if claim is None:
+            continue  # not a Linux tag: its binaries are not ELF files
+        family, version, arch = claim
+        if {arch} != arches:
+            return True
+        if family == "musllinux":
+            if libc == "glibc":
+                return True
+            continue
+        if libc == "musl" or derived_glibc is None or derived_glibc[0] != "manylinux":
+            return True
+        if derived_glibc[1] > version:
+            return True
+    return False
+
+
+def _claim(platform: str, policies: PolicyTable) -> tuple[str, tuple[int, int], str] | None:
+    """``manylinux2014_x86_64`` -> ``("manylinux", (2, 17), "x86_64")``."""
+    match = _GLIBC_PLATFORM.match(platform)
+    if match:
+        return match.group(1), (int(match.group(2)), int(match.group(3))), match.group(4)
+    legacy = _LEGACY_PLATFORM.match(platform)
+    if legacy:
+        glibc = policies.glibc_of_alias(legacy.group(1))
+        if glibc is not None:
+            return "manylinux", glibc, legacy.group(2)
+    return None

@@ -1,0 +1,210 @@
+"""From ELF facts to requirements, the bundled/external split and the derived tag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from proxy.core.aggregate import resolve, summarize
+from proxy.core.policy import policy_table
+from proxy.core.report import ElfFile, Requires
+
+X86 = "cp311-cp311-manylinux_2_17_x86_64"
+
+
+def elf(path: str = "pkg/_ext.so", **fields: Any) -> ElfFile:
+    fields.setdefault("machine", "x86_64")
+    return ElfFile(path=path, **fields)
+
+
+def summary(elves: list[ElfFile], tag: str = X86, members: set[str] | None = None) -> Any:
+    names = members if members is not None else {e.path for e in elves}
+    return summarize(f"pkg-1.0-{tag}.whl", elves, names, policy_table())
+
+
+def test_a_wheel_without_binaries_needs_nothing() -> None:
+    result = summary([])
+    assert result.requires == Requires()
+    assert (result.bundled_libraries, result.external_libraries) == ((), ())
+    assert result.derived_platform_tag is None
+    assert result.overclaims is False
+
+
+GLIBC_CXX = elf(
+    needed=("libstdc++.so.6", "libm.so.6", "libc.so.6"),
+    version_needs={
+        "libc.so.6": ("GLIBC_2.2.5", "GLIBC_2.17", "GLIBC_2.14"),
+        "libm.so.6": ("GLIBC_2.27",),
+        "libstdc++.so.6": ("GLIBCXX_3.4.9", "GLIBCXX_3.4.21", "CXXABI_1.3.11", "CXXABI_1.3"),
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("elves", "expected"),
+    [
+        (
+            [GLIBC_CXX],
+            Requires(libc="glibc", glibc="2.27", glibcxx="3.4.21", cxxabi="1.3.11"),
+        ),
+        (
+            [
+                elf(
+                    needed=("libgcc_s.so.1",),
+                    version_needs={"libgcc_s.so.1": ("GCC_3.0", "GCC_4.2.0")},
+                )
+            ],
+            Requires(gcc="4.2.0"),
+        ),
+        (  # numbers compare as versions, not strings
+            [elf(needed=("libc.so.6",), version_needs={"libc.so.6": ("GLIBC_2.9", "GLIBC_2.10")})],
+            Requires(libc="glibc", glibc="2.10"),
+        ),
+        (
+            [elf(needed=("libc.musl-x86_64.so.1",))],
+            Requires(libc="musl"),
+        ),
+        (
+            [elf(needed=("libcublasLt.so.11",)), elf("pkg/b.so", soname="libcudart.so.12")],
+            Requires(cuda_major=12),
+        ),
+        (
+            [elf(gpu_sms=("9.0", "10.0"), gpu_ptx=("9.0",)), elf("b.so", gpu_sms=("8.6", "9.0"))],
+            Requires(gpu_sms=("8.6", "9.0", "10.0"), gpu_ptx=("9.0",)),
+        ),
+        (
+            [elf(x86_isa_needed=2), elf("b.so", x86_isa_needed=3), elf("c.so")],
+            Requires(x86_64_level=3),
+        ),
+        (
+            [elf(execstack=False), elf("b.so", execstack=True)],
+            Requires(execstack=True),
+        ),
+        (
+            [elf(execstack=False)],
+            Requires(),
+        ),
+    ],
+)
+def test_requires(elves: list[ElfFile], expected: Requires) -> None:
+    assert summary(elves).requires == expected
+
+
+def test_versions_needed_from_bundled_libraries_are_not_host_requirements() -> None:
+    ext = elf(
+        "pkg/_ext.so",
+        needed=("libstdc++-abc123.so.6.0.30", "libc.so.6"),
+        rpath=("$ORIGIN/../pkg.libs",),
+        version_needs={
+            "libstdc++-abc123.so.6.0.30": ("GLIBCXX_3.4.30",),
+            "libc.so.6": ("GLIBC_2.17",),
+        },
+    )
+    bundled = elf(
+        "pkg.libs/libstdc++-abc123.so.6.0.30",
+        soname="libstdc++.so.6",
+        needed=("libc.so.6",),
+        version_needs={"libc.so.6": ("GLIBC_2.18",)},
+    )
+    result = summary([ext, bundled])
+    assert result.bundled_libraries == ("libstdc++-abc123.so.6.0.30",)
+    assert result.external_libraries == ("libc.so.6",)
+    assert result.requires.glibcxx is None
+    assert result.requires.glibc == "2.18"
+
+
+@pytest.mark.parametrize(
+    ("fields", "members", "found"),
+    [
+        ({"rpath": ("$ORIGIN/../pkg.libs",)}, {"pkg.libs/libx.so.1"}, "pkg.libs/libx.so.1"),
+        ({"runpath": ("${ORIGIN}/lib",)}, {"pkg/lib/libx.so.1"}, "pkg/lib/libx.so.1"),
+        ({"runpath": ("$ORIGIN",)}, {"pkg/libx.so.1"}, "pkg/libx.so.1"),
+        # DT_RUNPATH present: the loader ignores DT_RPATH
+        ({"rpath": ("$ORIGIN/a",), "runpath": ("$ORIGIN/b",)}, {"pkg/a/libx.so.1"}, None),
+        ({"rpath": ("$ORIGIN/a:$ORIGIN/b",)}, {"pkg/b/libx.so.1"}, None),  # joined: not split
+        ({"rpath": ("$ORIGIN/a", "$ORIGIN/b")}, {"pkg/b/libx.so.1"}, "pkg/b/libx.so.1"),
+        # absolute and working-directory-relative entries point at the host, not the wheel
+        ({"rpath": ("/opt/lib",)}, {"opt/lib/libx.so.1"}, None),
+        ({"rpath": ("lib",)}, {"lib/libx.so.1"}, None),
+        ({"rpath": ("$ORIGIN/../../outside",)}, {"outside/libx.so.1"}, None),
+        ({}, {"pkg/libx.so.1"}, None),  # no search path: the loader never looks in the wheel
+    ],
+)
+def test_resolution_follows_the_loader(
+    fields: dict[str, Any], members: set[str], found: str | None
+) -> None:
+    assert resolve(elf("pkg/_ext.so", **fields), "libx.so.1", members, {}) == found
+
+
+def test_a_library_the_wheel_ships_under_that_soname_is_bundled() -> None:
+    provided = {"libx.so.1": "pkg/deep/libx-1234.so.1"}
+    assert resolve(elf(), "libx.so.1", set(), provided) == "pkg/deep/libx-1234.so.1"
+    assert resolve(elf(), "dir/libx.so.1", set(), provided) is None
+
+
+@pytest.mark.parametrize(
+    ("tag", "elves", "derived", "overclaims"),
+    [
+        (X86, [GLIBC_CXX], "manylinux_2_27_x86_64", True),
+        ("cp311-cp311-manylinux_2_28_x86_64", [GLIBC_CXX], "manylinux_2_27_x86_64", False),
+        ("cp311-cp311-manylinux_2_27_x86_64", [GLIBC_CXX], "manylinux_2_27_x86_64", False),
+        (
+            "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64",
+            [elf(needed=("libc.so.6",), version_needs={"libc.so.6": ("GLIBC_2.17",)})],
+            "manylinux_2_17_x86_64",
+            False,
+        ),
+        (
+            "cp311-cp311-manylinux1_x86_64",
+            [elf(needed=("libc.so.6",), version_needs={"libc.so.6": ("GLIBC_2.17",)})],
+            "manylinux_2_17_x86_64",
+            True,
+        ),
+        ("cp311-cp311-manylinux_2_28_aarch64", [GLIBC_CXX], "manylinux_2_27_x86_64", True),
+        ("py3-none-any", [GLIBC_CXX], "manylinux_2_27_x86_64", True),
+        ("cp311-cp311-linux_x86_64", [GLIBC_CXX], "manylinux_2_27_x86_64", False),
+        ("cp311-cp311-linux_aarch64", [GLIBC_CXX], "manylinux_2_27_x86_64", True),
+        ("cp311-cp311-musllinux_1_2_x86_64", [GLIBC_CXX], "manylinux_2_27_x86_64", True),
+        ("cp311-cp311-macosx_11_0_arm64", [GLIBC_CXX], "manylinux_2_27_x86_64", False),
+        (
+            "cp311-cp311-musllinux_1_1_x86_64",
+            [elf(needed=("libc.musl-x86_64.so.1",))],
+            "musllinux_1_1_x86_64",
+            False,
+        ),
+        (X86, [elf(needed=("libc.musl-x86_64.so.1",))], "musllinux_1_1_x86_64", True),
+        (
+            X86,
+            [elf(needed=("libc.so.6",), version_needs={"libc.so.6": ("GLIBC_PRIVATE",)})],
+            None,
+            True,
+        ),
+        (X86, [elf(), elf("b.so", machine="aarch64")], None, True),  # two architectures
+        (  # glibc and musl binaries together load nowhere
+            X86,
+            [elf(needed=("libc.so.6",)), elf("b.so", needed=("libc.musl-x86_64.so.1",))],
+            None,
+            True,
+        ),
+        (X86, [elf(machine="aarch64", needed=("libc.so.6",))], "manylinux_2_17_aarch64", True),
+        (  # statically linked: any glibc policy of the architecture
+            "cp311-cp311-manylinux_2_5_x86_64",
+            [elf()],
+            "manylinux_2_5_x86_64",
+            False,
+        ),
+    ],
+)
+def test_derived_tag_and_overclaim(
+    tag: str, elves: list[ElfFile], derived: str | None, overclaims: bool
+) -> None:
+    result = summary(elves, tag)
+    assert result.derived_platform_tag == derived
+    assert result.overclaims is overclaims
+
+
+def test_an_unparsable_filename_claims_nothing() -> None:
+    result = summarize("not-a-wheel.zip", [GLIBC_CXX], {GLIBC_CXX.path}, policy_table())
+    assert result.overclaims is False
+    assert result.derived_platform_tag == "manylinux_2_27_x86_64"
