@@ -1,0 +1,275 @@
+"""The compatibility decision: does this file load on this host?
+
+First the tags (the client's own supported tags, from its declared profile), then
+each fact of the wheel's report against the host fact it needs. Rules of the game:
+
+- A fact the host did not tell never hides a file; neither does a requirement the
+  report cannot state precisely (an unparsable version, an unknown GPU target).
+- No report, or an unanalysable one: tags only.
+- Every reason that applies is given, so ``hostfit explain`` can show them all.
+- CUDA: majors are compared (minor version compatibility covers the minors);
+  ``cuda=none`` hides every wheel that needs a CUDA major.
+- GPUs: hidden only when no host GPU can run any of the wheel's kernels, SASS by
+  CUDA's binary compatibility rules, PTX on any GPU from its compute capability on.
+- ``Verdict.consulted`` names the profile keys the decision read (known or not), so
+  callers can key caches by `proxy.core.profile.host_class` of just those.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from proxy.core.libstdcxx import LibstdcxxTable, libstdcxx_table
+from proxy.core.models import File
+from proxy.core.profile import HostProfile, Libc
+from proxy.core.report import Report, Requires
+from proxy.core.tags import ClientTags, client_tags
+
+ReasonKind = Literal["tags", "libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa"]
+
+# glibc 2.41 stopped making the stack executable for a dlopen()ed object that asks
+# for it (PT_GNU_STACK with PF_X): dlopen fails with "cannot enable executable stack".
+EXECSTACK_REFUSED_FROM = (2, 41)
+TAG_KEYS = frozenset({"python", "impl", "arch", "libc"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    kind: ReasonKind
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    reasons: tuple[Reason, ...] = ()
+    consulted: frozenset[str] = frozenset()
+
+    @property
+    def keep(self) -> bool:
+        return not self.reasons
+
+    @property
+    def action(self) -> Literal["keep", "hide"]:
+        return "keep" if self.keep else "hide"
+
+
+def decide(
+    file: File,
+    report: Report | None,
+    profile: HostProfile,
+    rules: object | None = None,
+    *,
+    tags: ClientTags | None = None,
+    abi_table: LibstdcxxTable | None = None,
+) -> Verdict:
+    """``tags`` saves recomputing `client_tags(profile)` for every file of a page.
+
+    ``rules`` is reserved for the rules layer (project facts such as "needs AVX");
+    it is not read yet.
+    """
+    reasons: list[Reason] = []
+    consulted: set[str] = set()
+    if file.is_wheel:
+        outcome = _check_tags(file.filename, profile, tags or client_tags(profile))
+        if outcome is not _SKIP:
+            consulted |= TAG_KEYS
+            if outcome is not None:
+                reasons.append(outcome)
+    if report is not None and report.status == "ok":
+        context = _Context(report.requires, profile, abi_table or libstdcxx_table())
+        for key, check in _CHECKS:
+            outcome = check(context)
+            if outcome is not _SKIP:
+                consulted.add(key)
+                if outcome is not None:
+                    reasons.append(outcome)
+    return Verdict(tuple(reasons), frozenset(consulted))
+
+
+class _Skip(enum.Enum):
+    """The check does not apply: the wheel needs nothing of that kind."""
+
+    SKIP = enum.auto()
+
+
+_SKIP = _Skip.SKIP
+_Outcome = Reason | None | Literal[_Skip.SKIP]
+
+
+def _check_tags(filename: str, profile: HostProfile, tags: ClientTags) -> _Outcome:
+    try:
+        _, _, _, wheel_tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return _SKIP  # pip will not pick it either; not this check's to hide
+    if any(tags.supports(t) for t in wheel_tags):
+        return None
+    tag_text = "-".join(filename.removesuffix(".whl").split("-")[-3:])
+    return Reason("tags", f"tags: {tag_text} does not fit {profile.to_string(TAG_KEYS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    requires: Requires
+    profile: HostProfile
+    abi: LibstdcxxTable
+
+    def host_libc(self) -> Libc | None:
+        return self.profile.libc.value if self.profile.libc is not None else None
+
+
+def _libc(c: _Context) -> _Outcome:
+    needs = c.requires.libc or ("glibc" if c.requires.glibc else None)
+    if needs is None:
+        return _SKIP
+    host = c.host_libc()
+    if host is None or host.family == needs:
+        return None
+    return Reason("libc", f"libc: needs {needs}, host has {_libc_text(host)}")
+
+
+def _glibc(c: _Context) -> _Outcome:
+    if c.requires.glibc is None:
+        return _SKIP
+    need, host = _version(c.requires.glibc), c.host_libc()
+    if need is None or host is None or host.family != "glibc" or host.version >= need:
+        return None  # a musl host is the libc check's to report
+    return Reason("glibc", f"glibc: needs {c.requires.glibc}, host has {_dotted(host.version)}")
+
+
+def _glibcxx(c: _Context) -> _Outcome:
+    if c.requires.glibcxx is None:
+        return _SKIP
+    need, host = _version(c.requires.glibcxx), c.profile.glibcxx
+    if need is None or host is None or host.value >= need:
+        return None
+    return Reason("glibcxx", f"glibcxx: needs {c.requires.glibcxx}, host has {_dotted(host.value)}")
+
+
+def _cxxabi(c: _Context) -> _Outcome:
+    if c.requires.cxxabi is None:
+        return _SKIP
+    need, host = _version(c.requires.cxxabi), c.profile.glibcxx
+    if need is None or host is None:
+        return None
+    provided = c.abi.cxxabi_for(host.value)
+    if provided is None:
+        return None
+    cxxabi, exact = provided
+    if need <= cxxabi or not exact:
+        return None
+    return Reason(
+        "cxxabi",
+        f"cxxabi: needs {c.requires.cxxabi}, host has {_dotted(cxxabi)}"
+        f" (libstdc++ with GLIBCXX {_dotted(host.value)})",
+    )
+
+
+def _execstack(c: _Context) -> _Outcome:
+    if not c.requires.execstack:
+        return _SKIP
+    host = c.host_libc()
+    if host is None or host.family != "glibc" or host.version < EXECSTACK_REFUSED_FROM:
+        return None
+    return Reason(
+        "execstack",
+        "execstack: needs an executable stack, which glibc 2.41 and newer refuse"
+        f" (host has {_dotted(host.version)})",
+    )
+
+
+def _cuda(c: _Context) -> _Outcome:
+    need = c.requires.cuda_major
+    if need is None:
+        return _SKIP
+    host = c.profile.cuda
+    if host is None:
+        return None
+    if host.value is None:
+        return Reason("cuda", f"cuda: needs CUDA {need}, host has no NVIDIA driver")
+    if host.value[0] >= need:
+        return None
+    return Reason("cuda", f"cuda: needs CUDA {need}, host driver supports {_dotted(host.value)}")
+
+
+def _sm(c: _Context) -> _Outcome:
+    sass, ptx = c.requires.gpu_sms or (), c.requires.gpu_ptx or ()
+    if not sass and not ptx:
+        return _SKIP
+    host = c.profile.sms
+    if host is None:
+        return None
+    runs = [_sass_target(t) for t in sass] + [_ptx_target(t) for t in ptx]
+    if any(r is None for r in runs):
+        return None  # a target we cannot read might be the one this host runs
+    if any(run(gpu) for run in runs if run is not None for gpu in host.value):
+        return None
+    kernels = ", ".join([*sass, *(f"PTX {p}" for p in ptx)])
+    gpus = ", ".join(_dotted(g) for g in host.value)
+    return Reason("sm", f"sm: kernels for {kernels}; host GPUs are {gpus}")
+
+
+def _isa(c: _Context) -> _Outcome:
+    need = c.requires.x86_64_level
+    if need is None:
+        return _SKIP
+    host = c.profile.isa
+    if host is None or host.value >= need:
+        return None
+    return Reason("isa", f"isa: needs x86-64-v{need}, host is x86-64-v{host.value}")
+
+
+_CHECKS: tuple[tuple[str, Callable[[_Context], _Outcome]], ...] = (
+    ("libc", _libc),
+    ("libc", _glibc),
+    ("glibcxx", _glibcxx),
+    ("glibcxx", _cxxabi),
+    ("libc", _execstack),
+    ("cuda", _cuda),
+    ("sm", _sm),
+    ("isa", _isa),
+)
+
+
+def _sass_target(text: str) -> Callable[[tuple[int, int]], bool] | None:
+    """Which GPUs run SASS built for one target (CUDA's binary compatibility rules).
+
+    ``X.Y`` (sm_XY) runs on X.z for z >= Y, never on another major. ``X.Ya``
+    (sm_90a) is architecture-specific: that GPU only. ``X.Yf`` (sm_100f) is
+    family-specific: the same major from X.Y on.
+    """
+    m = re.fullmatch(r"(\d+)\.(\d+)([af]?)", text)
+    if m is None:
+        return None
+    target = (int(m[1]), int(m[2]))
+    if m[3] == "a":
+        return lambda gpu: gpu == target
+    return lambda gpu: gpu[0] == target[0] and gpu[1] >= target[1]
+
+
+def _ptx_target(text: str) -> Callable[[tuple[int, int]], bool] | None:
+    """PTX for compute_XY: the driver JIT-compiles it for any GPU from X.Y on."""
+    m = re.fullmatch(r"(\d+)\.(\d+)", text)
+    if m is None:
+        return None
+    target = (int(m[1]), int(m[2]))
+    return lambda gpu: gpu >= target
+
+
+def _version(text: str | None) -> tuple[int, ...] | None:
+    if text is None or not re.fullmatch(r"\d+(?:\.\d+)*", text):
+        return None
+    return tuple(int(p) for p in text.split("."))
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(str(p) for p in version)
+
+
+def _libc_text(libc: Libc) -> str:
+    return f"{libc.family} {_dotted(libc.version)}"

@@ -1,0 +1,278 @@
+"""decide() as a table: one row per fact and edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from proxy.core.decide import TAG_KEYS, decide
+from proxy.core.libstdcxx import parse_libstdcxx_table
+from proxy.core.models import File
+from proxy.core.profile import parse_profile
+from proxy.core.report import Report, Requires
+from proxy.core.tags import client_tags
+
+WHEEL = "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+HOST = "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.28"
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    profile: str
+    requires: dict[str, Any] | None = None  # None: no report at all
+    hides: tuple[str, ...] = ()  # reason kinds, in order
+    filename: str = WHEEL
+    status: str = "ok"
+    consulted: frozenset[str] | None = None  # checked when given
+    messages: tuple[str, ...] = field(default=())  # checked when given
+
+
+ROWS = [
+    # files and reports
+    Row("sdist-no-report", HOST, None, filename="pkg-1.0.tar.gz", consulted=frozenset()),
+    Row("any-wheel-no-facts", "", None, filename="pkg-1.0-py3-none-any.whl", consulted=TAG_KEYS),
+    Row("bad-wheel-name", HOST, None, filename="pkg.whl", consulted=frozenset()),
+    Row("missing-report-tags-only", HOST, None, consulted=TAG_KEYS),
+    Row(
+        "missing-report-tags-hide",
+        "python=3.12",
+        None,
+        hides=("tags",),
+        messages=("tags: cp311-cp311-manylinux_2_17_x86_64 does not fit python=3.12",),
+    ),
+    Row("unanalysable-tags-only", HOST, {"glibc": "2.99"}, status="unanalysable"),
+    Row("needs-nothing", HOST, {}, consulted=TAG_KEYS),
+    Row(
+        "build-tag-in-name",
+        "python=3.10",
+        None,
+        filename="pkg-1.0-1build-cp311-cp311-manylinux_2_17_x86_64.whl",
+        hides=("tags",),
+        messages=("tags: cp311-cp311-manylinux_2_17_x86_64 does not fit python=3.10",),
+    ),
+    # libc family
+    Row(
+        "glibc-wheel-musl-host",
+        "libc=musl-1.2",
+        {"libc": "glibc", "glibc": "2.17"},
+        hides=("libc",),
+        messages=("libc: needs glibc, host has musl 1.2",),
+    ),
+    Row("glibc-version-only-musl-host", "libc=musl-1.2", {"glibc": "2.17"}, hides=("libc",)),
+    Row("musl-wheel-glibc-host", HOST, {"libc": "musl"}, hides=("libc",)),
+    Row("musl-wheel-musl-host", "libc=musl-1.1", {"libc": "musl"}),
+    Row("libc-unknown", "python=3.11", {"libc": "glibc", "glibc": "2.99"}),
+    # glibc
+    Row(
+        "glibc-newer",
+        HOST,
+        {"libc": "glibc", "glibc": "2.34"},
+        hides=("glibc",),
+        messages=("glibc: needs 2.34, host has 2.28",),
+    ),
+    Row("glibc-equal", HOST, {"libc": "glibc", "glibc": "2.28"}),
+    Row("glibc-three-part", HOST, {"libc": "glibc", "glibc": "2.2.5"}),
+    Row("glibc-unparsable", HOST, {"libc": "glibc", "glibc": "2.x"}),
+    # glibcxx
+    Row(
+        "glibcxx-newer",
+        "glibcxx=3.4.25",
+        {"glibcxx": "3.4.29"},
+        hides=("glibcxx",),
+        messages=("glibcxx: needs 3.4.29, host has 3.4.25",),
+        consulted=TAG_KEYS | {"glibcxx"},
+    ),
+    Row("glibcxx-equal", "glibcxx=3.4.29", {"glibcxx": "3.4.29"}),
+    Row("glibcxx-older", "glibcxx=3.4.30", {"glibcxx": "3.4.19"}),
+    Row("glibcxx-unknown", HOST, {"glibcxx": "3.4.33"}),
+    # cxxabi, through the GLIBCXX -> CXXABI table
+    Row(
+        "cxxabi-newer",
+        "glibcxx=3.4.25",
+        {"cxxabi": "1.3.13"},
+        hides=("cxxabi",),
+        messages=("cxxabi: needs 1.3.13, host has 1.3.11 (libstdc++ with GLIBCXX 3.4.25)",),
+    ),
+    Row("cxxabi-equal", "glibcxx=3.4.25", {"cxxabi": "1.3.11"}),
+    Row("cxxabi-between-releases", "glibcxx=3.4.29", {"cxxabi": "1.3.13"}),
+    Row("cxxabi-past-the-table-known", "glibcxx=3.4.40", {"cxxabi": "1.3.15"}),
+    Row("cxxabi-past-the-table-unknown", "glibcxx=3.4.40", {"cxxabi": "1.3.16"}),
+    Row("cxxabi-host-unknown", HOST, {"cxxabi": "1.3.13"}),
+    Row(
+        "glibcxx-and-cxxabi",
+        "glibcxx=3.4.21",
+        {"glibcxx": "3.4.22", "cxxabi": "1.3.10"},
+        hides=("glibcxx", "cxxabi"),
+    ),
+    # executable stack
+    Row(
+        "execstack-glibc-2.41",
+        "libc=glibc-2.41",
+        {"execstack": True},
+        hides=("execstack",),
+        messages=(
+            "execstack: needs an executable stack, which glibc 2.41 and newer refuse"
+            " (host has 2.41)",
+        ),
+    ),
+    Row("execstack-glibc-2.42", "libc=glibc-2.42", {"execstack": True}, hides=("execstack",)),
+    Row("execstack-glibc-2.40", "libc=glibc-2.40", {"execstack": True}),
+    Row("execstack-musl", "libc=musl-1.2", {"execstack": True}),
+    Row("execstack-unknown", "python=3.11", {"execstack": True}),
+    Row(
+        "no-execstack",
+        "libc=glibc-2.41",
+        {"execstack": False},
+        consulted=TAG_KEYS,
+    ),
+    # CUDA
+    Row("cuda-same-major", "cuda=12.4", {"cuda_major": 12}),
+    Row("cuda-major-floor", "cuda=12.0", {"cuda_major": 12}),
+    Row("cuda-newer-major", "cuda=13.0", {"cuda_major": 12}),
+    Row(
+        "cuda-older-major",
+        "cuda=11.8",
+        {"cuda_major": 12},
+        hides=("cuda",),
+        messages=("cuda: needs CUDA 12, host driver supports 11.8",),
+    ),
+    Row(
+        "cuda-none",
+        "cuda=none",
+        {"cuda_major": 12},
+        hides=("cuda",),
+        messages=("cuda: needs CUDA 12, host has no NVIDIA driver",),
+        consulted=TAG_KEYS | {"cuda"},
+    ),
+    Row("cuda-unknown", HOST, {"cuda_major": 12}),
+    Row("cpu-wheel-cuda-none", "cuda=none", {}, consulted=TAG_KEYS),
+    # GPU architectures
+    Row("sm-same-major-older-minor", "sm=8.6", {"gpu_sms": ("8.0", "9.0")}),
+    Row("sm-exact", "sm=9.0", {"gpu_sms": ("9.0",)}),
+    Row(
+        "sm-missing",
+        "sm=8.6",
+        {"gpu_sms": ("9.0", "10.0")},
+        hides=("sm",),
+        messages=("sm: kernels for 9.0, 10.0; host GPUs are 8.6",),
+    ),
+    Row("sm-newer-minor-same-major", "sm=8.0", {"gpu_sms": ("8.6",)}, hides=("sm",)),
+    Row("sm-no-cross-major", "sm=9.0", {"gpu_sms": ("8.0",)}, hides=("sm",)),
+    Row("sm-arch-specific-exact", "sm=9.0", {"gpu_sms": ("9.0a",)}),
+    Row("sm-arch-specific-other", "sm=10.0", {"gpu_sms": ("9.0a",)}, hides=("sm",)),
+    Row("sm-family", "sm=10.3", {"gpu_sms": ("10.0f",)}),
+    Row("sm-ptx-forward", "sm=12.0", {"gpu_ptx": ("8.0",)}),
+    Row("sm-ptx-equal", "sm=8.0", {"gpu_ptx": ("8.0",)}),
+    Row(
+        "sm-ptx-too-new",
+        "sm=8.9",
+        {"gpu_sms": ("9.0",), "gpu_ptx": ("9.0",)},
+        hides=("sm",),
+        messages=("sm: kernels for 9.0, PTX 9.0; host GPUs are 8.9",),
+    ),
+    Row("sm-sass-misses-ptx-saves", "sm=9.0", {"gpu_sms": ("8.0", "8.6"), "gpu_ptx": ("8.6",)}),
+    Row("sm-unreadable-ptx", "sm=7.5", {"gpu_sms": ("9.0",), "gpu_ptx": ("compute_90",)}),
+    Row("sm-ptx-empty", "sm=8.6", {"gpu_sms": (), "gpu_ptx": ()}, consulted=TAG_KEYS),
+    Row("sm-one-of-several-gpus", "sm=7.5+9.0", {"gpu_sms": ("9.0",)}),
+    Row("sm-unreadable-target", "sm=8.6", {"gpu_sms": ("9.0", "sm_86")}),
+    Row("sm-unknown", HOST, {"gpu_sms": ("9.0",)}),
+    Row("sm-empty", "sm=8.6", {"gpu_sms": ()}, consulted=TAG_KEYS),
+    # x86-64 level
+    Row(
+        "isa-higher",
+        "isa=x86-64-v2",
+        {"x86_64_level": 3},
+        hides=("isa",),
+        messages=("isa: needs x86-64-v3, host is x86-64-v2",),
+    ),
+    Row("isa-equal", "isa=x86-64-v3", {"x86_64_level": 3}),
+    Row("isa-lower", "isa=x86-64-v4", {"x86_64_level": 2}),
+    Row("isa-unknown", HOST, {"x86_64_level": 4}),
+    # several at once: every reason, in check order
+    Row(
+        "everything-wrong",
+        "python=3.12,libc=glibc-2.17,glibcxx=3.4.19,cuda=11.8,sm=7.5,isa=x86-64-v2",
+        {
+            "libc": "glibc",
+            "glibc": "2.28",
+            "glibcxx": "3.4.21",
+            "cxxabi": "1.3.9",
+            "cuda_major": 12,
+            "gpu_sms": ("8.0",),
+            "x86_64_level": 3,
+        },
+        hides=("tags", "glibc", "glibcxx", "cxxabi", "cuda", "sm", "isa"),
+        consulted=TAG_KEYS | {"glibcxx", "cuda", "sm", "isa"},
+    ),
+    Row(
+        "everything-fine",
+        "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.35,glibcxx=3.4.30,cuda=12.4,sm=8.9,"
+        "isa=x86-64-v3",
+        {
+            "libc": "glibc",
+            "glibc": "2.28",
+            "glibcxx": "3.4.21",
+            "cxxabi": "1.3.9",
+            "cuda_major": 12,
+            "gpu_sms": ("8.0",),
+            "x86_64_level": 3,
+            "execstack": False,
+            "gcc": "7.0.0",
+        },
+    ),
+]
+
+
+def _report(row: Row) -> Report | None:
+    if row.requires is None:
+        return None
+    report = Report(filename=row.filename, sha256="0" * 64, requires=Requires(**row.requires))
+    if row.status == "unanalysable":
+        # requirements left in place: decide must not read them from such a report
+        return replace(report, status="unanalysable", reason="zip is corrupt")
+    return report
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_decide(row: Row) -> None:
+    file = File(filename=row.filename, url=f"https://upstream.invalid/{row.filename}", hashes={})
+    profile = parse_profile(row.profile, "url")
+    verdict = decide(file, _report(row), profile)
+    assert tuple(r.kind for r in verdict.reasons) == row.hides
+    assert verdict.keep is (not row.hides)
+    assert verdict.action == ("hide" if row.hides else "keep")
+    if row.messages:
+        assert tuple(r.message for r in verdict.reasons) == row.messages
+    if row.consulted is not None:
+        assert verdict.consulted == row.consulted
+    # the same with tags computed once for the page
+    assert decide(file, _report(row), profile, tags=client_tags(profile)) == verdict
+
+
+def test_every_message_starts_with_its_kind() -> None:
+    for row in ROWS:
+        file = File(filename=row.filename, url="u", hashes={})
+        for reason in decide(file, _report(row), parse_profile(row.profile, "url")).reasons:
+            assert reason.message.startswith(f"{reason.kind}: ")
+
+
+def test_cxxabi_follows_the_table_it_is_given() -> None:
+    table = parse_libstdcxx_table(
+        {
+            "sources": {"test": "a made-up table"},
+            "releases": [
+                {"gcc": "1.0", "glibcxx": "3.4", "cxxabi": "1.3", "source": "test"},
+                {"gcc": "2.0", "glibcxx": "3.4.50", "cxxabi": "1.3.50", "source": "test"},
+            ],
+        }
+    )
+    file = File(filename=WHEEL, url="u", hashes={})
+    report = Report(filename=WHEEL, sha256="0" * 64, requires=Requires(cxxabi="1.3.20"))
+    old_host = parse_profile("glibcxx=3.4.40", "url")
+    new_host = parse_profile("glibcxx=3.4.50", "url")
+    assert not decide(file, report, old_host, abi_table=table).keep
+    assert decide(file, report, new_host, abi_table=table).keep
+    assert decide(file, report, old_host).keep  # the shipped table: 3.4.40 is past its end
