@@ -29,6 +29,7 @@ from proxy.core.pages import render_html_root, render_json_root
 from proxy.edge.blobs import BlobStore
 from proxy.edge.config import Settings
 from proxy.edge.files import Cached, FileService
+from proxy.edge.hash_fill import HashFillIndex
 from proxy.edge.index import UNIVERSAL, Context, Index
 from proxy.edge.metadata import MetadataService
 from proxy.edge.metrics import Metrics
@@ -58,12 +59,16 @@ class Services:
     metrics: Metrics
 
 
-def compose_index(settings: Settings, client: httpx.AsyncClient, store: StateStore) -> Index:
+def compose_index(
+    settings: Settings, client: httpx.AsyncClient, store: StateStore, files: FileService
+) -> Index:
     upstreams = [
         CachedUpstream(HttpUpstream(url, client), store, settings.page_ttl)
         for url in settings.upstreams
     ]
-    return PriorityIndex(upstreams)
+    index: Index = PriorityIndex(upstreams)
+    index = HashFillIndex(index, files, store)
+    return index
 
 
 @contextlib.asynccontextmanager
@@ -87,7 +92,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         client=client,
         files=files,
         metadata=MetadataService(blobs, files, client, store),
-        index=compose_index(settings, client, store),
+        index=compose_index(settings, client, store, files),
         renders=RenderCache(),
         metrics=Metrics(),
     )

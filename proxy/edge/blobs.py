@@ -44,7 +44,8 @@ class BlobStore:
     def has(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
-    def writer(self, expected_sha256: str, expected_size: int | None = None) -> BlobWriter:
+    def writer(self, expected_sha256: str | None, expected_size: int | None = None) -> BlobWriter:
+        """A writer that checks the digest, or with None files the bytes under their own."""
         return BlobWriter(self, expected_sha256, expected_size)
 
     async def put_bytes(self, data: bytes) -> str:
@@ -58,11 +59,11 @@ class BlobStore:
 class BlobWriter:
     """Writes one blob; `commit` verifies size and digest before the atomic rename."""
 
-    def __init__(self, store: BlobStore, sha256: str, size: int | None) -> None:
+    def __init__(self, store: BlobStore, sha256: str | None, size: int | None) -> None:
         self.store = store
         self.sha256 = sha256
         self.expected_size = size
-        self.temp_path = store.tmp / f"{sha256[:16]}.{secrets.token_hex(6)}.part"
+        self.temp_path = store.tmp / f"{(sha256 or 'unknown')[:16]}.{secrets.token_hex(6)}.part"
         self.written = 0
         self._hash = hashlib.sha256()
         self._file: aiofiles.threadpool.binary.AsyncBufferedIOBase | None = None
@@ -91,7 +92,9 @@ class BlobWriter:
                 f"size mismatch: expected {self.expected_size} bytes, got {self.written}"
             )
         actual = self._hash.hexdigest()
-        if actual != self.sha256:
+        if self.sha256 is None:
+            self.sha256 = actual
+        elif actual != self.sha256:
             raise IntegrityError(f"sha256 mismatch: index says {self.sha256}, got {actual}")
         await self._file.flush()
         await aiofiles.os.wrap(os.fsync)(self._file.fileno())

@@ -129,6 +129,29 @@ class FileService:
             task.add_done_callback(self._tasks.discard)
         return download
 
+    async def digest_of(self, file: File) -> str:
+        """Download a file the index gives no sha256 for, cache it, and return its digest.
+
+        Trust on first use: the first bytes seen become the file's identity, and every
+        later download is verified against them.
+        """
+        try:
+            async with self.client.stream("GET", file.url) as response:
+                if response.status_code != 200:
+                    raise UpstreamError(
+                        file.url, f"HTTP {response.status_code} for {file.filename}"
+                    )
+                async with self.blobs.writer(None) as writer:
+                    async for chunk in response.aiter_bytes(CHUNK):
+                        await writer.write(chunk)
+                    await writer.commit()
+        except httpx.TimeoutException:
+            raise UpstreamTimeout(file.url, f"timed out downloading {file.filename}") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(file.url, f"download of {file.filename} failed: {exc}") from None
+        assert writer.sha256 is not None
+        return writer.sha256
+
     async def fetch(self, file: File) -> Path:
         """The cached path of a file, downloading it first if needed."""
         opened = await self.open(file)

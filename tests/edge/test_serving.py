@@ -413,3 +413,19 @@ def test_file_not_on_page_is_404(
     response = httpx.get(proxy.url + "files/demo-pkg/other-1.0-py3-none-any.whl")
     assert response.status_code == 404
     assert json.dumps("other-1.0-py3-none-any.whl")[1:-1] in response.text
+
+
+@pytest.mark.parametrize("hash_names", [(), ("md5",)])
+def test_files_without_sha256_upstream_get_one(
+    upstream: Upstream, make_proxy: MakeProxy, demo_wheel: Path, hash_names: tuple[str, ...]
+) -> None:
+    upstream.hash_names = hash_names
+    upstream.formats = {"html"}
+    item = upstream.add("demo-pkg", demo_wheel)
+    proxy = make_proxy(upstream)
+    (entry,) = get_json(proxy, "simple/demo-pkg/")["files"]
+    assert entry["hashes"]["sha256"] == item.sha256
+    if hash_names:
+        assert entry["hashes"]["md5"] == item.digest("md5")
+    assert httpx.get(proxy.url + f"files/demo-pkg/{demo_wheel.name}").content == item.data()
+    assert upstream.count("GET", demo_wheel.name) == 1  # hashed once, then served from cache

@@ -1,0 +1,65 @@
+"""Every file on a served page carries a sha256, even when upstream gives none.
+
+Some indexes (plain directory listings, old mirrors) publish no hashes or only md5.
+Their files are downloaded once, hashed and cached; the digest is remembered by URL
+(`urlsha:<url>`), so later pages carry it and later downloads are verified against it.
+A file that cannot be fetched to be hashed is left off the page, with a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+
+from packaging.utils import NormalizedName
+
+from proxy.core.models import File, Page, ProjectList
+from proxy.edge.files import FileService
+from proxy.edge.index import Context, Index
+from proxy.edge.state import StateStore
+from proxy.errors import HostfitError
+
+log = logging.getLogger("hostfit.hashes")
+
+_KEY = "urlsha:"
+CONCURRENCY = 4
+
+
+class HashFillIndex:
+    def __init__(self, inner: Index, files: FileService, store: StateStore) -> None:
+        self.inner = inner
+        self.files = files
+        self.store = store
+        self._limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def projects(self) -> ProjectList:
+        return await self.inner.projects()
+
+    async def page(self, name: NormalizedName, ctx: Context) -> Page:
+        page = await self.inner.page(name, ctx)
+        missing = [f for f in page.files if f.sha256 is None]
+        if not missing:
+            return page
+        known = await self.store.get_many([_KEY + f.url for f in missing])
+        digests = {f.url: v.decode() for f, v in zip(missing, known, strict=True) if v}
+        unknown = [f for f in missing if f.url not in digests]
+        results = await asyncio.gather(*(self._digest(f) for f in unknown))
+        digests.update({f.url: d for f, d in zip(unknown, results, strict=True) if d})
+        files = tuple(
+            f if f.sha256 else replace(f, hashes={**f.hashes, "sha256": digests[f.url]})
+            for f in page.files
+            if f.sha256 or f.url in digests
+        )
+        revision = f"{page.revision}+{len(digests)}"
+        return replace(page, files=files, revision=revision)
+
+    async def _digest(self, file: File) -> str | None:
+        async with self._limit:
+            try:
+                digest = await self.files.digest_of(file)
+            except HostfitError as exc:
+                log.warning("left %s off the page: no sha256 and %s", file.filename, exc)
+                return None
+        await self.store.set(_KEY + file.url, digest.encode())
+        return digest
