@@ -32,6 +32,7 @@ class HashFillIndex:
         self.files = files
         self.store = store
         self._limit = asyncio.Semaphore(CONCURRENCY)
+        self._known: dict[str, str] = {}
 
     async def projects(self) -> ProjectList:
         return await self.inner.projects()
@@ -41,8 +42,11 @@ class HashFillIndex:
         missing = [f for f in page.files if f.sha256 is None]
         if not missing:
             return page
-        known = await self.store.get_many([_KEY + f.url for f in missing])
-        digests = {f.url: v.decode() for f, v in zip(missing, known, strict=True) if v}
+        digests = self._known
+        lookup = [f for f in missing if f.url not in digests]
+        if lookup:
+            stored = await self.store.get_many([_KEY + f.url for f in lookup])
+            digests.update({f.url: v.decode() for f, v in zip(lookup, stored, strict=True) if v})
         unknown = [f for f in missing if f.url not in digests]
         results = await asyncio.gather(*(self._digest(f) for f in unknown))
         digests.update({f.url: d for f, d in zip(unknown, results, strict=True) if d})
@@ -51,7 +55,7 @@ class HashFillIndex:
             for f in page.files
             if f.sha256 or f.url in digests
         )
-        revision = f"{page.revision}+{len(digests)}"
+        revision = f"{page.revision}+{sum(1 for f in missing if f.url in digests)}"
         return replace(page, files=files, revision=revision)
 
     async def _digest(self, file: File) -> str | None:
