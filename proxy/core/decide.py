@@ -31,7 +31,10 @@ from proxy.core.profile import HostProfile, Libc
 from proxy.core.report import Report, Requires
 from proxy.core.tags import ClientTags, client_tags
 
-ReasonKind = Literal["tags", "libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa"]
+ReasonKind = Literal[
+    "tags", "libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa",
+    "variant", "sdist", "rule",
+]  # fmt: skip
 
 # glibc 2.41 stopped making the stack executable for a dlopen()ed object that asks
 # for it (PT_GNU_STACK with PF_X): dlopen fails with "cannot enable executable stack".

@@ -1,0 +1,127 @@
+"""Choices across a page's files, after each file has its own verdict.
+
+- Variants: where one version comes in local-version variants (``2.5.1+cu121``,
+  ``2.5.1+cu118``, ``2.5.1+cpu``), keep the one that fits the host best: the newest
+  CUDA its driver supports, or the CPU build on a host without an NVIDIA driver.
+- No surprise builds: when every wheel of a version is hidden, hide that version's
+  sdist too, so the installer takes an older version with a fitting wheel instead
+  of compiling one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+from proxy.core.decide import Reason, Verdict
+from proxy.core.models import File
+from proxy.core.profile import HostProfile
+
+_CUDA_LABEL = re.compile(r"^cu(\d{2,3})$")
+
+
+def file_version(filename: str) -> Version | None:
+    try:
+        if filename.endswith(".whl"):
+            return parse_wheel_filename(filename)[1]
+        return parse_sdist_filename(filename)[1]
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
+
+
+def cuda_of_label(label: str) -> tuple[int, int] | None:
+    """``cu121`` -> (12, 1); ``cu92`` -> (9, 2): the last digit is the minor."""
+    match = _CUDA_LABEL.match(label)
+    if not match:
+        return None
+    digits = match[1]
+    return int(digits[:-1]), int(digits[-1])
+
+
+def _variant_rank(label: str, host_cuda: tuple[int, int] | None) -> tuple[int, int, int] | None:
+    """Higher is better; None: this variant does not suit the host at all."""
+    if label == "cpu":
+        return (0, 0, 0)
+    cuda = cuda_of_label(label)
+    if cuda is None or host_cuda is None or cuda > host_cuda:
+        return None
+    return (1, *cuda)
+
+
+def select(
+    files: Iterable[File],
+    verdicts: Mapping[str, Verdict],
+    profile: HostProfile,
+    *,
+    hide_sdists_without_wheels: bool = True,
+) -> dict[str, Verdict]:
+    """Verdicts for every file, with the page-level choices applied."""
+    files = list(files)
+    result = dict(verdicts)
+    if profile.cuda is not None:
+        _choose_variants(files, result, profile.cuda.value)
+    if hide_sdists_without_wheels:
+        _hide_orphan_sdists(files, result)
+    return result
+
+
+def _choose_variants(
+    files: list[File], verdicts: dict[str, Verdict], host_cuda: tuple[int, int] | None
+) -> None:
+    groups: dict[Version, list[tuple[str, str]]] = defaultdict(list)
+    for f in files:
+        if not f.is_wheel or not verdicts[f.filename].keep:
+            continue
+        version = file_version(f.filename)
+        if version is not None and version.local is not None:
+            groups[Version(version.public)].append((version.local, f.filename))
+    for public, members in groups.items():
+        labels = {label for label, _ in members}
+        ranked = {label: _variant_rank(label, host_cuda) for label in labels}
+        known = {label for label in labels if label == "cpu" or cuda_of_label(label)}
+        if len(known) < 2:
+            continue
+        suitable = [label for label in known if ranked[label] is not None]
+        best = max(suitable, key=lambda label: ranked[label] or (0, 0, 0), default=None)
+        host = "no NVIDIA driver" if host_cuda is None else f"CUDA {host_cuda[0]}.{host_cuda[1]}"
+        for label, filename in members:
+            if label in known and label != best:
+                chosen = f"+{best}" if best else "none"
+                message = f"variant: {public}+{label} set aside for {chosen} on a host with {host}"
+                _add(verdicts, filename, Reason("variant", message))
+
+
+def _hide_orphan_sdists(files: list[File], verdicts: dict[str, Verdict]) -> None:
+    wheels: dict[Version, list[bool]] = defaultdict(list)
+    for f in files:
+        version = file_version(f.filename)
+        if f.is_wheel and version is not None:
+            wheels[Version(version.public)].append(verdicts[f.filename].keep)
+    for f in files:
+        if f.is_wheel:
+            continue
+        version = file_version(f.filename)
+        if version is None:
+            continue
+        kept = wheels.get(Version(version.public))
+        if kept and not any(kept):
+            message = (
+                f"sdist: no wheel of {version.public} fits this host, and building "
+                "from source is not offered in its place"
+            )
+            _add(verdicts, f.filename, Reason("sdist", message))
+
+
+def _add(verdicts: dict[str, Verdict], filename: str, reason: Reason) -> None:
+    verdict = verdicts[filename]
+    verdicts[filename] = replace(verdict, reasons=(*verdict.reasons, reason))
