@@ -1,0 +1,247 @@
+"""A remote file as a seekable, read-only file, read through HTTP range requests.
+
+Reads are served from fixed-size blocks kept in a small LRU cache; a read that
+misses fetches all of its missing blocks in one request. ``fetched`` counts every
+body byte received. A server that ignores ``Range`` (answers 200) is handled by
+downloading the whole file once into a temporary file, still counted.
+
+Network trouble raises `UpstreamError`: it says nothing about the wheel, so it must
+never become a stored ``unanalysable`` report.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import IO
+
+import httpx
+
+from proxy.analysis.bounds import GiB, MiB
+from proxy.errors import UpstreamError
+
+BLOCK = 64 * 1024
+CACHE_BYTES = 32 * MiB
+MAX_DOWNLOAD = 16 * GiB
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_UNSATISFIABLE = re.compile(r"^bytes \*/(\d+)$")
+
+Progress = Callable[[int, int], None]  # (bytes fetched, file size)
+
+
+class RemoteFile(io.RawIOBase):
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: httpx.Client | None = None,
+        block_size: int = BLOCK,
+        cache_bytes: int = CACHE_BYTES,
+        max_download: int = MAX_DOWNLOAD,
+        progress: Progress | None = None,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.block_size = block_size
+        self.fetched = 0
+        self.requests = 0
+        self.ranged = True
+        self._own_client = client is None
+        self._client = client or httpx.Client(follow_redirects=True, timeout=TIMEOUT)
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cache_blocks = max(2, cache_bytes // block_size)
+        self._max_download = max_download
+        self._progress = progress
+        self._pos = 0
+        self._whole: IO[bytes] | None = None
+        try:
+            self.size = self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    # io interface -----------------------------------------------------------
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self._pos + size)
+        if self._pos >= end:
+            return b""
+        data = self._read_range(self._pos, end)
+        self._pos = end
+        return data
+
+    def close(self) -> None:
+        if self._whole is not None:
+            self._whole.close()
+            self._whole = None
+        if self._own_client:
+            self._client.close()
+        super().close()
+
+    # ------------------------------------------------------------------------
+
+    def _open(self) -> int:
+        """Fetch the last block (where a zip keeps its directory) and learn the size."""
+        request = self._client.build_request(
+            "GET", self.url, headers={"Range": f"bytes=-{self.block_size}"}
+        )
+        response = self._send(request)
+        try:
+            if response.status_code == 416:
+                match = _UNSATISFIABLE.match(response.headers.get("content-range", ""))
+                if match and int(match.group(1)) == 0:
+                    return 0
+                raise UpstreamError(self.url, "range not satisfiable")
+            if response.status_code == 200:
+                self.ranged = False
+                return self._download(response)
+            if response.status_code != 206:
+                raise UpstreamError(self.url, f"HTTP {response.status_code}")
+            start, end, total = self._content_range(response)
+            body = self._body(response, end - start + 1)
+        finally:
+            response.close()
+        self._store(start, body, total)
+        return total
+
+    def _download(self, response: httpx.Response) -> int:
+        spool = self._whole = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        declared = response.headers.get("content-length")
+        expected = int(declared) if declared and declared.isdigit() else 0
+        try:
+            for chunk in response.iter_bytes(1024 * 1024):
+                self._count(len(chunk))
+                spool.write(chunk)
+                if self._progress is not None:
+                    self._progress(self.fetched, max(expected, self.fetched))
+        except httpx.HTTPError as exc:
+            raise UpstreamError(self.url, f"download failed: {exc}") from exc
+        return spool.tell()
+
+    def _read_range(self, start: int, end: int) -> bytes:
+        if self._whole is not None:
+            self._whole.seek(start)
+            return self._whole.read(end - start)
+        first, last = start // self.block_size, (end - 1) // self.block_size
+        missing = [b for b in range(first, last + 1) if b not in self._cache]
+        blocks = {b: self._cache[b] for b in range(first, last + 1) if b in self._cache}
+        for run_start, run_end in _runs(missing):
+            blocks.update(self._fetch_blocks(run_start, run_end))
+        for index in blocks:
+            self._remember(index, blocks[index])
+        data = b"".join(blocks[b] for b in range(first, last + 1))
+        offset = start - first * self.block_size
+        return data[offset : offset + (end - start)]
+
+    def _fetch_blocks(self, first: int, last: int) -> dict[int, bytes]:
+        start = first * self.block_size
+        end = min((last + 1) * self.block_size, self.size) - 1
+        request = self._client.build_request(
+            "GET", self.url, headers={"Range": f"bytes={start}-{end}"}
+        )
+        response = self._send(request)
+        try:
+            if response.status_code != 206:
+                raise UpstreamError(self.url, f"HTTP {response.status_code} to a range request")
+            got_start, got_end, total = self._content_range(response)
+            if (got_start, got_end, total) != (start, end, self.size):
+                raise UpstreamError(
+                    self.url, f"asked bytes {start}-{end}, got {got_start}-{got_end}"
+                )
+            body = self._body(response, end - start + 1)
+        finally:
+            response.close()
+        if self._progress is not None:
+            self._progress(self.fetched, self.size)
+        return {
+            index: body[(index - first) * self.block_size : (index - first + 1) * self.block_size]
+            for index in range(first, last + 1)
+        }
+
+    def _store(self, start: int, body: bytes, total: int) -> None:
+        """Keep the whole blocks (and the file's last, short block) of a response."""
+        first = -(-start // self.block_size)
+        for index in range(first, -(-total // self.block_size)):
+            begin = index * self.block_size
+            block = body[begin - start : begin - start + self.block_size]
+            if len(block) == min(self.block_size, total - begin):
+                self._remember(index, block)
+
+    def _remember(self, index: int, block: bytes) -> None:
+        self._cache[index] = block
+        self._cache.move_to_end(index)
+        while len(self._cache) > self._cache_blocks:
+            self._cache.popitem(last=False)
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        try:
+            return self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(self.url, f"request failed: {exc}") from exc
+
+    def _body(self, response: httpx.Response, expected: int) -> bytes:
+        parts = []
+        received = 0
+        try:
+            for chunk in response.iter_bytes():
+                received += len(chunk)
+                self._count(len(chunk))
+                if received > expected:
+                    raise UpstreamError(self.url, f"range response longer than {expected} bytes")
+                parts.append(chunk)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(self.url, f"read failed: {exc}") from exc
+        if received != expected:
+            raise UpstreamError(self.url, f"range response of {received}, not {expected} bytes")
+        return b"".join(parts)
+
+    def _content_range(self, response: httpx.Response) -> tuple[int, int, int]:
+        match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+        if not match or match.group(3) == "*":
+            raise UpstreamError(self.url, "206 without a usable Content-Range")
+        start, end, total = int(match.group(1)), int(match.group(2)), int(match.group(3))
+        if not start <= end < total:
+            raise UpstreamError(self.url, f"impossible Content-Range {start}-{end}/{total}")
+        return start, end, total
+
+    def _count(self, amount: int) -> None:
+        self.fetched += amount
+        if self.fetched > self._max_download:
+            raise UpstreamError(self.url, f"more than {self._max_download} bytes downloaded")
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    """Consecutive runs of sorted block numbers as (first, last) pairs."""
+    runs: list[tuple[int, int]] = []
+    for index in indices:
+        if runs and runs[-1][1] == index - 1:
+            runs[-1] = (runs[-1][0], index)
+        else:
+            runs.append((index, index))
+    return runs

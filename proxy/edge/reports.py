@@ -1,0 +1,155 @@
+"""Reports by sha256: read from the state store, or computed once and stored forever.
+
+A wheel's bytes never change, so neither does its report; it is computed at most
+once per analyzer version. Concurrent requests for the same sha256 share one
+computation in this process (single flight), and replicas sharing a store take a
+``report-lock:<sha256>`` (set-if-absent with a TTL) so that only one of them runs
+the analysis while the others wait for its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from proxy.core.report import ANALYZER_VERSION, Report
+from proxy.edge.state import StateStore
+
+log = logging.getLogger("hostfit.reports")
+
+REPORT_PREFIX = "report:"
+LOCK_PREFIX = "report-lock:"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Analyzer(Protocol):
+    async def analyze_file(
+        self, path: str | os.PathLike[str], filename: str, sha256: str
+    ) -> Report: ...
+
+    async def analyze_url(self, url: str, filename: str, sha256: str) -> Report: ...
+
+
+def encode(report: Report) -> bytes:
+    return json.dumps(report.to_json(), separators=(",", ":"), sort_keys=True).encode()
+
+
+def decode(value: bytes) -> Report | None:
+    """The stored report, or None when it is unreadable or from an older analyzer."""
+    try:
+        report = Report.from_json(json.loads(value))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return report if report.analyzer_version >= ANALYZER_VERSION else None
+
+
+class ReportService:
+    def __init__(
+        self,
+        store: StateStore,
+        analyzer: Analyzer,
+        *,
+        lock_ttl: float = 960.0,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.analyzer = analyzer
+        self.lock_ttl = lock_ttl
+        self.poll_interval = poll_interval
+        self.computed = 0  # analyses this process ran
+        self._inflight: dict[str, asyncio.Future[Report]] = {}
+        self._background: set[asyncio.Task[Report]] = set()
+
+    async def cached(self, sha256: str) -> Report | None:
+        value = await self.store.get(REPORT_PREFIX + _checked(sha256))
+        return decode(value) if value is not None else None
+
+    async def cached_many(self, sha256s: Sequence[str]) -> dict[str, Report]:
+        keys = [REPORT_PREFIX + _checked(s) for s in sha256s]
+        values = await self.store.get_many(keys) if keys else []
+        found = {}
+        for sha256, value in zip(sha256s, values, strict=True):
+            report = decode(value) if value is not None else None
+            if report is not None:
+                found[sha256] = report
+        return found
+
+    async def for_file(self, path: str | os.PathLike[str], filename: str, sha256: str) -> Report:
+        return await self._get(sha256, lambda: self.analyzer.analyze_file(path, filename, sha256))
+
+    async def for_url(self, url: str, filename: str, sha256: str) -> Report:
+        return await self._get(sha256, lambda: self.analyzer.analyze_url(url, filename, sha256))
+
+    def schedule_file(self, path: str | os.PathLike[str], filename: str, sha256: str) -> None:
+        """Compute in the background; the request that asked does not wait."""
+        self._spawn(self.for_file(path, filename, sha256))
+
+    def schedule_url(self, url: str, filename: str, sha256: str) -> None:
+        self._spawn(self.for_url(url, filename, sha256))
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    # ------------------------------------------------------------------------
+
+    def _spawn(self, work: Awaitable[Report]) -> None:
+        async def run() -> Report:
+            return await work
+
+        task = asyncio.ensure_future(run())
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Report]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background analysis failed: %s", task.exception())
+
+    async def _get(self, sha256: str, compute: Callable[[], Awaitable[Report]]) -> Report:
+        report = await self.cached(sha256)
+        if report is not None:
+            return report
+        future = self._inflight.get(sha256)
+        if future is None:
+            future = asyncio.ensure_future(self._compute(sha256, compute))
+            self._inflight[sha256] = future
+            future.add_done_callback(lambda _: self._inflight.pop(sha256, None))
+        # Shielded: a client giving up must not cancel what others wait for.
+        return await asyncio.shield(future)
+
+    async def _compute(self, sha256: str, compute: Callable[[], Awaitable[Report]]) -> Report:
+        lock = LOCK_PREFIX + sha256
+        while not await self.store.add(lock, b"1", ttl=self.lock_ttl):
+            report = await self._wait_for_other_replica(sha256, lock)
+            if report is not None:
+                return report
+        try:
+            report = await self.cached(sha256)  # finished elsewhere just before the lock
+            if report is None:
+                self.computed += 1
+                report = await compute()
+                await self.store.set(REPORT_PREFIX + sha256, encode(report))
+            return report
+        finally:
+            await self.store.delete(lock)
+
+    async def _wait_for_other_replica(self, sha256: str, lock: str) -> Report | None:
+        """Its report once stored; None if it gave up (the lock is gone) without one."""
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            report = await self.cached(sha256)
+            if report is not None or await self.store.get(lock) is None:
+                return report
+
+
+def _checked(sha256: str) -> str:
+    if not _SHA256.match(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return sha256
