@@ -78,6 +78,7 @@ class Page:
     upstream: str = ""
     revision: str = ""  # changes whenever the content may have changed
     warning: str | None = None  # set when served stale because upstream failed
+    provisional: bool = False  # decided before every report was in: cache briefly
 
     @property
     def api_version(self) -> str:

@@ -26,16 +26,19 @@ from proxy.core.models import Page
 from proxy.core.names import normalize_project
 from proxy.core.negotiate import HTML_LEGACY, JSON_V1, negotiate
 from proxy.core.pages import render_html_root, render_json_root
+from proxy.core.profile import HostProfile, parse_profile
 from proxy.edge.blobs import BlobStore
 from proxy.edge.config import Settings
 from proxy.edge.files import Cached, FileService
 from proxy.edge.hash_fill import HashFillIndex
+from proxy.edge.host_filter import HostFilter, NoReports
 from proxy.edge.index import UNIVERSAL, Context, Index
 from proxy.edge.metadata import MetadataService
 from proxy.edge.metrics import Metrics
 from proxy.edge.page_cache import CachedUpstream
 from proxy.edge.priority import PriorityIndex
 from proxy.edge.render import RenderCache, Rendered, render_page
+from proxy.edge.request_profile import request_context, vary
 from proxy.edge.responses import BlobResponse, DownloadResponse
 from proxy.edge.state import StateStore, open_store
 from proxy.edge.upstream import HttpUpstream
@@ -44,6 +47,8 @@ from proxy.errors import HostfitError, NotFound
 log = logging.getLogger("hostfit")
 
 PAGE_MAX_AGE = 60
+# A page decided before all its reports were in changes soon: keep clients asking.
+PROVISIONAL_MAX_AGE = 5
 
 
 @dataclass
@@ -55,6 +60,8 @@ class Services:
     files: FileService
     metadata: MetadataService
     index: Index
+    filter: HostFilter
+    default_profile: HostProfile
     renders: RenderCache
     metrics: Metrics
 
@@ -67,8 +74,7 @@ def compose_index(
         for url in settings.upstreams
     ]
     index: Index = PriorityIndex(upstreams)
-    index = HashFillIndex(index, files, store)
-    return index
+    return HashFillIndex(index, files, store)
 
 
 @contextlib.asynccontextmanager
@@ -85,6 +91,17 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
     )
     files = FileService(blobs, client, store)
+    host_filter = HostFilter(
+        compose_index(settings, client, store, files),
+        NoReports(),
+        policy=settings.analysis,
+        budget=settings.analysis_budget,
+    )
+    default_profile = (
+        parse_profile(settings.default_profile, "default")
+        if settings.default_profile
+        else HostProfile()
+    )
     services = Services(
         settings=settings,
         store=store,
@@ -92,7 +109,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         client=client,
         files=files,
         metadata=MetadataService(blobs, files, client, store),
-        index=compose_index(settings, client, store, files),
+        index=host_filter,
+        filter=host_filter,
+        default_profile=default_profile,
         renders=RenderCache(),
         metrics=Metrics(),
     )
@@ -116,12 +135,6 @@ def _prefix(request: Request) -> str:
     if request.url.path.startswith("/universal/"):
         return "/universal"
     return ""
-
-
-def _context(request: Request) -> Context:
-    if request.url.path.startswith("/universal/"):
-        return UNIVERSAL
-    return Context(view="filtered", profile=request.path_params.get("profile"))
 
 
 def _wants_gzip(request: Request) -> bool:
@@ -172,13 +185,11 @@ async def simple_project(request: Request) -> Response:
             target += f"?{request.url.query}"
         return RedirectResponse(target, status_code=301)
     media = negotiate(request.headers.get("accept"), request.query_params.get("format"))
-    ctx = _context(request)
+    ctx = request_context(request, services.default_profile)
     page = await services.index.page(name, ctx)
     rendered = await _rendered(services, page, ctx, media)
-    headers = {
-        "Vary": "Accept, Accept-Encoding",
-        "Cache-Control": f"max-age={PAGE_MAX_AGE}, public",
-    }
+    max_age = PROVISIONAL_MAX_AGE if page.provisional else PAGE_MAX_AGE
+    headers = {"Vary": vary(request), "Cache-Control": f"max-age={max_age}, public"}
     if page.warning:
         headers["Warning"] = page.warning
     gzip_ok = _wants_gzip(request)
@@ -195,7 +206,7 @@ async def simple_project(request: Request) -> Response:
 
 async def _rendered(services: Services, page: Page, ctx: Context, media: str) -> Rendered:
     generation = services.metadata.generation(page.name)
-    key = (page.name, page.upstream, page.revision, ctx.view, ctx.profile, media, generation)
+    key = (page.name, page.upstream, page.revision, ctx.view, media, generation)
     rendered = services.renders.get(key)
     if rendered is not None:
         return rendered

@@ -14,9 +14,9 @@ import sys
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, HostfitError
 
 _PIP_INDEX_SCRIPT = r"""
 import json, os
@@ -89,6 +89,8 @@ class Settings:
     page_ttl: float = 600.0
     upstream_timeout: float = 30.0
     default_profile: str | None = None
+    analysis: Literal["optimistic", "strict"] = "optimistic"  # strict: wait for reports
+    analysis_budget: float = 20.0
     workers: int = 1
 
     def with_upstreams(self) -> Settings:
@@ -109,6 +111,7 @@ _CONVERTERS: dict[str, Any] = {
     "page_ttl": float,
     "upstream_timeout": float,
     "workers": int,
+    "analysis_budget": float,
 }
 
 
@@ -141,6 +144,15 @@ def load_settings(cli: dict[str, Any], environ: dict[str, str] | None = None) ->
             values[key] = _CONVERTERS.get(key, lambda v: v)(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{origin}: bad value {value!r} for {key}: {exc}") from None
+    if values.get("analysis", "optimistic") not in ("optimistic", "strict"):
+        raise ConfigError(f"analysis must be 'optimistic' or 'strict', not {values['analysis']!r}")
+    if values.get("default_profile"):
+        from proxy.core.profile import parse_profile
+
+        try:
+            parse_profile(values["default_profile"], "default")
+        except HostfitError as exc:
+            raise ConfigError(f"default profile: {exc}") from None
     for url in values.get("upstreams", ()):
         if not str(url).startswith(("http://", "https://")):
             raise ConfigError(f"upstream {url!r} is not an http(s) URL")

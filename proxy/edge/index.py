@@ -8,11 +8,12 @@ filter, rewriting) are wrappers composed once at start-up in `proxy.edge.app`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from packaging.utils import NormalizedName
 
 from proxy.core.models import Page, ProjectList
+from proxy.core.profile import HostProfile
 
 View = Literal["filtered", "universal"]
 
@@ -22,7 +23,7 @@ class Context:
     """What a request asks beyond the project name."""
 
     view: View = "filtered"
-    profile: Any = None  # proxy.core.profile.HostProfile once the host filter is composed
+    profile: HostProfile = HostProfile()
 
 
 UNIVERSAL = Context(view="universal")

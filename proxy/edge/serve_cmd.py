@@ -39,6 +39,20 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--workers", type=int, help="server processes (default 1)")
     parser.add_argument(
+        "--default-profile",
+        metavar="PROFILE",
+        help="host profile for clients that tell nothing, e.g. libc=glibc-2.28,cuda=none",
+    )
+    parser.add_argument(
+        "--analysis",
+        choices=["optimistic", "strict"],
+        help="not-yet-analysed wheels: decide by tags now and analyse in the background "
+        "(optimistic, default), or wait for the analysis up to --analysis-budget (strict)",
+    )
+    parser.add_argument(
+        "--analysis-budget", type=float, metavar="SECONDS", help="strict mode's wait (default 20)"
+    )
+    parser.add_argument(
         "--no-access-log", dest="access_log", action="store_false", help="do not log requests"
     )
     parser.set_defaults(func=run)

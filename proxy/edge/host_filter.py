@@ -1,0 +1,175 @@
+"""The host filter: each host is served only the files that will install and load there.
+
+For a filtered view, every file gets a verdict from `proxy.core.decide` (tags, then
+the wheel's report), page-level choices are applied (`proxy.core.select`), and the
+hidden files are dropped. Decisions are cached per (page revision, host profile,
+reports known), so a cached page costs a dictionary lookup; filtered pages that keep
+the same files share one revision, and with it one rendering.
+
+Reports are demand-driven: only Linux platform wheels that pass the host's tag check
+are analysed, newest versions first, a few versions per request. With the
+`optimistic` policy (the default) a page is decided at once with the reports at hand
+and marked provisional, so it is cached only briefly, while the rest are analysed in
+the background; with `strict` the request waits for them up to a time budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import OrderedDict, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Literal, Protocol
+
+from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_filename
+
+from proxy.core.decide import Verdict, decide
+from proxy.core.models import File, Page, ProjectList
+from proxy.core.report import Report
+from proxy.core.select import file_version, select
+from proxy.core.tags import client_tags
+from proxy.edge.index import Context, Index
+
+log = logging.getLogger("hostfit.filter")
+
+Policy = Literal["optimistic", "strict"]
+VERSIONS_PER_REQUEST = 3
+DECISIONS_KEPT = 2048
+
+
+class ReportSource(Protocol):
+    async def known(self, files: Sequence[File]) -> Mapping[str, Report]:
+        """Reports already computed, by wheel sha256."""
+        ...
+
+    def submit(self, file: File) -> asyncio.Future[Report]:
+        """Start (or join) the analysis of one wheel."""
+        ...
+
+
+class NoReports:
+    """Tags only: for tests and for deployments that turn analysis off."""
+
+    async def known(self, files: Sequence[File]) -> Mapping[str, Report]:
+        return {}
+
+    def submit(self, file: File) -> asyncio.Future[Report]:
+        raise RuntimeError("analysis is disabled")
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    page: Page  # the filtered page
+    verdicts: Mapping[str, Verdict]  # every file of the unfiltered page, by filename
+    reports: Mapping[str, Report]
+
+
+def analysable(file: File) -> bool:
+    """Linux platform wheels: the only files with ELF binaries worth reading."""
+    if not file.is_wheel or file.sha256 is None:
+        return False
+    try:
+        tags = parse_wheel_filename(file.filename)[3]
+    except InvalidWheelFilename:
+        return False
+    return any("linux" in tag.platform for tag in tags)
+
+
+class HostFilter:
+    def __init__(
+        self,
+        inner: Index,
+        reports: ReportSource,
+        *,
+        policy: Policy = "optimistic",
+        budget: float = 20.0,
+        hide_sdists_without_wheels: bool = True,
+    ) -> None:
+        self.inner = inner
+        self.reports = reports
+        self.policy = policy
+        self.budget = budget
+        self.hide_sdists = hide_sdists_without_wheels
+        self._decided: OrderedDict[tuple[str, ...], Decided] = OrderedDict()
+        self._generation: dict[str, int] = defaultdict(int)
+
+    async def projects(self) -> ProjectList:
+        return await self.inner.projects()
+
+    async def page(self, name: NormalizedName, ctx: Context) -> Page:
+        page = await self.inner.page(name, ctx)
+        if ctx.view == "universal" or not ctx.profile:
+            return page
+        return (await self.decided(page, ctx)).page
+
+    async def decided(self, page: Page, ctx: Context) -> Decided:
+        key = (page.name, page.upstream, page.revision, ctx.profile.to_string(),
+               str(self._generation[page.name]))  # fmt: skip
+        cached = self._decided.get(key)
+        if cached is not None:
+            self._decided.move_to_end(key)
+            return cached
+        decided = await self._decide(page, ctx)
+        if not decided.page.provisional:
+            self._decided[key] = decided
+            while len(self._decided) > DECISIONS_KEPT:
+                self._decided.popitem(last=False)
+        return decided
+
+    async def _decide(self, page: Page, ctx: Context) -> Decided:
+        profile = ctx.profile
+        tags = client_tags(profile)
+        candidates = [f for f in page.files if analysable(f)]
+        reports = dict(await self.reports.known(candidates))
+        # Tag verdicts first: only files this host could install are worth analysing.
+        fitting = [
+            f for f in candidates
+            if f.sha256 not in reports and decide(f, None, profile, tags=tags).keep
+        ]  # fmt: skip
+        wanted = _newest_versions(fitting, VERSIONS_PER_REQUEST)
+        waiting = await self._analyse(page.name, wanted)
+        if waiting:
+            reports.update(await self.reports.known(wanted))
+        verdicts = {
+            f.filename: decide(f, reports.get(f.sha256 or ""), profile, tags=tags)
+            for f in page.files
+        }
+        verdicts = select(
+            page.files, verdicts, profile, hide_sdists_without_wheels=self.hide_sdists
+        )
+        kept = tuple(f for f in page.files if verdicts[f.filename].keep)
+        digest = hashlib.sha256("\n".join(f.filename for f in kept).encode()).hexdigest()[:16]
+        provisional = any(f.sha256 not in reports for f in wanted)
+        filtered = replace(
+            page, files=kept, revision=f"{page.revision}/{digest}", provisional=provisional
+        )
+        return Decided(filtered, verdicts, reports)
+
+    async def _analyse(self, project: str, files: Sequence[File]) -> bool:
+        """Start analyses; in strict mode wait for them. True if any finished here."""
+        if not files or isinstance(self.reports, NoReports):
+            return False
+        futures = [self.reports.submit(f) for f in files]
+        for future in futures:
+            future.add_done_callback(partial(self._reported, project))
+        if self.policy != "strict":
+            return False
+        done, _ = await asyncio.wait(futures, timeout=self.budget)
+        return bool(done)
+
+    def _reported(self, project: str, _: object) -> None:
+        # New reports change what this project's pages decide: decide again.
+        self._generation[project] += 1
+
+
+def _newest_versions(files: Sequence[File], count: int) -> list[File]:
+    by_version: dict[object, list[File]] = defaultdict(list)
+    for f in files:
+        version = file_version(f.filename)
+        if version is not None:
+            by_version[version].append(f)
+    newest = sorted(by_version, reverse=True)[:count]  # type: ignore[type-var]
+    return [f for version in newest for f in by_version[version]]

@@ -1,0 +1,54 @@
+"""What a request says about its host, and which view it gets.
+
+Precedence, per fact: the URL (``/p/<profile>/``) > the ``X-Hostfit-Profile`` header
+> pip's ``user_data`` > the installer's User-Agent > the configured default.
+Under ``/p/<profile>/`` only the URL and the default count, so such a URL means the
+same thing for every client and caches correctly in any shared cache.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+
+from proxy.core.profile import HostProfile, merge, parse_profile
+from proxy.core.useragent import parse_user_agent
+from proxy.edge.index import UNIVERSAL, Context
+
+log = logging.getLogger("hostfit.profile")
+
+PROFILE_HEADER = "x-hostfit-profile"
+# These resolve for every platform at once (lock files), so they must see every file.
+LOCKING_SUBCOMMANDS = frozenset(
+    {("lock",), ("sync",), ("add",), ("remove",), ("tree",), ("export",), ("pip", "compile")}
+)
+VARY_FILTERED = "Accept, Accept-Encoding, User-Agent, X-Hostfit-Profile"
+VARY_FIXED = "Accept, Accept-Encoding"
+
+
+def request_context(request: Request, default: HostProfile) -> Context:
+    """Raises `BadRequest` for a malformed profile in the URL or header."""
+    if request.url.path.startswith("/universal/"):
+        return UNIVERSAL
+    in_url = request.path_params.get("profile")
+    if in_url is not None:
+        return Context(profile=merge(parse_profile(in_url, "url"), default))
+    header = request.headers.get(PROFILE_HEADER)
+    from_header = parse_profile(header, "header") if header else HostProfile()
+    agent = parse_user_agent(request.headers.get("user-agent"))
+    if agent.user_data_error:
+        log.info("ignored user_data from %s: %s", agent.installer, agent.user_data_error)
+    if _locks(agent.subcommand):
+        return UNIVERSAL
+    return Context(profile=merge(from_header, agent.user_data, agent.profile, default))
+
+
+def _locks(subcommand: tuple[str, ...]) -> bool:
+    return any(subcommand[: len(prefix)] == prefix for prefix in LOCKING_SUBCOMMANDS)
+
+
+def vary(request: Request) -> str:
+    if "profile" in request.path_params or request.url.path.startswith("/universal/"):
+        return VARY_FIXED
+    return VARY_FILTERED
