@@ -96,6 +96,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         NoReports(),
         policy=settings.analysis,
         budget=settings.analysis_budget,
+        hide_sdists_without_wheels=settings.hide_sdists_without_wheels,
     )
     default_profile = (
         parse_profile(settings.default_profile, "default")

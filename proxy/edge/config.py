@@ -91,6 +91,7 @@ class Settings:
     default_profile: str | None = None
     analysis: Literal["optimistic", "strict"] = "optimistic"  # strict: wait for reports
     analysis_budget: float = 20.0
+    hide_sdists_without_wheels: bool = True
     workers: int = 1
 
     def with_upstreams(self) -> Settings:
@@ -112,7 +113,17 @@ _CONVERTERS: dict[str, Any] = {
     "upstream_timeout": float,
     "workers": int,
     "analysis_budget": float,
+    "hide_sdists_without_wheels": lambda v: v if isinstance(v, bool) else _boolean(v),
 }
+
+
+def _boolean(value: object) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
 
 
 def load_settings(cli: dict[str, Any], environ: dict[str, str] | None = None) -> Settings:

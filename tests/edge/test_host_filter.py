@@ -1,0 +1,223 @@
+"""Host-aware pages: profiles from URL, header and User-Agent; variants; sdists; views."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from proxy.core.negotiate import JSON_V1
+from tests.support.proxy import ProxyThread
+from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec, build_sdist, build_wheel
+
+MakeProxy = Callable[..., ProxyThread]
+CP = "cp311-cp311"
+HOST = "python=3.11,impl=cp,arch=x86_64"
+
+
+def pip_agent(libc: str = "2.36", user_data: str | None = None) -> str:
+    data = {
+        "installer": {"name": "pip", "version": "24.0"},
+        "python": "3.11.7",
+        "implementation": {"name": "CPython", "version": "3.11.7"},
+        "distro": {"name": "Debian GNU/Linux", "libc": {"lib": "glibc", "version": libc}},
+        "system": {"name": "Linux", "release": "6.1"},
+        "cpu": "x86_64",
+    }
+    if user_data is not None:
+        data["user_data"] = user_data
+    return "pip/24.0 " + json.dumps(data)
+
+
+def uv_agent(*subcommand: str) -> str:
+    data = {
+        "installer": {"name": "uv", "version": "0.5.0", "subcommand": list(subcommand)},
+        "python": "3.11.7",
+        "implementation": {"name": "CPython", "version": "3.11.7"},
+        "distro": {"name": "Debian GNU/Linux", "version": "12", "id": "bookworm",
+                   "libc": {"lib": "glibc", "version": "2.36"}},
+        "system": {"name": "Linux", "release": "6.1"},
+        "cpu": "x86_64",
+    }  # fmt: skip
+    return "uv/0.5.0 " + json.dumps(data)
+
+
+@pytest.fixture
+def fitpkg(upstream: Upstream, wheel_dir: Path) -> dict[str, str]:
+    names = {}
+    for version, platform in [
+        ("1.0", "manylinux_2_17_x86_64"),
+        ("1.0", "manylinux_2_34_x86_64"),
+        ("1.0", "musllinux_1_2_x86_64"),
+        ("2.0", "manylinux_2_34_x86_64"),
+    ]:
+        wheel = build_wheel(WheelSpec("fitpkg", version, tag=f"{CP}-{platform}"), wheel_dir)
+        upstream.add("fitpkg", wheel)
+        names[f"{version}-{platform}"] = wheel.name
+    for version in ("1.0", "2.0"):
+        sdist = build_sdist("fitpkg", version, wheel_dir)
+        upstream.add("fitpkg", sdist)
+        names[f"{version}-sdist"] = sdist.name
+    return names
+
+
+def listed(proxy: ProxyThread, path: str, **headers: str) -> set[str]:
+    response = httpx.get(proxy.url + path, headers={"Accept": JSON_V1, **headers})
+    assert response.status_code == 200, response.text
+    return {f["filename"] for f in response.json()["files"]}
+
+
+def test_profile_in_url_filters(
+    upstream: Upstream, make_proxy: MakeProxy, fitpkg: dict[str, str]
+) -> None:
+    proxy = make_proxy(upstream)
+    old = listed(proxy, f"p/{HOST},libc=glibc-2.28/simple/fitpkg/")
+    assert old == {fitpkg["1.0-manylinux_2_17_x86_64"], fitpkg["1.0-sdist"]}
+    new = listed(proxy, f"p/{HOST},libc=glibc-2.36/simple/fitpkg/")
+    assert new == {
+        fitpkg["1.0-manylinux_2_17_x86_64"], fitpkg["1.0-manylinux_2_34_x86_64"],
+        fitpkg["2.0-manylinux_2_34_x86_64"], fitpkg["1.0-sdist"], fitpkg["2.0-sdist"],
+    }  # fmt: skip
+    musl = listed(proxy, f"p/{HOST},libc=musl-1.2/simple/fitpkg/")
+    assert musl == {fitpkg["1.0-musllinux_1_2_x86_64"], fitpkg["1.0-sdist"]}
+    everything = listed(proxy, "universal/simple/fitpkg/")
+    assert everything == set(fitpkg.values())
+
+
+def test_sdist_of_a_version_without_fitting_wheel_is_hidden(
+    upstream: Upstream, make_proxy: MakeProxy, fitpkg: dict[str, str]
+) -> None:
+    proxy = make_proxy(upstream)
+    old = listed(proxy, f"p/{HOST},libc=glibc-2.28/simple/fitpkg/")
+    assert fitpkg["2.0-sdist"] not in old and fitpkg["1.0-sdist"] in old
+    keeps = make_proxy(upstream, hide_sdists_without_wheels=False)
+    assert fitpkg["2.0-sdist"] in listed(keeps, f"p/{HOST},libc=glibc-2.28/simple/fitpkg/")
+
+
+def test_precedence_url_header_user_data_user_agent_default(
+    upstream: Upstream, make_proxy: MakeProxy, fitpkg: dict[str, str]
+) -> None:
+    proxy = make_proxy(upstream, default_profile="libc=musl-1.2")
+    old_wheel, new_wheel = fitpkg["1.0-manylinux_2_17_x86_64"], fitpkg["2.0-manylinux_2_34_x86_64"]
+    musl_wheel = fitpkg["1.0-musllinux_1_2_x86_64"]
+    # Nothing told: the configured default decides.
+    assert musl_wheel in listed(proxy, "simple/fitpkg/")
+    # The User-Agent beats the default.
+    assert new_wheel in listed(proxy, "simple/fitpkg/", **{"User-Agent": pip_agent("2.36")})
+    # user_data beats the User-Agent.
+    agent = pip_agent("2.36", user_data="libc=glibc-2.28")
+    assert new_wheel not in listed(proxy, "simple/fitpkg/", **{"User-Agent": agent})
+    # The header beats user_data.
+    header = {"User-Agent": agent, "X-Hostfit-Profile": "libc=glibc-2.36"}
+    assert new_wheel in listed(proxy, "simple/fitpkg/", **header)
+    # The URL beats everything, and under /p/ headers do not count at all.
+    in_url = listed(proxy, f"p/{HOST},libc=glibc-2.28/simple/fitpkg/", **header)
+    assert old_wheel in in_url and new_wheel not in in_url
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "named"),
+    [
+        ("url", "libc=glibc-two", "libc"),
+        ("url", "cuda=twelve", "cuda"),
+        ("header", "python=three", "python"),
+        ("header", "sm=8.x", "sm"),
+    ],
+)
+def test_malformed_profile_is_400_naming_it(
+    upstream: Upstream, make_proxy: MakeProxy, fitpkg: dict[str, str], where: str, value: str,
+    named: str,
+) -> None:  # fmt: skip
+    proxy = make_proxy(upstream)
+    if where == "url":
+        response = httpx.get(proxy.url + f"p/{value}/simple/fitpkg/")
+    else:
+        response = httpx.get(proxy.url + "simple/fitpkg/", headers={"X-Hostfit-Profile": value})
+    assert response.status_code == 400
+    assert named in response.text and value.split("=")[1] in response.text
+
+
+@pytest.mark.parametrize(
+    "agent",
+    [
+        "pip/24.0 {not json",
+        "pip/24.0 " + "x" * 20000,
+        "uv/0.5 []",
+        'pip/24.0 {"cpu": 5, "distro": {"libc": "glibc"}}',
+        "",
+    ],
+)
+def test_malformed_user_agent_is_ignored(
+    upstream: Upstream, make_proxy: MakeProxy, fitpkg: dict[str, str], agent: str
+) -> None:
+    proxy = make_proxy(upstream)
+    assert listed(proxy, "simple/fitpkg/", **{"User-Agent": agent}) == set(fitpkg.values())
+
+
+@pytest.mark.parametrize(
+    ("subcommand", "universal"),
+    [(("lock",), True), (("pip", "compile"), True), (("sync",), True), (("pip", "install"), False)],
+)
+def test_lockers_get_the_universal_view(
+    upstream: Upstream,
+    make_proxy: MakeProxy,
+    fitpkg: dict[str, str],
+    subcommand: tuple[str, ...],
+    universal: bool,
+) -> None:
+    proxy = make_proxy(upstream, default_profile="libc=glibc-2.28")
+    seen = listed(proxy, "simple/fitpkg/", **{"User-Agent": uv_agent(*subcommand)})
+    assert (seen == set(fitpkg.values())) is universal
+
+
+def test_vary_and_etags_per_host_class(
+    upstream: Upstream, make_proxy: MakeProxy, fitpkg: dict[str, str]
+) -> None:
+    proxy = make_proxy(upstream)
+    plain = httpx.get(proxy.url + "simple/fitpkg/")
+    assert plain.headers["vary"] == "Accept, Accept-Encoding, User-Agent, X-Hostfit-Profile"
+    in_url = httpx.get(proxy.url + f"p/{HOST},libc=glibc-2.28/simple/fitpkg/")
+    assert in_url.headers["vary"] == "Accept, Accept-Encoding"
+    assert httpx.get(proxy.url + "universal/simple/fitpkg/").headers["vary"] == (
+        "Accept, Accept-Encoding"
+    )
+    other = httpx.get(proxy.url + f"p/{HOST},libc=glibc-2.36/simple/fitpkg/")
+    assert in_url.headers["etag"] != other.headers["etag"]
+    # Hosts that keep the same files share one rendering, hence one ETag.
+    same = httpx.get(proxy.url + f"p/{HOST},libc=glibc-2.29/simple/fitpkg/")
+    assert same.headers["etag"] == in_url.headers["etag"]
+
+
+def variant_wheels(upstream: Upstream, wheel_dir: Path) -> dict[str, str]:
+    names = {}
+    for label in ("cu118", "cu121", "cu126", "cpu"):
+        spec = WheelSpec("torchy", f"2.5.1+{label}", tag=f"{CP}-manylinux_2_17_x86_64")
+        wheel = build_wheel(spec, wheel_dir)
+        upstream.add("torchy", wheel)
+        names[label] = wheel.name
+    return names
+
+
+@pytest.mark.parametrize(
+    ("cuda", "expected"),
+    [("12.4", "cu121"), ("12.6", "cu126"), ("13.0", "cu126"), ("11.8", "cu118"),
+     ("none", "cpu"), ("11.2", "cpu")],
+)  # fmt: skip
+def test_best_variant_for_the_driver(
+    upstream: Upstream, make_proxy: MakeProxy, wheel_dir: Path, cuda: str, expected: str
+) -> None:
+    names = variant_wheels(upstream, wheel_dir)
+    proxy = make_proxy(upstream)
+    assert listed(proxy, f"p/cuda={cuda}/simple/torchy/") == {names[expected]}
+
+
+def test_variants_untouched_when_cuda_unknown(
+    upstream: Upstream, make_proxy: MakeProxy, wheel_dir: Path
+) -> None:
+    names = variant_wheels(upstream, wheel_dir)
+    proxy = make_proxy(upstream)
+    assert listed(proxy, f"p/{HOST},libc=glibc-2.36/simple/torchy/") == set(names.values())
