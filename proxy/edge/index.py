@@ -7,7 +7,7 @@ filter, rewriting) are wrappers composed once at start-up in `proxy.edge.app`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from packaging.utils import NormalizedName
@@ -23,7 +23,7 @@ class Context:
     """What a request asks beyond the project name."""
 
     view: View = "filtered"
-    profile: HostProfile = HostProfile()
+    profile: HostProfile = field(default_factory=HostProfile)
 
 
 UNIVERSAL = Context(view="universal")
