@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -26,7 +25,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.proxy import ProxyProcess, free_port  # noqa: E402
+from tests.support.nginx import Nginx  # noqa: E402
+from tests.support.proxy import ProxyProcess  # noqa: E402
 from tests.support.upstream import Upstream, UpstreamFile  # noqa: E402
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -82,56 +82,18 @@ def wrk(url: str, seconds: int, connections: int, headers: dict[str, str]) -> di
     return {"rps": rps, "mb_s": float(transfer.group(1)) * scale / 1e6}
 
 
-NGINX_CONF = """
-daemon off;
-worker_processes {workers};
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    gzip_static on;
-    default_type application/octet-stream;
-    types {{ {json} json; }}
-    client_body_temp_path {work}/body;
-    proxy_temp_path {work}/proxy;
-    fastcgi_temp_path {work}/fastcgi;
-    uwsgi_temp_path {work}/uwsgi;
-    scgi_temp_path {work}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        index index.json;
-    }}
+STATIC = """
+sendfile on;
+tcp_nopush on;
+gzip_static on;
+default_type application/octet-stream;
+types {{ {json} json; }}
+server {{
+    listen 127.0.0.1:{{port}};
+    root {root};
+    index index.json;
 }}
 """
-
-
-class Nginx:
-    def __init__(self, root: Path, work: Path, workers: int) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        conf = work / "nginx.conf"
-        conf.write_text(
-            NGINX_CONF.format(workers=workers, work=work, port=self.port, root=root, json=JSON_V1)
-        )
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        self.process = subprocess.Popen([binary, "-c", str(conf), "-p", str(work)])
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpx.get(self.url, timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
 
 
 def main() -> int:
@@ -180,7 +142,8 @@ def main() -> int:
                 assert gz.headers["content-encoding"] == "gzip"
                 assert big_item.sha256
 
-                nginx = Nginx(root, work, args.workers)
+                static = STATIC.format(json=JSON_V1, root=root)
+                nginx = Nginx(work / "nginx", static, workers=args.workers).start()
                 try:
                     nginx_page = nginx.url + "simple/numpy/"
                     nginx_file = nginx.url + f"files/{big.name}"

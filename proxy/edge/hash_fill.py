@@ -33,12 +33,23 @@ class HashFillIndex:
         self.store = store
         self._limit = asyncio.Semaphore(CONCURRENCY)
         self._known: dict[str, str] = {}
+        # (upstream, project) -> (revision, page as served): the hot path is one lookup.
+        self._served: dict[tuple[str, str], tuple[str, Page]] = {}
 
     async def projects(self) -> ProjectList:
         return await self.inner.projects()
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         page = await self.inner.page(name, ctx)
+        served = self._served.get((page.upstream, name))
+        if served is not None and served[0] == page.revision:
+            return served[1] if page.warning is None else replace(served[1], warning=page.warning)
+        filled = await self._fill(page)
+        if len(filled.files) == len(page.files):  # complete: never needs filling again
+            self._served[(page.upstream, name)] = (page.revision, filled)
+        return filled
+
+    async def _fill(self, page: Page) -> Page:
         missing = [f for f in page.files if f.sha256 is None]
         if not missing:
             return page
