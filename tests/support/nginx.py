@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -13,6 +14,7 @@ import httpx
 from tests.support.proxy import free_port
 
 CONF = """
+{user}
 daemon off;
 worker_processes {workers};
 pid {work}/nginx.pid;
@@ -42,10 +44,12 @@ class Nginx:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         work.mkdir(parents=True, exist_ok=True)
-        work.chmod(0o755)  # workers drop root privileges
         self.conf = work / "nginx.conf"
         body = http.replace("{port}", str(self.port))
-        self.conf.write_text(CONF.format(workers=workers, work=work, http=body))
+        # As root, nginx workers would drop to an unprivileged user that cannot read
+        # pytest's private temp directories; keep them as the invoking user.
+        user = "user root;" if os.geteuid() == 0 else ""
+        self.conf.write_text(CONF.format(user=user, workers=workers, work=work, http=body))
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Nginx:
