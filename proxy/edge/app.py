@@ -17,16 +17,23 @@ import httpx
 from packaging.utils import NormalizedName
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Mount, Route
 
 from proxy import __version__
+from proxy.core.explain import explanation, explanation_html
 from proxy.core.links import link_page
 from proxy.core.models import Page
 from proxy.core.names import normalize_project
 from proxy.core.negotiate import HTML_LEGACY, JSON_V1, negotiate
 from proxy.core.pages import render_html_root, render_json_root
-from proxy.core.profile import HostProfile, parse_profile
+from proxy.core.profile import HostProfile, merge, parse_profile
 from proxy.edge.blobs import BlobStore
 from proxy.edge.config import Settings
 from proxy.edge.files import Cached, FileService
@@ -244,6 +251,27 @@ async def project_file(request: Request) -> Response:
     return DownloadResponse(opened)
 
 
+async def explain(request: Request) -> Response:
+    """``/explain/<project>/?profile=...``: JSON for machines, a table for people."""
+    services = _services(request)
+    name = normalize_project(request.path_params["project"])
+    profile_text = request.query_params.get("profile")
+    if profile_text is not None:
+        profile = merge(parse_profile(profile_text, "url"), services.default_profile)
+        ctx = Context(profile=profile)
+    else:
+        ctx = request_context(request, services.default_profile)
+    decided = await services.filter.explain(name, ctx)
+    data = explanation(decided.page_all, decided.verdicts, decided.reports, ctx.profile)
+    wants_json = request.query_params.get("format") == "json" or (
+        "json" in request.headers.get("accept", "")
+        and "html" not in request.headers.get("accept", "")
+    )
+    if wants_json:
+        return JSONResponse(data, headers={"Vary": "Accept"})
+    return HTMLResponse(explanation_html(data), headers={"Vary": "Accept"})
+
+
 async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok\n")
 
@@ -292,6 +320,7 @@ def build_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/explain/{project}/", explain, methods=["GET"]),
         *_simple_routes(),
         Mount("/universal", routes=_simple_routes()),
         Mount("/p/{profile}", routes=_simple_routes()),

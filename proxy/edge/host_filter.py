@@ -63,7 +63,8 @@ class NoReports:
 @dataclass(frozen=True, slots=True)
 class Decided:
     page: Page  # the filtered page
-    verdicts: Mapping[str, Verdict]  # every file of the unfiltered page, by filename
+    page_all: Page  # the page before filtering
+    verdicts: Mapping[str, Verdict]  # every file of page_all, by filename
     reports: Mapping[str, Report]
 
 
@@ -104,6 +105,10 @@ class HostFilter:
         if ctx.view == "universal" or not ctx.profile:
             return page
         return (await self.decided(page, ctx)).page
+
+    async def explain(self, name: NormalizedName, ctx: Context) -> Decided:
+        """Every file of the project with its verdict for this host, and the reports used."""
+        return await self.decided(await self.inner.page(name, ctx), ctx)
 
     async def decided(self, page: Page, ctx: Context) -> Decided:
         key = (page.name, page.upstream, page.revision, ctx.profile.to_string(),
@@ -146,7 +151,7 @@ class HostFilter:
         filtered = replace(
             page, files=kept, revision=f"{page.revision}/{digest}", provisional=provisional
         )
-        return Decided(filtered, verdicts, reports)
+        return Decided(filtered, page, verdicts, reports)
 
     async def _analyse(self, project: str, files: Sequence[File]) -> bool:
         """Start analyses; in strict mode wait for them. True if any finished here."""

@@ -221,3 +221,51 @@ def test_variants_untouched_when_cuda_unknown(
     names = variant_wheels(upstream, wheel_dir)
     proxy = make_proxy(upstream)
     assert listed(proxy, f"p/{HOST},libc=glibc-2.36/simple/torchy/") == set(names.values())
+
+
+def test_explain_route_json_and_html(
+    upstream: Upstream, make_proxy: MakeProxy, fitpkg: dict[str, str]
+) -> None:
+    proxy = make_proxy(upstream)
+    profile = f"{HOST},libc=glibc-2.28"
+    data = httpx.get(
+        proxy.url + "explain/fitpkg/", params={"profile": profile, "format": "json"}
+    ).json()
+    assert data["project"] == "fitpkg"
+    assert data["sources"]["libc"] == "url"
+    verdicts = {f["filename"]: f for f in data["files"]}
+    assert len(verdicts) == len(fitpkg)
+    hidden = verdicts[fitpkg["1.0-manylinux_2_34_x86_64"]]
+    assert hidden["verdict"] == "hide"
+    assert hidden["reasons"][0]["kind"] == "tags"
+    assert "2.28" in hidden["reasons"][0]["message"] or "glibc" in hidden["reasons"][0]["message"]
+    sdist = verdicts[fitpkg["2.0-sdist"]]
+    assert sdist["verdict"] == "hide" and sdist["reasons"][0]["kind"] == "sdist"
+    assert verdicts[fitpkg["1.0-manylinux_2_17_x86_64"]]["verdict"] == "keep"
+    assert data["served"] == 2 and data["hidden"] == len(fitpkg) - 2
+
+    page = httpx.get(proxy.url + "explain/fitpkg/", params={"profile": profile})
+    assert page.headers["content-type"].startswith("text/html")
+    assert fitpkg["2.0-sdist"] in page.text and "building from source" in page.text
+    bad = httpx.get(proxy.url + "explain/fitpkg/", params={"profile": "libc=nope"})
+    assert bad.status_code == 400
+
+
+def test_explain_command(upstream: Upstream, fitpkg: dict[str, str], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable, "-m", "proxy", "explain", "fitpkg", "--profile", f"{HOST},libc=musl-1.2",
+        "--upstream", upstream.url, "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    text = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert f"2 served, {len(fitpkg) - 2} hidden" in text
+    assert f"keep  {fitpkg['1.0-musllinux_1_2_x86_64']}" in text
+    assert f"hide  {fitpkg['1.0-manylinux_2_17_x86_64']}" in text
+    as_json = subprocess.run(
+        [*command, "--json"], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    data = json.loads(as_json)
+    kept = {f["filename"] for f in data["files"] if f["verdict"] == "keep"}
+    assert kept == {fitpkg["1.0-musllinux_1_2_x86_64"], fitpkg["1.0-sdist"]}

@@ -1,0 +1,69 @@
+"""`hostfit explain PROJECT --profile ...`: what a host is served, file by file, and why."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from proxy.core.explain import explanation
+from proxy.core.names import normalize_project
+from proxy.core.profile import merge, parse_profile
+from proxy.edge.config import load_settings
+from proxy.edge.index import Context
+from proxy.errors import HostfitError
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "explain",
+        help="say what a host is served from a project and why the rest is hidden",
+        description="Say, file by file, what a host with PROFILE is served and why.",
+    )
+    parser.add_argument("project")
+    parser.add_argument(
+        "--profile", required=True, help="host profile, e.g. python=3.11,libc=glibc-2.28"
+    )
+    parser.add_argument(
+        "--upstream", dest="upstreams", action="append", metavar="URL",
+        help="upstream index (default: as for hostfit serve)",
+    )  # fmt: skip
+    parser.add_argument("--cache-dir", type=Path, help="cache directory (shared with serve)")
+    parser.add_argument("--rules", type=Path, metavar="PATH")
+    parser.add_argument("--config", type=Path, metavar="FILE")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        data = asyncio.run(_explain(args))
+    except HostfitError as exc:
+        print(f"hostfit explain: {exc}")
+        return 1
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{data['project']} for {data['profile'] or '(a host that told nothing)'}")
+    print(f"{data['served']} served, {data['hidden']} hidden\n")
+    width = max((len(f["filename"]) for f in data["files"]), default=10)
+    for f in data["files"]:
+        why = "; ".join(r["message"] for r in f["reasons"]) or "fits"
+        print(f"  {f['verdict']:<5} {f['filename']:<{width}}  {why}")
+    return 0
+
+
+async def _explain(args: argparse.Namespace) -> dict[str, Any]:
+    from proxy.edge.app import open_services
+
+    name = normalize_project(args.project)
+    settings = load_settings(vars(args)).with_upstreams()
+    # A person asking why wants the full answer: wait for the reports.
+    settings = replace(settings, analysis="strict")
+    async with open_services(settings) as services:
+        profile = merge(parse_profile(args.profile, "url"), services.default_profile)
+        decided = await services.filter.explain(name, Context(profile=profile))
+        return explanation(decided.page_all, decided.verdicts, decided.reports, profile)
