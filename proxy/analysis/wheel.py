@@ -2,7 +2,8 @@
 
 Reads the zip central directory, then for each member that may be a binary its
 local header and first bytes; only members whose bytes start with the ELF magic
-are read further, and only as far as ``proxy.analysis.elf`` asks. Hostile
+are read further, and only as far as ``proxy.analysis.elf`` asks. A member named
+like a shared object (``.so``, ``.so.1``) that is not ELF is refused. Hostile
 archives (zip bombs, overlapping members, ``..`` names, lying sizes) become an
 ``unanalysable`` report whose reason says what was wrong.
 """
@@ -10,6 +11,8 @@ archives (zip bombs, overlapping members, ``..`` names, lying sizes) become an
 from __future__ import annotations
 
 import posixpath
+import re
+import stat
 import struct
 import zipfile
 from typing import IO, cast
@@ -29,6 +32,7 @@ ZIP64_LOCATOR = struct.Struct("<4s4xQ4x")
 ZIP64_EOCD = struct.Struct("<4s8x2x2x4x4x8xQQQ")  # ..., entries, directory size, offset
 MAX_COMMENT = 0xFFFF
 MIN_ELF_SIZE = 52  # an ELF32 header
+_SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
 
 # Members never read: text and Python files. Everything else is checked by its magic.
 NOT_BINARY_SUFFIXES = frozenset(
@@ -74,7 +78,13 @@ def read_elf_members(source: IO[bytes], limits: Limits) -> tuple[list[ElfFile], 
         archive = zipfile.ZipFile(source)
         infos = archive.infolist()
         directory_start = int(getattr(archive, "start_dir", size))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        ValueError,
+        EOFError,
+    ) as exc:
         raise Unanalysable(f"not a readable zip archive ({exc})") from None
     if len(infos) > limits.max_members:
         raise Unanalysable(f"{len(infos)} members (limit {limits.max_members})")
@@ -83,10 +93,13 @@ def read_elf_members(source: IO[bytes], limits: Limits) -> tuple[list[ElfFile], 
     budget = Budget(limits.max_inflated_total)
     elves: list[ElfFile] = []
     for info in infos:
-        if not _may_be_binary(info):
+        shared = _named_shared_object(info)
+        if not shared and not _may_be_binary(info):
             continue
         reader = _open_member(source, info, ends[info.header_offset], budget)
         if not is_elf(reader.read_at(0, 4)):
+            if shared:
+                raise Unanalysable(f"{info.filename}: named like a shared object but not ELF")
             continue
         if len(elves) >= limits.max_elf_members:
             raise Unanalysable(f"more than {limits.max_elf_members} ELF members")
@@ -148,6 +161,11 @@ def _member_ends(infos: list[zipfile.ZipInfo], directory_start: int) -> dict[int
             raise Unanalysable(f"member {info.filename!r} overlaps the next member")
         ends[info.header_offset] = end
     return ends
+
+
+def _named_shared_object(info: zipfile.ZipInfo) -> bool:
+    symlink = info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
+    return not symlink and bool(_SHARED_OBJECT.search(info.filename))
 
 
 def _may_be_binary(info: zipfile.ZipInfo) -> bool:
