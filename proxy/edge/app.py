@@ -27,6 +27,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 
 from proxy import __version__
+from proxy.analysis.pool import AnalysisPool, PoolLimits
 from proxy.core.explain import explanation, explanation_html
 from proxy.core.links import link_page
 from proxy.core.models import Page
@@ -38,13 +39,15 @@ from proxy.edge.blobs import BlobStore
 from proxy.edge.config import Settings
 from proxy.edge.files import Cached, FileService
 from proxy.edge.hash_fill import HashFillIndex
-from proxy.edge.host_filter import HostFilter, NoReports
+from proxy.edge.host_filter import HostFilter
 from proxy.edge.index import UNIVERSAL, Context, Index
 from proxy.edge.metadata import MetadataService
 from proxy.edge.metrics import Metrics
 from proxy.edge.page_cache import CachedUpstream
 from proxy.edge.priority import PriorityIndex
 from proxy.edge.render import RenderCache, Rendered, render_page
+from proxy.edge.report_source import AnalysedReports
+from proxy.edge.reports import ReportService
 from proxy.edge.request_profile import request_context, vary
 from proxy.edge.responses import BlobResponse, DownloadResponse
 from proxy.edge.state import StateStore, open_store
@@ -98,9 +101,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
     )
     files = FileService(blobs, client, store)
+    pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers))
+    reports = AnalysedReports(ReportService(store, pool), blobs)
     host_filter = HostFilter(
         compose_index(settings, client, store, files),
-        NoReports(),
+        reports,
         policy=settings.analysis,
         budget=settings.analysis_budget,
         hide_sdists_without_wheels=settings.hide_sdists_without_wheels,
@@ -126,6 +131,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     try:
         yield services
     finally:
+        await reports.close()
+        await reports.service.close()
+        await pool.close()
         await files.close()
         await client.aclose()
         await store.close()

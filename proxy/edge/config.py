@@ -91,6 +91,7 @@ class Settings:
     default_profile: str | None = None
     analysis: Literal["optimistic", "strict"] = "optimistic"  # strict: wait for reports
     analysis_budget: float = 20.0
+    analysis_workers: int = 2
     hide_sdists_without_wheels: bool = True
     workers: int = 1
 
@@ -113,6 +114,7 @@ _CONVERTERS: dict[str, Any] = {
     "upstream_timeout": float,
     "workers": int,
     "analysis_budget": float,
+    "analysis_workers": int,
     "hide_sdists_without_wheels": lambda v: v if isinstance(v, bool) else _boolean(v),
 }
 

@@ -1,0 +1,77 @@
+"""Reports in the serving path: a wheel whose binaries need more than its tag says is
+hidden from hosts that cannot load it, in strict and in optimistic mode."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from packaging.utils import parse_wheel_filename
+
+from proxy.core.negotiate import JSON_V1
+from tests.fixtures.elf.recipes import build_objects, build_wheels
+from tests.support.proxy import ProxyThread
+from tests.support.upstream import Upstream
+
+MakeProxy = Callable[..., ProxyThread]
+HOST = "python=3.11,impl=cp,arch=x86_64"
+
+
+@pytest.fixture(scope="module")
+def overclaiming(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tagged manylinux_2_17, but its extension needs GLIBC_2.25."""
+    objects = build_objects(tmp_path_factory.mktemp("objects"))
+    return build_wheels(objects, tmp_path_factory.mktemp("wheels"))["glibc"].path
+
+
+def files(proxy: ProxyThread, path: str) -> tuple[set[str], httpx.Response]:
+    response = httpx.get(proxy.url + path, headers={"Accept": JSON_V1})
+    assert response.status_code == 200, response.text
+    return {f["filename"] for f in response.json()["files"]}, response
+
+
+def project_of(wheel: Path) -> str:
+    return str(parse_wheel_filename(wheel.name)[0])
+
+
+def test_strict_waits_for_the_report(
+    upstream: Upstream, make_proxy: MakeProxy, overclaiming: Path
+) -> None:
+    project = project_of(overclaiming)
+    upstream.add(project, overclaiming)
+    proxy = make_proxy(upstream, analysis="strict", analysis_workers=1)
+    old, response = files(proxy, f"p/{HOST},libc=glibc-2.20/simple/{project}/")
+    assert old == set()
+    assert "max-age=60" in response.headers["cache-control"]
+    assert files(proxy, f"p/{HOST},libc=glibc-2.28/simple/{project}/")[0] == {overclaiming.name}
+    data = httpx.get(
+        proxy.url + f"explain/{project}/",
+        params={"profile": f"{HOST},libc=glibc-2.20", "format": "json"},
+    ).json()
+    (entry,) = data["files"]
+    assert entry["report"] == "ok"
+    assert entry["reasons"] == [{"kind": "glibc", "message": "glibc: needs 2.25, host has 2.20"}]
+    # Only the zip directory and the ELF member were read, not the whole file.
+    assert upstream.count("GET", overclaiming.name) >= 1
+    assert all(r.headers.get("range") for r in upstream.requests if r.path.endswith(".whl"))
+
+
+def test_optimistic_decides_now_and_corrects_soon(
+    upstream: Upstream, make_proxy: MakeProxy, overclaiming: Path
+) -> None:
+    project = project_of(overclaiming)
+    upstream.add(project, overclaiming)
+    proxy = make_proxy(upstream, analysis_workers=1)
+    path = f"p/{HOST},libc=glibc-2.20/simple/{project}/"
+    first, response = files(proxy, path)
+    assert first == {overclaiming.name}  # by tags, before the report is in
+    assert "max-age=5" in response.headers["cache-control"]
+    deadline = time.monotonic() + 60
+    while files(proxy, path)[0]:
+        assert time.monotonic() < deadline, "the report never arrived"
+        time.sleep(0.2)
+    final, response = files(proxy, path)
+    assert final == set() and "max-age=60" in response.headers["cache-control"]
