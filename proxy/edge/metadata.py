@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, cast
 
 import httpx
 
 from proxy.analysis.metadata import read_metadata
+from proxy.analysis.remote import RemoteFile
 from proxy.core.models import File
 from proxy.edge.blobs import BlobStore
 from proxy.edge.files import FileService
@@ -80,9 +83,11 @@ class MetadataService:
                     f"index says {expected}, got {actual}"
                 )
             return data
-        path = await self.files.fetch(file)
-        with path.open("rb") as source:
-            return await asyncio.to_thread(read_metadata, source, file.filename)
+        if self.blobs.has(file.sha256 or ""):
+            path = self.blobs.path(file.sha256 or "")
+            return await asyncio.to_thread(_local_metadata, path, file.filename)
+        # Only the zip directory and the METADATA member, with range requests.
+        return await asyncio.to_thread(_remote_metadata, file.url, file.filename)
 
     async def _from_upstream(self, file: File) -> bytes:
         url = file.url + ".metadata"
@@ -93,3 +98,16 @@ class MetadataService:
         if response.status_code != 200:
             raise UpstreamError(url, f"HTTP {response.status_code} for {file.filename}.metadata")
         return response.content
+
+
+def _local_metadata(path: Path, filename: str) -> bytes:
+    with path.open("rb") as source:
+        return read_metadata(source, filename)
+
+
+def _remote_metadata(url: str, filename: str) -> bytes:
+    try:
+        with RemoteFile(url) as source:
+            return read_metadata(cast(IO[bytes], source), filename)
+    except (OSError, httpx.HTTPError) as exc:
+        raise UpstreamError(url, f"reading METADATA of {filename}: {exc}") from None

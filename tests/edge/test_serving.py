@@ -429,3 +429,25 @@ def test_files_without_sha256_upstream_get_one(
         assert entry["hashes"]["md5"] == item.digest("md5")
     assert httpx.get(proxy.url + f"files/demo-pkg/{demo_wheel.name}").content == item.data()
     assert upstream.count("GET", demo_wheel.name) == 1  # hashed once, then served from cache
+
+
+def test_metadata_extracted_with_ranges_not_the_whole_wheel(
+    upstream: Upstream, make_proxy: MakeProxy, wheel_dir: Path
+) -> None:
+    payload = random.Random(3).randbytes(4_000_000)
+    wheel = build_wheel(WheelSpec("heavy", "1.0", files={"heavy/blob.bin": payload}), wheel_dir)
+    upstream.serve_metadata = False
+    upstream.add("heavy", wheel)
+    proxy = make_proxy(upstream)
+    metadata = httpx.get(proxy.url + f"files/heavy/{wheel.name}.metadata")
+    assert metadata.status_code == 200
+    assert b"Name: heavy" in metadata.content
+    wheel_requests = [r for r in upstream.requests if r.path.endswith(wheel.name)]
+    assert wheel_requests and all(r.headers.get("range") for r in wheel_requests)
+    fetched = sum(requested_bytes(r.headers["range"]) for r in wheel_requests)
+    assert fetched < wheel.stat().st_size / 10, f"{fetched} bytes of {wheel.stat().st_size}"
+
+
+def requested_bytes(header: str) -> int:
+    start, _, end = header.removeprefix("bytes=").partition("-")
+    return int(end) if not start else int(end) - int(start) + 1
