@@ -1,0 +1,121 @@
+"""The worker pool: isolation, limits, replacement of lost workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.analysis.pool import AnalysisFailed, AnalysisPool, PoolLimits
+from proxy.analysis.wheel import analyze_wheel
+from proxy.errors import UpstreamError
+from tests.support.upstream import Upstream
+
+SHA = "0" * 64
+MISBEHAVING = "tests.analysis.misbehaving_worker"
+
+
+def limits(**overrides: Any) -> PoolLimits:
+    return PoolLimits(**{"workers": 2, "worker_module": MISBEHAVING, **overrides})
+
+
+async def started(pool: AnalysisPool) -> None:
+    """Until the pool has a worker process (it starts on the first task)."""
+    for _ in range(400):
+        if pool.worker_pids():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no worker started")
+
+
+async def test_analysis_in_a_worker_equals_analysis_in_process(glibc_wheel: Path) -> None:
+    with glibc_wheel.open("rb") as source:
+        expected = analyze_wheel(source, glibc_wheel.name, SHA)
+    async with AnalysisPool(PoolLimits(workers=2)) as pool:
+        reports = await asyncio.gather(
+            *(pool.analyze_file(glibc_wheel, glibc_wheel.name, SHA) for _ in range(4))
+        )
+        assert len(pool.worker_pids()) <= 2
+    assert all(report == expected for report in reports)
+
+
+async def test_analysis_by_url(glibc_wheel: Path) -> None:
+    with Upstream() as server:
+        server.add("fx-glibc", glibc_wheel)
+        async with AnalysisPool(PoolLimits(workers=1)) as pool:
+            report = await pool.analyze_url(server.file_url(glibc_wheel.name), "w.whl", SHA)
+            with pytest.raises(UpstreamError, match="HTTP 404"):
+                await pool.analyze_url(server.file_url("missing.whl"), "missing.whl", SHA)
+    assert report.status == "ok"
+    assert report.requires.glibc == "2.25"
+
+
+@pytest.mark.parametrize(
+    ("filename", "overrides", "reason"),
+    [
+        ("spin.whl", {"cpu_seconds": 1}, "exceeded its CPU time limit"),
+        ("hog.whl", {"memory": 1024 * 1024 * 1024}, "exceeded its memory limit"),
+        ("segv.whl", {}, "crashed (SIGSEGV)"),
+        ("sleep.whl", {"timeout": 1.0}, "took longer than 1 seconds"),
+    ],
+)
+async def test_a_lost_worker_becomes_an_unanalysable_report(
+    filename: str, overrides: dict[str, Any], reason: str, glibc_wheel: Path
+) -> None:
+    async with AnalysisPool(limits(workers=1, **overrides)) as pool:
+        report = await pool.analyze_file(glibc_wheel, filename, SHA)
+        assert report.status == "unanalysable"
+        assert reason in (report.reason or "")
+        assert report.filename == filename
+        # the pool carries on with a fresh worker
+        after = await pool.analyze_file(glibc_wheel, glibc_wheel.name, SHA)
+        assert after.status == "ok"
+
+
+async def test_a_worker_killed_from_outside(glibc_wheel: Path) -> None:
+    async with AnalysisPool(limits(workers=1)) as pool:
+        task = asyncio.ensure_future(pool.analyze_file(glibc_wheel, "sleep.whl", SHA))
+        await started(pool)
+        await asyncio.sleep(0.5)
+        os.kill(pool.worker_pids()[0], signal.SIGKILL)
+        report = await task
+        assert report.status == "unanalysable"
+        assert "killed" in (report.reason or "")
+        assert pool.replaced == 1
+
+
+async def test_a_crash_does_not_disturb_other_workers(glibc_wheel: Path) -> None:
+    async with AnalysisPool(limits(workers=2)) as pool:
+        good, bad = await asyncio.gather(
+            pool.analyze_file(glibc_wheel, f"nap-{glibc_wheel.name}", SHA),
+            pool.analyze_file(glibc_wheel, "segv.whl", SHA),
+        )
+    assert good.status == "ok"
+    assert good.requires.glibc == "2.25"
+    assert bad.status == "unanalysable"
+
+
+async def test_failures_that_say_nothing_about_the_wheel_raise(tmp_path: Path) -> None:
+    async with AnalysisPool(PoolLimits(workers=1)) as pool:
+        with pytest.raises(AnalysisFailed, match="FileNotFoundError"):
+            await pool.analyze_file(tmp_path / "absent.whl", "absent.whl", SHA)
+    with pytest.raises(AnalysisFailed, match="closed"):
+        await pool.analyze_file(tmp_path / "absent.whl", "absent.whl", SHA)
+
+
+async def test_cancelling_a_request_kills_its_worker(glibc_wheel: Path) -> None:
+    async with AnalysisPool(limits(workers=1)) as pool:
+        task = asyncio.ensure_future(pool.analyze_file(glibc_wheel, "sleep.whl", SHA))
+        await started(pool)
+        (pid,) = pool.worker_pids()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.worker_pids() == []
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        assert (await pool.analyze_file(glibc_wheel, glibc_wheel.name, SHA)).status == "ok"

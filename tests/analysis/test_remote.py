@@ -1,0 +1,118 @@
+"""Wheels read over HTTP range requests from a real local server."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, cast
+
+import pytest
+
+from proxy.analysis.remote import RemoteFile
+from proxy.analysis.wheel import analyze_wheel
+from proxy.core.report import Report
+from proxy.errors import UpstreamError
+from tests.fixtures.elf.recipes import FixtureWheel, Objects
+from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec, build_wheel
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Upstream]:
+    with Upstream() as up:
+        yield up
+
+
+def by_file(path: Path) -> Report:
+    with path.open("rb") as source:
+        return analyze_wheel(source, path.name, "0" * 64)
+
+
+def by_url(url: str, filename: str) -> tuple[Report, RemoteFile]:
+    with RemoteFile(url) as remote:
+        return analyze_wheel(cast(IO[bytes], remote), filename, "0" * 64), remote
+
+
+@pytest.fixture(scope="module")
+def mostly_data_wheel(elf_objects: Objects, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small extension and 8 MB of incompressible data no analysis needs."""
+    files = {
+        "pkg/_ext.so": elf_objects.getrandom.read_bytes(),
+        "pkg/weights.bin": os.urandom(8 * 1024 * 1024),
+    }
+    spec = WheelSpec("mostly-data", "1.0", tag="cp311-cp311-manylinux_2_28_x86_64", files=files)
+    return build_wheel(spec, tmp_path_factory.mktemp("remote"))
+
+
+def test_reports_by_url_equal_reports_by_file(
+    server: Upstream,
+    fixture_wheels: dict[str, FixtureWheel],
+    real_wheels: dict[str, Path],
+) -> None:
+    paths = [f.path for f in fixture_wheels.values()] + list(real_wheels.values())
+    for path in paths:
+        server.add("x", path)
+        report, _ = by_url(server.file_url(path.name), path.name)
+        assert report == by_file(path)
+
+
+def test_only_what_is_needed_is_fetched(server: Upstream, mostly_data_wheel: Path) -> None:
+    server.add("mostly-data", mostly_data_wheel)
+    report, remote = by_url(server.file_url(mostly_data_wheel.name), mostly_data_wheel.name)
+    assert report.status == "ok"
+    assert report.requires.glibc == "2.25"
+    size = mostly_data_wheel.stat().st_size
+    assert remote.size == size
+    assert remote.ranged
+    assert remote.fetched < size * 0.05
+
+
+def test_a_server_without_ranges_means_one_full_download(
+    mostly_data_wheel: Path,
+) -> None:
+    with Upstream() as server:
+        server.ranges = False
+        server.add("mostly-data", mostly_data_wheel)
+        report, remote = by_url(server.file_url(mostly_data_wheel.name), mostly_data_wheel.name)
+    assert not remote.ranged
+    assert remote.fetched == mostly_data_wheel.stat().st_size
+    assert remote.requests == 1
+    assert report == by_file(mostly_data_wheel)
+
+
+def test_blocks_are_cached(server: Upstream, glibc_wheel: Path) -> None:
+    server.add("x", glibc_wheel)
+    with RemoteFile(server.file_url(glibc_wheel.name), block_size=1024) as remote:
+        assert remote.read(10) == glibc_wheel.read_bytes()[:10]
+        requests, fetched = remote.requests, remote.fetched
+        remote.seek(0)
+        assert remote.read(10) == glibc_wheel.read_bytes()[:10]
+        assert (remote.requests, remote.fetched) == (requests, fetched)
+        remote.seek(1500)
+        assert remote.read(1000) == glibc_wheel.read_bytes()[1500:2500]
+        assert remote.requests == requests + 1  # the two missing blocks, in one request
+
+
+def test_missing_file(server: Upstream) -> None:
+    with pytest.raises(UpstreamError, match="HTTP 404"):
+        RemoteFile(server.file_url("nothing-1.0-py3-none-any.whl"))
+
+
+def test_unreachable_server() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(UpstreamError, match="request failed"):
+        RemoteFile(f"http://127.0.0.1:{port}/x.whl")
+
+
+def test_a_short_range_response_is_an_upstream_error(mostly_data_wheel: Path) -> None:
+    with Upstream() as server:
+        server.add("mostly-data", mostly_data_wheel)
+        with RemoteFile(server.file_url(mostly_data_wheel.name), block_size=4096) as remote:
+            server.truncate.add(mostly_data_wheel.name)
+            remote.seek(0)
+            with pytest.raises(UpstreamError):
+                remote.read(1024 * 1024)

@@ -1,0 +1,195 @@
+"""Reports by sha256: computed once, shared, stored forever, recomputed when outdated."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from proxy.analysis.pool import AnalysisPool, PoolLimits
+from proxy.core.report import ANALYZER_VERSION, Report, Requires
+from proxy.edge.reports import REPORT_PREFIX, ReportService, encode
+from proxy.edge.state_embedded import EmbeddedStore
+from proxy.errors import UpstreamError
+from tests.support.wheels import WheelSpec, build_wheel
+
+SHA = "a" * 64
+OTHER = "b" * 64
+
+
+class CountingAnalyzer:
+    """Stands in for the worker pool: counts calls, can be held or made to fail."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.error: Exception | None = None
+
+    async def _run(self, target: str, filename: str, sha256: str) -> Report:
+        self.calls.append(target)
+        await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        return Report(filename=filename, sha256=sha256, requires=Requires(glibc="2.17"))
+
+    async def analyze_file(
+        self, path: str | os.PathLike[str], filename: str, sha256: str
+    ) -> Report:
+        return await self._run(os.fspath(path), filename, sha256)
+
+    async def analyze_url(self, url: str, filename: str, sha256: str) -> Report:
+        return await self._run(url, filename, sha256)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+    backend = EmbeddedStore(str(tmp_path / "state"))
+    yield backend
+    await backend.close()
+
+
+async def test_computed_once_then_read_from_the_store(store: EmbeddedStore) -> None:
+    analyzer = CountingAnalyzer()
+    service = ReportService(store, analyzer)
+    assert await service.cached(SHA) is None
+    first = await service.for_url("http://x/w.whl", "w.whl", SHA)
+    second = await service.for_file("/x/w.whl", "w.whl", SHA)
+    assert first == second
+    assert analyzer.calls == ["http://x/w.whl"]
+    assert await service.cached(SHA) == first
+    # a fresh service (a restart, another replica) finds it in the store
+    again = ReportService(store, CountingAnalyzer())
+    assert await again.for_url("http://x/w.whl", "w.whl", SHA) == first
+    assert await store.get(REPORT_PREFIX + SHA) == encode(first)
+
+
+async def test_concurrent_requests_share_one_analysis(store: EmbeddedStore) -> None:
+    analyzer = CountingAnalyzer()
+    analyzer.gate.clear()
+    service = ReportService(store, analyzer)
+    waiting = [asyncio.ensure_future(service.for_url("u", "w.whl", SHA)) for _ in range(10)]
+    await asyncio.sleep(0.1)
+    analyzer.gate.set()
+    reports = await asyncio.gather(*waiting)
+    assert len(analyzer.calls) == 1
+    assert len(set(reports)) == 1
+
+
+async def test_replicas_sharing_a_store_analyse_once(store: EmbeddedStore) -> None:
+    first, second = CountingAnalyzer(), CountingAnalyzer()
+    first.gate.clear()
+    one = ReportService(store, first, poll_interval=0.05)
+    two = ReportService(store, second, poll_interval=0.05)
+    leader = asyncio.ensure_future(one.for_url("u", "w.whl", SHA))
+    await asyncio.sleep(0.1)
+    follower = asyncio.ensure_future(two.for_url("u", "w.whl", SHA))
+    await asyncio.sleep(0.2)
+    assert not follower.done()
+    first.gate.set()
+    assert await leader == await follower
+    assert (len(first.calls), len(second.calls)) == (1, 0)
+
+
+async def test_a_replica_that_gives_up_leaves_the_work_to_the_next(store: EmbeddedStore) -> None:
+    failing, working = CountingAnalyzer(), CountingAnalyzer()
+    failing.gate.clear()
+    failing.error = UpstreamError("u", "down")
+    one = ReportService(store, failing, poll_interval=0.05)
+    two = ReportService(store, working, poll_interval=0.05)
+    leader = asyncio.ensure_future(one.for_url("u", "w.whl", SHA))
+    await asyncio.sleep(0.1)
+    follower = asyncio.ensure_future(two.for_url("u", "w.whl", SHA))
+    await asyncio.sleep(0.1)
+    failing.gate.set()
+    with pytest.raises(UpstreamError):
+        await leader
+    report = await follower
+    assert report.status == "ok"
+    assert len(working.calls) == 1
+
+
+async def test_failures_are_not_stored(store: EmbeddedStore) -> None:
+    analyzer = CountingAnalyzer()
+    analyzer.error = UpstreamError("u", "unreachable")
+    service = ReportService(store, analyzer)
+    with pytest.raises(UpstreamError):
+        await service.for_url("u", "w.whl", SHA)
+    analyzer.error = None
+    assert (await service.for_url("u", "w.whl", SHA)).status == "ok"
+    assert len(analyzer.calls) == 2
+
+
+async def test_unanalysable_reports_are_stored(store: EmbeddedStore) -> None:
+    service = ReportService(store, CountingAnalyzer())
+    bad = Report.unanalysable("w.whl", SHA, "zip bomb")
+    await store.set(REPORT_PREFIX + SHA, encode(bad))
+    assert await service.for_url("u", "w.whl", SHA) == bad
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        encode(replace(Report("w.whl", SHA), analyzer_version=ANALYZER_VERSION - 1)),
+        b"{not json",
+        b'{"filename": 3}',
+    ],
+)
+async def test_outdated_or_unreadable_reports_are_recomputed(
+    store: EmbeddedStore, stored: bytes
+) -> None:
+    analyzer = CountingAnalyzer()
+    await store.set(REPORT_PREFIX + SHA, stored)
+    service = ReportService(store, analyzer)
+    assert await service.cached(SHA) is None
+    report = await service.for_url("u", "w.whl", SHA)
+    assert report.analyzer_version == ANALYZER_VERSION
+    assert len(analyzer.calls) == 1
+
+
+async def test_a_cancelled_client_does_not_cancel_the_analysis(store: EmbeddedStore) -> None:
+    analyzer = CountingAnalyzer()
+    analyzer.gate.clear()
+    service = ReportService(store, analyzer)
+    impatient = asyncio.ensure_future(service.for_url("u", "w.whl", SHA))
+    await asyncio.sleep(0.05)
+    impatient.cancel()
+    analyzer.gate.set()
+    for _ in range(100):
+        if await service.cached(SHA) is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert await service.cached(SHA) is not None
+
+
+async def test_cached_many_and_background_scheduling(store: EmbeddedStore) -> None:
+    analyzer = CountingAnalyzer()
+    service = ReportService(store, analyzer)
+    assert await service.cached_many([SHA, OTHER]) == {}
+    service.schedule_url("u", "w.whl", SHA)
+    for _ in range(100):
+        if (found := await service.cached_many([SHA, OTHER])) and SHA in found:
+            break
+        await asyncio.sleep(0.02)
+    assert set(found) == {SHA}
+    await service.close()
+
+
+async def test_sha256_is_checked(store: EmbeddedStore) -> None:
+    service = ReportService(store, CountingAnalyzer())
+    with pytest.raises(ValueError, match="sha256"):
+        await service.for_url("u", "w.whl", "../../etc")
+
+
+async def test_with_the_real_pool(store: EmbeddedStore, tmp_path: Path) -> None:
+    wheel = build_wheel(WheelSpec("pure", "1.0", files={"pure/__init__.py": b""}), tmp_path)
+    async with AnalysisPool(PoolLimits(workers=1)) as pool:
+        service = ReportService(store, pool)
+        report = await service.for_file(wheel, wheel.name, SHA)
+    assert report.status == "ok"
+    assert report.elf_files == ()
+    assert await service.cached(SHA) == report
