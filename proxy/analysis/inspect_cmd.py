@@ -73,8 +73,8 @@ def inspect_url(url: str, stderr: TextIO) -> Report:
         share = remote.fetched / remote.size if remote.size else 1.0
         how = "range requests" if remote.ranged else "a full download (no Range support)"
         print(
-            f"fetched {_size(remote.fetched)} of {_size(remote.size)} ({share:.1%}) "
-            f"in {remote.requests} requests, by {how}",
+            f"fetched {remote.fetched:,} bytes ({_size(remote.fetched)}) of {remote.size:,} "
+            f"({share:.1%}) in {remote.requests} requests, by {how}",
             file=stderr,
         )
     return report

@@ -1,0 +1,81 @@
+"""`hostfit inspect`: a readable table, --json, local paths and URLs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from proxy.analysis.inspect_cmd import _Progress, _size
+from proxy.analysis.wheel import analyze_wheel
+from proxy.cli import main
+from proxy.core.report import Report
+from tests.analysis.hostile import zip_bytes
+from tests.support.upstream import Upstream
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_table(glibc_wheel: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(glibc_wheel)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(glibc_wheel.name)
+    assert sha256(glibc_wheel) in out
+    assert "manylinux_2_26_x86_64  (the wheel's own tag over-claims)" in out
+    assert "  glibc         2.25\n" in out
+    assert "fx_glibc/_random.so  x86_64   GLIBC_2.25" in out
+
+
+def test_json(glibc_wheel: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "--json", str(glibc_wheel)]) == 0
+    report = Report.from_json(json.loads(capsys.readouterr().out))
+    with glibc_wheel.open("rb") as source:
+        assert report == analyze_wheel(source, glibc_wheel.name, sha256(glibc_wheel))
+
+
+def test_url(glibc_wheel: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    digest = sha256(glibc_wheel)
+    with Upstream() as server:
+        server.add("fx-glibc", glibc_wheel)
+        url = f"{server.file_url(glibc_wheel.name)}#sha256={digest}"
+        assert main(["inspect", "--json", url]) == 0
+    captured = capsys.readouterr()
+    report = Report.from_json(json.loads(captured.out))
+    assert report.sha256 == digest
+    assert report.filename == glibc_wheel.name
+    assert report.requires.glibc == "2.25"
+    size = glibc_wheel.stat().st_size
+    expected = f"fetched {size:,} bytes ({_size(size)}) of {size:,} (100.0%) in 1 requests"
+    assert expected in captured.err
+    assert "by range requests" in captured.err
+
+
+def test_unanalysable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wheel = tmp_path / "bad-1.0-py3-none-any.whl"
+    wheel.write_bytes(zip_bytes({"../escape.so": b"\x7fELF"}))
+    assert main(["inspect", str(wheel)]) == 1
+    out = capsys.readouterr().out
+    assert "status        unanalysable" in out
+    assert "unsafe member name '../escape.so'" in out
+
+
+def test_unreadable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(tmp_path / "absent.whl")]) == 2
+    assert "absent.whl" in capsys.readouterr().err
+
+
+def test_progress_line() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    progress = _Progress(stream, delay=0.0)
+    progress(1_500_000, 191_800_000)
+    progress.clear()
+    assert stream.getvalue() == "\rfetching: 1.5 MB of a 191.8 MB wheel \r\x1b[K"
