@@ -407,12 +407,14 @@ class _Strings:
             raise Unanalysable(f"{self.reader.path}: dynamic entries name strings but no DT_STRTAB")
         if not 0 <= index < self.size:
             raise Unanalysable(f"{self.reader.path}: string offset {index} outside DT_STRTAB")
-        length = min(MAX_STRING, self.size - index)
-        raw = self.reader.read_exact(self.offset + index, length, "dynamic string")
-        end = raw.find(b"\0")
-        if end < 0:
-            raise Unanalysable(f"{self.reader.path}: unterminated dynamic string")
-        return raw[:end].decode("utf-8", "replace")
+        # Most strings are short: look at a little first, so remote reads stay small.
+        for length in (256, MAX_STRING):
+            length = min(length, self.size - index)
+            raw = self.reader.read_exact(self.offset + index, length, "dynamic string")
+            end = raw.find(b"\0")
+            if end >= 0:
+                return raw[:end].decode("utf-8", "replace")
+        raise Unanalysable(f"{self.reader.path}: unterminated dynamic string")
 
 
 def _round_up(value: int, align: int) -> int:

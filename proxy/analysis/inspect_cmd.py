@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import IO, TextIO, cast
 from urllib.parse import unquote, urlsplit
 
-from proxy.analysis.remote import RemoteFile
 from proxy.analysis.wheel import analyze_wheel
 from proxy.core.policy import is_numeric, parse_version, split_version_name
 from proxy.core.report import ElfFile, Report
@@ -61,6 +60,8 @@ def inspect_file(path: Path) -> Report:
 
 
 def inspect_url(url: str, stderr: TextIO) -> Report:
+    from proxy.analysis.remote import RemoteFile  # the HTTP stack only when a URL needs it
+
     parts = urlsplit(url)
     filename = unquote(posixpath.basename(parts.path))
     # An index's file URL carries the hash in its fragment; without it, it stays unknown.

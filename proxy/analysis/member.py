@@ -23,6 +23,7 @@ DEFLATED = 8
 CHUNK = 64 * 1024  # unit of inflated output kept in the cache
 CACHED_CHUNKS = 32
 SNAPSHOT_EVERY = 8 * MiB
+SKIP_STEP = 1 * MiB  # inflated and dropped at a time when seeking forward
 FIRST_INPUT = 4 * 1024  # small first read: often only the ELF magic is wanted
 MAX_INPUT = 256 * 1024
 
@@ -135,7 +136,8 @@ class MemberReader(io.RawIOBase):
         if self._out_pos > start or best > self._out_pos:
             self._restore(self._snapshots[best])
         while self._out_pos < start:
-            self._inflate(min(start, self._next_snapshot()) - self._out_pos, keep=False)
+            step = min(start, self._next_snapshot(), self._out_pos + SKIP_STEP)
+            self._inflate(step - self._out_pos, keep=False)
         chunk = self._inflate(min(CHUNK, self.size - start), keep=True)
         self._cache[index] = chunk
         if len(self._cache) > CACHED_CHUNKS:

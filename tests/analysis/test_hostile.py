@@ -211,3 +211,20 @@ def test_local_header_naming_another_file(elf: Elf64) -> None:
     data = zip_bytes({SO: elf.data})
     data = data.replace(SO.encode(), b"pkg/_evl.so", 1)  # the local header only
     assert_unanalysable(analyze(data), "local header names")
+
+
+@pytest.fixture(scope="module")
+def many_members() -> bytes:
+    """Over 65535 members: the count only fits the zip64 end-of-directory record."""
+    return zip_bytes({f"pkg/m{i}.py": b"" for i in range(70_000)}, compression=zipfile.ZIP_STORED)
+
+
+def test_zip64_directory_is_read(many_members: bytes) -> None:
+    assert many_members.rfind(b"PK\x06\x06") > 0
+    report = analyze(many_members)
+    assert report.status == "ok"
+
+
+def test_zip64_member_count_is_bounded(many_members: bytes) -> None:
+    report = analyze(many_members, Limits(max_members=60_000))
+    assert_unanalysable(report, "70000 members (limit 60000)")
