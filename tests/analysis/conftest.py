@@ -32,6 +32,7 @@ REAL_WHEELS = {
     "numpy": "numpy==2.2.6",  # C, with OpenBLAS bundled in numpy.libs
     "kiwisolver": "kiwisolver==1.4.8",  # a C++ extension
     "cuda-runtime": "nvidia-cuda-runtime-cu12==12.9.79",  # a CUDA library wheel, 3.5 MB
+    "cuda-kernels": "nvidia-nvjpeg-cu12==12.4.0.76",  # 5 MB, with CUDA fat binaries
 }
 WHEEL_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "wheels"
 

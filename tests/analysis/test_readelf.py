@@ -102,7 +102,7 @@ def test_fixture_agrees_with_readelf(
     assert check_wheel(fixture_wheels[name].path, tmp_path) >= 1
 
 
-@pytest.mark.parametrize("name", ["numpy", "kiwisolver", "cuda-runtime"])
+@pytest.mark.parametrize("name", ["numpy", "kiwisolver", "cuda-runtime", "cuda-kernels"])
 def test_real_wheel_agrees_with_readelf(
     name: str, real_wheels: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -43,3 +43,21 @@ def test_the_cuda_runtime_wheel_is_cuda_12(real_wheels: dict[str, Path]) -> None
     assert elf.soname == "libcudart.so.12"
     assert report.derived_platform_tag == "manylinux_2_17_x86_64"
     assert report.overclaims is False
+
+
+# Compute capabilities NVIDIA has shipped (CUDA C Programming Guide, "Compute Capabilities").
+REAL_ARCHITECTURES = {
+    "5.0", "5.2", "5.3", "6.0", "6.1", "6.2", "7.0", "7.2", "7.5", "8.0", "8.6", "8.7", "8.9",
+    "9.0", "10.0", "10.1", "10.3", "11.0", "12.0", "12.1",
+}  # fmt: skip
+
+
+def test_fat_binaries_of_a_real_cuda_library(real_wheels: dict[str, Path]) -> None:
+    report = analyze(real_wheels["cuda-kernels"])
+    sms, ptx = report.requires.gpu_sms, report.requires.gpu_ptx
+    assert sms is not None and ptx is not None
+    # every entry header read is a real architecture: the parser walked the containers right
+    assert set(sms) <= REAL_ARCHITECTURES
+    assert set(ptx) <= REAL_ARCHITECTURES
+    assert {"8.0", "9.0"} <= set(sms)  # a CUDA 12 library has kernels for Ampere and Hopper
+    assert list(sms) == sorted(sms, key=lambda v: tuple(map(int, v.split("."))))
