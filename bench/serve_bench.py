@@ -31,6 +31,16 @@ from tests.support.upstream import Upstream, UpstreamFile  # noqa: E402
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 PIP_ACCEPT = f"{JSON_V1}, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
+PIP_AGENT = "pip/24.0 " + json.dumps(
+    {
+        "installer": {"name": "pip", "version": "24.0"},
+        "python": "3.11.7",
+        "implementation": {"name": "CPython", "version": "3.11.7"},
+        "distro": {"name": "Debian GNU/Linux", "libc": {"lib": "glibc", "version": "2.36"}},
+        "system": {"name": "Linux", "release": "6.1"},
+        "cpu": "x86_64",
+    }
+)
 
 
 def numpy_like_files(count: int = 4415) -> list[UpstreamFile]:
@@ -128,6 +138,10 @@ def main() -> int:
                 # Warm both caches, and take the exact bytes hostfit serves for nginx.
                 page = httpx.get(page_url, headers={"Accept": PIP_ACCEPT})
                 gz = httpx.get(page_url, headers={"Accept": PIP_ACCEPT, "Accept-Encoding": "gzip"})
+                pip_headers = {
+                    "Accept": PIP_ACCEPT, "Accept-Encoding": "gzip", "User-Agent": PIP_AGENT,
+                }  # fmt: skip
+                filtered = httpx.get(page_url, headers=pip_headers)
                 with httpx.stream("GET", file_url, timeout=300) as response:
                     for _ in response.iter_raw():
                         pass
@@ -136,6 +150,11 @@ def main() -> int:
                 (root / "simple" / "numpy" / "index.json").write_bytes(page.content)
                 (root / "simple" / "numpy" / "index.json.gz").write_bytes(
                     gzip.compress(page.content, mtime=0)
+                )
+                (root / "simple" / "filtered").mkdir(parents=True)
+                (root / "simple" / "filtered" / "index.json").write_bytes(filtered.content)
+                (root / "simple" / "filtered" / "index.json.gz").write_bytes(
+                    gzip.compress(filtered.content, mtime=0)
                 )
                 (root / "files").mkdir()
                 os.link(big, root / "files" / big.name)
@@ -154,6 +173,13 @@ def main() -> int:
                             page_url,
                             nginx_page,
                             {"Accept": PIP_ACCEPT, "Accept-Encoding": "gzip"},
+                            16,
+                        ),
+                        (
+                            "page, for pip",
+                            page_url,
+                            nginx.url + "simple/filtered/",
+                            pip_headers,
                             16,
                         ),
                         ("file, cached", file_url, nginx_file, {}, 2),
@@ -176,6 +202,8 @@ def main() -> int:
         f"page: {len(page.content) / 1e6:.2f} MB, {gz.num_bytes_downloaded / 1e6:.2f} MB gzipped;"
         f" file: {args.file_mb} MiB; workers: {args.workers}; {args.seconds}s per run"
     )
+    kept = len(filtered.json()["files"])
+    print(f"'page, for pip': filtered for a pip User-Agent (cp311, glibc 2.36): {kept} files")
     print(f"{'case':<16}{'nginx':>14}{'hostfit':>14}{'ratio':>9}")
     for name, figures in results.items():
         if name == "memory":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -36,8 +37,10 @@ from proxy.edge.index import Context, Index
 log = logging.getLogger("hostfit.filter")
 
 Policy = Literal["optimistic", "strict"]
-VERSIONS_PER_REQUEST = 3
+ANALYSED_VERSIONS = 3
 DECISIONS_KEPT = 2048
+RECENT_SECONDS = 600.0
+RECENT_KEPT = 10_000
 
 
 class ReportSource(Protocol):
@@ -96,6 +99,8 @@ class HostFilter:
         self.hide_sdists = hide_sdists_without_wheels
         self._decided: OrderedDict[tuple[str, ...], Decided] = OrderedDict()
         self._generation: dict[str, int] = defaultdict(int)
+        self._inflight: dict[str, asyncio.Future[Report]] = {}
+        self._recent: OrderedDict[str, tuple[Report, float]] = OrderedDict()
 
     async def projects(self) -> ProjectList:
         return await self.inner.projects()
@@ -111,6 +116,8 @@ class HostFilter:
         return await self.decided(await self.inner.page(name, ctx), ctx)
 
     async def decided(self, page: Page, ctx: Context) -> Decided:
+        # The generation moves whenever a report of this project arrives, so a
+        # provisional decision is reused until there is something new to decide with.
         key = (page.name, page.upstream, page.revision, ctx.profile.to_string(),
                str(self._generation[page.name]))  # fmt: skip
         cached = self._decided.get(key)
@@ -118,10 +125,9 @@ class HostFilter:
             self._decided.move_to_end(key)
             return cached
         decided = await self._decide(page, ctx)
-        if not decided.page.provisional:
-            self._decided[key] = decided
-            while len(self._decided) > DECISIONS_KEPT:
-                self._decided.popitem(last=False)
+        self._decided[key] = decided
+        while len(self._decided) > DECISIONS_KEPT:
+            self._decided.popitem(last=False)
         return decided
 
     async def _decide(self, page: Page, ctx: Context) -> Decided:
@@ -129,15 +135,15 @@ class HostFilter:
         tags = client_tags(profile)
         candidates = [f for f in page.files if analysable(f)]
         reports = dict(await self.reports.known(candidates))
-        # Tag verdicts first: only files this host could install are worth analysing.
-        fitting = [
-            f for f in candidates
-            if f.sha256 not in reports and decide(f, None, profile, tags=tags).keep
-        ]  # fmt: skip
-        wanted = _newest_versions(fitting, VERSIONS_PER_REQUEST)
-        waiting = await self._analyse(page.name, wanted)
-        if waiting:
-            reports.update(await self.reports.known(wanted))
+        reports.update(self._recent_reports(candidates))
+        # Tag verdicts first: only files this host could install are worth analysing,
+        # and only in the newest versions; older ones are decided by their tags.
+        fitting = [f for f in candidates if decide(f, None, profile, tags=tags).keep]
+        wanted = [
+            f for f in _newest_versions(fitting, ANALYSED_VERSIONS) if f.sha256 not in reports
+        ]
+        await self._analyse(page.name, wanted)
+        reports.update(self._recent_reports(wanted))
         verdicts = {
             f.filename: decide(f, reports.get(f.sha256 or ""), profile, tags=tags)
             for f in page.files
@@ -147,25 +153,47 @@ class HostFilter:
         )
         kept = tuple(f for f in page.files if verdicts[f.filename].keep)
         digest = hashlib.sha256("\n".join(f.filename for f in kept).encode()).hexdigest()[:16]
-        provisional = any(f.sha256 not in reports for f in wanted)
+        provisional = any(f.sha256 in self._inflight for f in wanted)
         filtered = replace(
             page, files=kept, revision=f"{page.revision}/{digest}", provisional=provisional
         )
         return Decided(filtered, page, verdicts, reports)
 
-    async def _analyse(self, project: str, files: Sequence[File]) -> bool:
-        """Start analyses; in strict mode wait for them. True if any finished here."""
-        if not files or isinstance(self.reports, NoReports):
-            return False
-        futures = [self.reports.submit(f) for f in files]
-        for future in futures:
-            future.add_done_callback(partial(self._reported, project))
-        if self.policy != "strict":
-            return False
-        done, _ = await asyncio.wait(futures, timeout=self.budget)
-        return bool(done)
+    def _recent_reports(self, files: Sequence[File]) -> dict[str, Report]:
+        now = time.monotonic()
+        found = {}
+        for f in files:
+            entry = self._recent.get(f.sha256 or "")
+            if entry is not None and entry[1] > now:
+                found[f.sha256 or ""] = entry[0]
+        return found
 
-    def _reported(self, project: str, _: object) -> None:
+    async def _analyse(self, project: str, files: Sequence[File]) -> None:
+        """Start analyses (once per wheel at a time); in strict mode wait for them."""
+        if not files or isinstance(self.reports, NoReports):
+            return
+        futures = []
+        for f in files:
+            sha256 = f.sha256 or ""
+            future = self._inflight.get(sha256)
+            if future is None:
+                future = self.reports.submit(f)
+                self._inflight[sha256] = future
+                future.add_done_callback(partial(self._reported, project, sha256))
+            futures.append(future)
+        if self.policy == "strict":
+            await asyncio.wait(futures, timeout=self.budget)
+
+    def _reported(self, project: str, sha256: str, future: asyncio.Future[Report]) -> None:
+        self._inflight.pop(sha256, None)
+        if not future.cancelled() and future.exception() is None:
+            # Kept here too: a report that could not be stored (the analysis did not
+            # run) still settles the decision for a while instead of being retried on
+            # every request.
+            self._recent[sha256] = (future.result(), time.monotonic() + RECENT_SECONDS)
+            self._recent.move_to_end(sha256)
+            while len(self._recent) > RECENT_KEPT:
+                self._recent.popitem(last=False)
         # New reports change what this project's pages decide: decide again.
         self._generation[project] += 1
 
