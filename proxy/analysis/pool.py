@@ -160,6 +160,10 @@ class AnalysisPool:
                 except TimeoutError:
                     await self._lose(worker)
                     reason = f"analysis took longer than {self.limits.timeout:g} seconds"
+                    if kind == "url":
+                        # Over the network the time says as much about the upstream as
+                        # about the wheel: not a fact to store forever.
+                        raise AnalysisFailed(f"{filename}: {reason}") from None
                     return Report.unanalysable(filename, sha256, reason)
                 if reply is None:
                     status = await worker.exit_status()

@@ -119,3 +119,11 @@ async def test_cancelling_a_request_kills_its_worker(glibc_wheel: Path) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
         assert (await pool.analyze_file(glibc_wheel, glibc_wheel.name, SHA)).status == "ok"
+
+
+async def test_a_url_analysis_that_times_out_is_not_stored_as_a_fact() -> None:
+    # Over the network, slowness may be the upstream's: raise rather than report.
+    async with AnalysisPool(limits(workers=1, timeout=1.0)) as pool:
+        with pytest.raises(AnalysisFailed, match="took longer than 1 seconds"):
+            await pool.analyze_url("http://127.0.0.1:9/sleep.whl", "sleep.whl", SHA)
+        assert pool.replaced == 1
