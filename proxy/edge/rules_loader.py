@@ -1,0 +1,87 @@
+"""Rules from disk: a file, or every ``*.toml`` of a directory, plus hostfit's shipped knowledge.
+
+`ActiveRules` holds the rules in force. A reload builds a complete new `Rules` value
+and swaps one reference, so a request sees either the old rules or the new ones,
+never a mixture; a reload that fails validation keeps the old rules and logs why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from proxy.core.rules import Rules, load_rules, shipped_texts
+from proxy.errors import ConfigError
+
+log = logging.getLogger("hostfit.rules")
+
+Stamp = tuple[tuple[str, int, int], ...]
+
+
+def rule_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.glob("*.toml") if p.is_file())
+    if path.is_file():
+        return [path]
+    raise ConfigError(f"{path}: no such rules file or directory")
+
+
+def read_rules(path: Path | None) -> Rules:
+    """Shipped knowledge, then the operator's files in name order; raises `ConfigError`."""
+    texts = shipped_texts()
+    for file in rule_files(path) if path is not None else []:
+        try:
+            texts[str(file)] = file.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot read: {exc}") from None
+    return load_rules(texts)
+
+
+def stamp(path: Path | None) -> Stamp:
+    """What changes when a rules file is edited, added or removed."""
+    if path is None:
+        return ()
+    try:
+        files = rule_files(path)
+    except ConfigError:
+        return ()
+    result = []
+    for file in files:
+        try:
+            info = file.stat()
+        except OSError:
+            continue
+        result.append((str(file), info.st_mtime_ns, info.st_size))
+    return tuple(result)
+
+
+class ActiveRules:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._stamp = stamp(path)
+        self.current = read_rules(path)
+        self._listeners: list[Callable[[Rules], None]] = []
+
+    def on_change(self, listener: Callable[[Rules], None]) -> None:
+        self._listeners.append(listener)
+        listener(self.current)
+
+    def reload(self) -> bool:
+        """Read the rules again; False (old rules kept, reason logged) if they are bad."""
+        self._stamp = stamp(self.path)
+        try:
+            rules = read_rules(self.path)
+        except ConfigError as exc:
+            log.error("rules not reloaded, the previous rules stay in force: %s", exc)
+            return False
+        if rules.digest == self.current.digest:
+            return True
+        self.current = rules
+        for listener in self._listeners:
+            listener(rules)
+        log.info("rules reloaded from %s (digest %s)", self.path, rules.digest[:12])
+        return True
+
+    def changed_on_disk(self) -> bool:
+        return stamp(self.path) != self._stamp

@@ -1,0 +1,81 @@
+"""Rules from disk: directories, files, mistakes that stop the server, reloads."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from proxy.edge.rules_loader import ActiveRules, read_rules
+from proxy.errors import ConfigError
+
+DENY = '[[deny]]\nproject = "{name}"\n'
+
+
+def test_a_directory_is_read_in_name_order_with_shipped_knowledge_first(tmp_path: Path) -> None:
+    (tmp_path / "b.toml").write_text(DENY.format(name="bee"))
+    (tmp_path / "a.toml").write_text(DENY.format(name="ay"))
+    (tmp_path / "notes.txt").write_text("not rules")
+    rules = read_rules(tmp_path)
+    assert [d.match.project for d in rules.deny] == ["ay", "bee"]
+    assert rules.files[-2:] == (str(tmp_path / "a.toml"), str(tmp_path / "b.toml"))
+    assert rules.files[0].startswith("proxy/data/") and rules.facts
+
+
+def test_a_single_file(tmp_path: Path) -> None:
+    path = tmp_path / "only.toml"
+    path.write_text(DENY.format(name="x"))
+    assert [d.where for d in read_rules(path).deny] == [f"{path}: deny[0]"]
+
+
+def test_no_rules_path_means_shipped_knowledge_only() -> None:
+    rules = read_rules(None)
+    assert not rules.filters and rules.facts
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[[deny]]\nproject = 'a b'\n", "{path}: deny[0].project: invalid project name 'a b'"),
+        (b"\xff\xfe", "{path}: cannot read: "),
+    ],
+)
+def test_bad_files_stop_loading_with_the_file_named(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        read_rules(tmp_path)
+    assert str(caught.value).startswith(message.format(path=path))
+
+
+def test_a_missing_path_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such rules file or directory"):
+        read_rules(tmp_path / "nowhere")
+
+
+def test_reload_swaps_good_rules_and_keeps_old_ones_on_a_bad_reload(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(DENY.format(name="one"))
+    active = ActiveRules(tmp_path)
+    seen: list[str] = []
+    active.on_change(lambda rules: seen.append(rules.digest))
+    first = active.current
+    assert not active.changed_on_disk()
+    path.write_text(DENY.format(name="two"))
+    assert active.changed_on_disk()
+    assert active.reload()
+    assert [d.match.project for d in active.current.deny] == ["two"]
+    assert seen == [first.digest, active.current.digest]
+    good = active.current
+    path.write_text("[[deny]]\nproject = 'two'\nversion = '>>1'\n")
+    with caplog.at_level(logging.ERROR, logger="hostfit.rules"):
+        assert not active.reload()
+    assert active.current is good and len(seen) == 2
+    assert f"{path}: deny[0].version: invalid specifier '>>1'" in caplog.text
+    assert "previous rules stay in force" in caplog.text
+    assert not active.changed_on_disk()  # the bad file is not retried until it changes again
