@@ -33,6 +33,26 @@ class _Range:
         return self.type in ("*", mtype) and self.subtype in ("*", msub)
 
 
+def quality(params: list[str]) -> float:
+    """The q-value among a header item's parameters (RFC 9110 section 12.4.2)."""
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                return min(max(float(value.strip()), 0.0), 1.0)
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    for item in (accept_encoding or "").split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        if coding.lower() in ("gzip", "x-gzip", "*"):
+            return quality(params) > 0
+    return False
+
+
 def _parse_accept(header: str) -> list[_Range]:
     ranges = []
     for item in header.split(","):
@@ -41,16 +61,7 @@ def _parse_accept(header: str) -> list[_Range]:
         mtype, slash, msub = media.partition("/")
         if not slash or not mtype or not msub:
             continue
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value.strip())
-                except ValueError:
-                    q = 0.0
-                q = min(max(q, 0.0), 1.0)
-        ranges.append(_Range(mtype, msub, q))
+        ranges.append(_Range(mtype, msub, quality(params)))
     return ranges
 
 

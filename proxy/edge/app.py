@@ -32,7 +32,7 @@ from proxy.core.explain import explanation, explanation_html
 from proxy.core.links import link_page
 from proxy.core.models import Page
 from proxy.core.names import normalize_project
-from proxy.core.negotiate import HTML_LEGACY, JSON_V1, negotiate
+from proxy.core.negotiate import HTML_LEGACY, JSON_V1, accepts_gzip, negotiate
 from proxy.core.pages import render_html_root, render_json_root
 from proxy.core.profile import HostProfile, merge, parse_profile
 from proxy.edge.blobs import BlobStore
@@ -153,23 +153,6 @@ def _prefix(request: Request) -> str:
     return ""
 
 
-def _wants_gzip(request: Request) -> bool:
-    for item in request.headers.get("accept-encoding", "").split(","):
-        coding, *params = (part.strip() for part in item.split(";"))
-        if coding.lower() not in ("gzip", "x-gzip", "*"):
-            continue
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        return q > 0
-    return False
-
-
 def _etag_matches(header: str | None, *etags: str) -> bool:
     if not header:
         return False
@@ -208,7 +191,7 @@ async def simple_project(request: Request) -> Response:
     headers = {"Vary": vary(request), "Cache-Control": f"max-age={max_age}, public"}
     if page.warning:
         headers["Warning"] = page.warning
-    gzip_ok = _wants_gzip(request)
+    gzip_ok = accepts_gzip(request.headers.get("accept-encoding"))
     etag = rendered.gzip_etag if gzip_ok else rendered.etag
     headers["ETag"] = etag
     if _etag_matches(request.headers.get("if-none-match"), etag):

@@ -1,6 +1,6 @@
 import pytest
 
-from proxy.core.negotiate import HTML_LEGACY, HTML_V1, JSON_V1, negotiate
+from proxy.core.negotiate import HTML_LEGACY, HTML_V1, JSON_V1, accepts_gzip, negotiate
 from proxy.errors import NotAcceptable
 
 PIP = f"{JSON_V1}, {HTML_V1}; q=0.1, text/html; q=0.01"
@@ -61,3 +61,23 @@ def test_format_parameter_overrides_accept(fmt: str, expected: str) -> None:
 def test_unknown_format_parameter() -> None:
     with pytest.raises(NotAcceptable, match="xml"):
         negotiate(None, "application/xml")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, False),
+        ("", False),
+        ("gzip", True),
+        ("gzip, deflate, br", True),
+        ("br;q=1.0, gzip;q=0.8", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.0", False),
+        ("identity", False),
+        ("*", True),
+        ("x-gzip", True),
+        ("GZIP;Q=0.5", True),
+    ],
+)
+def test_accepts_gzip(header: str | None, expected: bool) -> None:
+    assert accepts_gzip(header) is expected
