@@ -11,6 +11,9 @@ each fact of the wheel's report against the host fact it needs. Rules of the gam
   ``cuda=none`` hides every wheel that needs a CUDA major.
 - GPUs: hidden only when no host GPU can run any of the wheel's kernels, SASS by
   CUDA's binary compatibility rules, PTX on any GPU from its compute capability on.
+- Project facts (``rules``: `proxy.core.rules.Fact` entries, e.g. "needs AVX") are
+  checked like report facts, whether or not the wheel was analysed; a fact that
+  hides a file gives a ``rule`` reason naming the fact's file and entry.
 - ``Verdict.consulted`` names the profile keys the decision read (known or not), so
   callers can key caches by `proxy.core.profile.host_class` of just those.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +32,7 @@ from proxy.core.libstdcxx import LibstdcxxTable, libstdcxx_table
 from proxy.core.models import File
 from proxy.core.profile import HostProfile, Libc
 from proxy.core.report import Report, Requires
+from proxy.core.rules import Fact
 from proxy.core.tags import ClientTags, client_tags
 
 ReasonKind = Literal[
@@ -66,15 +70,15 @@ def decide(
     file: File,
     report: Report | None,
     profile: HostProfile,
-    rules: object | None = None,
+    rules: Sequence[Fact] | None = None,
     *,
     tags: ClientTags | None = None,
     abi_table: LibstdcxxTable | None = None,
 ) -> Verdict:
     """``tags`` saves recomputing `client_tags(profile)` for every file of a page.
 
-    ``rules`` is reserved for the rules layer (project facts such as "needs AVX");
-    it is not read yet.
+    ``rules``: project facts that may apply (those of other projects or versions are
+    passed over), typically `Rules.facts_for(project)`.
     """
     reasons: list[Reason] = []
     consulted: set[str] = set()
@@ -92,7 +96,26 @@ def decide(
                 consulted.add(key)
                 if outcome is not None:
                     reasons.append(outcome)
+    if rules and file.is_wheel:
+        abi = abi_table or libstdcxx_table()
+        for fact in _facts_for(file.filename, rules):
+            context = _Context(fact.requires, profile, abi)
+            for key, check in _CHECKS:
+                outcome = check(context)
+                if outcome is not _SKIP:
+                    consulted.add(key)
+                    if outcome is not None:
+                        message = f"rule {fact.where}: {outcome.message} ({fact.note})"
+                        reasons.append(Reason("rule", message))
     return Verdict(tuple(reasons), frozenset(consulted))
+
+
+def _facts_for(filename: str, facts: Sequence[Fact]) -> list[Fact]:
+    try:
+        name, version, _, _ = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return []
+    return [f for f in facts if f.match.covers(name, version)]
 
 
 class _Skip(enum.Enum):

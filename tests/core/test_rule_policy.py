@@ -1,0 +1,225 @@
+"""Policies on one project's files, and project facts in the compatibility decision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from proxy.core.decide import decide
+from proxy.core.models import File
+from proxy.core.profile import parse_profile
+from proxy.core.report import Report, Requires
+from proxy.core.rule_policy import apply_policies, listed
+from proxy.core.rules import load_rules
+
+P = "rules/p.toml"
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+CP = "cp311-cp311"
+
+
+def file(filename: str, **extra: Any) -> File:
+    keys = {k.replace("_", "-"): v for k, v in extra.items()}
+    return File(filename, f"https://files.example/{filename}", {"sha256": "0" * 64}, keys)
+
+
+def hidden(text: str, *files: File, project: str = "pkg") -> dict[str, list[str]]:
+    outcome = apply_policies(load_rules({P: text}), project, files, NOW)
+    assert all(r.kind == "rule" for reasons in outcome.hidden.values() for r in reasons)
+    return {name: [r.message for r in reasons] for name, reasons in outcome.hidden.items()}
+
+
+W1 = file(f"pkg-1.0-{CP}-manylinux_2_17_x86_64.whl")
+W2 = file(f"pkg-2.0-{CP}-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
+S2 = file("pkg-2.0.tar.gz")
+I686 = file(f"pkg-2.0-{CP}-manylinux_2_17_i686.whl")
+ANY = file("pkg-2.0-py3-none-any.whl")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", {}),
+        (
+            "[[deny]]\nproject = 'pkg'\nversion = '>=2'\nreason = 'CVE-1'",
+            {
+                W2.filename: [f"rule {P}: deny[0]: pkg >=2 is denied: CVE-1"],
+                S2.filename: [f"rule {P}: deny[0]: pkg >=2 is denied: CVE-1"],
+            },
+        ),
+        ("[[deny]]\nproject = 'other'", {}),
+        (
+            "[[pin]]\nproject = 'pkg'\nversion = '==2.0'",
+            {W1.filename: [f"rule {P}: pin[0]: pinned to ==2.0: 1.0 set aside"]},
+        ),
+        (
+            "[[allow]]\nproject = 'pkg'\nversion = '<2'",
+            {
+                W2.filename: [f"rule {P}: allow[0]: pkg 2.0 is not on the allow list"],
+                S2.filename: [f"rule {P}: allow[0]: pkg 2.0 is not on the allow list"],
+            },
+        ),
+        (
+            "[[allow]]\nproject = 'numpy'",
+            {
+                name: [f"rule {P}: allow: pkg is not on the allow list"]
+                for name in (W1.filename, W2.filename, S2.filename)
+            },
+        ),
+        ("[platforms]\nallow = ['manylinux*_x86_64', 'any']", {}),
+        (
+            "[platforms]\ndeny = ['manylinux2014_*']",
+            {},  # W2 is also manylinux_2_17: not every one of its platforms is denied
+        ),
+        (
+            "[platforms]\ndeny = ['manylinux2014_*', 'manylinux_2_17_*']",
+            {
+                W1.filename: [f"rule {P}: platforms: platform manylinux_2_17_x86_64 denied"],
+                W2.filename: [
+                    f"rule {P}: platforms: platform "
+                    "manylinux2014_x86_64/manylinux_2_17_x86_64 denied"
+                ],
+            },
+        ),
+    ],
+)
+def test_policies(text: str, expected: dict[str, list[str]]) -> None:
+    assert hidden(text, W1, W2, S2) == expected
+
+
+def test_platform_allow_list_hides_other_platforms_but_not_sdists_or_pure_wheels() -> None:
+    text = "[platforms]\nallow = ['*_x86_64', 'any']"
+    assert hidden(text, W1, I686, ANY, S2) == {
+        I686.filename: [f"rule {P}: platforms: platform manylinux_2_17_i686 not allowed"]
+    }
+
+
+def test_several_reasons_are_all_given() -> None:
+    text = "[[deny]]\nproject = 'pkg'\n[[pin]]\nproject = 'pkg'\nversion = '==2.0'"
+    assert hidden(text, W1) == {
+        W1.filename: [
+            f"rule {P}: deny[0]: pkg is denied",
+            f"rule {P}: pin[0]: pinned to ==2.0: 1.0 set aside",
+        ]
+    }
+
+
+def test_yanked_files_are_hidden_only_when_asked() -> None:
+    yanked = file("pkg-3.0.tar.gz", yanked="broken build")
+    plain = file("pkg-3.1.tar.gz", yanked=False)
+    assert hidden("", yanked, plain) == {}
+    assert hidden("[defaults]\nyanked = 'hide'", yanked, plain) == {
+        yanked.filename: [f"rule {P}: defaults.yanked: yanked files are hidden"]
+    }
+
+
+def upload(age: timedelta) -> str:
+    return (NOW - age).isoformat().replace("+00:00", "Z")
+
+
+def test_quarantine_hides_young_files_and_says_when_the_next_one_comes_out() -> None:
+    rules = load_rules({P: "[quarantine]\nmin_age = '7d'\nexempt = ['Trusted']"})
+    old = file("pkg-1.0.tar.gz", upload_time=upload(timedelta(days=30)))
+    young = file("pkg-2.0.tar.gz", upload_time=upload(timedelta(days=2, hours=3)))
+    younger = file("pkg-2.1.tar.gz", upload_time=upload(timedelta(hours=5)))
+    unknown = file("pkg-2.2.tar.gz")
+    outcome = apply_policies(rules, "pkg", [old, young, younger, unknown], NOW)
+    assert {k: [r.message for r in v] for k, v in outcome.hidden.items()} == {
+        young.filename: [f"rule {P}: quarantine: uploaded 2d ago, quarantined until 7d old"],
+        younger.filename: [f"rule {P}: quarantine: uploaded 5h ago, quarantined until 7d old"],
+    }
+    assert outcome.until == NOW + timedelta(days=5, hours=-3)
+    later = apply_policies(rules, "pkg", [young], NOW + timedelta(days=5))
+    assert later.hidden == {} and later.until is None
+    assert apply_policies(rules, "trusted", [young], NOW).hidden == {}
+
+
+def test_quarantine_can_hide_files_without_an_upload_time() -> None:
+    text = "[quarantine]\nmin_age = '1h'\nmissing_upload_time = 'hide'"
+    naive = file("pkg-1.1.tar.gz", upload_time="2025-01-01T00:00:00")  # no zone: unusable
+    assert hidden(text, file("pkg-1.0.tar.gz"), naive) == {
+        name: [f"rule {P}: quarantine: no upload time, so quarantine cannot clear it"]
+        for name in ("pkg-1.0.tar.gz", "pkg-1.1.tar.gz")
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "project", "shown"),
+    [
+        ("", "pkg", True),
+        ("[[deny]]\nproject = 'pkg'", "pkg", False),
+        ("[[deny]]\nproject = 'pkg'\nversion = '<1'", "pkg", True),
+        ("[[allow]]\nproject = 'numpy'", "pkg", False),
+        ("[[allow]]\nproject = 'numpy'", "numpy", True),
+    ],
+)
+def test_which_projects_are_listed(text: str, project: str, shown: bool) -> None:
+    assert listed(load_rules({P: text}), project) is shown
+
+
+FACTS = """
+[sources]
+doc = "the project's release notes"
+
+[[fact]]
+project = "tfish"
+version = ">=1.6"
+requires = { x86_64_level = 2 }
+note = "uses AVX"
+source = "doc"
+
+[[fact]]
+project = "cudaplug"
+requires = { cuda_major = 12 }
+note = "loads CUDA with dlopen"
+source = "doc"
+"""
+
+
+@pytest.mark.parametrize(
+    ("filename", "profile", "messages"),
+    [
+        (
+            f"tfish-1.6.0-{CP}-manylinux_2_17_x86_64.whl",
+            "isa=x86-64-v1",
+            [f"rule {P}: fact[0]: isa: needs x86-64-v2, host is x86-64-v1 (uses AVX)"],
+        ),
+        (f"tfish-1.5.0-{CP}-manylinux_2_17_x86_64.whl", "isa=x86-64-v1", []),
+        (f"tfish-1.6.0-{CP}-manylinux_2_17_x86_64.whl", "isa=x86-64-v3", []),
+        (f"tfish-1.6.0-{CP}-manylinux_2_17_x86_64.whl", "", []),  # told nothing: never hidden
+        (
+            "cudaplug-0.4-py3-none-any.whl",
+            "cuda=none",
+            [
+                f"rule {P}: fact[1]: cuda: needs CUDA 12, host has no NVIDIA driver "
+                "(loads CUDA with dlopen)"
+            ],
+        ),
+        (
+            "cudaplug-0.4-py3-none-any.whl",
+            "cuda=11.8",
+            [
+                f"rule {P}: fact[1]: cuda: needs CUDA 12, host driver supports 11.8 "
+                "(loads CUDA with dlopen)"
+            ],
+        ),
+        ("cudaplug-0.4-py3-none-any.whl", "cuda=12.4", []),
+        ("cudaplug-0.4.tar.gz", "cuda=none", []),  # sdists follow their wheels (select)
+    ],
+)
+def test_facts_in_decide(filename: str, profile: str, messages: list[str]) -> None:
+    facts = load_rules({P: FACTS}).facts
+    verdict = decide(file(filename), None, parse_profile(profile, "url"), rules=facts)
+    assert [r.message for r in verdict.reasons] == messages
+    assert all(r.kind == "rule" for r in verdict.reasons)
+
+
+def test_facts_add_to_what_the_report_says() -> None:
+    facts = load_rules({P: FACTS}).facts
+    name = f"tfish-2.0-{CP}-manylinux_2_17_x86_64.whl"
+    report = Report(name, "0" * 64, requires=Requires(libc="glibc", glibc="2.28"))
+    profile = parse_profile("libc=glibc-2.17,isa=x86-64-v1", "url")
+    verdict = decide(file(name), report, profile, rules=facts)
+    assert [r.kind for r in verdict.reasons] == ["glibc", "rule"]
+    assert {"libc", "isa"} <= verdict.consulted
