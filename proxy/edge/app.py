@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -35,6 +35,7 @@ from proxy.core.names import normalize_project
 from proxy.core.negotiate import HTML_LEGACY, JSON_V1, accepts_gzip, negotiate
 from proxy.core.pages import render_html_root, render_json_root
 from proxy.core.profile import HostProfile, merge, parse_profile
+from proxy.core.rules import EMPTY, Rules
 from proxy.edge.blobs import BlobStore
 from proxy.edge.config import Settings
 from proxy.edge.files import Cached, FileService
@@ -44,12 +45,14 @@ from proxy.edge.index import UNIVERSAL, Context, Index
 from proxy.edge.metadata import MetadataService
 from proxy.edge.metrics import Metrics
 from proxy.edge.page_cache import CachedUpstream
+from proxy.edge.policy_index import PolicyIndex
 from proxy.edge.priority import PriorityIndex
 from proxy.edge.render import RenderCache, Rendered, render_page
 from proxy.edge.report_source import AnalysedReports
 from proxy.edge.reports import ReportService
 from proxy.edge.request_profile import request_context, vary
 from proxy.edge.responses import BlobResponse, DownloadResponse
+from proxy.edge.rules_loader import ActiveRules, watch_rules
 from proxy.edge.state import StateStore, open_store
 from proxy.edge.upstream import HttpUpstream
 from proxy.errors import HostfitError, NotFound
@@ -74,21 +77,27 @@ class Services:
     default_profile: HostProfile
     renders: RenderCache
     metrics: Metrics
+    rules: ActiveRules | None = None
 
 
 def compose_index(
-    settings: Settings, client: httpx.AsyncClient, store: StateStore, files: FileService
+    settings: Settings,
+    client: httpx.AsyncClient,
+    store: StateStore,
+    files: FileService,
+    rules: Callable[[], Rules] = lambda: EMPTY,
 ) -> Index:
     upstreams = [
         CachedUpstream(HttpUpstream(url, client), store, settings.page_ttl)
         for url in settings.upstreams
     ]
     index: Index = PriorityIndex(upstreams)
-    return HashFillIndex(index, files, store)
+    return PolicyIndex(HashFillIndex(index, files, store), rules)
 
 
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    rules = ActiveRules(settings.rules)  # bad rules stop the start-up here
     store = open_store(settings.redis, str(settings.cache_dir / "state"))
     blobs = BlobStore(settings.cache_dir / "files")
     removed = blobs.clean_temp()
@@ -104,17 +113,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers))
     reports = AnalysedReports(ReportService(store, pool), blobs)
     host_filter = HostFilter(
-        compose_index(settings, client, store, files),
+        compose_index(settings, client, store, files, lambda: rules.current),
         reports,
         policy=settings.analysis,
         budget=settings.analysis_budget,
         hide_sdists_without_wheels=settings.hide_sdists_without_wheels,
+        rules=lambda: rules.current,
     )
-    default_profile = (
-        parse_profile(settings.default_profile, "default")
-        if settings.default_profile
-        else HostProfile()
-    )
+    default_profile = _default_profile(settings, rules.current)
     services = Services(
         settings=settings,
         store=store,
@@ -127,7 +133,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         default_profile=default_profile,
         renders=RenderCache(),
         metrics=Metrics(),
+        rules=rules,
     )
+
+    def rules_changed(new: Rules) -> None:
+        services.default_profile = _default_profile(settings, new)
+
+    rules.on_change(rules_changed)
     try:
         yield services
     finally:
@@ -137,6 +149,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await files.close()
         await client.aclose()
         await store.close()
+
+
+def _default_profile(settings: Settings, rules: Rules) -> HostProfile:
+    """The setting wins over the rules; nothing configured means nothing assumed."""
+    text = settings.default_profile or rules.default_profile
+    return parse_profile(text, "default") if text else HostProfile()
 
 
 def _services(request: Request) -> Services:
@@ -305,7 +323,9 @@ def build_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
-            yield
+            assert services.rules is not None
+            async with watch_rules(services.rules):
+                yield
 
     routes = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),

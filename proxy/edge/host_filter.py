@@ -20,7 +20,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Literal, Protocol
@@ -30,9 +30,11 @@ from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_fi
 from proxy.core.decide import Verdict, decide
 from proxy.core.models import File, Page, ProjectList
 from proxy.core.report import Report
+from proxy.core.rules import EMPTY, Rules
 from proxy.core.select import file_version, select
 from proxy.core.tags import client_tags
 from proxy.edge.index import Context, Index
+from proxy.edge.policy_index import PolicyIndex
 
 log = logging.getLogger("hostfit.filter")
 
@@ -91,8 +93,10 @@ class HostFilter:
         policy: Policy = "optimistic",
         budget: float = 20.0,
         hide_sdists_without_wheels: bool = True,
+        rules: Callable[[], Rules] = lambda: EMPTY,
     ) -> None:
         self.inner = inner
+        self.rules = rules  # for project facts; read on every decision, so reloads apply
         self.reports = reports
         self.policy = policy
         self.budget = budget
@@ -112,14 +116,25 @@ class HostFilter:
         return (await self.decided(page, ctx)).page
 
     async def explain(self, name: NormalizedName, ctx: Context) -> Decided:
-        """Every file of the project with its verdict for this host, and the reports used."""
-        return await self.decided(await self.inner.page(name, ctx), ctx)
+        """Every file of the project with its verdict for this host, and the reports used.
+
+        Files the operator's policies took off the page come back with their rule reasons.
+        """
+        decided = await self.decided(await self.inner.page(name, ctx), ctx)
+        if not isinstance(self.inner, PolicyIndex):
+            return decided
+        policies = self.inner.hidden_from(decided.page_all)
+        if policies is None or not policies.hidden:
+            return decided
+        verdicts = {name: Verdict(reasons) for name, reasons in policies.hidden.items()}
+        verdicts.update(decided.verdicts)
+        return replace(decided, page_all=policies.before, verdicts=verdicts)
 
     async def decided(self, page: Page, ctx: Context) -> Decided:
         # The generation moves whenever a report of this project arrives, so a
         # provisional decision is reused until there is something new to decide with.
         key = (page.name, page.upstream, page.revision, ctx.profile.to_string(),
-               str(self._generation[page.name]))  # fmt: skip
+               str(self._generation[page.name]), self.rules().digest)  # fmt: skip
         cached = self._decided.get(key)
         if cached is not None:
             self._decided.move_to_end(key)
@@ -133,19 +148,20 @@ class HostFilter:
     async def _decide(self, page: Page, ctx: Context) -> Decided:
         profile = ctx.profile
         tags = client_tags(profile)
+        facts = self.rules().facts_for(page.name)
         candidates = [f for f in page.files if analysable(f)]
         reports = dict(await self.reports.known(candidates))
         reports.update(self._recent_reports(candidates))
         # Tag verdicts first: only files this host could install are worth analysing,
         # and only in the newest versions; older ones are decided by their tags.
-        fitting = [f for f in candidates if decide(f, None, profile, tags=tags).keep]
+        fitting = [f for f in candidates if decide(f, None, profile, facts, tags=tags).keep]
         wanted = [
             f for f in _newest_versions(fitting, ANALYSED_VERSIONS) if f.sha256 not in reports
         ]
         await self._analyse(page.name, wanted)
         reports.update(self._recent_reports(wanted))
         verdicts = {
-            f.filename: decide(f, reports.get(f.sha256 or ""), profile, tags=tags)
+            f.filename: decide(f, reports.get(f.sha256 or ""), profile, facts, tags=tags)
             for f in page.files
         }
         verdicts = select(

@@ -7,8 +7,12 @@ never a mixture; a reload that fails validation keeps the old rules and logs why
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from proxy.core.rules import Rules, load_rules, shipped_texts
@@ -17,6 +21,7 @@ from proxy.errors import ConfigError
 log = logging.getLogger("hostfit.rules")
 
 Stamp = tuple[tuple[str, int, int], ...]
+POLL_SECONDS = 2.0
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -85,3 +90,31 @@ class ActiveRules:
 
     def changed_on_disk(self) -> bool:
         return stamp(self.path) != self._stamp
+
+
+@contextlib.asynccontextmanager
+async def watch_rules(rules: ActiveRules, poll: float = POLL_SECONDS) -> AsyncIterator[None]:
+    """Reload on SIGHUP (where this thread may handle signals) and when a file changes."""
+    if rules.path is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    on_signal = threading.current_thread() is threading.main_thread()
+    if on_signal:
+        loop.add_signal_handler(signal.SIGHUP, rules.reload)
+    task = asyncio.create_task(_poll(rules, poll))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if on_signal:
+            loop.remove_signal_handler(signal.SIGHUP)
+
+
+async def _poll(rules: ActiveRules, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        if await asyncio.to_thread(rules.changed_on_disk):
+            rules.reload()

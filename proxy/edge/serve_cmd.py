@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.edge.config import Settings, load_settings
+from proxy.edge.rules_loader import read_rules
 from proxy.errors import ConfigError
 
 _ENV = "HOSTFIT_RESOLVED_SETTINGS"
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = load_settings(vars(args)).with_upstreams()
+        read_rules(settings.rules)  # refuse to start on bad rules, before any worker starts
     except ConfigError as exc:
         print(f"hostfit: {exc}")
         return 2

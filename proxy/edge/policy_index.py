@@ -1,0 +1,94 @@
+"""The operator's policies as an index wrapper: the files they hide leave the page.
+
+Policies apply to every view, the universal one included: they are the fleet's
+policy, not a judgement about one host. The served page's revision carries the
+rules digest and the kept files, so every cache keyed by revision (decisions,
+renderings) follows a rules change or a file leaving quarantine. The outcome for a
+page is cached until the rules change or quarantine releases a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from packaging.utils import NormalizedName, canonicalize_name
+
+from proxy.core.decide import Reason
+from proxy.core.models import Page, ProjectList
+from proxy.core.rule_policy import PolicyOutcome, apply_policies, listed
+from proxy.core.rules import Rules
+from proxy.edge.index import Context, Index
+
+KEPT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Filtered:
+    page: Page  # as served
+    before: Page  # as the inner index gave it
+    hidden: Mapping[str, tuple[Reason, ...]]
+    until: datetime | None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PolicyIndex:
+    def __init__(
+        self, inner: Index, rules: Callable[[], Rules], clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self.inner = inner
+        self.rules = rules
+        self.clock = clock
+        self._cache: OrderedDict[tuple[str, ...], Filtered] = OrderedDict()
+        self._served: OrderedDict[tuple[str, ...], Filtered] = OrderedDict()
+
+    async def projects(self) -> ProjectList:
+        projects = await self.inner.projects()
+        rules = self.rules()
+        if not rules.filters:
+            return projects
+        names = tuple(n for n in projects.names if listed(rules, canonicalize_name(n)))
+        return replace(projects, names=names)
+
+    async def page(self, name: NormalizedName, ctx: Context) -> Page:
+        page = await self.inner.page(name, ctx)
+        rules = self.rules()
+        if not rules.filters:
+            return page
+        return self._filtered(page, rules).page
+
+    def hidden_from(self, page: Page) -> Filtered | None:
+        """For explain: what the page served under this revision hid, and why."""
+        return self._served.get((page.name, page.revision))
+
+    def _filtered(self, page: Page, rules: Rules) -> Filtered:
+        now = self.clock()
+        key = (page.name, page.upstream, page.revision, rules.digest)
+        cached = self._cache.get(key)
+        if cached is not None and (cached.until is None or now < cached.until):
+            self._cache.move_to_end(key)
+            return cached
+        outcome: PolicyOutcome = apply_policies(rules, page.name, page.files, now)
+        kept = tuple(f for f in page.files if f.filename not in outcome.hidden)
+        digest = hashlib.sha256("\n".join(f.filename for f in kept).encode()).hexdigest()[:12]
+        revision = f"{page.revision}/rules-{rules.digest[:12]}-{digest}"
+        served = replace(page, files=kept, revision=revision)
+        result = Filtered(served, page, outcome.hidden, outcome.until)
+        _put(self._cache, key, result)
+        _put(self._served, (page.name, revision), result)
+        return result
+
+
+def _put(
+    cache: OrderedDict[tuple[str, ...], Filtered], key: tuple[str, ...], value: Filtered
+) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > KEPT:
+        cache.popitem(last=False)
