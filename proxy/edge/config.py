@@ -6,7 +6,6 @@ machine that already installs from a private mirror keeps using that mirror.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,51 +17,50 @@ from typing import Any, Literal
 
 from proxy.errors import ConfigError, HostfitError
 
-_PIP_INDEX_SCRIPT = r"""
-import json, os
-try:
-    from pip._internal.configuration import Configuration
-    conf = Configuration(isolated=False)
-    conf.load()
-    items = dict(conf.items())
-except Exception:
-    items = {}
-url = None
-for key in ("global.index-url", "install.index-url", ":env:.index-url"):
-    url = items.get(key, url)
-url = os.environ.get("PIP_INDEX_URL") or url
-if not url:
-    from pip._internal.models.index import PyPI
-    url = PyPI.simple_url
-print(json.dumps(url))
-"""
+# pip's built-in default, asked of pip itself so that it is never written down here.
+_PIP_DEFAULT_SCRIPT = "from pip._internal.models.index import PyPI; print(PyPI.simple_url)"
+_INDEX_KEYS = ("global.index-url", "install.index-url", "download.index-url", ":env:.index-url")
 
 
 def pip_default_index() -> str:
-    """The index pip on this machine would use: its configuration, else pip's default."""
-    candidates = [[sys.executable, "-m", "pip"]]
-    if pip := shutil.which("pip3") or shutil.which("pip"):
-        candidates.append([pip])
-    for command in candidates:
-        python = command[0] if len(command) > 1 else _python_of(command[0])
-        if python is None:
-            continue
+    """The index pip on this machine would use: its configuration, else pip's default.
+
+    `pip config list` prints the merged configuration in load order (files, then the
+    environment), so the last index-url it names is the one pip would use.
+    """
+    for python in _pythons_with_pip():
         try:
-            out = subprocess.run(
-                [python, "-c", _PIP_INDEX_SCRIPT],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
-            ).stdout
-            url = json.loads(out)
-        except (OSError, subprocess.SubprocessError, ValueError):
+            listed = _run([python, "-m", "pip", "config", "list"])
+        except (OSError, subprocess.SubprocessError):
             continue
-        if isinstance(url, str) and url:
-            return url
-    raise ConfigError(
-        "no upstream given and pip is not available to tell its index: use --upstream"
-    )
+        configured = None
+        for line in listed.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() in _INDEX_KEYS:
+                configured = value.strip().strip("'\"")
+        if configured:
+            return configured
+        try:
+            default = _run([python, "-c", _PIP_DEFAULT_SCRIPT]).strip()
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if default:
+            return default
+    raise ConfigError("no upstream given, and no pip here to tell its index: use --upstream")
+
+
+def _pythons_with_pip() -> list[str]:
+    candidates = [sys.executable]
+    for name in ("pip3", "pip"):
+        script = shutil.which(name)
+        python = _python_of(script) if script else None
+        if python and python not in candidates:
+            candidates.append(python)
+    return candidates
+
+
+def _run(command: list[str]) -> str:
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
 
 
 def _python_of(script: str) -> str | None:
