@@ -1,0 +1,211 @@
+"""Wheel rewrites: plans, deterministic bytes, consistent WHEEL, METADATA and RECORD."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import zipfile
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+from packaging.utils import parse_wheel_filename
+
+from proxy.core.report import Report, Requires
+from proxy.core.rewrite import (
+    Rewrite,
+    RewriteError,
+    new_filename,
+    plan,
+    rewrite_metadata,
+    rewrite_wheel,
+)
+from proxy.core.rules import load_rules
+from tests.support.wheels import WheelSpec, build_wheel
+
+P = "rules/p.toml"
+SHA = "ab" * 32
+CP = "cp311-cp311"
+RULES = """
+[[retag]]
+project = "*"
+
+[sources]
+s = "a ticket"
+
+[[metadata]]
+project = "fixme"
+version = "<2"
+add_requires = ["numpy<2"]
+remove_requires = ["six"]
+requires_python = ">=3.9"
+source = "s"
+"""
+
+
+def report(filename: str, derived: str | None, overclaims: bool = False) -> Report:
+    return Report(
+        filename, SHA, requires=Requires(libc="glibc", glibc="2.25"),
+        derived_platform_tag=derived, overclaims=overclaims,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("filename", "derived", "overclaims", "platform"),
+    [
+        # claims less than its binaries need: served under the truthful tag
+        (f"p-1.0-{CP}-manylinux_2_17_x86_64.whl", "manylinux_2_26_x86_64", True,
+         "manylinux_2_26_x86_64"),
+        # plain linux_* whose binaries justify manylinux
+        (f"p-1.0-{CP}-linux_x86_64.whl", "manylinux_2_17_x86_64", False, "manylinux_2_17_x86_64"),
+        # a tag more conservative than needed is not the proxy's to widen
+        (f"p-1.0-{CP}-manylinux_2_28_x86_64.whl", "manylinux_2_17_x86_64", False, None),
+        (f"p-1.0-{CP}-manylinux_2_17_x86_64.whl", "manylinux_2_17_x86_64", False, None),
+        (f"p-1.0-{CP}-linux_aarch64.whl", "manylinux_2_17_x86_64", False, None),
+        (f"p-1.0-{CP}-manylinux_2_17_x86_64.whl", None, True, None),
+    ],
+)  # fmt: skip
+def test_retag_plans(
+    filename: str, derived: str | None, overclaims: bool, platform: str | None
+) -> None:
+    rules = load_rules({P: RULES})
+    planned = plan(rules, filename, report(filename, derived, overclaims))
+    assert (planned.platform if planned else None) == platform
+    if planned:
+        assert planned.rules == (f"{P}: retag[0]",)
+    assert plan(load_rules({}), filename, report(filename, derived, overclaims)) is None
+
+
+def test_retag_needs_a_report_and_metadata_fixes_do_not() -> None:
+    rules = load_rules({P: RULES})
+    assert plan(rules, f"p-1.0-{CP}-linux_x86_64.whl", None) is None
+    fix = plan(rules, "fixme-1.5-py3-none-any.whl", None)
+    assert fix == Rewrite(None, ("numpy<2",), frozenset({"six"}), ">=3.9")
+    assert fix is not None and fix.rules == (f"{P}: metadata[0]",)
+    assert plan(rules, "fixme-2.0-py3-none-any.whl", None) is None
+
+
+def test_new_filenames_get_their_own_build_tag() -> None:
+    rewrite = Rewrite(platform="manylinux_2_26_x86_64")
+    name = new_filename(f"p-1.0-{CP}-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", SHA, rewrite)
+    _, version, build, tags = parse_wheel_filename(name)
+    assert str(version) == "1.0"
+    assert build[0] == 0 and build[1].startswith(".hf") and len(build[1]) == 15
+    assert {str(t) for t in tags} == {f"{CP}-manylinux_2_26_x86_64"}
+    with_build = new_filename(f"p-1.0-7x-{CP}-linux_x86_64.whl", SHA, rewrite)
+    assert parse_wheel_filename(with_build)[2][0] == 7
+    assert "-7x.hf" in with_build
+    # The digest covers the input and the rewrite: other bytes, other name.
+    assert new_filename(f"p-1.0-{CP}-linux_x86_64.whl", "cd" * 32, rewrite) != new_filename(
+        f"p-1.0-{CP}-linux_x86_64.whl", SHA, rewrite
+    )
+    other = Rewrite(platform="manylinux_2_28_x86_64")
+    assert new_filename(f"p-1.0-{CP}-linux_x86_64.whl", SHA, rewrite) != new_filename(
+        f"p-1.0-{CP}-linux_x86_64.whl", SHA, other
+    )
+
+
+METADATA = (
+    b"Metadata-Version: 2.1\nName: fixme\nVersion: 1.0\nRequires-Python: >=3.6\n"
+    b"Requires-Dist: six>=1.0\nRequires-Dist: requests\nRequires-Dist: Six ; extra == 'x'\n"
+    b"Provides-Extra: x\n\nA description\nRequires-Dist: not-a-header\n"
+)
+
+
+def test_metadata_changes_touch_only_the_headers_asked_for() -> None:
+    fix = Rewrite(None, ("numpy<2",), frozenset({"six"}), ">=3.9")
+    out = rewrite_metadata(METADATA, fix)
+    assert out == (
+        b"Metadata-Version: 2.1\nName: fixme\nVersion: 1.0\nRequires-Python: >=3.9\n"
+        b"Requires-Dist: requests\nRequires-Dist: numpy<2\n"
+        b"Provides-Extra: x\n\nA description\nRequires-Dist: not-a-header\n"
+    )
+    removed = rewrite_metadata(METADATA, Rewrite(requires_python=""))
+    assert b"Requires-Python" not in removed.split(b"\n\n")[0]
+    bare = rewrite_metadata(
+        b"Metadata-Version: 2.1\nName: a\nVersion: 1\n", Rewrite(None, ("b",), frozenset(), ">=3")
+    )
+    assert bare == (
+        b"Metadata-Version: 2.1\nName: a\nVersion: 1\nRequires-Python: >=3\nRequires-Dist: b\n"
+    )
+
+
+def wheel(tmp_path: Path, tag: str = f"{CP}-linux_x86_64") -> Path:
+    files = {"fixme/__init__.py": b"X = 1\n", "fixme/lib.so": b"\x7fELF"}
+    spec = WheelSpec(
+        "fixme", "1.0", tag=tag, files=files, requires_dist=["six>=1.0", "requests"],
+        requires_python=">=3.6",
+    )  # fmt: skip
+    return build_wheel(spec, tmp_path)
+
+
+def rewritten(path: Path, rewrite: Rewrite) -> tuple[bytes, str]:
+    sink = io.BytesIO()
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    with path.open("rb") as source:
+        result = rewrite_wheel(source, sink, path.name, sha, rewrite)
+    data = sink.getvalue()
+    assert result.sha256 == hashlib.sha256(data).hexdigest() and result.size == len(data)
+    return data, result.filename
+
+
+def test_a_rewritten_wheel_is_consistent_and_the_same_every_time(tmp_path: Path) -> None:
+    path = wheel(tmp_path)
+    rewrite = Rewrite("manylinux_2_17_x86_64", ("numpy<2",), frozenset({"six"}), ">=3.9")
+    data, name = rewritten(path, rewrite)
+    assert rewritten(path, rewrite) == (data, name)
+    assert name.endswith(f"-{CP}-manylinux_2_17_x86_64.whl")
+    with zipfile.ZipFile(io.BytesIO(data)) as zf, zipfile.ZipFile(path) as original:
+        assert zf.testzip() is None
+        assert zf.namelist() == original.namelist()
+        for info in original.infolist():
+            if not info.filename.endswith(("WHEEL", "METADATA", "RECORD")):
+                assert zf.read(info.filename) == original.read(info.filename)
+                assert zf.getinfo(info.filename).compress_type == info.compress_type
+            assert zf.getinfo(info.filename).date_time == info.date_time
+            assert zf.getinfo(info.filename).external_attr == info.external_attr
+        wheel_text = zf.read("fixme-1.0.dist-info/WHEEL").decode()
+        build = parse_wheel_filename(name)[2]
+        assert f"Tag: {CP}-manylinux_2_17_x86_64" in wheel_text.splitlines()
+        assert f"Build: {build[0]}{build[1]}" in wheel_text.splitlines()
+        assert "linux_x86_64" not in wheel_text.replace("manylinux_2_17_x86_64", "")
+        metadata = BytesParser().parsebytes(zf.read("fixme-1.0.dist-info/METADATA"))
+        assert metadata.get_all("Requires-Dist") == ["requests", "numpy<2"]
+        assert metadata["Requires-Python"] == ">=3.9"
+        record = list(csv.reader(io.StringIO(zf.read("fixme-1.0.dist-info/RECORD").decode())))
+        for path_, digest, size in record:
+            if path_.endswith("RECORD"):
+                assert (digest, size) == ("", "")
+                continue
+            content = zf.read(path_)
+            expected = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=")
+            assert (digest, size) == ("sha256=" + expected.decode(), str(len(content)))
+
+
+def test_signatures_over_the_old_record_are_dropped(tmp_path: Path) -> None:
+    path = wheel(tmp_path)
+    signed = tmp_path / "signed" / path.name
+    signed.parent.mkdir()
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(signed, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info.filename))
+        dst.writestr("fixme-1.0.dist-info/RECORD.jws", b"{}")
+    data, _ = rewritten(signed, Rewrite(platform="manylinux_2_17_x86_64"))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert "fixme-1.0.dist-info/RECORD.jws" not in zf.namelist()
+
+
+def test_what_cannot_be_rewritten_says_why(tmp_path: Path) -> None:
+    bogus = tmp_path / f"fixme-1.0-{CP}-linux_x86_64.whl"
+    bogus.write_bytes(b"not a zip")
+    with pytest.raises(RewriteError, match="not a readable zip"):
+        rewritten(bogus, Rewrite(platform="manylinux_2_17_x86_64"))
+    other = tmp_path / "other"
+    other.mkdir()
+    path = wheel(other)
+    renamed = other / f"other-1.0-{CP}-linux_x86_64.whl"
+    path.rename(renamed)
+    with pytest.raises(RewriteError, match=r"no \.dist-info directory for other 1\.0"):
+        rewritten(renamed, Rewrite(platform="manylinux_2_17_x86_64"))
