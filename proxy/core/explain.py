@@ -17,7 +17,9 @@ def explanation(
     verdicts: Mapping[str, Verdict],
     reports: Mapping[str, Report],
     profile: HostProfile,
+    rewrites: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """``rewrites``: for files a rule rewrites, what they are served as and by which rules."""
     files = []
     for f in page.files:
         verdict = verdicts[f.filename]
@@ -29,6 +31,7 @@ def explanation(
                 "reasons": [{"kind": r.kind, "message": r.message} for r in verdict.reasons],
                 "report": None if report is None else report.status,
                 "report_reason": None if report is None else report.reason,
+                "rewrite": None if rewrites is None else rewrites.get(f.filename),
             }
         )
     return {
@@ -46,6 +49,13 @@ def explanation_html(data: Mapping[str, Any]) -> str:
     rows = []
     for f in data["files"]:
         reasons = "<br>".join(e(r["message"]) for r in f["reasons"]) or "fits this host"
+        rewrite = f.get("rewrite")
+        if rewrite:
+            served = rewrite["served_as"] or f"not yet ({rewrite['status']})"
+            reasons += (
+                f"<br>rewritten ({e(rewrite['change'])}) by {e(', '.join(rewrite['rules']))};"
+                f" served as {e(served)}"
+            )
         report = f["report"] or "not analysed"
         rows.append(
             f'<tr class="{e(f["verdict"])}"><td>{e(f["filename"])}</td>'

@@ -30,7 +30,7 @@ from proxy import __version__
 from proxy.analysis.pool import AnalysisPool, PoolLimits
 from proxy.core.explain import explanation, explanation_html
 from proxy.core.links import link_page
-from proxy.core.models import Page
+from proxy.core.models import File, Page
 from proxy.core.names import normalize_project
 from proxy.core.negotiate import HTML_LEGACY, JSON_V1, accepts_gzip, negotiate
 from proxy.core.pages import render_html_root, render_json_root
@@ -52,6 +52,8 @@ from proxy.edge.report_source import AnalysedReports
 from proxy.edge.reports import ReportService
 from proxy.edge.request_profile import request_context, vary
 from proxy.edge.responses import BlobResponse, DownloadResponse
+from proxy.edge.rewrite_index import RewriteIndex
+from proxy.edge.rewrites import RewriteService
 from proxy.edge.rules_loader import ActiveRules, watch_rules
 from proxy.edge.state import StateStore, open_store
 from proxy.edge.upstream import HttpUpstream
@@ -78,6 +80,7 @@ class Services:
     renders: RenderCache
     metrics: Metrics
     rules: ActiveRules | None = None
+    rewrites: RewriteIndex | None = None
 
 
 def compose_index(
@@ -120,6 +123,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         hide_sdists_without_wheels=settings.hide_sdists_without_wheels,
         rules=lambda: rules.current,
     )
+    rewrites = RewriteIndex(
+        host_filter, lambda: rules.current, RewriteService(blobs, files, store), reports
+    )
     default_profile = _default_profile(settings, rules.current)
     services = Services(
         settings=settings,
@@ -128,12 +134,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         client=client,
         files=files,
         metadata=MetadataService(blobs, files, client, store),
-        index=host_filter,
+        index=rewrites,
         filter=host_filter,
         default_profile=default_profile,
         renders=RenderCache(),
         metrics=Metrics(),
         rules=rules,
+        rewrites=rewrites,
     )
 
     def rules_changed(new: Rules) -> None:
@@ -143,6 +150,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     try:
         yield services
     finally:
+        await rewrites.service.close()
         await reports.close()
         await reports.service.close()
         await pool.close()
@@ -242,6 +250,8 @@ async def project_file(request: Request) -> Response:
     base_name = filename.removesuffix(".metadata") if wants_metadata else filename
     page = await services.index.page(name, UNIVERSAL)
     file = page.file(base_name)
+    if file is None and services.rewrites is not None:
+        file = await _rewritten_file(services.rewrites, page, base_name)
     if file is None:
         raise NotFound(f"{base_name} is not a file of project {name}")
     if wants_metadata:
@@ -260,6 +270,15 @@ async def project_file(request: Request) -> Response:
     return DownloadResponse(opened)
 
 
+async def _rewritten_file(rewrites: RewriteIndex, page: Page, filename: str) -> File | None:
+    """A rewritten wheel, while its original is still served (policies may hide it)."""
+    done = await rewrites.service.by_name(page.name, filename)
+    if done is None or page.file(done.source_filename) is None:
+        return None
+    await rewrites.service.ensure(done, page.name)
+    return done.download()
+
+
 async def explain(request: Request) -> Response:
     """``/explain/<project>/?profile=...``: JSON for machines, a table for people."""
     services = _services(request)
@@ -271,7 +290,8 @@ async def explain(request: Request) -> Response:
     else:
         ctx = request_context(request, services.default_profile)
     decided = await services.filter.explain(name, ctx)
-    data = explanation(decided.page_all, decided.verdicts, decided.reports, ctx.profile)
+    notes = await services.rewrites.explain(decided) if services.rewrites else None
+    data = explanation(decided.page_all, decided.verdicts, decided.reports, ctx.profile, notes)
     wants_json = request.query_params.get("format") == "json" or (
         "json" in request.headers.get("accept", "")
         and "html" not in request.headers.get("accept", "")

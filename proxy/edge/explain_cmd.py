@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     width = max((len(f["filename"]) for f in data["files"]), default=10)
     for f in data["files"]:
         why = "; ".join(r["message"] for r in f["reasons"]) or "fits"
+        if f.get("rewrite"):
+            rewrite = f["rewrite"]
+            served = rewrite["served_as"] or f"not yet ({rewrite['status']})"
+            why += f"; rewritten by {', '.join(rewrite['rules'])}: served as {served}"
         print(f"  {f['verdict']:<5} {f['filename']:<{width}}  {why}")
     return 0
 
@@ -66,4 +70,5 @@ async def _explain(args: argparse.Namespace) -> dict[str, Any]:
     async with open_services(settings) as services:
         profile = merge(parse_profile(args.profile, "url"), services.default_profile)
         decided = await services.filter.explain(name, Context(profile=profile))
-        return explanation(decided.page_all, decided.verdicts, decided.reports, profile)
+        notes = await services.rewrites.explain(decided) if services.rewrites else None
+        return explanation(decided.page_all, decided.verdicts, decided.reports, profile, notes)

@@ -1,0 +1,173 @@
+"""Rewrites as an index wrapper: filtered pages list rewritten wheels in place of the originals.
+
+Outermost wrapper, so it rewrites what the host filter kept; the universal view is
+never rewritten. Retagging needs a wheel's report: the newest versions' Linux wheels
+are analysed on demand (for clients that tell nothing too, since retagging is what
+makes plain pip decline a wheel by itself). Until a rewrite is made, the original is
+listed and the page is provisional; each finished rewrite or report moves the
+project's generation, so the page is computed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+from packaging.utils import NormalizedName
+from packaging.version import Version
+
+from proxy.core.models import File, Page, ProjectList
+from proxy.core.report import Report
+from proxy.core.rewrite import Rewrite, plan, rewrite_digest
+from proxy.core.rules import Rules
+from proxy.core.select import file_version
+from proxy.edge.host_filter import Decided, ReportSource, analysable
+from proxy.edge.index import Context, Index
+from proxy.edge.rewrites import Done, RewriteService
+
+ANALYSED_VERSIONS = 3
+PAGES_KEPT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    file: File
+    rewrite: Rewrite
+    digest: str
+
+
+class RewriteIndex:
+    def __init__(
+        self,
+        inner: Index,
+        rules: Callable[[], Rules],
+        service: RewriteService,
+        reports: ReportSource,
+    ) -> None:
+        self.inner = inner
+        self.rules = rules
+        self.service = service
+        self.reports = reports
+        self._generation: dict[str, int] = defaultdict(int)
+        self._pages: OrderedDict[tuple[str, ...], Page] = OrderedDict()
+        self._analysing: dict[str, asyncio.Future[Report]] = {}
+
+    async def projects(self) -> ProjectList:
+        return await self.inner.projects()
+
+    async def page(self, name: NormalizedName, ctx: Context) -> Page:
+        page = await self.inner.page(name, ctx)
+        if ctx.view == "universal":
+            return page
+        rules = self.rules()
+        if not rules.retags(name) and not rules.fixes_for(name):
+            return page
+        key = (name, page.upstream, page.revision, rules.digest, str(self._generation[name]))
+        cached = self._pages.get(key)
+        if cached is not None:
+            self._pages.move_to_end(key)
+            return cached
+        result = await self._rewritten(page, rules)
+        self._pages[key] = result
+        while len(self._pages) > PAGES_KEPT:
+            self._pages.popitem(last=False)
+        return result
+
+    async def explain(self, decided: Decided) -> dict[str, dict[str, Any]]:
+        """For explain: each kept file a rule rewrites, what it is served as, which rules."""
+        kept = tuple(f for f in decided.page_all.files if decided.verdicts[f.filename].keep)
+        page = replace(decided.page_all, files=kept)
+        rules = self.rules()
+        planned = await self._plans(page, rules, analyse=False)
+        done = await self.service.known(p.digest for p in planned)
+        notes = {}
+        for p in planned:
+            made = done.get(p.digest)
+            failed = self.service.failed(p.digest)
+            notes[p.file.filename] = {
+                "served_as": made.filename if made else None,
+                "status": "done" if made else "failed" if failed else "pending",
+                "change": p.rewrite.describe(),
+                "rules": list(p.rewrite.rules),
+                **({"error": failed} if failed and not made else {}),
+            }
+        return notes
+
+    async def _rewritten(self, page: Page, rules: Rules) -> Page:
+        planned = await self._plans(page, rules, analyse=True)
+        done = await self.service.known(p.digest for p in planned)
+        waiting = False
+        for p in _newest_first(planned):
+            if p.digest not in done and self.service.failed(p.digest) is None:
+                task = self.service.submit(p.file, p.rewrite, page.name)
+                task.add_done_callback(partial(self._finished, page.name))
+                waiting = True
+        by_name: Mapping[str, Done] = {
+            p.file.filename: done[p.digest] for p in planned if p.digest in done
+        }
+        analysing = any(f.sha256 in self._analysing for f in page.files)
+        if not by_name and not waiting and not analysing:
+            return page
+        files = tuple(
+            by_name[f.filename].served(f) if f.filename in by_name else f for f in page.files
+        )
+        digest = hashlib.sha256("\n".join(sorted(d.filename for d in by_name.values())).encode())
+        return replace(
+            page,
+            files=files,
+            revision=f"{page.revision}/rw-{digest.hexdigest()[:12]}",
+            provisional=page.provisional or waiting or analysing,
+        )
+
+    async def _plans(self, page: Page, rules: Rules, *, analyse: bool) -> list[_Planned]:
+        wheels = [f for f in page.files if f.is_wheel and f.sha256]
+        reports: Mapping[str, Report] = {}
+        if rules.retags(page.name):
+            candidates = [f for f in wheels if analysable(f)]
+            reports = await self.reports.known(candidates)
+            if analyse:
+                self._analyse(page.name, [f for f in candidates if f.sha256 not in reports])
+        planned = []
+        for f in wheels:
+            rewrite = plan(rules, f.filename, reports.get(f.sha256 or ""))
+            if rewrite is not None:
+                planned.append(_Planned(f, rewrite, rewrite_digest(f.sha256 or "", rewrite)))
+        return planned
+
+    def _analyse(self, project: str, files: Sequence[File]) -> None:
+        for f in _newest_versions(files):
+            sha256 = f.sha256 or ""
+            if sha256 in self._analysing:
+                continue
+            future = self.reports.submit(f)
+            self._analysing[sha256] = future
+
+            def finished(_: object, sha256: str = sha256) -> None:
+                self._analysing.pop(sha256, None)
+                self._moved(project)
+
+            future.add_done_callback(finished)
+
+    def _finished(self, project: str, _: object) -> None:
+        self._moved(project)
+
+    def _moved(self, project: str) -> None:
+        self._generation[project] += 1
+
+
+def _newest_versions(files: Sequence[File]) -> list[File]:
+    versions = sorted({v for f in files if (v := file_version(f.filename)) is not None})
+    newest = set(versions[-ANALYSED_VERSIONS:])
+    return [f for f in files if file_version(f.filename) in newest]
+
+
+def _newest_first(planned: Sequence[_Planned]) -> list[_Planned]:
+    def version_key(p: _Planned) -> Version:
+        return file_version(p.file.filename) or Version("0")
+
+    return sorted(planned, key=version_key, reverse=True)

@@ -1,0 +1,184 @@
+"""Rewritten wheels: made once from the cached original, stored by their own sha256, served by name.
+
+A rewrite is identified by its digest (`proxy.core.rewrite.rewrite_digest`: input
+sha256, rewrite, rewrite version). What it produced is recorded in the state store
+twice: by digest (``rewrite:<digest>``, for pages) and by file name
+(``rewritten:<project>/<filename>``, for downloads). The record also says how to make
+the file again, so a replica whose blob cache lacks it rebuilds the same bytes and
+checks them against the recorded sha256. The regenerated ``.metadata`` is stored
+like extracted metadata (``metadata:<sha256>``), so the metadata service serves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+from proxy.core.models import File
+from proxy.core.rewrite import Rewrite, RewriteError, Rewritten, rewrite_digest, rewrite_wheel
+from proxy.edge.blobs import BlobStore
+from proxy.edge.files import FileService
+from proxy.edge.state import StateStore
+from proxy.errors import HostfitError, IntegrityError
+
+log = logging.getLogger("hostfit.rewrites")
+
+CONCURRENCY = 2
+_DIGEST_KEY = "rewrite:"
+_NAME_KEY = "rewritten:"
+_METADATA_KEY = "metadata:"
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    filename: str
+    sha256: str
+    size: int
+    metadata_sha256: str
+    requires_python: str | None
+    source_filename: str
+    source_sha256: str
+    source_url: str
+    recipe: dict[str, Any]
+    rules: tuple[str, ...]
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Done:
+        values = json.loads(data)
+        values["rules"] = tuple(values["rules"])
+        return cls(**values)
+
+    def rewrite(self) -> Rewrite:
+        r = self.recipe
+        return Rewrite(
+            r["platform"], tuple(r["add_requires"]), frozenset(r["remove_requires"]),
+            r["requires_python"], self.rules,
+        )  # fmt: skip
+
+    def served(self, original: File) -> File:
+        """The page entry: the original's keys, with what the rewrite changed."""
+        extra = {k: v for k, v in original.extra.items() if k != "provenance"}
+        extra["size"] = self.size
+        extra["core-metadata"] = extra["dist-info-metadata"] = {"sha256": self.metadata_sha256}
+        if self.requires_python is None:
+            extra.pop("requires-python", None)
+        else:
+            extra["requires-python"] = self.requires_python
+        return File(self.filename, original.url, {"sha256": self.sha256}, extra)
+
+    def download(self) -> File:
+        """What the file service needs to serve the blob."""
+        return File(self.filename, "", {"sha256": self.sha256}, {"size": self.size})
+
+
+class RewriteService:
+    def __init__(self, blobs: BlobStore, files: FileService, store: StateStore) -> None:
+        self.blobs = blobs
+        self.files = files
+        self.store = store
+        self._done: dict[str, Done] = {}
+        self._failed: dict[str, str] = {}
+        self._tasks: dict[str, asyncio.Task[Done | None]] = {}
+        self._limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def known(self, digests: Iterable[str]) -> dict[str, Done]:
+        wanted = list(dict.fromkeys(digests))
+        missing = [d for d in wanted if d not in self._done]
+        if missing:
+            values = await self.store.get_many([_DIGEST_KEY + d for d in missing])
+            for digest, value in zip(missing, values, strict=True):
+                if value is not None:
+                    self._done[digest] = Done.from_json(value)
+        return {d: self._done[d] for d in wanted if d in self._done}
+
+    def failed(self, digest: str) -> str | None:
+        return self._failed.get(digest)
+
+    def pending(self, digest: str) -> bool:
+        return digest in self._tasks
+
+    def submit(self, file: File, rewrite: Rewrite, project: str) -> asyncio.Task[Done | None]:
+        assert file.sha256 is not None
+        digest = rewrite_digest(file.sha256, rewrite)
+        task = self._tasks.get(digest)
+        if task is None:
+            task = asyncio.create_task(self._make(file, rewrite, project, digest))
+            self._tasks[digest] = task
+            task.add_done_callback(lambda _: self._tasks.pop(digest, None))
+        return task
+
+    async def by_name(self, project: str, filename: str) -> Done | None:
+        value = await self.store.get(f"{_NAME_KEY}{project}/{filename}")
+        return Done.from_json(value) if value is not None else None
+
+    async def ensure(self, done: Done, project: str) -> None:
+        """Make sure the blob is here (another replica may have made it)."""
+        if self.blobs.has(done.sha256):
+            return
+        source = File(done.source_filename, done.source_url, {"sha256": done.source_sha256})
+        made = await self.submit(source, done.rewrite(), project)
+        if made is None or made.sha256 != done.sha256:
+            raise IntegrityError(f"{done.filename}: rebuilding it gave different bytes")
+
+    async def _make(self, file: File, rewrite: Rewrite, project: str, digest: str) -> Done | None:
+        try:
+            async with self._limit:
+                path = await self.files.fetch(file)
+                result = await asyncio.to_thread(_rewrite_into, self.blobs, path, file, rewrite)
+            metadata_sha256 = await self.blobs.put_bytes(result.metadata)
+            done = Done(
+                filename=result.filename,
+                sha256=result.sha256,
+                size=result.size,
+                metadata_sha256=metadata_sha256,
+                requires_python=BytesParser().parsebytes(result.metadata)["Requires-Python"],
+                source_filename=file.filename,
+                source_sha256=file.sha256 or "",
+                source_url=file.url,
+                recipe=rewrite.recipe(),
+                rules=rewrite.rules,
+            )
+            await self.store.set(_METADATA_KEY + done.sha256, metadata_sha256.encode())
+            await self.store.set(f"{_NAME_KEY}{project}/{done.filename}", done.to_json())
+            await self.store.set(_DIGEST_KEY + digest, done.to_json())
+        except (RewriteError, HostfitError, OSError) as exc:
+            log.warning("not rewritten, the original is served: %s: %s", file.filename, exc)
+            self._failed[digest] = str(exc)
+            return None
+        self._done[digest] = done
+        log.info("rewrote %s as %s (%s)", file.filename, done.filename, rewrite.describe())
+        return done
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _rewrite_into(blobs: BlobStore, path: Path, file: File, rewrite: Rewrite) -> Rewritten:
+    temp = blobs.tmp / f"rewrite.{secrets.token_hex(8)}.part"
+    try:
+        with path.open("rb") as source, temp.open("wb") as sink:
+            result = rewrite_wheel(source, sink, file.filename, file.sha256 or "", rewrite)
+            sink.flush()
+            os.fsync(sink.fileno())
+        final = blobs.path(result.sha256)
+        final.parent.mkdir(exist_ok=True)
+        os.replace(temp, final)
+        return result
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
