@@ -133,22 +133,23 @@ class HostFilter:
     async def decided(self, page: Page, ctx: Context) -> Decided:
         # The generation moves whenever a report of this project arrives, so a
         # provisional decision is reused until there is something new to decide with.
+        rules = self.rules()  # one snapshot per decision, even across a reload
         key = (page.name, page.upstream, page.revision, ctx.profile.to_string(),
-               str(self._generation[page.name]), self.rules().digest)  # fmt: skip
+               str(self._generation[page.name]), rules.digest)  # fmt: skip
         cached = self._decided.get(key)
         if cached is not None:
             self._decided.move_to_end(key)
             return cached
-        decided = await self._decide(page, ctx)
+        decided = await self._decide(page, ctx, rules)
         self._decided[key] = decided
         while len(self._decided) > DECISIONS_KEPT:
             self._decided.popitem(last=False)
         return decided
 
-    async def _decide(self, page: Page, ctx: Context) -> Decided:
+    async def _decide(self, page: Page, ctx: Context, rules: Rules) -> Decided:
         profile = ctx.profile
         tags = client_tags(profile)
-        facts = self.rules().facts_for(page.name)
+        facts = rules.facts_for(page.name)
         candidates = [f for f in page.files if analysable(f)]
         reports = dict(await self.reports.known(candidates))
         reports.update(self._recent_reports(candidates))

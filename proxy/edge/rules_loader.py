@@ -1,8 +1,10 @@
 """Rules from disk: a file, or every ``*.toml`` of a directory, plus hostfit's shipped knowledge.
 
 `ActiveRules` holds the rules in force. A reload builds a complete new `Rules` value
-and swaps one reference, so a request sees either the old rules or the new ones,
-never a mixture; a reload that fails validation keeps the old rules and logs why.
+and swaps one reference: no request waits or fails for it. Each serving layer takes
+one snapshot of the rules when it runs, so a request under way while the swap happens
+may meet the old rules in one layer and the new ones in the next. A reload that
+fails validation keeps the old rules and logs why.
 """
 
 from __future__ import annotations
