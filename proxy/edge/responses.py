@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -56,8 +57,11 @@ class DownloadResponse(Response):
 
     async def _stream(self, send: Send) -> bool:
         try:
-            async for chunk in self.download.chunks():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            # aclosing: a client that goes away mid-file must not leave the reader's
+            # file handle to the garbage collector.
+            async with contextlib.aclosing(self.download.chunks()) as chunks:
+                async for chunk in chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except HostfitError as exc:
             # Ending without the final message makes the server drop the connection, so
             # the client sees a short body and rejects the file.
