@@ -14,16 +14,14 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
 from packaging.utils import (
-    InvalidSdistFilename,
     InvalidWheelFilename,
-    parse_sdist_filename,
     parse_wheel_filename,
 )
-from packaging.version import Version
 
 from proxy.core.decide import Reason
 from proxy.core.models import File
 from proxy.core.rules import Rules
+from proxy.core.versions import file_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +49,7 @@ def apply_policies(
     if quarantine is not None and project in quarantine.exempt:
         quarantine = None
     for f in files:
-        version = _version(f.filename)
+        version = file_version(f.filename)
         reasons: list[Reason] = []
         for deny in denies:
             if deny.match.covers(project, version):
@@ -108,15 +106,6 @@ def _files_of(wheres: Iterable[str]) -> str:
     """``a.toml: allow[0]``, ``b.toml: allow[1]`` -> ``a.toml, b.toml: allow``."""
     names = dict.fromkeys(w.rsplit(": ", 1)[0] for w in wheres)
     return f"{', '.join(names)}: allow"
-
-
-def _version(filename: str) -> Version | None:
-    try:
-        if filename.endswith(".whl"):
-            return parse_wheel_filename(filename)[1]
-        return parse_sdist_filename(filename)[1]
-    except (InvalidWheelFilename, InvalidSdistFilename):
-        return None
 
 
 def _platforms(filename: str) -> list[str]:

@@ -15,28 +15,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
 from packaging.version import Version
 
 from proxy.core.decide import Reason, Verdict
 from proxy.core.models import File
 from proxy.core.profile import HostProfile
+from proxy.core.versions import file_version
 
 _CUDA_LABEL = re.compile(r"^cu(\d{2,3})$")
-
-
-def file_version(filename: str) -> Version | None:
-    try:
-        if filename.endswith(".whl"):
-            return parse_wheel_filename(filename)[1]
-        return parse_sdist_filename(filename)[1]
-    except (InvalidWheelFilename, InvalidSdistFilename):
-        return None
 
 
 def cuda_of_label(label: str) -> tuple[int, int] | None:

@@ -31,8 +31,9 @@ from proxy.core.decide import Verdict, decide
 from proxy.core.models import File, Page, ProjectList
 from proxy.core.report import Report
 from proxy.core.rules import EMPTY, Rules
-from proxy.core.select import file_version, select
+from proxy.core.select import select
 from proxy.core.tags import client_tags
+from proxy.core.versions import newest_versions
 from proxy.edge.index import Context, Index
 from proxy.edge.policy_index import PolicyIndex
 
@@ -156,9 +157,7 @@ class HostFilter:
         # Tag verdicts first: only files this host could install are worth analysing,
         # and only in the newest versions; older ones are decided by their tags.
         fitting = [f for f in candidates if decide(f, None, profile, facts, tags=tags).keep]
-        wanted = [
-            f for f in _newest_versions(fitting, ANALYSED_VERSIONS) if f.sha256 not in reports
-        ]
+        wanted = [f for f in newest_versions(fitting, ANALYSED_VERSIONS) if f.sha256 not in reports]
         await self._analyse(page.name, wanted)
         reports.update(self._recent_reports(wanted))
         verdicts = {
@@ -213,13 +212,3 @@ class HostFilter:
                 self._recent.popitem(last=False)
         # New reports change what this project's pages decide: decide again.
         self._generation[project] += 1
-
-
-def _newest_versions(files: Sequence[File], count: int) -> list[File]:
-    by_version: dict[object, list[File]] = defaultdict(list)
-    for f in files:
-        version = file_version(f.filename)
-        if version is not None:
-            by_version[version].append(f)
-    newest = sorted(by_version, reverse=True)[:count]  # type: ignore[type-var]
-    return [f for version in newest for f in by_version[version]]

@@ -25,7 +25,7 @@ from proxy.core.models import File, Page, ProjectList
 from proxy.core.report import Report
 from proxy.core.rewrite import Rewrite, plan, rewrite_digest
 from proxy.core.rules import Rules
-from proxy.core.select import file_version
+from proxy.core.versions import file_version, newest_versions
 from proxy.edge.host_filter import Decided, ReportSource, analysable
 from proxy.edge.index import Context, Index
 from proxy.edge.rewrites import Done, RewriteService
@@ -140,7 +140,7 @@ class RewriteIndex:
         return planned
 
     def _analyse(self, project: str, files: Sequence[File]) -> None:
-        for f in _newest_versions(files):
+        for f in newest_versions(files, ANALYSED_VERSIONS):
             sha256 = f.sha256 or ""
             if sha256 in self._analysing:
                 continue
@@ -158,12 +158,6 @@ class RewriteIndex:
 
     def _moved(self, project: str) -> None:
         self._generation[project] += 1
-
-
-def _newest_versions(files: Sequence[File]) -> list[File]:
-    versions = sorted({v for f in files if (v := file_version(f.filename)) is not None})
-    newest = set(versions[-ANALYSED_VERSIONS:])
-    return [f for f in files if file_version(f.filename) in newest]
 
 
 def _newest_first(planned: Sequence[_Planned]) -> list[_Planned]:
