@@ -9,13 +9,13 @@ at the end and then its string table at the start costs one pass, not two.
 
 from __future__ import annotations
 
-import io
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import IO
 
 from proxy.analysis.bounds import Budget, MiB, Unanalysable
+from proxy.analysis.random_access import RandomAccessReader
 
 STORED = 0
 DEFLATED = 8
@@ -35,7 +35,7 @@ class _Snapshot:
     state: zlib._Decompress | None  # None: a fresh inflater at the start
 
 
-class MemberReader(io.RawIOBase):
+class MemberReader(RandomAccessReader):
     def __init__(
         self,
         source: IO[bytes],
@@ -63,43 +63,8 @@ class MemberReader(io.RawIOBase):
         self._snapshots: dict[int, _Snapshot] = {0: _Snapshot(0, 0, None)}
         self._restore(self._snapshots[0])
 
-    # io.RawIOBase interface -------------------------------------------------
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            pos = offset
-        elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == io.SEEK_END:
-            pos = self.size + offset
-        else:
-            raise ValueError(f"invalid whence {whence}")
-        if pos < 0:
-            raise ValueError("negative seek position")
-        self._pos = pos
-        return pos
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def read(self, size: int | None = -1) -> bytes:
-        end = self.size if size is None or size < 0 else min(self.size, self._pos + size)
-        if self._pos >= end:
-            return b""
-        data = self.read_at(self._pos, end - self._pos)
-        self._pos += len(data)
-        return data
+    def read_span(self, start: int, end: int) -> bytes:
+        return self.read_at(start, end - start)
 
     # ------------------------------------------------------------------------
 

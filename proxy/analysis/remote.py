@@ -11,7 +11,6 @@ never become a stored ``unanalysable`` report.
 
 from __future__ import annotations
 
-import io
 import re
 import tempfile
 from collections import OrderedDict
@@ -21,6 +20,7 @@ from typing import IO
 import httpx
 
 from proxy.analysis.bounds import GiB, MiB
+from proxy.analysis.random_access import RandomAccessReader
 from proxy.errors import UpstreamError
 
 BLOCK = 64 * 1024
@@ -33,7 +33,7 @@ _UNSATISFIABLE = re.compile(r"^bytes \*/(\d+)$")
 Progress = Callable[[int, int], None]  # (bytes fetched, file size)
 
 
-class RemoteFile(io.RawIOBase):
+class RemoteFile(RandomAccessReader):
     def __init__(
         self,
         url: str,
@@ -66,34 +66,8 @@ class RemoteFile(io.RawIOBase):
 
     # io interface -----------------------------------------------------------
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def read(self, size: int | None = -1) -> bytes:
-        end = self.size if size is None or size < 0 else min(self.size, self._pos + size)
-        if self._pos >= end:
-            return b""
-        data = self._read_range(self._pos, end)
-        self._pos = end
-        return data
+    def read_span(self, start: int, end: int) -> bytes:
+        return self._read_range(start, end)
 
     def close(self) -> None:
         if self._whole is not None:
