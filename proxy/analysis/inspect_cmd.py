@@ -68,7 +68,7 @@ def inspect_url(url: str, stderr: TextIO) -> Report:
     sha256 = parts.fragment.removeprefix("sha256=") if parts.fragment.startswith("sha256=") else ""
     progress = _Progress(stderr) if stderr.isatty() else None
     with RemoteFile(parts._replace(fragment="").geturl(), progress=progress) as remote:
-        report = analyze_wheel(cast(IO[bytes], remote), filename, sha256)
+        report = analyze_wheel(cast(IO[bytes], remote), filename, sha256, far=remote.ranged)
         if progress is not None:
             progress.clear()
         share = remote.fetched / remote.size if remote.size else 1.0

@@ -23,7 +23,7 @@ from proxy.analysis.bounds import GiB, MiB
 from proxy.analysis.random_access import RandomAccessReader
 from proxy.errors import UpstreamError
 
-BLOCK = 64 * 1024
+BLOCK = 16 * 1024
 CACHE_BYTES = 32 * MiB
 MAX_DOWNLOAD = 16 * GiB
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)

@@ -34,12 +34,17 @@ MAX_COMMENT = 0xFFFF
 MIN_ELF_SIZE = 52  # an ELF32 header
 _SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
 
-# Members never read: text and Python files. Everything else is checked by its magic.
+# Members never read: text, Python, media and model files, by their suffix. Everything
+# else is checked by its magic. (A loader maps a library by the name something asks for;
+# nothing asks for "mesh.obj", and a member named like a shared object is always read.)
 NOT_BINARY_SUFFIXES = frozenset(
     {".py", ".pyi", ".pyc", ".pyx", ".pxd", ".pxi", ".typed"}  # Python
     | {".h", ".hh", ".hpp", ".hxx", ".cuh", ".inl", ".c", ".cc", ".cpp", ".cxx", ".cu", ".f90"}
     | {".txt", ".md", ".rst", ".json", ".toml", ".yaml", ".yml", ".cfg", ".ini", ".xml", ".csv"}
     | {".html", ".css", ".js", ".cmake", ".pc", ".proto", ".pem"}
+    | {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tga", ".ico", ".svg", ".webp", ".tif", ".tiff"}
+    | {".obj", ".mtl", ".stl", ".dae", ".urdf", ".sdf", ".ply", ".glb", ".gltf"}
+    | {".ttf", ".otf", ".woff", ".woff2", ".wav", ".mp3", ".ogg", ".pdf", ".npy", ".npz"}
 )
 NOT_BINARY_NAMES = frozenset({"RECORD", "METADATA", "WHEEL", "LICENSE", "entry_points.txt"})
 
@@ -51,10 +56,16 @@ def analyze_wheel(
     *,
     limits: Limits | None = None,
     policies: PolicyTable | None = None,
+    far: bool = False,
 ) -> Report:
-    """The report of the wheel in ``source``. Errors other than Unanalysable propagate."""
+    """The report of the wheel in ``source``. Errors other than Unanalysable propagate.
+
+    ``far``: reach the tail of a large deflated member without inflating its middle
+    (`proxy.analysis.member`). Worth it where bytes cost a round trip (a URL read by
+    ranges); a local file inflates forward faster than blocks can be searched for.
+    """
     try:
-        elves, members = read_elf_members(source, limits or Limits())
+        elves, members = read_elf_members(source, limits or Limits(), far=far)
     except Unanalysable as exc:
         return Report.unanalysable(filename, sha256, str(exc))
     summary = summarize(filename, elves, members, policies or policy_table())
@@ -70,7 +81,9 @@ def analyze_wheel(
     )
 
 
-def read_elf_members(source: IO[bytes], limits: Limits) -> tuple[list[ElfFile], set[str]]:
+def read_elf_members(
+    source: IO[bytes], limits: Limits, *, far: bool = False
+) -> tuple[list[ElfFile], set[str]]:
     """The loadable ELF files of the wheel and the names of all its members."""
     size = source.seek(0, 2)
     _check_directory_bounds(source, size, limits)
@@ -96,8 +109,8 @@ def read_elf_members(source: IO[bytes], limits: Limits) -> tuple[list[ElfFile], 
         shared = _named_shared_object(info)
         if not shared and not _may_be_binary(info):
             continue
-        reader = _open_member(source, info, ends[info.header_offset], budget)
-        if not is_elf(reader.read_at(0, 4)):
+        reader = _open_member(source, info, ends[info.header_offset], budget, far=far)
+        if not is_elf(reader.peek(4)):
             if shared:
                 raise Unanalysable(f"{info.filename}: named like a shared object but not ELF")
             continue
@@ -177,7 +190,7 @@ def _may_be_binary(info: zipfile.ZipInfo) -> bool:
 
 
 def _open_member(
-    source: IO[bytes], info: zipfile.ZipInfo, end: int, budget: Budget
+    source: IO[bytes], info: zipfile.ZipInfo, end: int, budget: Budget, *, far: bool
 ) -> MemberReader:
     if info.flag_bits & 0x1:
         raise Unanalysable(f"{info.filename}: encrypted member")
@@ -203,6 +216,7 @@ def _open_member(
         size=info.file_size,
         method=info.compress_type,
         budget=budget,
+        far=far,
     )
 
 

@@ -29,7 +29,7 @@ def run_task(task: dict[str, Any]) -> Report:
     filename, sha256 = str(task["filename"]), str(task["sha256"])
     if task["kind"] == "url":
         with RemoteFile(str(task["target"])) as remote:
-            return analyze_wheel(cast(IO[bytes], remote), filename, sha256)
+            return analyze_wheel(cast(IO[bytes], remote), filename, sha256, far=remote.ranged)
     with open(str(task["target"]), "rb") as source:
         return analyze_wheel(source, filename, sha256)
 
