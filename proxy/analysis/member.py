@@ -52,15 +52,17 @@ MAX_INPUT = 256 * 1024
 LIVE_CURSORS = 3  # an ELF reader alternates between a file's head and its tail
 
 # The far path.
+FAR_MEMBER = 1 * MiB  # compressed size from which a member is read by its ends
 FAR_MIN = 64 * 1024  # compressed bytes worth skipping; nearer reads just inflate forward
 LEAD = 32 * 1024  # an entry is wanted this far ahead of the bytes read, to fill the window
-FIRST_PROBE = 64 * 1024  # compressed bytes of the first entry before the end: how it compresses
+FIRST_PROBE = 64 * 1024  # compressed bytes of a first round: how the data there compresses
 SLACK = 16 * 1024  # compressed bytes searched beyond an estimate (about half a block)
-ROUNDS = 12  # entries found, each nearer a target, before inflating forward instead
+ROUNDS = 16  # entries found, each nearer a target, before inflating forward instead
 CANDIDATES = 16  # boundaries that fail confirmation before a spot is given up
 CHECK = 64 * 1024  # inflated bytes compared where a new entry's chain meets an older one
 AIM = 0.8  # share of the estimated compressed distance to an entry gone back in one round
-RETRIES = 3  # earlier entries tried when bytes stay unknown, before a known point is used
+REACH = 4  # growth of a round's distance over the last one
+RETRIES = 6  # earlier entries tried when bytes stay unknown, before a known point is used
 
 
 class _FarFailed(Exception):
@@ -149,7 +151,9 @@ class MemberReader(RandomAccessReader):
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._points: list[_Point] = [_Point(0, 0, exact=True)]
         self._live: list[_Cursor] = []
-        self._far = _Far(enabled=far)
+        # A small member is read whole: its middle is short, and the zero-heavy data
+        # before its dynamic section keeps bytes unknown for longer than the member is.
+        self._far = _Far(enabled=far and compressed_size >= FAR_MEMBER)
 
     def read_span(self, start: int, end: int) -> bytes:
         return self.read_at(start, end - start)
@@ -399,29 +403,33 @@ class MemberReader(RandomAccessReader):
     # -- the far path ----------------------------------------------------------
 
     def _entry_before(self, target: int, floor: _Cursor | _Point | None) -> _Entry | None:
-        """A confirmed entry at or before ``target`` and past ``floor``, or None."""
+        """A confirmed entry at or before ``target`` and past ``floor``, or None.
+
+        Goes back in rounds, each from the last entry found, aiming short by the ratio
+        measured just after it and at most REACH times as far as the round before:
+        data compresses unevenly, and an overshoot costs fetched bytes.
+        """
         landmark = self._landmark_after(target)
         widen = 1
+        reach = FIRST_PROBE
         for _ in range(ROUNDS):
-            # Aim short: a second, nearer round costs less than fetching too much.
             ratio = self._ratio_at(landmark.out_pos)  # how what follows compressed
-            step = int((landmark.out_pos - target) * ratio * AIM)
-            if landmark.bit == self._end_bit and not self._far.entries:
-                step = min(step, FIRST_PROBE)
+            step = min(int((landmark.out_pos - target) * ratio * AIM), reach)
             low = max(0, landmark.bit // 8 - (step + SLACK) * widen)
             if floor is not None and low * 8 <= floor.in_bit:
                 return None
-            entry = self._find_entry(low, landmark)
-            if entry is None:
+            found = self._find_entry(low, landmark)
+            if found is None:
                 if low == 0:
                     return None
                 widen *= 2  # no block starts there: look further back
                 continue
-            if floor is not None and entry.out_pos <= floor.out_pos:
+            if floor is not None and found.out_pos <= floor.out_pos:
                 return None
-            if entry.out_pos <= target:
-                return entry
-            landmark = entry
+            if found.out_pos <= target:
+                return found
+            reach = REACH * (landmark.bit - found.bit) // 8
+            landmark = found
             widen = 1
         return None
 
