@@ -7,6 +7,8 @@ import random
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.analysis.bounds import Budget, Unanalysable
 from proxy.analysis.member import CHUNK, DEFLATED, SNAPSHOT_EVERY, STORED, MemberReader
@@ -229,3 +231,39 @@ def test_peek_reads_only_the_start() -> None:
     )
     assert member.peek(4) == data[:4]
     assert sum(end - start for start, end in source.ranges) <= 4096
+
+
+_HOSTILE = elf_like(4 * MiB, seed=21)
+_HOSTILE_DEFLATED = deflated(_HOSTILE)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(_HOSTILE_DEFLATED) - 1), st.integers(0, 255)),
+        min_size=1,
+        max_size=8,
+    ),
+    st.integers(0, len(_HOSTILE) - 1),
+)
+def test_mutated_deflate_data_read_far_gives_bytes_or_a_reason(
+    edits: list[tuple[int, int]], offset: int
+) -> None:
+    stream = bytearray(_HOSTILE_DEFLATED)
+    for at, value in edits:
+        stream[at] = value
+    member = MemberReader(
+        io.BytesIO(bytes(stream)),
+        name="m",
+        data_offset=0,
+        compressed_size=len(stream),
+        size=len(_HOSTILE),
+        method=DEFLATED,
+        budget=Budget(64 * MiB),
+    )
+    for at in (len(_HOSTILE) - 64, offset):
+        try:
+            data = member.read_at(at, 64)
+        except Unanalysable:
+            continue
+        assert len(data) == min(64, len(_HOSTILE) - at)

@@ -31,8 +31,10 @@ def by_file(path: Path) -> Report:
 
 
 def by_url(url: str, filename: str) -> tuple[Report, RemoteFile]:
+    """As the server and ``hostfit inspect URL`` read: by its ends where ranges are honoured."""
     with RemoteFile(url) as remote:
-        return analyze_wheel(cast(IO[bytes], remote), filename, "0" * 64), remote
+        report = analyze_wheel(cast(IO[bytes], remote), filename, "0" * 64, far=remote.ranged)
+        return report, remote
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +118,18 @@ def test_a_short_range_response_is_an_upstream_error(mostly_data_wheel: Path) ->
             remote.seek(0)
             with pytest.raises(UpstreamError):
                 remote.read(1024 * 1024)
+
+
+def test_large_members_are_read_by_their_ends(
+    server: Upstream, real_wheels: dict[str, Path]
+) -> None:
+    wheel = real_wheels["numpy"]
+    server.add("numpy", wheel)
+    url = server.file_url(wheel.name)
+    report, far = by_url(url, wheel.name)
+    with RemoteFile(url) as near:
+        forward = analyze_wheel(cast(IO[bytes], near), wheel.name, "0" * 64, far=False)
+    assert report == forward == by_file(wheel)
+    assert report.status == "ok"
+    # The extension module and bundled OpenBLAS are read at their heads and tails.
+    assert far.fetched < near.fetched * 0.5
