@@ -26,7 +26,7 @@ WINDOW = 32 * 1024  # deflate's largest back-reference distance
 PLACEHOLDER_A = bytes(WINDOW)
 PLACEHOLDER_B = b"\xff" * WINDOW
 
-_PIECE = 256  # bytes tested per big-integer pass; small keeps each integer operation cheap
+_PIECE = 64  # bytes tested per big-integer pass; small keeps each integer operation cheap
 HEADER_BITS = 17 + 19 * 3  # BFINAL, BTYPE, HLIT, HDIST, HCLEN and 19 code lengths at most
 _TRIAL_INPUT = 2048
 _TRIAL_OUTPUT = 4096

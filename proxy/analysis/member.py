@@ -52,7 +52,7 @@ MAX_INPUT = 256 * 1024
 LIVE_CURSORS = 3  # an ELF reader alternates between a file's head and its tail
 
 # The far path.
-FAR_MEMBER = 1 * MiB  # compressed size from which a member is read by its ends
+FAR_MEMBER = 256 * 1024  # compressed size from which a member is read by its ends
 FAR_MIN = 64 * 1024  # compressed bytes worth skipping; nearer reads just inflate forward
 LEAD = 32 * 1024  # an entry is wanted this far ahead of the bytes read, to fill the window
 FIRST_PROBE = 64 * 1024  # compressed bytes of a first round: how the data there compresses
