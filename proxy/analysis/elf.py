@@ -59,13 +59,21 @@ def is_elf(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
 
 
-def read_elf(stream: IO[bytes], path: str) -> ElfFile | None:
+def read_elf(stream: IO[bytes], path: str, doubts: list[str] | None = None) -> ElfFile | None:
     """The facts of one ELF file; None for objects no loader maps (relocatable, core).
 
-    Raises Unanalysable for anything malformed, with the path in the message.
+    Raises Unanalysable for anything malformed, with the path in the message. Into
+    ``doubts`` go layout disagreements a well-formed file does not have (section 0 not
+    null, the dynamic segment where no dynamic section is, a fat binary section that
+    does not begin with one): a caller that read the file by far entries takes them as
+    a sign that an entry was misplaced, and reads again from the start.
     """
     try:
-        return _Reader(stream, path).read()
+        reader = _Reader(stream, path)
+        elf = reader.read()
+        if doubts is not None:
+            doubts.extend(reader.doubts)
+        return elf
     except Unanalysable:
         raise
     except (ELFError, struct.error, ValueError) as exc:
@@ -91,6 +99,7 @@ class _Reader:
         self.size = stream.seek(0, io.SEEK_END)
         self.elf = ELFFile(stream)
         self.structs = self.elf.structs
+        self.doubts: list[str] = []
 
     def read(self) -> ElfFile | None:
         if self.elf["e_type"] not in ("ET_DYN", "ET_EXEC"):
@@ -104,7 +113,7 @@ class _Reader:
         execstack = (
             bool(stack[0]["p_flags"] & PF_X) if stack else machine not in _NON_EXEC_STACK_DEFAULT
         )
-        sms, ptx = self._fatbin_architectures()
+        sms, ptx = self._fatbin_architectures(phdrs)
         return ElfFile(
             path=self.path,
             machine=machine,
@@ -314,14 +323,16 @@ class _Reader:
         data = self.read_exact(offset, count * entsize, "section header table")
         return self.parse_table(shdr, data, count, entsize)
 
-    def _fatbin_architectures(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _fatbin_architectures(self, phdrs: list[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         sections = self._sections()
         if not sections:
+            self.doubts.append("no section headers")
             return (), ()
         index = self.elf["e_shstrndx"]
         if index == SHN_XINDEX:
             index = sections[0]["sh_link"]
         if not 0 < index < len(sections):
+            self.doubts.append("no section name table")
             return (), ()
         names_header = sections[index]
         if names_header["sh_size"] > MAX_SECTION_NAMES:
@@ -330,6 +341,7 @@ class _Reader:
         names = self.read_exact(
             names_header["sh_offset"], names_header["sh_size"], "section name table"
         )
+        self._check_layout(sections, names, names_header, phdrs)
         sass: set[int] = set()
         ptx: set[int] = set()
         for section in sections:
@@ -342,6 +354,21 @@ class _Reader:
                 elif kind == FATBIN_PTX:
                     ptx.add(arch)
         return _archs(sass), _archs(ptx)
+
+    def _check_layout(
+        self, sections: list[Any], names: bytes, names_header: Any, phdrs: list[Any]
+    ) -> None:
+        if sections[0]["sh_type"] != "SHT_NULL":
+            self.doubts.append("section 0 is not null")
+        at = names_header["sh_name"]
+        if names[at : at + 10] != b".shstrtab\0":
+            self.doubts.append("the section name table is not named .shstrtab")
+        dynamic = [p for p in phdrs if p["p_type"] == "PT_DYNAMIC"]
+        if dynamic and not any(
+            s["sh_type"] == "SHT_DYNAMIC" and s["sh_offset"] == dynamic[0]["p_offset"]
+            for s in sections
+        ):
+            self.doubts.append("no dynamic section where the dynamic segment is")
 
     def _fatbin_entries(self, start: int, size: int) -> Iterator[tuple[int, int]]:
         if start + size > self.size:
@@ -357,6 +384,8 @@ class _Reader:
                 self.read_exact(pos, FATBIN_HEADER.size, "fat binary header")
             )
             if magic != FATBIN_MAGIC:
+                if pos == start:
+                    self.doubts.append(".nv_fatbin does not begin with a fat binary")
                 skipped = self._skip_zeros(pos, end)
                 if skipped == pos:
                     return  # not a fat binary container: stop rather than guess

@@ -158,6 +158,11 @@ class MemberReader(RandomAccessReader):
     def read_span(self, start: int, end: int) -> bytes:
         return self.read_at(start, end - start)
 
+    @property
+    def went_far(self) -> bool:
+        """Whether any bytes may have come from an entry found by searching."""
+        return bool(self._far.entries)
+
     def peek(self, count: int) -> bytes:
         """The first ``count`` bytes, inflating no more input than that takes.
 

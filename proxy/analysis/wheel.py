@@ -117,10 +117,28 @@ def read_elf_members(
         if len(elves) >= limits.max_elf_members:
             raise Unanalysable(f"more than {limits.max_elf_members} ELF members")
         _check_sizes(info, limits)
-        elf = read_elf(cast(IO[bytes], reader), info.filename)
+        elf = _read_elf_member(source, info, ends[info.header_offset], budget, reader)
         if elf is not None:
             elves.append(elf)
     return elves, {info.filename for info in infos}
+
+
+def _read_elf_member(
+    source: IO[bytes], info: zipfile.ZipInfo, end: int, budget: Budget, reader: MemberReader
+) -> ElfFile | None:
+    """The member's facts; read again from its start if entries found by searching misled."""
+    doubts: list[str] = []
+    elf: ElfFile | None = None
+    try:
+        elf = read_elf(cast(IO[bytes], reader), info.filename, doubts)
+    except Unanalysable:
+        if not reader.went_far:
+            raise
+        doubts.append("unanalysable")
+    if not reader.went_far or not doubts:
+        return elf
+    forward = _open_member(source, info, end, budget, far=False)
+    return read_elf(cast(IO[bytes], forward), info.filename)
 
 
 def _check_directory_bounds(source: IO[bytes], size: int, limits: Limits) -> None:

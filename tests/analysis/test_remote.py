@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,3 +134,46 @@ def test_large_members_are_read_by_their_ends(
     assert report.status == "ok"
     # The extension module and bundled OpenBLAS are read at their heads and tails.
     assert far.fetched < near.fetched * 0.5
+
+
+def section_headers_moved_to_the_end(elf: bytes, filler: int, *, section_0_type: int = 0) -> bytes:
+    """The ELF with ``filler`` bytes of fresh text after it, then its section header table.
+
+    The loader never looks at section headers, so the file means the same; reading its
+    section headers now means reaching the end of a long deflated member.
+    """
+    shoff, shnum = (
+        int.from_bytes(elf[0x28:0x30], "little"),
+        int.from_bytes(elf[0x3C:0x3E], "little"),
+    )
+    table = bytearray(elf[shoff : shoff + 64 * shnum])
+    table[4:8] = section_0_type.to_bytes(4, "little")
+    rng = random.Random(filler)
+    text = b"\n".join(rng.randbytes(24).hex().encode() for _ in range(filler // 49))
+    body = bytearray(elf) + text + bytes(-(len(elf) + len(text)) % 8)
+    body[0x28:0x30] = len(body).to_bytes(8, "little")
+    return bytes(body + table)
+
+
+@pytest.mark.parametrize("section_0_type", [0, 1])
+def test_far_reads_are_checked_against_the_files_layout(
+    server: Upstream, elf_objects: Objects, tmp_path: Path, section_0_type: int
+) -> None:
+    # With section 0 not null the layout is doubtful: the member is read again from
+    # its start, and the report is still the one a forward read gives.
+    library = section_headers_moved_to_the_end(
+        elf_objects.fatbin.read_bytes(), 2_000_000, section_0_type=section_0_type
+    )
+    spec = WheelSpec(
+        "far", "1.0", tag="py3-none-manylinux_2_17_x86_64", files={"far/libk.so": library}
+    )
+    wheel = build_wheel(spec, tmp_path)
+    server.add("far", wheel)
+    report, remote = by_url(server.file_url(wheel.name), wheel.name)
+    assert report == by_file(wheel)
+    assert report.requires.gpu_sms == ("8.0", "8.6", "9.0")
+    size = wheel.stat().st_size
+    if section_0_type == 0:
+        assert remote.fetched < size * 0.5  # the head and the tail
+    else:
+        assert remote.fetched > size * 0.9  # read again, whole
