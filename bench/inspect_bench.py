@@ -8,7 +8,8 @@ For every wheel over 50 MB: `hostfit inspect URL` against a local HTTP server th
 honours Range (python's http.server does not), and the share of the wheel's bytes
 it fetched. Unless --no-stored, each large wheel is also rewritten with stored
 (uncompressed) members into bench/.cache/, to show how much of the URL cost is
-deflate's: a deflated member can only be read from its start.
+deflate's. Each line ends with the aims it meets: at least 5 times faster than
+auditwheel on a large wheel, under 15% of a large wheel's bytes fetched by URL.
 
 Without arguments it uses /opt/wheels/*.whl and tests/.cache/wheels/*.whl.
 """
@@ -34,6 +35,8 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / ".cache"
 LARGE = 50 * 1000 * 1000
+AIM_SPEEDUP = 5.0
+AIM_SHARE = 0.15
 _FETCHED = re.compile(r"fetched ([\d,]+) bytes .* of ([\d,]+) \(.*\) in (\d+) requests")
 
 
@@ -177,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             theirs = measure([auditwheel, "show", str(wheel)])
             speedup = theirs.seconds / ours.seconds
             line += f" {theirs.seconds:>12.2f} {theirs.peak_mb:>7.0f} {speedup:>7.1f}x"
+            if wheel.stat().st_size > LARGE:
+                line += "  aim met" if speedup >= AIM_SPEEDUP else "  aim missed"
         print(line, flush=True)
 
     large = [w for w in wheels if w.stat().st_size > LARGE]
@@ -190,9 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             variants.append(("stored", stored_copy(wheel)))
         for label, path in variants:
             run, fetched, size, requests = url_share(hostfit, path)
+            aim = "aim met" if fetched / size < AIM_SHARE else "aim missed"
             print(
                 f"{path.name[:58]:<58} {label:>8} {fetched / 1e6:>10.1f} {size / 1e6:>7.1f} "
-                f"{fetched / size:>7.1%} {requests:>8} {run.seconds:>6.2f}",
+                f"{fetched / size:>7.1%} {requests:>8} {run.seconds:>6.2f}  {aim}",
                 flush=True,
             )
     return 0

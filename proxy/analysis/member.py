@@ -59,6 +59,8 @@ FIRST_PROBE = 64 * 1024  # compressed bytes of a first round: how the data there
 SLACK = 16 * 1024  # compressed bytes searched beyond an estimate (about half a block)
 ROUNDS = 16  # entries found, each nearer a target, before inflating forward instead
 CANDIDATES = 16  # boundaries that fail confirmation before a spot is given up
+SCAN = 64 * 1024  # compressed bytes searched for boundaries at a time
+LOOKAHEAD = 4 * 1024  # read past a scanned stretch: headers and trials run on
 CHECK = 64 * 1024  # inflated bytes compared where a new entry's chain meets an older one
 AIM = 0.8  # share of the estimated compressed distance to an entry gone back in one round
 REACH = 4  # growth of a round's distance over the last one
@@ -270,9 +272,11 @@ class MemberReader(RandomAccessReader):
             # How the tail compresses decides; the probe is not wasted: an ELF reader
             # reads the section headers at the end anyway.
             self._entry_before(self.size - 1, None)
+        # Both spans are priced at the ratio of the stretch they lie in: the tail of a
+        # CUDA library compresses ten times better than the fat binaries before it.
         target = start - LEAD
         landmark = self._landmark_after(target)
-        far = (landmark.out_pos - target) * self._ratio_at(landmark.out_pos) + SLACK
+        far = (landmark.out_pos - target) * self._ratio_at(target) + SLACK
         return far < (start - origin) * self._ratio_at(start)
 
     def _landmark_after(self, target: int) -> _Entry:
@@ -451,23 +455,33 @@ class MemberReader(RandomAccessReader):
         searched = self._far.barren.get(landmark.bit)
         if searched is not None and searched <= low:
             return None
-        window = self._compressed(low, landmark.bit // 8)
         # What was searched before for this landmark is searched again only for the
         # headers that straddle its start.
-        stop = None if searched is None else (searched - low) * 8 + HEADER_BITS
-        for tried, bit in enumerate(block_starts(window, 0, stop)):
-            if tried >= CANDIDATES:
+        limit = landmark.bit // 8
+        if searched is not None:
+            limit = min(limit, searched + HEADER_BITS // 8 + 1)
+        tried = 0
+        for start in range(low, limit, SCAN):
+            end = min(start + SCAN, limit)
+            window = self._compressed(start, min(end + LOOKAHEAD, self._compressed_size))
+            for bit in block_starts(window, 0, (end - start) * 8):
+                tried += 1
+                if tried > CANDIDATES:
+                    break
+                out_pos = self._measure(start * 8 + bit, landmark)
+                if out_pos is not None:
+                    return self._remember(_Entry(start * 8 + bit, out_pos))
+            if tried > CANDIDATES:
                 break
-            out_pos = self._measure(low * 8 + bit, landmark)
-            if out_pos is not None:
-                entry = _Entry(low * 8 + bit, out_pos)
-                if entry not in self._far.entries:
-                    self._far.entries.append(entry)
-                    self._far.entries.sort(key=lambda e: e.out_pos)
-                    self._points.append(_Point(entry.out_pos, entry.bit, exact=False))
-                return entry
         self._far.barren[landmark.bit] = low
         return None
+
+    def _remember(self, found: _Entry) -> _Entry:
+        if found not in self._far.entries:
+            self._far.entries.append(found)
+            self._far.entries.sort(key=lambda e: e.out_pos)
+            self._points.append(_Point(found.out_pos, found.bit, exact=False))
+        return found
 
     def _measure(self, bit: int, landmark: _Entry) -> int | None:
         """Where the block at ``bit`` lies in the inflated bytes, if it is a real boundary."""
