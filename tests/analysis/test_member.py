@@ -173,20 +173,27 @@ def elf_like(size: int, seed: int = 3) -> bytes:
     return (code + table + names)[:size]
 
 
+def member_over(
+    source: io.BytesIO, compressed_size: int, size: int, budget: Budget | None = None
+) -> MemberReader:
+    """A deflated member that is all of ``source``."""
+    return MemberReader(
+        source,
+        name="m",
+        data_offset=0,
+        compressed_size=compressed_size,
+        size=size,
+        method=DEFLATED,
+        budget=budget or Budget(1 << 40),
+    )
+
+
 def test_far_reads_inflate_the_tail_not_the_middle() -> None:
     data = elf_like(24 * MiB)
     stored = deflated(data)
     source = CountingSource(stored)
     budget = Budget(1 << 40)
-    member = MemberReader(
-        source,
-        name="m",
-        data_offset=0,
-        compressed_size=len(stored),
-        size=len(data),
-        method=DEFLATED,
-        budget=budget,
-    )
+    member = member_over(source, len(stored), len(data), budget)
     assert member.read_at(len(data) - 100, 100) == data[-100:]
     assert member.read_at(100, 100) == data[100:200]
     tail = len(data) * 9 // 10
@@ -220,15 +227,7 @@ def test_peek_reads_only_the_start() -> None:
     data = payload(4 * MiB)
     stored = deflated(data)
     source = CountingSource(stored)
-    member = MemberReader(
-        source,
-        name="m",
-        data_offset=0,
-        compressed_size=len(stored),
-        size=len(data),
-        method=DEFLATED,
-        budget=Budget(1 << 40),
-    )
+    member = member_over(source, len(stored), len(data))
     assert member.peek(4) == data[:4]
     assert sum(end - start for start, end in source.ranges) <= 4096
 
@@ -252,15 +251,7 @@ def test_mutated_deflate_data_read_far_gives_bytes_or_a_reason(
     stream = bytearray(_HOSTILE_DEFLATED)
     for at, value in edits:
         stream[at] = value
-    member = MemberReader(
-        io.BytesIO(bytes(stream)),
-        name="m",
-        data_offset=0,
-        compressed_size=len(stream),
-        size=len(_HOSTILE),
-        method=DEFLATED,
-        budget=Budget(64 * MiB),
-    )
+    member = member_over(io.BytesIO(bytes(stream)), len(stream), len(_HOSTILE), Budget(64 * MiB))
     for at in (len(_HOSTILE) - 64, offset):
         try:
             data = member.read_at(at, 64)
