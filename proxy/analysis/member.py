@@ -60,6 +60,7 @@ SLACK = 16 * 1024  # compressed bytes searched beyond an estimate (about half a 
 ROUNDS = 16  # entries found, each nearer a target, before inflating forward instead
 CANDIDATES = 16  # boundaries that fail confirmation before a spot is given up
 SCAN = 64 * 1024  # compressed bytes searched for boundaries at a time
+SCAN_BUDGET = 4 * MiB  # searched per member before inflating forward instead
 LOOKAHEAD = 4 * 1024  # read past a scanned stretch: headers and trials run on
 CHECK = 64 * 1024  # inflated bytes compared where a new entry's chain meets an older one
 AIM = 0.8  # share of the estimated compressed distance to an entry gone back in one round
@@ -71,12 +72,17 @@ class _FarFailed(Exception):
     """The far path cannot serve this read; inflate from a known point instead."""
 
 
+class _Contradiction(Exception):
+    """Two chains measured to the same place disagree on bytes both know."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Point:
     """A place to resume inflating: ``in_bit`` into the compressed data, ``out_pos`` out.
 
     ``main`` None means a fresh inflater: at the member's start when ``exact``, at a
-    block boundary with an unknown window otherwise.
+    block boundary with an unknown window otherwise. ``far``: on a chain from a found
+    boundary, whose position was measured, not known; dropped if the far path fails.
     """
 
     out_pos: int
@@ -85,6 +91,7 @@ class _Point:
     main: zlib._Decompress | None = None
     shadow: zlib._Decompress | None = None
     agree: int = 0
+    far: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -105,7 +112,8 @@ class _Cursor:
     def point(self) -> _Point:
         consumed = self.in_bit - 8 * len(self.pending)
         shadow = self.shadow.copy() if self.shadow is not None else None
-        return _Point(self.out_pos, consumed, self.exact, self.main.copy(), shadow, self.agree)
+        main = self.main.copy()
+        return _Point(self.out_pos, consumed, self.exact, main, shadow, self.agree, self.far)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +128,7 @@ class _Entry:
 class _Far:
     entries: list[_Entry] = field(default_factory=list)  # sorted by position
     barren: dict[int, int] = field(default_factory=dict)  # landmark bit -> searched from byte
+    scanned: int = 0  # compressed bytes searched for boundaries
     enabled: bool = True
 
 
@@ -222,21 +231,30 @@ class MemberReader(RandomAccessReader):
     def _read_known(self, start: int, length: int) -> bytes:
         """Inflate ``length`` bytes at ``start``, from points that can know them."""
         before = start  # inexact origins must lie at or before this
-        for attempt in range(RETRIES + 1):
-            exact_only = attempt == RETRIES or not self._far.enabled
+        attempt = 0
+        while True:
+            exact_only = attempt >= RETRIES or not self._far.enabled
             cursor = self._origin(start, before, exact_only=exact_only)
             origin = cursor.out_pos
             try:
                 data = self._produce(cursor, start, length)
             except _FarFailed:
-                self._far.enabled = False
+                self._abandon_far()
                 continue
             if data is not None:
                 self._keep_live(cursor)
                 return data
-            # Bytes copied from before the entry stay unknown: start further back.
-            before = origin - LEAD * 4 ** (attempt + 1)
-        raise AssertionError("an exact origin always yields known bytes")  # pragma: no cover
+            # Bytes copied from before the entry stay unknown: start further back. (An
+            # exact origin never gets here: its bytes are all known.)
+            attempt += 1
+            before = origin - LEAD * 4**attempt
+
+    def _abandon_far(self) -> None:
+        """Forget everything the far path found: inflate only from known points."""
+        self._far.enabled = False
+        self._points = [p for p in self._points if not p.far]
+        self._live = [c for c in self._live if not c.far]
+        self._cache.clear()
 
     # -- choosing where to start -----------------------------------------------
 
@@ -251,14 +269,16 @@ class MemberReader(RandomAccessReader):
             if candidate.out_pos <= limit and (best is None or candidate.out_pos > best.out_pos):
                 best = candidate
         assert best is not None  # the member's start is always a point
-        if not exact_only and self._worth_going_far(best.out_pos, start):
+        if not exact_only:
             try:
-                entry = self._entry_before(min(before, start - LEAD), best)
-            except _FarFailed:
-                self._far.enabled = False
                 entry = None
+                if self._worth_going_far(best.out_pos, start):
+                    entry = self._entry_before(min(before, start - LEAD), best)
+            except _FarFailed:
+                self._abandon_far()
+                return self._origin(start, before, exact_only=True)
             if entry is not None:
-                return self._cursor(_Point(entry.out_pos, entry.bit, exact=False))
+                return self._cursor(_Point(entry.out_pos, entry.bit, exact=False, far=True))
         if isinstance(best, _Cursor):
             self._live.remove(best)
             return best
@@ -289,7 +309,7 @@ class MemberReader(RandomAccessReader):
         if point.main is not None:
             shadow = point.shadow.copy() if point.shadow is not None else None
             return _Cursor(
-                point.out_pos, point.in_bit, point.main.copy(), shadow, point.agree, far=True
+                point.out_pos, point.in_bit, point.main.copy(), shadow, point.agree, far=point.far
             )
         if point.exact:
             return _Cursor(point.out_pos, point.in_bit, zlib.decompressobj(-15), None)
@@ -315,8 +335,12 @@ class MemberReader(RandomAccessReader):
         while cursor.out_pos < start:
             step = min(start, self._next_snapshot(cursor), cursor.out_pos + SKIP_STEP)
             self._inflate(cursor, step - cursor.out_pos)
+            if cursor.out_pos < step:
+                self._fail(cursor, "deflate data ends before the declared size")
             self._snapshot(cursor)
         data, known = self._inflate(cursor, length)
+        if len(data) < length:
+            self._fail(cursor, "deflate data ends before the declared size")
         return data if known else None
 
     def _next_snapshot(self, cursor: _Cursor) -> int:
@@ -463,6 +487,9 @@ class MemberReader(RandomAccessReader):
         tried = 0
         for start in range(low, limit, SCAN):
             end = min(start + SCAN, limit)
+            self._far.scanned += end - start
+            if self._far.scanned > SCAN_BUDGET:
+                raise _FarFailed  # no boundaries worth the search: a stored or odd member
             window = self._compressed(start, min(end + LOOKAHEAD, self._compressed_size))
             for bit in block_starts(window, 0, (end - start) * 8):
                 tried += 1
@@ -480,7 +507,7 @@ class MemberReader(RandomAccessReader):
         if found not in self._far.entries:
             self._far.entries.append(found)
             self._far.entries.sort(key=lambda e: e.out_pos)
-            self._points.append(_Point(found.out_pos, found.bit, exact=False))
+            self._points.append(_Point(found.out_pos, found.bit, exact=False, far=True))
         return found
 
     def _measure(self, bit: int, landmark: _Entry) -> int | None:
@@ -501,7 +528,8 @@ class MemberReader(RandomAccessReader):
                 if cursor.main.eof or (not cursor.pending and cursor.in_bit >= end_bit):
                     break
             if to_end:
-                leftover = len(cursor.main.unused_data) + len(cursor.pending)
+                unfetched = (end_bit - cursor.in_bit) // 8
+                leftover = len(cursor.main.unused_data) + len(cursor.pending) + unfetched
                 if not cursor.main.eof or leftover > 1:
                     return None
             elif cursor.main.eof:
@@ -509,23 +537,34 @@ class MemberReader(RandomAccessReader):
             out_pos = landmark.out_pos - cursor.out_pos
             if out_pos < 0 or (not to_end and not self._agrees(cursor, landmark)):
                 return None
+        except _Contradiction:
+            raise _FarFailed from None
         except _FarFailed:
             return None
         for point in snapshots:
             self._points.append(
-                _Point(point.out_pos + out_pos, point.in_bit, True, point.main, None, point.agree)
+                _Point(
+                    point.out_pos + out_pos, point.in_bit, True, point.main, None, point.agree, True
+                )
             )
         return out_pos
 
     def _agrees(self, cursor: _Cursor, landmark: _Entry) -> bool:
-        """Whether the new chain, continued past ``landmark``, yields what its chain does."""
+        """Whether the new chain, continued past ``landmark``, yields what its chain does.
+
+        No byte known to both: not confirmed. Bytes known to both that differ: one of
+        the two chains is misplaced, and nothing says which (a deflate stream stored
+        inside the member can fall in step with it): raises _Contradiction.
+        """
         ours = self._cursor(cursor.point())
-        theirs = self._cursor(_Point(landmark.out_pos, landmark.bit, exact=False))
+        theirs = self._cursor(_Point(landmark.out_pos, landmark.bit, exact=False, far=True))
         count = min(CHECK, self.size - landmark.out_pos)
         mine, my_mask = self._masked(ours, count)
         other, other_mask = self._masked(theirs, count)
         both = my_mask & other_mask
-        return both != 0 and (mine ^ other) & both == 0
+        if (mine ^ other) & both:
+            raise _Contradiction
+        return both != 0
 
     def _masked(self, cursor: _Cursor, count: int) -> tuple[int, int]:
         """``count`` bytes as an integer, and a mask of 0xFF over the bytes that are known."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import random
+import signal
+import struct
 import zlib
 
 import pytest
@@ -11,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.analysis.bounds import Budget, Unanalysable
-from proxy.analysis.member import CHUNK, DEFLATED, SNAPSHOT_EVERY, STORED, MemberReader
+from proxy.analysis.member import (
+    CHUNK,
+    DEFLATED,
+    SCAN_BUDGET,
+    SNAPSHOT_EVERY,
+    STORED,
+    MemberReader,
+)
 
 MiB = 1024 * 1024
 
@@ -258,3 +267,85 @@ def test_mutated_deflate_data_read_far_gives_bytes_or_a_reason(
         except Unanalysable:
             continue
         assert len(data) == min(64, len(_HOSTILE) - at)
+
+
+def stored_blocks(chunk: bytes, *, final: bool = False) -> bytes:
+    """``chunk`` as deflate stored blocks (byte-aligned: header byte, LEN, NLEN, data)."""
+    out = b""
+    for at in range(0, len(chunk), 65535):
+        part = chunk[at : at + 65535]
+        last = final and at + 65535 >= len(chunk)
+        out += bytes([1 if last else 0]) + struct.pack("<HH", len(part), len(part) ^ 0xFFFF)
+        out += part
+    return out
+
+
+def test_a_stream_stored_near_the_end_is_not_taken_for_the_members_end() -> None:
+    # A complete deflate stream R kept verbatim in the member, exactly as long as a far
+    # cursor's first two fetches: inflating from inside R ends where a fetch does, and
+    # only the bytes not yet fetched show that the member goes on.
+    head_data, tail_data = elf_like(1_000_000, seed=2), elf_like(6_000, seed=3)
+    inner = zlib.compressobj(6, zlib.DEFLATED, -15)
+    head = inner.compress(elf_like(20_000, seed=4)) + inner.flush(zlib.Z_SYNC_FLUSH)
+    padding = 12288 - len(head) - 5
+    assert padding > 0
+    embedded = head + stored_blocks(random.Random(6).randbytes(padding), final=True)
+    first = zlib.compressobj(6, zlib.DEFLATED, -15)
+    stream = first.compress(head_data) + first.flush(zlib.Z_FULL_FLUSH)
+    stream += stored_blocks(random.Random(5).randbytes(100_000)) + stored_blocks(embedded)
+    last = zlib.compressobj(6, zlib.DEFLATED, -15)
+    stream += last.compress(tail_data) + last.flush()
+    data = head_data + random.Random(5).randbytes(100_000) + embedded + tail_data
+    assert zlib.decompress(stream, -15) == data
+    member = member_over(io.BytesIO(stream), len(stream), len(data))
+    assert member.read_at(len(data) - 64, 64) == data[-64:]
+
+
+def test_reading_past_what_the_data_holds_is_refused_every_time() -> None:
+    # Read forward, as a local file is: the second read resumes from a snapshot the
+    # first one left, and must fail the same way instead of spinning.
+    data = payload(10 * MiB)
+    stream = deflated(data)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    damaged = compressor.compress(data[: 9 * MiB]) + compressor.flush(zlib.Z_FULL_FLUSH)
+    damaged += b"\x00" + struct.pack("<HH", 16, 16)  # a stored block whose NLEN is wrong
+    with pytest.raises(zlib.error):
+        zlib.decompress(damaged, -15)
+    cases = [
+        (stream, len(data) + 100_000, len(data) + 50_000),  # a size that lies
+        (damaged, len(data), len(data) - 10),  # data past 8 MiB's snapshot that is bad
+    ]
+    signal.signal(signal.SIGALRM, _hung)
+    try:
+        for compressed, size, offset in cases:
+            member = MemberReader(
+                io.BytesIO(compressed),
+                name="m",
+                data_offset=0,
+                compressed_size=len(compressed),
+                size=size,
+                method=DEFLATED,
+                budget=Budget(1 << 40),
+                far=False,
+            )
+            for _ in range(2):
+                signal.alarm(60)
+                with pytest.raises(Unanalysable):
+                    member.read_at(offset, 10)
+                signal.alarm(0)
+    finally:
+        signal.alarm(0)
+
+
+def _hung(signum: int, frame: object) -> None:
+    raise TimeoutError("a read did not finish")
+
+
+def test_a_member_without_dynamic_blocks_is_searched_a_bounded_amount() -> None:
+    data = random.Random(8).randbytes(8 * MiB)  # incompressible: stored blocks only
+    stream = deflated(data)
+    source = CountingSource(stream)
+    member = member_over(source, len(stream), len(data))
+    assert member.read_at(len(data) - 100, 100) == data[-100:]
+    read = sum(end - start for start, end in source.ranges)
+    assert read < len(stream) + SCAN_BUDGET + 2 * MiB
