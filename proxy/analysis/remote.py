@@ -1,8 +1,10 @@
 """A remote file as a seekable, read-only file, read through HTTP range requests.
 
-Reads are served from fixed-size blocks kept in a small LRU cache; a read that
-misses fetches all of its missing blocks in one request. ``fetched`` counts every
-body byte received. A server that ignores ``Range`` (answers 200) is handled by
+Reads are served from fixed-size blocks kept in a small LRU cache, with the blocks
+it evicts kept in a temporary file, so no byte is fetched twice however often a
+reader comes back (a deflated member may be inflated again from a snapshot); a read
+that misses fetches all of its missing blocks in one request. ``fetched`` counts
+every body byte received. A server that ignores ``Range`` (answers 200) is handled by
 downloading the whole file once into a temporary file, still counted.
 
 Network trouble raises `UpstreamError`: it says nothing about the wheel, so it must
@@ -54,6 +56,8 @@ class RemoteFile(RandomAccessReader):
         self._client = client or httpx.Client(follow_redirects=True, timeout=TIMEOUT)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_blocks = max(2, cache_bytes // block_size)
+        self._spill: IO[bytes] | None = None  # blocks evicted from memory
+        self._spilled: set[int] = set()
         self._max_download = max_download
         self._progress = progress
         self._pos = 0
@@ -73,6 +77,9 @@ class RemoteFile(RandomAccessReader):
         if self._whole is not None:
             self._whole.close()
             self._whole = None
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
         if self._own_client:
             self._client.close()
         super().close()
@@ -122,8 +129,14 @@ class RemoteFile(RandomAccessReader):
             self._whole.seek(start)
             return self._whole.read(end - start)
         first, last = start // self.block_size, (end - 1) // self.block_size
-        missing = [b for b in range(first, last + 1) if b not in self._cache]
-        blocks = {b: self._cache[b] for b in range(first, last + 1) if b in self._cache}
+        blocks: dict[int, bytes] = {}
+        missing = []
+        for index in range(first, last + 1):
+            block = self._cached(index)
+            if block is None:
+                missing.append(index)
+            else:
+                blocks[index] = block
         for run_start, run_end in _runs(missing):
             blocks.update(self._fetch_blocks(run_start, run_end))
         for index in blocks:
@@ -170,7 +183,20 @@ class RemoteFile(RandomAccessReader):
         self._cache[index] = block
         self._cache.move_to_end(index)
         while len(self._cache) > self._cache_blocks:
-            self._cache.popitem(last=False)
+            evicted, data = self._cache.popitem(last=False)
+            if evicted not in self._spilled:
+                if self._spill is None:
+                    self._spill = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+                self._spill.seek(evicted * self.block_size)
+                self._spill.write(data)
+                self._spilled.add(evicted)
+
+    def _cached(self, index: int) -> bytes | None:
+        block = self._cache.get(index)
+        if block is None and index in self._spilled and self._spill is not None:
+            self._spill.seek(index * self.block_size)
+            block = self._spill.read(min(self.block_size, self.size - index * self.block_size))
+        return block
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1

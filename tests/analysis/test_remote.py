@@ -98,6 +98,21 @@ def test_blocks_are_cached(server: Upstream, glibc_wheel: Path) -> None:
         assert remote.requests == requests + 1  # the two missing blocks, in one request
 
 
+def test_blocks_evicted_from_memory_are_not_fetched_again(
+    server: Upstream, glibc_wheel: Path
+) -> None:
+    server.add("x", glibc_wheel)
+    data = glibc_wheel.read_bytes()
+    with RemoteFile(server.file_url(glibc_wheel.name), block_size=1024, cache_bytes=2048) as remote:
+        for offset in range(0, 8 * 1024, 1024):  # more blocks than memory holds
+            remote.seek(offset)
+            assert remote.read(1024) == data[offset : offset + 1024]
+        requests, fetched = remote.requests, remote.fetched
+        remote.seek(0)
+        assert remote.read(8 * 1024) == data[: 8 * 1024]
+        assert (remote.requests, remote.fetched) == (requests, fetched)
+
+
 def test_missing_file(server: Upstream) -> None:
     with pytest.raises(UpstreamError, match="HTTP 404"):
         RemoteFile(server.file_url("nothing-1.0-py3-none-any.whl"))
