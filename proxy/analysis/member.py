@@ -61,6 +61,7 @@ ROUNDS = 16  # entries found, each nearer a target, before inflating forward ins
 CANDIDATES = 16  # boundaries that fail confirmation before a spot is given up
 SCAN = 64 * 1024  # compressed bytes searched for boundaries at a time
 SCAN_BUDGET = 4 * MiB  # searched per member before inflating forward instead
+MEASURE_BUDGET = 8 * MiB  # inflated to confirm boundaries (or the member's size, if more)
 LOOKAHEAD = 4 * 1024  # read past a scanned stretch: headers and trials run on
 CHECK = 64 * 1024  # inflated bytes compared where a new entry's chain meets an older one
 AIM = 0.8  # share of the estimated compressed distance to an entry gone back in one round
@@ -129,6 +130,7 @@ class _Far:
     entries: list[_Entry] = field(default_factory=list)  # sorted by position
     barren: dict[int, int] = field(default_factory=dict)  # landmark bit -> searched from byte
     scanned: int = 0  # compressed bytes searched for boundaries
+    measured: int = 0  # compressed bytes inflated to confirm boundaries
     enabled: bool = True
 
 
@@ -512,6 +514,9 @@ class MemberReader(RandomAccessReader):
 
     def _measure(self, bit: int, landmark: _Entry) -> int | None:
         """Where the block at ``bit`` lies in the inflated bytes, if it is a real boundary."""
+        self._far.measured += (landmark.bit - bit) // 8
+        if self._far.measured > max(MEASURE_BUDGET, self._compressed_size):
+            raise _FarFailed  # confirming costs more than reading forward would
         cursor = self._cursor(_Point(0, bit, exact=False))
         snapshots: list[_Point] = []
         try:
@@ -558,13 +563,20 @@ class MemberReader(RandomAccessReader):
         """
         ours = self._cursor(cursor.point())
         theirs = self._cursor(_Point(landmark.out_pos, landmark.bit, exact=False, far=True))
-        count = min(CHECK, self.size - landmark.out_pos)
-        mine, my_mask = self._masked(ours, count)
-        other, other_mask = self._masked(theirs, count)
-        both = my_mask & other_mask
-        if (mine ^ other) & both:
-            raise _Contradiction
-        return both != 0
+        # Zero-heavy data can leave the landmark's chain without a known byte for a
+        # while: compare further until some byte is known to both.
+        remaining = self.size - landmark.out_pos
+        for count in (CHECK, 3 * CHECK, 12 * CHECK):  # 64 KiB, then up to 1 MiB in all
+            count = min(count, remaining)
+            mine, my_mask = self._masked(ours, count)
+            other, other_mask = self._masked(theirs, count)  # the same stretch: in step
+            both = my_mask & other_mask
+            if (mine ^ other) & both:
+                raise _Contradiction
+            remaining -= count
+            if both or remaining <= 0:
+                return both != 0
+        return False
 
     def _masked(self, cursor: _Cursor, count: int) -> tuple[int, int]:
         """``count`` bytes as an integer, and a mask of 0xFF over the bytes that are known."""
