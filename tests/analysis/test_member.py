@@ -56,6 +56,21 @@ def reader(
     )
 
 
+def member_over(
+    source: io.BytesIO, compressed_size: int, size: int, budget: Budget | None = None
+) -> MemberReader:
+    """A deflated member that is all of ``source``."""
+    return MemberReader(
+        source,
+        name="m",
+        data_offset=0,
+        compressed_size=compressed_size,
+        size=size,
+        method=DEFLATED,
+        budget=budget or Budget(1 << 40),
+    )
+
+
 @pytest.mark.parametrize(("method", "far"), [(DEFLATED, True), (DEFLATED, False), (STORED, True)])
 def test_random_reads_return_the_exact_bytes(method: int, far: bool) -> None:
     data = payload(20 * MiB)
@@ -110,15 +125,7 @@ def test_stored_members_inflate_nothing() -> None:
 def test_truncated_deflate_data() -> None:
     data = payload(MiB)
     stored = deflated(data)[:5000]
-    member = MemberReader(
-        io.BytesIO(stored),
-        name="m",
-        data_offset=0,
-        compressed_size=len(stored),
-        size=len(data),
-        method=DEFLATED,
-        budget=Budget(1 << 40),
-    )
+    member = member_over(io.BytesIO(stored), len(stored), len(data))
     with pytest.raises(Unanalysable, match="compressed data ends before the declared size"):
         member.read_at(MiB - 10, 10)
 
@@ -126,15 +133,7 @@ def test_truncated_deflate_data() -> None:
 def test_source_shorter_than_the_directory_says() -> None:
     data = payload(MiB)
     stored = deflated(data)
-    member = MemberReader(
-        io.BytesIO(stored[:1000]),
-        name="m",
-        data_offset=0,
-        compressed_size=len(stored),
-        size=len(data),
-        method=DEFLATED,
-        budget=Budget(1 << 40),
-    )
+    member = member_over(io.BytesIO(stored[:1000]), len(stored), len(data))
     with pytest.raises(Unanalysable, match="member data is truncated"):
         member.read_at(MiB // 2, 10)
 
@@ -180,21 +179,6 @@ def elf_like(size: int, seed: int = 3) -> bytes:
     )[: size * 2 // 10]
     names = b"\0".join(rng.randbytes(8).hex().encode() for _ in range(size // 16))
     return (code + table + names)[:size]
-
-
-def member_over(
-    source: io.BytesIO, compressed_size: int, size: int, budget: Budget | None = None
-) -> MemberReader:
-    """A deflated member that is all of ``source``."""
-    return MemberReader(
-        source,
-        name="m",
-        data_offset=0,
-        compressed_size=compressed_size,
-        size=size,
-        method=DEFLATED,
-        budget=budget or Budget(1 << 40),
-    )
 
 
 def test_far_reads_inflate_the_tail_not_the_middle() -> None:
