@@ -5,11 +5,12 @@
 For every wheel: wall time and peak RSS of `hostfit inspect --json WHEEL` and of
 `auditwheel show WHEEL`, each run as a child process measured with wait4().
 For every wheel over 50 MB: `hostfit inspect URL` against a local HTTP server that
-honours Range (python's http.server does not), and the share of the wheel's bytes
-it fetched. Unless --no-stored, each large wheel is also rewritten with stored
-(uncompressed) members into bench/.cache/, to show how much of the URL cost is
-deflate's. Each line ends with the aims it meets: at least 5 times faster than
-auditwheel on a large wheel, under 15% of a large wheel's bytes fetched by URL.
+honours Range (python's http.server does not), the share of the wheel's bytes it
+fetched, and whether its report is the one inspecting the file gave. Unless
+--no-stored, each large wheel is also rewritten with stored (uncompressed) members
+into bench/.cache/, to show how much of the URL cost is deflate's. Each line ends
+with the aims it meets: at least 5 times faster than auditwheel on a large wheel,
+under 15% of a large wheel's bytes fetched by URL.
 
 Without arguments it uses /opt/wheels/*.whl and tests/.cache/wheels/*.whl.
 """
@@ -18,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import http.server
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -46,19 +49,29 @@ class Run:
     peak_mb: float
     returncode: int
     stderr: str
+    stdout: str
 
 
 def measure(command: Sequence[str]) -> Run:
     started = time.monotonic()
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    assert process.stderr is not None
-    stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.monotonic() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return Run(seconds, usage.ru_maxrss / 1024, process.returncode, stderr)
+    with tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE, text=True)
+        assert process.stderr is not None
+        stderr = process.stderr.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.monotonic() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        stdout = out.read()
+    return Run(seconds, usage.ru_maxrss / 1024, process.returncode, stderr, stdout)
+
+
+def same_report(by_file: str, by_url: str) -> bool:
+    """Whether two `inspect --json` reports agree (a URL read does not hash the wheel)."""
+    first, second = json.loads(by_file), json.loads(by_url)
+    first.pop("sha256", None)
+    second.pop("sha256", None)
+    return bool(first == second)
 
 
 def tool(name: str) -> str:
@@ -170,8 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"{'wheel':<58} {'MB':>7} {'hostfit s':>9} {'MB rss':>7} {'auditwheel s':>12} "
           f"{'MB rss':>7} {'speed-up':>8}")  # fmt: skip
+    local_reports = {}
     for wheel in wheels:
         ours = measure([hostfit, "inspect", "--json", str(wheel)])
+        local_reports[wheel] = ours.stdout
         if ours.returncode not in (0, 1):
             raise SystemExit(f"hostfit inspect failed on {wheel}: {ours.stderr}")
         size_mb = wheel.stat().st_size / 1e6
@@ -188,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if large:
         print(f"\nURL inspection (local Range server), wheels over {LARGE // 1_000_000} MB:")
         print(f"{'wheel':<58} {'members':>8} {'fetched MB':>10} {'of MB':>7} {'share':>7} "
-              f"{'requests':>8} {'s':>6}")  # fmt: skip
+              f"{'requests':>8} {'s':>6}  report by URL = by file")  # fmt: skip
     for wheel in large:
         variants = [("deflated", wheel)]
         if not args.no_stored:
@@ -196,9 +211,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label, path in variants:
             run, fetched, size, requests = url_share(hostfit, path)
             aim = "aim met" if fetched / size < AIM_SHARE else "aim missed"
+            same = (
+                ""
+                if path != wheel
+                else ("same" if same_report(local_reports[wheel], run.stdout) else "DIFFERENT")
+            )
             print(
                 f"{path.name[:58]:<58} {label:>8} {fetched / 1e6:>10.1f} {size / 1e6:>7.1f} "
-                f"{fetched / size:>7.1%} {requests:>8} {run.seconds:>6.2f}  {aim}",
+                f"{fetched / size:>7.1%} {requests:>8} {run.seconds:>6.2f}  {same:<9} {aim}",
                 flush=True,
             )
     return 0
