@@ -64,6 +64,7 @@ SCAN_BUDGET = 4 * MiB  # searched per member before inflating forward instead
 MEASURE_BUDGET = 8 * MiB  # inflated to confirm boundaries (or the member's size, if more)
 LOOKAHEAD = 4 * 1024  # read past a scanned stretch: headers and trials run on
 CHECK = 64 * 1024  # inflated bytes compared where a new entry's chain meets an older one
+MIN_COMMON = 256  # bytes both chains must know, and agree on, to confirm an entry
 AIM = 0.8  # share of the estimated compressed distance to an entry gone back in one round
 REACH = 4  # growth of a round's distance over the last one
 RETRIES = 6  # earlier entries tried when bytes stay unknown, before a known point is used
@@ -494,6 +495,9 @@ class MemberReader(RandomAccessReader):
                 raise _FarFailed  # no boundaries worth the search: a stored or odd member
             window = self._compressed(start, min(end + LOOKAHEAD, self._compressed_size))
             for bit in block_starts(window, 0, (end - start) * 8):
+                known = next((e for e in self._far.entries if e.bit == start * 8 + bit), None)
+                if known is not None:
+                    return known  # found before, by another search
                 tried += 1
                 if tried > CANDIDATES:
                     break
@@ -566,6 +570,7 @@ class MemberReader(RandomAccessReader):
         # Zero-heavy data can leave the landmark's chain without a known byte for a
         # while: compare further until some byte is known to both.
         remaining = self.size - landmark.out_pos
+        common = 0  # bytes known to both chains, all equal so far
         for count in (CHECK, 3 * CHECK, 12 * CHECK):  # 64 KiB, then up to 1 MiB in all
             count = min(count, remaining)
             mine, my_mask = self._masked(ours, count)
@@ -574,8 +579,9 @@ class MemberReader(RandomAccessReader):
             if (mine ^ other) & both:
                 raise _Contradiction
             remaining -= count
-            if both or remaining <= 0:
-                return both != 0
+            common += both.bit_count() // 8
+            if common >= MIN_COMMON or remaining <= 0:
+                return common >= min(MIN_COMMON, self.size - landmark.out_pos)
         return False
 
     def _masked(self, cursor: _Cursor, count: int) -> tuple[int, int]:
