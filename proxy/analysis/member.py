@@ -237,11 +237,11 @@ class MemberReader(RandomAccessReader):
         attempt = 0
         while True:
             exact_only = attempt >= RETRIES or not self._far.enabled
-            cursor = self._origin(start, before, exact_only=exact_only)
-            origin = cursor.out_pos
             try:
+                cursor = self._origin(start, before, exact_only=exact_only)
+                origin = cursor.out_pos
                 data = self._produce(cursor, start, length)
-            except _FarFailed:
+            except _FarFailed:  # never from a point the far path did not make
                 self._abandon_far()
                 continue
             if data is not None:
