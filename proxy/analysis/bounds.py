@@ -31,6 +31,8 @@ class Limits:
     # Deflate cannot exceed about 1032:1; real ELF members stay far below 100:1.
     max_compression_ratio: int = 250
     max_elf_members: int = 20_000
+    # Native binaries of every format (ELF included), each a record in the report.
+    max_native_members: int = 20_000
 
 
 class Budget:

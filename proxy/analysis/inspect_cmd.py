@@ -114,7 +114,14 @@ def render(report: Report) -> str:
     if report.status != "ok":
         lines.extend(_rows([("reason", report.reason or "")]))
         return "\n".join(lines)
-    tag = report.derived_platform_tag or "none (no policy covers these binaries)"
+    # Without ELF files there is nothing a Linux policy could cover: say so, rather
+    # than suggest that binaries were found and failed every policy.
+    if report.derived_platform_tag:
+        tag = report.derived_platform_tag
+    elif report.elf_files:
+        tag = "none (no policy covers these binaries)"
+    else:
+        tag = "no ELF binaries (pure or for other platforms)"
     if report.overclaims:
         tag += "  (the wheel's own tag over-claims)"
     lines.extend(_rows([("derived tag", tag)]))
@@ -151,6 +158,14 @@ def render(report: Report) -> str:
     ]
     widths = [max(len(row[i]) for row in table) for i in range(2)]
     lines.extend(f"  {p:<{widths[0]}}  {m:<{widths[1]}}  {n}".rstrip() for p, m, n in table)
+    others = [native for native in report.native_files if native.format != "elf"]
+    if others:
+        lines.append(f"other native files ({len(others)})")
+        table = [("PATH", "FORMAT", "MACHINE")] + [
+            (n.path, f"{n.format} ({n.os})", n.machine) for n in others
+        ]
+        widths = [max(len(row[i]) for row in table) for i in range(2)]
+        lines.extend(f"  {p:<{widths[0]}}  {f:<{widths[1]}}  {m}" for p, f, m in table)
     return "\n".join(lines)
 
 

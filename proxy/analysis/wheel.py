@@ -2,8 +2,10 @@
 
 Reads the zip central directory, then for each member that may be a binary its
 local header and first bytes; only members whose bytes start with the ELF magic
-are read further, and only as far as ``proxy.analysis.elf`` asks. A member named
-like a shared object (``.so``, ``.so.1``) that is not ELF is refused. Hostile
+are read further, and only as far as ``proxy.analysis.elf`` asks. PE and Mach-O
+members are recognised from their first header (``proxy.analysis.native``) and
+recorded with the ELF ones in ``native_files``. A member named like a shared object
+(``.so``, ``.so.1``) that is no native binary at all is refused. Hostile
 archives (zip bombs, overlapping members, ``..`` names, lying sizes) become an
 ``unanalysable`` report whose reason says what was wrong.
 """
@@ -15,14 +17,16 @@ import re
 import stat
 import struct
 import zipfile
+from dataclasses import dataclass
 from typing import IO, cast
 
 from proxy.analysis.bounds import Budget, Limits, Unanalysable
 from proxy.analysis.elf import is_elf, read_elf
 from proxy.analysis.member import MemberReader
+from proxy.analysis.native import HEAD, elf_native, identify
 from proxy.core.aggregate import summarize
 from proxy.core.policy import PolicyTable, policy_table
-from proxy.core.report import ElfFile, Report
+from proxy.core.report import ElfFile, NativeFile, Report
 
 LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... file name length, extra length
 LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -31,8 +35,14 @@ EOCD_SIGNATURE = b"PK\x05\x06"
 ZIP64_LOCATOR = struct.Struct("<4s4xQ4x")
 ZIP64_EOCD = struct.Struct("<4s8x2x2x4x4x8xQQQ")  # ..., entries, directory size, offset
 MAX_COMMENT = 0xFFFF
-MIN_ELF_SIZE = 52  # an ELF32 header
+# Smaller than any loadable binary (an ELF32 header alone is 52 bytes, a PE's DOS and
+# PE headers 88, a Mach-O's header and the load commands it needs more): not peeked.
+MIN_BINARY_SIZE = 52
 _SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
+# Windows and macOS binaries by their usual names: always peeked, whatever their size,
+# so that none escapes the record by a size or suffix rule. Not being PE or Mach-O is
+# no error for them (unlike a shared object that is not ELF): nothing loads them here.
+NATIVE_SUFFIXES = frozenset({".dll", ".pyd", ".exe", ".dylib"})
 
 # Members never read: text, Python, media and model files, by their suffix. Everything
 # else is checked by its magic. (A loader maps a library by the name something asks for;
@@ -65,14 +75,16 @@ def analyze_wheel(
     ranges); a local file inflates forward faster than blocks can be searched for.
     """
     try:
-        elves, members = read_elf_members(source, limits or Limits(), far=far)
+        found = read_native_members(source, limits or Limits(), far=far)
     except Unanalysable as exc:
         return Report.unanalysable(filename, sha256, str(exc))
-    summary = summarize(filename, elves, members, policies or policy_table())
+    elves = found.elves
+    summary = summarize(filename, elves, found.members, policies or policy_table())
     return Report(
         filename=filename,
         sha256=sha256,
         elf_files=tuple(elves),
+        native_files=tuple(found.natives),
         requires=summary.requires,
         bundled_libraries=summary.bundled_libraries,
         external_libraries=summary.external_libraries,
@@ -81,10 +93,15 @@ def analyze_wheel(
     )
 
 
-def read_elf_members(
-    source: IO[bytes], limits: Limits, *, far: bool = False
-) -> tuple[list[ElfFile], set[str]]:
-    """The loadable ELF files of the wheel and the names of all its members."""
+@dataclass(frozen=True, slots=True)
+class Members:
+    elves: list[ElfFile]  # the loadable ELF files
+    natives: list[NativeFile]  # those and every PE and Mach-O file, in member order
+    members: set[str]  # the names of all members
+
+
+def read_native_members(source: IO[bytes], limits: Limits, *, far: bool = False) -> Members:
+    """The native binaries of the wheel, the ELF ones read in full, and all member names."""
     size = source.seek(0, 2)
     _check_directory_bounds(source, size, limits)
     try:
@@ -105,22 +122,33 @@ def read_elf_members(
     ends = _member_ends(infos, directory_start)
     budget = Budget(limits.max_inflated_total)
     elves: list[ElfFile] = []
+    natives: list[NativeFile] = []
     for info in infos:
         shared = _named_shared_object(info)
         if not shared and not _may_be_binary(info):
             continue
         reader = _open_member(source, info, ends[info.header_offset], budget, far=far)
-        if not is_elf(reader.peek(4)):
-            if shared:
+        head = reader.peek(HEAD)
+        native: NativeFile | None = None
+        if is_elf(head):
+            if len(elves) >= limits.max_elf_members:
+                raise Unanalysable(f"more than {limits.max_elf_members} ELF members")
+            _check_sizes(info, limits)
+            elf = _read_elf_member(source, info, ends[info.header_offset], budget, reader)
+            if elf is not None:
+                elves.append(elf)
+                native = elf_native(info.filename, head, elf.machine)
+        else:
+            native = identify(info.filename, head, reader.read_at)
+            # A Mach-O or PE file named like a shared object (a macOS extension module
+            # is "*.cpython-311-darwin.so") is known for what it is: recorded, not refused.
+            if native is None and shared:
                 raise Unanalysable(f"{info.filename}: named like a shared object but not ELF")
-            continue
-        if len(elves) >= limits.max_elf_members:
-            raise Unanalysable(f"more than {limits.max_elf_members} ELF members")
-        _check_sizes(info, limits)
-        elf = _read_elf_member(source, info, ends[info.header_offset], budget, reader)
-        if elf is not None:
-            elves.append(elf)
-    return elves, {info.filename for info in infos}
+        if native is not None:
+            if len(natives) >= limits.max_native_members:
+                raise Unanalysable(f"more than {limits.max_native_members} native binaries")
+            natives.append(native)
+    return Members(elves, natives, {info.filename for info in infos})
 
 
 def _read_elf_member(
@@ -200,10 +228,14 @@ def _named_shared_object(info: zipfile.ZipInfo) -> bool:
 
 
 def _may_be_binary(info: zipfile.ZipInfo) -> bool:
-    if info.is_dir() or info.file_size < MIN_ELF_SIZE:
+    if info.is_dir():
         return False
     base = posixpath.basename(info.filename)
     suffix = posixpath.splitext(base)[1].lower()
+    if suffix in NATIVE_SUFFIXES:
+        return True
+    if info.file_size < MIN_BINARY_SIZE:
+        return False
     return suffix not in NOT_BINARY_SUFFIXES and base not in NOT_BINARY_NAMES
 
 

@@ -37,8 +37,13 @@ from proxy.core.tags import ClientTags, client_tags
 
 ReasonKind = Literal[
     "tags", "libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa",
-    "variant", "sdist", "rule",
+    "variant", "sdist", "rule", "native",
 ]  # fmt: skip
+# Reasons that mean "this wheel would not load there": the download gate refuses on
+# these. Tags, variant choices and orphan sdists are the installer's own business.
+LOAD_KINDS = frozenset(
+    {"libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa", "rule", "native"}
+)
 
 # glibc 2.41 stopped making the stack executable for a dlopen()ed object that asks
 # for it (PT_GNU_STACK with PF_X): dlopen fails with "cannot enable executable stack".

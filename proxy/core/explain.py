@@ -1,4 +1,9 @@
-"""Explanations: every file of a project with its verdict for one host, as data and HTML."""
+"""Explanations: every file of a project with its verdict for one host, as data and HTML.
+
+Each file's ``status`` is ``kept`` (served, and verified where a report matters),
+``not verified yet`` (served by its tags while its report is awaited; the download
+gate still checks it) or ``hidden``. Never "fits" for a file nobody has analysed.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from proxy.core.decide import Verdict
-from proxy.core.models import Page
+from proxy.core.frontier import Frontier
+from proxy.core.models import File, Page
 from proxy.core.profile import HostProfile
 from proxy.core.report import Report
 
@@ -18,16 +24,28 @@ def explanation(
     reports: Mapping[str, Report],
     profile: HostProfile,
     rewrites: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    unreported: frozenset[str] = frozenset(),
+    frontier: Frontier | None = None,
+    choice: File | None = None,
 ) -> dict[str, Any]:
-    """``rewrites``: for files a rule rewrites, what they are served as and by which rules."""
+    """``rewrites``: for files a rule rewrites, what they are served as and by which rules.
+
+    ``unreported``: files whose verdict waits for a report; ``frontier``: where this
+    host's walk stands; ``choice``: what a plain ``pip install`` takes now.
+    """
     files = []
     for f in page.files:
         verdict = verdicts[f.filename]
         report = reports.get(f.sha256 or "")
+        status = "hidden" if not verdict.keep else "kept"
+        if verdict.keep and f.filename in unreported:
+            status = "not verified yet"
         files.append(
             {
                 "filename": f.filename,
                 "verdict": verdict.action,
+                "status": status,
                 "reasons": [{"kind": r.kind, "message": r.message} for r in verdict.reasons],
                 "report": None if report is None else report.status,
                 "report_reason": None if report is None else report.reason,
@@ -40,15 +58,33 @@ def explanation(
         "sources": profile.sources(),
         "served": sum(1 for f in files if f["verdict"] == "keep"),
         "hidden": sum(1 for f in files if f["verdict"] == "hide"),
+        "not_verified": sum(1 for f in files if f["status"] == "not verified yet"),
+        "frontier": None if frontier is None else _frontier(frontier),
+        "pip_would_install": None if choice is None else _choice(choice, unreported),
         "files": files,
     }
+
+
+def _frontier(frontier: Frontier) -> dict[str, Any]:
+    return {
+        "settled": frontier.settled,
+        "offered": None if frontier.offered is None else str(frontier.offered),
+        "verified_versions": [str(v) for v in frontier.verified],
+        "pending_versions": [str(v) for v in frontier.pending],
+        "analysing": [f.filename for f in frontier.wanted],
+    }
+
+
+def _choice(choice: File, unreported: frozenset[str]) -> dict[str, Any]:
+    return {"filename": choice.filename, "verified": choice.filename not in unreported}
 
 
 def explanation_html(data: Mapping[str, Any]) -> str:
     e = html.escape
     rows = []
     for f in data["files"]:
-        reasons = "<br>".join(e(r["message"]) for r in f["reasons"]) or "fits this host"
+        fits = "not verified yet" if f["status"] == "not verified yet" else "fits this host"
+        reasons = "<br>".join(e(r["message"]) for r in f["reasons"]) or fits
         rewrite = f.get("rewrite")
         if rewrite:
             served = rewrite["served_as"] or f"not yet ({rewrite['status']})"
@@ -59,7 +95,7 @@ def explanation_html(data: Mapping[str, Any]) -> str:
         report = f["report"] or "not analysed"
         rows.append(
             f'<tr class="{e(f["verdict"])}"><td>{e(f["filename"])}</td>'
-            f"<td>{e(f['verdict'])}</td><td>{reasons}</td><td>{e(report)}</td></tr>"
+            f"<td>{e(f['status'])}</td><td>{reasons}</td><td>{e(report)}</td></tr>"
         )
     sources = ", ".join(f"{e(k)} from {e(v)}" for k, v in data["sources"].items())
     return (
@@ -70,8 +106,30 @@ def explanation_html(data: Mapping[str, Any]) -> str:
         f"<h1>{e(data['project'])}</h1>"
         f"<p>Host profile: <code>{e(data['profile']) or '(nothing known)'}</code>"
         f"{' (' + sources + ')' if sources else ''}</p>"
-        f"<p>{data['served']} served, {data['hidden']} hidden.</p>"
+        f"<p>{data['served']} served ({data.get('not_verified', 0)} not verified yet),"
+        f" {data['hidden']} hidden.</p>"
+        f"{_summary_html(data)}"
         "<table><tr><th>file</th><th>verdict</th><th>why</th><th>report</th></tr>"
         + "\n".join(rows)
         + "</table></body></html>\n"
     )
+
+
+def _summary_html(data: Mapping[str, Any]) -> str:
+    e = html.escape
+    parts = []
+    choice = data.get("pip_would_install")
+    if choice:
+        verified = "verified" if choice["verified"] else "not verified yet"
+        filename = e(choice["filename"])
+        parts.append(f"<p>A plain pip install takes <code>{filename}</code> ({verified}).</p>")
+    frontier = data.get("frontier")
+    if frontier:
+        if frontier["settled"]:
+            state = f"settled: {e(frontier['offered'] or 'nothing')} is the newest version offered"
+        else:
+            state = f"analysing {len(frontier['analysing'])} wheel(s) of " + e(
+                ", ".join(frontier["pending_versions"])
+            )
+        parts.append(f"<p>Analysis for this host: {state}.</p>")
+    return "".join(parts)

@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
-ANALYZER_VERSION = 1
+ANALYZER_VERSION = 2
 
 Status = Literal["ok", "unanalysable"]
+NativeFormat = Literal["elf", "pe", "macho"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,21 @@ class ElfFile:
     elf_class: int = 64  # 32 or 64
     interpreter: str | None = None  # PT_INTERP of an executable
     gpu_ptx: tuple[str, ...] = ()  # PTX virtual architectures, JIT-compiled on newer GPUs
+
+
+@dataclass(frozen=True, slots=True)
+class NativeFile:
+    """A native binary of any format: what it is and where it would load.
+
+    ``os`` is "linux" (or another ELF OS named by EI_OSABI), "windows" or "macos";
+    ``machine`` is spelt as each platform's tools spell it ("x86_64", "aarch64" for
+    ELF and PE, "arm64" for Mach-O), several joined by "+" for a fat Mach-O file.
+    """
+
+    path: str
+    format: NativeFormat
+    os: str
+    machine: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +79,21 @@ class Report:
     external_libraries: tuple[str, ...] = ()
     derived_platform_tag: str | None = None
     overclaims: bool = False  # the wheel's own platform tag promises more than its binaries allow
+    # Every native binary, ELF or not, in member order; the ELF ones are also in elf_files.
+    native_files: tuple[NativeFile, ...] = ()
 
     @classmethod
     def unanalysable(cls, filename: str, sha256: str, reason: str) -> Report:
         return cls(filename=filename, sha256=sha256, status="unanalysable", reason=reason)
+
+    def native_platforms(self) -> frozenset[tuple[str, str]]:
+        """The (os, machine) pairs the wheel's native binaries load on; a fat file gives one
+        pair per slice. Empty for a wheel without binaries (or an unanalysable one)."""
+        return frozenset(
+            (native.os, machine)
+            for native in self.native_files
+            for machine in native.machine.split("+")
+        )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -92,9 +119,15 @@ class Report:
         for key in ("gpu_sms", "gpu_ptx"):
             if req.get(key) is not None:
                 req[key] = tuple(req[key])
+        # Reports from before native_files (analyzer version 1) have no such key.
+        natives = tuple(
+            NativeFile(path=n["path"], format=n["format"], os=n["os"], machine=n["machine"])
+            for n in data.get("native_files", ())
+        )
         known = {f for f in cls.__dataclass_fields__}
-        rest = {k: v for k, v in data.items() if k in known and k not in {"elf_files", "requires"}}
-        return cls(**_tuples(rest), elf_files=elves, requires=Requires(**req))
+        special = {"elf_files", "requires", "native_files"}
+        rest = {k: v for k, v in data.items() if k in known and k not in special}
+        return cls(**_tuples(rest), elf_files=elves, requires=Requires(**req), native_files=natives)
 
 
 def _lists(value: Any) -> Any:

@@ -3,6 +3,10 @@
 - Variants: where one version comes in local-version variants (``2.5.1+cu121``,
   ``2.5.1+cu118``, ``2.5.1+cpu``), keep the one that fits the host best: the newest
   CUDA its driver supports, or the CPU build on a host without an NVIDIA driver.
+- No foreign fallback: a pure wheel whose only native code is for other systems or
+  machines (a Windows DLL in a ``py3-none-any`` wheel) is hidden where its version
+  also ships Linux platform wheels; it would install as the fallback for a host whose
+  Linux wheel is hidden, and fail at import.
 - No surprise builds: when every wheel of a version is hidden, hide that version's
   sdist too, so the installer takes an older version with a fitting wheel instead
   of compiling one.
@@ -18,8 +22,10 @@ from dataclasses import replace
 from packaging.version import Version
 
 from proxy.core.decide import Reason, Verdict
+from proxy.core.frontier import is_linux_platform, is_pure
 from proxy.core.models import File
 from proxy.core.profile import HostProfile
+from proxy.core.report import Report
 from proxy.core.versions import file_version
 
 _CUDA_LABEL = re.compile(r"^cu(\d{2,3})$")
@@ -49,13 +55,22 @@ def select(
     verdicts: Mapping[str, Verdict],
     profile: HostProfile,
     *,
+    reports: Mapping[str, Report] | None = None,
     hide_sdists_without_wheels: bool = True,
 ) -> dict[str, Verdict]:
-    """Verdicts for every file, with the page-level choices applied."""
+    """Verdicts for every file, with the page-level choices applied.
+
+    ``reports``: by sha256, for the pure wheels' native files.
+    """
     files = list(files)
     result = dict(verdicts)
     if profile.cuda is not None:
         _choose_variants(files, result, profile.cuda.value)
+    if reports:
+        for f in files:
+            reason = foreign_only(f, reports.get(f.sha256 or ""), files, profile)
+            if reason is not None:
+                _add(result, f.filename, reason)
     if hide_sdists_without_wheels:
         _hide_orphan_sdists(files, result)
     return result
@@ -85,6 +100,34 @@ def _choose_variants(
                 chosen = f"+{best}" if best else "none"
                 message = f"variant: {public}+{label} set aside for {chosen} on a host with {host}"
                 _add(verdicts, filename, Reason("variant", message))
+
+
+def foreign_only(
+    file: File, report: Report | None, files: Iterable[File], profile: HostProfile
+) -> Reason | None:
+    """A pure wheel that carries native code for other systems only, where its version
+    also ships Linux platform wheels (which the host would have taken if they fitted)."""
+    if report is None or report.status != "ok" or not report.native_files:
+        return None
+    if not is_pure(file.filename):
+        return None
+    arch = profile.arch.value if profile.arch is not None else None
+    platforms = report.native_platforms()
+    if any(os == "linux" and (arch is None or machine == arch) for os, machine in platforms):
+        return None
+    version = file_version(file.filename)
+    if not any(
+        f.is_wheel and is_linux_platform(f.filename) and file_version(f.filename) == version
+        for f in files
+    ):
+        return None
+    shown = sorted(f"{os} {machine}" for os, machine in platforms)
+    first = report.native_files[0].path
+    return Reason(
+        "native",
+        f"native: carries binaries only for {', '.join(shown)} (e.g. {first}); "
+        f"this version's Linux wheels are where a Linux host's native code comes from",
+    )
 
 
 def _hide_orphan_sdists(files: list[File], verdicts: dict[str, Verdict]) -> None:

@@ -39,8 +39,9 @@ from proxy.core.rules import EMPTY, Rules
 from proxy.edge.blobs import BlobStore
 from proxy.edge.config import Settings
 from proxy.edge.files import Cached, FileService
+from proxy.edge.gate import REFUSED_HEADER, DownloadGate, Refused
 from proxy.edge.hash_fill import HashFillIndex
-from proxy.edge.host_filter import HostFilter
+from proxy.edge.host_filter import HostFilter, WalkLimits
 from proxy.edge.index import UNIVERSAL, Context, Index
 from proxy.edge.metadata import MetadataService
 from proxy.edge.metrics import Metrics
@@ -48,13 +49,13 @@ from proxy.edge.page_cache import CachedUpstream
 from proxy.edge.policy_index import PolicyIndex
 from proxy.edge.priority import PriorityIndex
 from proxy.edge.render import RenderCache, Rendered, render_page
-from proxy.edge.report_source import AnalysedReports
 from proxy.edge.reports import ReportService
 from proxy.edge.request_profile import request_context, vary
 from proxy.edge.responses import BlobResponse, DownloadResponse
 from proxy.edge.rewrite_index import RewriteIndex
 from proxy.edge.rewrites import RewriteService
 from proxy.edge.rules_loader import ActiveRules, watch_rules
+from proxy.edge.scheduler import AnalysisScheduler
 from proxy.edge.state import StateStore, open_store
 from proxy.edge.upstream import HttpUpstream
 from proxy.errors import HostfitError, NotFound
@@ -76,6 +77,7 @@ class Services:
     metadata: MetadataService
     index: Index
     filter: HostFilter
+    gate: DownloadGate
     default_profile: HostProfile
     renders: RenderCache
     metrics: Metrics
@@ -114,12 +116,19 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     )
     files = FileService(blobs, client, store)
     pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers))
-    reports = AnalysedReports(ReportService(store, pool), blobs)
+    reports = AnalysisScheduler(ReportService(store, pool), blobs)
+    # Downloads feed analysis: a wheel in the file cache is analysed from disk.
+    files.on_cached.append(lambda f: _analyse_download(reports, f))
     host_filter = HostFilter(
         compose_index(settings, client, store, files, lambda: rules.current),
         reports,
         policy=settings.analysis,
         budget=settings.analysis_budget,
+        limits=WalkLimits(
+            keep=settings.frontier_keep,
+            max_bytes=settings.frontier_max_bytes,
+            max_seconds=settings.frontier_max_seconds,
+        ),
         hide_sdists_without_wheels=settings.hide_sdists_without_wheels,
         rules=lambda: rules.current,
     )
@@ -136,6 +145,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         metadata=MetadataService(blobs, files, client, store),
         index=rewrites,
         filter=host_filter,
+        gate=DownloadGate(host_filter, reports),
         default_profile=default_profile,
         renders=RenderCache(),
         metrics=Metrics(),
@@ -151,12 +161,17 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         yield services
     finally:
         await rewrites.service.close()
+        await host_filter.close()
         await reports.close()
-        await reports.service.close()
         await pool.close()
         await files.close()
         await client.aclose()
         await store.close()
+
+
+def _analyse_download(scheduler: AnalysisScheduler, file: File) -> None:
+    if file.is_wheel and file.sha256:
+        scheduler.submit(file)
 
 
 def _default_profile(settings: Settings, rules: Rules) -> HostProfile:
@@ -249,10 +264,10 @@ async def project_file(request: Request) -> Response:
     wants_metadata = filename.endswith(".metadata")
     base_name = filename.removesuffix(".metadata") if wants_metadata else filename
     page = await services.index.page(name, UNIVERSAL)
-    file = page.file(base_name)
+    file = subject = page.file(base_name)
     if file is None and services.rewrites is not None:
-        file = await _rewritten_file(services.rewrites, page, base_name)
-    if file is None:
+        file, subject = await _rewritten_file(services.rewrites, page, base_name)
+    if file is None or subject is None:
         raise NotFound(f"{base_name} is not a file of project {name}")
     if wants_metadata:
         data = await services.metadata.get(file, name)
@@ -261,22 +276,40 @@ async def project_file(request: Request) -> Response:
             media_type="text/plain; charset=utf-8",
             headers={"Cache-Control": "public, max-age=31536000, immutable"},
         )
+    ctx = request_context(request, services.default_profile)
+    gate = services.gate if services.gate.applies(file, ctx) else None
+    report = None
+    if gate is not None:
+        report = await gate.known(subject)
+        if report is None and services.blobs.has(subject.sha256 or ""):
+            report = await gate.report(subject)
+        if report is not None:
+            gate.enforce(page, file, subject, report, ctx)
     opened = await services.files.open(file)
     if isinstance(opened, Cached):
+        if gate is not None and report is None:
+            # A rewritten wheel whose original is not cached: its binaries are the same.
+            gate.enforce(page, file, subject, await gate.report(subject), ctx)
         services.metrics.file_hits.inc()
         return BlobResponse(opened.path, file)
     services.metrics.file_misses.inc()
     await opened.wait_started()
+    if gate is not None and report is None:
+        return DownloadResponse(opened, admit=lambda: gate.admit_streamed(page, file, subject, ctx))
     return DownloadResponse(opened)
 
 
-async def _rewritten_file(rewrites: RewriteIndex, page: Page, filename: str) -> File | None:
-    """A rewritten wheel, while its original is still served (policies may hide it)."""
+async def _rewritten_file(
+    rewrites: RewriteIndex, page: Page, filename: str
+) -> tuple[File | None, File | None]:
+    """A rewritten wheel and its original, while the original is still served
+    (policies may hide it)."""
     done = await rewrites.service.by_name(page.name, filename)
-    if done is None or page.file(done.source_filename) is None:
-        return None
+    original = page.file(done.source_filename) if done is not None else None
+    if done is None or original is None:
+        return None, None
     await rewrites.service.ensure(done, page.name)
-    return done.download()
+    return done.download(), original
 
 
 async def explain(request: Request) -> Response:
@@ -291,7 +324,16 @@ async def explain(request: Request) -> Response:
         ctx = request_context(request, services.default_profile)
     decided = await services.filter.explain(name, ctx)
     notes = await services.rewrites.explain(decided) if services.rewrites else None
-    data = explanation(decided.page_all, decided.verdicts, decided.reports, ctx.profile, notes)
+    data = explanation(
+        decided.page_all,
+        decided.verdicts,
+        decided.reports,
+        ctx.profile,
+        notes,
+        unreported=decided.unreported,
+        frontier=decided.frontier,
+        choice=decided.choice,
+    )
     wants_json = request.query_params.get("format") == "json" or (
         "json" in request.headers.get("accept", "")
         and "html" not in request.headers.get("accept", "")
@@ -325,7 +367,13 @@ async def hostfit_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HostfitError)
     if exc.status_code >= 500:
         log.warning("%s %s: %s", request.method, request.url.path, exc)
-    return PlainTextResponse(f"{exc}\n", status_code=exc.status_code)
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    if isinstance(exc, Refused):
+        headers[REFUSED_HEADER] = exc.message.encode("ascii", "replace").decode()
+    return PlainTextResponse(f"{exc}\n", status_code=exc.status_code, headers=headers)
 
 
 def _simple_routes() -> list[Route]:

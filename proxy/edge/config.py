@@ -87,9 +87,12 @@ class Settings:
     page_ttl: float = 600.0
     upstream_timeout: float = 30.0
     default_profile: str | None = None
-    analysis: Literal["optimistic", "strict"] = "optimistic"  # strict: wait for reports
-    analysis_budget: float = 20.0
+    analysis: Literal["optimistic", "strict"] = "optimistic"  # strict: 503 until settled
+    analysis_budget: float = 2.0  # how long a page request waits for its walk
     analysis_workers: int = 2
+    frontier_keep: int = 3  # kept versions verified below the newest one offered
+    frontier_max_bytes: int = 8 * 1024**3  # listed wheel bytes one walk may analyse
+    frontier_max_seconds: float = 600.0  # one walk's time
     hide_sdists_without_wheels: bool = True
     workers: int = 1
 
@@ -113,6 +116,9 @@ _CONVERTERS: dict[str, Any] = {
     "workers": int,
     "analysis_budget": float,
     "analysis_workers": int,
+    "frontier_keep": int,
+    "frontier_max_bytes": int,
+    "frontier_max_seconds": float,
     "hide_sdists_without_wheels": lambda v: v if isinstance(v, bool) else _boolean(v),
 }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -113,6 +113,7 @@ class FileService:
         self.store = store
         self._downloads: dict[str, Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.on_cached: list[Callable[[File], None]] = []  # told of every file committed
 
     async def open(self, file: File) -> Cached | Download:
         sha256 = file.sha256
@@ -180,6 +181,8 @@ class FileService:
                         download.written = writer.written
                         await download._notify()
                     download.final_path = await writer.commit()
+            for listener in self.on_cached:
+                listener(file)
             await self.store.set(
                 f"file:{sha256}",
                 json.dumps({"filename": file.filename, "size": download.written}).encode(),

@@ -6,11 +6,18 @@ hidden files are dropped. Decisions are cached per (page revision, host profile,
 reports known), so a cached page costs a dictionary lookup; filtered pages that keep
 the same files share one revision, and with it one rendering.
 
-Reports are demand-driven: only Linux platform wheels that pass the host's tag check
-are analysed, newest versions first, a few versions per request. With the
-`optimistic` policy (the default) a page is decided at once with the reports at hand
-and marked provisional, so it is cached only briefly, while the rest are analysed in
-the background; with `strict` the request waits for them up to a time budget.
+Reports follow the host (`proxy.core.frontier`): for each host class that asks for a
+page, a *walk* analyses down from the newest version until the newest version the
+host is offered is verified to fit, plus ``keep`` more. A walk runs as a task of its
+own, bounded in bytes (the wheels' listed sizes) and time, and at most ``walks`` run
+at once; a request that finds one unfinished starts it again where the reports stand.
+Reports are stored by sha256, so a restart or another replica resumes with them.
+
+A request waits up to ``budget`` seconds for its walk. A page decided before its walk
+settled is *provisional*: cached briefly, because the answer is about to change.
+With the ``strict`` policy such a page is not served at all (the caller answers 503
+with ``Retry-After``). Either way `refusal` is the download gate's test, the safety
+net under both: no host is handed a wheel whose report says it will not load there.
 """
 
 from __future__ import annotations
@@ -20,50 +27,45 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from functools import partial
-from typing import Literal, Protocol
+from typing import Literal
 
-from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_filename
+from packaging.utils import NormalizedName
 
-from proxy.core.decide import Verdict, decide
+from proxy.core.decide import LOAD_KINDS, Reason, Verdict, decide
+from proxy.core.frontier import DEFAULT_KEEP, Frontier, needs_report, pip_choice, walk
 from proxy.core.models import File, Page, ProjectList
 from proxy.core.report import Report
 from proxy.core.rules import EMPTY, Rules
-from proxy.core.select import select
+from proxy.core.select import foreign_only, select
 from proxy.core.tags import client_tags
-from proxy.core.versions import newest_versions
 from proxy.edge.index import Context, Index
 from proxy.edge.policy_index import PolicyIndex
+from proxy.edge.scheduler import AnalysisScheduler
+from proxy.errors import HostfitError
 
 log = logging.getLogger("hostfit.filter")
 
 Policy = Literal["optimistic", "strict"]
-ANALYSED_VERSIONS = 3
 DECISIONS_KEPT = 2048
-RECENT_SECONDS = 600.0
-RECENT_KEPT = 10_000
+WATCHED_KEPT = 200_000
 
 
-class ReportSource(Protocol):
-    async def known(self, files: Sequence[File]) -> Mapping[str, Report]:
-        """Reports already computed, by wheel sha256."""
-        ...
+@dataclass(frozen=True, slots=True)
+class WalkLimits:
+    keep: int = DEFAULT_KEEP  # kept versions verified below the one offered
+    concurrency: int = 4  # analyses in flight for one walk
+    max_bytes: int = 8 * 1024**3  # listed wheel sizes one walk may take on
+    max_seconds: float = 600.0  # one walk's time
+    walks: int = 64  # walks running at once, over every page and host
 
-    def submit(self, file: File) -> asyncio.Future[Report]:
-        """Start (or join) the analysis of one wheel."""
-        ...
 
+class AnalysisPending(HostfitError):
+    """Strict policy: the page is not decided yet; the client should come back."""
 
-class NoReports:
-    """Tags only: for tests and for deployments that turn analysis off."""
-
-    async def known(self, files: Sequence[File]) -> Mapping[str, Report]:
-        return {}
-
-    def submit(self, file: File) -> asyncio.Future[Report]:
-        raise RuntimeError("analysis is disabled")
+    status_code = 503
+    retry_after = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,40 +74,35 @@ class Decided:
     page_all: Page  # the page before filtering
     verdicts: Mapping[str, Verdict]  # every file of page_all, by filename
     reports: Mapping[str, Report]
-
-
-def analysable(file: File) -> bool:
-    """Linux platform wheels: the only files with ELF binaries worth reading."""
-    if not file.is_wheel or file.sha256 is None:
-        return False
-    try:
-        tags = parse_wheel_filename(file.filename)[3]
-    except InvalidWheelFilename:
-        return False
-    return any("linux" in tag.platform for tag in tags)
+    frontier: Frontier
+    unreported: frozenset[str]  # files whose verdict waits for a report
+    choice: File | None  # what a plain `pip install <project>` takes now
 
 
 class HostFilter:
     def __init__(
         self,
         inner: Index,
-        reports: ReportSource,
+        scheduler: AnalysisScheduler,
         *,
         policy: Policy = "optimistic",
-        budget: float = 20.0,
+        budget: float = 2.0,
+        limits: WalkLimits = WalkLimits(),
         hide_sdists_without_wheels: bool = True,
         rules: Callable[[], Rules] = lambda: EMPTY,
     ) -> None:
         self.inner = inner
         self.rules = rules  # for project facts; read on every decision, so reloads apply
-        self.reports = reports
+        self.scheduler = scheduler
         self.policy = policy
         self.budget = budget
+        self.limits = limits
         self.hide_sdists = hide_sdists_without_wheels
         self._decided: OrderedDict[tuple[str, ...], Decided] = OrderedDict()
         self._generation: dict[str, int] = defaultdict(int)
-        self._inflight: dict[str, asyncio.Future[Report]] = {}
-        self._recent: OrderedDict[str, tuple[Report, float]] = OrderedDict()
+        self._watched: OrderedDict[str, str] = OrderedDict()  # unreported sha256 -> project
+        self._walks: dict[tuple[str, ...], asyncio.Task[None]] = {}
+        scheduler.listen(self._reported)
 
     async def projects(self) -> ProjectList:
         return await self.inner.projects()
@@ -114,14 +111,20 @@ class HostFilter:
         page = await self.inner.page(name, ctx)
         if ctx.view == "universal" or not ctx.profile:
             return page
-        return (await self.decided(page, ctx)).page
+        decided = await self.decided(page, ctx, wait=self.budget)
+        if self.policy == "strict" and not decided.frontier.settled:
+            left = len(decided.frontier.wanted)
+            raise AnalysisPending(
+                f"{name}: {left} wheel(s) still being analysed for this host; retry shortly"
+            )
+        return decided.page
 
     async def explain(self, name: NormalizedName, ctx: Context) -> Decided:
         """Every file of the project with its verdict for this host, and the reports used.
 
         Files the operator's policies took off the page come back with their rule reasons.
         """
-        decided = await self.decided(await self.inner.page(name, ctx), ctx)
+        decided = await self.decided(await self.inner.page(name, ctx), ctx, wait=0.0)
         if not isinstance(self.inner, PolicyIndex):
             return decided
         policies = self.inner.hidden_from(decided.page_all)
@@ -131,10 +134,39 @@ class HostFilter:
         verdicts.update(decided.verdicts)
         return replace(decided, page_all=policies.before, verdicts=verdicts)
 
-    async def decided(self, page: Page, ctx: Context) -> Decided:
+    async def decided(self, page: Page, ctx: Context, *, wait: float) -> Decided:
+        """The decision with the reports at hand after waiting up to ``wait`` seconds
+        for this host's walk, which is (re)started if unsettled."""
+        rules = self.rules()  # one snapshot per decision, even across a reload
+        decided = await self._current(page, ctx, rules)
+        if decided.frontier.settled:
+            return decided
+        task = self._start_walk(page, ctx, rules)
+        if wait > 0 and task is not None:
+            await asyncio.wait({task}, timeout=wait)
+            decided = await self._current(page, ctx, rules)
+        return decided
+
+    def refusal(self, page: Page, file: File, report: Report, ctx: Context) -> tuple[Reason, ...]:
+        """The download gate's test: why this wheel would not load on this host, if it would not.
+
+        Only reasons of loading count: tags are the installer's own check, and variant
+        or sdist choices are preferences a pinned requirement may override.
+        """
+        rules = self.rules()
+        profile = ctx.profile
+        verdict = decide(file, report, profile, rules.facts_for(page.name))
+        reasons = [r for r in verdict.reasons if r.kind in LOAD_KINDS]
+        foreign = foreign_only(file, report, page.files, profile)
+        if foreign is not None:
+            reasons.append(foreign)
+        return tuple(reasons)
+
+    # ------------------------------------------------------------------------
+
+    async def _current(self, page: Page, ctx: Context, rules: Rules) -> Decided:
         # The generation moves whenever a report of this project arrives, so a
         # provisional decision is reused until there is something new to decide with.
-        rules = self.rules()  # one snapshot per decision, even across a reload
         key = (page.name, page.upstream, page.revision, ctx.profile.to_string(),
                str(self._generation[page.name]), rules.digest)  # fmt: skip
         cached = self._decided.get(key)
@@ -151,64 +183,90 @@ class HostFilter:
         profile = ctx.profile
         tags = client_tags(profile)
         facts = rules.facts_for(page.name)
-        candidates = [f for f in page.files if analysable(f)]
-        reports = dict(await self.reports.known(candidates))
-        reports.update(self._recent_reports(candidates))
-        # Tag verdicts first: only files this host could install are worth analysing,
-        # and only in the newest versions; older ones are decided by their tags.
-        fitting = [f for f in candidates if decide(f, None, profile, facts, tags=tags).keep]
-        wanted = [f for f in newest_versions(fitting, ANALYSED_VERSIONS) if f.sha256 not in reports]
-        await self._analyse(page.name, wanted)
-        reports.update(self._recent_reports(wanted))
+        candidates = needs_report(page.files)
+        reports = dict(await self.scheduler.known(candidates))
+        unreported = frozenset(f.filename for f in candidates if f.sha256 not in reports)
+        for f in candidates:
+            if f.filename in unreported:
+                self._watch(f.sha256 or "", page.name)
         verdicts = {
             f.filename: decide(f, reports.get(f.sha256 or ""), profile, facts, tags=tags)
             for f in page.files
         }
         verdicts = select(
-            page.files, verdicts, profile, hide_sdists_without_wheels=self.hide_sdists
+            page.files,
+            verdicts,
+            profile,
+            reports=reports,
+            hide_sdists_without_wheels=self.hide_sdists,
         )
+        frontier = walk(page.files, verdicts, unreported, profile, self.limits.keep)
         kept = tuple(f for f in page.files if verdicts[f.filename].keep)
         digest = hashlib.sha256("\n".join(f.filename for f in kept).encode()).hexdigest()[:16]
-        provisional = any(f.sha256 in self._inflight for f in wanted)
         filtered = replace(
-            page, files=kept, revision=f"{page.revision}/{digest}", provisional=provisional
+            page,
+            files=kept,
+            revision=f"{page.revision}/{digest}",
+            provisional=page.provisional or not frontier.settled,
         )
-        return Decided(filtered, page, verdicts, reports)
+        choice = pip_choice(page.files, verdicts, profile, tags)
+        return Decided(filtered, page, verdicts, reports, frontier, unreported, choice)
 
-    def _recent_reports(self, files: Sequence[File]) -> dict[str, Report]:
-        now = time.monotonic()
-        found = {}
-        for f in files:
-            entry = self._recent.get(f.sha256 or "")
-            if entry is not None and entry[1] > now:
-                found[f.sha256 or ""] = entry[0]
-        return found
+    def _start_walk(self, page: Page, ctx: Context, rules: Rules) -> asyncio.Task[None] | None:
+        key = (page.name, page.upstream, page.revision, ctx.profile.to_string(), rules.digest)
+        task = self._walks.get(key)
+        if task is not None:
+            return task
+        if len(self._walks) >= self.limits.walks:
+            log.info("%s: %d walks already running; this one waits", page.name, len(self._walks))
+            return None
+        task = asyncio.create_task(self._walk(page, ctx, rules))
+        self._walks[key] = task
+        task.add_done_callback(lambda _: self._walks.pop(key, None))
+        return task
 
-    async def _analyse(self, project: str, files: Sequence[File]) -> None:
-        """Start analyses (once per wheel at a time); in strict mode wait for them."""
-        if not files or isinstance(self.reports, NoReports):
-            return
-        futures = []
-        for f in files:
-            sha256 = f.sha256 or ""
-            future = self._inflight.get(sha256)
-            if future is None:
-                future = self.reports.submit(f)
-                self._inflight[sha256] = future
-                future.add_done_callback(partial(self._reported, project, sha256))
-            futures.append(future)
-        if self.policy == "strict":
-            await asyncio.wait(futures, timeout=self.budget)
+    async def _walk(self, page: Page, ctx: Context, rules: Rules) -> None:
+        deadline = time.monotonic() + self.limits.max_seconds
+        taken: set[str] = set()
+        spent = 0
+        while True:
+            frontier = (await self._current(page, ctx, rules)).frontier
+            if frontier.settled:
+                return
+            if time.monotonic() >= deadline or spent >= self.limits.max_bytes:
+                log.info(
+                    "%s: walk for %s stopped at its limits (%d bytes, %d wheels left);"
+                    " the next request resumes it",
+                    page.name, ctx.profile.to_string() or "?", spent, len(frontier.wanted),
+                )  # fmt: skip
+                return
+            futures = []
+            for f in frontier.wanted[: self.limits.concurrency]:
+                if f.sha256 not in taken:
+                    taken.add(f.sha256 or "")
+                    spent += f.size or 0
+                futures.append(self.scheduler.submit(f))
+            done, _ = await asyncio.wait(
+                futures,
+                timeout=max(deadline - time.monotonic(), 0.0),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if done:
+                self._generation[page.name] += 1
 
-    def _reported(self, project: str, sha256: str, future: asyncio.Future[Report]) -> None:
-        self._inflight.pop(sha256, None)
-        if not future.cancelled() and future.exception() is None:
-            # Kept here too: a report that could not be stored (the analysis did not
-            # run) still settles the decision for a while instead of being retried on
-            # every request.
-            self._recent[sha256] = (future.result(), time.monotonic() + RECENT_SECONDS)
-            self._recent.move_to_end(sha256)
-            while len(self._recent) > RECENT_KEPT:
-                self._recent.popitem(last=False)
-        # New reports change what this project's pages decide: decide again.
-        self._generation[project] += 1
+    def _watch(self, sha256: str, project: str) -> None:
+        self._watched[sha256] = project
+        self._watched.move_to_end(sha256)
+        while len(self._watched) > WATCHED_KEPT:
+            self._watched.popitem(last=False)
+
+    def _reported(self, file: File, report: Report) -> None:
+        project = self._watched.pop(file.sha256 or "", None)
+        if project is not None:
+            # New reports change what this project's pages decide: decide again.
+            self._generation[project] += 1
+
+    async def close(self) -> None:
+        for task in list(self._walks.values()):
+            task.cancel()
+        await asyncio.gather(*self._walks.values(), return_exceptions=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.responses import FileResponse, Response
@@ -32,10 +33,17 @@ class BlobResponse(FileResponse):
 
 
 class DownloadResponse(Response):
-    """Streams a download in progress; aborts the transfer if the bytes prove wrong."""
+    """Streams a download in progress; aborts the transfer if the bytes prove wrong.
 
-    def __init__(self, download: Download) -> None:
+    ``admit``, when given, is asked once every byte is in the cache and before the last
+    chunk leaves; a reason it returns cuts the transfer short (the download gate).
+    """
+
+    def __init__(
+        self, download: Download, admit: Callable[[], Awaitable[str | None]] | None = None
+    ) -> None:
         self.download = download
+        self.admit = admit
         headers = _file_headers(download.file)
         if download.size is not None:
             headers["Content-Length"] = str(download.size)
@@ -60,14 +68,31 @@ class DownloadResponse(Response):
             # aclosing: a client that goes away mid-file must not leave the reader's
             # file handle to the garbage collector.
             async with contextlib.aclosing(self.download.chunks()) as chunks:
+                held: bytes | None = None
                 async for chunk in chunks:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if self.admit is None:
+                        await _send_chunk(send, chunk)
+                        continue
+                    if held is not None:
+                        await _send_chunk(send, held)
+                    held = chunk
+            if self.admit is not None:
+                refusal = await self.admit()
+                if refusal is not None:
+                    log.warning("cut short: %s", refusal)
+                    return False
+                if held is not None:
+                    await _send_chunk(send, held)
         except HostfitError as exc:
             # Ending without the final message makes the server drop the connection, so
             # the client sees a short body and rejects the file.
             log.warning("aborted transfer: %s", exc)
             return False
         return True
+
+
+async def _send_chunk(send: Send, chunk: bytes) -> None:
+    await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -21,14 +21,16 @@ from typing import Any
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
+from proxy.core.frontier import is_linux_platform
 from proxy.core.models import File, Page, ProjectList
 from proxy.core.report import Report
 from proxy.core.rewrite import Rewrite, plan, rewrite_digest
 from proxy.core.rules import Rules
 from proxy.core.versions import file_version, newest_versions
-from proxy.edge.host_filter import Decided, ReportSource, analysable
+from proxy.edge.host_filter import Decided
 from proxy.edge.index import Context, Index
 from proxy.edge.rewrites import Done, RewriteService
+from proxy.edge.scheduler import AnalysisScheduler
 
 ANALYSED_VERSIONS = 3
 PAGES_KEPT = 1024
@@ -47,7 +49,7 @@ class RewriteIndex:
         inner: Index,
         rules: Callable[[], Rules],
         service: RewriteService,
-        reports: ReportSource,
+        reports: AnalysisScheduler,
     ) -> None:
         self.inner = inner
         self.rules = rules
@@ -128,7 +130,7 @@ class RewriteIndex:
         wheels = [f for f in page.files if f.is_wheel and f.sha256]
         reports: Mapping[str, Report] = {}
         if rules.retags(page.name):
-            candidates = [f for f in wheels if analysable(f)]
+            candidates = [f for f in wheels if is_linux_platform(f.filename)]
             reports = await self.reports.known(candidates)
             if analyse:
                 self._analyse(page.name, [f for f in candidates if f.sha256 not in reports])

@@ -47,11 +47,37 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--analysis",
         choices=["optimistic", "strict"],
-        help="not-yet-analysed wheels: decide by tags now and analyse in the background "
-        "(optimistic, default), or wait for the analysis up to --analysis-budget (strict)",
+        help="a page whose analysis is unfinished after --analysis-budget: served provisional, "
+        "with the download gate as the safety net (optimistic, default), or answered 503 "
+        "with Retry-After (strict)",
     )
     parser.add_argument(
-        "--analysis-budget", type=float, metavar="SECONDS", help="strict mode's wait (default 20)"
+        "--analysis-budget",
+        type=float,
+        metavar="SECONDS",
+        help="how long a page request waits for its analysis (default 2)",
+    )
+    parser.add_argument(
+        "--analysis-workers", type=int, metavar="N", help="analysis processes (default 2)"
+    )
+    parser.add_argument(
+        "--frontier-keep",
+        type=int,
+        metavar="K",
+        help="kept versions verified below the newest one a host is offered (default 3)",
+    )
+    parser.add_argument(
+        "--frontier-max-bytes",
+        type=int,
+        metavar="BYTES",
+        help="wheel bytes one walk down a page may analyse before it waits for the next "
+        "request (default 8 GiB)",
+    )
+    parser.add_argument(
+        "--frontier-max-seconds",
+        type=float,
+        metavar="SECONDS",
+        help="time one walk down a page may take (default 600)",
     )
     parser.add_argument(
         "--no-access-log", dest="access_log", action="store_false", help="do not log requests"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from proxy.analysis.wheel import analyze_wheel
-from proxy.core.report import Report
+from proxy.core.report import NativeFile, Report
 from tests.fixtures.elf.recipes import FixtureWheel, Objects
 
 NAMES = ["glibc", "cxx", "execstack", "isa", "bundled", "cuda", "fatbin", "musl"]
@@ -65,3 +65,16 @@ def test_report_survives_json_round_trip(fixture_wheels: dict[str, FixtureWheel]
     for fixture in fixture_wheels.values():
         report = analyze(fixture)
         assert Report.from_json(report.to_json()) == report
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_elf_file_is_a_native_file(
+    name: str, fixture_wheels: dict[str, FixtureWheel]
+) -> None:
+    if name not in fixture_wheels:
+        pytest.fail(f"fixture {name!r} was not built (see test_musl_toolchain_is_installed)")
+    report = analyze(fixture_wheels[name])
+    assert report.native_files == tuple(
+        NativeFile(elf.path, "elf", "linux", elf.machine) for elf in report.elf_files
+    )
+    assert report.native_platforms() == {("linux", elf.machine) for elf in report.elf_files}

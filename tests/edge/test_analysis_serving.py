@@ -1,5 +1,6 @@
 """Reports in the serving path: a wheel whose binaries need more than its tag says is
-hidden from hosts that cannot load it, in strict and in optimistic mode."""
+hidden from hosts that cannot load it: on the first request within the analysis
+budget, later when the budget is spent, and never as a provisional page in strict mode."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def test_optimistic_decides_now_and_corrects_soon(
 ) -> None:
     project = project_of(overclaiming)
     upstream.add(project, overclaiming)
-    proxy = make_proxy(upstream, analysis_workers=1)
+    proxy = make_proxy(upstream, analysis_workers=1, analysis_budget=0.0)
     path = f"p/{HOST},libc=glibc-2.20/simple/{project}/"
     first, response = files(proxy, path)
     assert first == {overclaiming.name}  # by tags, before the report is in
@@ -75,3 +76,33 @@ def test_optimistic_decides_now_and_corrects_soon(
         time.sleep(0.2)
     final, response = files(proxy, path)
     assert final == set() and "max-age=60" in response.headers["cache-control"]
+
+
+def test_first_request_is_decided_within_the_budget(
+    upstream: Upstream, make_proxy: MakeProxy, overclaiming: Path
+) -> None:
+    project = project_of(overclaiming)
+    upstream.add(project, overclaiming)
+    proxy = make_proxy(upstream, analysis_workers=1, analysis_budget=30.0)
+    first, response = files(proxy, f"p/{HOST},libc=glibc-2.20/simple/{project}/")
+    assert first == set()
+    assert "max-age=60" in response.headers["cache-control"]
+
+
+def test_strict_answers_503_until_settled(
+    upstream: Upstream, make_proxy: MakeProxy, overclaiming: Path
+) -> None:
+    project = project_of(overclaiming)
+    upstream.add(project, overclaiming)
+    proxy = make_proxy(upstream, analysis="strict", analysis_workers=1, analysis_budget=0.0)
+    path = f"p/{HOST},libc=glibc-2.20/simple/{project}/"
+    response = httpx.get(proxy.url + path, headers={"Accept": JSON_V1})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert "still being analysed for this host" in response.text
+    deadline = time.monotonic() + 60
+    while response.status_code == 503:
+        assert time.monotonic() < deadline, "never settled"
+        time.sleep(0.2)
+        response = httpx.get(proxy.url + path, headers={"Accept": JSON_V1})
+    assert response.json()["files"] == []

@@ -294,8 +294,15 @@ def _c_string(value: str) -> str:
     return '"' + "".join(parts) + '"'
 
 
-def extension_source(module: str, value: str) -> str:
-    """C source of module `module` whose `answer()` returns `value`."""
+NEEDS_GLIBC_2_34 = """
+#include <pthread.h>
+/* Never called: referencing pthread_create links GLIBC_2.34 (libpthread merged into libc). */
+int hostfit_needs_glibc_2_34(void) { pthread_t t; return pthread_create(&t, NULL, NULL, NULL); }
+"""
+
+
+def extension_source(module: str, value: str, extra: str = "") -> str:
+    """C source of module `module` whose `answer()` returns `value`; `extra` is more C."""
     return f"""\
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -316,7 +323,7 @@ static struct PyModuleDef module_def = {{
 PyMODINIT_FUNC PyInit_{module}(void) {{
     return PyModule_Create(&module_def);
 }}
-"""
+{extra}"""
 
 
 def interpreter_tag() -> str:
@@ -337,11 +344,16 @@ def extension_wheel(
     files: dict[str, bytes] | None = None,
     requires_dist: Sequence[str] = (),
     requires_python: str | None = None,
+    extra_c: str = "",
 ) -> Path:
-    """A wheel holding one compiled extension module whose answer() returns `value`."""
+    """A wheel holding one compiled extension module whose answer() returns `value`.
+
+    ``extra_c``: more C compiled into the module, e.g. `NEEDS_GLIBC_2_34`.
+    """
     module = module or escape_name(name).lower()
     with tempfile.TemporaryDirectory() as tmp:
-        so = build_extension_module(module, extension_source(module, value), Path(tmp))
+        source = extension_source(module, value, extra_c)
+        so = build_extension_module(module, source, Path(tmp))
         members = {so.name: so.read_bytes(), **(files or {})}
     spec = WheelSpec(
         name,

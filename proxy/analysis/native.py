@@ -1,0 +1,135 @@
+"""Which native binary format, OS and machine a zip member is, from its first bytes.
+
+Pure: bytes in, a `NativeFile` (or None) out. ELF files are read by
+`proxy.analysis.elf`; here only their OS is named, from ``EI_OSABI``. PE (Windows)
+and Mach-O (macOS) files are only recognised, never parsed past their first header:
+a Linux host loads neither, so the format, OS and machine are all analysis needs.
+
+Headers are checked whole before they count: a member that merely starts with "MZ"
+(a DOS program, or data) or whose header runs past its end is not a native binary.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from proxy.core.report import NativeFile
+
+# Enough for an ELF identification, a Mach-O header and the DOS header, whose last
+# field points at the PE header.
+HEAD = 64
+
+# The PE header is looked for at most this far in: linkers put it right after the
+# DOS stub (0x80 to a few hundred bytes), and reading further would mean inflating a
+# member's middle on the word of 4 bytes that may be anything.
+MAX_PE_OFFSET = 64 * 1024
+
+DOS_MAGIC = b"MZ"
+DOS_LFANEW = struct.Struct("<I")  # e_lfanew: where the PE signature is
+DOS_LFANEW_AT = 0x3C
+PE_SIGNATURE = b"PE\0\0"
+COFF_HEADER = struct.Struct("<HHIIIHH")  # Machine, ..., Characteristics
+
+# Fat (universal) Mach-O headers are big-endian on every host (0xbebafeca is the same
+# bytes read little-endian); 0xcafebabf has 64-bit offsets. Java class files also begin
+# with 0xcafebabe, followed by their version (major >= 45): as a fat header's arch
+# count that is at least 45, so, like file(1), a count from 1 to 19 is taken for
+# Mach-O and anything else for not native.
+FAT_MAGICS = {b"\xca\xfe\xba\xbe": 20, b"\xca\xfe\xba\xbf": 32}  # -> size of one arch entry
+MAX_FAT_ARCHES = 19
+# Thin Mach-O: the magic in the file's own byte order. -> byte order, header size
+THIN_MAGICS = {
+    b"\xfe\xed\xfa\xce": (">", 28),
+    b"\xfe\xed\xfa\xcf": (">", 32),
+    b"\xce\xfa\xed\xfe": ("<", 28),
+    b"\xcf\xfa\xed\xfe": ("<", 32),
+}
+
+PE_MACHINES = {0x14C: "i386", 0x8664: "x86_64", 0xAA64: "aarch64", 0x1C4: "arm"}
+MACHO_MACHINES = {
+    7: "i386",
+    0x01000007: "x86_64",
+    12: "arm",
+    0x0100000C: "arm64",
+    0x0200000C: "arm64_32",
+    18: "ppc",
+    0x01000012: "ppc64",
+}
+# EI_OSABI values naming an OS other than Linux. Linux binaries almost always say 0
+# (System V), so anything not listed here counts as Linux.
+ELF_OSABI = {2: "netbsd", 6: "solaris", 9: "freebsd", 12: "openbsd"}
+
+ReadAt = Callable[[int, int], bytes]
+"""``read_at(offset, length)``: bytes of the member, fewer (or none) past its end."""
+
+
+def elf_native(path: str, head: bytes, machine: str) -> NativeFile:
+    """The record of an ELF file, whose ``machine`` `proxy.analysis.elf` has named."""
+    osabi = head[7] if len(head) > 7 else 0
+    return NativeFile(path=path, format="elf", os=ELF_OSABI.get(osabi, "linux"), machine=machine)
+
+
+def identify(path: str, head: bytes, read_at: ReadAt) -> NativeFile | None:
+    """The record of a PE or Mach-O member, or None for anything else (ELF included).
+
+    ``head``: the member's first `HEAD` bytes (all of it, if shorter). ``read_at`` is
+    asked only for a PE header beyond them, or for a fat header's arch entries.
+    """
+    magic = head[:4]
+    if magic in THIN_MAGICS:
+        return _thin_macho(path, head)
+    if magic in FAT_MAGICS:
+        return _fat_macho(path, head, read_at)
+    if head[:2] == DOS_MAGIC:
+        return _pe(path, head, read_at)
+    return None
+
+
+def _pe(path: str, head: bytes, read_at: ReadAt) -> NativeFile | None:
+    if len(head) < DOS_LFANEW_AT + DOS_LFANEW.size:
+        return None
+    (offset,) = DOS_LFANEW.unpack_from(head, DOS_LFANEW_AT)
+    if offset > MAX_PE_OFFSET:
+        return None
+    size = len(PE_SIGNATURE) + COFF_HEADER.size
+    header = head[offset : offset + size]
+    if len(header) < size:
+        header = read_at(offset, size)
+    if len(header) < size or header[:4] != PE_SIGNATURE:
+        return None  # a DOS program, or a PE header cut off by the member's end
+    machine = COFF_HEADER.unpack_from(header, 4)[0]
+    return NativeFile(path=path, format="pe", os="windows", machine=_name(PE_MACHINES, machine))
+
+
+def _thin_macho(path: str, head: bytes) -> NativeFile | None:
+    order, header_size = THIN_MAGICS[head[:4]]
+    if len(head) < header_size:
+        return None
+    (cputype,) = struct.unpack_from(f"{order}I", head, 4)
+    machine = _name(MACHO_MACHINES, cputype)
+    return NativeFile(path=path, format="macho", os="macos", machine=machine)
+
+
+def _fat_macho(path: str, head: bytes, read_at: ReadAt) -> NativeFile | None:
+    if len(head) < 8:
+        return None
+    (count,) = struct.unpack_from(">I", head, 4)
+    if not 1 <= count <= MAX_FAT_ARCHES:
+        return None  # a Java class file, or no slices at all
+    entry = FAT_MAGICS[head[:4]]
+    size = 8 + count * entry
+    table = head if len(head) >= size else read_at(0, size)
+    if len(table) < size:
+        return None
+    machines: list[str] = []
+    for at in range(8, size, entry):
+        # cputype is the first field of both fat_arch and fat_arch_64.
+        name = _name(MACHO_MACHINES, struct.unpack_from(">I", table, at)[0])
+        if name not in machines:
+            machines.append(name)
+    return NativeFile(path=path, format="macho", os="macos", machine="+".join(machines))
+
+
+def _name(names: dict[int, str], value: int) -> str:
+    return names.get(value, f"{value:#x}")

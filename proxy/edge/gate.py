@@ -1,0 +1,107 @@
+"""The download gate: a host whose profile is known never receives a whole wheel file
+that its report says will not load there, nor one without a report.
+
+Pages are decided ahead of time and may be provisional; the gate is the last step and
+holds whatever the page said. For a wheel requested by a known host:
+
+- with a report: a misfit is refused at once (403), before any byte leaves;
+- without one, in the file cache: the report is made from the cached file first;
+- without one, not cached: the bytes stream through while they are cached, the last
+  chunk is held back, the report is made from the cached file, and only then does the
+  last chunk leave. A misfit's transfer is cut short, so the installer fails, and the
+  log line says why; the next request for it gets the 403.
+
+A refusal names the wheel, the need and the host fact, in the body, the
+``X-Hostfit-Refused`` header and the log. The universal view and clients that tell
+nothing have no host to judge for and are not gated. An analysis that could not run
+is not a report: the gate answers 503 and the installer may retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from proxy.core.decide import Reason
+from proxy.core.models import File, Page
+from proxy.core.report import Report
+from proxy.core.versions import file_version
+from proxy.edge.host_filter import HostFilter
+from proxy.edge.index import Context
+from proxy.edge.scheduler import AnalysisScheduler
+from proxy.errors import HostfitError
+
+log = logging.getLogger("hostfit.gate")
+
+REFUSED_HEADER = "X-Hostfit-Refused"
+
+
+class Refused(HostfitError):
+    status_code = 403
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AnalysisUnavailable(HostfitError):
+    status_code = 503
+    retry_after = 10
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadGate:
+    filter: HostFilter
+    scheduler: AnalysisScheduler
+
+    @staticmethod
+    def applies(file: File, ctx: Context) -> bool:
+        return file.is_wheel and ctx.view == "filtered" and bool(ctx.profile)
+
+    async def known(self, subject: File) -> Report | None:
+        return (await self.scheduler.known([subject])).get(subject.sha256 or "")
+
+    async def report(self, subject: File) -> Report:
+        """Made now if need be; from the cached file when it is there."""
+        return await self.scheduler.report(subject)
+
+    def enforce(
+        self, page: Page, served: File, subject: File, report: Report, ctx: Context
+    ) -> None:
+        """Raises `Refused` or `AnalysisUnavailable`; returns when the wheel may go.
+
+        ``subject`` is the wheel whose binaries ``served`` carries: itself, or the
+        original of a rewritten wheel.
+        """
+        if not self.scheduler.ran(report):
+            log.warning("held back %s: %s", served.filename, report.reason)
+            raise AnalysisUnavailable(
+                f"{served.filename}: not served to this host until it is analysed "
+                f"({report.reason}); retry shortly"
+            )
+        reasons = self.filter.refusal(page, subject, report, ctx)
+        if reasons:
+            message = refusal_message(page, served, reasons, ctx)
+            log.warning("refused %s", message)
+            raise Refused(message)
+
+    async def admit_streamed(
+        self, page: Page, served: File, subject: File, ctx: Context
+    ) -> str | None:
+        """For a file streaming through: the reason to cut it short, or None."""
+        try:
+            self.enforce(page, served, subject, await self.report(subject), ctx)
+        except HostfitError as exc:
+            return str(exc)
+        return None
+
+
+def refusal_message(page: Page, file: File, reasons: tuple[Reason, ...], ctx: Context) -> str:
+    """One line: ``frontier-1.9 (<file>): glibc: needs 2.34, host has 2.17 [host: ...]``."""
+    version = file_version(file.filename)
+    needs = "; ".join(r.message for r in reasons)
+    sources = ctx.profile.sources()
+    host = ", ".join(f"{k}={v} from {sources[k]}" for k, v in ctx.profile.values().items())
+    text = f"{page.name}-{version} ({file.filename}): {needs} [host: {host}]"
+    # One header line whatever upstream put in a filename.
+    return text.replace("\r", " ").replace("\n", " ")

@@ -1,0 +1,126 @@
+"""The one place wheels are queued for analysis, shared by the host filter, the
+download gate and the rewrites.
+
+- Reports come from the store when they exist (`ReportService`, keyed by sha256,
+  computed once for every host and replica).
+- A wheel already in the file cache is analysed from disk; otherwise the pool reads
+  only the zip directory and the members it needs from upstream, with ranges.
+- One analysis per wheel at a time in this process (single flight), and at most
+  ``concurrency`` at once, so a deep frontier walk cannot monopolise the pool.
+- Listeners hear of every finished analysis, so pages decided without it are decided
+  again.
+- A report that could not be stored (the analysis did not run) is remembered for a
+  while, so it settles decisions instead of being retried on every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from proxy.core.models import File
+from proxy.core.report import Report
+from proxy.edge.blobs import BlobStore
+from proxy.edge.reports import ReportService
+
+log = logging.getLogger("hostfit.reports")
+
+RECENT_SECONDS = 600.0
+DID_NOT_RUN = "analysis did not run"
+RECENT_KEPT = 10_000
+
+Listener = Callable[[File, Report], None]
+
+
+class AnalysisScheduler:
+    def __init__(self, service: ReportService, blobs: BlobStore, *, concurrency: int = 4) -> None:
+        self.service = service
+        self.blobs = blobs
+        self._slots = asyncio.Semaphore(concurrency)
+        self._inflight: dict[str, asyncio.Future[Report]] = {}
+        self._recent: OrderedDict[str, tuple[Report, float]] = OrderedDict()
+        self._listeners: list[Listener] = []
+        self._tasks: set[asyncio.Task[Report]] = set()
+
+    def listen(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def known(self, files: Sequence[File]) -> Mapping[str, Report]:
+        """Reports already made, by sha256: stored, or just made and not storable."""
+        wanted = [f.sha256 for f in files if f.sha256]
+        found = dict(await self.service.cached_many(wanted)) if wanted else {}
+        now = time.monotonic()
+        for sha256 in wanted:
+            entry = self._recent.get(sha256)
+            if sha256 not in found and entry is not None and entry[1] > now:
+                found[sha256] = entry[0]
+        return found
+
+    def analysing(self, file: File) -> bool:
+        return (file.sha256 or "") in self._inflight
+
+    def submit(self, file: File) -> asyncio.Future[Report]:
+        """Start (or join) the analysis of one wheel; it runs whoever waits for it."""
+        sha256 = file.sha256
+        if sha256 is None:
+            raise ValueError(f"{file.filename}: no sha256 to key its report by")
+        future = self._inflight.get(sha256)
+        if future is None:
+            task = asyncio.ensure_future(self._run(file))
+            self._inflight[sha256] = task
+            self._tasks.add(task)
+            task.add_done_callback(lambda t: self._finished(file, t))
+            future = task
+        return future
+
+    async def report(self, file: File) -> Report:
+        """The wheel's report, made now if need be (from the cached file when there is one)."""
+        found = await self.known([file])
+        if file.sha256 in found:
+            return found[file.sha256 or ""]
+        # Shielded: the client that gave up must not cancel what others wait for.
+        return await asyncio.shield(self.submit(file))
+
+    async def _run(self, file: File) -> Report:
+        assert file.sha256 is not None
+        async with self._slots:
+            try:
+                if self.blobs.has(file.sha256):
+                    path: Path = self.blobs.path(file.sha256)
+                    return await self.service.for_file(path, file.filename, file.sha256)
+                return await self.service.for_url(file.url, file.filename, file.sha256)
+            except Exception as exc:
+                # Not stored: a failure to run the analysis says nothing about the wheel.
+                log.warning("analysis of %s did not run: %s", file.filename, exc)
+                reason = f"{DID_NOT_RUN}: {exc}"
+                return Report.unanalysable(file.filename, file.sha256, reason)
+
+    def _finished(self, file: File, task: asyncio.Task[Report]) -> None:
+        sha256 = file.sha256 or ""
+        self._inflight.pop(sha256, None)
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            return
+        report = task.result()
+        self._recent[sha256] = (report, time.monotonic() + RECENT_SECONDS)
+        self._recent.move_to_end(sha256)
+        while len(self._recent) > RECENT_KEPT:
+            self._recent.popitem(last=False)
+        for listener in self._listeners:
+            listener(file, report)
+
+    @staticmethod
+    def ran(report: Report) -> bool:
+        """False for the stand-in report of an analysis that could not run."""
+        stand_in = (report.reason or "").startswith(DID_NOT_RUN)
+        return not (report.status == "unanalysable" and stand_in)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.service.close()
