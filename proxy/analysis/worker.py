@@ -71,8 +71,11 @@ def main(argv: Sequence[str] | None = None, run: Runner = run_task) -> int:
     for line in sys.stdin.buffer:
         allow_cpu(args.cpu)
         reply = answer(json.loads(line), run)
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(json.dumps(reply) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return 0  # the server went away (killed): nobody is left to answer
         if reply.get("exit"):
             return 0
     return 0

@@ -125,8 +125,8 @@ def foreign_only(
     first = report.native_files[0].path
     return Reason(
         "native",
-        f"native: carries binaries only for {', '.join(shown)} (e.g. {first}); "
-        f"this version's Linux wheels are where a Linux host's native code comes from",
+        f"native: carries binaries only for {', '.join(shown)} (e.g. {first}),"
+        f" and {version} ships Linux wheels of its own",
     )
 
 

@@ -119,6 +119,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     reports = AnalysisScheduler(ReportService(store, pool), blobs)
     # Downloads feed analysis: a wheel in the file cache is analysed from disk.
     files.on_cached.append(lambda f: _analyse_download(reports, f))
+    metadata = MetadataService(blobs, files, client, store)
     host_filter = HostFilter(
         compose_index(settings, client, store, files, lambda: rules.current),
         reports,
@@ -131,6 +132,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ),
         hide_sdists_without_wheels=settings.hide_sdists_without_wheels,
         rules=lambda: rules.current,
+        metadata=metadata,
     )
     rewrites = RewriteIndex(
         host_filter, lambda: rules.current, RewriteService(blobs, files, store), reports
@@ -142,7 +144,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         blobs=blobs,
         client=client,
         files=files,
-        metadata=MetadataService(blobs, files, client, store),
+        metadata=metadata,
         index=rewrites,
         filter=host_filter,
         gate=DownloadGate(host_filter, reports),

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import aiofiles
 import httpx
+from aiofiles.threadpool.binary import AsyncBufferedReader
 
 from proxy.core.models import File
 from proxy.edge.blobs import BlobStore
@@ -80,17 +80,17 @@ class Download:
             if handle is not None:
                 await handle.close()
 
-    async def _open(self) -> aiofiles.threadpool.binary.AsyncBufferedReader:
+    async def _open(self) -> AsyncBufferedReader:
         assert self.temp_path is not None  # set before the first byte is written
         try:
-            return await aiofiles.open(self.temp_path, "rb")
+            return _reader(self.temp_path)
         except FileNotFoundError:
             # Verified and renamed into place between our check and the open.
             await self.wait_done()
             if self.error is not None:
                 raise self.error from None
             assert self.final_path is not None
-            return await aiofiles.open(self.final_path, "rb")
+            return _reader(self.final_path)
 
     def _readable(self, position: int) -> bool:
         # The final byte is held back until the digest is verified.
@@ -99,6 +99,12 @@ class Download:
     async def wait_done(self) -> None:
         async with self._changed:
             await self._changed.wait_for(lambda: self.done)
+
+
+def _reader(path: Path) -> AsyncBufferedReader:
+    """Opened here, not in a thread: an open is one quick system call, and a thread's
+    open that finishes after its reader was cancelled (a client gone) leaks the file."""
+    return AsyncBufferedReader(path.open("rb"), loop=asyncio.get_running_loop(), executor=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,12 +27,13 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol
 
 from packaging.utils import NormalizedName
 
+from proxy.core.cheap_facts import cheap_requires
 from proxy.core.decide import LOAD_KINDS, Reason, Verdict, decide
 from proxy.core.frontier import DEFAULT_KEEP, Frontier, needs_report, pip_choice, walk
 from proxy.core.models import File, Page, ProjectList
@@ -48,6 +49,18 @@ from proxy.errors import HostfitError
 log = logging.getLogger("hostfit.filter")
 
 Policy = Literal["optimistic", "strict"]
+
+
+class StoredMetadata(Protocol):
+    """Core metadata already held (nothing fetched), for cheap facts."""
+
+    async def stored(self, wheels: Sequence[File]) -> Mapping[str, bytes]:
+        """By wheel sha256."""
+        ...
+
+    def generation(self, project: str) -> int:
+        """Moves whenever metadata of one of the project's wheels is learnt."""
+        ...
 DECISIONS_KEPT = 2048
 WATCHED_KEPT = 200_000
 
@@ -90,8 +103,10 @@ class HostFilter:
         limits: WalkLimits = WalkLimits(),
         hide_sdists_without_wheels: bool = True,
         rules: Callable[[], Rules] = lambda: EMPTY,
+        metadata: StoredMetadata | None = None,
     ) -> None:
         self.inner = inner
+        self.metadata = metadata
         self.rules = rules  # for project facts; read on every decision, so reloads apply
         self.scheduler = scheduler
         self.policy = policy
@@ -167,8 +182,9 @@ class HostFilter:
     async def _current(self, page: Page, ctx: Context, rules: Rules) -> Decided:
         # The generation moves whenever a report of this project arrives, so a
         # provisional decision is reused until there is something new to decide with.
+        learnt = self.metadata.generation(page.name) if self.metadata is not None else 0
         key = (page.name, page.upstream, page.revision, ctx.profile.to_string(),
-               str(self._generation[page.name]), rules.digest)  # fmt: skip
+               f"{self._generation[page.name]}.{learnt}", rules.digest)  # fmt: skip
         cached = self._decided.get(key)
         if cached is not None:
             self._decided.move_to_end(key)
@@ -193,6 +209,7 @@ class HostFilter:
             f.filename: decide(f, reports.get(f.sha256 or ""), profile, facts, tags=tags)
             for f in page.files
         }
+        verdicts.update(await self._cheap_verdicts(page, unreported, ctx, rules))
         verdicts = select(
             page.files,
             verdicts,
@@ -211,6 +228,34 @@ class HostFilter:
         )
         choice = pip_choice(page.files, verdicts, profile, tags)
         return Decided(filtered, page, verdicts, reports, frontier, unreported, choice)
+
+    async def _cheap_verdicts(
+        self, page: Page, unreported: frozenset[str], ctx: Context, rules: Rules
+    ) -> dict[str, Verdict]:
+        """Wheels that metadata alone shows will not load here: hidden before their report.
+
+        Only hiding counts; a cheap fact never vouches for a wheel.
+        """
+        waiting = [f for f in page.files if f.filename in unreported]
+        if self.metadata is None or not waiting:
+            return {}
+        held = await self.metadata.stored(waiting)
+        verdicts = {}
+        for f in waiting:
+            data = held.get(f.sha256 or "")
+            found = cheap_requires(data, f.filename) if data is not None else None
+            if found is None:
+                continue
+            requires, source = found
+            stand_in = Report(f.filename, f.sha256 or "", requires=requires)
+            verdict = decide(f, stand_in, ctx.profile, rules.facts_for(page.name))
+            if not verdict.keep:
+                reasons = tuple(
+                    replace(r, message=f"{r.message} (from {source}; not analysed yet)")
+                    for r in verdict.reasons
+                )
+                verdicts[f.filename] = replace(verdict, reasons=reasons)
+        return verdicts
 
     def _start_walk(self, page: Page, ctx: Context, rules: Rules) -> asyncio.Task[None] | None:
         key = (page.name, page.upstream, page.revision, ctx.profile.to_string(), rules.digest)

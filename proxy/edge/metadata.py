@@ -51,6 +51,16 @@ class MetadataService:
                     self._hashes[sha] = value.decode()
         return self._hashes
 
+    async def stored(self, wheels: Sequence[File]) -> dict[str, bytes]:
+        """Metadata already held for these wheels, by wheel sha256; nothing is fetched."""
+        hashes = await self.known_hashes(wheels)
+        found = {}
+        for f in wheels:
+            digest = hashes.get(f.sha256 or "")
+            if digest is not None and self.blobs.has(digest):
+                found[f.sha256 or ""] = await asyncio.to_thread(self.blobs.path(digest).read_bytes)
+        return found
+
     async def get(self, file: File, project: str) -> bytes:
         if not file.is_wheel or file.sha256 is None:
             raise NotFound(f"no metadata for {file.filename}")

@@ -5,6 +5,12 @@ once per analyzer version. Concurrent requests for the same sha256 share one
 computation in this process (single flight), and replicas sharing a store take a
 ``report-lock:<sha256>`` (set-if-absent with a TTL) so that only one of them runs
 the analysis while the others wait for its result.
+
+The lock is a lease: it holds an owner token and a short TTL, renewed while the
+analysis runs. An owner that dies (kill -9, a lost machine) stops renewing, and its
+lease runs out within ``lock_ttl`` seconds; a waiter then takes over, at once when the
+token names a process of this machine that no longer exists (a restart). An owner
+only deletes a lock that still holds its own token.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import json
 import logging
 import os
 import re
+import secrets
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -54,7 +62,7 @@ class ReportService:
         store: StateStore,
         analyzer: Analyzer,
         *,
-        lock_ttl: float = 960.0,
+        lock_ttl: float = 30.0,
         poll_interval: float = 0.5,
     ) -> None:
         self.store = store
@@ -126,10 +134,12 @@ class ReportService:
 
     async def _compute(self, sha256: str, compute: Callable[[], Awaitable[Report]]) -> Report:
         lock = LOCK_PREFIX + sha256
-        while not await self.store.add(lock, b"1", ttl=self.lock_ttl):
+        token = f"{socket.gethostname()} {os.getpid()} {secrets.token_hex(8)}".encode()
+        while not await self.store.add(lock, token, ttl=self.lock_ttl):
             report = await self._wait_for_other_replica(sha256, lock)
             if report is not None:
                 return report
+        renewing = asyncio.ensure_future(self._renew(lock, token))
         try:
             report = await self.cached(sha256)  # finished elsewhere just before the lock
             if report is None:
@@ -138,18 +148,47 @@ class ReportService:
                 await self.store.set(REPORT_PREFIX + sha256, encode(report))
             return report
         finally:
-            await self.store.delete(lock)
+            renewing.cancel()
+            if await self.store.get(lock) == token:
+                await self.store.delete(lock)
+
+    async def _renew(self, lock: str, token: bytes) -> None:
+        while True:
+            await asyncio.sleep(self.lock_ttl / 3)
+            if await self.store.get(lock) != token:
+                return  # lost (expired and taken over): the other owner's now
+            await self.store.set(lock, token, ttl=self.lock_ttl)
 
     async def _wait_for_other_replica(self, sha256: str, lock: str) -> Report | None:
         """Its report once stored; None if it gave up (the lock is gone) without one."""
         while True:
             await asyncio.sleep(self.poll_interval)
             report = await self.cached(sha256)
-            if report is not None or await self.store.get(lock) is None:
+            owner = await self.store.get(lock)
+            if report is not None or owner is None:
                 return report
+            if _dead_here(owner):
+                log.info("taking over the analysis of %s from a process gone", sha256)
+                if await self.store.get(lock) == owner:
+                    await self.store.delete(lock)
+                return None
 
 
 def _checked(sha256: str) -> str:
     if not _SHA256.match(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     return sha256
+
+
+def _dead_here(token: bytes) -> bool:
+    """Whether a lock token names a process of this machine that has ended."""
+    parts = token.decode(errors="replace").split(" ")
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False

@@ -1,0 +1,186 @@
+"""The download gate and the page agree, for every kind of need: a known host is never
+handed a wheel whose report says it will not load there, while a host it fits gets it.
+
+Each case: the page (once settled) hides the wheel from the host that cannot load it,
+a direct download by that host is refused with a 403 naming the need and the host
+fact, and a host it fits is served the page entry and the bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from proxy.core.negotiate import JSON_V1
+from tests.analysis.test_native import pe
+from tests.fixtures.elf.recipes import FixtureWheel, build_objects, build_wheels
+from tests.support.proxy import ProxyThread
+from tests.support.upstream import Upstream
+from tests.support.wheels import NEEDS_GLIBC_2_34, WheelSpec, build_wheel, extension_wheel
+
+MakeProxy = Callable[..., ProxyThread]
+HOST = "python=3.11,impl=cp,arch=x86_64"
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FixtureWheel]:
+    objects = build_objects(tmp_path_factory.mktemp("objects"))
+    return build_wheels(objects, tmp_path_factory.mktemp("wheels"))
+
+
+def settled_files(proxy: ProxyThread, project: str, profile: str) -> set[str]:
+    deadline = time.monotonic() + 60
+    while True:
+        data = httpx.get(
+            proxy.url + f"explain/{project}/", params={"profile": profile, "format": "json"}
+        ).json()
+        if data["frontier"]["settled"]:
+            break
+        assert time.monotonic() < deadline, data["frontier"]
+        time.sleep(0.2)
+    response = httpx.get(proxy.url + f"p/{profile}/simple/{project}/", headers={"Accept": JSON_V1})
+    assert response.status_code == 200
+    return {f["filename"] for f in response.json()["files"]}
+
+
+def download(proxy: ProxyThread, profile: str, project: str, filename: str) -> httpx.Response:
+    return httpx.get(proxy.url + f"p/{profile}/files/{project}/{filename}", timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("key", "unfit", "fit", "need"),
+    [
+        (
+            "cuda",
+            f"{HOST},libc=glibc-2.36,cuda=11.8",
+            f"{HOST},libc=glibc-2.36,cuda=12.4",
+            "cuda: needs CUDA 12, host driver supports 11.8",
+        ),
+        (
+            "cuda",
+            f"{HOST},libc=glibc-2.36,cuda=none",
+            f"{HOST},libc=glibc-2.36,cuda=12.0",
+            "cuda: needs CUDA 12, host has no NVIDIA driver",
+        ),
+        (
+            "execstack",
+            f"{HOST},libc=glibc-2.41",
+            f"{HOST},libc=glibc-2.36",
+            "execstack: needs an executable stack, which glibc 2.41 and newer refuse",
+        ),
+        (
+            "fatbin",
+            f"{HOST},libc=glibc-2.36,cuda=12.4,sm=7.5",
+            f"{HOST},libc=glibc-2.36,cuda=12.4,sm=8.9",
+            "sm: kernels for 8.0, 8.6, 9.0, PTX 9.0; host GPUs are 7.5",
+        ),
+    ],
+)
+def test_page_and_gate_agree(
+    upstream: Upstream,
+    make_proxy: MakeProxy,
+    fixtures: dict[str, FixtureWheel],
+    key: str,
+    unfit: str,
+    fit: str,
+    need: str,
+) -> None:
+    wheel = fixtures[key].path
+    project = wheel.name.split("-")[0].replace("_", "-")
+    upstream.add(project, wheel)
+    proxy = make_proxy(upstream)
+    assert settled_files(proxy, project, unfit) == set()
+    refused = download(proxy, unfit, project, wheel.name)
+    assert refused.status_code == 403
+    assert need in refused.text and need in refused.headers["x-hostfit-refused"]
+    assert wheel.name in refused.text
+    assert settled_files(proxy, project, fit) == {wheel.name}
+    served = download(proxy, fit, project, wheel.name)
+    assert served.status_code == 200 and served.content == wheel.read_bytes()
+
+
+def test_a_windows_only_pure_wheel_is_no_fallback(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    """2.0 ships a Linux wheel that needs glibc 2.34 and a py3-none-any wheel whose only
+    native file is a Windows DLL: a glibc 2.17 host gets 1.0, not the DLL wheel."""
+    linux = extension_wheel(
+        "dllpkg", "2.0", tmp_path, tag="cp311-cp311-manylinux_2_17_x86_64", extra_c=NEEDS_GLIBC_2_34
+    )
+    files = {"dllpkg/__init__.py": b"import ctypes\n", "dllpkg/native.dll": pe()}
+    dll = build_wheel(WheelSpec("dllpkg", "2.0", files=files), tmp_path)
+    older = build_wheel(WheelSpec("dllpkg", "1.0", files={"dllpkg/__init__.py": b""}), tmp_path)
+    for wheel in (linux, dll, older):
+        upstream.add("dllpkg", wheel)
+    proxy = make_proxy(upstream)
+    old = f"{HOST},libc=glibc-2.17"
+    assert settled_files(proxy, "dllpkg", old) == {older.name}
+    data = httpx.get(
+        proxy.url + "explain/dllpkg/", params={"profile": old, "format": "json"}
+    ).json()
+    reasons = {f["filename"]: [r["kind"] for r in f["reasons"]] for f in data["files"]}
+    assert reasons[dll.name] == ["native"]
+    assert data["pip_would_install"] == {"filename": older.name, "verified": True}
+    refused = download(proxy, old, "dllpkg", dll.name)
+    assert refused.status_code == 403
+    assert "carries binaries only for windows x86_64" in refused.text
+    # A host whose Linux wheel fits takes that one; the DLL wheel is still no choice.
+    assert settled_files(proxy, "dllpkg", f"{HOST},libc=glibc-2.36") == {linux.name, older.name}
+
+
+def test_clients_that_tell_nothing_and_the_universal_view_are_not_gated(
+    upstream: Upstream, make_proxy: MakeProxy, fixtures: dict[str, FixtureWheel]
+) -> None:
+    wheel = fixtures["execstack"].path
+    upstream.add("fx-execstack", wheel)
+    proxy = make_proxy(upstream)
+    # No report and not cached yet: the bytes stream, and the transfer is cut short.
+    with pytest.raises(httpx.RemoteProtocolError):
+        download(proxy, f"{HOST},libc=glibc-2.41", "fx-execstack", wheel.name)
+    assert download(proxy, f"{HOST},libc=glibc-2.41", "fx-execstack", wheel.name).status_code == 403
+    for path in (f"files/fx-execstack/{wheel.name}", f"universal/files/fx-execstack/{wheel.name}"):
+        response = httpx.get(proxy.url + path, headers={"User-Agent": "curl/8"})
+        assert response.status_code == 200 and response.content == wheel.read_bytes()
+
+
+def test_cheap_facts_hide_a_wheel_before_its_report(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    """2.0 requires nvidia-cuda-runtime-cu12; once its metadata is held (a client read
+    it), a CUDA 11.8 host no longer sees it, though its analysis is still crawling."""
+    tag = "cp311-cp311-manylinux_2_17_x86_64"
+    new = extension_wheel(
+        "cheapcuda", "2.0", tmp_path, tag=tag, requires_dist=["nvidia-cuda-runtime-cu12==12.4.*"]
+    )
+    old = extension_wheel("cheapcuda", "1.0", tmp_path, tag=tag)
+    for wheel in (new, old):
+        upstream.add("cheapcuda", wheel)
+    upstream.slow_files[new.name] = 30.0  # its analysis will not finish in this test
+    proxy = make_proxy(upstream, analysis_budget=0.0)
+    host = f"{HOST},libc=glibc-2.36,cuda=11.8"
+    page = f"p/{host}/simple/cheapcuda/"
+    assert httpx.get(proxy.url + f"p/{host}/files/cheapcuda/{new.name}.metadata").status_code == 200
+    response = httpx.get(proxy.url + page, headers={"Accept": JSON_V1})
+    assert {f["filename"] for f in response.json()["files"]} == {old.name}
+    data = httpx.get(
+        proxy.url + "explain/cheapcuda/", params={"profile": host, "format": "json"}
+    ).json()
+    (entry,) = [f for f in data["files"] if f["filename"] == new.name]
+    assert entry["report"] is None
+    assert entry["reasons"] == [
+        {
+            "kind": "cuda",
+            "message": "cuda: needs CUDA 12, host driver supports 11.8"
+            " (from Requires-Dist nvidia-cuda-runtime-cu12; not analysed yet)",
+        }
+    ]
+    # A host with a CUDA 12 driver is not affected by the cheap fact.
+    response = httpx.get(
+        proxy.url + f"p/{HOST},libc=glibc-2.36,cuda=12.4/simple/cheapcuda/",
+        headers={"Accept": JSON_V1},
+    )
+    assert {f["filename"] for f in response.json()["files"]} == {old.name, new.name}
