@@ -61,6 +61,8 @@ class StoredMetadata(Protocol):
     def generation(self, project: str) -> int:
         """Moves whenever metadata of one of the project's wheels is learnt."""
         ...
+
+
 DECISIONS_KEPT = 2048
 WATCHED_KEPT = 200_000
 
