@@ -5,6 +5,12 @@ segment and the strings and version needs it points at, the GNU property note; a
 to find CUDA fat binaries, section headers and the entry headers of ``.nv_fatbin``.
 Never symbol tables, never the payload of a compressed section. Every size and
 offset is checked against the file and against fixed ceilings before it is read.
+
+A debug-info-only file (the ``.debug`` half of a split binary, made by ``objcopy
+--only-keep-debug`` or ``eu-strip -f``) keeps the ELF header, program headers and
+section headers of the binary it came from, but none of the bytes they point at:
+its code and dynamic sections are ``SHT_NOBITS``. No loader maps it, so it is
+skipped like a relocatable object; see `_Reader.debug_only`.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ MAX_NOTE_BYTES = 1 * MiB
 MAX_SECTION_NAMES = 4 * MiB
 MAX_FATBIN_HEADERS = 1_000_000
 PF_X = 1
+SHF_ALLOC = 0x2
+SHF_EXECINSTR = 0x4
 PN_XNUM = 0xFFFF
 SHN_XINDEX = 0xFFFF
 NT_GNU_PROPERTY_TYPE_0 = 5
@@ -60,7 +68,8 @@ def is_elf(head: bytes) -> bool:
 
 
 def read_elf(stream: IO[bytes], path: str, doubts: list[str] | None = None) -> ElfFile | None:
-    """The facts of one ELF file; None for objects no loader maps (relocatable, core).
+    """The facts of one ELF file; None for objects no loader maps (relocatable, core,
+    debug-info-only).
 
     Raises Unanalysable for anything malformed, with the path in the message. Into
     ``doubts`` go layout disagreements a well-formed file does not have (section 0 not
@@ -100,12 +109,23 @@ class _Reader:
         self.elf = ELFFile(stream)
         self.structs = self.elf.structs
         self.doubts: list[str] = []
+        self._sections: list[Any] | None = None
 
     def read(self) -> ElfFile | None:
         if self.elf["e_type"] not in ("ET_DYN", "ET_EXEC"):
             return None
         machine = self._machine()
         phdrs = self._program_headers()
+        try:
+            return self._loadable(machine, phdrs)
+        except (Unanalysable, ELFError, struct.error, ValueError):
+            # A debug file's program headers point at bytes it does not have (past its
+            # end, or at its debug sections): what they lead to is not worth an answer.
+            if self.debug_only(phdrs):
+                return None
+            raise
+
+    def _loadable(self, machine: str, phdrs: list[Any]) -> ElfFile | None:
         loads = [p for p in phdrs if p["p_type"] == "PT_LOAD"]
         dynamic = self._dynamic(phdrs)
         strings = _Strings(self, loads, dynamic)
@@ -113,6 +133,8 @@ class _Reader:
         execstack = (
             bool(stack[0]["p_flags"] & PF_X) if stack else machine not in _NON_EXEC_STACK_DEFAULT
         )
+        if self.debug_only(phdrs):
+            return None
         sms, ptx = self._fatbin_architectures(phdrs)
         return ElfFile(
             path=self.path,
@@ -129,6 +151,37 @@ class _Reader:
             gpu_ptx=ptx,
             interpreter=self._interpreter(phdrs),
         )
+
+    def debug_only(self, phdrs: list[Any]) -> bool:
+        """Whether the file is debug information only, by what its section headers say.
+
+        True where the section table is sound (section 0 null), the file's code (its
+        allocated, executable sections) is there and all of it ``SHT_NOBITS``, no section
+        is ``SHT_DYNAMIC``, and the sections holding ``PT_DYNAMIC``'s address are all
+        ``SHT_NOBITS``: the dynamic array, its strings and the code are not in the file.
+        False where the section headers cannot be read, so a file whose dynamic segment
+        merely lies outside it stays unanalysable. Never raises.
+        """
+        try:
+            sections = self.sections()
+        except (Unanalysable, ELFError, struct.error, ValueError):
+            return False
+        if not sections or sections[0]["sh_type"] != "SHT_NULL":
+            return False
+        allocated = [s for s in sections if s["sh_flags"] & SHF_ALLOC and s["sh_size"] > 0]
+        code = [s for s in allocated if s["sh_flags"] & SHF_EXECINSTR]
+        if not code or any(s["sh_type"] != "SHT_NOBITS" for s in code):
+            return False
+        if any(s["sh_type"] == "SHT_DYNAMIC" for s in sections):
+            return False
+        for phdr in phdrs:
+            if phdr["p_type"] == "PT_DYNAMIC":
+                address = phdr["p_vaddr"]
+                holding = [
+                    s for s in allocated if s["sh_addr"] <= address < s["sh_addr"] + s["sh_size"]
+                ]
+                return bool(holding) and all(s["sh_type"] == "SHT_NOBITS" for s in holding)
+        return True
 
     # -- raw access -----------------------------------------------------------
 
@@ -306,7 +359,13 @@ class _Reader:
 
     # -- CUDA fat binaries ----------------------------------------------------
 
-    def _sections(self) -> list[Any]:
+    def sections(self) -> list[Any]:
+        """The section headers, read once."""
+        if self._sections is None:
+            self._sections = self._read_sections()
+        return self._sections
+
+    def _read_sections(self) -> list[Any]:
         offset = self.elf["e_shoff"]
         if offset == 0:
             return []
@@ -324,7 +383,7 @@ class _Reader:
         return self.parse_table(shdr, data, count, entsize)
 
     def _fatbin_architectures(self, phdrs: list[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        sections = self._sections()
+        sections = self.sections()
         if not sections:
             self.doubts.append("no section headers")
             return (), ()

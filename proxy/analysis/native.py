@@ -4,6 +4,9 @@ Pure: bytes in, a `NativeFile` (or None) out. ELF files are read by
 `proxy.analysis.elf`; here only their OS is named, from ``EI_OSABI``. PE (Windows)
 and Mach-O (macOS) files are only recognised, never parsed past their first header:
 a Linux host loads neither, so the format, OS and machine are all analysis needs.
+The one exception is a .NET (CLI) assembly: a PE file whose optional header names a
+CLR runtime header. A .NET runtime (Mono, .NET) loads it on Linux too, so it is
+recorded with os "dotnet", not "windows".
 
 Headers are checked whole before they count: a member that merely starts with "MZ"
 (a DOS program, or data) or whose header runs past its end is not a native binary.
@@ -29,7 +32,18 @@ DOS_MAGIC = b"MZ"
 DOS_LFANEW = struct.Struct("<I")  # e_lfanew: where the PE signature is
 DOS_LFANEW_AT = 0x3C
 PE_SIGNATURE = b"PE\0\0"
-COFF_HEADER = struct.Struct("<HHIIIHH")  # Machine, ..., Characteristics
+COFF_HEADER = struct.Struct("<HHIIIHH")  # Machine, ..., SizeOfOptionalHeader, Characteristics
+PE_HEADER = len(PE_SIGNATURE) + COFF_HEADER.size
+# The optional header's magic -> where NumberOfRvaAndSizes and the data directories are.
+PE32, PE32_PLUS = 0x10B, 0x20B
+OPTIONAL_LAYOUT = {PE32: (92, 96), PE32_PLUS: (108, 112)}
+DATA_DIRECTORY = struct.Struct("<II")  # VirtualAddress, Size
+CLR_DIRECTORY = 14  # IMAGE_DIRECTORY_ENTRY_COM_DESCRIPTOR: the CLR runtime header
+# The optional header is read up to the end of the CLR directory entry, no further:
+# with the PE header, at most this many bytes from e_lfanew (which MAX_PE_OFFSET bounds).
+MAX_OPTIONAL_READ = max(dirs for _, dirs in OPTIONAL_LAYOUT.values()) + DATA_DIRECTORY.size * (
+    CLR_DIRECTORY + 1
+)
 
 # Fat (universal) Mach-O headers are big-endian on every host (0xbebafeca is the same
 # bytes read little-endian); 0xcafebabf has 64-bit offsets. Java class files also begin
@@ -92,14 +106,35 @@ def _pe(path: str, head: bytes, read_at: ReadAt) -> NativeFile | None:
     (offset,) = DOS_LFANEW.unpack_from(head, DOS_LFANEW_AT)
     if offset > MAX_PE_OFFSET:
         return None
-    size = len(PE_SIGNATURE) + COFF_HEADER.size
+    size = PE_HEADER + MAX_OPTIONAL_READ
     header = head[offset : offset + size]
     if len(header) < size:
         header = read_at(offset, size)
-    if len(header) < size or header[:4] != PE_SIGNATURE:
+    if len(header) < PE_HEADER or header[:4] != PE_SIGNATURE:
         return None  # a DOS program, or a PE header cut off by the member's end
-    machine = COFF_HEADER.unpack_from(header, 4)[0]
-    return NativeFile(path=path, format="pe", os="windows", machine=_name(PE_MACHINES, machine))
+    machine, *_, optional_size, _ = COFF_HEADER.unpack_from(header, 4)
+    optional = header[PE_HEADER : PE_HEADER + min(optional_size, MAX_OPTIONAL_READ)]
+    os = "dotnet" if _has_clr_header(optional) else "windows"
+    return NativeFile(path=path, format="pe", os=os, machine=_name(PE_MACHINES, machine))
+
+
+def _has_clr_header(optional: bytes) -> bool:
+    """Whether the optional header (as far as it was read) has a CLR runtime header:
+    the file is a .NET assembly (IL only, or mixed-mode C++/CLI)."""
+    if len(optional) < 2:
+        return False
+    (magic,) = struct.unpack_from("<H", optional)
+    if magic not in OPTIONAL_LAYOUT:
+        return False
+    count_at, directories = OPTIONAL_LAYOUT[magic]
+    entry = directories + CLR_DIRECTORY * DATA_DIRECTORY.size
+    if len(optional) < entry + DATA_DIRECTORY.size:
+        return False
+    (count,) = struct.unpack_from("<I", optional, count_at)
+    if count <= CLR_DIRECTORY:
+        return False
+    address, length = DATA_DIRECTORY.unpack_from(optional, entry)
+    return bool(address and length)
 
 
 def _thin_macho(path: str, head: bytes) -> NativeFile | None:

@@ -117,6 +117,7 @@ class AnalysisPool:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._slots = asyncio.Semaphore(self.limits.workers)
+        self.fetched = 0  # bytes analyses by URL read from upstreams, over the pool's life
         self._closed = False
 
     async def __aenter__(self) -> AnalysisPool:
@@ -170,6 +171,8 @@ class AnalysisPool:
                     await self._lose(worker)
                     return Report.unanalysable(filename, sha256, _death(status))
                 reusable = not reply.get("exit") and worker.tasks < self.limits.tasks_per_worker
+                fetched = reply.get("fetched")
+                self.fetched += fetched if isinstance(fetched, int) else 0
                 return _result(reply, target)
             finally:
                 self._busy.discard(worker)

@@ -4,10 +4,11 @@ Reads the zip central directory, then for each member that may be a binary its
 local header and first bytes; only members whose bytes start with the ELF magic
 are read further, and only as far as ``proxy.analysis.elf`` asks. PE and Mach-O
 members are recognised from their first header (``proxy.analysis.native``) and
-recorded with the ELF ones in ``native_files``. A member named like a shared object
-(``.so``, ``.so.1``) that is no native binary at all is refused. Hostile
-archives (zip bombs, overlapping members, ``..`` names, lying sizes) become an
-``unanalysable`` report whose reason says what was wrong.
+recorded with the ELF ones in ``native_files``. ELF files no loader maps
+(relocatable objects, split debug files such as ``*.so.debug``) are left out of both.
+A member named like a shared object (``.so``, ``.so.1``) that is no native binary at
+all is refused. Hostile archives (zip bombs, overlapping members, ``..`` names, lying
+sizes) become an ``unanalysable`` report whose reason says what was wrong.
 """
 
 from __future__ import annotations

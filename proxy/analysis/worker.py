@@ -6,7 +6,8 @@ space (RLIMIT_AS) and disables core dumps; before each task it allows itself
 killed by the kernel (SIGXCPU) and its task becomes an ``unanalysable`` report.
 
 Task: ``{"kind": "file" | "url", "target": path or URL, "filename": ..., "sha256": ...}``.
-Answer: ``{"report": {...}}`` (with ``"exit": true`` when the worker leaves after it),
+Answer: ``{"report": {...}, "fetched": bytes read from the URL}`` (with ``"exit": true``
+when the worker leaves after it),
 or ``{"error": "...", "kind": "upstream" | "failed"}``.
 """
 
@@ -29,7 +30,10 @@ def run_task(task: dict[str, Any]) -> Report:
     filename, sha256 = str(task["filename"]), str(task["sha256"])
     if task["kind"] == "url":
         with RemoteFile(str(task["target"])) as remote:
-            return analyze_wheel(cast(IO[bytes], remote), filename, sha256, far=remote.ranged)
+            try:
+                return analyze_wheel(cast(IO[bytes], remote), filename, sha256, far=remote.ranged)
+            finally:
+                task["fetched"] = remote.fetched
     with open(str(task["target"]), "rb") as source:
         return analyze_wheel(source, filename, sha256)
 
@@ -40,7 +44,8 @@ Runner = Callable[[dict[str, Any]], Report]
 def answer(task: dict[str, Any], run: Runner = run_task) -> dict[str, Any]:
     """The reply to one task; ``"exit": true`` when this process leaves after sending it."""
     try:
-        return {"report": run(task).to_json()}
+        report = run(task)
+        return {"report": report.to_json(), "fetched": int(task.get("fetched", 0))}
     except MemoryError:
         reason = "analysis exceeded its memory limit"
         report = Report.unanalysable(str(task["filename"]), str(task["sha256"]), reason)

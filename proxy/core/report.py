@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
-ANALYZER_VERSION = 2
+ANALYZER_VERSION = 3
 
 Status = Literal["ok", "unanalysable"]
 NativeFormat = Literal["elf", "pe", "macho"]
@@ -39,9 +39,14 @@ class ElfFile:
 class NativeFile:
     """A native binary of any format: what it is and where it would load.
 
-    ``os`` is "linux" (or another ELF OS named by EI_OSABI), "windows" or "macos";
-    ``machine`` is spelt as each platform's tools spell it ("x86_64", "aarch64" for
-    ELF and PE, "arm64" for Mach-O), several joined by "+" for a fat Mach-O file.
+    ``os`` is "linux" (or another ELF OS named by EI_OSABI), "windows", "macos", or
+    "dotnet" for a .NET (CLI) assembly: a PE file with a CLR runtime header, which a
+    .NET runtime (Mono, .NET) loads on Linux as on Windows. ``machine`` is spelt as
+    each platform's tools spell it ("x86_64", "aarch64" for ELF and PE, "arm64" for
+    Mach-O), several joined by "+" for a fat Mach-O file. A .NET assembly's machine is
+    its PE header's as read: "i386" for the usual AnyCPU assembly, which runs on any
+    machine; a mixed-mode (C++/CLI) assembly is "dotnet" too, though its native code
+    ties it to its machine.
     """
 
     path: str

@@ -113,7 +113,11 @@ def foreign_only(
         return None
     arch = profile.arch.value if profile.arch is not None else None
     platforms = report.native_platforms()
-    if any(os == "linux" and (arch is None or machine == arch) for os, machine in platforms):
+    # A .NET assembly runs wherever a CLR does, whatever machine its header names.
+    if any(
+        os == "dotnet" or (os == "linux" and (arch is None or machine == arch))
+        for os, machine in platforms
+    ):
         return None
     version = file_version(file.filename)
     if not any(

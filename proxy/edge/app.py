@@ -159,6 +159,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         services.default_profile = _default_profile(settings, new)
 
     rules.on_change(rules_changed)
+    services.metrics.watch_analysis(lambda: pool.fetched)
     try:
         yield services
     finally:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 
 
 class Metrics:
@@ -25,6 +33,14 @@ class Metrics:
             ["route", "status"],
             registry=self.registry,
         )
+
+    def watch_analysis(self, fetched: Callable[[], float]) -> None:
+        gauge = Gauge(
+            "hostfit_analysis_fetched_bytes",
+            "Bytes analyses by URL read from upstreams since start",
+            registry=self.registry,
+        )
+        gauge.set_function(fetched)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

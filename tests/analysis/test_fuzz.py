@@ -73,7 +73,9 @@ def analyze_bounded(data: bytes) -> Report:
     return report
 
 
-@pytest.mark.parametrize("which", ["getrandom", "uses_dep_rpath", "fatbin", "isa_v3"])
+@pytest.mark.parametrize(
+    "which", ["getrandom", "uses_dep_rpath", "fatbin", "isa_v3", "getrandom_paged_debug"]
+)
 def test_mutated_elf(which: str, elf_objects: Objects) -> None:
     data = getattr(elf_objects, which).read_bytes()
     regions = hot_regions(data)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.analysis.native import HEAD, MAX_PE_OFFSET, elf_native, identify
+from proxy.analysis.native import HEAD, MAX_OPTIONAL_READ, MAX_PE_OFFSET, elf_native, identify
 from proxy.analysis.wheel import analyze_wheel
 from proxy.cli import main
 from proxy.core.report import NativeFile, NativeFormat, Report
@@ -19,24 +19,56 @@ from tests.analysis.hostile import zip_bytes
 from tests.support.wheels import WheelSpec, build_wheel
 
 PE_I386, PE_X86_64, PE_AARCH64, PE_ARM = 0x14C, 0x8664, 0xAA64, 0x1C4
+PE32, PE32_PLUS = 0x10B, 0x20B
 CPU_I386, CPU_X86_64, CPU_ARM64 = 7, 0x01000007, 0x0100000C
 MH_BUNDLE = 8  # what a Python extension module is on macOS
 
 
-def pe(machine: int = PE_X86_64, lfanew: int = 0x80, size: int | None = None) -> bytes:
+def pe(
+    machine: int = PE_X86_64,
+    lfanew: int = 0x80,
+    size: int | None = None,
+    *,
+    optional: bytes = b"",
+    optional_size: int | None = None,
+) -> bytes:
     """A minimal PE image: what a loader (and identify) checks first, nothing more.
 
     DOS header: "MZ", zeros, and at 0x3C e_lfanew, the offset of the PE header. From
     there: the signature "PE\\0\\0" and the 20-byte COFF header (Machine, section
     count, timestamp, symbol table offset and count, optional header size,
-    characteristics: 0x2022 = executable image, large addresses, DLL).
+    characteristics: 0x2022 = executable image, large addresses, DLL), then the
+    ``optional`` header (see `optional_header`), whose size the COFF header gives as
+    ``optional_size`` (by default its length).
     """
     dos = bytearray(max(lfanew, 64))
     dos[:2] = b"MZ"
     struct.pack_into("<I", dos, 0x3C, lfanew)
-    coff = struct.pack("<HHIIIHH", machine, 0, 0, 0, 0, 0, 0x2022)
-    data = bytes(dos[:lfanew]) + b"PE\0\0" + coff + b"\0" * 64
+    declared = len(optional) if optional_size is None else optional_size
+    coff = struct.pack("<HHIIIHH", machine, 0, 0, 0, 0, declared, 0x2022)
+    data = bytes(dos[:lfanew]) + b"PE\0\0" + coff + optional + b"\0" * 64
     return data if size is None else data[:size]
+
+
+def optional_header(
+    magic: int = PE32_PLUS, *, clr: tuple[int, int] = (0, 0), directories: int = 16
+) -> bytes:
+    """An optional header: its magic (0x10b PE32, 0x20b PE32+), zeros up to
+    NumberOfRvaAndSizes (at 92 in PE32, 108 in PE32+), then that many data directories
+    (RVA, size), all zero but the CLR runtime header's (entry 14), which is ``clr``."""
+    count_at = 92 if magic == PE32 else 108
+    header = bytearray(count_at + 4 + 8 * directories)
+    struct.pack_into("<H", header, 0, magic)
+    struct.pack_into("<I", header, count_at, directories)
+    if directories > 14:
+        struct.pack_into("<II", header, count_at + 4 + 8 * 14, *clr)
+    return bytes(header)
+
+
+def dotnet(machine: int = PE_I386, magic: int = PE32, **kwargs: int) -> bytes:
+    """A .NET assembly: a PE whose CLR runtime header directory is set (an AnyCPU
+    assembly is PE32 with machine i386)."""
+    return pe(machine, optional=optional_header(magic, clr=(0x2008, 0x48)), **kwargs)
 
 
 def macho(cputype: int = CPU_ARM64, *, bits: int = 64, order: str = "<") -> bytes:
@@ -84,6 +116,33 @@ def identified(data: bytes) -> NativeFile | None:
         (pe(0x5064), "pe", "windows", "0x5064"),  # an unnamed machine is kept, in hex
         (pe(lfanew=0x40), "pe", "windows", "x86_64"),  # the PE header within the head
         (pe(lfanew=0x2000), "pe", "windows", "x86_64"),  # beyond it: read separately
+        (dotnet(), "pe", "dotnet", "i386"),  # AnyCPU, like pythonnet's Python.Runtime.dll
+        (dotnet(PE_X86_64, PE32_PLUS), "pe", "dotnet", "x86_64"),  # x64 or mixed-mode C++/CLI
+        (dotnet(PE_AARCH64, PE32_PLUS), "pe", "dotnet", "aarch64"),
+        (dotnet(lfanew=0x40), "pe", "dotnet", "i386"),  # the PE header within the head
+        (dotnet(lfanew=0x2000), "pe", "dotnet", "i386"),  # beyond it: read separately
+        (dotnet(lfanew=MAX_PE_OFFSET), "pe", "dotnet", "i386"),  # as far in as is looked
+        (pe(optional=optional_header(PE32)), "pe", "windows", "x86_64"),  # no CLR header
+        (pe(optional=optional_header()), "pe", "windows", "x86_64"),
+        # A CLR entry that is half there, or beyond what the header declares, is none.
+        (pe(optional=optional_header(clr=(0x2008, 0))), "pe", "windows", "x86_64"),
+        (pe(optional=optional_header(clr=(0, 0x48))), "pe", "windows", "x86_64"),
+        (
+            pe(optional=optional_header(clr=(0x2008, 0x48), directories=14)),
+            "pe",
+            "windows",
+            "x86_64",
+        ),
+        (
+            pe(optional=optional_header(clr=(0x2008, 0x48)), optional_size=224),
+            "pe",
+            "windows",
+            "x86_64",
+        ),
+        (pe(optional=optional_header(0x107, clr=(0x2008, 0x48))), "pe", "windows", "x86_64"),
+        # The optional header cut off by the member's end: still a PE, not .NET.
+        (dotnet(size=0x80 + 24 + 200), "pe", "windows", "i386"),
+        (dotnet(size=0x80 + 24 + 1), "pe", "windows", "i386"),
         (macho(CPU_ARM64), "macho", "macos", "arm64"),
         (macho(CPU_X86_64, order=">"), "macho", "macos", "x86_64"),
         (macho(CPU_I386, bits=32), "macho", "macos", "i386"),
@@ -254,3 +313,37 @@ def test_old_json_without_native_files_is_read() -> None:
 def test_elf_os_from_ei_osabi(osabi: int, os: str) -> None:
     head = b"\x7fELF\x02\x01\x01" + bytes([osabi]) + b"\0" * 56
     assert elf_native("x", head, "x86_64") == NativeFile("x", "elf", os, "x86_64")
+
+
+# -- .NET assemblies --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lfanew", [0x80, 0x2000, MAX_PE_OFFSET])
+def test_a_dotnet_assembly_is_read_within_the_pe_bound(lfanew: int) -> None:
+    data = dotnet(lfanew=lfanew) + b"\0" * 4096
+    asked: list[tuple[int, int]] = []
+
+    def read_at(offset: int, length: int) -> bytes:
+        asked.append((offset, length))
+        return data[offset : offset + length]
+
+    assert identify("x", data[:HEAD], read_at) == NativeFile("x", "pe", "dotnet", "i386")
+    assert all(offset + length <= lfanew + 24 + MAX_OPTIONAL_READ for offset, length in asked)
+    assert MAX_OPTIONAL_READ == 112 + 15 * 8  # PE32+ directories, up to the CLR entry's end
+
+
+def test_a_wheel_with_a_dotnet_assembly(tmp_path: Path) -> None:
+    """pythonnet's wheel: pure, its only native file an AnyCPU .NET assembly, which a
+    .NET runtime loads on Linux: recorded as "dotnet", not "windows"."""
+    files = {
+        "pythonnet/runtime/Python.Runtime.dll": dotnet(),
+        "pythonnet/__init__.py": b"",
+    }
+    wheel = build_wheel(WheelSpec("pythonnet", "3.0.5", files=files), tmp_path)
+    report = analyze(wheel)
+    assert report.status == "ok", report.reason
+    assert report.native_files == (
+        NativeFile("pythonnet/runtime/Python.Runtime.dll", "pe", "dotnet", "i386"),
+    )
+    assert report.native_platforms() == {("dotnet", "i386")}
+    assert Report.from_json(report.to_json()) == report

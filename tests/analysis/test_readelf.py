@@ -94,7 +94,7 @@ def check_wheel(wheel: Path, scratch: Path) -> int:
 
 
 @pytest.mark.parametrize(
-    "name", ["glibc", "cxx", "execstack", "isa", "bundled", "cuda", "fatbin", "musl"]
+    "name", ["glibc", "debug", "cxx", "execstack", "isa", "bundled", "cuda", "fatbin", "musl"]
 )
 def test_fixture_agrees_with_readelf(
     name: str, fixture_wheels: dict[str, FixtureWheel], tmp_path: Path
