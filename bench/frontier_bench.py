@@ -1,9 +1,9 @@
 """The frontier on real projects: what the first request gets, what settling costs, and
 what an old host is finally delivered, checked with readelf.
 
-One command (``bench/run frontier [PROJECT ...]``) starts a fresh ``hostfit serve`` with no
-configuration (so its upstream is the index this machine's pip uses) and, for each
-project, as a host with ``--profile`` (default: a CentOS 7 host, glibc 2.17):
+One command (``bench/run frontier [PROJECT ...] [--profile P] [-- SERVE_ARGS]``) starts
+a fresh ``hostfit serve`` with no configuration (so its upstream is the index this
+machine's pip uses) and, for each project, as a host with ``--profile`` (default: a CentOS 7 host, glibc 2.17):
 
 - the cold filtered page: time to first byte and in all, and whether it was served
   provisional (its walk not settled within the analysis budget);
@@ -153,13 +153,14 @@ def main() -> int:
     parser.add_argument("--profile", default=CENTOS7)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait per walk")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("serve_args", nargs=argparse.REMAINDER, help="after --: for hostfit serve")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    serve_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     results = []
     # No --upstream: hostfit asks pip for its index, as a user's first run does.
     with (
         tempfile.TemporaryDirectory() as tmp,
-        ProxyProcess(*args.serve_args, cache_dir=Path(tmp) / "cache") as proxy,
+        ProxyProcess(*serve_args, cache_dir=Path(tmp) / "cache") as proxy,
     ):
         for project in args.projects:
             result = run_project(proxy, project, args.profile, args.timeout)
