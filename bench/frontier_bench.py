@@ -3,7 +3,8 @@ what an old host is finally delivered, checked with readelf.
 
 One command (``bench/run frontier [PROJECT ...] [--profile P] [-- SERVE_ARGS]``) starts
 a fresh ``hostfit serve`` with no configuration (so its upstream is the index this
-machine's pip uses) and, for each project, as a host with ``--profile`` (default: a CentOS 7 host, glibc 2.17):
+machine's pip uses) and, for each project, as a host with ``--profile`` (default: a
+CentOS 7 host, glibc 2.17):
 
 - the cold filtered page: time to first byte and in all, and whether it was served
   provisional (its walk not settled within the analysis budget);
