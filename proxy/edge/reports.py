@@ -71,7 +71,6 @@ class ReportService:
         self.poll_interval = poll_interval
         self.computed = 0  # analyses this process ran
         self._inflight: dict[str, asyncio.Future[Report]] = {}
-        self._background: set[asyncio.Task[Report]] = set()
 
     async def cached(self, sha256: str) -> Report | None:
         value = await self.store.get(REPORT_PREFIX + _checked(sha256))
@@ -93,32 +92,8 @@ class ReportService:
     async def for_url(self, url: str, filename: str, sha256: str) -> Report:
         return await self._get(sha256, lambda: self.analyzer.analyze_url(url, filename, sha256))
 
-    def schedule_file(self, path: str | os.PathLike[str], filename: str, sha256: str) -> None:
-        """Compute in the background; the request that asked does not wait."""
-        self._spawn(self.for_file(path, filename, sha256))
-
-    def schedule_url(self, url: str, filename: str, sha256: str) -> None:
-        self._spawn(self.for_url(url, filename, sha256))
-
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-
-    # ------------------------------------------------------------------------
-
-    def _spawn(self, work: Awaitable[Report]) -> None:
-        async def run() -> Report:
-            return await work
-
-        task = asyncio.ensure_future(run())
-        self._background.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[Report]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("background analysis failed: %s", task.exception())
+        """Nothing runs in the background here: the scheduler owns the tasks."""
 
     async def _get(self, sha256: str, compute: Callable[[], Awaitable[Report]]) -> Report:
         report = await self.cached(sha256)

@@ -106,9 +106,6 @@ class RewriteService:
     def failed(self, digest: str) -> str | None:
         return self._failed.get(digest)
 
-    def pending(self, digest: str) -> bool:
-        return digest in self._tasks
-
     def submit(self, file: File, rewrite: Rewrite, project: str) -> asyncio.Task[Done | None]:
         assert file.sha256 is not None
         digest = rewrite_digest(file.sha256, rewrite)

@@ -166,17 +166,12 @@ async def test_a_cancelled_client_does_not_cancel_the_analysis(store: EmbeddedSt
     assert await service.cached(SHA) is not None
 
 
-async def test_cached_many_and_background_scheduling(store: EmbeddedStore) -> None:
+async def test_cached_many(store: EmbeddedStore) -> None:
     analyzer = CountingAnalyzer()
     service = ReportService(store, analyzer)
     assert await service.cached_many([SHA, OTHER]) == {}
-    service.schedule_url("u", "w.whl", SHA)
-    for _ in range(100):
-        if (found := await service.cached_many([SHA, OTHER])) and SHA in found:
-            break
-        await asyncio.sleep(0.02)
-    assert set(found) == {SHA}
-    await service.close()
+    await service.for_url("u", "w.whl", SHA)
+    assert set(await service.cached_many([SHA, OTHER])) == {SHA}
 
 
 async def test_sha256_is_checked(store: EmbeddedStore) -> None:
