@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,20 @@ def add_parser(subparsers: Any) -> None:
         "--upstream", dest="upstreams", action="append", metavar="URL",
         help="upstream index (default: as for hostfit serve)",
     )  # fmt: skip
+    parser.add_argument(
+        "--file-origin", dest="file_origins", action="append", metavar="URL",
+        help="another origin upstream pages may link files on (as for hostfit serve)",
+    )  # fmt: skip
     parser.add_argument("--cache-dir", type=Path, help="cache directory (shared with serve)")
     parser.add_argument("--rules", type=Path, metavar="PATH")
     parser.add_argument("--config", type=Path, metavar="FILE")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for the analysis to settle (default 300)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run)
 
@@ -48,10 +58,20 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return 0
     print(f"{data['project']} for {data['profile'] or '(a host that told nothing)'}")
-    print(f"{data['served']} served, {data['hidden']} hidden\n")
+    served, unverified, hidden = data["served"], data["not_verified"], data["hidden"]
+    print(f"{served} served ({unverified} not verified yet), {hidden} hidden")
+    frontier, choice = data["frontier"], data["pip_would_install"]
+    if frontier is not None and not frontier["settled"]:
+        pending = ", ".join(frontier["pending_versions"])
+        print(f"analysis not settled: {len(frontier['analysing'])} wheel(s) of {pending} left")
+    if choice is not None:
+        verified = "verified" if choice["verified"] else "not verified yet"
+        print(f"a plain pip install takes {choice['filename']} ({verified})")
+    print()
     width = max((len(f["filename"]) for f in data["files"]), default=10)
     for f in data["files"]:
-        why = "; ".join(r["message"] for r in f["reasons"]) or "fits"
+        fits = "not verified yet" if f["status"] == "not verified yet" else "fits"
+        why = "; ".join(r["message"] for r in f["reasons"]) or fits
         if f.get("rewrite"):
             rewrite = f["rewrite"]
             served = rewrite["served_as"] or f"not yet ({rewrite['status']})"
@@ -65,10 +85,19 @@ async def _explain(args: argparse.Namespace) -> dict[str, Any]:
 
     name = normalize_project(args.project)
     settings = load_settings(vars(args)).with_upstreams()
-    # A person asking why wants the full answer: wait for the reports.
-    settings = replace(settings, analysis="strict")
     async with open_services(settings) as services:
         profile = merge(parse_profile(args.profile, "url"), services.default_profile)
-        decided = await services.filter.explain(name, Context(profile=profile))
+        # A person asking why wants the full answer: wait for the walk to settle.
+        ctx = Context(profile=profile)
+        decided = await services.filter.explain(name, ctx, wait=args.wait)
         notes = await services.rewrites.explain(decided) if services.rewrites else None
-        return explanation(decided.page_all, decided.verdicts, decided.reports, profile, notes)
+        return explanation(
+            decided.page_all,
+            decided.verdicts,
+            decided.reports,
+            profile,
+            notes,
+            unreported=decided.unreported,
+            frontier=decided.frontier,
+            choice=decided.choice,
+        )

@@ -136,12 +136,13 @@ class HostFilter:
             )
         return decided.page
 
-    async def explain(self, name: NormalizedName, ctx: Context) -> Decided:
-        """Every file of the project with its verdict for this host, and the reports used.
+    async def explain(self, name: NormalizedName, ctx: Context, *, wait: float = 0.0) -> Decided:
+        """Every file of the project with its verdict for this host, and the reports used,
+        after waiting up to ``wait`` seconds for the host's walk to settle.
 
         Files the operator's policies took off the page come back with their rule reasons.
         """
-        decided = await self.decided(await self.inner.page(name, ctx), ctx, wait=0.0)
+        decided = await self.decided(await self.inner.page(name, ctx), ctx, wait=wait)
         if not isinstance(self.inner, PolicyIndex):
             return decided
         policies = self.inner.hidden_from(decided.page_all)

@@ -260,7 +260,7 @@ def test_explain_command(upstream: Upstream, fitpkg: dict[str, str], tmp_path: P
         "--upstream", upstream.url, "--cache-dir", str(tmp_path / "cache"),
     ]  # fmt: skip
     text = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
-    assert f"2 served, {len(fitpkg) - 2} hidden" in text
+    assert f"2 served (0 not verified yet), {len(fitpkg) - 2} hidden" in text
     assert f"keep  {fitpkg['1.0-musllinux_1_2_x86_64']}" in text
     assert f"hide  {fitpkg['1.0-manylinux_2_17_x86_64']}" in text
     as_json = subprocess.run(
