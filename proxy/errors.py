@@ -1,12 +1,23 @@
-"""One exception hierarchy; the edge maps it to HTTP statuses in one place."""
+"""One exception hierarchy; the edge maps it to HTTP statuses in one place.
+
+Messages are redacted when an error is made (`proxy.core.redact`): they reach logs,
+response bodies and headers, and must never carry a credential.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+from proxy.core.redact import redact
 
 
 class HostfitError(Exception):
     """Base of every error hostfit raises on purpose."""
 
     status_code = 500
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class BadRequest(HostfitError):
@@ -28,8 +39,8 @@ class UpstreamError(HostfitError):
 
     def __init__(self, upstream: str, detail: str) -> None:
         super().__init__(f"upstream {upstream}: {detail}")
-        self.upstream = upstream
-        self.detail = detail
+        self.upstream = redact(upstream)
+        self.detail = redact(detail)
 
 
 class UpstreamTimeout(UpstreamError):

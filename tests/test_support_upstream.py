@@ -485,3 +485,17 @@ def test_stop_frees_the_port() -> None:
         pass
     with pytest.raises(RuntimeError):
         _ = up.url
+
+
+def test_basic_auth_and_redirects(upstream: Upstream, client: httpx.Client, wheel: Path) -> None:
+    upstream.add("demo-pkg", wheel)
+    upstream.basic_auth = ("reader", "p@ss word")
+    denied = client.get(upstream.url + "demo-pkg/")
+    assert denied.status_code == 401 and "Basic" in denied.headers["www-authenticate"]
+    assert client.get(upstream.credentialed_url + "demo-pkg/").status_code == 200
+    assert client.get(upstream.url + "demo-pkg/", auth=("reader", "p@ss word")).status_code == 200
+    upstream.basic_auth = None
+    upstream.redirects["/files/old.whl"] = upstream.file_url(wheel.name)
+    moved = client.get(upstream.origin + "/files/old.whl")
+    assert moved.status_code == 302 and moved.headers["location"] == upstream.file_url(wheel.name)
+    assert [r.status for r in upstream.requests] == [401, 200, 200, 302]

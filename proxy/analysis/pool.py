@@ -24,6 +24,7 @@ from typing import Any
 
 import proxy
 from proxy.analysis.bounds import GiB, MiB
+from proxy.core.origins import Outbound
 from proxy.core.report import Report
 from proxy.errors import HostfitError, UpstreamError
 
@@ -111,8 +112,11 @@ class _Worker:
 
 
 class AnalysisPool:
-    def __init__(self, limits: PoolLimits | None = None) -> None:
+    def __init__(self, limits: PoolLimits | None = None, outbound: Outbound | None = None) -> None:
+        """``outbound``: where analyses by URL may go (each worker checks every request);
+        without it, each only to its own URL's origin."""
         self.limits = limits or PoolLimits()
+        self._outbound = outbound.to_json() if outbound is not None else None
         self.replaced = 0  # workers lost to crashes, limits and timeouts
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
@@ -150,7 +154,14 @@ class AnalysisPool:
     async def _analyze(self, kind: str, target: str, filename: str, sha256: str) -> Report:
         if self._closed:
             raise AnalysisFailed("the analysis pool is closed")
-        task = {"kind": kind, "target": target, "filename": filename, "sha256": sha256}
+        task: dict[str, Any] = {
+            "kind": kind,
+            "target": target,
+            "filename": filename,
+            "sha256": sha256,
+        }
+        if kind == "url" and self._outbound is not None:
+            task["outbound"] = self._outbound
         async with self._slots:
             worker = await self._take()
             self._busy.add(worker)

@@ -7,6 +7,9 @@ that misses fetches all of its missing blocks in one request. ``fetched`` counts
 every body byte received. A server that ignores ``Range`` (answers 200) is handled by
 downloading the whole file once into a temporary file, still counted.
 
+With an `Outbound` policy, every request (each redirect hop too) must go to an origin it
+allows (the server's workers pass one; `hostfit inspect` fetches what its user names).
+
 Network trouble raises `UpstreamError`: it says nothing about the wheel, so it must
 never become a stored ``unanalysable`` report.
 """
@@ -23,7 +26,9 @@ import httpx
 
 from proxy.analysis.bounds import GiB, MiB
 from proxy.analysis.random_access import RandomAccessReader
+from proxy.core.origins import Outbound
 from proxy.errors import UpstreamError
+from proxy.outbound import request_hooks
 
 BLOCK = 16 * 1024
 CACHE_BYTES = 32 * MiB
@@ -45,6 +50,7 @@ class RemoteFile(RandomAccessReader):
         cache_bytes: int = CACHE_BYTES,
         max_download: int = MAX_DOWNLOAD,
         progress: Progress | None = None,
+        outbound: Outbound | None = None,
     ) -> None:
         super().__init__()
         self.url = url
@@ -53,7 +59,11 @@ class RemoteFile(RandomAccessReader):
         self.requests = 0
         self.ranged = True
         self._own_client = client is None
-        self._client = client or httpx.Client(follow_redirects=True, timeout=TIMEOUT)
+        self._client = client or httpx.Client(
+            follow_redirects=True,
+            timeout=TIMEOUT,
+            event_hooks=request_hooks(outbound) if outbound is not None else None,
+        )
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_blocks = max(2, cache_bytes // block_size)
         self._spill: IO[bytes] | None = None  # blocks evicted from memory

@@ -5,7 +5,9 @@ space (RLIMIT_AS) and disables core dumps; before each task it allows itself
 ``--cpu`` more seconds of CPU (RLIMIT_CPU), so a parser stuck on hostile bytes is
 killed by the kernel (SIGXCPU) and its task becomes an ``unanalysable`` report.
 
-Task: ``{"kind": "file" | "url", "target": path or URL, "filename": ..., "sha256": ...}``.
+Task: ``{"kind": "file" | "url", "target": path or URL, "filename": ..., "sha256": ...}``,
+with ``"outbound"`` (`proxy.core.origins.Outbound` as JSON: the origins a URL task may
+reach, redirects included, and their credentials); without it, only the target's origin.
 Answer: ``{"report": {...}, "fetched": bytes read from the URL}`` (with ``"exit": true``
 when the worker leaves after it),
 or ``{"error": "...", "kind": "upstream" | "failed"}``.
@@ -22,6 +24,7 @@ from typing import IO, Any, cast
 
 from proxy.analysis.remote import RemoteFile
 from proxy.analysis.wheel import analyze_wheel
+from proxy.core.origins import Outbound
 from proxy.core.report import Report
 from proxy.errors import UpstreamError
 
@@ -29,7 +32,10 @@ from proxy.errors import UpstreamError
 def run_task(task: dict[str, Any]) -> Report:
     filename, sha256 = str(task["filename"]), str(task["sha256"])
     if task["kind"] == "url":
-        with RemoteFile(str(task["target"])) as remote:
+        target = str(task["target"])
+        policy = task.get("outbound")
+        outbound = Outbound.from_json(policy) if policy else Outbound.only(target)
+        with RemoteFile(target, outbound=outbound) as remote:
             try:
                 return analyze_wheel(cast(IO[bytes], remote), filename, sha256, far=remote.ranged)
             finally:

@@ -37,7 +37,7 @@ from proxy.core.tags import ClientTags, client_tags
 
 ReasonKind = Literal[
     "tags", "libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa",
-    "variant", "sdist", "rule", "native",
+    "variant", "sdist", "rule", "native", "origin",
 ]  # fmt: skip
 # Reasons that mean "this wheel would not load there": the download gate refuses on
 # these. Tags, variant choices and orphan sdists are the installer's own business.

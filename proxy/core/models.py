@@ -79,6 +79,8 @@ class Page:
     revision: str = ""  # changes whenever the content may have changed
     warning: str | None = None  # set when served stale because upstream failed
     provisional: bool = False  # decided before every report was in: cache briefly
+    # Files taken off the page because they may not be fetched (their origin), with why.
+    withheld: tuple[tuple[File, str], ...] = ()
 
     @property
     def api_version(self) -> str:

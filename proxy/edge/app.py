@@ -33,8 +33,10 @@ from proxy.core.links import link_page
 from proxy.core.models import File, Page
 from proxy.core.names import normalize_project
 from proxy.core.negotiate import HTML_LEGACY, JSON_V1, accepts_gzip, negotiate
+from proxy.core.origins import OriginPlan
 from proxy.core.pages import render_html_root, render_json_root
 from proxy.core.profile import HostProfile, merge, parse_profile
+from proxy.core.redact import redact
 from proxy.core.rules import EMPTY, Rules
 from proxy.edge.blobs import BlobStore
 from proxy.edge.config import Settings
@@ -45,6 +47,7 @@ from proxy.edge.host_filter import HostFilter, WalkLimits
 from proxy.edge.index import UNIVERSAL, Context, Index
 from proxy.edge.metadata import MetadataService
 from proxy.edge.metrics import Metrics
+from proxy.edge.origins import OriginFilter, origin_plan
 from proxy.edge.page_cache import CachedUpstream
 from proxy.edge.policy_index import PolicyIndex
 from proxy.edge.priority import PriorityIndex
@@ -59,6 +62,7 @@ from proxy.edge.scheduler import AnalysisScheduler
 from proxy.edge.state import StateStore, open_store
 from proxy.edge.upstream import HttpUpstream
 from proxy.errors import HostfitError, NotFound
+from proxy.outbound import async_request_hooks
 
 log = logging.getLogger("hostfit")
 
@@ -91,10 +95,12 @@ def compose_index(
     store: StateStore,
     files: FileService,
     rules: Callable[[], Rules] = lambda: EMPTY,
+    origins: OriginPlan | None = None,
 ) -> Index:
+    plan = origins or origin_plan(settings)
     upstreams = [
-        CachedUpstream(HttpUpstream(url, client), store, settings.page_ttl)
-        for url in settings.upstreams
+        OriginFilter(CachedUpstream(HttpUpstream(u.url, client), store, settings.page_ttl), u.files)
+        for u in plan.upstreams
     ]
     index: Index = PriorityIndex(upstreams)
     return PolicyIndex(HashFillIndex(index, files, store), rules)
@@ -103,6 +109,7 @@ def compose_index(
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     rules = ActiveRules(settings.rules)  # bad rules stop the start-up here
+    origins = origin_plan(settings)  # only these origins are ever contacted
     store = open_store(settings.redis, str(settings.cache_dir / "state"))
     blobs = BlobStore(settings.cache_dir / "files")
     removed = blobs.clean_temp()
@@ -113,15 +120,16 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         follow_redirects=True,
         headers={"User-Agent": f"hostfit/{__version__}"},
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        event_hooks=async_request_hooks(origins.outbound),  # every request and redirect hop
     )
     files = FileService(blobs, client, store)
-    pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers))
+    pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers), origins.outbound)
     reports = AnalysisScheduler(ReportService(store, pool), blobs)
     # Downloads feed analysis: a wheel in the file cache is analysed from disk.
     files.on_cached.append(lambda f: _analyse_download(reports, f))
-    metadata = MetadataService(blobs, files, client, store)
+    metadata = MetadataService(blobs, files, client, store, origins.outbound)
     host_filter = HostFilter(
-        compose_index(settings, client, store, files, lambda: rules.current),
+        compose_index(settings, client, store, files, lambda: rules.current, origins),
         reports,
         policy=settings.analysis,
         budget=settings.analysis_budget,
@@ -355,7 +363,7 @@ async def readyz(request: Request) -> Response:
     try:
         await services.store.ping()
     except Exception as exc:
-        return PlainTextResponse(f"state store unavailable: {exc}\n", status_code=503)
+        return PlainTextResponse(f"state store unavailable: {redact(str(exc))}\n", status_code=503)
     if not services.blobs.tmp.is_dir():
         return PlainTextResponse("cache directory missing\n", status_code=503)
     return PlainTextResponse("ready\n")

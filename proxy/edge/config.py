@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,10 @@ from proxy.errors import ConfigError, HostfitError
 
 # pip's built-in default, asked of pip itself so that it is never written down here.
 _PIP_DEFAULT_SCRIPT = "from pip._internal.models.index import PyPI; print(PyPI.simple_url)"
+_PIP_FILES_SCRIPT = (
+    "from pip._internal.models.index import PyPI; "
+    "print(PyPI.simple_url); print(PyPI.file_storage_domain)"
+)
 _INDEX_KEYS = ("global.index-url", "install.index-url", "download.index-url", ":env:.index-url")
 
 
@@ -47,6 +52,29 @@ def pip_default_index() -> str:
         if default:
             return default
     raise ConfigError("no upstream given, and no pip here to tell its index: use --upstream")
+
+
+@cache
+def pip_default_files() -> tuple[str, str] | None:
+    """pip's built-in default index and the host it serves files from, asked of pip.
+
+    Its pages link files on that host, so it is that upstream's file origin (and no
+    other upstream's). None when no pip here can tell.
+    """
+    try:
+        from pip._internal.models.index import PyPI
+
+        return str(PyPI.simple_url), str(PyPI.file_storage_domain)
+    except (ImportError, AttributeError):
+        pass
+    for python in _pythons_with_pip():
+        try:
+            lines = _run([python, "-c", _PIP_FILES_SCRIPT]).split()
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if len(lines) == 2:
+            return lines[0], lines[1]
+    return None
 
 
 def _pythons_with_pip() -> list[str]:
@@ -79,6 +107,7 @@ def default_cache_dir() -> Path:
 @dataclass(frozen=True)
 class Settings:
     upstreams: tuple[str, ...] = ()
+    file_origins: tuple[str, ...] = ()  # besides each upstream's own origin
     host: str = "127.0.0.1"
     port: int = 8080
     cache_dir: Path = field(default_factory=default_cache_dir)
@@ -105,9 +134,18 @@ class Settings:
         return replace(self, upstreams=(pip_default_index(),))
 
 
-_ALIASES = {"upstream": "upstreams"}
+_ALIASES = {"upstream": "upstreams", "file_origin": "file_origins"}
+# Settings that repeat: one environment variable (singular name) holds them space-separated.
+_REPEATED = {"upstreams": "HOSTFIT_UPSTREAM", "file_origins": "HOSTFIT_FILE_ORIGIN"}
+
+
+def _urls(value: object) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else tuple(str(value).split())
+
+
 _CONVERTERS: dict[str, Any] = {
-    "upstreams": lambda v: tuple(v) if isinstance(v, list) else tuple(str(v).split()),
+    "upstreams": _urls,
+    "file_origins": _urls,
     "port": int,
     "cache_dir": Path,
     "rules": Path,
@@ -147,7 +185,7 @@ def load_settings(cli: dict[str, Any], environ: dict[str, str] | None = None) ->
             name = key.replace("-", "_")
             merged[_ALIASES.get(name, name)] = (value, f"{config_file}: {key}")
     for f in fields(Settings):
-        env_name = "HOSTFIT_" + ("UPSTREAM" if f.name == "upstreams" else f.name.upper())
+        env_name = _REPEATED.get(f.name, "HOSTFIT_" + f.name.upper())
         if environ.get(env_name):
             merged[f.name] = (environ[env_name], env_name)
         if cli.get(f.name) not in (None, (), []):
@@ -173,4 +211,7 @@ def load_settings(cli: dict[str, Any], environ: dict[str, str] | None = None) ->
     for url in values.get("upstreams", ()):
         if not str(url).startswith(("http://", "https://")):
             raise ConfigError(f"upstream {url!r} is not an http(s) URL")
+    from proxy.core.origins import plan_origins
+
+    plan_origins(values.get("upstreams", ()), values.get("file_origins", ()))  # checks them
     return Settings(**values)

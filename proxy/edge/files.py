@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import httpx
-from aiofiles.threadpool.binary import AsyncBufferedReader
 
 from proxy.core.models import File
 from proxy.edge.blobs import BlobStore
@@ -57,7 +57,7 @@ class Download:
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         """Follow the download from byte 0; raises if it fails before the end."""
         position = 0
-        handle = None
+        fd: int | None = None
         try:
             while True:
                 async with self._changed:
@@ -67,30 +67,32 @@ class Download:
                         raise self.error
                 if position >= limit and self.done:
                     return
-                if handle is None:
-                    handle = await self._open()
+                if fd is None:
+                    fd = await self._open()
                 while position < limit:
-                    await handle.seek(position)
-                    data = await handle.read(min(CHUNK, limit - position))
+                    size = min(CHUNK, limit - position)
+                    data = await asyncio.to_thread(os.pread, fd, size, position)
                     if not data:
                         raise IntegrityError(f"{self.file.filename}: cache file shrank")
                     position += len(data)
                     yield data
         finally:
-            if handle is not None:
-                await handle.close()
+            # A plain descriptor, closed without awaiting: a reader cancelled or dropped
+            # at any point (a client gone, a shutdown) never leaves an open file behind.
+            if fd is not None:
+                os.close(fd)
 
-    async def _open(self) -> AsyncBufferedReader:
+    async def _open(self) -> int:
         assert self.temp_path is not None  # set before the first byte is written
         try:
-            return _reader(self.temp_path)
+            return os.open(self.temp_path, os.O_RDONLY)
         except FileNotFoundError:
             # Verified and renamed into place between our check and the open.
             await self.wait_done()
             if self.error is not None:
                 raise self.error from None
             assert self.final_path is not None
-            return _reader(self.final_path)
+            return os.open(self.final_path, os.O_RDONLY)
 
     def _readable(self, position: int) -> bool:
         # The final byte is held back until the digest is verified.
@@ -99,12 +101,6 @@ class Download:
     async def wait_done(self) -> None:
         async with self._changed:
             await self._changed.wait_for(lambda: self.done)
-
-
-def _reader(path: Path) -> AsyncBufferedReader:
-    """Opened here, not in a thread: an open is one quick system call, and a thread's
-    open that finishes after its reader was cancelled (a client gone) leaks the file."""
-    return AsyncBufferedReader(path.open("rb"), loop=asyncio.get_running_loop(), executor=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import httpx
 from proxy.analysis.metadata import read_metadata
 from proxy.analysis.remote import RemoteFile
 from proxy.core.models import File
+from proxy.core.origins import Outbound
 from proxy.edge.blobs import BlobStore
 from proxy.edge.files import FileService
 from proxy.edge.state import StateStore
@@ -27,8 +28,14 @@ _KEY = "metadata:"
 
 class MetadataService:
     def __init__(
-        self, blobs: BlobStore, files: FileService, client: httpx.AsyncClient, store: StateStore
+        self,
+        blobs: BlobStore,
+        files: FileService,
+        client: httpx.AsyncClient,
+        store: StateStore,
+        outbound: Outbound | None = None,  # for range reads; else only the file's own origin
     ) -> None:
+        self.outbound = outbound
         self.blobs = blobs
         self.files = files
         self.client = client
@@ -97,7 +104,8 @@ class MetadataService:
             path = self.blobs.path(file.sha256 or "")
             return await asyncio.to_thread(_local_metadata, path, file.filename)
         # Only the zip directory and the METADATA member, with range requests.
-        return await asyncio.to_thread(_remote_metadata, file.url, file.filename)
+        outbound = self.outbound or Outbound.only(file.url)
+        return await asyncio.to_thread(_remote_metadata, file.url, file.filename, outbound)
 
     async def _from_upstream(self, file: File) -> bytes:
         url = file.url + ".metadata"
@@ -115,9 +123,9 @@ def _local_metadata(path: Path, filename: str) -> bytes:
         return read_metadata(source, filename)
 
 
-def _remote_metadata(url: str, filename: str) -> bytes:
+def _remote_metadata(url: str, filename: str, outbound: Outbound) -> bytes:
     try:
-        with RemoteFile(url) as source:
+        with RemoteFile(url, outbound=outbound) as source:
             return read_metadata(cast(IO[bytes], source), filename)
     except (OSError, httpx.HTTPError) as exc:
         raise UpstreamError(url, f"reading METADATA of {filename}: {exc}") from None

@@ -20,6 +20,7 @@ from packaging.utils import NormalizedName
 
 from proxy.core.models import Page, ProjectList
 from proxy.core.pages import PageError, parse_json_page, render_json_page
+from proxy.core.redact import redact
 from proxy.edge.index import Context
 from proxy.edge.state import StateStore
 from proxy.edge.upstream import HttpUpstream, NotModified, Validators
@@ -80,7 +81,8 @@ class CachedUpstream:
         self._retry_after: dict[str, float] = {}
 
     def _key(self, name: str) -> str:
-        return f"page:{self.upstream.base_url}:{name}"
+        # Upstream URLs reach here without credentials; redacted anyway, keys are listed.
+        return f"page:{redact(self.upstream.base_url)}:{name}"
 
     def _remember(self, name: str, entry: Entry) -> None:
         self._memory[name] = entry

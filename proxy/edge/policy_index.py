@@ -5,6 +5,10 @@ policy, not a judgement about one host. The served page's revision carries the
 rules digest and the kept files, so every cache keyed by revision (decisions,
 renderings) follows a rules change or a file leaving quarantine. The outcome for a
 page is cached until the rules change or quarantine releases a file.
+
+Files left off further down because they may not be fetched (``Page.withheld``, see
+`proxy.edge.origins`) are reported here beside the policies' own, so that explain
+lists them as hidden with their reason.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ class PolicyIndex:
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         page = await self.inner.page(name, ctx)
         rules = self.rules()
-        if not rules.filters:
+        if not rules.filters and not page.withheld:
             return page
         return self._filtered(page, rules).page
 
@@ -78,8 +82,13 @@ class PolicyIndex:
         kept = tuple(f for f in page.files if f.filename not in outcome.hidden)
         digest = hashlib.sha256("\n".join(f.filename for f in kept).encode()).hexdigest()[:12]
         revision = f"{page.revision}/rules-{rules.digest[:12]}-{digest}"
-        served = replace(page, files=kept, revision=revision)
-        result = Filtered(served, page, outcome.hidden, outcome.until)
+        served = replace(page, files=kept, revision=revision, withheld=())
+        hidden: dict[str, tuple[Reason, ...]] = {
+            f.filename: (Reason("origin", why),) for f, why in page.withheld
+        }
+        hidden.update(outcome.hidden)
+        before = replace(page, files=page.files + tuple(f for f, _ in page.withheld), withheld=())
+        result = Filtered(served, before, hidden, outcome.until)
         _put(self._cache, key, result)
         _put(self._served, (page.name, revision), result)
         return result

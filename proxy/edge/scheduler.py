@@ -7,6 +7,10 @@ download gate and the rewrites.
   only the zip directory and the members it needs from upstream, with ranges.
 - One analysis per wheel at a time in this process (single flight), and at most
   ``concurrency`` at once, so a deep frontier walk cannot monopolise the pool.
+- A download waiting at the gate does not queue behind walks: `report` runs on the
+  ``urgent`` service (its own worker process) unless the wheel is already being
+  analysed. An installer holding a connection open must not wait for a walk through
+  gigabyte wheels.
 - Listeners hear of every finished analysis, so pages decided without it are decided
   again.
 - A report that could not be stored (the analysis did not run) is remembered for a
@@ -19,8 +23,9 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from proxy.core.models import File
 from proxy.core.report import Report
@@ -37,11 +42,21 @@ Listener = Callable[[File, Report], None]
 
 
 class AnalysisScheduler:
-    def __init__(self, service: ReportService, blobs: BlobStore, *, concurrency: int = 4) -> None:
+    def __init__(
+        self,
+        service: ReportService,
+        blobs: BlobStore,
+        *,
+        concurrency: int = 4,
+        urgent: ReportService | None = None,
+    ) -> None:
         self.service = service
+        self.urgent = urgent or service
         self.blobs = blobs
         self._slots = asyncio.Semaphore(concurrency)
-        self._inflight: dict[str, asyncio.Future[Report]] = {}
+        self._inflight: dict[str, asyncio.Future[Report]] = {}  # queued or running
+        self._running: set[str] = set()
+        self._urgent: dict[str, asyncio.Future[Report]] = {}  # for the gate
         self._recent: OrderedDict[str, tuple[Report, float]] = OrderedDict()
         self._listeners: list[Listener] = []
         self._tasks: set[asyncio.Task[Report]] = set()
@@ -60,9 +75,6 @@ class AnalysisScheduler:
                 found[sha256] = entry[0]
         return found
 
-    def analysing(self, file: File) -> bool:
-        return (file.sha256 or "") in self._inflight
-
     def submit(self, file: File) -> asyncio.Future[Report]:
         """Start (or join) the analysis of one wheel; it runs whoever waits for it."""
         sha256 = file.sha256
@@ -70,11 +82,7 @@ class AnalysisScheduler:
             raise ValueError(f"{file.filename}: no sha256 to key its report by")
         future = self._inflight.get(sha256)
         if future is None:
-            task = asyncio.ensure_future(self._run(file))
-            self._inflight[sha256] = task
-            self._tasks.add(task)
-            task.add_done_callback(lambda t: self._finished(file, t))
-            future = task
+            future = self._start(file, self._run(file), self._inflight)
         return future
 
     async def report(self, file: File) -> Report:
@@ -82,26 +90,58 @@ class AnalysisScheduler:
         found = await self.known([file])
         if file.sha256 in found:
             return found[file.sha256 or ""]
+        sha256 = file.sha256 or ""
+        # Join an analysis that is running; one still queued behind walks is overtaken
+        # (the store's lock makes sure the wheel is analysed once either way).
+        future = self._inflight.get(sha256) if sha256 in self._running else None
+        if future is None:
+            future = self._urgent.get(sha256)
+        if future is None:
+            future = self._start(file, self._run_urgent(file), self._urgent)
         # Shielded: the client that gave up must not cancel what others wait for.
-        return await asyncio.shield(self.submit(file))
+        return await asyncio.shield(future)
+
+    def _start(
+        self,
+        file: File,
+        work: Coroutine[Any, Any, Report],
+        table: dict[str, asyncio.Future[Report]],
+    ) -> asyncio.Task[Report]:
+        task = asyncio.ensure_future(work)
+        table[file.sha256 or ""] = task
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._finished(file, t, table))
+        return task
 
     async def _run(self, file: File) -> Report:
-        assert file.sha256 is not None
         async with self._slots:
+            self._running.add(file.sha256 or "")
             try:
-                if self.blobs.has(file.sha256):
-                    path: Path = self.blobs.path(file.sha256)
-                    return await self.service.for_file(path, file.filename, file.sha256)
-                return await self.service.for_url(file.url, file.filename, file.sha256)
-            except Exception as exc:
-                # Not stored: a failure to run the analysis says nothing about the wheel.
-                log.warning("analysis of %s did not run: %s", file.filename, exc)
-                reason = f"{DID_NOT_RUN}: {exc}"
-                return Report.unanalysable(file.filename, file.sha256, reason)
+                return await self._analyse(self.service, file)
+            finally:
+                self._running.discard(file.sha256 or "")
 
-    def _finished(self, file: File, task: asyncio.Task[Report]) -> None:
+    async def _run_urgent(self, file: File) -> Report:
+        return await self._analyse(self.urgent, file)
+
+    async def _analyse(self, service: ReportService, file: File) -> Report:
+        assert file.sha256 is not None
+        try:
+            if self.blobs.has(file.sha256):
+                path: Path = self.blobs.path(file.sha256)
+                return await service.for_file(path, file.filename, file.sha256)
+            return await service.for_url(file.url, file.filename, file.sha256)
+        except Exception as exc:
+            # Not stored: a failure to run the analysis says nothing about the wheel.
+            log.warning("analysis of %s did not run: %s", file.filename, exc)
+            reason = f"{DID_NOT_RUN}: {exc}"
+            return Report.unanalysable(file.filename, file.sha256, reason)
+
+    def _finished(
+        self, file: File, task: asyncio.Task[Report], table: dict[str, asyncio.Future[Report]]
+    ) -> None:
         sha256 = file.sha256 or ""
-        self._inflight.pop(sha256, None)
+        table.pop(sha256, None)
         self._tasks.discard(task)
         if task.cancelled() or task.exception() is not None:
             return
@@ -124,3 +164,5 @@ class AnalysisScheduler:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.service.close()
+        if self.urgent is not self.service:
+            await self.urgent.close()

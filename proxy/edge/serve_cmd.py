@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from proxy.core.redact import redact
 from proxy.edge.config import Settings, load_settings
 from proxy.edge.rules_loader import read_rules
 from proxy.errors import ConfigError
@@ -28,6 +29,15 @@ def add_parser(subparsers: Any) -> None:
         metavar="URL",
         help="upstream simple index, repeatable, in priority order "
         "(default: the index pip is configured with)",
+    )
+    parser.add_argument(
+        "--file-origin",
+        dest="file_origins",
+        action="append",
+        metavar="URL",
+        help="another origin (scheme://host:port) upstream pages may link files on, "
+        "repeatable (default: only each upstream's own origin, and for pip's default index "
+        "the host it serves files from)",
     )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
@@ -97,10 +107,11 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     logging.getLogger("hostfit").info(
-        "upstreams: %s; cache: %s; state: %s",
-        ", ".join(settings.upstreams),
+        "upstreams: %s; file origins: %s; cache: %s; state: %s",
+        redact(", ".join(settings.upstreams)),
+        redact(", ".join(settings.file_origins)) or "each upstream's own",
         settings.cache_dir,
-        settings.redis or "embedded",
+        redact(settings.redis or "embedded"),
     )
     # Settings travel to worker processes through the environment, resolved once here.
     os.environ[_ENV] = json.dumps(asdict(settings), default=str)
@@ -121,6 +132,7 @@ def create_app() -> Any:
 
     data = json.loads(os.environ[_ENV])
     data["upstreams"] = tuple(data["upstreams"])
+    data["file_origins"] = tuple(data["file_origins"])
     data["cache_dir"] = Path(data["cache_dir"])
     data["rules"] = Path(data["rules"]) if data["rules"] else None
     return build_app(Settings(**data))

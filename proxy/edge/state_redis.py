@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from proxy.core.redact import redact
+
 log = logging.getLogger("hostfit.state")
 
 
@@ -26,7 +28,7 @@ class RedisStore:
 
     def _failed(self, op: str, exc: RedisError) -> None:
         if self._healthy:
-            log.warning("redis %s failed (%s); serving without shared state", op, exc)
+            log.warning("redis %s failed (%s); serving without shared state", op, redact(str(exc)))
         self._healthy = False
 
     def _ok(self) -> None:

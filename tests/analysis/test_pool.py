@@ -12,6 +12,7 @@ import pytest
 
 from proxy.analysis.pool import AnalysisFailed, AnalysisPool, PoolLimits
 from proxy.analysis.wheel import analyze_wheel
+from proxy.core.origins import plan_origins
 from proxy.errors import UpstreamError
 from tests.support.upstream import Upstream
 
@@ -127,3 +128,26 @@ async def test_a_url_analysis_that_times_out_is_not_stored_as_a_fact() -> None:
         with pytest.raises(AnalysisFailed, match="took longer than 1 seconds"):
             await pool.analyze_url("http://127.0.0.1:9/sleep.whl", "sleep.whl", SHA)
         assert pool.replaced == 1
+
+
+async def test_analysis_by_url_stays_on_the_allowed_origins(glibc_wheel: Path) -> None:
+    """Workers send the credentials of the origin, and refuse a redirect elsewhere,
+    with the server's policy or, without one, to anything but the URL's own origin."""
+    with Upstream() as server, Upstream() as elsewhere:
+        server.basic_auth = ("reader", "pa55")
+        server.add("fx-glibc", glibc_wheel)
+        elsewhere.add("fx-glibc", glibc_wheel)
+        moved = f"/files/moved-{glibc_wheel.name}"
+        server.redirects[moved] = elsewhere.file_url(glibc_wheel.name)
+        outbound = plan_origins([server.credentialed_url]).outbound
+        async with AnalysisPool(PoolLimits(workers=1), outbound) as pool:
+            report = await pool.analyze_url(server.file_url(glibc_wheel.name), "w.whl", SHA)
+            assert report.status == "ok"
+            with pytest.raises(UpstreamError, match=f"refused {elsewhere.origin}"):
+                await pool.analyze_url(server.origin + moved, "w.whl", SHA)
+        server.basic_auth = None
+        async with AnalysisPool(PoolLimits(workers=1)) as pool:
+            with pytest.raises(UpstreamError, match=f"refused {elsewhere.origin}"):
+                await pool.analyze_url(server.origin + moved, "w.whl", SHA)
+        assert elsewhere.requests == []
+        assert all(r.status != 401 for r in server.requests)

@@ -7,7 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.edge.config import Settings, load_settings, pip_default_index
+from proxy.core.origins import plan_origins
+from proxy.edge.config import Settings, load_settings, pip_default_files, pip_default_index
 from proxy.errors import ConfigError
 from tests.support.clients import clean_env
 from tests.support.proxy import ProxyProcess
@@ -96,3 +97,44 @@ def test_serve_refuses_bad_configuration(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "ftp://nope/" in result.stdout + result.stderr
+
+
+def test_file_origins_in_every_layer(tmp_path: Path) -> None:
+    config = tmp_path / "hostfit.toml"
+    config.write_text('[hostfit]\nfile-origin = ["https://cdn.test/", "https://blobs.test"]\n')
+    assert load_settings({"config": config}, {}).file_origins == (
+        "https://cdn.test/",
+        "https://blobs.test",
+    )
+    config.write_text('[hostfit]\nfile_origins = ["https://cdn.test/"]\n')
+    assert load_settings({"config": config}, {}).file_origins == ("https://cdn.test/",)
+    env = {"HOSTFIT_FILE_ORIGIN": "https://a.test https://b.test:8443"}
+    assert load_settings({}, env).file_origins == ("https://a.test", "https://b.test:8443")
+    cli = {"file_origins": ["https://c.test"], "config": config}
+    assert load_settings(cli, env).file_origins == ("https://c.test",)
+
+
+@pytest.mark.parametrize(
+    ("cli", "message"),
+    [
+        ({"file_origins": ["file:///srv/wheels"]}, "file origin 'file:///srv/wheels' is not"),
+        ({"file_origins": ["http://169.254.169.254/"]}, "link-local or cloud metadata"),
+        ({"upstreams": ["ftp://user:hunter2@x/"]}, r"'ftp://user:\*\*\*@x/' is not an http"),
+    ],
+)
+def test_bad_origins_are_refused_without_showing_secrets(
+    cli: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as error:
+        load_settings(cli, {})
+    assert "hunter2" not in str(error.value)
+
+
+def test_pip_tells_its_default_index_and_where_it_serves_files() -> None:
+    found = pip_default_files()
+    assert found is not None
+    index, files_host = found
+    assert index.startswith("https://") and index.rstrip("/").endswith("/simple")
+    assert files_host and "/" not in files_host
+    plan = plan_origins([index + "/"], (), found)
+    assert f"https://{files_host}" in {str(o) for o in plan.upstreams[0].files}

@@ -9,6 +9,7 @@ while the server runs.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import html
 import json
@@ -228,6 +229,8 @@ class Upstream:
         self.api_version = "1.1"
         self.cache_control: str | None = "max-age=600, public"
         self.errors: dict[str, int] = {}  # exact request path -> status to answer instead
+        self.redirects: dict[str, str] = {}  # exact request path -> URL to redirect it to (302)
+        self.basic_auth: tuple[str, str] | None = None  # (user, password) every request needs
         self.requests: list[RecordedRequest] = []
         self._projects: dict[NormalizedName, _Project] = {}
         self._files: dict[str, UpstreamFile] = {}
@@ -289,6 +292,13 @@ class Upstream:
 
     def file_url(self, filename: str) -> str:
         return f"{self.origin}/files/{quote(filename)}"
+
+    @property
+    def credentialed_url(self) -> str:
+        """``url`` with the `basic_auth` credentials in it, as an operator would configure it."""
+        assert self.basic_auth is not None, "set basic_auth first"
+        user, password = (quote(part, safe="") for part in self.basic_auth)
+        return f"http://{user}:{password}@127.0.0.1:{self._port}/simple/"
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -569,6 +579,16 @@ class _Recorder:
 
         if up.hang:
             await asyncio.sleep(up.hang)
+        if up.basic_auth is not None and headers.get("authorization") != _basic(*up.basic_auth):
+            challenge = {"www-authenticate": 'Basic realm="test upstream"'}
+            await PlainTextResponse("401 Unauthorized", status_code=401, headers=challenge)(
+                scope, receive, recording_send
+            )
+            return
+        target = up.redirects.get(scope["path"])
+        if target is not None:
+            await RedirectResponse(target, status_code=302)(scope, receive, recording_send)
+            return
         forced = 503 if up.down else up.errors.get(scope["path"])
         if forced is not None:
             await PlainTextResponse(f"{forced} from test upstream", status_code=forced)(
@@ -576,6 +596,10 @@ class _Recorder:
             )
             return
         await self.app(scope, receive, recording_send)
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 class _FileApp:
