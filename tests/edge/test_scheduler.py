@@ -1,0 +1,98 @@
+"""The analysis scheduler: one analysis per wheel, bounded concurrency, listeners told,
+and a download at the gate never queued behind walks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from proxy.core.models import File
+from proxy.core.report import Report
+from proxy.edge.blobs import BlobStore
+from proxy.edge.reports import ReportService
+from proxy.edge.scheduler import DID_NOT_RUN, AnalysisScheduler
+from proxy.edge.state_embedded import EmbeddedStore
+from tests.edge.test_reports import CountingAnalyzer
+
+
+def wheel(n: int) -> File:
+    name = f"w-{n}.0-py3-none-any.whl"
+    return File(name, f"http://up/{name}", {"sha256": f"{n:064x}"})
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+    backend = EmbeddedStore(str(tmp_path / "state"))
+    yield backend
+    await backend.close()
+
+
+async def test_one_analysis_per_wheel_and_listeners_told(
+    store: EmbeddedStore, tmp_path: Path
+) -> None:
+    analyzer = CountingAnalyzer()
+    scheduler = AnalysisScheduler(ReportService(store, analyzer), BlobStore(tmp_path / "b"))
+    heard: list[str] = []
+    scheduler.listen(lambda f, r: heard.append(f.filename))
+    first, second = scheduler.submit(wheel(1)), scheduler.submit(wheel(1))
+    assert first is second
+    report = await first
+    assert report.status == "ok" and analyzer.calls == ["http://up/w-1.0-py3-none-any.whl"]
+    assert heard == ["w-1.0-py3-none-any.whl"]
+    assert set(await scheduler.known([wheel(1), wheel(2)])) == {f"{1:064x}"}
+    await scheduler.close()
+
+
+async def test_concurrency_is_bounded(store: EmbeddedStore, tmp_path: Path) -> None:
+    analyzer = CountingAnalyzer()
+    analyzer.gate.clear()
+    scheduler = AnalysisScheduler(
+        ReportService(store, analyzer), BlobStore(tmp_path / "b"), concurrency=2
+    )
+    futures = [scheduler.submit(wheel(n)) for n in range(5)]
+    await asyncio.sleep(0.1)
+    assert len(analyzer.calls) == 2
+    analyzer.gate.set()
+    await asyncio.gather(*futures)
+    assert len(analyzer.calls) == 5
+    await scheduler.close()
+
+
+async def test_the_gate_overtakes_queued_walk_analyses(
+    store: EmbeddedStore, tmp_path: Path
+) -> None:
+    walks, urgent = CountingAnalyzer(), CountingAnalyzer()
+    walks.gate.clear()  # the walk's analyses are stuck on gigabyte wheels
+    scheduler = AnalysisScheduler(
+        ReportService(store, walks),
+        BlobStore(tmp_path / "b"),
+        concurrency=1,
+        urgent=ReportService(store, urgent),
+    )
+    scheduler.submit(wheel(1))  # running, stuck
+    queued = scheduler.submit(wheel(2))  # queued behind it
+    await asyncio.sleep(0.05)
+    report = await asyncio.wait_for(scheduler.report(wheel(2)), 5)
+    assert report.sha256 == f"{2:064x}"
+    assert urgent.calls == ["http://up/w-2.0-py3-none-any.whl"]
+    walks.gate.set()
+    assert (await queued) == report  # the queued one found the stored report
+    assert walks.calls == ["http://up/w-1.0-py3-none-any.whl"]
+    await scheduler.close()
+
+
+async def test_an_analysis_that_cannot_run_is_no_report(
+    store: EmbeddedStore, tmp_path: Path
+) -> None:
+    analyzer = CountingAnalyzer()
+    analyzer.error = OSError("no workers")
+    scheduler = AnalysisScheduler(ReportService(store, analyzer), BlobStore(tmp_path / "b"))
+    report: Report = await scheduler.report(wheel(3))
+    assert report.status == "unanalysable" and report.reason is not None
+    assert report.reason.startswith(DID_NOT_RUN)
+    assert not scheduler.ran(report)
+    assert await ReportService(store, analyzer).cached(f"{3:064x}") is None  # never stored
+    await scheduler.close()
