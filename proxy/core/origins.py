@@ -63,7 +63,8 @@ def origin_of(url: str) -> Origin | None:
 
 
 def forbidden(origin: Origin) -> bool:
-    """A link-local or cloud metadata address: never contacted, whatever is configured."""
+    """A link-local or cloud metadata address: never a file origin, and never contacted
+    unless an upstream itself was configured on it."""
     if origin.host in METADATA_HOSTS:
         return True
     try:
@@ -93,7 +94,7 @@ class Outbound:
     """Every request hostfit sends: where it may go, and the credentials of each origin."""
 
     allowed: frozenset[Origin]
-    credentials: Mapping[Origin, tuple[str, str]] = field(default_factory=dict)
+    credentials: Mapping[Origin, tuple[str, str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def only(cls, url: str) -> Outbound:

@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from proxy.core.redact import redact
 from proxy.errors import ConfigError, HostfitError
 
 # pip's built-in default, asked of pip itself so that it is never written down here.
@@ -124,6 +125,10 @@ class Settings:
     frontier_max_seconds: float = 600.0  # one walk's time
     hide_sdists_without_wheels: bool = True
     workers: int = 1
+
+    def __repr__(self) -> str:  # settings hold credentials: never show them
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return redact(f"Settings({shown})")
 
     def with_upstreams(self) -> Settings:
         """These settings with the upstream resolved from pip when none was given."""

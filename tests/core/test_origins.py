@@ -127,3 +127,8 @@ def test_screen_keeps_allowed_links_and_says_why_of_the_rest() -> None:
         ("a-1.2-py3-none-any.whl", "refused http"),
     ]
     assert "127.0.0.1:9999" in screened.withheld[0][1]
+
+
+def test_credentials_stay_out_of_reprs() -> None:
+    plan = plan_origins(["http://u:hunter2@127.0.0.1:8001/simple/"])
+    assert "hunter2" not in repr(plan)

@@ -138,3 +138,8 @@ def test_pip_tells_its_default_index_and_where_it_serves_files() -> None:
     assert files_host and "/" not in files_host
     plan = plan_origins([index + "/"], (), found)
     assert f"https://{files_host}" in {str(o) for o in plan.upstreams[0].files}
+
+
+def test_settings_never_show_credentials() -> None:
+    settings = Settings(upstreams=("http://u:hunter2@h/simple/",), redis="redis://:hunter2@r/0")
+    assert "hunter2" not in repr(settings) and "u:***@h" in repr(settings)
