@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from packaging.utils import NormalizedName
@@ -41,6 +41,7 @@ from proxy.core.rules import EMPTY, Rules
 from proxy.edge.blobs import BlobStore
 from proxy.edge.config import Settings
 from proxy.edge.files import Cached, FileService
+from proxy.edge.fleet import Fleet
 from proxy.edge.gate import REFUSED_HEADER, DownloadGate, Refused
 from proxy.edge.hash_fill import HashFillIndex
 from proxy.edge.host_filter import HostFilter, WalkLimits
@@ -60,6 +61,7 @@ from proxy.edge.rewrites import RewriteService
 from proxy.edge.rules_loader import ActiveRules, watch_rules
 from proxy.edge.scheduler import AnalysisScheduler
 from proxy.edge.state import StateStore, open_store
+from proxy.edge.ui import ui_routes
 from proxy.edge.upstream import HttpUpstream
 from proxy.errors import HostfitError, NotFound
 from proxy.outbound import async_request_hooks
@@ -87,6 +89,7 @@ class Services:
     metrics: Metrics
     rules: ActiveRules | None = None
     rewrites: RewriteIndex | None = None
+    fleet: Fleet = field(default_factory=Fleet)  # recent traffic, for the web interface
 
 
 def compose_index(
@@ -238,6 +241,7 @@ async def simple_project(request: Request) -> Response:
     media = negotiate(request.headers.get("accept"), request.query_params.get("format"))
     ctx = request_context(request, services.default_profile)
     page = await services.index.page(name, ctx)
+    services.fleet.saw(name, ctx)
     rendered = await _rendered(services, page, ctx, media)
     max_age = PROVISIONAL_MAX_AGE if page.provisional else PAGE_MAX_AGE
     headers = {"Vary": vary(request), "Cache-Control": f"max-age={max_age}, public"}
@@ -411,6 +415,7 @@ def build_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/explain/{project}/", explain, methods=["GET"]),
+        *ui_routes(),
         *_simple_routes(),
         Mount("/universal", routes=_simple_routes()),
         Mount("/p/{profile}", routes=_simple_routes()),
