@@ -36,6 +36,7 @@ from proxy.core.negotiate import HTML_LEGACY, JSON_V1, accepts_gzip, negotiate
 from proxy.core.origins import OriginPlan
 from proxy.core.pages import render_html_root, render_json_root
 from proxy.core.profile import HostProfile, merge, parse_profile
+from proxy.core.ranges import Unsatisfiable, requested_span
 from proxy.core.redact import redact
 from proxy.core.rules import EMPTY, Rules
 from proxy.edge.blobs import BlobStore
@@ -127,7 +128,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     )
     files = FileService(blobs, client, store)
     pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers), origins.outbound)
-    reports = AnalysisScheduler(ReportService(store, pool), blobs)
+    # One more worker, for downloads waiting at the gate: never queued behind walks.
+    urgent_pool = AnalysisPool(PoolLimits(workers=1), origins.outbound)
+    reports = AnalysisScheduler(
+        ReportService(store, pool), blobs, urgent=ReportService(store, urgent_pool)
+    )
     # Downloads feed analysis: a wheel in the file cache is analysed from disk.
     files.on_cached.append(lambda f: _analyse_download(reports, f))
     metadata = MetadataService(blobs, files, client, store, origins.outbound)
@@ -170,7 +175,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         services.default_profile = _default_profile(settings, new)
 
     rules.on_change(rules_changed)
-    services.metrics.watch_analysis(lambda: pool.fetched)
+    services.metrics.watch_analysis(lambda: pool.fetched + urgent_pool.fetched)
     try:
         yield services
     finally:
@@ -178,6 +183,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await host_filter.close()
         await reports.close()
         await pool.close()
+        await urgent_pool.close()
         await files.close()
         await client.aclose()
         await store.close()
@@ -309,8 +315,23 @@ async def project_file(request: Request) -> Response:
         return BlobResponse(opened.path, file)
     services.metrics.file_misses.inc()
     await opened.wait_started()
+    range_header = request.headers.get("range")
     if gate is not None and report is None:
+        if range_header:
+            # Part of a file is judged like the whole: once it is here and reported on.
+            path = await services.files.fetch(file)
+            gate.enforce(page, file, subject, await gate.report(subject), ctx)
+            return BlobResponse(path, file)
         return DownloadResponse(opened, admit=lambda: gate.admit_streamed(page, file, subject, ctx))
+    if range_header and opened.size is not None:
+        # Served from the download as it grows: no second upstream request.
+        try:
+            span = requested_span(range_header, opened.size)
+        except Unsatisfiable:
+            return Response(
+                status_code=416, headers={"Content-Range": f"bytes */{opened.size}"}
+            )
+        return DownloadResponse(opened, span=span)
     return DownloadResponse(opened)
 
 

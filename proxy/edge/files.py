@@ -54,17 +54,23 @@ class Download:
         if self.error is not None and self.written == 0:
             raise self.error
 
-    async def chunks(self) -> AsyncGenerator[bytes, None]:
-        """Follow the download from byte 0; raises if it fails before the end."""
-        position = 0
+    async def chunks(self, start: int = 0, stop: int | None = None) -> AsyncGenerator[bytes, None]:
+        """Follow the download from ``start`` to ``stop`` (default: the end); raises if it
+        fails before then. Bytes are yielded as soon as they are written, except the
+        file's last byte, which waits for the digest."""
+        position = start
         fd: int | None = None
         try:
             while True:
+                if stop is not None and position >= stop:
+                    return
                 async with self._changed:
                     await self._changed.wait_for(partial(self._readable, position))
                     limit = self.written if self.done else self.written - 1
                     if self.error is not None:
                         raise self.error
+                if stop is not None:
+                    limit = min(limit, stop)
                 if position >= limit and self.done:
                     return
                 if fd is None:

@@ -12,6 +12,7 @@ from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from proxy.core.models import File
+from proxy.core.ranges import Span
 from proxy.edge.files import Download
 from proxy.errors import HostfitError
 
@@ -40,17 +41,27 @@ class DownloadResponse(Response):
     """
 
     def __init__(
-        self, download: Download, admit: Callable[[], Awaitable[str | None]] | None = None
+        self,
+        download: Download,
+        admit: Callable[[], Awaitable[str | None]] | None = None,
+        span: Span | None = None,
     ) -> None:
+        """``span``: one byte range, answered 206 as the bytes arrive (needs a known size)."""
         self.download = download
         self.admit = admit
+        self.span = span
         headers = _file_headers(download.file)
-        if download.size is not None:
+        headers["Accept-Ranges"] = "bytes"
+        if span is not None and download.size is not None:
+            headers["Content-Range"] = span.content_range(download.size)
+            headers["Content-Length"] = str(span.stop - span.start)
+        elif download.size is not None:
             headers["Content-Length"] = str(download.size)
         super().__init__(None, media_type="application/octet-stream", headers=headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        status = 206 if self.span is not None else 200
+        await send({"type": "http.response.start", "status": status, "headers": self.raw_headers})
         if scope["method"] == "HEAD":
             await send({"type": "http.response.body", "body": b""})
             return
@@ -67,7 +78,8 @@ class DownloadResponse(Response):
         try:
             # aclosing: a client that goes away mid-file must not leave the reader's
             # file handle to the garbage collector.
-            async with contextlib.aclosing(self.download.chunks()) as chunks:
+            start, stop = (self.span.start, self.span.stop) if self.span else (0, None)
+            async with contextlib.aclosing(self.download.chunks(start, stop)) as chunks:
                 held: bytes | None = None
                 async for chunk in chunks:
                     if self.admit is None:
