@@ -27,6 +27,7 @@ log = logging.getLogger("hostfit.fleet")
 
 CAPACITY = 512
 REFRESH_LIMIT = 64  # summaries made per look, at most
+REFRESH_SECONDS = 1.0  # and for at most this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +90,17 @@ class Fleet:
         entry.requests += 1
         entry.last_seen = self.clock()
 
-    async def refresh(self, summariser: Summariser, *, limit: int = REFRESH_LIMIT) -> None:
-        """Summarise the pairs seen since their last summary, newest first."""
+    async def refresh(
+        self, summariser: Summariser, *, limit: int = REFRESH_LIMIT, budget: float = REFRESH_SECONDS
+    ) -> None:
+        """Summarise the pairs seen since their last summary, newest first, for at most
+        ``budget`` seconds (a page whose cached copy expired is fetched again); the rest
+        wait for the next look."""
+        deadline = time.monotonic() + budget
         stale = [s for s in reversed(self._seen.values()) if s.summarised_at < s.last_seen]
         for entry in stale[:limit]:
+            if time.monotonic() > deadline:
+                break
             seen_at = entry.last_seen
             try:
                 entry.summary = await summariser(entry.project, Context(profile=entry.profile))

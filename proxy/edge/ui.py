@@ -114,7 +114,7 @@ async def landing(request: Request) -> Response:
             uv_toml=uv_toml(index_url),
             probe=f"hostfit probe --index-url {base}",
         ),
-        upstreams=_upstreams(services.settings.upstreams),
+        upstreams=upstream_infos(services.settings.upstreams),
         rules_digest=rules.digest,
         rule_files=tuple(_rule_file(name) for name in rules.files),
         rule_counts=_rule_counts(rules),
@@ -133,6 +133,7 @@ async def landing(request: Request) -> Response:
         profile=profile,
         error=error,
         default_profile=services.default_profile.to_string(),
+        file_origins=tuple(redact_url(o) for o in getattr(services.settings, "file_origins", ())),
     )
     return _html(render_landing(data), 400 if error else 200)
 
@@ -152,7 +153,7 @@ def redact_url(text: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
-def _upstreams(upstreams: tuple[Any, ...]) -> tuple[UpstreamInfo, ...]:
+def upstream_infos(upstreams: tuple[Any, ...]) -> tuple[UpstreamInfo, ...]:
     """Plain URLs, or upstream objects with ``url`` (and maybe ``projects``, ``family``)."""
     found = []
     for upstream in upstreams:

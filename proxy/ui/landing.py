@@ -89,6 +89,7 @@ class Landing:
     profile: str = ""
     error: str | None = None
     default_profile: str = ""
+    file_origins: tuple[str, ...] = ()  # where files may come from besides the upstreams
 
 
 def render_landing(data: Landing) -> str:
@@ -245,6 +246,11 @@ def _this_proxy(data: Landing) -> str:
         ),
         caption="In priority order: a project is taken whole from the first that has it.",
     )
+    origins = (
+        f"<p>Files may also come from {codes(data.file_origins)}.</p>"
+        if data.file_origins
+        else "<p>Files come from each upstream's own origin only.</p>"
+    )
     counts = ", ".join(f"{n} {e(kind)}" for kind, n in data.rule_counts.items() if n)
     rules = facts(
         [
@@ -280,6 +286,6 @@ def _this_proxy(data: Landing) -> str:
         '<section aria-labelledby="proxy"><h2 id="proxy">This proxy</h2>'
         f"<p>hostfit {e(data.version)}. Machine-readable: "
         f'<a href="{e(url("/metrics"))}">/metrics</a>, <a href="/readyz">/readyz</a>.</p>'
-        f"<h3>Upstreams</h3>{upstreams}<h3>Rules</h3>{rules}<h3>Cache</h3>{cache}"
+        f"<h3>Upstreams</h3>{upstreams}{origins}<h3>Rules</h3>{rules}<h3>Cache</h3>{cache}"
         f"<h3>Analysis</h3>{analysis}</section>"
     )

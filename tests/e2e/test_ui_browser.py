@@ -87,11 +87,13 @@ def page(browser: Browser) -> Iterator[Page]:
 
 def settle(proxy: ProxyProcess, project: str, profile: str) -> None:
     """As an installer would: ask for the page with the profile, then wait for analysis."""
-    assert httpx.get(proxy.url + f"p/{profile}/simple/{project}/").status_code == 200
+    assert httpx.get(proxy.url + f"p/{profile}/simple/{project}/", timeout=60).status_code == 200
     deadline = time.monotonic() + 60
     while True:
         data = httpx.get(
-            proxy.url + f"explain/{project}/", params={"profile": profile, "format": "json"}
+            proxy.url + f"explain/{project}/",
+            params={"profile": profile, "format": "json"},
+            timeout=60,
         ).json()
         if data["frontier"]["settled"]:
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from packaging.utils import NormalizedName
@@ -112,6 +113,23 @@ async def test_refresh_is_bounded() -> None:
         fleet.saw(f"p{n}", ctx(OLD))
     await fleet.refresh(summariser(calls), limit=4)
     assert [c[0] for c in calls] == ["p9", "p8", "p7", "p6"]  # newest first
+
+
+async def test_refresh_stops_at_its_time_budget() -> None:
+    fleet = Fleet()
+    calls: list[tuple[str, str]] = []
+    for n in range(5):
+        fleet.saw(f"p{n}", ctx(OLD))
+    slow = summariser(calls)
+
+    async def slowly(project: str, context: Context) -> Summary:
+        await asyncio.sleep(0.05)
+        return await slow(project, context)
+
+    await fleet.refresh(slowly, budget=0.01)
+    assert len(calls) == 1  # the first always runs; the rest wait for the next look
+    await fleet.refresh(slowly)
+    assert len(calls) == 5
 
 
 def test_noting_a_request_is_cheap() -> None:

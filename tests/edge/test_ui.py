@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from proxy.edge.config import Settings
-from proxy.edge.ui import redact_url
+from proxy.edge.ui import redact_url, upstream_infos
+from proxy.ui.landing import UpstreamInfo
 from tests.support.proxy import ProxyThread
 from tests.support.upstream import Upstream, UpstreamFile
 from tests.support.wheels import NEEDS_GLIBC_2_34, extension_wheel
@@ -49,11 +51,14 @@ def proxy(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def settle(proxy: ProxyThread, project: str, profile: str) -> dict[str, object]:
     """As an installer would: ask for the page with the profile, then wait for analysis."""
-    assert httpx.get(proxy.url + f"p/{profile}/simple/{project}/").status_code == 200
+    page = httpx.get(proxy.url + f"p/{profile}/simple/{project}/", timeout=60)
+    assert page.status_code == 200
     deadline = time.monotonic() + 60
     while True:
         data: dict[str, object] = httpx.get(
-            proxy.url + f"explain/{project}/", params={"profile": profile, "format": "json"}
+            proxy.url + f"explain/{project}/",
+            params={"profile": profile, "format": "json"},
+            timeout=60,
         ).json()
         frontier = data["frontier"]
         assert isinstance(frontier, dict)
@@ -187,6 +192,25 @@ def test_upstream_credentials_never_shown(upstream: Upstream, make_proxy) -> Non
     assert redact_url("https://index.test/simple/") == "https://index.test/simple/"
 
 
+def test_routed_upstreams_are_listed_with_their_projects() -> None:
+    @dataclass
+    class Routed:
+        url: str
+        projects: tuple[str, ...]
+        family: str | None
+
+    listed = upstream_infos(
+        (
+            "https://a:b@index.test/simple/",
+            Routed("https://gpu.test/cu128/", ("torch*",), "pytorch"),
+        )
+    )
+    assert listed == (
+        UpstreamInfo("https://***@index.test/simple/"),
+        UpstreamInfo("https://gpu.test/cu128/", ("torch*",), "pytorch"),
+    )
+
+
 def test_a_large_project_view_is_fast(
     make_proxy,  # type: ignore[no-untyped-def]
     tmp_path: Path,
@@ -210,10 +234,11 @@ def test_a_large_project_view_is_fast(
         settle(proxy, "big", OLD)
         address = proxy.url + "ui/project/big/"
         assert httpx.get(address, params={"profile": OLD}, timeout=60).status_code == 200
-        start = time.perf_counter()
-        response = httpx.get(address, params={"profile": OLD}, timeout=60)
-        elapsed = time.perf_counter() - start
+        timings = []
+        for _ in range(3):  # the best of three: other work on a shared machine is noise
+            start = time.perf_counter()
+            response = httpx.get(address, params={"profile": OLD}, timeout=60)
+            timings.append(time.perf_counter() - start)
     assert response.status_code == 200
     assert response.text.count("<tr") == 4400 + 400
-    print(f"large project view: {elapsed:.3f} s")
-    assert elapsed < 1.0, elapsed
+    assert min(timings) < 1.0, timings

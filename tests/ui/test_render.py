@@ -262,6 +262,7 @@ def landing(**changes: object) -> Landing:
         "reasons": [ReasonCount("glibc", 3, 1)],
         "affected": [Affected("demo", 1, 3, 10)],
         "profile": PROFILE,
+        "file_origins": ("https://files.test/",),
     }
     values.update(changes)
     return Landing(**values)  # type: ignore[arg-type]
@@ -280,6 +281,7 @@ def test_landing_page() -> None:
         "http://proxy.test:8080/universal/simple/",
         "https://***@index.test/simple/",
         "pytorch",
+        "Files may also come from https://files.test/.",
         "2 deny",
         "3.0 GiB in 12 file(s)",
         "10 s ago",
@@ -326,9 +328,11 @@ def test_a_large_project_renders_fast() -> None:
     verdicts = {
         f.filename: Verdict() if "cp311-cp311-m" in f.filename else Verdict((tags,)) for f in files
     }
-    start = time.perf_counter()
-    data = explained(files, verdicts, choice=files[-11])
-    body = render_project("demo", profile=PROFILE, files=files, explained=data)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 0.5, elapsed
+    timings = []
+    for _ in range(3):  # the best of three: other work on a shared machine is noise
+        start = time.perf_counter()
+        data = explained(files, verdicts, choice=files[-11])
+        body = render_project("demo", profile=PROFILE, files=files, explained=data)
+        timings.append(time.perf_counter() - start)
+    assert min(timings) < 0.5, timings
     assert body.count("<tr") == 4400 + 400  # a row per file, a header row per version
