@@ -66,11 +66,13 @@ class BlobWriter:
         self.temp_path = store.tmp / f"{(sha256 or 'unknown')[:16]}.{secrets.token_hex(6)}.part"
         self.written = 0
         self._hash = hashlib.sha256()
-        self._file: aiofiles.threadpool.binary.AsyncBufferedIOBase | None = None
+        self._file: aiofiles.threadpool.binary.AsyncFileIO | None = None
         self._committed = False
 
     async def __aenter__(self) -> BlobWriter:
-        self._file = await aiofiles.open(self.temp_path, "wb")
+        # Unbuffered: `written` must never count bytes that readers following the
+        # download cannot see yet in the file.
+        self._file = await aiofiles.open(self.temp_path, "wb", buffering=0)
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -81,7 +83,12 @@ class BlobWriter:
 
     async def write(self, chunk: bytes) -> None:
         assert self._file is not None
-        await self._file.write(chunk)
+        view = memoryview(chunk)
+        while view:
+            done = await self._file.write(view)
+            if not done:
+                raise OSError(f"could not write to {self.temp_path}")
+            view = view[done:]
         self._hash.update(chunk)
         self.written += len(chunk)
 
