@@ -328,9 +328,7 @@ async def project_file(request: Request) -> Response:
         try:
             span = requested_span(range_header, opened.size)
         except Unsatisfiable:
-            return Response(
-                status_code=416, headers={"Content-Range": f"bytes */{opened.size}"}
-            )
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{opened.size}"})
         return DownloadResponse(opened, span=span)
     return DownloadResponse(opened)
 
