@@ -84,6 +84,9 @@ class Report:
     external_libraries: tuple[str, ...] = ()
     derived_platform_tag: str | None = None
     overclaims: bool = False  # the wheel's own platform tag promises more than its binaries allow
+    # When the stored report was made (UTC, ISO 8601), set by the edge that stored it;
+    # None for a report made on the spot (hostfit inspect). Not a fact about the wheel.
+    made_at: str | None = None
     # Every native binary, ELF or not, in member order; the ELF ones are also in elf_files.
     native_files: tuple[NativeFile, ...] = ()
 

@@ -154,6 +154,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         host_filter, lambda: rules.current, RewriteService(blobs, files, store), reports
     )
     default_profile = _default_profile(settings, rules.current)
+    fleet = Fleet()  # recent traffic, for the web interface (the gate tells it refusals)
     services = Services(
         settings=settings,
         store=store,
@@ -163,12 +164,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         metadata=metadata,
         index=rewrites,
         filter=host_filter,
-        gate=DownloadGate(host_filter, reports),
+        gate=DownloadGate(host_filter, reports, refused=fleet.saw),
         default_profile=default_profile,
         renders=RenderCache(),
         metrics=Metrics(),
         rules=rules,
         rewrites=rewrites,
+        fleet=fleet,
     )
 
     def rules_changed(new: Rules) -> None:

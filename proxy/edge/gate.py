@@ -20,6 +20,7 @@ is not a report: the gate answers 503 and the installer may retry.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from proxy.core.decide import Reason
@@ -53,6 +54,7 @@ class AnalysisUnavailable(HostfitError):
 class DownloadGate:
     filter: HostFilter
     scheduler: AnalysisScheduler
+    refused: Callable[[str, Context], None] | None = None  # told of every refusal
 
     @staticmethod
     def applies(file: File, ctx: Context) -> bool:
@@ -83,6 +85,8 @@ class DownloadGate:
         if reasons:
             message = refusal_message(page, served, reasons, ctx)
             log.warning("refused %s", message)
+            if self.refused is not None:
+                self.refused(page.name, ctx)
             raise Refused(message)
 
     async def admit_streamed(

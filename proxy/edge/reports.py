@@ -23,6 +23,8 @@ import re
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Protocol
 
 from proxy.core.report import ANALYZER_VERSION, Report
@@ -119,7 +121,8 @@ class ReportService:
             report = await self.cached(sha256)  # finished elsewhere just before the lock
             if report is None:
                 self.computed += 1
-                report = await compute()
+                made_at = datetime.now(UTC).isoformat(timespec="seconds")
+                report = replace(await compute(), made_at=made_at)
                 await self.store.set(REPORT_PREFIX + sha256, encode(report))
             return report
         finally:

@@ -329,6 +329,8 @@ async def wheel_view(request: Request) -> Response:
         )
         return _html(document("hostfit: no report", body, heading="No report yet"), 404)
     project = _project_of(report.filename)
+    # Host classes seen lately (pages served, downloads refused at the gate), summarised.
+    await services.fleet.refresh(lambda name, ctx: _summary(services, name, ctx))
     refusals = (
         [Refusal(p, reasons) for p, reasons in services.fleet.refusals(project, report.filename)]
         if project is not None

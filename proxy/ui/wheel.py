@@ -1,7 +1,7 @@
 """One wheel's stored report, readable: what it needs, member by member, and who it was refused.
 
 The report is keyed by the wheel's sha256 and never changes (`proxy.core.report`).
-Reports carry no time stamp, so the page says when it cannot tell when a report was made.
+Reports stored before they carried a time stamp say so instead of when they were made.
 """
 
 from __future__ import annotations
@@ -57,7 +57,12 @@ def _summary(report: Report, project: str | None) -> str:
     pairs += [
         ("analysis", status),
         ("analyzer version", e(report.analyzer_version)),
-        ("made", '<span class="muted">not recorded: reports carry no time stamp</span>'),
+        (
+            "made",
+            e(report.made_at)
+            if report.made_at
+            else '<span class="muted">not recorded (made before reports carried a time)</span>',
+        ),
     ]
     return (
         f'<section aria-labelledby="summary"><h2 id="summary">Report</h2>{facts(pairs)}</section>'

@@ -184,3 +184,19 @@ def test_cheap_facts_hide_a_wheel_before_its_report(
         headers={"Accept": JSON_V1},
     )
     assert {f["filename"] for f in response.json()["files"]} == {old.name, new.name}
+
+
+def test_a_refused_host_class_is_linked_from_the_wheel_view(
+    upstream: Upstream, make_proxy: MakeProxy, fixtures: dict[str, FixtureWheel]
+) -> None:
+    wheel = fixtures["execstack"].path
+    upstream.add("fx-execstack", wheel)
+    proxy = make_proxy(upstream)
+    host = f"{HOST},libc=glibc-2.41"
+    settled_files(proxy, "fx-execstack", host)
+    assert download(proxy, host, "fx-execstack", wheel.name).status_code == 403
+    sha256 = upstream.files("fx-execstack")[0].sha256
+    view = httpx.get(proxy.url + f"ui/wheel/{sha256}/")
+    assert view.status_code == 200
+    assert "libc=glibc-2.41" in view.text
+    assert "made" in view.text and "not recorded" not in view.text  # when the report was made
