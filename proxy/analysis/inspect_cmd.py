@@ -20,7 +20,8 @@ from typing import IO, TextIO, cast
 from urllib.parse import unquote, urlsplit
 
 from proxy.analysis.wheel import analyze_wheel
-from proxy.core.policy import is_numeric, parse_version, split_version_name
+from proxy.core.dotted import parse_dotted
+from proxy.core.policy import is_numeric, split_version_name
 from proxy.core.report import ElfFile, Report
 from proxy.errors import HostfitError
 
@@ -181,7 +182,7 @@ def _needs(elf: ElfFile) -> str:
             if split is None or not is_numeric(split[1]):
                 continue
             prefix, version = split
-            if prefix not in newest or parse_version(version) > parse_version(newest[prefix]):
+            if prefix not in newest or parse_dotted(version) > parse_dotted(newest[prefix]):
                 newest[prefix] = version
     notes = [f"{prefix}_{version}" for prefix, version in sorted(newest.items())]
     if elf.execstack:

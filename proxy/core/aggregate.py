@@ -18,7 +18,8 @@ from typing import Literal
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from proxy.core.policy import PolicyTable, is_numeric, parse_version, split_version_name
+from proxy.core.dotted import parse_dotted
+from proxy.core.policy import PolicyTable, is_numeric, split_version_name
 from proxy.core.report import ElfFile, Requires
 
 # Runtime libraries whose SONAME carries the CUDA major they belong to.
@@ -135,7 +136,7 @@ def _newest(version_names: Iterable[str], prefix: str) -> str | None:
         split = split_version_name(name)
         if split and split[0] == prefix and is_numeric(split[1]):
             versions.append(split[1])
-    return max(versions, key=parse_version) if versions else None
+    return max(versions, key=parse_dotted) if versions else None
 
 
 def _cuda_major(elves: Sequence[ElfFile]) -> int | None:
@@ -146,7 +147,7 @@ def _cuda_major(elves: Sequence[ElfFile]) -> int | None:
 
 def _union(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...] | None:
     found = {arch for group in groups for arch in group}
-    return tuple(sorted(found, key=parse_version)) if found else None
+    return tuple(sorted(found, key=parse_dotted)) if found else None
 
 
 def _derived_tag(

@@ -15,6 +15,7 @@ from functools import cache
 from typing import Any
 
 from proxy.core import datafiles
+from proxy.core.dotted import parse_dotted
 from proxy.errors import ConfigError
 
 CUDA_DATA_FILE = "cuda-drivers.json"
@@ -53,7 +54,7 @@ def parse_driver_version(text: str) -> tuple[int, ...]:
     """``"550.54.14"`` -> ``(550, 54, 14)``; drivers are numbered NNN.NN(.NN)."""
     if not re.fullmatch(r"\d{2,4}(?:\.\d{1,4}){0,2}", text):
         raise ValueError(f"not an NVIDIA driver version: {text!r}")
-    return tuple(int(p) for p in text.split("."))
+    return parse_dotted(text)
 
 
 def parse_cuda_table(data: Any) -> CudaDriverTable:

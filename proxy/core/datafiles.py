@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
+from proxy.core.dotted import parse_dotted
 from proxy.errors import ConfigError
 
 
@@ -49,4 +50,4 @@ def version(item: Mapping[str, Any], field: str, where: str) -> tuple[int, ...]:
     value = item.get(field)
     if not isinstance(value, str) or not re.fullmatch(r"\d+(?:\.\d+)*", value):
         raise ConfigError(f"{where}: {field} {value!r} is not a dotted version")
-    return tuple(int(p) for p in value.split("."))
+    return parse_dotted(value)

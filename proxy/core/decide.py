@@ -28,6 +28,7 @@ from typing import Literal
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from proxy.core.dotted import dotted, maybe_dotted
 from proxy.core.libstdcxx import LibstdcxxTable, libstdcxx_table
 from proxy.core.models import File
 from proxy.core.profile import HostProfile, Libc
@@ -167,25 +168,25 @@ def _libc(c: _Context) -> _Outcome:
 def _glibc(c: _Context) -> _Outcome:
     if c.requires.glibc is None:
         return _SKIP
-    need, host = _version(c.requires.glibc), c.host_libc()
+    need, host = maybe_dotted(c.requires.glibc), c.host_libc()
     if need is None or host is None or host.family != "glibc" or host.version >= need:
         return None  # a musl host is the libc check's to report
-    return Reason("glibc", f"glibc: needs {c.requires.glibc}, host has {_dotted(host.version)}")
+    return Reason("glibc", f"glibc: needs {c.requires.glibc}, host has {dotted(host.version)}")
 
 
 def _glibcxx(c: _Context) -> _Outcome:
     if c.requires.glibcxx is None:
         return _SKIP
-    need, host = _version(c.requires.glibcxx), c.profile.glibcxx
+    need, host = maybe_dotted(c.requires.glibcxx), c.profile.glibcxx
     if need is None or host is None or host.value >= need:
         return None
-    return Reason("glibcxx", f"glibcxx: needs {c.requires.glibcxx}, host has {_dotted(host.value)}")
+    return Reason("glibcxx", f"glibcxx: needs {c.requires.glibcxx}, host has {dotted(host.value)}")
 
 
 def _cxxabi(c: _Context) -> _Outcome:
     if c.requires.cxxabi is None:
         return _SKIP
-    need, host = _version(c.requires.cxxabi), c.profile.glibcxx
+    need, host = maybe_dotted(c.requires.cxxabi), c.profile.glibcxx
     if need is None or host is None:
         return None
     provided = c.abi.cxxabi_for(host.value)
@@ -196,8 +197,8 @@ def _cxxabi(c: _Context) -> _Outcome:
         return None
     return Reason(
         "cxxabi",
-        f"cxxabi: needs {c.requires.cxxabi}, host has {_dotted(cxxabi)}"
-        f" (libstdc++ with GLIBCXX {_dotted(host.value)})",
+        f"cxxabi: needs {c.requires.cxxabi}, host has {dotted(cxxabi)}"
+        f" (libstdc++ with GLIBCXX {dotted(host.value)})",
     )
 
 
@@ -210,7 +211,7 @@ def _execstack(c: _Context) -> _Outcome:
     return Reason(
         "execstack",
         "execstack: needs an executable stack, which glibc 2.41 and newer refuse"
-        f" (host has {_dotted(host.version)})",
+        f" (host has {dotted(host.version)})",
     )
 
 
@@ -225,7 +226,7 @@ def _cuda(c: _Context) -> _Outcome:
         return Reason("cuda", f"cuda: needs CUDA {need}, host has no NVIDIA driver")
     if host.value[0] >= need:
         return None
-    return Reason("cuda", f"cuda: needs CUDA {need}, host driver supports {_dotted(host.value)}")
+    return Reason("cuda", f"cuda: needs CUDA {need}, host driver supports {dotted(host.value)}")
 
 
 def _sm(c: _Context) -> _Outcome:
@@ -241,7 +242,7 @@ def _sm(c: _Context) -> _Outcome:
     if any(run(gpu) for run in runs if run is not None for gpu in host.value):
         return None
     kernels = ", ".join([*sass, *(f"PTX {p}" for p in ptx)])
-    gpus = ", ".join(_dotted(g) for g in host.value)
+    gpus = ", ".join(dotted(g) for g in host.value)
     return Reason("sm", f"sm: kernels for {kernels}; host GPUs are {gpus}")
 
 
@@ -292,15 +293,5 @@ def _ptx_target(text: str) -> Callable[[tuple[int, int]], bool] | None:
     return lambda gpu: gpu >= target
 
 
-def _version(text: str | None) -> tuple[int, ...] | None:
-    if text is None or not re.fullmatch(r"\d+(?:\.\d+)*", text):
-        return None
-    return tuple(int(p) for p in text.split("."))
-
-
-def _dotted(version: tuple[int, ...]) -> str:
-    return ".".join(str(p) for p in version)
-
-
 def _libc_text(libc: Libc) -> str:
-    return f"{libc.family} {_dotted(libc.version)}"
+    return f"{libc.family} {dotted(libc.version)}"

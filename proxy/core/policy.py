@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any
 
 from proxy.core import datafiles
+from proxy.core.dotted import Dotted, parse_dotted
 from proxy.errors import ConfigError
 
 POLICY_DATA_FILE = "manylinux-policy.json"
@@ -29,15 +30,11 @@ _NUMERIC = re.compile(r"^\d+(\.\d+)*$")
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)$")
 _MUSLLINUX = re.compile(r"^musllinux_(\d+)_(\d+)$")
 
-Version = tuple[int, ...]
+Version = Dotted
 
 
 class PolicyError(ConfigError):
     """The policy table is malformed; the message names the faulty entry."""
-
-
-def parse_version(text: str) -> Version:
-    return tuple(int(part) for part in text.split("."))
 
 
 def split_version_name(name: str) -> tuple[str, str] | None:
@@ -71,7 +68,7 @@ class GlibcPolicy:
             prefix, version = split
             if is_numeric(version):
                 ceiling = ceilings.get(prefix)
-                if ceiling is None or parse_version(version) > ceiling:
+                if ceiling is None or parse_dotted(version) > ceiling:
                     return False
             elif name not in named:
                 return False
@@ -159,7 +156,7 @@ def _glibc_policy(data: Any, where: str) -> GlibcPolicy:
                 raise PolicyError(f"{here}.ceilings.{prefix}: unknown prefix")
             if not is_numeric(text):
                 raise PolicyError(f"{here}.ceilings.{prefix}: {text!r} is not a dotted version")
-            ceilings[arch][prefix] = parse_version(text)
+            ceilings[arch][prefix] = parse_dotted(text)
         glibc_ceiling = ceilings[arch].get("GLIBC")
         if glibc_ceiling is None or glibc_ceiling[0] != glibc[0]:
             raise PolicyError(f"{here}.ceilings.GLIBC: must be a {glibc[0]}.x version")

@@ -16,6 +16,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from packaging.tags import INTERPRETER_SHORT_NAMES
 
+from proxy.core.dotted import dotted, parse_dotted
 from proxy.errors import BadRequest
 
 Source = Literal["url", "header", "user_data", "user-agent", "default", "probe"]
@@ -167,7 +168,7 @@ def parse_libc(value: str) -> Libc:
 def parse_version(value: str) -> tuple[int, ...]:
     if not re.fullmatch(rf"{_NUMBERS}(?:\.{_NUMBERS}){{0,3}}", value):
         raise ValueError("expected a dotted version such as 3.4.25")
-    return tuple(int(p) for p in value.split("."))
+    return parse_dotted(value)
 
 
 def parse_cuda(value: str) -> tuple[int, int] | None:
@@ -196,12 +197,8 @@ def parse_isa(value: str) -> int:
     return int(m[1] or 1)
 
 
-def _dotted(version: tuple[int, ...]) -> str:
-    return ".".join(str(p) for p in version)
-
-
 def _cuda_text(version: tuple[int, int] | None) -> str:
-    return "none" if version is None else _dotted(version)
+    return "none" if version is None else dotted(version)
 
 
 _FIELD = {key: ("sms" if key == "sm" else key) for key in KEYS}
@@ -216,12 +213,12 @@ _PARSE: dict[str, Callable[[str], object]] = {
     "isa": parse_isa,
 }
 _FORMAT: dict[str, Callable[[Any], str]] = {
-    "python": _dotted,
+    "python": dotted,
     "impl": str,
     "arch": str,
     "libc": str,
-    "glibcxx": _dotted,
+    "glibcxx": dotted,
     "cuda": _cuda_text,
-    "sm": lambda sms: "+".join(_dotted(sm) for sm in sms),
+    "sm": lambda sms: "+".join(dotted(sm) for sm in sms),
     "isa": lambda level: f"x86-64-v{level}",
 }
