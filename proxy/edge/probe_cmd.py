@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 from urllib.parse import quote, urlsplit
 
@@ -60,11 +61,33 @@ def profile_url(index_url: str, profile: str) -> str:
 
 
 def pip_conf(url: str) -> str:
-    return f"[global]\nindex-url = {url}\n"
+    trusted = trusted_host(url)
+    extra = f"trusted-host = {trusted}\n" if trusted else ""
+    return f"[global]\nindex-url = {url}\n{extra}"
 
 
 def uv_toml(url: str) -> str:
+    # uv fetches plain-http indexes as they are: its allow-insecure-host is about skipping
+    # certificate checks, which hostfit never suggests.
     return f'[[index]]\nurl = "{url}"\ndefault = true\n'
+
+
+def trusted_host(url: str) -> str | None:
+    """The host pip needs in ``trusted-host`` to use ``url``, or None.
+
+    pip ignores an index that is not a secure origin (https, localhost, 127.0.0.0/8,
+    ::1) unless its host is trusted.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme == "https" or host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return f"[{host}]" if ":" in host else host
 
 
 def _http_url(text: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 from proxy.cli import main
 from proxy.core.profile import parse_profile
 from proxy.edge.probe import ProbeEnv, probe
-from proxy.edge.probe_cmd import profile_url, render
+from proxy.edge.probe_cmd import pip_conf, profile_url, render, trusted_host
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "probe"
 H100 = ProbeEnv(
@@ -48,6 +48,7 @@ def test_index_url_snippets_are_valid_config(capsys: pytest.CaptureFixture[str])
     pip_conf = configparser.ConfigParser()
     pip_conf.read_string(data["pip_conf"])
     assert pip_conf["global"]["index-url"] == expected
+    assert pip_conf["global"]["trusted-host"] == "hostfit.internal"  # else pip ignores it
     uv = tomllib.loads(data["uv_toml"])
     assert uv == {"index": [{"url": expected, "default": True}]}
 
@@ -96,3 +97,23 @@ def test_console_entry_point() -> None:
         [sys.executable, "-m", "proxy", "probe"], capture_output=True, text=True, check=True
     )
     assert run.stdout == probe().profile.to_string() + "\n"
+
+
+@pytest.mark.parametrize(
+    ("url", "trusted"),
+    [
+        ("http://hostfit.internal:8080/simple/", "hostfit.internal"),
+        ("http://10.1.2.3/simple/", "10.1.2.3"),
+        ("http://[fd00::5]:8080/simple/", "[fd00::5]"),
+        ("https://hostfit.internal/simple/", None),  # a secure origin
+        ("http://localhost:8080/simple/", None),
+        ("http://127.0.0.1:8080/simple/", None),
+        ("http://127.3.4.5/simple/", None),
+        ("http://[::1]:8080/simple/", None),
+    ],
+)
+def test_trusted_host_only_where_pip_needs_it(url: str, trusted: str | None) -> None:
+    assert trusted_host(url) == trusted
+    conf = configparser.ConfigParser()
+    conf.read_string(pip_conf(url))
+    assert conf["global"].get("trusted-host") == trusted
