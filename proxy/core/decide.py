@@ -35,6 +35,7 @@ from proxy.core.profile import HostProfile, Libc
 from proxy.core.report import Report, Requires
 from proxy.core.rules import Fact
 from proxy.core.tags import ClientTags, client_tags
+from proxy.core.versions import wheel_tags
 
 ReasonKind = Literal[
     "tags", "libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa",
@@ -135,11 +136,10 @@ _Outcome = Reason | None | Literal[_Skip.SKIP]
 
 
 def _check_tags(filename: str, profile: HostProfile, tags: ClientTags) -> _Outcome:
-    try:
-        _, _, _, wheel_tags = parse_wheel_filename(filename)
-    except InvalidWheelFilename:
+    tagged = wheel_tags(filename)
+    if tagged is None:
         return _SKIP  # pip will not pick it either; not this check's to hide
-    if any(tags.supports(t) for t in wheel_tags):
+    if any(tags.supports(t) for t in tagged):
         return None
     tag_text = "-".join(filename.removesuffix(".whl").split("-")[-3:])
     return Reason("tags", f"tags: {tag_text} does not fit {profile.to_string(TAG_KEYS)}")

@@ -24,17 +24,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
 from proxy.core.decide import Verdict
 from proxy.core.models import File
 from proxy.core.profile import HostProfile
 from proxy.core.tags import ClientTags
-from proxy.core.versions import file_version
+from proxy.core.versions import file_version, wheel_tags
 
 DEFAULT_KEEP = 3
 
@@ -52,19 +52,13 @@ class Frontier:
 
 
 def is_linux_platform(filename: str) -> bool:
-    try:
-        tags = parse_wheel_filename(filename)[3]
-    except InvalidWheelFilename:
-        return False
-    return any("linux" in tag.platform for tag in tags)
+    tags = wheel_tags(filename) if filename.endswith(".whl") else None
+    return tags is not None and any("linux" in tag.platform for tag in tags)
 
 
 def is_pure(filename: str) -> bool:
-    try:
-        tags = parse_wheel_filename(filename)[3]
-    except InvalidWheelFilename:
-        return False
-    return all(tag.platform == "any" for tag in tags)
+    tags = wheel_tags(filename) if filename.endswith(".whl") else None
+    return tags is not None and all(tag.platform == "any" for tag in tags)
 
 
 def needs_report(files: Sequence[File]) -> list[File]:
@@ -95,16 +89,21 @@ def considered(file: File, profile: HostProfile) -> bool:
         return False
     requires = file.requires_python
     if requires and profile.python is not None:
-        try:
-            spec = SpecifierSet(requires)
-        except InvalidSpecifier:
-            return True  # pip ignores a specifier it cannot read
-        major, minor = profile.python.value
-        if not spec.contains(Version(f"{major}.{minor}.99"), prereleases=True) and not (
-            spec.contains(Version(f"{major}.{minor}.0"), prereleases=True)
-        ):
-            return False
+        return _python_fits(requires, *profile.python.value)
     return True
+
+
+@lru_cache(maxsize=4096)
+def _python_fits(requires: str, major: int, minor: int) -> bool:
+    """Some patch release of this Python satisfies ``requires`` (pip checks the full
+    version, which a profile does not carry)."""
+    try:
+        spec = SpecifierSet(requires)
+    except InvalidSpecifier:
+        return True  # pip ignores a specifier it cannot read
+    return any(
+        spec.contains(Version(f"{major}.{minor}.{patch}"), prereleases=True) for patch in (0, 99)
+    )
 
 
 def versions_newest_first(files: Iterable[File], profile: HostProfile) -> list[
@@ -176,8 +175,5 @@ def pip_choice(
 
 
 def _best_rank(filename: str, rank: Mapping[Tag, int]) -> int:
-    try:
-        wheel_tags = parse_wheel_filename(filename)[3]
-    except InvalidWheelFilename:
-        return len(rank)
-    return min((rank.get(t, len(rank)) for t in wheel_tags), default=len(rank))
+    tags = wheel_tags(filename) or frozenset()
+    return min((rank.get(t, len(rank)) for t in tags), default=len(rank))
