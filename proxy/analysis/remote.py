@@ -8,7 +8,8 @@ every body byte received. A server that ignores ``Range`` (answers 200) is handl
 downloading the whole file once into a temporary file, still counted.
 
 With an `Outbound` policy, every request (each redirect hop too) must go to an origin it
-allows (the server's workers pass one; `hostfit inspect` fetches what its user names).
+allows, and carries that origin's credentials and TLS settings (the server's workers pass
+one; `hostfit inspect` fetches what its user names, trusting the system store).
 
 Network trouble raises `UpstreamError`: it says nothing about the wheel, so it must
 never become a stored ``unanalysable`` report.
@@ -28,7 +29,7 @@ from proxy.analysis.bounds import GiB, MiB
 from proxy.analysis.random_access import RandomAccessReader
 from proxy.core.origins import Outbound
 from proxy.errors import UpstreamError
-from proxy.outbound import request_hooks
+from proxy.outbound import sync_client
 
 BLOCK = 16 * 1024
 CACHE_BYTES = 32 * MiB
@@ -59,11 +60,7 @@ class RemoteFile(RandomAccessReader):
         self.requests = 0
         self.ranged = True
         self._own_client = client is None
-        self._client = client or httpx.Client(
-            follow_redirects=True,
-            timeout=TIMEOUT,
-            event_hooks=request_hooks(outbound) if outbound is not None else None,
-        )
+        self._client = client or sync_client(outbound, timeout=TIMEOUT)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_blocks = max(2, cache_bytes // block_size)
         self._spill: IO[bytes] | None = None  # blocks evicted from memory

@@ -7,7 +7,8 @@ killed by the kernel (SIGXCPU) and its task becomes an ``unanalysable`` report.
 
 Task: ``{"kind": "file" | "url", "target": path or URL, "filename": ..., "sha256": ...}``,
 with ``"outbound"`` (`proxy.core.origins.Outbound` as JSON: the origins a URL task may
-reach, redirects included, and their credentials); without it, only the target's origin.
+reach, redirects included, with their credentials and TLS settings); without it, only
+the target's origin.
 Answer: ``{"report": {...}, "fetched": bytes read from the URL}`` (with ``"exit": true``
 when the worker leaves after it),
 or ``{"error": "...", "kind": "upstream" | "failed"}``.

@@ -9,7 +9,10 @@ serves its files from (asked of pip at start-up, never written down).
 
 - `plan_origins` turns the settings into that plan once: upstream URLs without their
   credentials, each upstream's file origins, and the `Outbound` policy every request
-  is checked against (every redirect hop too) with the credentials for each origin.
+  is checked against (every redirect hop too) with what each origin is sent: headers
+  (``Authorization`` from userinfo, a password or a token; extra headers) and TLS
+  (extra CA bundles, a client certificate). An upstream's own settings apply to its
+  origin and to the file origins it lists, and nowhere else.
 - `screen` splits a page's files into those it may link and those it may not, with
   the reason, so a link elsewhere leaves the page instead of being fetched.
 
@@ -89,12 +92,41 @@ def refusal(url: str, allowed: frozenset[Origin]) -> str | None:
     return f"refused {origin}: not an upstream or allowed file origin (see --file-origin)"
 
 
+Headers = tuple[tuple[str, str], ...]  # (name, value) pairs, names as configured
+
+
+def basic(user: str, password: str) -> str:
+    """An ``Authorization`` value for HTTP Basic."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class TLS:
+    """How to connect to an https origin beyond the default trust (paths, read by the edge)."""
+
+    ca: tuple[str, ...] = ()  # extra CA bundles, trusted besides the system store
+    cert: str | None = None  # client certificate (PEM), presented when the server asks
+    key: str | None = None  # its private key, when not in ``cert``
+
+    def __bool__(self) -> bool:
+        return bool(self.ca or self.cert)
+
+
 @dataclass(frozen=True, slots=True)
 class Outbound:
-    """Every request hostfit sends: where it may go, and the credentials of each origin."""
+    """Every request hostfit sends: where it may go, and what each origin is sent.
+
+    ``headers`` are secrets (credentials, API keys): set on requests to their own origin
+    only, and taken off any request to another (a redirect hop carries its first request's
+    headers). ``ca`` is trusted for every origin, ``tls`` adds to it per origin. ``netrc``:
+    a file whose entries give Basic credentials to origins with no ``headers``.
+    """
 
     allowed: frozenset[Origin]
-    credentials: Mapping[Origin, tuple[str, str]] = field(default_factory=dict, repr=False)
+    headers: Mapping[Origin, Headers] = field(default_factory=dict, repr=False)
+    tls: Mapping[Origin, TLS] = field(default_factory=dict)
+    ca: tuple[str, ...] = ()
+    netrc: str | None = None
 
     @classmethod
     def only(cls, url: str) -> Outbound:
@@ -105,32 +137,70 @@ class Outbound:
     def refusal(self, url: str) -> str | None:
         return refusal(url, self.allowed)
 
+    def headers_for(self, url: str) -> Headers:
+        origin = origin_of(url)
+        return self.headers.get(origin, ()) if origin is not None else ()
+
     def authorization(self, url: str) -> str | None:
         """The ``Authorization`` header value for ``url``'s origin, if it has credentials."""
+        for name, value in self.headers_for(url):
+            if name.lower() == "authorization":
+                return value
+        return None
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        """Every header name (lower case) that carries a secret to some origin."""
+        names = {"authorization"}
+        names.update(name.lower() for pairs in self.headers.values() for name, _ in pairs)
+        return frozenset(names)
+
+    def tls_for(self, url: str) -> TLS:
+        """The TLS settings for ``url``'s origin: the shared bundles, then its own."""
         origin = origin_of(url)
-        pair = self.credentials.get(origin) if origin is not None else None
-        if pair is None:
-            return None
-        token = base64.b64encode(f"{pair[0]}:{pair[1]}".encode()).decode()
-        return f"Basic {token}"
+        own = self.tls.get(origin, TLS()) if origin is not None else TLS()
+        return TLS(self.ca + own.ca, own.cert, own.key)
 
     def to_json(self) -> dict[str, Any]:
-        """For an analysis worker: it checks its own requests (and redirects) the same way."""
+        """For an analysis worker: it sends its own requests (and redirects) the same way."""
         return {
-            "allowed": [[o.scheme, o.host, o.port] for o in sorted(self.allowed)],
-            "credentials": [
-                [o.scheme, o.host, o.port, *pair] for o, pair in self.credentials.items()
-            ],
+            "allowed": [_origin_json(o) for o in sorted(self.allowed)],
+            "headers": [[*_origin_json(o), [list(p) for p in h]] for o, h in self.headers.items()],
+            "tls": [[*_origin_json(o), list(t.ca), t.cert, t.key] for o, t in self.tls.items()],
+            "ca": list(self.ca),
+            "netrc": self.netrc,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Outbound:
         allowed = frozenset(Origin(str(s), str(h), int(p)) for s, h, p in data["allowed"])
-        credentials = {
-            Origin(str(s), str(h), int(p)): (str(u), str(w))
-            for s, h, p, u, w in data["credentials"]
+        headers = {
+            Origin(str(s), str(h), int(p)): tuple((str(n), str(v)) for n, v in pairs)
+            for s, h, p, pairs in data.get("headers", ())
         }
-        return cls(allowed, credentials)
+        tls = {
+            Origin(str(s), str(h), int(p)): TLS(tuple(map(str, ca)), cert, key)
+            for s, h, p, ca, cert, key in data.get("tls", ())
+        }
+        netrc = data.get("netrc")
+        return cls(allowed, headers, tls, tuple(map(str, data.get("ca", ()))), netrc)
+
+
+def _origin_json(origin: Origin) -> list[Any]:
+    return [origin.scheme, origin.host, origin.port]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAccess:
+    """One upstream and what its requests carry: for its origin and the file origins it lists.
+
+    ``url`` may hold ``user:password@`` (Basic); ``headers`` are sent as they are.
+    """
+
+    url: str
+    headers: Headers = field(default=(), repr=False)
+    tls: TLS = TLS()
+    file_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,41 +216,65 @@ class OriginPlan:
 
 
 def plan_origins(
-    upstreams: Sequence[str],
+    upstreams: Sequence[str | UpstreamAccess],
     file_origins: Sequence[str] = (),
     pip_default: tuple[str, str] | None = None,
+    *,
+    ca: Sequence[str] = (),
+    netrc: str | None = None,
 ) -> OriginPlan:
-    """``pip_default``: pip's default index URL and the host name it serves files from."""
-    credentials: dict[Origin, tuple[str, str]] = {}
+    """``pip_default``: pip's default index URL and the host name it serves files from.
 
-    def add(origin: Origin, pair: tuple[str, str] | None) -> None:
-        if pair is None:
-            return
-        if credentials.get(origin, pair) != pair:
-            raise ConfigError(f"different credentials are configured for {origin}")
-        credentials[origin] = pair
+    ``file_origins`` are every upstream's (each with its own userinfo credentials, if
+    any); an `UpstreamAccess`'s own file origins are only its, and get its headers and TLS.
+    """
+    headers: dict[Origin, Headers] = {}
+    tls: dict[Origin, TLS] = {}
+
+    def add(origin: Origin, sent: Headers, secure: TLS) -> None:
+        if sent:
+            if headers.get(origin, sent) != sent:
+                raise ConfigError(f"different credentials are configured for {origin}")
+            headers[origin] = sent
+        if secure:
+            if tls.get(origin, secure) != secure:
+                raise ConfigError(f"different TLS settings are configured for {origin}")
+            tls[origin] = secure
 
     extra = set()
     for given in file_origins:
         url, pair = split_credentials(given)
         operator_origin = file_origin(url)
-        add(operator_origin, pair)
+        add(operator_origin, _userinfo_headers(pair), TLS())
         extra.add(operator_origin)
     default_index = _index_key(pip_default[0]) if pip_default else None
     planned = []
-    for given in upstreams:
-        url, pair = split_credentials(given)
+    for entry in upstreams:
+        access = entry if isinstance(entry, UpstreamAccess) else UpstreamAccess(entry)
+        url, pair = split_credentials(access.url)
         origin = origin_of(url)
         if origin is None:
-            raise ConfigError(f"upstream {given!r} is not an http(s) URL")  # redacted
-        add(origin, pair)
-        files = {origin, *extra}
+            raise ConfigError(f"upstream {access.url!r} is not an http(s) URL")  # redacted
+        if pair is not None and any(n.lower() == "authorization" for n, _ in access.headers):
+            raise ConfigError(f"upstream {redact(access.url)}: credentials given twice")
+        sent = _userinfo_headers(pair) + access.headers
+        own = {origin}
+        for given in access.file_origins:
+            own.add(file_origin(given))
+        for each in sorted(own):
+            add(each, sent, access.tls if each.scheme == "https" else TLS())
+        files = {*own, *extra}
         pip_files = origin_of(f"{origin.scheme}://{pip_default[1]}") if pip_default else None
         if pip_files is not None and _index_key(url) == default_index:
             files.add(pip_files)
         planned.append(UpstreamOrigins(url, frozenset(files)))
     allowed = frozenset(o for u in planned for o in u.files)
-    return OriginPlan(tuple(planned), Outbound(allowed, credentials))
+    outbound = Outbound(allowed, headers, tls, tuple(ca), netrc)
+    return OriginPlan(tuple(planned), outbound)
+
+
+def _userinfo_headers(pair: tuple[str, str] | None) -> Headers:
+    return () if pair is None else (("Authorization", basic(*pair)),)
 
 
 def file_origin(url: str) -> Origin:

@@ -65,7 +65,7 @@ from proxy.edge.state import StateStore, open_store
 from proxy.edge.ui import ui_routes
 from proxy.edge.upstream import HttpUpstream
 from proxy.errors import HostfitError, NotFound
-from proxy.outbound import async_request_hooks
+from proxy.outbound import async_client
 
 log = logging.getLogger("hostfit")
 
@@ -119,12 +119,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     removed = blobs.clean_temp()
     if removed:
         log.warning("removed %d partial download(s) left by a previous run", removed)
-    client = httpx.AsyncClient(
+    # Every request and redirect hop is checked and given its origin's credentials and TLS
+    # (proxy.outbound).
+    client = async_client(
+        origins.outbound,
         timeout=httpx.Timeout(settings.upstream_timeout),
-        follow_redirects=True,
         headers={"User-Agent": f"hostfit/{__version__}"},
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-        event_hooks=async_request_hooks(origins.outbound),  # every request and redirect hop
     )
     files = FileService(blobs, client, store)
     pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers), origins.outbound)

@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from proxy.core.redact import redact
+from proxy.edge.upstreams_config import (
+    UpstreamTable,
+    parse_upstreams,
+    plan_upstreams,
+    tables_setting,
+)
 from proxy.errors import ConfigError, HostfitError
 
 # pip's built-in default, asked of pip itself so that it is never written down here.
@@ -109,6 +115,8 @@ def default_cache_dir() -> Path:
 class Settings:
     upstreams: tuple[str, ...] = ()
     file_origins: tuple[str, ...] = ()  # besides each upstream's own origin
+    upstream_tables: tuple[UpstreamTable, ...] = ()  # [[hostfit.upstream]]: applied by URL
+    upstream_ca: Path | None = None  # a CA bundle trusted besides the system store
     host: str = "127.0.0.1"
     port: int = 8080
     cache_dir: Path = field(default_factory=default_cache_dir)
@@ -151,6 +159,8 @@ def _urls(value: object) -> tuple[str, ...]:
 _CONVERTERS: dict[str, Any] = {
     "upstreams": _urls,
     "file_origins": _urls,
+    "upstream_tables": tables_setting,
+    "upstream_ca": Path,
     "port": int,
     "cache_dir": Path,
     "rules": Path,
@@ -189,6 +199,11 @@ def load_settings(cli: dict[str, Any], environ: dict[str, str] | None = None) ->
         for key, value in section.items():
             name = key.replace("-", "_")
             merged[_ALIASES.get(name, name)] = (value, f"{config_file}: {key}")
+        if "upstreams" in merged:  # URLs, or [[hostfit.upstream]] tables
+            value, where = merged["upstreams"]
+            urls, tables = parse_upstreams(value, where, Path(config_file).parent)
+            merged["upstreams"] = (list(urls), where)
+            merged["upstream_tables"] = (tables, where)
     for f in fields(Settings):
         env_name = _REPEATED.get(f.name, "HOSTFIT_" + f.name.upper())
         if environ.get(env_name):
@@ -216,7 +231,6 @@ def load_settings(cli: dict[str, Any], environ: dict[str, str] | None = None) ->
     for url in values.get("upstreams", ()):
         if not str(url).startswith(("http://", "https://")):
             raise ConfigError(f"upstream {url!r} is not an http(s) URL")
-    from proxy.core.origins import plan_origins
-
-    plan_origins(values.get("upstreams", ()), values.get("file_origins", ()))  # checks them
-    return Settings(**values)
+    settings = Settings(**values)
+    plan_upstreams(settings, environ)  # checks them: origins, secrets, TLS files, netrc
+    return settings

@@ -10,15 +10,17 @@ The outbound request hook refuses such requests anyway; this keeps them off the 
 from __future__ import annotations
 
 import logging
+import os
 from collections import OrderedDict
 from dataclasses import replace
 
 from packaging.utils import NormalizedName
 
 from proxy.core.models import Page, ProjectList
-from proxy.core.origins import Origin, OriginPlan, Screened, plan_origins, screen
+from proxy.core.origins import Origin, OriginPlan, Screened, screen
 from proxy.edge.config import Settings, pip_default_files
 from proxy.edge.index import Context, Index
+from proxy.edge.upstreams_config import plan_upstreams
 
 log = logging.getLogger("hostfit.origins")
 
@@ -26,8 +28,9 @@ KEPT = 1024
 
 
 def origin_plan(settings: Settings) -> OriginPlan:
-    """What this server may contact, from its settings and what pip says of its default."""
-    return plan_origins(settings.upstreams, settings.file_origins, pip_default_files())
+    """What this server may contact and what it sends each origin: from its settings, the
+    environment (secrets named by ``*_env`` keys, ``NETRC``) and what pip says of its default."""
+    return plan_upstreams(settings, os.environ, pip_default_files())
 
 
 class OriginFilter:

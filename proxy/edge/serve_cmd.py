@@ -13,6 +13,7 @@ from typing import Any
 from proxy.core.redact import redact
 from proxy.edge.config import Settings, load_settings
 from proxy.edge.rules_loader import read_rules
+from proxy.edge.upstreams_config import UpstreamTable
 from proxy.errors import ConfigError
 
 _ENV = "HOSTFIT_RESOLVED_SETTINGS"
@@ -38,6 +39,12 @@ def add_parser(subparsers: Any) -> None:
         help="another origin (scheme://host:port) upstream pages may link files on, "
         "repeatable (default: only each upstream's own origin, and for pip's default index "
         "the host it serves files from)",
+    )
+    parser.add_argument(
+        "--upstream-ca",
+        type=Path,
+        metavar="FILE",
+        help="a CA bundle (PEM) trusted for upstreams besides the system store",
     )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
@@ -133,6 +140,8 @@ def create_app() -> Any:
     data = json.loads(os.environ[_ENV])
     data["upstreams"] = tuple(data["upstreams"])
     data["file_origins"] = tuple(data["file_origins"])
+    data["upstream_tables"] = tuple(UpstreamTable.from_json(t) for t in data["upstream_tables"])
+    data["upstream_ca"] = Path(data["upstream_ca"]) if data["upstream_ca"] else None
     data["cache_dir"] = Path(data["cache_dir"])
     data["rules"] = Path(data["rules"]) if data["rules"] else None
     return build_app(Settings(**data))

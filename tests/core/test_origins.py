@@ -5,7 +5,16 @@ import base64
 import pytest
 
 from proxy.core.models import File
-from proxy.core.origins import Origin, Outbound, origin_of, plan_origins, refusal, screen
+from proxy.core.origins import (
+    TLS,
+    Origin,
+    Outbound,
+    UpstreamAccess,
+    origin_of,
+    plan_origins,
+    refusal,
+    screen,
+)
 from proxy.errors import ConfigError
 
 UP = Origin("http", "127.0.0.1", 8001)
@@ -111,7 +120,7 @@ def test_outbound_round_trips_through_json() -> None:
     outbound = plan_origins(["http://u:p@127.0.0.1:8001/simple/"], ["https://f.example"]).outbound
     assert Outbound.from_json(outbound.to_json()) == outbound
     only = Outbound.only("http://127.0.0.1:8001/files/a.whl")
-    assert only.allowed == {UP} and not only.credentials
+    assert only.allowed == {UP} and not only.headers
 
 
 def test_screen_keeps_allowed_links_and_says_why_of_the_rest() -> None:
@@ -132,3 +141,39 @@ def test_screen_keeps_allowed_links_and_says_why_of_the_rest() -> None:
 def test_credentials_stay_out_of_reprs() -> None:
     plan = plan_origins(["http://u:hunter2@127.0.0.1:8001/simple/"])
     assert "hunter2" not in repr(plan)
+
+
+def test_an_upstreams_own_settings_reach_its_origins_only() -> None:
+    headers = (("Authorization", "Bearer t"), ("X-Api-Key", "k"))
+    tls = TLS(("corp.pem",), "client.pem", "client.key")
+    access = UpstreamAccess(
+        "https://index.corp/simple/", headers, tls, ("https://files.corp", "http://plain.corp")
+    )
+    plan = plan_origins(
+        [access, "https://public.example/simple/"], ["https://cdn.example"], ca=["extra.pem"]
+    )
+    outbound = plan.outbound
+    for url in ("https://index.corp/x", "https://files.corp/a.whl", "http://plain.corp/a.whl"):
+        assert outbound.headers_for(url) == headers
+    for url in ("https://cdn.example/a.whl", "https://public.example/simple/x/"):
+        assert outbound.headers_for(url) == () and outbound.authorization(url) is None
+    own = TLS(("extra.pem", "corp.pem"), "client.pem", "client.key")
+    assert outbound.tls_for("https://files.corp/a.whl") == own
+    assert outbound.tls_for("http://plain.corp/a.whl") == TLS(("extra.pem",))  # not https
+    assert outbound.tls_for("https://public.example/") == TLS(("extra.pem",))
+    corp, public = plan.upstreams
+    assert Origin("https", "files.corp", 443) in corp.files
+    assert Origin("https", "files.corp", 443) not in public.files
+    assert Outbound.from_json(outbound.to_json()) == outbound
+    assert "Bearer t" not in repr(plan)
+
+
+def test_one_origin_gets_one_setting() -> None:
+    a = UpstreamAccess("https://h/a/", tls=TLS(cert="a.pem"))
+    b = UpstreamAccess("https://h/b/", tls=TLS(cert="b.pem"))
+    with pytest.raises(ConfigError, match=r"different TLS settings .* https://h"):
+        plan_origins([a, b])
+    with pytest.raises(ConfigError, match="different credentials"):
+        plan_origins([UpstreamAccess("https://h/a/", (("X-Key", "1"),)), "https://u:p@h/b/"])
+    with pytest.raises(ConfigError, match="credentials given twice"):
+        plan_origins([UpstreamAccess("https://u:p@h/a/", (("Authorization", "Bearer x"),))])

@@ -15,6 +15,7 @@ import html
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 import zipfile
@@ -206,6 +207,16 @@ class _QuietTruncation(logging.Filter):
 _quiet_filter = _QuietTruncation()
 
 
+@dataclass(frozen=True)
+class ServerTLS:
+    """Serve HTTPS with this certificate; with ``client_ca``, require a client certificate
+    it issued (mTLS)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
 @dataclass
 class _Project:
     name: str
@@ -213,7 +224,8 @@ class _Project:
 
 
 class Upstream:
-    def __init__(self) -> None:
+    def __init__(self, tls: ServerTLS | None = None) -> None:
+        self.tls = tls
         self.project_meta: dict[str, dict[str, Any]] = {}
         self.formats: set[str] = {"json", "html"}
         self.serve_metadata = True
@@ -231,6 +243,9 @@ class Upstream:
         self.errors: dict[str, int] = {}  # exact request path -> status to answer instead
         self.redirects: dict[str, str] = {}  # exact request path -> URL to redirect it to (302)
         self.basic_auth: tuple[str, str] | None = None  # (user, password) every request needs
+        self.bearer_token: str | None = None  # or "Authorization: Bearer <token>" (either works)
+        self.required_headers: dict[str, str] = {}  # headers every request needs, exactly
+        self.files_origin: str | None = None  # absolute file links point here (another server)
         self.requests: list[RecordedRequest] = []
         self._projects: dict[NormalizedName, _Project] = {}
         self._files: dict[str, UpstreamFile] = {}
@@ -284,7 +299,11 @@ class Upstream:
     def origin(self) -> str:
         if not self._port:
             raise RuntimeError("upstream is not running")
-        return f"http://127.0.0.1:{self._port}"
+        return f"{self.scheme}://127.0.0.1:{self._port}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
 
     @property
     def url(self) -> str:
@@ -298,7 +317,7 @@ class Upstream:
         """``url`` with the `basic_auth` credentials in it, as an operator would configure it."""
         assert self.basic_auth is not None, "set basic_auth first"
         user, password = (quote(part, safe="") for part in self.basic_auth)
-        return f"http://{user}:{password}@127.0.0.1:{self._port}/simple/"
+        return f"{self.scheme}://{user}:{password}@127.0.0.1:{self._port}/simple/"
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -317,6 +336,7 @@ class Upstream:
             lifespan="off",
             loop="asyncio",
             timeout_graceful_shutdown=1,
+            **self._tls_options(),
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(
@@ -331,6 +351,17 @@ class Upstream:
             time.sleep(0.005)
         self._server, self._thread, self._socket = server, thread, sock
         self._port = sock.getsockname()[1]
+
+    def _tls_options(self) -> dict[str, Any]:
+        if self.tls is None:
+            return {}
+        options: dict[str, Any] = {
+            "ssl_certfile": str(self.tls.cert),
+            "ssl_keyfile": str(self.tls.key),
+        }
+        if self.tls.client_ca is not None:
+            options |= {"ssl_ca_certs": str(self.tls.client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+        return options
 
     def stop(self) -> None:
         server, thread, sock = self._server, self._thread, self._socket
@@ -429,7 +460,12 @@ class Upstream:
 
     def _file_entry(self, index: int, file: UpstreamFile) -> dict[str, Any]:
         relative = self.url_style == "relative" or (self.url_style == "mixed" and index % 2)
-        url = f"../../files/{quote(file.filename)}" if relative else self.file_url(file.filename)
+        if relative:
+            url = f"../../files/{quote(file.filename)}"
+        elif self.files_origin is not None:
+            url = f"{self.files_origin}/files/{quote(file.filename)}"
+        else:
+            url = self.file_url(file.filename)
         entry: dict[str, Any] = {
             "filename": file.filename,
             "url": url,
@@ -579,7 +615,7 @@ class _Recorder:
 
         if up.hang:
             await asyncio.sleep(up.hang)
-        if up.basic_auth is not None and headers.get("authorization") != _basic(*up.basic_auth):
+        if not _authorized(up, headers):
             challenge = {"www-authenticate": 'Basic realm="test upstream"'}
             await PlainTextResponse("401 Unauthorized", status_code=401, headers=challenge)(
                 scope, receive, recording_send
@@ -596,6 +632,17 @@ class _Recorder:
             )
             return
         await self.app(scope, receive, recording_send)
+
+
+def _authorized(up: Upstream, headers: dict[str, str]) -> bool:
+    accepted = []
+    if up.basic_auth is not None:
+        accepted.append(_basic(*up.basic_auth))
+    if up.bearer_token is not None:
+        accepted.append(f"Bearer {up.bearer_token}")
+    if accepted and headers.get("authorization") not in accepted:
+        return False
+    return all(headers.get(k.lower()) == v for k, v in up.required_headers.items())
 
 
 def _basic(user: str, password: str) -> str:
