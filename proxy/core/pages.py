@@ -3,12 +3,19 @@
 Parsing keeps every key; rendering writes every key back, so an unknown key from
 upstream reaches the client in JSON. HTML can carry only what PEP 503 and its
 successors define as attributes and meta tags.
+
+One bad file entry never costs the whole page: an entry whose filename cannot be a
+file name (``/``, ``\\``, NUL and other control characters, ``.``, ``..``), whose sha256
+is not a hex digest, or that is not a file object at all is left off, and described in
+``dropped`` when the caller passes a list. Rendering escapes every upstream text (HTML
+attributes and text; JSON strings), so nothing upstream sends becomes markup.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Mapping
 from html.parser import HTMLParser
 from typing import Any
@@ -42,7 +49,44 @@ _META_TAGS = {
 }
 
 
-def parse_json_page(body: bytes, page_url: str) -> Page:
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def unusable_filename(filename: object) -> str | None:
+    """Why this cannot be a file's name (in a URL path, on a disk, in a header), or None."""
+    if not isinstance(filename, str) or not filename:
+        return "no filename"
+    if "/" in filename or "\\" in filename:
+        return "a path separator in the filename"
+    if _CONTROL.search(filename):
+        return "a control character in the filename"
+    if filename in (".", ".."):
+        return "a directory name as filename"
+    return None
+
+
+def _unusable(file: File) -> str | None:
+    why = unusable_filename(file.filename)
+    if why is None and file.sha256 is not None and not _SHA256.fullmatch(file.sha256):
+        why = "a sha256 that is not a hex digest"
+    return why
+
+
+def _shown(value: object) -> str:
+    """Upstream text for a log line: ASCII, no line breaks, bounded."""
+    text = ascii(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _keep(file: File, dropped: list[str] | None) -> bool:
+    why = _unusable(file)
+    if why is not None and dropped is not None:
+        dropped.append(f"{_shown(file.filename)}: {why}")
+    return why is None
+
+
+def parse_json_page(body: bytes, page_url: str, dropped: list[str] | None = None) -> Page:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -52,26 +96,30 @@ def parse_json_page(body: bytes, page_url: str) -> Page:
     name = data.get("name")
     if not isinstance(name, str):
         raise PageError("JSON page has no 'name'")
-    files = tuple(_json_file(item, page_url) for item in data["files"])
+    files = []
+    for item in data["files"]:
+        file = _json_file(item, page_url, dropped)
+        if file is not None and _keep(file, dropped):
+            files.append(file)
     meta = {k: v for k, v in data.items() if k not in ("name", "files")}
-    return Page(name=canonicalize_name(name), files=files, meta=meta)
+    return Page(name=canonicalize_name(name), files=tuple(files), meta=meta)
 
 
-def _json_file(item: Any, page_url: str) -> File:
-    if not isinstance(item, dict):
-        raise PageError("a file entry is not an object")
-    filename, url, hashes = item.get("filename"), item.get("url"), item.get("hashes", {})
-    if not isinstance(filename, str) or not filename or "/" in filename:
-        raise PageError(f"file entry with invalid filename {filename!r}")
-    if not isinstance(url, str) or not isinstance(hashes, dict):
-        raise PageError(f"file entry {filename!r} lacks url or hashes")
-    extra = {k: v for k, v in item.items() if k not in ("filename", "url", "hashes")}
-    return File(
-        filename=filename,
-        url=urljoin(page_url, url),
-        hashes={str(k).lower(): str(v).lower() for k, v in hashes.items()},
-        extra=extra,
-    )
+def _json_file(item: Any, page_url: str, dropped: list[str] | None) -> File | None:
+    if isinstance(item, dict):
+        filename, url, hashes = item.get("filename"), item.get("url"), item.get("hashes", {})
+        if isinstance(filename, str) and isinstance(url, str) and isinstance(hashes, dict):
+            extra = {k: v for k, v in item.items() if k not in ("filename", "url", "hashes")}
+            return File(
+                filename=filename,
+                url=urljoin(page_url, url),
+                hashes={str(k).lower(): str(v).lower() for k, v in hashes.items()},
+                extra=extra,
+            )
+    if dropped is not None:
+        shown = item.get("filename") if isinstance(item, dict) else None
+        dropped.append(f"{_shown(shown)}: not a file entry with filename, url and hashes")
+    return None
 
 
 def parse_json_root(body: bytes) -> ProjectList:
@@ -128,7 +176,9 @@ def _metadata_attr(value: str | None) -> bool | dict[str, str]:
     return {name.lower(): digest.lower()} if sep else True
 
 
-def parse_html_page(body: bytes, page_url: str, name: str) -> Page:
+def parse_html_page(
+    body: bytes, page_url: str, name: str, dropped: list[str] | None = None
+) -> Page:
     parser = _parse_html(body)
     files = []
     for attrs, text in parser.anchors:
@@ -137,8 +187,6 @@ def parse_html_page(body: bytes, page_url: str, name: str) -> Page:
             continue
         url, fragment = urldefrag(urljoin(page_url, href))
         filename = text or url.rsplit("/", 1)[-1]
-        if "/" in filename:
-            raise PageError(f"anchor with invalid filename {filename!r}")
         hashes = {}
         hash_name, sep, digest = fragment.partition("=")
         if sep and digest:
@@ -156,7 +204,9 @@ def parse_html_page(body: bytes, page_url: str, name: str) -> Page:
                 extra[key] = value
             elif attr.startswith("data-") and value is not None:
                 extra[attr.removeprefix("data-")] = value
-        files.append(File(filename=filename, url=url, hashes=hashes, extra=extra))
+        file = File(filename=filename, url=url, hashes=hashes, extra=extra)
+        if _keep(file, dropped):
+            files.append(file)
     meta: dict[str, Any] = {}
     version = parser.metas.get("pypi:repository-version")
     if version:

@@ -4,6 +4,9 @@ Entries live in the state store (shared by replicas, kept across restarts) and i
 a small in-process LRU for the hot path. Absent projects are cached too, so a
 project found only on a lower-priority upstream does not cost a miss upstream on
 every request. One refresh per project at a time, however many requests wait.
+
+A page served stale carries a ``Warning`` header with the failure; upstream text
+reaches it only as printable ASCII, escaped for a quoted-string and bounded.
 """
 
 from __future__ import annotations
@@ -32,6 +35,16 @@ log = logging.getLogger("hostfit.pages")
 KEEP_SECONDS = 30 * 24 * 3600
 MEMORY_ENTRIES = 256
 RETRY_SECONDS = 30.0
+WARN_TEXT_MAX = 300
+
+
+def warn_text(text: str) -> str:
+    """Text for a header's quoted-string: printable ASCII (others escaped), quotes escaped."""
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    if len(text) > WARN_TEXT_MAX:
+        text = text[: WARN_TEXT_MAX - 3] + "..."
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +167,7 @@ class CachedUpstream:
             self._retry_after[name] = now + min(self.ttl, RETRY_SECONDS)
             if previous.page is None:
                 return previous
-            warning = f'110 hostfit "Response is Stale: {exc}"'
+            warning = f'110 hostfit "Response is Stale: {warn_text(str(exc))}"'
             stale = replace(previous, page=replace(previous.page, warning=warning))
             self._remember(name, stale)
             return stale

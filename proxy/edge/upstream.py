@@ -1,11 +1,23 @@
 """One upstream index over HTTP: PEP 691 JSON preferred, PEP 503 HTML accepted.
 
 httpx errors are translated here, once, into `UpstreamError`/`UpstreamTimeout`.
+Transient failures are retried beneath, in the client's transport (`proxy.retry`),
+which reads the page body too, so that a reset mid-page is retried as well. Each fetch
+has a total deadline (``upstream_deadline``), retries and a dripping body included:
+past it, the fetch is abandoned as an `UpstreamTimeout` and nothing is kept.
+
+Upstream text never breaks serving: file entries that cannot be served are left off
+the page (one log line per page revision), and validators that are not plain ASCII
+are not sent back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import httpx
@@ -22,9 +34,14 @@ from proxy.core.pages import (
 )
 from proxy.edge.index import Context
 from proxy.errors import NotFound, UpstreamError, UpstreamTimeout
+from proxy.retry import extensions
+
+log = logging.getLogger("hostfit.pages")
 
 ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.01"
 MAX_PAGE_BYTES = 64 * 1024 * 1024
+DEADLINE = 60.0
+DROPS_REMEMBERED = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +73,42 @@ class NotModified(Exception):
     """The upstream confirmed that the cached page is still current."""
 
 
+def header_value(value: str | None) -> str | None:
+    """An upstream header worth sending back (a validator): printable ASCII, else None."""
+    if value is None or not value.isascii() or not value.isprintable():
+        return None
+    return value
+
+
 class HttpUpstream:
-    def __init__(self, base_url: str, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, base_url: str, client: httpx.AsyncClient, deadline: float = DEADLINE
+    ) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.client = client
+        self.deadline = deadline
+        self._drops_logged: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"HttpUpstream({self.base_url!r})"
 
     async def _get(self, url: str, headers: dict[str, str]) -> _Raw:
         try:
-            async with self.client.stream("GET", url, headers=headers) as response:
+            async with asyncio.timeout(self.deadline):
+                return await self._read(url, headers)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                self.base_url,
+                f"timed out: no complete answer for {url} within {self.deadline:g}s "
+                "(upstream_deadline)",
+            ) from None
+
+    async def _read(self, url: str, headers: dict[str, str]) -> _Raw:
+        asked = extensions(deadline=time.monotonic() + self.deadline, buffer=MAX_PAGE_BYTES)
+        try:
+            async with self.client.stream(
+                "GET", url, headers=headers, extensions=asked
+            ) as response:
                 chunks, size = [], 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
@@ -88,10 +130,12 @@ class HttpUpstream:
     async def fetch(self, name: NormalizedName, validators: Validators | None = None) -> Fetched:
         url = f"{self.base_url}{name}/"
         headers = {"Accept": ACCEPT}
-        if validators and validators.etag:
-            headers["If-None-Match"] = validators.etag
-        if validators and validators.last_modified:
-            headers["If-Modified-Since"] = validators.last_modified
+        etag = header_value(validators.etag) if validators else None
+        modified = header_value(validators.last_modified) if validators else None
+        if etag:
+            headers["If-None-Match"] = etag
+        if modified:
+            headers["If-Modified-Since"] = modified
         response = await self._get(url, headers)
         if response.status_code == 304:
             raise NotModified
@@ -100,19 +144,38 @@ class HttpUpstream:
         if response.status_code != 200:
             raise UpstreamError(self.base_url, f"HTTP {response.status_code} for {url}")
         body = response.content
+        dropped: list[str] = []
         try:
             if response.media_type.endswith("json"):
-                page = parse_json_page(body, response.url)
+                page = parse_json_page(body, response.url, dropped)
             else:
-                page = parse_html_page(body, response.url, name)
+                page = parse_html_page(body, response.url, name, dropped)
         except PageError as exc:
             raise UpstreamError(self.base_url, f"{url}: {exc}") from None
         revision = hashlib.sha256(body).hexdigest()[:16]
+        if dropped:
+            self._log_drops(name, revision, dropped)
         page = replace(page, name=name, upstream=self.base_url, revision=revision)
         return Fetched(
             page,
-            Validators(response.headers.get("etag"), response.headers.get("last-modified")),
+            Validators(
+                header_value(response.headers.get("etag")),
+                header_value(response.headers.get("last-modified")),
+            ),
         )
+
+    def _log_drops(self, name: str, revision: str, dropped: list[str]) -> None:
+        """Once per page revision: a page refetched unchanged says nothing new."""
+        key = (name, revision)
+        if key in self._drops_logged:
+            return
+        self._drops_logged[key] = None
+        while len(self._drops_logged) > DROPS_REMEMBERED:
+            self._drops_logged.popitem(last=False)
+        shown = "; ".join(dropped[:5]) + (
+            f"; and {len(dropped) - 5} more" if len(dropped) > 5 else ""
+        )
+        log.warning("%s: %d file(s) left off the page: %s", name, len(dropped), shown)
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         return (await self.fetch(name)).page

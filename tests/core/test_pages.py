@@ -1,3 +1,4 @@
+import html
 import json
 
 from proxy.core.links import link_page
@@ -77,11 +78,11 @@ def test_html_attributes_and_meta() -> None:
        data-custom="x">demo-1.0.whl</a>
     <a href="demo-0.9.tar.gz#md5=1234" data-yanked="bad release"
        data-dist-info-metadata="true">demo-0.9.tar.gz</a>
-    </body></html>"""
+    </body></html>""".replace(b"=ABCD", b"=ABCD" + b"EF" * 30)  # a full sha256
     page = parse_html_page(body, PAGE_URL, "Demo")
     first, second = page.files
     assert first.url == "https://upstream.test/files/demo-1.0.whl"
-    assert first.hashes == {"sha256": "abcd"}
+    assert first.hashes == {"sha256": "abcd" + "ef" * 30}
     assert first.requires_python == ">=3.8"
     assert first.yanked is True
     assert first.core_metadata == {"sha256": "beef"}
@@ -122,3 +123,62 @@ def test_extracted_metadata_digest_is_advertised() -> None:
     assert link_page(page, {}).files[0].core_metadata is True
     known = link_page(page, {"aa" * 32: "ff" * 32}).files[0]
     assert known.core_metadata == {"sha256": "ff" * 32}
+
+
+GOOD = {"filename": "demo-1.0.tar.gz", "url": "demo-1.0.tar.gz", "hashes": {"sha256": "ab" * 32}}
+UNUSABLE = [
+    "evil/../x-1.0.tar.gz",
+    "nul\x00-1.0.tar.gz",
+    "crlf\r\nX-Injected: 1-1.0.tar.gz",
+    "back\\slash-1.0.tar.gz",
+    "..",
+    ".",
+    "",
+]
+
+
+def test_one_bad_file_entry_never_costs_the_page() -> None:
+    entries: list[object] = [GOOD, "not an object", {"filename": "no-url.tar.gz"}]
+    entries += [{**GOOD, "filename": name} for name in UNUSABLE]
+    entries.append({**GOOD, "filename": "bad-hash.tar.gz", "hashes": {"sha256": "../../x"}})
+    body = json.dumps({"name": "demo", "files": entries}).encode()
+    dropped: list[str] = []
+    page = parse_json_page(body, PAGE_URL, dropped)
+    assert [f.filename for f in page.files] == ["demo-1.0.tar.gz"]
+    assert len(dropped) == len(entries) - 1
+    assert all(line.isascii() and "\n" not in line and "\r" not in line for line in dropped)
+    assert parse_json_page(body, PAGE_URL).files == page.files  # the list is optional
+
+    anchors = "".join(
+        f'<a href="x#sha256={"ab" * 32}">{html.escape(name)}</a>' for name in UNUSABLE if name
+    )
+    html_body = f'<a href="demo-1.0.tar.gz#sha256={"ab" * 32}">demo-1.0.tar.gz</a>{anchors}'
+    dropped = []
+    html_page = parse_html_page(html_body.encode(), PAGE_URL, "demo", dropped)
+    assert [f.filename for f in html_page.files] == ["demo-1.0.tar.gz"]
+    assert len(dropped) == len(UNUSABLE) - 1
+
+
+def test_upstream_text_is_escaped_in_html() -> None:
+    hostile = {
+        **GOOD,
+        "filename": 'q"><img src=x onerror=alert(1)>-1.0.tar.gz',
+        "yanked": '"><script>alert(1)</script>',
+        "requires-python": '>=3.8"><b>',
+    }
+    body = json.dumps(
+        {
+            "name": "demo",
+            "files": [hostile],
+            "project-status": {"status": "<i>archived</i>", "reason": '"><script>'},
+            "tracks": ['"><script>'],
+        }
+    ).encode()
+    page = parse_json_page(body, PAGE_URL)
+    rendered = render_html_page(page).decode()
+    for raw in ("<img", "<script", "<b>", "<i>", '"><'):
+        assert raw not in rendered
+    reparsed = parse_html_page(rendered.encode(), PAGE_URL, "demo")
+    (file,) = reparsed.files
+    assert file.filename == hostile["filename"] and file.yanked == hostile["yanked"]
+    assert json.loads(render_json_page(page))["files"][0]["yanked"] == hostile["yanked"]
