@@ -1,88 +1,156 @@
 """The Redis state store, for replicas that share what they learn.
 
-A lost Redis must not take serving down: reads then miss and writes are dropped
-(logged once per outage), and /readyz reports the outage through `ping`.
+A lost or frozen Redis must cost serving little. Each command waits at most a short
+socket timeout (``OP_TIMEOUT``; a ``socket_timeout=`` in the Redis URL overrides it) and
+is never retried by the client. The first connection failure or timeout opens a circuit
+breaker: from then on reads miss, writes are dropped and `add` answers True (this
+replica acts alone) at once, without touching the network, while a background probe
+pings Redis every ``PROBE_EVERY`` seconds and closes the breaker when it answers. The outage and the
+recovery are logged once each, never per request; /readyz reports the outage through
+`ping`, which fails fast while the breaker is open.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from proxy.core.redact import redact
 
 log = logging.getLogger("hostfit.state")
 
+OP_TIMEOUT = 0.5
+PROBE_EVERY = 3.0
+
+T = TypeVar("T")
+# Redis is unreachable, frozen or refusing us: open the breaker. Other errors are answers.
+_OUTAGE = (RedisConnectionError, RedisTimeout, OSError)
+
+
+class RedisUnavailable(RedisError):
+    """The breaker is open: Redis failed recently and has not answered a probe since."""
+
 
 class RedisStore:
-    def __init__(self, url: str, prefix: str = "hostfit:") -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "hostfit:",
+        *,
+        timeout: float = OP_TIMEOUT,
+        probe_every: float = PROBE_EVERY,
+    ) -> None:
         self.url = url
         self.prefix = prefix
+        self.probe_every = probe_every
         self._redis = redis.Redis.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+            retry=Retry(NoBackoff(), 0),  # the breaker decides when to try again
         )
-        self._healthy = True
+        self._down_since: float | None = None
+        self._why = ""
+        self._probe: asyncio.Task[None] | None = None
+        self._answers_logged: set[str] = set()
 
-    def _failed(self, op: str, exc: RedisError) -> None:
-        if self._healthy:
-            log.warning("redis %s failed (%s); serving without shared state", op, redact(str(exc)))
-        self._healthy = False
+    @property
+    def available(self) -> bool:
+        return self._down_since is None
 
-    def _ok(self) -> None:
-        if not self._healthy:
-            log.warning("redis is back")
-        self._healthy = True
+    async def _call(self, op: str, command: Callable[[], Awaitable[T]], fallback: T) -> T:
+        if self._down_since is not None:
+            return fallback
+        try:
+            return await command()
+        except _OUTAGE as exc:
+            self._trip(op, exc)
+        except RedisError as exc:  # e.g. READONLY, OOM: Redis is up; a miss, logged once
+            kind = type(exc).__name__
+            if kind not in self._answers_logged:
+                self._answers_logged.add(kind)
+                log.warning("redis %s failed: %s", op, redact(str(exc)))
+        return fallback
+
+    def _trip(self, op: str, exc: BaseException) -> None:
+        if self._down_since is not None:
+            return
+        self._down_since = time.monotonic()
+        self._why = redact(f"{type(exc).__name__}: {exc}")
+        log.warning(
+            "redis %s failed (%s); serving without shared state, retrying every %gs",
+            op,
+            self._why,
+            self.probe_every,
+        )
+        self._probe = asyncio.get_running_loop().create_task(self._recover())
+
+    async def _recover(self) -> None:
+        while True:
+            await asyncio.sleep(self.probe_every)
+            try:
+                await self._redis.ping()
+            except (RedisError, OSError):
+                continue  # still down: said once already
+            assert self._down_since is not None
+            log.warning("redis is back after %.1fs", time.monotonic() - self._down_since)
+            self._down_since = None
+            self._probe = None
+            return
 
     async def get(self, key: str) -> bytes | None:
-        try:
-            value = await self._redis.get(self.prefix + key)
-        except RedisError as exc:
-            self._failed("get", exc)
-            return None
-        self._ok()
+        value = await self._call("get", lambda: self._redis.get(self.prefix + key), None)
         return value.encode() if isinstance(value, str) else value
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        try:
-            values = await self._redis.mget([self.prefix + k for k in keys])
-        except RedisError as exc:
-            self._failed("mget", exc)
-            return [None] * len(keys)
-        self._ok()
+        missing: list[bytes | str | None] = [None] * len(keys)
+        values = await self._call(
+            "mget", lambda: self._redis.mget([self.prefix + k for k in keys]), missing
+        )
         return [v.encode() if isinstance(v, str) else v for v in values]
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         px = None if ttl is None else max(1, int(ttl * 1000))
-        try:
-            await self._redis.set(self.prefix + key, value, px=px)
-        except RedisError as exc:
-            self._failed("set", exc)
-            return
-        self._ok()
+        await self._call("set", lambda: self._redis.set(self.prefix + key, value, px=px), None)
 
     async def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         px = None if ttl is None else max(1, int(ttl * 1000))
-        try:
-            stored = await self._redis.set(self.prefix + key, value, px=px, nx=True)
-        except RedisError as exc:
-            self._failed("add", exc)
-            return True  # without Redis, this replica acts alone
-        self._ok()
+        alone: bool | str | bytes | None = True  # without Redis, this replica acts alone
+        stored = await self._call(
+            "add", lambda: self._redis.set(self.prefix + key, value, px=px, nx=True), alone
+        )
         return bool(stored)
 
     async def delete(self, key: str) -> None:
-        try:
-            await self._redis.delete(self.prefix + key)
-        except RedisError as exc:
-            self._failed("delete", exc)
+        await self._call("delete", lambda: self._redis.delete(self.prefix + key), None)
 
     async def ping(self) -> None:
-        await self._redis.ping()
+        if self._down_since is not None:
+            down = time.monotonic() - self._down_since
+            raise RedisUnavailable(f"redis unavailable for {down:.0f}s: {self._why}")
+        try:
+            await self._redis.ping()
+        except _OUTAGE as exc:
+            self._trip("ping", exc)
+            raise
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         await self._redis.aclose()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -50,7 +52,24 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.resume()  # a frozen process would not act on the signal
             self.process.terminate()
+            self.process.wait(10)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections open, nothing answered."""
+        assert self.process is not None and self.process.poll() is None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a frozen server (SIGCONT)."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+
+    def kill(self) -> None:
+        """Kill the server outright (SIGKILL); `start` brings it back on the same port."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
             self.process.wait(10)
 
     def __enter__(self) -> RedisServer:
