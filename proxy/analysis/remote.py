@@ -11,8 +11,9 @@ With an `Outbound` policy, every request (each redirect hop too) must go to an o
 allows, and carries that origin's credentials and TLS settings (the server's workers pass
 one; `hostfit inspect` fetches what its user names, trusting the system store).
 
-Network trouble raises `UpstreamError`: it says nothing about the wheel, so it must
-never become a stored ``unanalysable`` report.
+Each request is retried on transient failures (`proxy.retry`: connect errors, resets,
+502/503/504) before it counts as failed. Network trouble then raises `UpstreamError`: it
+says nothing about the wheel, so it must never become a stored ``unanalysable`` report.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from proxy.analysis.random_access import RandomAccessReader
 from proxy.core.origins import Outbound
 from proxy.errors import UpstreamError
 from proxy.outbound import sync_client
+from proxy.retry import RetryingSyncTransport
 
 BLOCK = 16 * 1024
 CACHE_BYTES = 32 * MiB
@@ -60,7 +62,7 @@ class RemoteFile(RandomAccessReader):
         self.requests = 0
         self.ranged = True
         self._own_client = client is None
-        self._client = client or sync_client(outbound, timeout=TIMEOUT)
+        self._client = client or sync_client(outbound, timeout=TIMEOUT, wrap=RetryingSyncTransport)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_blocks = max(2, cache_bytes // block_size)
         self._spill: IO[bytes] | None = None  # blocks evicted from memory
