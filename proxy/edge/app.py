@@ -66,6 +66,7 @@ from proxy.edge.ui import ui_routes
 from proxy.edge.upstream import HttpUpstream
 from proxy.errors import HostfitError, NotFound
 from proxy.outbound import async_client
+from proxy.retry import RetryingTransport
 
 log = logging.getLogger("hostfit")
 
@@ -103,7 +104,12 @@ def compose_index(
 ) -> Index:
     plan = origins or origin_plan(settings)
     upstreams = [
-        OriginFilter(CachedUpstream(HttpUpstream(u.url, client), store, settings.page_ttl), u.files)
+        OriginFilter(
+            CachedUpstream(
+                HttpUpstream(u.url, client, settings.upstream_deadline), store, settings.page_ttl
+            ),
+            u.files,
+        )
         for u in plan.upstreams
     ]
     index: Index = PriorityIndex(upstreams)
@@ -120,12 +126,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     if removed:
         log.warning("removed %d partial download(s) left by a previous run", removed)
     # Every request and redirect hop is checked and given its origin's credentials and TLS
-    # (proxy.outbound).
+    # (proxy.outbound); transient failures are retried in the transport (proxy.retry).
     client = async_client(
         origins.outbound,
         timeout=httpx.Timeout(settings.upstream_timeout),
         headers={"User-Agent": f"hostfit/{__version__}"},
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        wrap=RetryingTransport,
     )
     files = FileService(blobs, client, store)
     pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers), origins.outbound)

@@ -124,6 +124,7 @@ class Settings:
     rules: Path | None = None
     page_ttl: float = 600.0
     upstream_timeout: float = 30.0
+    upstream_deadline: float = 60.0  # a whole page fetch, retries and slow bodies included
     default_profile: str | None = None
     analysis: Literal["optimistic", "strict"] = "optimistic"  # strict: 503 until settled
     analysis_budget: float = 2.0  # how long a page request waits for its walk
@@ -166,6 +167,7 @@ _CONVERTERS: dict[str, Any] = {
     "rules": Path,
     "page_ttl": float,
     "upstream_timeout": float,
+    "upstream_deadline": lambda v: _positive(float(v)),
     "workers": int,
     "analysis_budget": float,
     "analysis_workers": int,
@@ -174,6 +176,12 @@ _CONVERTERS: dict[str, Any] = {
     "frontier_max_seconds": float,
     "hide_sdists_without_wheels": lambda v: v if isinstance(v, bool) else _boolean(v),
 }
+
+
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise ValueError("must be more than 0")
+    return value
 
 
 def _boolean(value: object) -> bool:

@@ -55,6 +55,13 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--page-ttl", type=float, help="seconds a page is served before revalidation"
     )
+    parser.add_argument(
+        "--upstream-deadline",
+        type=float,
+        metavar="SECONDS",
+        help="the longest an upstream page fetch may take in all, retries and slow bodies "
+        "included; past it the stale page or a 504 is served (default 60)",
+    )
     parser.add_argument("--workers", type=int, help="server processes (default 1)")
     parser.add_argument(
         "--default-profile",
