@@ -39,9 +39,9 @@ from proxy.core.profile import HostProfile, merge, parse_profile
 from proxy.core.ranges import Unsatisfiable, requested_span
 from proxy.core.redact import redact
 from proxy.core.rules import EMPTY, Rules
-from proxy.edge.blobs import BlobStore
+from proxy.edge.blobs import BlobStore, OpenBlob
 from proxy.edge.config import Settings
-from proxy.edge.files import Cached, FileService
+from proxy.edge.files import FileService
 from proxy.edge.fleet import Fleet
 from proxy.edge.gate import REFUSED_HEADER, DownloadGate, Refused
 from proxy.edge.hash_fill import HashFillIndex
@@ -62,6 +62,7 @@ from proxy.edge.rewrites import RewriteService
 from proxy.edge.rules_loader import ActiveRules, watch_rules
 from proxy.edge.scheduler import AnalysisScheduler
 from proxy.edge.state import StateStore, open_store
+from proxy.edge.state_embedded import EmbeddedStore
 from proxy.edge.ui import ui_routes
 from proxy.edge.upstream import HttpUpstream
 from proxy.errors import HostfitError, NotFound
@@ -73,6 +74,7 @@ log = logging.getLogger("hostfit")
 PAGE_MAX_AGE = 60
 # A page decided before all its reports were in changes soon: keep clients asking.
 PROVISIONAL_MAX_AGE = 5
+COMPACT_SECONDS = 3600.0
 
 
 @dataclass
@@ -121,7 +123,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     rules = ActiveRules(settings.rules)  # bad rules stop the start-up here
     origins = origin_plan(settings)  # only these origins are ever contacted
     store = open_store(settings.redis, str(settings.cache_dir / "state"))
-    blobs = BlobStore(settings.cache_dir / "files")
+    blobs = BlobStore(settings.cache_dir / "files", settings.cache_max_size)
     removed = blobs.clean_temp()
     if removed:
         log.warning("removed %d partial download(s) left by a previous run", removed)
@@ -134,7 +136,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         wrap=RetryingTransport,
     )
-    files = FileService(blobs, client, store)
+    files = FileService(blobs, client, store, deadline=settings.file_deadline)
     pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers), origins.outbound)
     # One more worker, for downloads waiting at the gate: never queued behind walks.
     urgent_pool = AnalysisPool(PoolLimits(workers=1), origins.outbound)
@@ -186,9 +188,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
 
     rules.on_change(rules_changed)
     services.metrics.watch_analysis(lambda: pool.fetched + urgent_pool.fetched)
+    services.metrics.watch_cache(blobs, files)
+    compaction = asyncio.create_task(_compact_state(store))
     try:
         yield services
     finally:
+        compaction.cancel()
         await rewrites.service.close()
         await host_filter.close()
         await reports.close()
@@ -197,6 +202,18 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await files.close()
         await client.aclose()
         await store.close()
+
+
+async def _compact_state(store: StateStore) -> None:
+    """The embedded store drops expired rows now and then (Redis expires its own)."""
+    if not isinstance(store, EmbeddedStore):
+        return
+    while True:
+        try:
+            await store.compact()
+        except Exception as exc:  # a busy or read-only database is tried again later
+            log.warning("state store compaction failed: %s", exc)
+        await asyncio.sleep(COMPACT_SECONDS)
 
 
 def _analyse_download(scheduler: AnalysisScheduler, file: File) -> None:
@@ -317,21 +334,21 @@ async def project_file(request: Request) -> Response:
         if report is not None:
             gate.enforce(page, file, subject, report, ctx)
     opened = await services.files.open(file)
-    if isinstance(opened, Cached):
+    if isinstance(opened, OpenBlob):
         if gate is not None and report is None:
             # A rewritten wheel whose original is not cached: its binaries are the same.
-            gate.enforce(page, file, subject, await gate.report(subject), ctx)
+            await _enforce_or_close(opened, gate, page, file, subject, ctx)
         services.metrics.file_hits.inc()
-        return BlobResponse(opened.path, file)
+        return BlobResponse(opened, file)
     services.metrics.file_misses.inc()
     await opened.wait_started()
     range_header = request.headers.get("range")
     if gate is not None and report is None:
         if range_header:
             # Part of a file is judged like the whole: once it is here and reported on.
-            path = await services.files.fetch(file)
-            gate.enforce(page, file, subject, await gate.report(subject), ctx)
-            return BlobResponse(path, file)
+            blob = await services.files.fetch_blob(file)
+            await _enforce_or_close(blob, gate, page, file, subject, ctx)
+            return BlobResponse(blob, file)
         return DownloadResponse(opened, admit=lambda: gate.admit_streamed(page, file, subject, ctx))
     if range_header and opened.size is not None:
         # Served from the download as it grows: no second upstream request.
@@ -341,6 +358,17 @@ async def project_file(request: Request) -> Response:
             return Response(status_code=416, headers={"Content-Range": f"bytes */{opened.size}"})
         return DownloadResponse(opened, span=span)
     return DownloadResponse(opened)
+
+
+async def _enforce_or_close(
+    blob: OpenBlob, gate: DownloadGate, page: Page, file: File, subject: File, ctx: Context
+) -> None:
+    """The gate on a cached blob; a refused blob is closed here, never left open."""
+    try:
+        gate.enforce(page, file, subject, await gate.report(subject), ctx)
+    except BaseException:
+        blob.close()
+        raise
 
 
 async def _rewritten_file(
@@ -399,7 +427,9 @@ async def readyz(request: Request) -> Response:
         return PlainTextResponse(f"state store unavailable: {redact(str(exc))}\n", status_code=503)
     if not services.blobs.tmp.is_dir():
         return PlainTextResponse("cache directory missing\n", status_code=503)
-    return PlainTextResponse("ready\n")
+    blobs = services.blobs
+    budget = f"{blobs.max_size} bytes" if blobs.max_size is not None else "no budget"
+    return PlainTextResponse(f"ready\ncache: {blobs.used} bytes in {blobs.count} files, {budget}\n")
 
 
 async def metrics(request: Request) -> Response:

@@ -2,31 +2,125 @@
 
 A blob is only ever reachable under its final name after its digest was checked,
 so a crash mid-write leaves at most a temp file, which start-up removes.
+
+A budget (``max_size``) bounds the bytes under ``sha256/``; the least recently used
+blobs are evicted to stay within it. Recency is a blob's mtime, refreshed (at most once
+a minute) whenever it is opened for serving, so it survives restarts and every process
+on the directory sees it. The index (size per blob, least recently used first) is built
+from the directory at start and rebuilt from it before an eviction round, so blobs
+written by other processes or outside a `BlobWriter` are counted too.
+
+Eviction never breaks a reader. Blobs are served through a descriptor opened when the
+blob is looked up (`open`), and a file unlinked on Linux stays readable through an open
+descriptor, its space freed when the last one closes. A blob open in this process is
+never chosen (evicting it would free nothing yet); one open in another process on the
+same directory may be unlinked, and that reader still gets every byte.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import hashlib
+import logging
 import os
 import re
 import secrets
+import shutil
+import time
+from collections import OrderedDict
 from pathlib import Path
 
 import aiofiles
 import aiofiles.os
 
-from proxy.errors import IntegrityError
+from proxy.errors import HostfitError, IntegrityError
+
+log = logging.getLogger("hostfit.cache")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+TOUCH_SECONDS = 60.0  # a blob's recency is refreshed at most this often
+RESCAN_SECONDS = 30.0  # the index is read again from the directory when this old
+SLACK = 0.1  # an eviction round frees this share of the budget more than it must
+
+
+class CacheFull(HostfitError):
+    """The cache cannot take a file: over the budget, or the disk refused it."""
+
+    status_code = 503
+
+
+def disk_reason(exc: OSError) -> str:
+    """What the cache disk said, for logs and clients: 'No space left on device'."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the cache disk is full ({exc.strerror})"
+    if exc.errno == errno.EFBIG:
+        return f"the cache disk refused a file this large ({exc.strerror})"
+    return f"the cache disk failed: {exc.strerror or exc}"
+
+
+class OpenBlob:
+    """A blob opened for reading: it stays readable until closed, even if evicted meanwhile."""
+
+    def __init__(self, store: BlobStore, sha256: str, fd: int, size: int) -> None:
+        self.store = store
+        self.sha256 = sha256
+        self.fd = fd
+        self.size = size
+        self.path = store.path(sha256)
+        self._closed = False
+
+    def close(self) -> None:
+        """Idempotent and never awaits, so a cancelled response cannot leak it."""
+        if not self._closed:
+            self._closed = True
+            os.close(self.fd)
+            self.store._unpin(self.sha256)
+
+
+class Reservation:
+    """Room promised to one download of a known size, until it is committed or dropped."""
+
+    def __init__(self, store: BlobStore, size: int) -> None:
+        self.store = store
+        self.size = size
+
+    def release(self) -> None:
+        self.store._reserved -= self.size
+        self.size = 0
 
 
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_size: int | None = None) -> None:
         self.root = root
         self.tmp = root / "tmp"
         self.blobs = root / "sha256"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.blobs.mkdir(parents=True, exist_ok=True)
+        self.max_size = max_size
+        self.evicted = 0  # blobs evicted since start
+        self.evicted_bytes = 0
+        self._index: OrderedDict[str, int] = OrderedDict()  # sha256 -> size, oldest first
+        self._seen: dict[str, float] = {}  # sha256 -> when this process last used it
+        self._used = 0
+        self._reserved = 0
+        self._pins: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+        self._scanned = 0.0
+        self._added_during_scan: dict[str, int] | None = None
+        self._install(_scan(self.blobs), {})
+
+    # --- what is here ------------------------------------------------------------
+
+    @property
+    def used(self) -> int:
+        """Bytes of blobs in the index (this process's view, reconciled at each eviction)."""
+        return self._used
+
+    @property
+    def count(self) -> int:
+        return len(self._index)
 
     def clean_temp(self) -> int:
         """Remove temp files left by a previous process; returns how many."""
@@ -44,56 +138,246 @@ class BlobStore:
     def has(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
-    def writer(self, expected_sha256: str | None, expected_size: int | None = None) -> BlobWriter:
+    def open(self, sha256: str) -> OpenBlob | None:
+        """The blob, opened for reading and marked used; None when it is not here."""
+        path = self.path(sha256)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            self._forget(sha256)
+            return None
+        stat = os.fstat(fd)
+        if time.time() - stat.st_mtime > TOUCH_SECONDS:
+            with contextlib.suppress(OSError):  # a read-only cache still serves
+                os.utime(fd)
+        self._note(sha256, stat.st_size)
+        self._pins[sha256] = self._pins.get(sha256, 0) + 1
+        return OpenBlob(self, sha256, fd, stat.st_size)
+
+    def _unpin(self, sha256: str) -> None:
+        left = self._pins.get(sha256, 1) - 1
+        if left:
+            self._pins[sha256] = left
+        else:
+            self._pins.pop(sha256, None)
+
+    def writer(
+        self,
+        expected_sha256: str | None,
+        expected_size: int | None = None,
+        reservation: Reservation | None = None,
+    ) -> BlobWriter:
         """A writer that checks the digest, or with None files the bytes under their own."""
-        return BlobWriter(self, expected_sha256, expected_size)
+        return BlobWriter(self, expected_sha256, expected_size, reservation)
 
     async def put_bytes(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
         if not self.has(digest):
             async with self.writer(digest, len(data)) as writer:
                 await writer.write(data)
+            await self.enforce()
         return digest
+
+    # --- the budget ----------------------------------------------------------------
+
+    async def reserve(self, size: int | None) -> Reservation:
+        """Room for a file of this size (None: unknown, reserve nothing), evicting to make
+        it; raises `CacheFull`, naming the cause, when the file cannot be cached."""
+        need = size or 0
+        async with self._lock:
+            if self.max_size is not None:
+                if need > self.max_size:
+                    raise CacheFull(
+                        f"{need} bytes is more than the cache budget ({self.max_size} bytes)"
+                    )
+                if self._used + self._reserved + need > self.max_size:
+                    await self._evict(self.max_size - self._reserved - need)
+                if self._used + self._reserved + need > self.max_size:
+                    raise CacheFull("the cache budget is taken by files being served or written")
+            free = await asyncio.to_thread(_free_bytes, self.tmp)
+            if need and free - self._reserved < need:
+                if self.max_size is not None:  # a budget consents to eviction
+                    await self._evict(self._used - (need + self._reserved - free))
+                    free = await asyncio.to_thread(_free_bytes, self.tmp)
+                if free - self._reserved < need:
+                    raise CacheFull(
+                        f"the cache disk has {max(free - self._reserved, 0)} bytes free, "
+                        f"{need} needed"
+                    )
+            self._reserved += need
+            return Reservation(self, need)
+
+    async def enforce(self) -> None:
+        """Evict least recently used blobs until the budget holds again (counting what
+        other processes added since the last look)."""
+        if self.max_size is None:
+            return
+        stale = time.monotonic() - self._scanned > RESCAN_SECONDS
+        if not stale and self._used + self._reserved <= self.max_size:
+            return
+        async with self._lock:
+            await self._evict(self.max_size - self._reserved)
+
+    async def _evict(self, target: int) -> None:
+        """Down to ``target`` bytes, and a little below so the next file fits too."""
+        if time.monotonic() - self._scanned > RESCAN_SECONDS:
+            await self._rescan()
+        if self._used <= target:
+            return
+        assert self.max_size is not None
+        goal = target - int(self.max_size * SLACK)
+        victims: list[tuple[str, int]] = []
+        for sha256, size in self._index.items():
+            if self._used <= goal:
+                break
+            if sha256 in self._pins:
+                continue  # being served here: evicting it would free nothing yet
+            victims.append((sha256, size))
+            self._used -= size
+        for sha256, _ in victims:
+            del self._index[sha256]
+            self._seen.pop(sha256, None)
+        freed = sum(size for _, size in victims)
+        await asyncio.to_thread(_unlink_all, [self.path(sha256) for sha256, _ in victims])
+        self.evicted += len(victims)
+        self.evicted_bytes += freed
+        if victims:
+            log.info(
+                "evicted %d blob(s), %d bytes, least recently used first; cache holds %d bytes",
+                len(victims),
+                freed,
+                self._used,
+            )
+        if self._used > target:
+            log.warning(
+                "cache over its budget: %d bytes held, %d wanted; the rest is being served",
+                self._used,
+                target,
+            )
+
+    async def _rescan(self) -> None:
+        self._added_during_scan = {}
+        try:
+            found = await asyncio.to_thread(_scan, self.blobs)
+        finally:
+            added, self._added_during_scan = self._added_during_scan, None
+        self._install(found, added)
+
+    def _install(self, found: list[tuple[float, str, int]], added: dict[str, int]) -> None:
+        """The index from a scan: ordered by mtime, or by this process's own later use."""
+        now = time.time()
+        merged = {
+            name: (max(mtime, self._seen.get(name, 0.0)), size) for mtime, name, size in found
+        }
+        merged.update({name: (now, size) for name, size in added.items()})
+        ordered = sorted(merged.items(), key=lambda item: item[1][0])
+        self._index = OrderedDict((name, size) for name, (_, size) in ordered)
+        self._seen = {name: self._seen[name] for name in self._index if name in self._seen}
+        self._used = sum(self._index.values())
+        self._scanned = time.monotonic()
+
+    def _note(self, sha256: str, size: int) -> None:
+        """A blob used now: committed here, or opened for reading."""
+        self._used += size - self._index.get(sha256, 0)
+        self._index[sha256] = size
+        self._index.move_to_end(sha256)
+        self._seen[sha256] = time.time()
+        if self._added_during_scan is not None:
+            self._added_during_scan[sha256] = size
+
+    def _forget(self, sha256: str) -> None:
+        self._used -= self._index.pop(sha256, 0)
+        self._seen.pop(sha256, None)
+
+
+def _scan(directory: Path) -> list[tuple[float, str, int]]:
+    """Every blob's (mtime, name, size)."""
+    found: list[tuple[float, str, int]] = []
+    with os.scandir(directory) as shards:
+        for shard in shards:
+            if not shard.is_dir(follow_symlinks=False):
+                continue
+            with os.scandir(shard.path) as entries:
+                for entry in entries:
+                    if not _SHA256.match(entry.name):
+                        continue
+                    try:
+                        stat = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # evicted by another process meanwhile
+                    found.append((stat.st_mtime, entry.name, stat.st_size))
+    return found
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _free_bytes(directory: Path) -> int:
+    return shutil.disk_usage(directory).free
 
 
 class BlobWriter:
-    """Writes one blob; `commit` verifies size and digest before the atomic rename."""
+    """Writes one blob; `commit` verifies size and digest before the atomic rename.
 
-    def __init__(self, store: BlobStore, sha256: str | None, size: int | None) -> None:
+    `detach` gives the file up (removed at once) while the bytes still flow through the
+    writer: it goes on hashing them, so `verify` can still check a file that is streamed
+    to clients without being cached. The disk's refusals are raised as `CacheFull`.
+    """
+
+    def __init__(
+        self,
+        store: BlobStore,
+        sha256: str | None,
+        size: int | None,
+        reservation: Reservation | None = None,
+    ) -> None:
         self.store = store
         self.sha256 = sha256
         self.expected_size = size
+        self.reservation = reservation
         self.temp_path = store.tmp / f"{(sha256 or 'unknown')[:16]}.{secrets.token_hex(6)}.part"
         self.written = 0
+        self.attached = True  # bytes go to the temp file
         self._hash = hashlib.sha256()
         self._file: aiofiles.threadpool.binary.AsyncFileIO | None = None
         self._committed = False
 
-    async def __aenter__(self) -> BlobWriter:
+    async def open(self) -> None:
         # Unbuffered: `written` must never count bytes that readers following the
         # download cannot see yet in the file.
-        self._file = await aiofiles.open(self.temp_path, "wb", buffering=0)
+        try:
+            self._file = await aiofiles.open(self.temp_path, "wb", buffering=0)
+        except OSError as exc:
+            raise CacheFull(disk_reason(exc)) from None
+
+    async def __aenter__(self) -> BlobWriter:
+        await self.open()
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None and not self._committed:
+        if exc_type is None and not self._committed and self.attached:
             await self.commit()
         if not self._committed:
             await self.discard()
 
     async def write(self, chunk: bytes) -> None:
-        assert self._file is not None
-        view = memoryview(chunk)
-        while view:
-            done = await self._file.write(view)
-            if not done:
-                raise OSError(f"could not write to {self.temp_path}")
-            view = view[done:]
+        if self.attached:
+            assert self._file is not None
+            view = memoryview(chunk)
+            try:
+                while view:
+                    done = await self._file.write(view)
+                    if not done:
+                        raise OSError(errno.EIO, f"could not write to {self.temp_path.name}")
+                    view = view[done:]
+            except OSError as exc:
+                raise CacheFull(disk_reason(exc)) from None
         self._hash.update(chunk)
         self.written += len(chunk)
 
-    async def commit(self) -> Path:
-        assert self._file is not None
+    def verify(self) -> None:
         if self.expected_size is not None and self.written != self.expected_size:
             raise IntegrityError(
                 f"size mismatch: expected {self.expected_size} bytes, got {self.written}"
@@ -103,16 +387,40 @@ class BlobWriter:
             self.sha256 = actual
         elif actual != self.sha256:
             raise IntegrityError(f"sha256 mismatch: index says {self.sha256}, got {actual}")
-        await self._file.flush()
-        await aiofiles.os.wrap(os.fsync)(self._file.fileno())
-        await self._file.close()
+
+    async def commit(self) -> Path:
+        assert self._file is not None and self.attached
+        self.verify()
+        assert self.sha256 is not None
         final = self.store.path(self.sha256)
-        final.parent.mkdir(exist_ok=True)
-        await aiofiles.os.replace(self.temp_path, final)
+        try:
+            await self._file.flush()
+            await aiofiles.os.wrap(os.fsync)(self._file.fileno())
+            await self._file.close()
+            final.parent.mkdir(exist_ok=True)
+            await aiofiles.os.replace(self.temp_path, final)
+        except OSError as exc:
+            await self.discard()
+            raise CacheFull(disk_reason(exc)) from None
         self._committed = True
+        self._release()
+        self.store._note(self.sha256, self.written)
         return final
 
+    async def detach(self) -> None:
+        """Stop writing: the temp file is removed; bytes are still counted and hashed."""
+        self.attached = False
+        await self.discard()
+
     async def discard(self) -> None:
+        self._release()
         if self._file is not None:
-            await self._file.close()
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):  # closing may report the same full disk
+                await file.close()
         await aiofiles.os.wrap(self.temp_path.unlink)(missing_ok=True)
+
+    def _release(self) -> None:
+        if self.reservation is not None:
+            self.reservation.release()
+            self.reservation = None

@@ -134,6 +134,8 @@ class Settings:
     frontier_max_seconds: float = 600.0  # one walk's time
     hide_sdists_without_wheels: bool = True
     workers: int = 1
+    file_deadline: float = 1800.0  # seconds one file download may take in all
+    cache_max_size: int | None = None  # bytes of files cached; None: no budget
 
     def __repr__(self) -> str:  # settings hold credentials: never show them
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
@@ -175,7 +177,31 @@ _CONVERTERS: dict[str, Any] = {
     "frontier_max_bytes": int,
     "frontier_max_seconds": float,
     "hide_sdists_without_wheels": lambda v: v if isinstance(v, bool) else _boolean(v),
+    "file_deadline": lambda v: _seconds(v),
+    "cache_max_size": lambda v: _size(v),
 }
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _size(value: object) -> int:
+    """Bytes, with an optional binary suffix: 50G, 512M, 1.5T, 10GiB (K, M, G, T = 1024^n)."""
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    unit = text[-1:] if text[-1:] in _UNITS else ""
+    try:
+        number = float(text.removesuffix(unit) if unit else text) * _UNITS[unit]
+    except ValueError:
+        raise ValueError("expected bytes, such as 50G, 512M or 1000000") from None
+    if not 1 <= number < float("inf"):
+        raise ValueError("expected at least one byte")
+    return int(number)
+
+
+def _seconds(value: object) -> float:
+    number = float(str(value))
+    if not 0 < number < float("inf"):
+        raise ValueError("expected a number of seconds above 0")
+    return number
 
 
 def _positive(value: float) -> float:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+import os
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-from starlette.responses import FileResponse, Response
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from proxy.core.models import File
-from proxy.core.ranges import Span
+from proxy.core.ranges import Span, Unsatisfiable, requested_span
+from proxy.edge.blobs import OpenBlob
 from proxy.edge.files import Download
 from proxy.errors import HostfitError
 
@@ -25,12 +28,63 @@ def _file_headers(file: File) -> dict[str, str]:
     return {"Cache-Control": IMMUTABLE, "ETag": f'"{file.sha256}"'}
 
 
-class BlobResponse(FileResponse):
+class BlobResponse(Response):
+    """A cached blob, read through the descriptor opened when it was looked up, so a blob
+    evicted meanwhile still arrives whole; one byte range is answered 206. The blob is
+    closed when the response ends, however it ends."""
+
     # Fewer, larger reads: the event loop's cost is per chunk, not per byte.
     chunk_size = 1024 * 1024
 
-    def __init__(self, path: Path, file: File) -> None:
-        super().__init__(path, media_type="application/octet-stream", headers=_file_headers(file))
+    def __init__(self, blob: OpenBlob, file: File) -> None:
+        self.blob = blob
+        self.file = file
+        headers = _file_headers(file)
+        headers["Accept-Ranges"] = "bytes"
+        super().__init__(None, media_type="application/octet-stream", headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._respond(scope, receive, send)
+        finally:
+            self.blob.close()
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        size = self.blob.size
+        request = Headers(scope=scope)
+        if_range = request.get("if-range")
+        header = request.get("range") if if_range in (None, f'"{self.file.sha256}"') else None
+        try:
+            span = requested_span(header, size)
+        except Unsatisfiable:
+            await Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})(
+                scope, receive, send
+            )
+            return
+        headers = MutableHeaders(raw=list(self.raw_headers))
+        start, stop = (span.start, span.stop) if span is not None else (0, size)
+        headers["Content-Length"] = str(stop - start)
+        if span is not None:
+            headers["Content-Range"] = span.content_range(size)
+        status = 206 if span is not None else 200
+        await send({"type": "http.response.start", "status": status, "headers": headers.raw})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if await _until_disconnected(self._stream(send, start, stop), receive):
+            await send({"type": "http.response.body", "body": b""})
+
+    async def _stream(self, send: Send, start: int, stop: int) -> bool:
+        position = start
+        while position < stop:
+            size = min(self.chunk_size, stop - position)
+            data = await asyncio.to_thread(os.pread, self.blob.fd, size, position)
+            if not data:
+                log.warning("aborted transfer: %s: cache file shrank", self.file.filename)
+                return False
+            position += len(data)
+            await _send_chunk(send, data)
+        return True
 
 
 class DownloadResponse(Response):
@@ -65,13 +119,7 @@ class DownloadResponse(Response):
         if scope["method"] == "HEAD":
             await send({"type": "http.response.body", "body": b""})
             return
-        stream = asyncio.create_task(self._stream(send))
-        watch = asyncio.create_task(_disconnected(receive))
-        done, _ = await asyncio.wait({stream, watch}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (stream, watch):
-            task.cancel()
-        await asyncio.gather(stream, watch, return_exceptions=True)
-        if stream in done and not stream.cancelled() and stream.result():
+        if await _until_disconnected(self._stream(send), receive):
             await send({"type": "http.response.body", "body": b""})
 
     async def _stream(self, send: Send) -> bool:
@@ -105,6 +153,19 @@ class DownloadResponse(Response):
 
 async def _send_chunk(send: Send, chunk: bytes) -> None:
     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+async def _until_disconnected(streaming: Coroutine[Any, Any, bool], receive: Receive) -> bool:
+    """Runs ``streaming`` until it ends or the client goes; True when it sent everything."""
+    stream = asyncio.create_task(streaming)
+    watch = asyncio.create_task(_disconnected(receive))
+    done, _ = await asyncio.wait({stream, watch}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (stream, watch):
+        task.cancel()
+    await asyncio.gather(stream, watch, return_exceptions=True)
+    if stream in done and not stream.cancelled():
+        return stream.result()  # raises what the stream raised
+    return False
 
 
 async def _disconnected(receive: Receive) -> None:

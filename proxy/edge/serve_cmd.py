@@ -104,6 +104,18 @@ def add_parser(subparsers: Any) -> None:
         help="time one walk down a page may take (default 600)",
     )
     parser.add_argument(
+        "--file-deadline",
+        type=float,
+        metavar="SECONDS",
+        help="the longest one file download from upstream may take, in all (default 1800)",
+    )
+    parser.add_argument(
+        "--cache-max-size",
+        metavar="BYTES",
+        help="file cache budget, such as 50G (K, M, G, T: powers of 1024); least recently "
+        "used files are evicted to stay within it (default: no budget)",
+    )
+    parser.add_argument(
         "--no-access-log", dest="access_log", action="store_false", help="do not log requests"
     )
     parser.set_defaults(func=run)

@@ -1,7 +1,9 @@
 """The embedded state store: one SQLite file, nothing to install, survives restarts.
 
 SQLite calls run in a worker thread so they never block the event loop; WAL mode
-lets several server processes share the file.
+lets several server processes share the file. `compact` purges expired rows (pages
+past their TTL, leases) and VACUUMs when much of the file is free; the server runs it
+at start and every hour.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
+
+VACUUM_MIN_PAGES = 256  # below this, free pages are not worth a rewrite of the file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -103,6 +107,23 @@ class EmbeddedStore:
 
     async def delete(self, key: str) -> None:
         await self._run(lambda db: db.execute("DELETE FROM kv WHERE key = ?", (key,)))
+
+    async def compact(self) -> int:
+        """Purge expired rows; VACUUM once a quarter of the file is free pages. Returns
+        how many rows went."""
+
+        def op(db: sqlite3.Connection) -> int:
+            purged = db.execute(
+                "DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?", (time.time(),)
+            ).rowcount
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            free = db.execute("PRAGMA freelist_count").fetchone()[0]
+            if pages and free * 4 >= pages and pages > VACUUM_MIN_PAGES:
+                db.execute("VACUUM")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return int(purged)
+
+        return await self._run(op)
 
     async def ping(self) -> None:
         await self._run(lambda db: db.execute("SELECT 1").fetchone())
