@@ -7,20 +7,16 @@ import random
 import signal
 import struct
 import zlib
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.analysis.bounds import Budget, Unanalysable
-from proxy.analysis.member import (
-    CHUNK,
-    DEFLATED,
-    SCAN_BUDGET,
-    SNAPSHOT_EVERY,
-    STORED,
-    MemberReader,
-)
+from proxy.analysis.deflate_cursors import SNAPSHOT_EVERY
+from proxy.analysis.far_entries import FAR_READS, FarReadTuning
+from proxy.analysis.member import CHUNK, DEFLATED, STORED, MemberReader
 
 MiB = 1024 * 1024
 
@@ -206,6 +202,26 @@ def test_far_reads_match_forward_reads_everywhere() -> None:
         assert far.read_at(offset, length) == near.read_at(offset, length)
 
 
+@pytest.mark.parametrize(
+    ("tuning", "goes_far"), [(FAR_READS, True), (replace(FAR_READS, far_member=1 << 40), False)]
+)
+def test_far_reads_follow_their_tuning(tuning: FarReadTuning, goes_far: bool) -> None:
+    data = elf_like(6 * MiB, seed=9)
+    stored = deflated(data)
+    member = MemberReader(
+        io.BytesIO(stored),
+        name="m",
+        data_offset=0,
+        compressed_size=len(stored),
+        size=len(data),
+        method=DEFLATED,
+        budget=Budget(1 << 40),
+        tuning=tuning,
+    )
+    assert member.read_at(len(data) - 100, 100) == data[-100:]
+    assert member.went_far is goes_far
+
+
 def test_stored_blocks_inside_deflate_data_are_read_exactly() -> None:
     # Incompressible stretches make zlib write stored blocks, aligned to the stream's
     # bytes: a chain entered at an odd bit must still find them.
@@ -332,4 +348,4 @@ def test_a_member_without_dynamic_blocks_is_searched_a_bounded_amount() -> None:
     member = member_over(source, len(stream), len(data))
     assert member.read_at(len(data) - 100, 100) == data[-100:]
     read = sum(end - start for start, end in source.ranges)
-    assert read < len(stream) + SCAN_BUDGET + 2 * MiB
+    assert read < len(stream) + FAR_READS.scan_budget + 2 * MiB
