@@ -122,86 +122,91 @@ def compose_index(
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     rules = ActiveRules(settings.rules)  # bad rules stop the start-up here
     origins = origin_plan(settings)  # only these origins are ever contacted
-    store = open_store(settings.redis, str(settings.cache_dir / "state"))
-    blobs = BlobStore(settings.cache_dir / "files", settings.cache_max_size)
-    removed = blobs.clean_temp()
-    if removed:
-        log.warning("removed %d partial download(s) left by a previous run", removed)
-    # Every request and redirect hop is checked and given its origin's credentials and TLS
-    # (proxy.outbound); transient failures are retried in the transport (proxy.retry).
-    client = async_client(
-        origins.outbound,
-        timeout=httpx.Timeout(settings.upstream_timeout),
-        headers={"User-Agent": f"hostfit/{__version__}"},
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-        wrap=RetryingTransport,
-    )
-    files = FileService(blobs, client, store, deadline=settings.file_deadline)
-    pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers), origins.outbound)
-    # One more worker, for downloads waiting at the gate: never queued behind walks.
-    urgent_pool = AnalysisPool(PoolLimits(workers=1), origins.outbound)
-    reports = AnalysisScheduler(
-        ReportService(store, pool), blobs, urgent=ReportService(store, urgent_pool)
-    )
-    # Downloads feed analysis: a wheel in the file cache is analysed from disk.
-    files.on_cached.append(lambda f: _analyse_download(reports, f))
-    metadata = MetadataService(blobs, files, client, store, origins.outbound)
-    host_filter = HostFilter(
-        compose_index(settings, client, store, files, lambda: rules.current, origins),
-        reports,
-        policy=settings.analysis,
-        budget=settings.analysis_budget,
-        limits=WalkLimits(
-            keep=settings.frontier_keep,
-            max_bytes=settings.frontier_max_bytes,
-            max_seconds=settings.frontier_max_seconds,
-        ),
-        hide_sdists_without_wheels=settings.hide_sdists_without_wheels,
-        rules=lambda: rules.current,
-        metadata=metadata,
-    )
-    rewrites = RewriteIndex(
-        host_filter, lambda: rules.current, RewriteService(blobs, files, store), reports
-    )
-    default_profile = _default_profile(settings, rules.current)
-    fleet = Fleet()  # recent traffic, for the web interface (the gate tells it refusals)
-    services = Services(
-        settings=settings,
-        store=store,
-        blobs=blobs,
-        client=client,
-        files=files,
-        metadata=metadata,
-        index=rewrites,
-        filter=host_filter,
-        gate=DownloadGate(host_filter, reports, refused=fleet.saw),
-        default_profile=default_profile,
-        renders=RenderCache(),
-        metrics=Metrics(),
-        rules=rules,
-        rewrites=rewrites,
-        fleet=fleet,
-    )
-
-    def rules_changed(new: Rules) -> None:
-        services.default_profile = _default_profile(settings, new)
-
-    rules.on_change(rules_changed)
-    services.metrics.watch_analysis(lambda: pool.fetched + urgent_pool.fetched)
-    services.metrics.watch_cache(blobs, files)
-    compaction = asyncio.create_task(_compact_state(store))
+    # Closed in reverse order on the way out; one close that fails skips none of the rest.
+    stack = contextlib.AsyncExitStack()
     try:
+        store = open_store(settings.redis, str(settings.cache_dir / "state"))
+        stack.push_async_callback(store.close)
+        blobs = BlobStore(settings.cache_dir / "files", settings.cache_max_size)
+        removed = blobs.clean_temp()
+        if removed:
+            log.warning("removed %d partial download(s) left by a previous run", removed)
+        # Every request and redirect hop is checked and given its origin's credentials and TLS
+        # (proxy.outbound); transient failures are retried in the transport (proxy.retry).
+        client = async_client(
+            origins.outbound,
+            timeout=httpx.Timeout(settings.upstream_timeout),
+            headers={"User-Agent": f"hostfit/{__version__}"},
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            wrap=RetryingTransport,
+        )
+        stack.push_async_callback(client.aclose)
+        files = FileService(blobs, client, store, deadline=settings.file_deadline)
+        stack.push_async_callback(files.close)
+        pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers), origins.outbound)
+        stack.push_async_callback(pool.close)
+        # One more worker, for downloads waiting at the gate: never queued behind walks.
+        urgent_pool = AnalysisPool(PoolLimits(workers=1), origins.outbound)
+        stack.push_async_callback(urgent_pool.close)
+        reports = AnalysisScheduler(
+            ReportService(store, pool), blobs, urgent=ReportService(store, urgent_pool)
+        )
+        stack.push_async_callback(reports.close)
+        # Downloads feed analysis: a wheel in the file cache is analysed from disk.
+        files.on_cached.append(lambda f: _analyse_download(reports, f))
+        metadata = MetadataService(blobs, files, client, store, origins.outbound)
+        host_filter = HostFilter(
+            compose_index(settings, client, store, files, lambda: rules.current, origins),
+            reports,
+            policy=settings.analysis,
+            budget=settings.analysis_budget,
+            limits=WalkLimits(
+                keep=settings.frontier_keep,
+                max_bytes=settings.frontier_max_bytes,
+                max_seconds=settings.frontier_max_seconds,
+            ),
+            hide_sdists_without_wheels=settings.hide_sdists_without_wheels,
+            rules=lambda: rules.current,
+            metadata=metadata,
+        )
+        stack.push_async_callback(host_filter.close)
+        rewrites = RewriteIndex(
+            host_filter, lambda: rules.current, RewriteService(blobs, files, store), reports
+        )
+        stack.push_async_callback(rewrites.service.close)
+        default_profile = _default_profile(settings, rules.current)
+        fleet = Fleet()  # recent traffic, for the web interface (the gate tells it refusals)
+        services = Services(
+            settings=settings,
+            store=store,
+            blobs=blobs,
+            client=client,
+            files=files,
+            metadata=metadata,
+            index=rewrites,
+            filter=host_filter,
+            gate=DownloadGate(host_filter, reports, refused=fleet.saw),
+            default_profile=default_profile,
+            renders=RenderCache(),
+            metrics=Metrics(),
+            rules=rules,
+            rewrites=rewrites,
+            fleet=fleet,
+        )
+
+        def rules_changed(new: Rules) -> None:
+            services.default_profile = _default_profile(settings, new)
+
+        rules.on_change(rules_changed)
+        services.metrics.watch_analysis(lambda: pool.fetched + urgent_pool.fetched)
+        services.metrics.watch_cache(blobs, files)
+        compaction = asyncio.create_task(_compact_state(store))
+        stack.callback(compaction.cancel)
+    except BaseException:
+        await stack.aclose()  # a failed start-up closes what it opened
+        raise
+    async with stack:
         yield services
-    finally:
-        compaction.cancel()
-        await rewrites.service.close()
-        await host_filter.close()
-        await reports.close()
-        await pool.close()
-        await urgent_pool.close()
-        await files.close()
-        await client.aclose()
-        await store.close()
 
 
 async def _compact_state(store: StateStore) -> None:

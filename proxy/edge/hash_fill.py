@@ -14,9 +14,9 @@ from dataclasses import replace
 
 from packaging.utils import NormalizedName
 
-from proxy.core.models import File, Page, ProjectList
+from proxy.core.models import File, Page
 from proxy.edge.files import FileService
-from proxy.edge.index import Context, Index
+from proxy.edge.index import Context, Index, IndexLayer
 from proxy.edge.state import StateStore
 from proxy.errors import HostfitError
 
@@ -26,18 +26,15 @@ _KEY = "urlsha:"
 CONCURRENCY = 4
 
 
-class HashFillIndex:
+class HashFillIndex(IndexLayer):
     def __init__(self, inner: Index, files: FileService, store: StateStore) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.files = files
         self.store = store
         self._limit = asyncio.Semaphore(CONCURRENCY)
         self._known: dict[str, str] = {}
         # (upstream, project) -> (revision, page as served): the hot path is one lookup.
         self._served: dict[tuple[str, str], tuple[str, Page]] = {}
-
-    async def projects(self) -> ProjectList:
-        return await self.inner.projects()
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         page = await self.inner.page(name, ctx)

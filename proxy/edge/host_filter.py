@@ -36,12 +36,12 @@ from packaging.utils import NormalizedName
 from proxy.core.cheap_facts import cheap_requires
 from proxy.core.decide import LOAD_KINDS, Reason, Verdict, decide
 from proxy.core.frontier import DEFAULT_KEEP, Frontier, needs_report, pip_choice, walk
-from proxy.core.models import File, Page, ProjectList
+from proxy.core.models import File, Page
 from proxy.core.report import Report
 from proxy.core.rules import EMPTY, Rules
 from proxy.core.select import foreign_only, select
 from proxy.core.tags import client_tags
-from proxy.edge.index import Context, Index
+from proxy.edge.index import Context, Index, IndexLayer
 from proxy.edge.policy_index import PolicyIndex
 from proxy.edge.scheduler import AnalysisScheduler
 from proxy.errors import HostfitError
@@ -94,7 +94,7 @@ class Decided:
     choice: File | None  # what a plain `pip install <project>` takes now
 
 
-class HostFilter:
+class HostFilter(IndexLayer):
     def __init__(
         self,
         inner: Index,
@@ -107,7 +107,7 @@ class HostFilter:
         rules: Callable[[], Rules] = lambda: EMPTY,
         metadata: StoredMetadata | None = None,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.metadata = metadata
         self.rules = rules  # for project facts; read on every decision, so reloads apply
         self.scheduler = scheduler
@@ -120,9 +120,6 @@ class HostFilter:
         self._watched: OrderedDict[str, str] = OrderedDict()  # unreported sha256 -> project
         self._walks: dict[tuple[str, ...], asyncio.Task[None]] = {}
         scheduler.listen(self._reported)
-
-    async def projects(self) -> ProjectList:
-        return await self.inner.projects()
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         page = await self.inner.page(name, ctx)

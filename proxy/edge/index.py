@@ -1,8 +1,41 @@
-"""The one interface every serving feature implements and wraps.
+"""The one interface every serving feature implements and wraps: the contract.
 
 An index answers two questions: which projects exist, and what one project's page
-holds for this request. Features (caching, upstream priority, rules, the host
-filter, rewriting) are wrappers composed once at start-up in `proxy.edge.app`.
+holds for this request. Features are layers, each wrapping the one below, composed once
+at start-up in `proxy.edge.app.compose_index`; from the bottom:
+
+    CachedUpstream  one upstream, its pages cached and revalidated   (both views)
+    OriginFilter    links to origins not allowed are dropped          (both views)
+    PriorityIndex   a project is taken whole from the first upstream
+                    that has it; a failing one is never skipped       (both views)
+    HashFillIndex   files published without sha256 are hashed once    (both views)
+    PolicyIndex     the operator's deny/allow/quarantine rules        (both views)
+    HostFilter      only files that load on the host; frontier walks  (filtered only)
+    RewriteIndex    rewritten wheels in place of their originals      (filtered only)
+
+`projects()` returns the root listing: names as the upstream spelt them; a layer may
+only remove names (policies), never invent one.
+
+`page(name, ctx)`, for a name already normalised (PEP 503):
+- returns a `Page` whose files are a subset of the layer below's, or replacements of
+  them (rewrites), never files from elsewhere; every file keeps its upstream keys.
+- ``page.revision`` changes whenever the page's content may have changed: a layer that
+  changes the files derives its revision from the one below plus what it changed (a
+  digest of the kept names, the rules' digest, ...), so renderings and ETags keyed by
+  revision are never stale. Equal revision means equal content.
+- ``page.provisional`` is set when the answer is expected to change soon (reports
+  still being made); callers cache such a page briefly.
+- raises `proxy.errors.NotFound` when no upstream has the project (a 404 upstream, or
+  every upstream of the priority list); never for an upstream that failed, which
+  raises `UpstreamError`/`UpstreamTimeout` (502/504, or a stale page with a warning
+  when one is cached). Errors become HTTP statuses in one place, `proxy.edge.app`.
+- ``ctx.view == "universal"`` asks for the page unfiltered and unmodified by the host:
+  the layers marked "filtered only" pass it through untouched.
+
+Files and `.metadata` are not served through the stack: `proxy.edge.app.project_file`
+asks the stack for the universal page, finds the file on it (or, for a rewritten wheel,
+asks the rewrite service for the file made from one of its files), then the file
+service streams it and the download gate (`proxy.edge.gate`) judges it for the host.
 """
 
 from __future__ import annotations
@@ -33,3 +66,17 @@ class Index(Protocol):
     async def projects(self) -> ProjectList: ...
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page: ...
+
+
+class IndexLayer:
+    """A layer over ``inner`` that passes through what it does not change: a subclass
+    overrides only the question it answers differently."""
+
+    def __init__(self, inner: Index) -> None:
+        self.inner = inner
+
+    async def projects(self) -> ProjectList:
+        return await self.inner.projects()
+
+    async def page(self, name: NormalizedName, ctx: Context) -> Page:
+        return await self.inner.page(name, ctx)

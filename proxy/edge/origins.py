@@ -16,10 +16,10 @@ from dataclasses import replace
 
 from packaging.utils import NormalizedName
 
-from proxy.core.models import Page, ProjectList
+from proxy.core.models import Page
 from proxy.core.origins import Origin, OriginPlan, Screened, screen
 from proxy.edge.config import Settings, pip_default_files
-from proxy.edge.index import Context, Index
+from proxy.edge.index import Context, Index, IndexLayer
 from proxy.edge.upstreams_config import plan_upstreams
 
 log = logging.getLogger("hostfit.origins")
@@ -33,14 +33,11 @@ def origin_plan(settings: Settings) -> OriginPlan:
     return plan_upstreams(settings, os.environ, pip_default_files())
 
 
-class OriginFilter:
+class OriginFilter(IndexLayer):
     def __init__(self, inner: Index, allowed: frozenset[Origin]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.allowed = allowed
         self._screened: OrderedDict[tuple[str, str, str], Screened] = OrderedDict()
-
-    async def projects(self) -> ProjectList:
-        return await self.inner.projects()
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         page = await self.inner.page(name, ctx)

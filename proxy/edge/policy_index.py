@@ -25,7 +25,7 @@ from proxy.core.decide import Reason
 from proxy.core.models import Page, ProjectList
 from proxy.core.rule_policy import PolicyOutcome, apply_policies, listed
 from proxy.core.rules import Rules
-from proxy.edge.index import Context, Index
+from proxy.edge.index import Context, Index, IndexLayer
 
 KEPT = 1024
 
@@ -42,11 +42,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class PolicyIndex:
+class PolicyIndex(IndexLayer):
     def __init__(
         self, inner: Index, rules: Callable[[], Rules], clock: Callable[[], datetime] = utc_now
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.rules = rules
         self.clock = clock
         self._cache: OrderedDict[tuple[str, ...], Filtered] = OrderedDict()

@@ -22,13 +22,13 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from proxy.core.frontier import is_linux_platform
-from proxy.core.models import File, Page, ProjectList
+from proxy.core.models import File, Page
 from proxy.core.report import Report
 from proxy.core.rewrite import Rewrite, plan, rewrite_digest
 from proxy.core.rules import Rules
 from proxy.core.versions import file_version, newest_versions
 from proxy.edge.host_filter import Decided
-from proxy.edge.index import Context, Index
+from proxy.edge.index import Context, Index, IndexLayer
 from proxy.edge.rewrites import Done, RewriteService
 from proxy.edge.scheduler import AnalysisScheduler
 
@@ -43,7 +43,7 @@ class _Planned:
     digest: str
 
 
-class RewriteIndex:
+class RewriteIndex(IndexLayer):
     def __init__(
         self,
         inner: Index,
@@ -51,16 +51,13 @@ class RewriteIndex:
         service: RewriteService,
         reports: AnalysisScheduler,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.rules = rules
         self.service = service
         self.reports = reports
         self._generation: dict[str, int] = defaultdict(int)
         self._pages: OrderedDict[tuple[str, ...], Page] = OrderedDict()
         self._analysing: dict[str, asyncio.Future[Report]] = {}
-
-    async def projects(self) -> ProjectList:
-        return await self.inner.projects()
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         page = await self.inner.page(name, ctx)
