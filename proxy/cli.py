@@ -1,4 +1,4 @@
-"""The `hostfit` command: serve, inspect, probe, explain.
+"""The `hostfit` command: serve, inspect, probe, explain, config.
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)``; the
 parser it adds carries ``func`` (``(argparse.Namespace) -> int``) as a default.
@@ -19,6 +19,7 @@ SUBCOMMANDS = (
     "proxy.analysis.inspect_cmd",
     "proxy.edge.probe_cmd",
     "proxy.edge.explain_cmd",
+    "proxy.edge.config_cmd",
 )
 
 

@@ -221,6 +221,14 @@ def _boolean(value: object) -> bool:
 
 def load_settings(cli: dict[str, Any], environ: dict[str, str] | None = None) -> Settings:
     """Merge the layers; every bad value names where it came from."""
+    return load_settings_with_sources(cli, environ)[0]
+
+
+def load_settings_with_sources(
+    cli: dict[str, Any], environ: dict[str, str] | None = None
+) -> tuple[Settings, dict[str, str]]:
+    """The settings, and for each one set, where its value came from (a file and key, an
+    environment variable, or "command line"); the rest are defaults."""
     environ = dict(os.environ) if environ is None else environ
     merged: dict[str, tuple[Any, str]] = {}
     config_file = cli.get("config") or environ.get("HOSTFIT_CONFIG")
@@ -267,4 +275,4 @@ def load_settings(cli: dict[str, Any], environ: dict[str, str] | None = None) ->
             raise ConfigError(f"upstream {url!r} is not an http(s) URL")
     settings = Settings(**values)
     plan_upstreams(settings, environ)  # checks them: origins, secrets, TLS files, netrc
-    return settings
+    return settings, {key: origin for key, (_, origin) in merged.items()}

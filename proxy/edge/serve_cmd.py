@@ -23,6 +23,15 @@ def add_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "serve", help="run the index proxy", description="Run the index proxy."
     )
+    add_setting_arguments(parser)
+    parser.add_argument(
+        "--no-access-log", dest="access_log", action="store_false", help="do not log requests"
+    )
+    parser.set_defaults(func=run)
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that make up the settings (shared with `hostfit config`)."""
     parser.add_argument(
         "--upstream",
         dest="upstreams",
@@ -104,6 +113,18 @@ def add_parser(subparsers: Any) -> None:
         help="time one walk down a page may take (default 600)",
     )
     parser.add_argument(
+        "--upstream-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="the longest wait for any one read from upstream (default 30)",
+    )
+    parser.add_argument(
+        "--hide-sdists-without-wheels",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="hide a version's sdist from a host none of its wheels fits (default: hide)",
+    )
+    parser.add_argument(
         "--file-deadline",
         type=float,
         metavar="SECONDS",
@@ -115,10 +136,6 @@ def add_parser(subparsers: Any) -> None:
         help="file cache budget, such as 50G (K, M, G, T: powers of 1024); least recently "
         "used files are evicted to stay within it (default: no budget)",
     )
-    parser.add_argument(
-        "--no-access-log", dest="access_log", action="store_false", help="do not log requests"
-    )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
