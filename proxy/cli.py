@@ -1,4 +1,4 @@
-"""The `hostfit` command: serve, inspect, probe, explain, config.
+"""The `hostfit` command: serve, inspect, probe, explain, config, admin.
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)``; the
 parser it adds carries ``func`` (``(argparse.Namespace) -> int``) as a default.
@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "proxy.edge.probe_cmd",
     "proxy.edge.explain_cmd",
     "proxy.edge.config_cmd",
+    "proxy.edge.admin_cmd",
 )
 
 

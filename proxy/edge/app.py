@@ -39,6 +39,7 @@ from proxy.core.profile import HostProfile, merge, parse_profile
 from proxy.core.ranges import Unsatisfiable, requested_span
 from proxy.core.redact import redact
 from proxy.core.rules import EMPTY, Rules
+from proxy.edge.admin import admin_routes
 from proxy.edge.blobs import BlobStore, OpenBlob
 from proxy.edge.config import Settings
 from proxy.edge.files import FileService
@@ -94,6 +95,7 @@ class Services:
     rules: ActiveRules | None = None
     rewrites: RewriteIndex | None = None
     fleet: Fleet = field(default_factory=Fleet)  # recent traffic, for the web interface
+    page_caches: list[CachedUpstream] = field(default_factory=list)  # for admin purges
 
 
 def compose_index(
@@ -103,17 +105,19 @@ def compose_index(
     files: FileService,
     rules: Callable[[], Rules] = lambda: EMPTY,
     origins: OriginPlan | None = None,
+    caches: list[CachedUpstream] | None = None,
 ) -> Index:
+    """``caches``: filled with the page cache of each upstream (for admin purges)."""
     plan = origins or origin_plan(settings)
-    upstreams = [
-        OriginFilter(
-            CachedUpstream(
-                HttpUpstream(u.url, client, settings.upstream_deadline), store, settings.page_ttl
-            ),
-            u.files,
+    cached = [
+        CachedUpstream(
+            HttpUpstream(u.url, client, settings.upstream_deadline), store, settings.page_ttl
         )
         for u in plan.upstreams
     ]
+    if caches is not None:
+        caches.extend(cached)
+    upstreams = [OriginFilter(c, u.files) for c, u in zip(cached, plan.upstreams, strict=True)]
     index: Index = PriorityIndex(upstreams)
     return PolicyIndex(HashFillIndex(index, files, store), rules)
 
@@ -123,6 +127,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     rules = ActiveRules(settings.rules)  # bad rules stop the start-up here
     origins = origin_plan(settings)  # only these origins are ever contacted
     # Closed in reverse order on the way out; one close that fails skips none of the rest.
+    page_caches: list[CachedUpstream] = []
     stack = contextlib.AsyncExitStack()
     try:
         store = open_store(settings.redis, str(settings.cache_dir / "state"))
@@ -156,7 +161,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         files.on_cached.append(lambda f: _analyse_download(reports, f))
         metadata = MetadataService(blobs, files, client, store, origins.outbound)
         host_filter = HostFilter(
-            compose_index(settings, client, store, files, lambda: rules.current, origins),
+            compose_index(
+                settings, client, store, files, lambda: rules.current, origins, page_caches
+            ),
             reports,
             policy=settings.analysis,
             budget=settings.analysis_budget,
@@ -192,6 +199,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             rules=rules,
             rewrites=rewrites,
             fleet=fleet,
+            page_caches=page_caches,
         )
 
         def rules_changed(new: Rules) -> None:
@@ -480,6 +488,7 @@ def build_app(settings: Settings) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/explain/{project}/", explain, methods=["GET"]),
         *ui_routes(),
+        *admin_routes(),
         *_simple_routes(),
         Mount("/universal", routes=_simple_routes()),
         Mount("/p/{profile}", routes=_simple_routes()),

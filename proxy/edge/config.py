@@ -136,6 +136,7 @@ class Settings:
     workers: int = 1
     file_deadline: float = 1800.0  # seconds one file download may take in all
     cache_max_size: int | None = None  # bytes of files cached; None: no budget
+    admin_token: str | None = field(default=None, repr=False)  # None: admin endpoints off
 
     def __repr__(self) -> str:  # settings hold credentials: never show them
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))

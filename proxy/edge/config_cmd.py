@@ -50,12 +50,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+SECRET_SETTINGS = frozenset({"admin_token"})
+
+
 def effective(settings: Settings, sources: dict[str, str]) -> list[tuple[str, Any, str]]:
     """(setting, value as JSON, source) for every setting, with secrets redacted."""
     return [
-        (f.name, _shown(getattr(settings, f.name)), sources.get(f.name, "default"))
+        (f.name, _secret(f.name, getattr(settings, f.name)), sources.get(f.name, "default"))
         for f in fields(Settings)
     ]
+
+
+def _secret(name: str, value: Any) -> Any:
+    if name in SECRET_SETTINGS and value:
+        return "***"
+    return _shown(value)
 
 
 def _shown(value: Any) -> Any:

@@ -162,6 +162,10 @@ class HostFilter(IndexLayer):
             decided = await self._current(page, ctx, rules)
         return decided
 
+    def forget_decisions(self) -> None:
+        """Decide every page again (an admin dropped a report or purged a page)."""
+        self._decided.clear()
+
     def refusal(self, page: Page, file: File, report: Report, ctx: Context) -> tuple[Reason, ...]:
         """The download gate's test: why this wheel would not load on this host, if it would not.
 

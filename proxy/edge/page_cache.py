@@ -119,6 +119,12 @@ class CachedUpstream:
         self._remember(name, entry)
         return entry
 
+    async def purge(self, name: NormalizedName) -> None:
+        """Forget the project's page: the next request fetches it anew (admin)."""
+        self._memory.pop(name, None)
+        self._retry_after.pop(name, None)
+        await self.store.delete(self._key(name))
+
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         entry = await self._load(name)
         now = self.clock()

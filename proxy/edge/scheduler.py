@@ -153,6 +153,12 @@ class AnalysisScheduler:
         for listener in self._listeners:
             listener(file, report)
 
+    async def forget(self, sha256: str) -> bool:
+        """Drop a wheel's report (admin): it is analysed anew when next needed.
+        Whether one was stored."""
+        self._recent.pop(sha256, None)
+        return await self.service.forget(sha256)
+
     @staticmethod
     def ran(report: Report) -> bool:
         """False for the stand-in report of an analysis that could not run."""

@@ -125,6 +125,12 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
         help="hide a version's sdist from a host none of its wheels fits (default: hide)",
     )
     parser.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help="turn on the admin endpoints (/admin/...), for requests bearing this token; "
+        "prefer HOSTFIT_ADMIN_TOKEN, which no process listing shows (default: off)",
+    )
+    parser.add_argument(
         "--file-deadline",
         type=float,
         metavar="SECONDS",
