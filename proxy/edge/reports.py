@@ -78,6 +78,13 @@ class ReportService:
         value = await self.store.get(REPORT_PREFIX + _checked(sha256))
         return decode(value) if value is not None else None
 
+    async def forget(self, sha256: str) -> bool:
+        """Delete the stored report; whether there was one."""
+        key = REPORT_PREFIX + _checked(sha256)
+        had = await self.store.get(key) is not None
+        await self.store.delete(key)
+        return had
+
     async def cached_many(self, sha256s: Sequence[str]) -> dict[str, Report]:
         keys = [REPORT_PREFIX + _checked(s) for s in sha256s]
         values = await self.store.get_many(keys) if keys else []
