@@ -21,7 +21,7 @@ from proxy.core.origins import Outbound
 from proxy.edge.blobs import BlobStore
 from proxy.edge.files import FileService
 from proxy.edge.state import StateStore
-from proxy.errors import IntegrityError, NotFound, UpstreamError
+from proxy.errors import IntegrityError, NotFound, UpstreamError, UpstreamTimeout
 
 _KEY = "metadata:"
 
@@ -108,9 +108,22 @@ class MetadataService:
         return await asyncio.to_thread(_remote_metadata, file.url, file.filename, outbound)
 
     async def _from_upstream(self, file: File) -> bytes:
+        """Within the file deadline, retries and a dripping body included."""
         url = file.url + ".metadata"
+        deadline = self.files.deadline
         try:
-            response = await self.client.get(url)
+            async with asyncio.timeout(deadline):
+                response = await self.client.get(url)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                url,
+                f"{file.filename}.metadata not downloaded within the file deadline "
+                f"({deadline:g} s)",
+            ) from None
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(
+                url, f"timed out fetching {file.filename}.metadata ({type(exc).__name__})"
+            ) from None
         except httpx.HTTPError as exc:
             raise UpstreamError(url, f"{type(exc).__name__}: {exc}") from None
         if response.status_code != 200:

@@ -102,7 +102,13 @@ class ReportService:
         return await self._get(sha256, lambda: self.analyzer.analyze_url(url, filename, sha256))
 
     async def close(self) -> None:
-        """Nothing runs in the background here: the scheduler owns the tasks."""
+        """Stops the analyses still running: they are shielded from their callers, so
+        cancelling those (the scheduler's tasks) leaves them going, and past the store's
+        close they would fail with nobody to hear it."""
+        running = list(self._inflight.values())
+        for future in running:
+            future.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     async def _get(self, sha256: str, compute: Callable[[], Awaitable[Report]]) -> Report:
         report = await self.cached(sha256)
