@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import httpx
 from packaging.utils import NormalizedName
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -50,6 +51,7 @@ from proxy.edge.host_filter import HostFilter, WalkLimits
 from proxy.edge.index import UNIVERSAL, Context, Index
 from proxy.edge.metadata import MetadataService
 from proxy.edge.metrics import Metrics
+from proxy.edge.observe import Observe, ObservedTransport
 from proxy.edge.origins import OriginFilter, origin_plan
 from proxy.edge.page_cache import CachedUpstream
 from proxy.edge.policy_index import PolicyIndex
@@ -128,6 +130,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     origins = origin_plan(settings)  # only these origins are ever contacted
     # Closed in reverse order on the way out; one close that fails skips none of the rest.
     page_caches: list[CachedUpstream] = []
+    metrics = Metrics()
     stack = contextlib.AsyncExitStack()
     try:
         store = open_store(settings.redis, str(settings.cache_dir / "state"))
@@ -137,13 +140,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         if removed:
             log.warning("removed %d partial download(s) left by a previous run", removed)
         # Every request and redirect hop is checked and given its origin's credentials and TLS
-        # (proxy.outbound); transient failures are retried in the transport (proxy.retry).
+        # (proxy.outbound); transient failures are retried in the transport (proxy.retry);
+        # each attempt is counted and logged (proxy.edge.observe).
         client = async_client(
             origins.outbound,
             timeout=httpx.Timeout(settings.upstream_timeout),
             headers={"User-Agent": f"hostfit/{__version__}"},
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-            wrap=RetryingTransport,
+            wrap=lambda t: RetryingTransport(ObservedTransport(t, metrics)),
         )
         stack.push_async_callback(client.aclose)
         files = FileService(blobs, client, store, deadline=settings.file_deadline)
@@ -154,7 +158,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         urgent_pool = AnalysisPool(PoolLimits(workers=1), origins.outbound)
         stack.push_async_callback(urgent_pool.close)
         reports = AnalysisScheduler(
-            ReportService(store, pool), blobs, urgent=ReportService(store, urgent_pool)
+            ReportService(store, pool),
+            blobs,
+            urgent=ReportService(store, urgent_pool),
+            observe=metrics.analysed,
         )
         stack.push_async_callback(reports.close)
         # Downloads feed analysis: a wheel in the file cache is analysed from disk.
@@ -195,7 +202,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             gate=DownloadGate(host_filter, reports, refused=fleet.saw),
             default_profile=default_profile,
             renders=RenderCache(),
-            metrics=Metrics(),
+            metrics=metrics,
             rules=rules,
             rewrites=rewrites,
             fleet=fleet,
@@ -208,6 +215,16 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         rules.on_change(rules_changed)
         services.metrics.watch_analysis(lambda: pool.fetched + urgent_pool.fetched)
         services.metrics.watch_cache(blobs, files)
+        metrics.watch_counts(
+            "hostfit_download_refusals",
+            "Wheel downloads the gate refused, by reason kind (a refusal with several "
+            'reasons counts under each; "unanalysed": held back until analysed)',
+            "reason",
+            services.gate.refusals,
+        )
+        metrics.watch_counts(
+            "hostfit_rules_reloads", "Rules reloads by outcome", "outcome", rules.reloads
+        )
         compaction = asyncio.create_task(_compact_state(store))
         stack.callback(compaction.cancel)
     except BaseException:
@@ -293,6 +310,7 @@ async def simple_project(request: Request) -> Response:
     headers = {"Vary": vary(request), "Cache-Control": f"max-age={max_age}, public"}
     if page.warning:
         headers["Warning"] = page.warning
+        services.metrics.stale_pages.inc()
     gzip_ok = accepts_gzip(request.headers.get("accept-encoding"))
     etag = rendered.gzip_etag if gzip_ok else rendered.etag
     headers["ETag"] = etag
@@ -473,7 +491,9 @@ def _simple_routes() -> list[Route]:
     ]
 
 
-def build_app(settings: Settings) -> Starlette:
+def build_app(settings: Settings, access_log: bool = False) -> Starlette:
+    """``access_log``: one ``hostfit.access`` line per request (`proxy.edge.observe`)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings) as services:
@@ -497,4 +517,5 @@ def build_app(settings: Settings) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HostfitError: hostfit_error},
+        middleware=[Middleware(Observe, routes=routes, access=access_log)],
     )

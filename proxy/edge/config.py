@@ -137,6 +137,7 @@ class Settings:
     file_deadline: float = 1800.0  # seconds one file download may take in all
     cache_max_size: int | None = None  # bytes of files cached; None: no budget
     admin_token: str | None = field(default=None, repr=False)  # None: admin endpoints off
+    log_format: Literal["json", "text", "auto"] = "auto"  # auto: text on a terminal
 
     def __repr__(self) -> str:  # settings hold credentials: never show them
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
@@ -262,6 +263,8 @@ def load_settings_with_sources(
             values[key] = _CONVERTERS.get(key, lambda v: v)(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{origin}: bad value {value!r} for {key}: {exc}") from None
+    if values.get("log_format", "auto") not in ("json", "text", "auto"):
+        raise ConfigError(f"log format must be json, text or auto, not {values['log_format']!r}")
     if values.get("analysis", "optimistic") not in ("optimistic", "strict"):
         raise ConfigError(f"analysis must be 'optimistic' or 'strict', not {values['analysis']!r}")
     if values.get("default_profile"):

@@ -20,8 +20,9 @@ is not a report: the gate answers 503 and the installer may retry.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proxy.core.decide import Reason
 from proxy.core.models import File, Page
@@ -55,6 +56,8 @@ class DownloadGate:
     filter: HostFilter
     scheduler: AnalysisScheduler
     refused: Callable[[str, Context], None] | None = None  # told of every refusal
+    # Refusals by reason kind, for /metrics; "unanalysed": held back until analysed.
+    refusals: Counter[str] = field(default_factory=Counter)
 
     @staticmethod
     def applies(file: File, ctx: Context) -> bool:
@@ -77,6 +80,7 @@ class DownloadGate:
         """
         if not self.scheduler.ran(report):
             log.warning("held back %s: %s", served.filename, report.reason)
+            self.refusals["unanalysed"] += 1
             raise AnalysisUnavailable(
                 f"{served.filename}: not served to this host until it is analysed "
                 f"({report.reason}); retry shortly"
@@ -85,6 +89,7 @@ class DownloadGate:
         if reasons:
             message = refusal_message(page, served, reasons, ctx)
             log.warning("refused %s", message)
+            self.refusals.update({r.kind for r in reasons})
             if self.refused is not None:
                 self.refused(page.name, ctx)
             raise Refused(message)

@@ -1,8 +1,15 @@
-"""Prometheus metrics, one registry per application (so tests can run several apps)."""
+"""Prometheus metrics, one registry per application (so tests can run several apps).
+
+Conventions: counters end in ``_total`` (the client adds it), durations are histograms in
+seconds, sizes are bytes, and every label takes a bounded set of values: route templates
+(never raw paths), status codes, upstream origins (only configured ones are contacted,
+credentials redacted), reason kinds, outcomes. Counts kept by the components themselves
+(gate refusals, rules reloads) are read when scraped.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -10,10 +17,13 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from proxy import __version__
 
 if TYPE_CHECKING:
     from proxy.edge.blobs import BlobStore
@@ -36,10 +46,72 @@ class Metrics:
         )
         self.responses = Counter(
             "hostfit_responses",
-            "Responses by route kind and status",
+            "Responses by route template and status",
             ["route", "status"],
             registry=self.registry,
         )
+        self.request_seconds = Histogram(
+            "hostfit_request_duration_seconds",
+            "Time from a request's arrival to its response's last byte, by route template",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        )
+        self.response_bytes = Counter(
+            "hostfit_response_bytes",
+            "Response body bytes served, by route template",
+            ["route"],
+            registry=self.registry,
+        )
+        self.upstream_requests = Counter(
+            "hostfit_upstream_requests",
+            'Requests sent upstream (each retry counts), by origin and status ("error": no answer)',
+            ["origin", "status"],
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "hostfit_upstream_errors",
+            "Upstream requests that got no answer, by origin and error class",
+            ["origin", "error"],
+            registry=self.registry,
+        )
+        self.upstream_seconds = Histogram(
+            "hostfit_upstream_request_duration_seconds",
+            "Time from sending an upstream request to its answer's headers, by origin",
+            ["origin"],
+            registry=self.registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.stale_pages = Counter(
+            "hostfit_stale_pages_served",
+            "Project pages served from the cache because their upstream failed",
+            registry=self.registry,
+        )
+        self.analyses = Counter(
+            "hostfit_analyses",
+            'Wheel analyses by outcome (a report\'s status, or "did_not_run")',
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.analysis_seconds = Histogram(
+            "hostfit_analysis_duration_seconds",
+            "Time one wheel analysis took (a stored report is quick), by outcome",
+            ["outcome"],
+            registry=self.registry,
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+        )
+        build = Gauge(
+            "hostfit_build_info", "hostfit's version", ["version"], registry=self.registry
+        )
+        build.labels(version=__version__).set(1)
+
+    def analysed(self, outcome: str, seconds: float) -> None:
+        self.analyses.labels(outcome=outcome).inc()
+        self.analysis_seconds.labels(outcome=outcome).observe(seconds)
+
+    def watch_counts(self, name: str, doc: str, label: str, counts: Mapping[str, int]) -> None:
+        """A counter kept by a component as a mapping of label value -> count."""
+        self.registry.register(_CountsCollector(name, doc, label, counts))
 
     def watch_analysis(self, fetched: Callable[[], float]) -> None:
         gauge = Gauge(
@@ -54,6 +126,17 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _CountsCollector(Collector):
+    def __init__(self, name: str, doc: str, label: str, counts: Mapping[str, int]) -> None:
+        self.name, self.doc, self.label, self.counts = name, doc, label, counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.doc, labels=[self.label])
+        for value, count in sorted(self.counts.items()):
+            family.add_metric([value], count)
+        yield family
 
 
 class _CacheCollector(Collector):

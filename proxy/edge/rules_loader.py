@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -69,6 +70,7 @@ class ActiveRules:
         self._stamp = stamp(path)
         self.current = read_rules(path)
         self._listeners: list[Callable[[Rules], None]] = []
+        self.reloads: Counter[str] = Counter()  # "ok" or "failed", for /metrics
 
     def on_change(self, listener: Callable[[Rules], None]) -> None:
         self._listeners.append(listener)
@@ -81,7 +83,9 @@ class ActiveRules:
             rules = read_rules(self.path)
         except ConfigError as exc:
             log.error("rules not reloaded, the previous rules stay in force: %s", exc)
+            self.reloads["failed"] += 1
             return False
+        self.reloads["ok"] += 1
         if rules.digest == self.current.digest:
             return True
         self.current = rules

@@ -49,7 +49,9 @@ class AnalysisScheduler:
         *,
         concurrency: int = 4,
         urgent: ReportService | None = None,
+        observe: Callable[[str, float], None] | None = None,
     ) -> None:
+        """``observe``: told each analysis's outcome and seconds (for /metrics)."""
         self.service = service
         self.urgent = urgent or service
         self.blobs = blobs
@@ -60,6 +62,7 @@ class AnalysisScheduler:
         self._recent: OrderedDict[str, tuple[Report, float]] = OrderedDict()
         self._listeners: list[Listener] = []
         self._tasks: set[asyncio.Task[Report]] = set()
+        self._observe = observe
 
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -82,6 +85,7 @@ class AnalysisScheduler:
             raise ValueError(f"{file.filename}: no sha256 to key its report by")
         future = self._inflight.get(sha256)
         if future is None:
+            log.info("analysis of %s queued", file.filename)
             future = self._start(file, self._run(file), self._inflight)
         return future
 
@@ -125,6 +129,14 @@ class AnalysisScheduler:
         return await self._analyse(self.urgent, file)
 
     async def _analyse(self, service: ReportService, file: File) -> Report:
+        start = time.monotonic()
+        report = await self._report(service, file)
+        if self._observe is not None:
+            outcome = report.status if self.ran(report) else "did_not_run"
+            self._observe(outcome, time.monotonic() - start)
+        return report
+
+    async def _report(self, service: ReportService, file: File) -> Report:
         assert file.sha256 is not None
         try:
             if self.blobs.has(file.sha256):

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from proxy.core.redact import redact
+from proxy.edge import logs
 from proxy.edge.config import Settings, load_settings
 from proxy.edge.rules_loader import read_rules
 from proxy.edge.upstreams_config import UpstreamTable
 from proxy.errors import ConfigError
 
 _ENV = "HOSTFIT_RESOLVED_SETTINGS"
+_ACCESS_ENV = "HOSTFIT_RESOLVED_ACCESS_LOG"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -26,6 +28,11 @@ def add_parser(subparsers: Any) -> None:
     add_setting_arguments(parser)
     parser.add_argument(
         "--no-access-log", dest="access_log", action="store_false", help="do not log requests"
+    )
+    parser.add_argument(
+        "--uvicorn-access-log",
+        action="store_true",
+        help="uvicorn's own access log lines as well as hostfit's",
     )
     parser.set_defaults(func=run)
 
@@ -142,13 +149,19 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
         help="file cache budget, such as 50G (K, M, G, T: powers of 1024); least recently "
         "used files are evicted to stay within it (default: no budget)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "text", "auto"],
+        help="log lines as JSON objects or as text with timestamps; auto: text on a "
+        "terminal, JSON otherwise (default auto)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure("auto")
     try:
         settings = load_settings(vars(args)).with_upstreams()
+        logs.configure(settings.log_format)
         read_rules(settings.rules)  # refuse to start on bad rules, before any worker starts
     except ConfigError as exc:
         print(f"hostfit: {exc}")
@@ -164,14 +177,17 @@ def run(args: argparse.Namespace) -> int:
     )
     # Settings travel to worker processes through the environment, resolved once here.
     os.environ[_ENV] = json.dumps(asdict(settings), default=str)
+    # hostfit's access log (proxy.edge.observe) replaces uvicorn's unless both are asked for.
+    os.environ[_ACCESS_ENV] = "1" if args.access_log else ""
     uvicorn.run(
         "proxy.edge.serve_cmd:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        access_log=args.access_log,
+        access_log=args.access_log and args.uvicorn_access_log,
         log_level="info",
+        log_config=None,  # uvicorn's lines go through hostfit's handler (proxy.edge.logs)
     )
     return 0
 
@@ -180,10 +196,11 @@ def create_app() -> Any:
     from proxy.edge.app import build_app
 
     data = json.loads(os.environ[_ENV])
+    logs.configure(data["log_format"])  # a --workers process starts with no handlers
     data["upstreams"] = tuple(data["upstreams"])
     data["file_origins"] = tuple(data["file_origins"])
     data["upstream_tables"] = tuple(UpstreamTable.from_json(t) for t in data["upstream_tables"])
     data["upstream_ca"] = Path(data["upstream_ca"]) if data["upstream_ca"] else None
     data["cache_dir"] = Path(data["cache_dir"])
     data["rules"] = Path(data["rules"]) if data["rules"] else None
-    return build_app(Settings(**data))
+    return build_app(Settings(**data), access_log=bool(os.environ.get(_ACCESS_ENV)))

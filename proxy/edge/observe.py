@@ -1,0 +1,201 @@
+"""What hostfit tells about its traffic: request ids, request metrics, the access log,
+and upstream metrics.
+
+`Observe` is a pure ASGI middleware around the routes. Per HTTP request it:
+- takes the client's ``X-Request-Id`` when it is sane (1-64 characters of
+  ``[A-Za-z0-9._:-]``), or makes one, puts it in `proxy.edge.logs.request_id` for every log
+  line made on the request's behalf, and echoes it in the response's ``X-Request-Id``;
+- counts the response by route template (the router leaves the matched route in the
+  scope; a request no route matched is "unmatched") and status, its body bytes, and the
+  time to its last byte;
+- writes one access log line (``hostfit.access``) with the method, route, path, status,
+  duration, bytes, the User-Agent's class and the host profile hostfit read from it.
+
+`ObservedTransport` wraps the transport every upstream request passes through (inside
+the retries, so each attempt counts): requests by origin and status, errors by class,
+time to the answer's headers, and one ``hostfit.upstream`` log line each.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Sequence
+
+import httpx
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from proxy.core.origins import origin_of
+from proxy.core.redact import redact
+from proxy.edge.logs import request_id
+from proxy.edge.metrics import Metrics
+from proxy.errors import HostfitError
+
+HEADER = "X-Request-Id"
+UNMATCHED = "unmatched"
+_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+access_log = logging.getLogger("hostfit.access")
+upstream_log = logging.getLogger("hostfit.upstream")
+
+
+def route_templates(routes: Sequence[BaseRoute], prefix: str = "") -> dict[int, str]:
+    """id(route) -> its full path template, mounts included."""
+    found: dict[int, str] = {}
+    for route in routes:
+        if isinstance(route, Route):
+            found[id(route)] = prefix + route.path
+        elif isinstance(route, Mount):
+            found[id(route)] = prefix + route.path + "/{path}"
+            found.update(route_templates(route.routes, prefix + route.path))
+    return found
+
+
+def incoming_id(value: str | None) -> str:
+    if value and _SANE_ID.fullmatch(value):
+        return value
+    return uuid.uuid4().hex
+
+
+def agent_class(user_agent: str) -> str:
+    """pip, uv, browser or other: a bounded summary of a User-Agent."""
+    lowered = user_agent.lower()
+    for installer in ("pip", "uv"):
+        if lowered.startswith(installer + "/"):
+            return installer
+    return "browser" if lowered.startswith("mozilla/") else "other"
+
+
+class Observe:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], access: bool = True) -> None:
+        self.app = app
+        self.templates = route_templates(routes)
+        self.access = access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        rid = incoming_id(headers.get(b"x-request-id", b"").decode("latin-1"))
+        token = request_id.set(rid)
+        start = time.perf_counter()
+        status = 500
+        sent = 0
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (HEADER.lower().encode(), rid.encode()),
+                ]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            seconds = time.perf_counter() - start
+            self._record(scope, status, sent, seconds, headers)
+            request_id.reset(token)
+
+    def _record(
+        self, scope: Scope, status: int, sent: int, seconds: float, headers: dict[bytes, bytes]
+    ) -> None:
+        route = self.templates.get(id(scope.get("route")), UNMATCHED)
+        app = scope.get("app")
+        services = getattr(getattr(app, "state", None), "services", None)
+        metrics: Metrics | None = getattr(services, "metrics", None)
+        if metrics is not None:
+            metrics.responses.labels(route=route, status=str(status)).inc()
+            metrics.request_seconds.labels(route=route).observe(seconds)
+            metrics.response_bytes.labels(route=route).inc(sent)
+        if not self.access:
+            return
+        agent = agent_class(headers.get(b"user-agent", b"").decode("latin-1"))
+        fields = {
+            "method": scope["method"],
+            "route": route,
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+            "bytes": sent,
+            "user_agent": agent,
+        }
+        profile = _profile(scope, services)
+        if profile:
+            fields["profile"] = profile
+        access_log.info(
+            "%s %s %d %.1fms %dB %s%s",
+            scope["method"],
+            scope["path"],
+            status,
+            seconds * 1000,
+            sent,
+            agent,
+            f" [{profile}]" if profile else "",
+            extra=fields,
+        )
+
+
+def _profile(scope: Scope, services: object) -> str:
+    """The host profile the request told (URL, header, User-Agent), for index routes."""
+    default = getattr(services, "default_profile", None)
+    if default is None or not scope["path"].startswith(("/simple/", "/files/", "/p/")):
+        return ""
+    from proxy.edge.request_profile import request_context
+
+    try:
+        profile = request_context(Request(scope), default).profile
+    except HostfitError:
+        return ""
+    return ",".join(f"{k}={v}" for k, v in profile.values().items())
+
+
+class ObservedTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        origin = origin_of(str(request.url))
+        label = redact(str(origin)) if origin else "other"
+        start = time.perf_counter()
+        try:
+            response = await self.inner.handle_async_request(request)
+        except Exception as exc:
+            seconds = time.perf_counter() - start
+            self.metrics.upstream_requests.labels(origin=label, status="error").inc()
+            self.metrics.upstream_errors.labels(origin=label, error=type(exc).__name__).inc()
+            self.metrics.upstream_seconds.labels(origin=label).observe(seconds)
+            upstream_log.info(
+                "upstream %s %s failed after %.0f ms: %s",
+                request.method,
+                redact(str(request.url)),
+                seconds * 1000,
+                type(exc).__name__,
+                extra={"origin": label, "error": type(exc).__name__},
+            )
+            raise
+        seconds = time.perf_counter() - start
+        self.metrics.upstream_requests.labels(origin=label, status=str(response.status_code)).inc()
+        self.metrics.upstream_seconds.labels(origin=label).observe(seconds)
+        upstream_log.info(
+            "upstream %s %s: %d in %.0f ms",
+            request.method,
+            redact(str(request.url)),
+            response.status_code,
+            seconds * 1000,
+            extra={"origin": label, "status": response.status_code},
+        )
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

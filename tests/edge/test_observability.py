@@ -1,0 +1,220 @@
+"""What hostfit tells about its traffic: /metrics after mixed traffic, request ids, and
+`hostfit serve`'s JSON log lines carrying them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy import __version__
+from proxy.edge.logs import JsonFormatter, RequestIdFilter, TextFormatter, request_id
+from proxy.edge.observe import agent_class, incoming_id
+from tests.analysis.test_native import pe
+from tests.edge.test_gate import HOST, settled_files
+from tests.support.proxy import ProxyProcess, ProxyThread
+from tests.support.upstream import Upstream
+from tests.support.wheels import NEEDS_GLIBC_2_34, WheelSpec, build_wheel, extension_wheel
+
+MakeProxy = Callable[..., ProxyThread]
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(proxy: ProxyThread) -> Samples:
+    text = httpx.get(proxy.url + "metrics").text
+    found: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+def test_metrics_after_mixed_traffic(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    older = build_wheel(WheelSpec("mixed", "1.0", files={"mixed/__init__.py": b""}), tmp_path)
+    files = {"mixed/__init__.py": b"import ctypes\n", "mixed/native.dll": pe()}
+    dll = build_wheel(WheelSpec("mixed", "2.0", files=files), tmp_path)
+    linux = extension_wheel(
+        "mixed", "2.0", tmp_path, tag="cp311-cp311-manylinux_2_17_x86_64", extra_c=NEEDS_GLIBC_2_34
+    )
+    for wheel in (older, dll, linux):
+        upstream.add("mixed", wheel)
+    upstream.add("broken", build_wheel(WheelSpec("broken", "1.0"), tmp_path))
+    proxy = make_proxy(upstream)
+
+    assert httpx.get(proxy.url + "simple/mixed/").status_code == 200
+    for _ in range(2):  # a miss, then a hit
+        got = httpx.get(proxy.url + f"files/mixed/{older.name}")
+        assert got.status_code == 200 and got.content == older.read_bytes()
+    assert httpx.get(proxy.url + "simple/no-such-project/").status_code == 404
+    upstream.errors["/simple/broken/"] = 500
+    assert httpx.get(proxy.url + "simple/broken/").status_code == 502
+    old = f"{HOST},libc=glibc-2.17"
+    assert settled_files(proxy, "mixed", old) == {older.name}
+    refused = httpx.get(proxy.url + f"p/{old}/files/mixed/{dll.name}", timeout=60)
+    assert refused.status_code == 403
+
+    samples = scrape(proxy)
+    page = "/simple/{project}/"
+    assert value(samples, "hostfit_responses_total", route=page, status="200") >= 1
+    assert value(samples, "hostfit_responses_total", route=page, status="404") == 1
+    assert value(samples, "hostfit_responses_total", route=page, status="502") == 1
+    files_route = "/files/{project}/{filename}"
+    assert value(samples, "hostfit_responses_total", route=files_route, status="200") == 2
+    assert (
+        value(samples, "hostfit_responses_total", route="/p/{profile}" + files_route, status="403")
+        == 1
+    )
+    assert value(samples, "hostfit_request_duration_seconds_count", route=files_route) == 2
+    assert value(samples, "hostfit_request_duration_seconds_sum", route=files_route) > 0
+    served = value(samples, "hostfit_response_bytes_total", route=files_route)
+    assert served == 2 * older.stat().st_size
+    # No raw path ever becomes a label.
+    routes = {dict(ls).get("route") for (n, ls) in samples if n == "hostfit_responses_total"}
+    assert not any(r and "mixed" in r for r in routes), routes
+
+    origin = upstream.origin
+    assert value(samples, "hostfit_upstream_requests_total", origin=origin, status="200") >= 2
+    assert value(samples, "hostfit_upstream_requests_total", origin=origin, status="500") >= 1
+    assert value(samples, "hostfit_upstream_request_duration_seconds_count", origin=origin) >= 3
+    assert value(samples, "hostfit_file_cache_hits_total") == 1
+    assert value(samples, "hostfit_file_cache_misses_total") == 1
+    assert value(samples, "hostfit_download_refusals_total", reason="native") == 1
+    assert value(samples, "hostfit_analyses_total", outcome="ok") >= 2
+    assert value(samples, "hostfit_analysis_duration_seconds_count", outcome="ok") >= 2
+    assert value(samples, "hostfit_build_info", version=__version__) == 1
+    assert value(samples, "hostfit_stale_pages_served_total") == 0
+
+
+def test_a_stale_page_and_an_unreachable_upstream_are_counted(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    upstream.add("stale", build_wheel(WheelSpec("stale", "1.0"), tmp_path))
+    proxy = make_proxy(upstream, page_ttl=0.0)
+    assert httpx.get(proxy.url + "simple/stale/").status_code == 200
+    upstream.down = True
+    stale = httpx.get(proxy.url + "simple/stale/")
+    assert stale.status_code == 200 and "Stale" in stale.headers["Warning"]
+    samples = scrape(proxy)
+    assert value(samples, "hostfit_stale_pages_served_total") == 1
+    origin = upstream.origin
+    assert value(samples, "hostfit_upstream_requests_total", origin=origin, status="503") >= 1
+
+
+def test_an_unreachable_upstream_is_an_error(make_proxy: MakeProxy) -> None:
+    with Upstream() as gone:
+        url = gone.url
+        origin = gone.origin
+    proxy = make_proxy(url)
+    assert httpx.get(proxy.url + "simple/anything/").status_code == 502
+    samples = scrape(proxy)
+    assert value(samples, "hostfit_upstream_requests_total", origin=origin, status="error") >= 1
+    assert value(samples, "hostfit_upstream_errors_total", origin=origin, error="ConnectError") >= 1
+
+
+def test_request_ids_are_made_or_taken_and_echoed(
+    upstream: Upstream, make_proxy: MakeProxy
+) -> None:
+    proxy = make_proxy(upstream)
+    made = httpx.get(proxy.url + "healthz").headers["X-Request-Id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", made)
+    assert httpx.get(proxy.url + "healthz").headers["X-Request-Id"] != made
+    taken = httpx.get(proxy.url + "healthz", headers={"X-Request-Id": "lb-1234.abc"})
+    assert taken.headers["X-Request-Id"] == "lb-1234.abc"
+    hostile = httpx.get(proxy.url + "healthz", headers={"X-Request-Id": 'a b"<script>'})
+    assert re.fullmatch(r"[0-9a-f]{32}", hostile.headers["X-Request-Id"])
+    missing = httpx.get(proxy.url + "no/such/route")
+    assert missing.status_code == 404 and missing.headers["X-Request-Id"]
+    samples = scrape(proxy)
+    assert value(samples, "hostfit_responses_total", route="unmatched", status="404") == 1
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [("abc-123", True), ("x" * 64, True), ("x" * 65, False), ("", False), ("a\nb", False)],
+)
+def test_incoming_ids(given: str, kept: bool) -> None:
+    assert (incoming_id(given) == given) is kept
+
+
+def test_agent_classes() -> None:
+    assert agent_class('pip/24.0 {"installer": {"name": "pip"}}') == "pip"
+    assert agent_class("uv/0.4.0") == "uv"
+    assert agent_class("Mozilla/5.0 (X11; Linux x86_64)") == "browser"
+    assert agent_class("curl/8.0") == "other"
+    assert agent_class("") == "other"
+
+
+def test_formatters_carry_the_request_id_and_extras() -> None:
+    record = logging.LogRecord("hostfit.x", logging.INFO, __file__, 1, "hello %s", ("you",), None)
+    record.status = 200
+    token = request_id.set("rid-1")
+    try:
+        RequestIdFilter().filter(record)
+    finally:
+        request_id.reset(token)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "hello you" and line["request_id"] == "rid-1"
+    assert line["level"] == "info" and line["logger"] == "hostfit.x" and line["status"] == 200
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["timestamp"])
+    text = TextFormatter().format(record)
+    assert text.endswith("INFO hostfit.x [rid-1] hello you")
+
+
+def test_serve_logs_json_lines_with_request_ids(upstream: Upstream, tmp_path: Path) -> None:
+    upstream.add("logged", build_wheel(WheelSpec("logged", "1.0"), tmp_path))
+    with ProxyProcess(
+        "--upstream", upstream.url, cache_dir=tmp_path / "cache", env={"HOSTFIT_LOG_FORMAT": ""}
+    ) as proxy:
+        response = httpx.get(proxy.url + "simple/logged/", headers={"User-Agent": "pip/24.0"})
+        assert response.status_code == 200
+        rid = response.headers["X-Request-Id"]
+        deadline = time.monotonic() + 10
+        while rid not in proxy.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    lines = [json.loads(line) for line in proxy.output().splitlines() if line.strip()]
+    assert all({"timestamp", "level", "logger", "message", "request_id"} <= set(x) for x in lines)
+    fetches = [x for x in lines if x["logger"] == "hostfit.upstream" and x["request_id"] == rid]
+    assert fetches and "/simple/logged/" in fetches[0]["message"]
+    assert fetches[0]["origin"] == upstream.origin
+    # --no-access-log (ProxyProcess's default): no access lines, hostfit's or uvicorn's.
+    assert not [x for x in lines if x["logger"] in ("hostfit.access", "uvicorn.access")]
+
+
+def test_serve_access_log(upstream: Upstream, tmp_path: Path) -> None:
+    upstream.add("logged", build_wheel(WheelSpec("logged", "1.0"), tmp_path))
+    proxy = ProxyProcess("--upstream", upstream.url, cache_dir=tmp_path / "cache")
+    proxy.args.remove("--no-access-log")
+    proxy.args += ["--log-format", "json"]
+    with proxy:
+        agent = 'pip/24.0 {"installer": {"name": "pip"}, "python": "3.11.4"}'
+        response = httpx.get(
+            proxy.url + "p/libc=glibc-2.28/simple/logged/", headers={"User-Agent": agent}
+        )
+        rid = response.headers["X-Request-Id"]
+        deadline = time.monotonic() + 10
+        while '"hostfit.access"' not in proxy.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    lines = [json.loads(line) for line in proxy.output().splitlines() if line.strip()]
+    access = [x for x in lines if x["logger"] == "hostfit.access" and x["request_id"] == rid]
+    assert len(access) == 1, lines
+    line = access[0]
+    assert line["route"] == "/p/{profile}/simple/{project}/" and line["status"] == 200
+    assert line["method"] == "GET" and line["user_agent"] == "pip"
+    assert line["bytes"] == int(response.headers["Content-Length"]) and line["duration_ms"] >= 0
+    assert line["profile"] == "libc=glibc-2.28"  # the URL's profile wins over the agent's
+    assert not [x for x in lines if x["logger"] == "uvicorn.access"]
