@@ -15,8 +15,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy import __version__
+from proxy.edge.config import load_settings
 from proxy.edge.logs import JsonFormatter, RequestIdFilter, TextFormatter, request_id
 from proxy.edge.observe import agent_class, incoming_id
+from proxy.errors import ConfigError
 from tests.analysis.test_native import pe
 from tests.edge.test_gate import HOST, settled_files
 from tests.support.proxy import ProxyProcess, ProxyThread
@@ -218,3 +220,14 @@ def test_serve_access_log(upstream: Upstream, tmp_path: Path) -> None:
     assert line["bytes"] == int(response.headers["Content-Length"]) and line["duration_ms"] >= 0
     assert line["profile"] == "libc=glibc-2.28"  # the URL's profile wins over the agent's
     assert not [x for x in lines if x["logger"] == "uvicorn.access"]
+
+
+def test_log_format_setting(tmp_path: Path) -> None:
+    assert load_settings({}, {}).log_format == "auto"
+    assert load_settings({}, {"HOSTFIT_LOG_FORMAT": "json"}).log_format == "json"
+    config = tmp_path / "hostfit.toml"
+    config.write_text('[hostfit]\nlog-format = "text"\n')
+    assert load_settings({"config": config}, {}).log_format == "text"
+    assert load_settings({"log_format": "json", "config": config}, {}).log_format == "json"
+    with pytest.raises(ConfigError, match="log format"):
+        load_settings({}, {"HOSTFIT_LOG_FORMAT": "xml"})
