@@ -199,7 +199,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             metadata=metadata,
             index=rewrites,
             filter=host_filter,
-            gate=DownloadGate(host_filter, reports, refused=fleet.saw),
+            gate=DownloadGate(
+                host_filter,
+                reports,
+                refused=fleet.saw,
+                counted=lambda kind: metrics.refusals.labels(reason=kind).inc(),
+            ),
             default_profile=default_profile,
             renders=RenderCache(),
             metrics=metrics,
@@ -215,13 +220,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         rules.on_change(rules_changed)
         services.metrics.watch_analysis(lambda: pool.fetched + urgent_pool.fetched)
         services.metrics.watch_cache(blobs, files)
-        metrics.watch_counts(
-            "hostfit_download_refusals",
-            "Wheel downloads the gate refused, by reason kind (a refusal with several "
-            'reasons counts under each; "unanalysed": held back until analysed)',
-            "reason",
-            services.gate.refusals,
-        )
         metrics.watch_counts(
             "hostfit_rules_reloads", "Rules reloads by outcome", "outcome", rules.reloads
         )

@@ -20,9 +20,8 @@ is not a report: the gate answers 503 and the installer may retry.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from proxy.core.decide import Reason
 from proxy.core.models import File, Page
@@ -56,8 +55,8 @@ class DownloadGate:
     filter: HostFilter
     scheduler: AnalysisScheduler
     refused: Callable[[str, Context], None] | None = None  # told of every refusal
-    # Refusals by reason kind, for /metrics; "unanalysed": held back until analysed.
-    refusals: Counter[str] = field(default_factory=Counter)
+    # Told each refusal's reason kinds, for /metrics; "unanalysed": held back until analysed.
+    counted: Callable[[str], None] | None = None
 
     @staticmethod
     def applies(file: File, ctx: Context) -> bool:
@@ -80,7 +79,8 @@ class DownloadGate:
         """
         if not self.scheduler.ran(report):
             log.warning("held back %s: %s", served.filename, report.reason)
-            self.refusals["unanalysed"] += 1
+            if self.counted is not None:
+                self.counted("unanalysed")
             raise AnalysisUnavailable(
                 f"{served.filename}: not served to this host until it is analysed "
                 f"({report.reason}); retry shortly"
@@ -89,7 +89,10 @@ class DownloadGate:
         if reasons:
             message = refusal_message(page, served, reasons, ctx)
             log.warning("refused %s", message)
-            self.refusals.update({r.kind for r in reasons})
+            counted = self.counted
+            if counted is not None:
+                for kind in sorted({r.kind for r in reasons}):
+                    counted(kind)
             if self.refused is not None:
                 self.refused(page.name, ctx)
             raise Refused(message)

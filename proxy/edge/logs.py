@@ -48,7 +48,7 @@ def _timestamp(created: float) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: timestamp, level, logger, message, request_id, extras."""
+    """One JSON object a line: timestamp, level, logger, message, request_id, pid, extras."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -57,6 +57,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None),
+            "pid": record.process,  # which --workers process
         }
         for key, value in _extras(record).items():
             line.setdefault(key, value)

@@ -3,12 +3,20 @@
 Conventions: counters end in ``_total`` (the client adds it), durations are histograms in
 seconds, sizes are bytes, and every label takes a bounded set of values: route templates
 (never raw paths), status codes, upstream origins (only configured ones are contacted,
-credentials redacted), reason kinds, outcomes. Counts kept by the components themselves
-(gate refusals, rules reloads) are read when scraped.
+credentials redacted), reason kinds, outcomes.
+
+Two registries: ``registry`` holds what is counted as it happens; ``live`` holds what is
+read from the components when scraped (cache size, downloads, rules reloads). With
+``--workers N``, `proxy.edge.serve_cmd` sets ``PROMETHEUS_MULTIPROC_DIR`` before the
+workers start: counters and histograms then go through prometheus_client's files in that
+directory and every scrape sums all workers (`MultiProcessCollector`); the live values
+are those of the worker that answers the scrape (the cache is shared, so its size reads
+the same from any worker; each worker reloads the rules itself).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
@@ -21,6 +29,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from proxy import __version__
@@ -30,9 +39,14 @@ if TYPE_CHECKING:
     from proxy.edge.files import FileService
 
 
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.live = CollectorRegistry()
         self.page_not_modified = Counter(
             "hostfit_page_not_modified", "Page requests answered 304", registry=self.registry
         )
@@ -100,8 +114,19 @@ class Metrics:
             registry=self.registry,
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
         )
+        self.refusals = Counter(
+            "hostfit_download_refusals",
+            "Wheel downloads the gate refused, by reason kind (a refusal with several "
+            'reasons counts under each; "unanalysed": held back until analysed)',
+            ["reason"],
+            registry=self.registry,
+        )
         build = Gauge(
-            "hostfit_build_info", "hostfit's version", ["version"], registry=self.registry
+            "hostfit_build_info",
+            "hostfit's version",
+            ["version"],
+            registry=self.registry,
+            multiprocess_mode="max",
         )
         build.labels(version=__version__).set(1)
 
@@ -111,21 +136,34 @@ class Metrics:
 
     def watch_counts(self, name: str, doc: str, label: str, counts: Mapping[str, int]) -> None:
         """A counter kept by a component as a mapping of label value -> count."""
-        self.registry.register(_CountsCollector(name, doc, label, counts))
+        self.live.register(_CountsCollector(name, doc, label, counts))
 
     def watch_analysis(self, fetched: Callable[[], float]) -> None:
-        gauge = Gauge(
-            "hostfit_analysis_fetched_bytes",
-            "Bytes analyses by URL read from upstreams since start",
-            registry=self.registry,
+        self.live.register(
+            _GaugeCollector(
+                "hostfit_analysis_fetched_bytes",
+                "Bytes analyses by URL read from upstreams since start",
+                fetched,
+            )
         )
-        gauge.set_function(fetched)
 
     def watch_cache(self, blobs: BlobStore, files: FileService) -> None:
-        self.registry.register(_CacheCollector(blobs, files))
+        self.live.register(_CacheCollector(blobs, files))
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        counted = self.registry
+        if multiprocess_dir() is not None:
+            counted = CollectorRegistry()
+            MultiProcessCollector(counted)  # type: ignore[no-untyped-call]
+        return generate_latest(counted) + generate_latest(self.live), CONTENT_TYPE_LATEST
+
+
+class _GaugeCollector(Collector):
+    def __init__(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        self.name, self.doc, self.read = name, doc, read
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.doc, value=self.read())
 
 
 class _CountsCollector(Collector):

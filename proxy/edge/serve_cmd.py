@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from proxy.errors import ConfigError
 
 _ENV = "HOSTFIT_RESOLVED_SETTINGS"
 _ACCESS_ENV = "HOSTFIT_RESOLVED_ACCESS_LOG"
+_MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -179,17 +183,33 @@ def run(args: argparse.Namespace) -> int:
     os.environ[_ENV] = json.dumps(asdict(settings), default=str)
     # hostfit's access log (proxy.edge.observe) replaces uvicorn's unless both are asked for.
     os.environ[_ACCESS_ENV] = "1" if args.access_log else ""
-    uvicorn.run(
-        "proxy.edge.serve_cmd:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        access_log=args.access_log and args.uvicorn_access_log,
-        log_level="info",
-        log_config=None,  # uvicorn's lines go through hostfit's handler (proxy.edge.logs)
-    )
+    with _metrics_dir(settings.workers):
+        uvicorn.run(
+            "proxy.edge.serve_cmd:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            access_log=args.access_log and args.uvicorn_access_log,
+            log_level="info",
+            log_config=None,  # uvicorn's lines go through hostfit's handler (proxy.edge.logs)
+        )
     return 0
+
+
+@contextlib.contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, /metrics sums them all: prometheus_client's multiprocess
+    mode, in a fresh directory set before the workers start (unless one is given)."""
+    if workers <= 1 or os.environ.get(_MULTIPROC):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="hostfit-metrics-") as path:
+        os.environ[_MULTIPROC] = path
+        try:
+            yield
+        finally:
+            del os.environ[_MULTIPROC]
 
 
 def create_app() -> Any:

@@ -231,3 +231,29 @@ def test_log_format_setting(tmp_path: Path) -> None:
     assert load_settings({"log_format": "json", "config": config}, {}).log_format == "json"
     with pytest.raises(ConfigError, match="log format"):
         load_settings({}, {"HOSTFIT_LOG_FORMAT": "xml"})
+
+
+def test_metrics_sum_every_worker(upstream: Upstream, tmp_path: Path) -> None:
+    upstream.add("shared", build_wheel(WheelSpec("shared", "1.0"), tmp_path))
+    proxy = ProxyProcess("--upstream", upstream.url, "--workers", "2", cache_dir=tmp_path / "c")
+    proxy.args.remove("--no-access-log")
+    with proxy:
+        for _ in range(40):  # a new connection each: either worker may take it
+            assert httpx.get(proxy.url + "healthz").status_code == 200
+        assert httpx.get(proxy.url + "simple/shared/").status_code == 200
+        for _ in range(10):
+            text = httpx.get(proxy.url + "metrics").text
+            samples: Samples = {}
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+            assert value(samples, "hostfit_responses_total", route="/healthz") == 40
+            assert value(samples, "hostfit_request_duration_seconds_count", route="/healthz") == 40
+            assert value(samples, "hostfit_build_info", version=__version__) == 1
+            assert value(samples, "hostfit_upstream_requests_total", status="200") >= 1
+            assert "hostfit_cache_files" in text  # the answering worker's live values
+    lines = [json.loads(line) for line in proxy.output().splitlines() if line.strip()]
+    access = [x for x in lines if x["logger"] == "hostfit.access"]
+    served = {x["pid"] for x in access if x["route"] == "/healthz"}
+    assert len(served) == 2  # both workers answered, and every scrape saw all 40
+    assert any(x["logger"] == "hostfit.upstream" for x in lines)  # workers' lines survive
