@@ -384,6 +384,10 @@ async def project_file(request: Request) -> Response:
         try:
             span = requested_span(range_header, opened.size)
         except Unsatisfiable:
+            # The size is the upstream's word until the bytes are verified.
+            await opened.wait_done()
+            if opened.error is not None:
+                raise opened.error from None
             return Response(status_code=416, headers={"Content-Range": f"bytes */{opened.size}"})
         return DownloadResponse(opened, span=span)
     return DownloadResponse(opened)

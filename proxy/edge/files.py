@@ -235,7 +235,8 @@ class Download:
     async def chunks(self, start: int = 0, stop: int | None = None) -> AsyncGenerator[bytes, None]:
         """Follow the download from ``start`` to ``stop`` (default: the end); raises if it
         fails before then. Bytes are yielded as soon as they are written, except the
-        file's last byte, which waits for the digest."""
+        last ones: the file's last byte, or the chunk that ends a range before the file's
+        end, waits for the digest."""
         self._claim()
         reader = self._next_reader
         self._next_reader += 1
@@ -267,6 +268,8 @@ class Download:
                         data = self._from_memory(position, limit)
                     position += len(data)
                     self._readers[reader] = position
+                    if stop is not None and position >= stop and not self.done:
+                        await self._verified(reader)
                     yield data
                     if self._memory:
                         self._room.set()
@@ -275,8 +278,22 @@ class Download:
             # at any point (a client gone, a shutdown) never leaves an open file behind.
             if fd is not None:
                 os.close(fd)
-            del self._readers[reader]
+            self._readers.pop(reader, None)
             self._left()
+
+    async def _verified(self, reader: int) -> None:
+        """Until the download is done; raises if it failed. A range's reader holding its
+        last chunk needs no more bytes kept for it meanwhile."""
+        del self._readers[reader]
+        self._room.set()
+        self._waiters += 1
+        try:
+            while not self.done:
+                await self._wait()
+        finally:
+            self._waiters -= 1
+        if self.error is not None:
+            raise self.error
 
     def _readable(self, position: int) -> bool:
         # The final byte is held back until the digest is verified.

@@ -34,10 +34,12 @@ edge/test_cache_budget.py and the soak; older tests check what their row names.
     edge/test_faults_upstream.py::test_resets_before_and_during_an_answer_are_retried
     here: test_row4_a_content_length_that_lies_fails_the_transfer_visibly
     here: test_row4_a_connection_reset_mid_file_fails_visibly
+    here: test_row4_a_range_past_a_lying_content_length_is_a_failure_not_a_416
     the soak: edge/test_soak.py::test_soak
  5  file bytes differ from the index's sha256: both hashes named, nothing cached
     edge/test_serving.py::test_bad_upstream_bytes_abort_the_transfer_and_are_never_cached
     here: test_row5_a_hash_mismatch_names_both_hashes_and_caches_nothing
+    here: test_row5_a_range_is_never_complete_before_the_file_is_verified
     the soak: edge/test_soak.py::test_soak
  6  .metadata differs from its advertised hash: an error, nothing cached
     edge/test_serving.py::test_metadata_lying_upstream_is_refused
@@ -448,6 +450,61 @@ def test_row5_a_hash_mismatch_names_both_hashes_and_caches_nothing(
         log = proxy.output()
     wrong = hashlib.sha256(bytes(served)).hexdigest()
     assert f"sha256 mismatch: index says {item.sha256}, got {wrong}" in log, log
+    assert_clean(proxy, cache)
+
+
+def cut_or_absent(url: str, span: str) -> None:
+    """A Range request that must not complete: its bytes come from a download that fails."""
+    with httpx.stream("GET", url, headers={"Range": span}, timeout=60) as response:
+        if response.status_code >= 500:
+            return
+        assert response.status_code == 206, response.status_code
+        with pytest.raises(httpx.HTTPError):
+            response.read()
+
+
+def test_row5_a_range_is_never_complete_before_the_file_is_verified(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """Ranges served from a download in progress wait for the digest, like whole files:
+    a flipped byte inside the range, or anywhere in the file, fails the transfer."""
+    data = random.Random(7).randbytes(16 * CHUNK)
+    item = upstream.add("flipped", UpstreamFile("flipped-1.0.tar.gz", content=data))
+    upstream.corrupt.add(item.filename)
+    upstream.slow_files[item.filename] = 0.05
+    middle = len(data) // 2  # where the test upstream flips a byte
+    cache = tmp_path / "cache"
+    with serve(upstream.url, cache) as proxy:
+        url = proxy.url + f"files/flipped/{item.filename}"
+        cut_or_absent(url, f"bytes={middle - 10}-{middle + 10}")
+        cut_or_absent(url, "bytes=0-999")
+        assert blobs(cache) == set()
+        upstream.corrupt.clear()
+        part = httpx.get(url, headers={"Range": "bytes=0-999"}, timeout=60)
+        assert part.status_code == 206 and part.content == data[:1000]
+    assert_clean(proxy, cache)
+
+
+def test_row4_a_range_past_a_lying_content_length_is_a_failure_not_a_416(
+    tmp_path: Path,
+) -> None:
+    server = Upstream()
+    lies = LyingLength(server.app)
+    server.app = lies
+    data = random.Random(8).randbytes(8 * CHUNK)
+    with server:
+        item = server.add("lying", UpstreamFile("lying-1.0.tar.gz", content=data))
+        lies.path = f"/files/{item.filename}"
+        cache = tmp_path / "cache"
+        span = f"bytes={len(data) - 500}-{len(data) - 100}"  # past the length it declares
+        with serve(server.url, cache) as proxy:
+            url = proxy.url + f"files/lying/{item.filename}"
+            refused = httpx.get(url, headers={"Range": span}, timeout=60)
+            assert refused.status_code == 502, (refused.status_code, refused.headers)
+            assert "sha256 mismatch" in refused.text
+            lies.path = None
+            part = httpx.get(url, headers={"Range": span}, timeout=60)
+            assert part.status_code == 206 and part.content == data[-500:-99]
     assert_clean(proxy, cache)
 
 
