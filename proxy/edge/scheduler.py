@@ -35,6 +35,8 @@ from proxy.edge.reports import ReportService
 log = logging.getLogger("hostfit.reports")
 
 RECENT_SECONDS = 600.0
+# An analysis that could not run is tried again after this long: the gate's Retry-After.
+RETRY_SECONDS = 10.0
 DID_NOT_RUN = "analysis did not run"
 RECENT_KEPT = 10_000
 
@@ -158,7 +160,8 @@ class AnalysisScheduler:
         if task.cancelled() or task.exception() is not None:
             return
         report = task.result()
-        self._recent[sha256] = (report, time.monotonic() + RECENT_SECONDS)
+        kept = RECENT_SECONDS if self.ran(report) else RETRY_SECONDS
+        self._recent[sha256] = (report, time.monotonic() + kept)
         self._recent.move_to_end(sha256)
         while len(self._recent) > RECENT_KEPT:
             self._recent.popitem(last=False)

@@ -13,6 +13,7 @@ edge/test_cache_budget.py and the soak; older tests check what their row names.
     edge/test_serving.py::test_upstream_file_error_names_the_file
     edge/test_faults_upstream.py::test_transient_statuses_are_retried_with_backoff
     edge/test_secrets.py::test_upstream_credentials_are_used_and_never_shown (redacted)
+    here: test_row1_a_wheel_held_back_while_its_analysis_fails_is_served_once_upstream_is_back
     the soak: edge/test_soak.py::test_soak
  2  upstream hangs: stale page or 504 within the deadline
     edge/test_faults_upstream.py::test_hanging_upstream_gives_stale_page_or_504_within_deadline
@@ -153,23 +154,25 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import proxy.edge.scheduler as scheduler_module
 from proxy.analysis.wheel import analyze_wheel
 from proxy.core.negotiate import JSON_V1
 from tests.analysis.hostile import FILENAME, Elf64, patch, zip_bytes
 from tests.analysis.test_hostile import ELF_CASES
+from tests.edge.fault_checks import assert_cache_sound
 from tests.edge.test_faults_upstream import Faults, assert_clean, cached_page_keys, serve
 from tests.fixtures.elf.recipes import source as recipe_source
 from tests.support.clients import clean_env, run
-from tests.support.proxy import ProxyProcess
+from tests.support.proxy import ProxyProcess, ProxyThread
 from tests.support.upstream import Upstream, UpstreamFile
-from tests.support.wheels import WheelSpec, build_wheel, compile_shared_object
+from tests.support.wheels import WheelSpec, build_wheel, compile_shared_object, extension_wheel
 
 JSON = {"Accept": JSON_V1}
 HOST = "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.36"
@@ -206,6 +209,40 @@ def timed_get(url: str, **kwargs: object) -> tuple[float, httpx.Response]:
     started = time.monotonic()
     response = httpx.get(url, timeout=60, **kwargs)  # type: ignore[arg-type]
     return time.monotonic() - started, response
+
+
+# --- row 1 at the gate: an analysis that could not run is tried again -----------------
+
+
+def test_row1_a_wheel_held_back_while_its_analysis_fails_is_served_once_upstream_is_back(
+    upstream: Upstream,
+    make_proxy: Callable[..., ProxyThread],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gate answers 503 with Retry-After while an analysis cannot run; once the
+    upstream is well, a retry after that wait gets the wheel (it once got 503 for ten
+    minutes, however well the upstream was)."""
+    monkeypatch.setattr(scheduler_module, "RETRY_SECONDS", 1.0)  # the gate says 10
+    wheel = extension_wheel("fit", "1.0", tmp_path / "dist")
+    upstream.add("fit", wheel)
+    upstream.errors[f"/files/{wheel.name}"] = 500  # downloads and range reads alike
+    proxy = make_proxy(upstream, analysis_workers=1, analysis_budget=0.0)
+    assert httpx.get(proxy.url + f"p/{HOST}/simple/fit/", headers=JSON).status_code == 200
+    gated = proxy.url + f"p/{HOST}/files/fit/{wheel.name}"
+    deadline = time.monotonic() + 60
+    while (held := httpx.get(gated, timeout=60)).status_code != 503:
+        assert held.status_code == 502, held.text  # the download failed, not analysed yet
+        assert time.monotonic() < deadline, "the analysis never gave up"
+        time.sleep(0.2)
+    assert held.headers["retry-after"] == "10" and "analysed" in held.text
+    del upstream.errors[f"/files/{wheel.name}"]
+    deadline = time.monotonic() + 10
+    while (served := httpx.get(gated, timeout=60)).status_code == 503:
+        assert time.monotonic() < deadline, "still held back with the upstream well again"
+        time.sleep(0.2)
+    assert served.status_code == 200 and served.content == wheel.read_bytes()
+    assert_cache_sound(proxy.settings.cache_dir)
 
 
 # --- rows 2 and 3 for files and .metadata: hangs and drips meet the file deadline ------
