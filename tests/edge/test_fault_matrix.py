@@ -145,6 +145,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import platform
 import random
 import select
 import socket
@@ -176,6 +177,11 @@ from tests.support.wheels import WheelSpec, build_wheel, compile_shared_object, 
 
 JSON = {"Accept": JSON_V1}
 HOST = "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.36"
+# A host this machine is: a compiled wheel built here fits it.
+THIS_HOST = (
+    f"python={sys.version_info.major}.{sys.version_info.minor},impl=cp,"
+    f"arch={platform.machine()},libc=glibc-{platform.libc_ver()[1]}"
+)
 CHUNK = 64 * 1024
 
 
@@ -228,8 +234,8 @@ def test_row1_a_wheel_held_back_while_its_analysis_fails_is_served_once_upstream
     upstream.add("fit", wheel)
     upstream.errors[f"/files/{wheel.name}"] = 500  # downloads and range reads alike
     proxy = make_proxy(upstream, analysis_workers=1, analysis_budget=0.0)
-    assert httpx.get(proxy.url + f"p/{HOST}/simple/fit/", headers=JSON).status_code == 200
-    gated = proxy.url + f"p/{HOST}/files/fit/{wheel.name}"
+    assert httpx.get(proxy.url + f"p/{THIS_HOST}/simple/fit/", headers=JSON).status_code == 200
+    gated = proxy.url + f"p/{THIS_HOST}/files/fit/{wheel.name}"
     deadline = time.monotonic() + 60
     while (held := httpx.get(gated, timeout=60)).status_code != 503:
         assert held.status_code == 502, held.text  # the download failed, not analysed yet
@@ -833,8 +839,8 @@ def test_row18_a_page_with_twenty_thousand_files(upstream: Upstream, tmp_path: P
     for i in range(800):
         version = f"1.{i // 100}.{i % 100}"
         for py in ("cp39", "cp310", "cp311", "cp312", "cp313"):
-            for platform in PLATFORMS:
-                name = f"many-{version}-{py}-{py}-{platform}.whl"
+            for tag in PLATFORMS:
+                name = f"many-{version}-{py}-{py}-{tag}.whl"
                 upstream.add("many", UpstreamFile(name, content=name.encode()))
                 count += 1
     assert count == 20_000
