@@ -7,8 +7,9 @@ members are recognised from their first header (``proxy.analysis.native``) and
 recorded with the ELF ones in ``native_files``. ELF files no loader maps
 (relocatable objects, split debug files such as ``*.so.debug``) are left out of both.
 A member named like a shared object (``.so``, ``.so.1``) that is no native binary at
-all is refused. Hostile archives (zip bombs, overlapping members, ``..`` names, lying
-sizes) become an ``unanalysable`` report whose reason says what was wrong.
+all (text, empty, truncated) is skipped with a note in the report: no loader maps it.
+Hostile archives (zip bombs, overlapping members, ``..`` names, lying sizes) become an
+``unanalysable`` report whose reason says what was wrong.
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ _SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
 # no error for them (unlike a shared object that is not ELF): nothing loads them here.
 NATIVE_SUFFIXES = frozenset({".dll", ".pyd", ".exe", ".dylib"})
 
+MAX_NOTES = 100  # a hostile wheel cannot make its report huge with them
+
 # Members never read: text, Python, media and model files, by their suffix. Everything
 # else is checked by its magic. (A loader maps a library by the name something asks for;
 # nothing asks for "mesh.obj", and a member named like a shared object is always read.)
+
 NOT_BINARY_SUFFIXES = frozenset(
     {".py", ".pyi", ".pyc", ".pyx", ".pxd", ".pxi", ".typed"}  # Python
     | {".h", ".hh", ".hpp", ".hxx", ".cuh", ".inl", ".c", ".cc", ".cpp", ".cxx", ".cu", ".f90"}
@@ -86,6 +90,7 @@ def analyze_wheel(
         sha256=sha256,
         elf_files=tuple(elves),
         native_files=tuple(found.natives),
+        notes=tuple(found.notes),
         requires=summary.requires,
         bundled_libraries=summary.bundled_libraries,
         external_libraries=summary.external_libraries,
@@ -99,6 +104,7 @@ class Members:
     elves: list[ElfFile]  # the loadable ELF files
     natives: list[NativeFile]  # those and every PE and Mach-O file, in member order
     members: set[str]  # the names of all members
+    notes: list[str]  # members skipped, and why
 
 
 def read_native_members(source: IO[bytes], limits: Limits, *, far: bool = False) -> Members:
@@ -124,6 +130,7 @@ def read_native_members(source: IO[bytes], limits: Limits, *, far: bool = False)
     budget = Budget(limits.max_inflated_total)
     elves: list[ElfFile] = []
     natives: list[NativeFile] = []
+    notes: list[str] = []
     for info in infos:
         shared = _named_shared_object(info)
         if not shared and not _may_be_binary(info):
@@ -143,13 +150,13 @@ def read_native_members(source: IO[bytes], limits: Limits, *, far: bool = False)
             native = identify(info.filename, head, reader.read_at)
             # A Mach-O or PE file named like a shared object (a macOS extension module
             # is "*.cpython-311-darwin.so") is known for what it is: recorded, not refused.
-            if native is None and shared:
-                raise Unanalysable(f"{info.filename}: named like a shared object but not ELF")
+            if native is None and shared and len(notes) < MAX_NOTES:
+                notes.append(f"{info.filename}: named like a shared object but not ELF; skipped")
         if native is not None:
             if len(natives) >= limits.max_native_members:
                 raise Unanalysable(f"more than {limits.max_native_members} native binaries")
             natives.append(native)
-    return Members(elves, natives, {info.filename for info in infos})
+    return Members(elves, natives, {info.filename for info in infos}, notes)
 
 
 def _read_elf_member(

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
-ANALYZER_VERSION = 3
+ANALYZER_VERSION = 4
 
 Status = Literal["ok", "unanalysable"]
 NativeFormat = Literal["elf", "pe", "macho"]
@@ -89,6 +89,7 @@ class Report:
     made_at: str | None = None
     # Every native binary, ELF or not, in member order; the ELF ones are also in elf_files.
     native_files: tuple[NativeFile, ...] = ()
+    notes: tuple[str, ...] = ()  # members skipped, and why (a ".so" that is no binary)
 
     @classmethod
     def unanalysable(cls, filename: str, sha256: str, reason: str) -> Report:

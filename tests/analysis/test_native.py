@@ -247,11 +247,11 @@ def test_a_truncated_pe_is_skipped_whether_stored_or_deflated() -> None:
         assert report.native_files == (NativeFile("pkg/ok.pyd", "pe", "windows", "aarch64"),)
 
 
-def test_a_shared_object_that_is_no_binary_is_still_refused() -> None:
+def test_a_shared_object_that_is_no_binary_is_skipped_with_a_note() -> None:
     data = zip_bytes({"pkg/_ext.so": java_class()})
     report = analyze_wheel(io.BytesIO(data), "pkg-1.0-py3-none-any.whl", "0" * 64)
-    assert report.status == "unanalysable"
-    assert "named like a shared object but not ELF" in (report.reason or "")
+    assert report.status == "ok"
+    assert report.notes == ("pkg/_ext.so: named like a shared object but not ELF; skipped",)
 
 
 def test_a_pure_wheel_has_no_native_files(
