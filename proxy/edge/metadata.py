@@ -73,7 +73,10 @@ class MetadataService:
             raise NotFound(f"no metadata for {file.filename}")
         known = self._hashes.get(file.sha256) or await self._stored_hash(file.sha256)
         if known and self.blobs.has(known):
-            return await asyncio.to_thread(self.blobs.path(known).read_bytes)
+            try:
+                return await asyncio.to_thread(self.blobs.path(known).read_bytes)
+            except FileNotFoundError:
+                pass  # evicted since the look: made again below
         lock = self._locks.setdefault(file.sha256, asyncio.Lock())
         async with lock:
             data = await self._obtain(file)
