@@ -65,7 +65,11 @@ class MetadataService:
         for f in wheels:
             digest = hashes.get(f.sha256 or "")
             if digest is not None and self.blobs.has(digest):
-                found[f.sha256 or ""] = await asyncio.to_thread(self.blobs.path(digest).read_bytes)
+                try:
+                    data = await asyncio.to_thread(self.blobs.path(digest).read_bytes)
+                except FileNotFoundError:
+                    continue  # evicted since the look: as if never held
+                found[f.sha256 or ""] = data
         return found
 
     async def get(self, file: File, project: str) -> bytes:
@@ -105,7 +109,10 @@ class MetadataService:
             return data
         if self.blobs.has(file.sha256 or ""):
             path = self.blobs.path(file.sha256 or "")
-            return await asyncio.to_thread(_local_metadata, path, file.filename)
+            try:
+                return await asyncio.to_thread(_local_metadata, path, file.filename)
+            except FileNotFoundError:
+                pass  # evicted since the look: read it from upstream instead
         # Only the zip directory and the METADATA member, with range requests.
         outbound = self.outbound or Outbound.only(file.url)
         return await asyncio.to_thread(_remote_metadata, file.url, file.filename, outbound)
