@@ -29,7 +29,7 @@ from starlette.routing import Mount, Route
 
 from proxy import __version__
 from proxy.analysis.pool import AnalysisPool, PoolLimits
-from proxy.core.explain import explanation, explanation_html
+from proxy.core.explain import explanation_html
 from proxy.core.links import link_page
 from proxy.core.models import File, Page
 from proxy.core.names import normalize_project
@@ -429,16 +429,7 @@ async def explain(request: Request) -> Response:
         ctx = request_context(request, services.default_profile)
     decided = await services.filter.explain(name, ctx)
     notes = await services.rewrites.explain(decided) if services.rewrites else None
-    data = explanation(
-        decided.page_all,
-        decided.verdicts,
-        decided.reports,
-        ctx.profile,
-        notes,
-        unreported=decided.unreported,
-        frontier=decided.frontier,
-        choice=decided.choice,
-    )
+    data = decided.explained(ctx.profile, notes)
     wants_json = request.query_params.get("format") == "json" or (
         "json" in request.headers.get("accept", "")
         and "html" not in request.headers.get("accept", "")

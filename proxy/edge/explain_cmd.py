@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from proxy.core.explain import explanation
 from proxy.core.names import normalize_project
 from proxy.core.profile import merge, parse_profile
 from proxy.edge.config import load_settings
@@ -91,13 +90,4 @@ async def _explain(args: argparse.Namespace) -> dict[str, Any]:
         ctx = Context(profile=profile)
         decided = await services.filter.explain(name, ctx, wait=args.wait)
         notes = await services.rewrites.explain(decided) if services.rewrites else None
-        return explanation(
-            decided.page_all,
-            decided.verdicts,
-            decided.reports,
-            profile,
-            notes,
-            unreported=decided.unreported,
-            frontier=decided.frontier,
-            choice=decided.choice,
-        )
+        return decided.explained(profile, notes)

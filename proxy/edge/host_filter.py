@@ -29,14 +29,16 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from packaging.utils import NormalizedName
 
 from proxy.core.cheap_facts import cheap_requires
 from proxy.core.decide import LOAD_KINDS, Reason, Verdict, decide
+from proxy.core.explain import explanation
 from proxy.core.frontier import DEFAULT_KEEP, Frontier, needs_report, pip_choice, walk
 from proxy.core.models import File, Page
+from proxy.core.profile import HostProfile
 from proxy.core.report import Report
 from proxy.core.rules import EMPTY, Rules
 from proxy.core.select import foreign_only, select
@@ -92,6 +94,21 @@ class Decided:
     frontier: Frontier
     unreported: frozenset[str]  # files whose verdict waits for a report
     choice: File | None  # what a plain `pip install <project>` takes now
+
+    def explained(
+        self, profile: HostProfile, rewrites: Mapping[str, Mapping[str, Any]] | None
+    ) -> dict[str, Any]:
+        """The explanation of this decision (`proxy.core.explain.explanation`)."""
+        return explanation(
+            self.page_all,
+            self.verdicts,
+            self.reports,
+            profile,
+            rewrites,
+            unreported=self.unreported,
+            frontier=self.frontier,
+            choice=self.choice,
+        )
 
 
 class HostFilter(IndexLayer):

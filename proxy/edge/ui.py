@@ -30,7 +30,6 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from proxy import __version__
-from proxy.core.explain import explanation
 from proxy.core.names import normalize_project
 from proxy.core.profile import HostProfile, merge, parse_profile
 from proxy.core.rules import Rules
@@ -275,16 +274,7 @@ async def project_view(request: Request) -> Response:
         return _error(exc)
 
     def build() -> str:
-        data = explanation(
-            decided.page_all,
-            decided.verdicts,
-            decided.reports,
-            profile,
-            notes,
-            unreported=decided.unreported,
-            frontier=decided.frontier,
-            choice=decided.choice,
-        )
+        data = decided.explained(profile, notes)
         return render_project(
             name,
             profile=given.to_string(),
