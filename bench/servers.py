@@ -1,0 +1,189 @@
+"""The servers a comparison runs side by side, each behind one small interface.
+
+- ``nginx``: the upstream itself, nginx serving the static pages and files directly;
+  every proxy below reads from it. Its figures are the 1.00 of every ratio.
+- ``nginx-cache``: nginx ``proxy_cache`` in front of the upstream.
+- ``proxpi``: installed from the public index into its own environment
+  (``bench/.cache/venv-proxpi``, made by ``bench/run``), run as its Docker image runs
+  it: gunicorn, one process, two threads.
+- ``hostfit``: ``hostfit serve``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.nginx import Nginx
+from tests.support.proxy import ProxyProcess, free_port
+
+JSON_V1 = "application/vnd.pypi.simple.v1+json"
+PROXPI_VENV = Path(__file__).resolve().parent / ".cache" / "venv-proxpi"
+
+STATIC = """
+sendfile on;
+tcp_nopush on;
+gzip_static on;
+gzip_vary on;
+absolute_redirect off;
+default_type application/octet-stream;
+types {{ {json} json; text/html html; text/plain metadata; }}
+map $http_accept $page {{
+    default index.html;
+    "~application/vnd\\.pypi\\.simple\\.v1\\+json" index.json;
+}}
+server {{
+    listen 127.0.0.1:{{port}};
+    root {root};
+    location /simple/ {{
+        index $page;
+        add_header Vary Accept;
+    }}
+}}
+"""
+
+CACHE = """
+proxy_cache_path {cache} levels=1:2 keys_zone=bench:64m max_size=64g inactive=1d
+                 use_temp_path=off;
+upstream origin {{
+    server 127.0.0.1:{upstream_port};
+    keepalive 32;
+}}
+server {{
+    listen 127.0.0.1:{{port}};
+    location / {{
+        proxy_pass http://origin;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_cache bench;
+        proxy_cache_valid 200 301 302 1h;
+        proxy_cache_lock on;
+    }}
+}}
+"""
+
+
+class Server:
+    """``index`` is the URL a client gives as ``--index-url``."""
+
+    name: str
+    index: str
+
+    def page_url(self, project: str) -> str:
+        return f"{self.index}{project}/"
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class NginxServer(Server):
+    def __init__(self, name: str, nginx: Nginx) -> None:
+        self.name = name
+        self.nginx = nginx
+        self.base = nginx.url
+        self.index = nginx.url + "simple/"
+
+    @classmethod
+    def upstream(cls, work: Path, root: Path, workers: int) -> NginxServer:
+        """Not started: its port is known, so pages may name it before it runs."""
+        conf = STATIC.format(json=JSON_V1, root=root)
+        return cls("nginx", Nginx(work, conf, workers=workers))
+
+    @classmethod
+    def cache(cls, work: Path, upstream: NginxServer, workers: int) -> NginxServer:
+        conf = CACHE.format(cache=work / "cache", upstream_port=upstream.nginx.port)
+        return cls("nginx-cache", Nginx(work, conf, workers=workers))
+
+    def start(self) -> NginxServer:
+        self.nginx.start()
+        return self
+
+    def stop(self) -> None:
+        self.nginx.stop()
+
+
+class HostfitServer(Server):
+    def __init__(self, work: Path, upstream: NginxServer, workers: int) -> None:
+        self.name = "hostfit"
+        work.mkdir(parents=True, exist_ok=True)
+        self.process = ProxyProcess(
+            "--upstream", upstream.index, "--workers", str(workers), "--page-ttl", "3600",
+            cache_dir=work / "cache",
+        )  # fmt: skip
+        self.index = self.process.url + "simple/"
+
+    def start(self) -> HostfitServer:
+        self.process.start()
+        return self
+
+    def rss(self, field: str = "VmRSS") -> int:
+        return self.process.memory(field)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def proxpi_installed() -> bool:
+    python = PROXPI_VENV / "bin" / "python"
+    if not (PROXPI_VENV / "bin" / "gunicorn").exists() or not python.exists():
+        return False
+    found = subprocess.run([python, "-c", "import proxpi.server"], capture_output=True)
+    return found.returncode == 0
+
+
+class ProxpiServer(Server):
+    def __init__(self, work: Path, upstream: NginxServer, threads: int = 2) -> None:
+        self.name = "proxpi"
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/"
+        self.index = self.base + "index/"
+        self.env = {
+            **os.environ,
+            "PROXPI_INDEX_URL": upstream.index,
+            "PROXPI_INDEX_TTL": "3600",
+            "PROXPI_CACHE_DIR": str(work / "cache"),
+            "PROXPI_LOGGING_LEVEL": "WARNING",
+        }
+        self.command = [
+            str(PROXPI_VENV / "bin" / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
+            "--workers", "1", "--threads", str(threads), "proxpi.server:app",
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ProxpiServer:
+        with (self.work / "proxpi.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, stdout=log, stderr=log, cwd=self.work
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"proxpi exited: {(self.work / 'proxpi.log').read_text()}")
+            try:
+                if httpx.get(self.base + "health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("proxpi did not start")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def have_wrk() -> bool:
+    return shutil.which("wrk") is not None
