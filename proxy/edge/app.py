@@ -1,7 +1,8 @@
-"""The Starlette application: routes, composition of the index stack, error mapping.
+"""The Starlette application: routes and error mapping.
 
-The index stack is composed once, here, at start-up; each request reads top to
-bottom: name -> format -> context -> page -> links -> rendered bytes -> response.
+What the routes use is opened and stacked at start-up in `proxy.edge.services`; each
+request reads top to bottom: name -> format -> context -> page -> links -> rendered
+bytes -> response.
 This module is the only place where `HostfitError`s become HTTP statuses.
 """
 
@@ -10,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 
-import httpx
 from packaging.utils import NormalizedName
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -27,50 +26,29 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route
 
-from proxy import __version__
-from proxy.analysis.pool import AnalysisPool, PoolLimits
 from proxy.core.explain import explanation_html
 from proxy.core.links import link_page
 from proxy.core.models import File, Page
 from proxy.core.names import normalize_project
 from proxy.core.negotiate import HTML_LEGACY, JSON_V1, accepts_gzip, negotiate
-from proxy.core.origins import OriginPlan
 from proxy.core.pages import render_html_root, render_json_root
-from proxy.core.profile import HostProfile, merge, parse_profile
+from proxy.core.profile import merge, parse_profile
 from proxy.core.ranges import Unsatisfiable, requested_span
 from proxy.core.redact import redact
-from proxy.core.rules import EMPTY, Rules
 from proxy.edge.admin import admin_routes
-from proxy.edge.blobs import BlobStore, OpenBlob
 from proxy.edge.config import Settings
-from proxy.edge.files import FileService
-from proxy.edge.fleet import Fleet
 from proxy.edge.gate import REFUSED_HEADER, DownloadGate, Refused
-from proxy.edge.hash_fill import HashFillIndex
-from proxy.edge.host_filter import HostFilter, WalkLimits
-from proxy.edge.index import UNIVERSAL, Context, Index
-from proxy.edge.metadata import MetadataService
-from proxy.edge.metrics import Metrics
-from proxy.edge.observe import Observe, ObservedTransport
-from proxy.edge.origins import OriginFilter, origin_plan
-from proxy.edge.page_cache import CachedUpstream
-from proxy.edge.policy_index import PolicyIndex
-from proxy.edge.priority import PriorityIndex
-from proxy.edge.render import RenderCache, Rendered, render_page
-from proxy.edge.reports import ReportService
+from proxy.edge.index import UNIVERSAL, Context
+from proxy.edge.layers.rewrite import RewriteIndex
+from proxy.edge.observe import Observe
+from proxy.edge.render import Rendered, render_page
 from proxy.edge.request_profile import request_context, vary
 from proxy.edge.responses import BlobResponse, DownloadResponse
-from proxy.edge.rewrite_index import RewriteIndex
-from proxy.edge.rewrites import RewriteService
-from proxy.edge.rules_loader import ActiveRules, watch_rules
-from proxy.edge.scheduler import AnalysisScheduler
-from proxy.edge.state import StateStore, open_store
-from proxy.edge.state_embedded import EmbeddedStore
+from proxy.edge.rules_loader import watch_rules
+from proxy.edge.services import Services, open_services
+from proxy.edge.stores.blobs import OpenBlob
 from proxy.edge.ui import ui_routes
-from proxy.edge.upstream import HttpUpstream
 from proxy.errors import HostfitError, NotFound
-from proxy.outbound import async_client
-from proxy.retry import RetryingTransport
 
 log = logging.getLogger("hostfit")
 
@@ -78,181 +56,6 @@ PAGE_MAX_AGE = 60
 # A page decided before all its reports were in changes soon: keep clients asking.
 PROVISIONAL_MAX_AGE = 5
 COMPACT_SECONDS = 3600.0
-
-
-@dataclass
-class Services:
-    settings: Settings
-    store: StateStore
-    blobs: BlobStore
-    client: httpx.AsyncClient
-    files: FileService
-    metadata: MetadataService
-    index: Index
-    filter: HostFilter
-    gate: DownloadGate
-    default_profile: HostProfile
-    renders: RenderCache
-    metrics: Metrics
-    rules: ActiveRules | None = None
-    rewrites: RewriteIndex | None = None
-    fleet: Fleet = field(default_factory=Fleet)  # recent traffic, for the web interface
-    page_caches: list[CachedUpstream] = field(default_factory=list)  # for admin purges
-
-
-def compose_index(
-    settings: Settings,
-    client: httpx.AsyncClient,
-    store: StateStore,
-    files: FileService,
-    rules: Callable[[], Rules] = lambda: EMPTY,
-    origins: OriginPlan | None = None,
-    caches: list[CachedUpstream] | None = None,
-) -> Index:
-    """``caches``: filled with the page cache of each upstream (for admin purges)."""
-    plan = origins or origin_plan(settings)
-    cached = [
-        CachedUpstream(
-            HttpUpstream(u.url, client, settings.upstream_deadline), store, settings.page_ttl
-        )
-        for u in plan.upstreams
-    ]
-    if caches is not None:
-        caches.extend(cached)
-    upstreams = [OriginFilter(c, u.files) for c, u in zip(cached, plan.upstreams, strict=True)]
-    index: Index = PriorityIndex(upstreams)
-    return PolicyIndex(HashFillIndex(index, files, store), rules)
-
-
-@contextlib.asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    rules = ActiveRules(settings.rules)  # bad rules stop the start-up here
-    origins = origin_plan(settings)  # only these origins are ever contacted
-    # Closed in reverse order on the way out; one close that fails skips none of the rest.
-    page_caches: list[CachedUpstream] = []
-    metrics = Metrics()
-    stack = contextlib.AsyncExitStack()
-    try:
-        store = open_store(settings.redis, str(settings.cache_dir / "state"))
-        stack.push_async_callback(store.close)
-        blobs = BlobStore(settings.cache_dir / "files", settings.cache_max_size)
-        removed = blobs.clean_temp()
-        if removed:
-            log.warning("removed %d partial download(s) left by a previous run", removed)
-        # Every request and redirect hop is checked and given its origin's credentials and TLS
-        # (proxy.outbound); transient failures are retried in the transport (proxy.retry);
-        # each attempt is counted and logged (proxy.edge.observe).
-        client = async_client(
-            origins.outbound,
-            timeout=httpx.Timeout(settings.upstream_timeout),
-            headers={"User-Agent": f"hostfit/{__version__}"},
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-            wrap=lambda t: RetryingTransport(ObservedTransport(t, metrics)),
-        )
-        stack.push_async_callback(client.aclose)
-        files = FileService(blobs, client, store, deadline=settings.file_deadline)
-        stack.push_async_callback(files.close)
-        pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers), origins.outbound)
-        stack.push_async_callback(pool.close)
-        # One more worker, for downloads waiting at the gate: never queued behind walks.
-        urgent_pool = AnalysisPool(PoolLimits(workers=1), origins.outbound)
-        stack.push_async_callback(urgent_pool.close)
-        reports = AnalysisScheduler(
-            ReportService(store, pool),
-            blobs,
-            urgent=ReportService(store, urgent_pool),
-            observe=metrics.analysed,
-        )
-        stack.push_async_callback(reports.close)
-        # Downloads feed analysis: a wheel in the file cache is analysed from disk.
-        files.on_cached.append(lambda f: _analyse_download(reports, f))
-        metadata = MetadataService(blobs, files, client, store, origins.outbound)
-        host_filter = HostFilter(
-            compose_index(
-                settings, client, store, files, lambda: rules.current, origins, page_caches
-            ),
-            reports,
-            policy=settings.analysis,
-            budget=settings.analysis_budget,
-            limits=WalkLimits(
-                keep=settings.frontier_keep,
-                max_bytes=settings.frontier_max_bytes,
-                max_seconds=settings.frontier_max_seconds,
-            ),
-            hide_sdists_without_wheels=settings.hide_sdists_without_wheels,
-            rules=lambda: rules.current,
-            metadata=metadata,
-        )
-        stack.push_async_callback(host_filter.close)
-        rewrites = RewriteIndex(
-            host_filter, lambda: rules.current, RewriteService(blobs, files, store), reports
-        )
-        stack.push_async_callback(rewrites.service.close)
-        default_profile = _default_profile(settings, rules.current)
-        fleet = Fleet()  # recent traffic, for the web interface (the gate tells it refusals)
-        services = Services(
-            settings=settings,
-            store=store,
-            blobs=blobs,
-            client=client,
-            files=files,
-            metadata=metadata,
-            index=rewrites,
-            filter=host_filter,
-            gate=DownloadGate(
-                host_filter,
-                reports,
-                refused=fleet.saw,
-                counted=lambda kind: metrics.refusals.labels(reason=kind).inc(),
-            ),
-            default_profile=default_profile,
-            renders=RenderCache(),
-            metrics=metrics,
-            rules=rules,
-            rewrites=rewrites,
-            fleet=fleet,
-            page_caches=page_caches,
-        )
-
-        def rules_changed(new: Rules) -> None:
-            services.default_profile = _default_profile(settings, new)
-
-        rules.on_change(rules_changed)
-        services.metrics.watch_analysis(lambda: pool.fetched + urgent_pool.fetched)
-        services.metrics.watch_cache(blobs, files)
-        metrics.watch_counts(
-            "hostfit_rules_reloads", "Rules reloads by outcome", "outcome", rules.reloads
-        )
-        compaction = asyncio.create_task(_compact_state(store))
-        stack.callback(compaction.cancel)
-    except BaseException:
-        await stack.aclose()  # a failed start-up closes what it opened
-        raise
-    async with stack:
-        yield services
-
-
-async def _compact_state(store: StateStore) -> None:
-    """The embedded store drops expired rows now and then (Redis expires its own)."""
-    if not isinstance(store, EmbeddedStore):
-        return
-    while True:
-        try:
-            await store.compact()
-        except Exception as exc:  # a busy or read-only database is tried again later
-            log.warning("state store compaction failed: %s", exc)
-        await asyncio.sleep(COMPACT_SECONDS)
-
-
-def _analyse_download(scheduler: AnalysisScheduler, file: File) -> None:
-    if file.is_wheel and file.sha256:
-        scheduler.submit(file)
-
-
-def _default_profile(settings: Settings, rules: Rules) -> HostProfile:
-    """The setting wins over the rules; nothing configured means nothing assumed."""
-    text = settings.default_profile or rules.default_profile
-    return parse_profile(text, "default") if text else HostProfile()
 
 
 def _services(request: Request) -> Services:
@@ -342,7 +145,7 @@ async def project_file(request: Request) -> Response:
     base_name = filename.removesuffix(".metadata") if wants_metadata else filename
     page = await services.index.page(name, UNIVERSAL)
     file = subject = page.file(base_name)
-    if file is None and services.rewrites is not None:
+    if file is None:
         file, subject = await _rewritten_file(services.rewrites, page, base_name)
     if file is None or subject is None:
         raise NotFound(f"{base_name} is not a file of project {name}")
@@ -428,7 +231,7 @@ async def explain(request: Request) -> Response:
     else:
         ctx = request_context(request, services.default_profile)
     decided = await services.filter.explain(name, ctx)
-    notes = await services.rewrites.explain(decided) if services.rewrites else None
+    notes = await services.rewrites.explain(decided)
     data = decided.explained(ctx.profile, notes)
     wants_json = request.query_params.get("format") == "json" or (
         "json" in request.headers.get("accept", "")
@@ -491,7 +294,6 @@ def build_app(settings: Settings, access_log: bool = False) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
-            assert services.rules is not None
             async with watch_rules(services.rules):
                 yield
 

@@ -45,8 +45,8 @@ from pathlib import Path
 import httpx
 
 from proxy.core.models import File
-from proxy.edge.blobs import BlobStore, BlobWriter, CacheFull, OpenBlob
-from proxy.edge.state import StateStore
+from proxy.edge.stores.blobs import BlobStore, BlobWriter, CacheFull, OpenBlob
+from proxy.edge.stores.state import StateStore
 from proxy.errors import HostfitError, IntegrityError, UpstreamError, UpstreamTimeout
 
 log = logging.getLogger("hostfit.files")

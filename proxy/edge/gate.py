@@ -27,8 +27,8 @@ from proxy.core.decide import Reason
 from proxy.core.models import File, Page
 from proxy.core.report import Report
 from proxy.core.versions import file_version
-from proxy.edge.host_filter import HostFilter
 from proxy.edge.index import Context
+from proxy.edge.layers.host_filter import HostFilter
 from proxy.edge.scheduler import AnalysisScheduler
 from proxy.errors import HostfitError
 

@@ -1,8 +1,9 @@
 """The one interface every serving feature implements and wraps: the contract.
 
 An index answers two questions: which projects exist, and what one project's page
-holds for this request. Features are layers, each wrapping the one below, composed once
-at start-up in `proxy.edge.app.compose_index`; from the bottom:
+holds for this request. Features are layers, each wrapping the one below, one module each
+in `proxy.edge.layers`, stacked once at start-up from one ordered list
+(`proxy.edge.services.upstreams`, then `proxy.edge.services.STACK`); from the bottom:
 
     CachedUpstream  one upstream, its pages cached and revalidated   (both views)
     OriginFilter    links to origins not allowed are dropped          (both views)

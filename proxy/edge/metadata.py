@@ -18,9 +18,9 @@ from proxy.analysis.metadata import read_metadata
 from proxy.analysis.remote import RemoteFile
 from proxy.core.models import File
 from proxy.core.origins import Outbound
-from proxy.edge.blobs import BlobStore
 from proxy.edge.files import FileService
-from proxy.edge.state import StateStore
+from proxy.edge.stores.blobs import BlobStore
+from proxy.edge.stores.state import StateStore
 from proxy.errors import IntegrityError, NotFound, UpstreamError, UpstreamTimeout
 
 _KEY = "metadata:"

@@ -7,7 +7,7 @@ credentials redacted), reason kinds, outcomes.
 
 Two registries: ``registry`` holds what is counted as it happens; ``live`` holds what is
 read from the components when scraped (cache size, downloads, rules reloads). With
-``--workers N``, `proxy.edge.serve_cmd` sets ``PROMETHEUS_MULTIPROC_DIR`` before the
+``--workers N``, `proxy.cli.serve` sets ``PROMETHEUS_MULTIPROC_DIR`` before the
 workers start: counters and histograms then go through prometheus_client's files in that
 directory and every scrape sums all workers (`MultiProcessCollector`); the live values
 are those of the worker that answers the scrape (the cache is shared, so its size reads
@@ -35,8 +35,8 @@ from prometheus_client.registry import Collector
 from proxy import __version__
 
 if TYPE_CHECKING:
-    from proxy.edge.blobs import BlobStore
     from proxy.edge.files import FileService
+    from proxy.edge.stores.blobs import BlobStore
 
 
 def multiprocess_dir() -> str | None:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from proxy.core.report import ANALYZER_VERSION, Report
-from proxy.edge.state import StateStore
+from proxy.edge.stores.state import StateStore
 
 log = logging.getLogger("hostfit.reports")
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from proxy.core.models import File
 from proxy.core.rewrite import Rewrite, RewriteError, Rewritten, rewrite_digest, rewrite_wheel
-from proxy.edge.blobs import BlobStore
 from proxy.edge.files import FileService
-from proxy.edge.state import StateStore
+from proxy.edge.stores.blobs import BlobStore
+from proxy.edge.stores.state import StateStore
 from proxy.errors import HostfitError, IntegrityError
 
 log = logging.getLogger("hostfit.rewrites")

@@ -29,8 +29,8 @@ from typing import Any
 
 from proxy.core.models import File
 from proxy.core.report import Report
-from proxy.edge.blobs import BlobStore
 from proxy.edge.reports import ReportService
+from proxy.edge.stores.blobs import BlobStore
 
 log = logging.getLogger("hostfit.reports")
 

@@ -30,12 +30,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from proxy import __version__
+from proxy.cli.probe import pip_conf, profile_url, uv_toml
 from proxy.core.names import normalize_project
 from proxy.core.profile import HostProfile, merge, parse_profile
 from proxy.core.rules import Rules
 from proxy.edge.fleet import Summary, summarise
 from proxy.edge.index import UNIVERSAL, Context
-from proxy.edge.probe_cmd import pip_conf, profile_url, uv_toml
 from proxy.errors import BadRequest, HostfitError, NotFound
 from proxy.ui.base import document, error_box, profile_form, url, wheel_url
 from proxy.ui.landing import Install, Landing, UpstreamInfo, render_landing
@@ -43,7 +43,7 @@ from proxy.ui.project import render_project
 from proxy.ui.wheel import Refusal, render_wheel
 
 if TYPE_CHECKING:
-    from proxy.edge.app import Services
+    from proxy.edge.services import Services
 
 HEADERS = {
     # No script at all: whatever an upstream string smuggles in cannot run.
@@ -101,7 +101,7 @@ async def landing(request: Request) -> Response:
     base = str(request.base_url)
     index_url = profile_url(base, profile)
     usage = await _disk_usage(request, services.blobs.root)
-    rules = services.rules.current if services.rules is not None else Rules()
+    rules = services.rules.current
     walks, wanted = services.fleet.unsettled()
     data = Landing(
         version=__version__,
@@ -269,7 +269,7 @@ async def project_view(request: Request) -> Response:
             )
             return _html(body)
         decided = await services.filter.explain(name, Context(profile=profile))
-        notes = await services.rewrites.explain(decided) if services.rewrites else None
+        notes = await services.rewrites.explain(decided)
     except HostfitError as exc:
         return _error(exc)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from proxy.analysis.inspect_cmd import _Progress, _size
 from proxy.analysis.wheel import analyze_wheel
 from proxy.cli import main
+from proxy.cli.inspect import _Progress, _size
 from proxy.core.report import Report
 from tests.analysis.hostile import zip_bytes
 from tests.support.upstream import Upstream

@@ -16,7 +16,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from proxy.edge.state_embedded import EmbeddedStore
+from proxy.edge.stores.embedded import EmbeddedStore
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "hostfit.service"

@@ -22,10 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-import proxy.edge.blobs as blobs_module
-from proxy.edge.blobs import BlobStore, CacheFull
+import proxy.edge.stores.blobs as blobs_module
 from proxy.edge.config import load_settings
-from proxy.edge.state_embedded import EmbeddedStore
+from proxy.edge.stores.blobs import BlobStore, CacheFull
+from proxy.edge.stores.embedded import EmbeddedStore
 from proxy.errors import ConfigError
 from tests.edge.fault_checks import LogWatch, assert_cache_sound, assert_no_traceback, watch_logs
 from tests.support.proxy import ProxyProcess, ProxyThread

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.core.negotiate import JSON_V1
 from proxy.core.pages import unusable_filename
-from proxy.edge.page_cache import Entry
+from proxy.edge.layers.page_cache import Entry
 from tests.support.proxy import ProxyProcess
 from tests.support.upstream import DeliberateTruncation, Upstream, UpstreamFile
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from proxy.core.profile import parse_profile
-from proxy.edge.probe import Probe, ProbeEnv, probe, x86_64_level
+from proxy.probe.host import Probe, ProbeEnv, probe, x86_64_level
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "probe"
 ROOTS = FIXTURES / "roots"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from proxy.cli import main
+from proxy.cli.probe import pip_conf, profile_url, render, trusted_host
 from proxy.core.profile import parse_profile
-from proxy.edge.probe import ProbeEnv, probe
-from proxy.edge.probe_cmd import pip_conf, profile_url, render, trusted_host
+from proxy.probe.host import ProbeEnv, probe
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "probe"
 H100 = ProbeEnv(

@@ -16,8 +16,8 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection
 
-from proxy.edge import probe_elf
-from proxy.edge.probe import Probe, probe
+from proxy.probe import elf as probe_elf
+from proxy.probe.host import Probe, probe
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from proxy.core.negotiate import JSON_V1
-from proxy.edge.state_redis import RedisStore, RedisUnavailable
+from proxy.edge.stores.redis_state import RedisStore, RedisUnavailable
 from tests.support.proxy import ProxyProcess
 from tests.support.redis_server import RedisServer
 from tests.support.upstream import Upstream

@@ -13,7 +13,7 @@ import pytest
 from proxy.analysis.pool import AnalysisPool, PoolLimits
 from proxy.core.report import ANALYZER_VERSION, Report, Requires
 from proxy.edge.reports import REPORT_PREFIX, ReportService, encode
-from proxy.edge.state_embedded import EmbeddedStore
+from proxy.edge.stores.embedded import EmbeddedStore
 from proxy.errors import UpstreamError
 from tests.support.wheels import WheelSpec, build_wheel
 

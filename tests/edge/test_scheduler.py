@@ -11,10 +11,10 @@ import pytest
 
 from proxy.core.models import File
 from proxy.core.report import Report
-from proxy.edge.blobs import BlobStore
 from proxy.edge.reports import ReportService
 from proxy.edge.scheduler import DID_NOT_RUN, AnalysisScheduler
-from proxy.edge.state_embedded import EmbeddedStore
+from proxy.edge.stores.blobs import BlobStore
+from proxy.edge.stores.embedded import EmbeddedStore
 from tests.edge.test_reports import CountingAnalyzer
 
 

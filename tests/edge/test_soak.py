@@ -51,7 +51,7 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from proxy.core.negotiate import JSON_V1
-from proxy.edge.page_cache import Entry
+from proxy.edge.layers.page_cache import Entry
 from proxy.edge.reports import decode
 from tests.edge.fault_checks import assert_cache_sound, assert_no_traceback
 from tests.edge.test_faults_upstream import _captured

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from proxy.edge.state import StateStore, open_store
-from proxy.edge.state_embedded import EmbeddedStore
-from proxy.edge.state_redis import RedisStore
+from proxy.edge.stores.embedded import EmbeddedStore
+from proxy.edge.stores.redis_state import RedisStore
+from proxy.edge.stores.state import StateStore, open_store
 from tests.support.redis_server import RedisServer
 
 

@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ[_ACCESS_ENV] = "1" if args.access_log else ""
     with _metrics_dir(settings.workers):
         uvicorn.run(
-            "proxy.edge.serve_cmd:create_app",
+            "proxy.cli.serve:create_app",
             factory=True,
             host=settings.host,
             port=settings.port,

@@ -25,8 +25,8 @@ from proxy.core.models import Page, ProjectList
 from proxy.core.pages import PageError, parse_json_page, render_json_page
 from proxy.core.redact import redact
 from proxy.edge.index import Context
-from proxy.edge.state import StateStore
-from proxy.edge.upstream import HttpUpstream, NotModified, Validators
+from proxy.edge.layers.upstream import HttpUpstream, NotModified, Validators
+from proxy.edge.stores.state import StateStore
 from proxy.errors import NotFound, UpstreamError
 
 log = logging.getLogger("hostfit.pages")

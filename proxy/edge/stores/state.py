@@ -34,9 +34,9 @@ class StateStore(Protocol):
 def open_store(redis_url: str | None, state_dir: str) -> StateStore:
     """The Redis backend when a URL is configured, else the embedded one."""
     if redis_url:
-        from proxy.edge.state_redis import RedisStore
+        from proxy.edge.stores.redis_state import RedisStore
 
         return RedisStore(redis_url)
-    from proxy.edge.state_embedded import EmbeddedStore
+    from proxy.edge.stores.embedded import EmbeddedStore
 
     return EmbeddedStore(state_dir)

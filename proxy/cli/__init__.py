@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from proxy import __version__
 
 SUBCOMMANDS = (
-    "proxy.edge.serve_cmd",
-    "proxy.analysis.inspect_cmd",
-    "proxy.edge.probe_cmd",
-    "proxy.edge.explain_cmd",
-    "proxy.edge.config_cmd",
-    "proxy.edge.admin_cmd",
+    "proxy.cli.serve",
+    "proxy.cli.inspect",
+    "proxy.cli.probe",
+    "proxy.cli.explain",
+    "proxy.cli.config",
+    "proxy.cli.admin",
 )
 
 

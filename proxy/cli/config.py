@@ -13,9 +13,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from proxy.cli.serve import add_setting_arguments
 from proxy.core.redact import redact
 from proxy.edge.config import Settings, load_settings_with_sources
-from proxy.edge.serve_cmd import add_setting_arguments
 from proxy.errors import ConfigError
 
 

@@ -7,7 +7,7 @@ renderings) follows a rules change or a file leaving quarantine. The outcome for
 page is cached until the rules change or quarantine releases a file.
 
 Files left off further down because they may not be fetched (``Page.withheld``, see
-`proxy.edge.origins`) are reported here beside the policies' own, so that explain
+`proxy.edge.layers.origins`) are reported here beside the policies' own, so that explain
 lists them as hidden with their reason.
 """
 

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _explain(args: argparse.Namespace) -> dict[str, Any]:
-    from proxy.edge.app import open_services
+    from proxy.edge.services import open_services
 
     name = normalize_project(args.project)
     settings = load_settings(vars(args)).with_upstreams()
@@ -89,5 +89,5 @@ async def _explain(args: argparse.Namespace) -> dict[str, Any]:
         # A person asking why wants the full answer: wait for the walk to settle.
         ctx = Context(profile=profile)
         decided = await services.filter.explain(name, ctx, wait=args.wait)
-        notes = await services.rewrites.explain(decided) if services.rewrites else None
+        notes = await services.rewrites.explain(decided)
         return decided.explained(profile, notes)

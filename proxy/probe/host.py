@@ -25,7 +25,7 @@ from pathlib import Path
 
 from proxy.core.cuda import cuda_table, parse_driver_version
 from proxy.core.profile import Fact, HostProfile, Libc
-from proxy.edge import probe_elf
+from proxy.probe import elf as probe_elf
 
 # x86-64 micro-architecture levels (x86-64 psABI, "Micro-architecture levels"),
 # in the names /proc/cpuinfo uses: SSE3 is "pni", LZCNT is "abm". The psABI also

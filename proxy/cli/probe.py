@@ -7,7 +7,7 @@ import ipaddress
 import json
 from urllib.parse import quote, urlsplit
 
-from proxy.edge.probe import Probe, probe
+from proxy.probe.host import Probe, probe
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -27,8 +27,8 @@ from proxy.core.report import Report
 from proxy.core.rewrite import Rewrite, plan, rewrite_digest
 from proxy.core.rules import Rules
 from proxy.core.versions import file_version, newest_versions
-from proxy.edge.host_filter import Decided
 from proxy.edge.index import Context, Index, IndexLayer
+from proxy.edge.layers.host_filter import Decided
 from proxy.edge.rewrites import Done, RewriteService
 from proxy.edge.scheduler import AnalysisScheduler
 
@@ -58,6 +58,9 @@ class RewriteIndex(IndexLayer):
         self._generation: dict[str, int] = defaultdict(int)
         self._pages: OrderedDict[tuple[str, ...], Page] = OrderedDict()
         self._analysing: dict[str, asyncio.Future[Report]] = {}
+
+    async def close(self) -> None:
+        await self.service.close()
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         page = await self.inner.page(name, ctx)

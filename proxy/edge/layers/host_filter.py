@@ -44,7 +44,7 @@ from proxy.core.rules import EMPTY, Rules
 from proxy.core.select import foreign_only, select
 from proxy.core.tags import client_tags
 from proxy.edge.index import Context, Index, IndexLayer
-from proxy.edge.policy_index import PolicyIndex
+from proxy.edge.layers.policy import PolicyIndex
 from proxy.edge.scheduler import AnalysisScheduler
 from proxy.errors import HostfitError
 

@@ -17,7 +17,7 @@ from packaging.utils import NormalizedName
 from proxy.core.models import File, Page
 from proxy.edge.files import FileService
 from proxy.edge.index import Context, Index, IndexLayer
-from proxy.edge.state import StateStore
+from proxy.edge.stores.state import StateStore
 from proxy.errors import HostfitError
 
 log = logging.getLogger("hostfit.hashes")

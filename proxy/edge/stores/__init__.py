@@ -1,0 +1,2 @@
+"""Where state lives: the key-value state store (embedded SQLite or Redis, one
+interface in `state`) and the content-addressed blob store for files."""
