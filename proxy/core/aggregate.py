@@ -21,6 +21,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from proxy.core.dotted import parse_dotted
 from proxy.core.policy import PolicyTable, is_numeric, split_version_name
 from proxy.core.report import ElfFile, Requires
+from proxy.core.variants import split_label
 
 # Runtime libraries whose SONAME carries the CUDA major they belong to.
 _CUDA_RUNTIME = re.compile(r"^lib(?:cudart|cublas|cublasLt|nvrtc)\.so\.(\d+)(?:\.|$)")
@@ -175,7 +176,7 @@ def _overclaims(
     policies: PolicyTable,
 ) -> bool:
     try:
-        _, _, _, tags = parse_wheel_filename(filename)
+        _, _, _, tags = parse_wheel_filename(split_label(filename)[0])
     except InvalidWheelFilename:
         return False
     derived_glibc = _claim(derived, policies) if derived else None

@@ -22,6 +22,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from proxy.core.report import Requires
+from proxy.core.variants import split_label
 
 _NVIDIA_CUDA_PACKAGE = re.compile(r"^nvidia-[a-z0-9-]+-cu(\d{2})$")
 _MACHINES = ("x86_64", "aarch64", "ppc64le", "s390x", "i686", "armv7l")
@@ -69,7 +70,7 @@ def _linux_environment(filename: str) -> dict[str, str]:
     """The marker variables a Linux host that takes this wheel certainly has."""
     machine = ""
     try:
-        tags = parse_wheel_filename(filename)[3]
+        tags = parse_wheel_filename(split_label(filename)[0])[3]
     except InvalidWheelFilename:
         tags = frozenset()
     for tag in tags:

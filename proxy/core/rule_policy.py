@@ -21,6 +21,7 @@ from packaging.utils import (
 from proxy.core.decide import Reason
 from proxy.core.models import File
 from proxy.core.rules import Rules
+from proxy.core.variants import split_label
 from proxy.core.versions import file_version
 
 
@@ -112,7 +113,7 @@ def _platforms(filename: str) -> list[str]:
     if not filename.endswith(".whl"):
         return ["any"]
     try:
-        tags = parse_wheel_filename(filename)[3]
+        tags = parse_wheel_filename(split_label(filename)[0])[3]
     except InvalidWheelFilename:
         return ["any"]
     return sorted({t.platform for t in tags})

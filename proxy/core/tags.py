@@ -19,6 +19,7 @@ from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from proxy.core.profile import HostProfile, Libc
+from proxy.core.variants import split_label
 
 _STAND_IN = "hostfit_stand_in_platform"
 
@@ -76,7 +77,7 @@ def client_tags(profile: HostProfile) -> ClientTags:
 def wheel_supported(filename: str, tags: ClientTags) -> bool:
     """A name that is not a valid wheel filename is not for this check to hide."""
     try:
-        _, _, _, wheel_tags = parse_wheel_filename(filename)
+        _, _, _, wheel_tags = parse_wheel_filename(split_label(filename)[0])
     except InvalidWheelFilename:
         return True
     return any(tags.supports(t) for t in wheel_tags)

@@ -19,6 +19,7 @@ from packaging.utils import (
 from packaging.version import Version
 
 from proxy.core.models import File
+from proxy.core.variants import split_label
 
 MEMO = 65536  # filenames remembered; a few numpy-sized pages
 
@@ -27,7 +28,7 @@ MEMO = 65536  # filenames remembered; a few numpy-sized pages
 def file_version(filename: str) -> Version | None:
     try:
         if filename.endswith(".whl"):
-            return parse_wheel_filename(filename)[1]
+            return parse_wheel_filename(split_label(filename)[0])[1]
         return parse_sdist_filename(filename)[1]
     except (InvalidWheelFilename, InvalidSdistFilename):
         return None
@@ -42,8 +43,9 @@ def newest_versions(files: Sequence[File], count: int) -> list[File]:
 
 @lru_cache(maxsize=MEMO)
 def wheel_tags(filename: str) -> frozenset[Tag] | None:
-    """A wheel's tags; None for a name that is not a valid wheel filename."""
+    """A wheel's tags (a variant wheel's: those of its name without the label); None for
+    a name that is not a valid wheel filename."""
     try:
-        return parse_wheel_filename(filename)[3]
+        return parse_wheel_filename(split_label(filename)[0])[3]
     except InvalidWheelFilename:
         return None

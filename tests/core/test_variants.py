@@ -150,3 +150,16 @@ def test_only_keeps_the_named_labels_and_the_rest_of_the_document() -> None:
     pruned = json.loads(render(meta.only(["null", "gone"])))
     assert pruned["variants"] == {"null": {}}
     assert pruned["default-priorities"] == {"namespace": ["nvidia"]}
+
+
+def test_the_rest_of_the_core_reads_a_variant_wheel_as_the_wheel_without_its_label() -> None:
+    from proxy.core.profile import parse_profile
+    from proxy.core.tags import client_tags, wheel_supported
+    from proxy.core.versions import file_version, wheel_tags
+
+    name = "ok-1.0-cp311-cp311-manylinux_2_17_x86_64-cu128.whl"
+    assert file_version(name) == Version("1.0")
+    assert {str(t) for t in wheel_tags(name) or ()} == {"cp311-cp311-manylinux_2_17_x86_64"}
+    host = client_tags(parse_profile("python=3.11,arch=x86_64,libc=glibc-2.28", "url"))
+    assert wheel_supported(name, host)
+    assert not wheel_supported(name.replace("x86_64", "aarch64", 1), host)
