@@ -131,30 +131,20 @@ class RetryingTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.method not in IDEMPOTENT:
             return await self.inner.handle_async_request(request)
-        deadline: float | None = request.extensions.get(DEADLINE)
         limit: int | None = request.extensions.get(BUFFER)
-        failures = 0
+        attempts = _Attempts(self.policy, request, self.clock)
         while True:
             try:
                 response = await self.inner.handle_async_request(request)
                 if limit is not None and response.status_code not in RETRY_STATUSES:
                     response = await _buffered(request, response, limit)
             except httpx.TransportError as exc:
-                failures += 1
-                wait = self.policy.pause(failures, deadline, self.clock())
-                if wait is None or not transient(exc):
+                if (wait := attempts.after_error(exc)) is None:
                     raise
-                _log_retry(request, f"{type(exc).__name__}: {exc}", failures, wait)
             else:
-                if response.status_code not in RETRY_STATUSES:
-                    return response
-                failures += 1
-                asked = retry_after(response.headers)
-                wait = self.policy.pause(failures, deadline, self.clock(), asked)
-                if wait is None:
+                if (wait := attempts.after_response(response)) is None:
                     return response
                 await response.aclose()
-                _log_retry(request, f"HTTP {response.status_code}", failures, wait)
             await self.sleep(wait)
 
     async def aclose(self) -> None:
@@ -180,42 +170,63 @@ class RetryingSyncTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.method not in IDEMPOTENT:
             return self.inner.handle_request(request)
-        deadline: float | None = request.extensions.get(DEADLINE)
-        failures = 0
+        attempts = _Attempts(self.policy, request, self.clock)
         while True:
             try:
                 response = self.inner.handle_request(request)
             except httpx.TransportError as exc:
-                failures += 1
-                wait = self.policy.pause(failures, deadline, self.clock())
-                if wait is None or not transient(exc):
+                if (wait := attempts.after_error(exc)) is None:
                     raise
-                _log_retry(request, f"{type(exc).__name__}: {exc}", failures, wait)
             else:
-                if response.status_code not in RETRY_STATUSES:
-                    return response
-                failures += 1
-                asked = retry_after(response.headers)
-                wait = self.policy.pause(failures, deadline, self.clock(), asked)
-                if wait is None:
+                if (wait := attempts.after_response(response)) is None:
                     return response
                 response.close()
-                _log_retry(request, f"HTTP {response.status_code}", failures, wait)
             self.sleep(wait)
 
     def close(self) -> None:
         self.inner.close()
 
 
-def _log_retry(request: httpx.Request, why: str, failures: int, wait: float) -> None:
-    log.info(
-        "%s %s: %s; retrying in %.2fs (attempt %d)",
-        request.method,
-        redact(str(request.url)),
-        redact(why),
-        wait,
-        failures + 1,
-    )
+class _Attempts:
+    """One request's retry bookkeeping, shared by the async and the blocking transport:
+    after each attempt, how long to wait before the next one, or None to stop there."""
+
+    def __init__(
+        self, policy: RetryPolicy, request: httpx.Request, clock: Callable[[], float]
+    ) -> None:
+        self.policy = policy
+        self.request = request
+        self.clock = clock
+        self.deadline: float | None = request.extensions.get(DEADLINE)
+        self.failures = 0
+
+    def after_error(self, exc: httpx.TransportError) -> float | None:
+        self.failures += 1
+        wait = self.policy.pause(self.failures, self.deadline, self.clock())
+        if wait is None or not transient(exc):
+            return None
+        self._log(f"{type(exc).__name__}: {exc}", wait)
+        return wait
+
+    def after_response(self, response: httpx.Response) -> float | None:
+        if response.status_code not in RETRY_STATUSES:
+            return None
+        self.failures += 1
+        asked = retry_after(response.headers)
+        wait = self.policy.pause(self.failures, self.deadline, self.clock(), asked)
+        if wait is not None:
+            self._log(f"HTTP {response.status_code}", wait)
+        return wait
+
+    def _log(self, why: str, wait: float) -> None:
+        log.info(
+            "%s %s: %s; retrying in %.2fs (attempt %d)",
+            self.request.method,
+            redact(str(self.request.url)),
+            redact(why),
+            wait,
+            self.failures + 1,
+        )
 
 
 async def _buffered(request: httpx.Request, response: httpx.Response, limit: int) -> httpx.Response:
