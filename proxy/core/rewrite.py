@@ -9,7 +9,9 @@ RECORD (``RECORD.jws``, ``RECORD.p7s``) no longer hold and are dropped too.
 
 The output takes a file name of its own: the new tags, and a build tag
 ``<original build or 0>.hf<digest>`` whose digest covers the input's sha256, the
-rewrite and `REWRITE_VERSION`, so one name never stands for two contents.
+rewrite and `REWRITE_VERSION`, so one name never stands for two contents. A variant
+wheel (PEP 825) rewritten for installers that cannot read variants loses its label
+from the name; its ``variant.json`` stays inside, saying which build it is.
 Pure: reads and writes the file objects it is given, nothing else.
 """
 
@@ -38,6 +40,7 @@ from packaging.version import Version
 
 from proxy.core.report import Report
 from proxy.core.rules import Rules
+from proxy.core.variants import split_label
 from proxy.errors import HostfitError
 
 # Bump whenever the same input and rewrite could give different bytes.
@@ -57,6 +60,7 @@ class Rewrite:
     add_requires: tuple[str, ...] = ()
     remove_requires: frozenset[str] = frozenset()
     requires_python: str | None = None  # None: unchanged; "": removed
+    variant: str | None = None  # the variant label the name drops
     rules: tuple[str, ...] = field(default=(), compare=False)  # where each rule is written
 
     @property
@@ -64,12 +68,15 @@ class Rewrite:
         return bool(self.add_requires or self.remove_requires or self.requires_python is not None)
 
     def recipe(self) -> dict[str, Any]:
-        return {
+        recipe = {
             "platform": self.platform,
             "add_requires": list(self.add_requires),
             "remove_requires": sorted(self.remove_requires),
             "requires_python": self.requires_python,
         }
+        if self.variant is not None:  # absent otherwise: earlier rewrites keep their digests
+            recipe["variant"] = self.variant
+        return recipe
 
     def describe(self) -> str:
         parts = []
@@ -81,6 +88,8 @@ class Rewrite:
             parts.append("removes " + ", ".join(sorted(self.remove_requires)))
         if self.requires_python is not None:
             parts.append(f"Requires-Python {self.requires_python or '(removed)'}")
+        if self.variant is not None:
+            parts.append(f"variant {self.variant} under a name without a variant label")
         return "; ".join(parts)
 
 
@@ -117,7 +126,7 @@ def plan(rules: Rules, filename: str, report: Report | None) -> Rewrite | None:
             wheres.append(fix.where)
     if platform is None and not add and not remove and requires_python is None:
         return None
-    return Rewrite(platform, tuple(add), frozenset(remove), requires_python, tuple(wheres))
+    return Rewrite(platform, tuple(add), frozenset(remove), requires_python, rules=tuple(wheres))
 
 
 def truthful_platform(tags: frozenset[Tag], report: Report) -> str | None:
@@ -147,6 +156,7 @@ def rewrite_digest(source_sha256: str, rewrite: Rewrite) -> str:
 
 
 def new_filename(filename: str, source_sha256: str, rewrite: Rewrite) -> str:
+    filename = split_label(filename)[0]
     build = parse_wheel_filename(filename)[2]
     stem = filename.removesuffix(".whl").split("-")
     new_build = _build_tag(build, rewrite_digest(source_sha256, rewrite))
@@ -208,7 +218,7 @@ def _signature_names(dist_info: str) -> set[str]:
 
 
 def _dist_info(infos: Sequence[zipfile.ZipInfo], filename: str) -> str:
-    name, version, _, _ = parse_wheel_filename(filename)
+    name, version, _, _ = parse_wheel_filename(split_label(filename)[0])
     found = {
         i.filename.split("/", 1)[0]
         for i in infos

@@ -32,7 +32,7 @@ SHIPPED_PREFIX = "proxy/data/"
 Keep = Literal["keep", "hide"]
 
 _TABLES = ("sources", "defaults", "quarantine", "platforms", "knowledge")
-_ARRAYS = ("deny", "allow", "pin", "fact", "retag", "metadata")
+_ARRAYS = ("deny", "allow", "pin", "fact", "retag", "metadata", "best_variant")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PLATFORM_PATTERN = re.compile(r"^[A-Za-z0-9_.*?\[\]!]+$")
@@ -98,6 +98,15 @@ class Retag:
 
 
 @dataclass(frozen=True, slots=True)
+class BestVariant:
+    """Offer installers that cannot read wheel variants (PEP 825) the variant that fits the
+    host best, rewritten under a name without a label."""
+
+    where: str
+    match: Match
+
+
+@dataclass(frozen=True, slots=True)
 class MetadataFix:
     where: str
     match: Match
@@ -147,6 +156,7 @@ class Rules:
     facts: tuple[Fact, ...] = ()
     retag: tuple[Retag, ...] = ()
     metadata: tuple[MetadataFix, ...] = ()
+    best_variant: tuple[BestVariant, ...] = ()
 
     def facts_for(self, project: str) -> tuple[Fact, ...]:
         return tuple(f for f in self.facts if f.match.project in (None, project))
@@ -156,6 +166,9 @@ class Rules:
 
     def retags(self, project: str) -> tuple[Retag, ...]:
         return tuple(r for r in self.retag if r.match.project in (None, project))
+
+    def best_variants(self, project: str) -> tuple[BestVariant, ...]:
+        return tuple(b for b in self.best_variant if b.match.project == project)
 
     @property
     def filters(self) -> bool:
@@ -221,6 +234,7 @@ class _Builder:
             facts=tuple(facts),
             retag=tuple(self.lists["retag"]),
             metadata=tuple(fixes),
+            best_variant=tuple(self.lists["best_variant"]),
         )
 
     def add(self, name: str, data: Mapping[str, Any]) -> None:
@@ -248,6 +262,7 @@ class _Builder:
             "pin": self._pin,
             "fact": lambda t: _fact(t, citations, shipped),
             "retag": lambda t: Retag(t.where, _match(t, any_project=True)),
+            "best_variant": _best_variant,
             "metadata": lambda t: _metadata_fix(t, citations, shipped),
         }
         for key, read in readers.items():
@@ -389,6 +404,11 @@ def _metadata_fix(table: _Table, citations: Mapping[str, str], shipped: bool) ->
         source=_cite(table, citations),
         shipped=shipped,
     )
+
+
+def _best_variant(table: _Table) -> BestVariant:
+    table.only("project", "version")
+    return BestVariant(table.where, _match(table))
 
 
 def _cite(table: _Table, citations: Mapping[str, str]) -> str:

@@ -64,7 +64,7 @@ class Done:
         r = self.recipe
         return Rewrite(
             r["platform"], tuple(r["add_requires"]), frozenset(r["remove_requires"]),
-            r["requires_python"], self.rules,
+            r["requires_python"], r.get("variant"), self.rules,
         )  # fmt: skip
 
     def served(self, original: File) -> File:

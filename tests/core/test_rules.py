@@ -118,7 +118,7 @@ def test_match_follows_pep_440_including_pre_releases(version: str | None, cover
         ("deny = [", "invalid TOML: "),
         (
             'denyy = "x"',
-            "denyy: unknown key (expected one of allow, defaults, deny, fact, "
+            "denyy: unknown key (expected one of allow, best_variant, defaults, deny, fact, "
             "knowledge, metadata, pin, platforms, quarantine, retag, sources)",
         ),
         ('[deny]\nproject = "x"', "deny: expected an array of tables ([[deny]]), got a table"),

@@ -1,0 +1,67 @@
+"""A variant wheel rewritten for installers that cannot read variants, and the opt-in rule."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.utils import parse_wheel_filename
+
+from proxy.core.rewrite import Rewrite, new_filename, rewrite_digest, rewrite_wheel
+from proxy.core.rules import load_rules
+from proxy.errors import ConfigError
+from tests.support.variant_wheels import build_variant_wheel
+from tests.support.wheels import WheelSpec
+
+SHA = "cd" * 32
+GPU = {"nvidia": {"cuda_version_lower_bound": ["12.8"]}}
+
+
+def test_the_name_loses_the_label_and_gains_a_build_tag_of_this_variant() -> None:
+    name = "ok-1.0-py3-none-any-cu128.whl"
+    rewrite = Rewrite(variant="cu128")
+    target = new_filename(name, SHA, rewrite)
+    assert target == f"ok-1.0-0.hf{rewrite_digest(SHA, rewrite)[:12]}-py3-none-any.whl"
+    parse_wheel_filename(target)  # plain installers read it
+    other = new_filename("ok-1.0-py3-none-any-cu126.whl", "ef" * 32, Rewrite(variant="cu126"))
+    assert other != target  # one name never stands for two variants
+
+
+def test_earlier_rewrites_keep_their_digests() -> None:
+    assert "variant" not in Rewrite(platform="manylinux_2_28_x86_64").recipe()
+    assert Rewrite(variant="cu128").recipe()["variant"] == "cu128"
+
+
+def test_rewritten_variant_wheel_is_consistent_and_keeps_its_variant_json(tmp_path: Path) -> None:
+    spec = WheelSpec("ok", "1.0", files={"ok/__init__.py": b"BUILD = 'cu128'\n"})
+    path = build_variant_wheel(spec, "cu128", GPU, tmp_path, namespaces=("nvidia",))
+    sink = io.BytesIO()
+    with path.open("rb") as source:
+        result = rewrite_wheel(source, sink, path.name, SHA, Rewrite(variant="cu128"))
+    again = io.BytesIO()
+    with path.open("rb") as source:
+        assert rewrite_wheel(source, again, path.name, SHA, Rewrite(variant="cu128")) == result
+    assert again.getvalue() == sink.getvalue()  # deterministic
+    with zipfile.ZipFile(io.BytesIO(sink.getvalue())) as archive:
+        variant = json.loads(archive.read("ok-1.0.dist-info/variant.json"))
+        wheel = archive.read("ok-1.0.dist-info/WHEEL").decode()
+        record = archive.read("ok-1.0.dist-info/RECORD").decode()
+    assert list(variant["variants"]) == ["cu128"]
+    assert f"Build: {parse_wheel_filename(result.filename)[2][0]}" in wheel
+    assert "ok-1.0.dist-info/variant.json" in record
+
+
+def test_best_variant_rule_names_projects() -> None:
+    rules = load_rules({"r.toml": '[[best_variant]]\nproject = "Torch"\nversion = ">=2"\n'})
+    (entry,) = rules.best_variants("torch")
+    assert entry.where == "r.toml: best_variant[0]"
+    assert rules.best_variants("numpy") == ()
+    for text, message in [
+        ('[[best_variant]]\nproject = "*"\n', "invalid project name"),
+        ('[[best_variant]]\nproject = "a"\nlabel = "b"\n', "unknown key"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_rules({"r.toml": text})
