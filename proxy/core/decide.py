@@ -9,8 +9,8 @@ each fact of the wheel's report against the host fact it needs. Rules of the gam
 - Every reason that applies is given, so ``hostfit explain`` can show them all.
 - CUDA: majors are compared (minor version compatibility covers the minors);
   ``cuda=none`` hides every wheel that needs a CUDA major.
-- GPUs: hidden only when no host GPU can run any of the wheel's kernels, SASS by
-  CUDA's binary compatibility rules, PTX on any GPU from its compute capability on.
+- GPUs: hidden only when no host GPU can run any of the wheel's kernels, by CUDA's
+  binary compatibility rules (`proxy.core.gpu`).
 - Project facts (``rules``: `proxy.core.rules.Fact` entries, e.g. "needs AVX") are
   checked like report facts, whether or not the wheel was analysed; a fact that
   hides a file gives a ``rule`` reason naming the fact's file and entry.
@@ -21,7 +21,6 @@ each fact of the wheel's report against the host fact it needs. Rules of the gam
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +28,7 @@ from typing import Literal
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from proxy.core.dotted import dotted, maybe_dotted
+from proxy.core.gpu import runs_on
 from proxy.core.libstdcxx import LibstdcxxTable, libstdcxx_table
 from proxy.core.models import File
 from proxy.core.profile import HostProfile, Libc
@@ -39,10 +39,10 @@ from proxy.core.versions import wheel_tags
 
 ReasonKind = Literal[
     "tags", "libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa",
-    "variant", "sdist", "rule", "native", "origin",
+    "variant", "build", "sdist", "rule", "native", "origin",
 ]  # fmt: skip
 # Reasons that mean "this wheel would not load there": the download gate refuses on
-# these. Tags, variant choices and orphan sdists are the installer's own business.
+# these. Tags, variant and build choices and orphan sdists are the installer's own business.
 LOAD_KINDS = frozenset(
     {"libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa", "rule", "native"}
 )
@@ -236,10 +236,8 @@ def _sm(c: _Context) -> _Outcome:
     host = c.profile.sms
     if host is None:
         return None
-    runs = [_sass_target(t) for t in sass] + [_ptx_target(t) for t in ptx]
-    if any(r is None for r in runs):
-        return None  # a target we cannot read might be the one this host runs
-    if any(run(gpu) for run in runs if run is not None for gpu in host.value):
+    # A target we cannot read (None) might be the one this host runs.
+    if any(runs_on(sass, ptx, gpu) is not False for gpu in host.value):
         return None
     kernels = ", ".join([*sass, *(f"PTX {p}" for p in ptx)])
     gpus = ", ".join(dotted(g) for g in host.value)
@@ -266,31 +264,6 @@ _CHECKS: tuple[tuple[str, Callable[[_Context], _Outcome]], ...] = (
     ("sm", _sm),
     ("isa", _isa),
 )
-
-
-def _sass_target(text: str) -> Callable[[tuple[int, int]], bool] | None:
-    """Which GPUs run SASS built for one target (CUDA's binary compatibility rules).
-
-    ``X.Y`` (sm_XY) runs on X.z for z >= Y, never on another major. ``X.Ya``
-    (sm_90a) is architecture-specific: that GPU only. ``X.Yf`` (sm_100f) is
-    family-specific: the same major from X.Y on.
-    """
-    m = re.fullmatch(r"(\d+)\.(\d+)([af]?)", text)
-    if m is None:
-        return None
-    target = (int(m[1]), int(m[2]))
-    if m[3] == "a":
-        return lambda gpu: gpu == target
-    return lambda gpu: gpu[0] == target[0] and gpu[1] >= target[1]
-
-
-def _ptx_target(text: str) -> Callable[[tuple[int, int]], bool] | None:
-    """PTX for compute_XY: the driver JIT-compiles it for any GPU from X.Y on."""
-    m = re.fullmatch(r"(\d+)\.(\d+)", text)
-    if m is None:
-        return None
-    target = (int(m[1]), int(m[2]))
-    return lambda gpu: gpu >= target
 
 
 def _libc_text(libc: Libc) -> str:

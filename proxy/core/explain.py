@@ -8,13 +8,15 @@ gate still checks it) or ``hidden``. Never "fits" for a file nobody has analysed
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from proxy.core.decide import Verdict
+from proxy.core.families import BuildChoice
 from proxy.core.frontier import Frontier
 from proxy.core.models import File, Page
 from proxy.core.profile import HostProfile
+from proxy.core.redact import redact
 from proxy.core.report import Report
 
 
@@ -28,11 +30,13 @@ def explanation(
     unreported: frozenset[str] = frozenset(),
     frontier: Frontier | None = None,
     choice: File | None = None,
+    builds: Sequence[BuildChoice] = (),
 ) -> dict[str, Any]:
     """``rewrites``: for files a rule rewrites, what they are served as and by which rules.
 
     ``unreported``: files whose verdict waits for a report; ``frontier``: where this
-    host's walk stands; ``choice``: what a plain ``pip install`` takes now.
+    host's walk stands; ``choice``: what a plain ``pip install`` takes now; ``builds``:
+    each version's builds and why each was or was not chosen (`proxy.core.families`).
     """
     files = []
     for f in page.files:
@@ -54,6 +58,7 @@ def explanation(
         )
     return {
         "project": page.name,
+        "upstream": redact(page.upstream),
         "profile": profile.to_string(),
         "sources": profile.sources(),
         "served": sum(1 for f in files if f["verdict"] == "keep"),
@@ -61,7 +66,21 @@ def explanation(
         "not_verified": sum(1 for f in files if f["status"] == "not verified yet"),
         "frontier": None if frontier is None else _frontier(frontier),
         "pip_would_install": None if choice is None else _choice(choice, unreported),
+        "builds": [_build(b) for b in builds],
         "files": files,
+    }
+
+
+def _build(choice: BuildChoice) -> dict[str, Any]:
+    return {
+        "version": choice.version,
+        "build": choice.build,
+        "cuda": choice.cuda,
+        "status": choice.status,
+        "why": choice.why,
+        "analysing": choice.pending,
+        "upstreams": list(choice.sources),
+        "files": list(choice.files),
     }
 
 
@@ -132,4 +151,18 @@ def _summary_html(data: Mapping[str, Any]) -> str:
                 ", ".join(frontier["pending_versions"])
             )
         parts.append(f"<p>Analysis for this host: {state}.</p>")
+    if data.get("upstream"):
+        parts.append(f"<p>Served from <code>{e(data['upstream'])}</code>.</p>")
+    builds = data.get("builds") or []
+    if builds:
+        rows = "".join(
+            f"<tr><td>{e(b['version'])}</td><td>+{e(b['build'])}</td>"
+            f"<td>{e(b['status'])}{' (being analysed)' if b['analysing'] else ''}</td>"
+            f"<td>{e(b['why'])}</td></tr>"
+            for b in builds
+        )
+        parts.append(
+            "<h2>Builds</h2><table><tr><th>version</th><th>build</th><th>status</th>"
+            f"<th>why</th></tr>{rows}</table>"
+        )
     return "".join(parts)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import NormalizedName
+
+if TYPE_CHECKING:
+    from proxy.core.families import Family
 
 # Keys whose meaning hostfit owns; everything else is carried along untouched.
 KNOWN_FILE_KEYS = frozenset({"filename", "url", "hashes"})
@@ -81,6 +84,7 @@ class Page:
     provisional: bool = False  # decided before every report was in: cache briefly
     # Files taken off the page because they may not be fetched (their origin), with why.
     withheld: tuple[tuple[File, str], ...] = ()
+    family: Family | None = None  # merged from a family of upstreams, one per build
 
     @property
     def api_version(self) -> str:

@@ -1,8 +1,6 @@
-"""Choices across a page's files, after each file has its own verdict.
+"""Choices across a page's files, after each file has its own verdict and each version
+its build (`proxy.core.families`: ``2.5.1+cu121``, ``2.5.1+cpu``, ...).
 
-- Variants: where one version comes in local-version variants (``2.5.1+cu121``,
-  ``2.5.1+cu118``, ``2.5.1+cpu``), keep the one that fits the host best: the newest
-  CUDA its driver supports, or the CPU build on a host without an NVIDIA driver.
 - No foreign fallback: a pure wheel whose only native code is for other systems or
   machines (a Windows DLL in a ``py3-none-any`` wheel) is hidden where its version
   also ships Linux platform wheels; it would install as the fallback for a host whose
@@ -14,7 +12,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -27,27 +24,6 @@ from proxy.core.models import File
 from proxy.core.profile import HostProfile
 from proxy.core.report import Report
 from proxy.core.versions import file_version
-
-_CUDA_LABEL = re.compile(r"^cu(\d{2,3})$")
-
-
-def cuda_of_label(label: str) -> tuple[int, int] | None:
-    """``cu121`` -> (12, 1); ``cu92`` -> (9, 2): the last digit is the minor."""
-    match = _CUDA_LABEL.match(label)
-    if not match:
-        return None
-    digits = match[1]
-    return int(digits[:-1]), int(digits[-1])
-
-
-def _variant_rank(label: str, host_cuda: tuple[int, int] | None) -> tuple[int, int, int] | None:
-    """Higher is better; None: this variant does not suit the host at all."""
-    if label == "cpu":
-        return (0, 0, 0)
-    cuda = cuda_of_label(label)
-    if cuda is None or host_cuda is None or cuda > host_cuda:
-        return None
-    return (1, *cuda)
 
 
 def select(
@@ -64,8 +40,6 @@ def select(
     """
     files = list(files)
     result = dict(verdicts)
-    if profile.cuda is not None:
-        _choose_variants(files, result, profile.cuda.value)
     if reports:
         for f in files:
             reason = foreign_only(f, reports.get(f.sha256 or ""), files, profile)
@@ -74,32 +48,6 @@ def select(
     if hide_sdists_without_wheels:
         _hide_orphan_sdists(files, result)
     return result
-
-
-def _choose_variants(
-    files: list[File], verdicts: dict[str, Verdict], host_cuda: tuple[int, int] | None
-) -> None:
-    groups: dict[Version, list[tuple[str, str]]] = defaultdict(list)
-    for f in files:
-        if not f.is_wheel or not verdicts[f.filename].keep:
-            continue
-        version = file_version(f.filename)
-        if version is not None and version.local is not None:
-            groups[Version(version.public)].append((version.local, f.filename))
-    for public, members in groups.items():
-        labels = {label for label, _ in members}
-        ranked = {label: _variant_rank(label, host_cuda) for label in labels}
-        known = {label for label in labels if label == "cpu" or cuda_of_label(label)}
-        if len(known) < 2:
-            continue
-        suitable = [label for label in known if ranked[label] is not None]
-        best = max(suitable, key=lambda label: ranked[label] or (0, 0, 0), default=None)
-        host = "no NVIDIA driver" if host_cuda is None else f"CUDA {host_cuda[0]}.{host_cuda[1]}"
-        for label, filename in members:
-            if label in known and label != best:
-                chosen = f"+{best}" if best else "none"
-                message = f"variant: {public}+{label} set aside for {chosen} on a host with {host}"
-                _add(verdicts, filename, Reason("variant", message))
 
 
 def foreign_only(

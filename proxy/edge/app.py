@@ -53,6 +53,8 @@ from proxy.errors import HostfitError, NotFound
 log = logging.getLogger("hostfit")
 
 PAGE_MAX_AGE = 60
+# Which upstream (or family of upstreams) a page came from, credentials redacted.
+UPSTREAM_HEADER = "X-Hostfit-Upstream"
 # A page decided before all its reports were in changes soon: keep clients asking.
 PROVISIONAL_MAX_AGE = 5
 COMPACT_SECONDS = 3600.0
@@ -108,7 +110,11 @@ async def simple_project(request: Request) -> Response:
     services.fleet.saw(name, ctx)
     rendered = await _rendered(services, page, ctx, media)
     max_age = PROVISIONAL_MAX_AGE if page.provisional else PAGE_MAX_AGE
-    headers = {"Vary": vary(request), "Cache-Control": f"max-age={max_age}, public"}
+    headers = {
+        "Vary": vary(request),
+        "Cache-Control": f"max-age={max_age}, public",
+        UPSTREAM_HEADER: redact(page.upstream).encode("ascii", "replace").decode(),
+    }
     if page.warning:
         headers["Warning"] = page.warning
         services.metrics.stale_pages.inc()

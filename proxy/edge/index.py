@@ -9,9 +9,13 @@ in `proxy.edge.layers`, stacked once at start-up from one ordered list
     OriginFilter    links to origins not allowed are dropped          (both views)
     PriorityIndex   a project is taken whole from the first upstream
                     that has it; a failing one is never skipped       (both views)
+      or RoutedIndex  where upstreams own projects: a routed project
+                    only from its owner, or its family merged
+                    (FamilyIndex); the rest by priority               (both views)
     HashFillIndex   files published without sha256 are hashed once    (both views)
     PolicyIndex     the operator's deny/allow/quarantine rules        (both views)
-    HostFilter      only files that load on the host; frontier walks  (filtered only)
+    HostFilter      only files that load on the host, one build per
+                    version; frontier walks                           (filtered only)
     RewriteIndex    rewritten wheels in place of their originals      (filtered only)
 
 `projects()` returns the root listing: names as the upstream spelt them; a layer may

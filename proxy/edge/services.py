@@ -40,6 +40,8 @@ from proxy.edge.layers.page_cache import CachedUpstream
 from proxy.edge.layers.policy import PolicyIndex
 from proxy.edge.layers.priority import PriorityIndex
 from proxy.edge.layers.rewrite import RewriteIndex
+from proxy.edge.layers.routes import RoutedIndex
+from proxy.edge.layers.routes import Upstream as RoutedUpstream
 from proxy.edge.layers.upstream import HttpUpstream
 from proxy.edge.metadata import MetadataService
 from proxy.edge.metrics import Metrics
@@ -52,6 +54,7 @@ from proxy.edge.scheduler import AnalysisScheduler
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.embedded import EmbeddedStore
 from proxy.edge.stores.state import StateStore, open_store
+from proxy.edge.upstreams_config import table_for, upstream_routes
 from proxy.outbound import async_client
 from proxy.retry import RetryingTransport
 
@@ -81,20 +84,31 @@ Layer = Callable[[Parts, Index], Index]
 def upstreams(parts: Parts) -> Index:
     """The bottom of the stack: each upstream fetched (`HttpUpstream`), its pages cached
     and revalidated (`CachedUpstream`), links to other origins dropped (`OriginFilter`);
-    then a project taken whole from the first upstream that has it (`PriorityIndex`)."""
+    then a project taken whole from the first upstream that has it (`PriorityIndex`), or,
+    where upstreams own projects, from its owner or its owner's family (`RoutedIndex`)."""
     settings = parts.settings
-    return PriorityIndex(
+    indexes: list[Index] = [
+        OriginFilter(
+            CachedUpstream(
+                HttpUpstream(u.url, parts.client, settings.upstream_deadline),
+                parts.store,
+                settings.page_ttl,
+            ),
+            u.files,
+        )
+        for u in parts.origins.upstreams
+    ]
+    tables = settings.upstream_tables
+    routes = upstream_routes(settings.upstreams, tables)
+    if not routes.routed:
+        return PriorityIndex(indexes)
+    return RoutedIndex(
+        routes,
         [
-            OriginFilter(
-                CachedUpstream(
-                    HttpUpstream(u.url, parts.client, settings.upstream_deadline),
-                    parts.store,
-                    settings.page_ttl,
-                ),
-                u.files,
-            )
-            for u in parts.origins.upstreams
-        ]
+            RoutedUpstream(index, url, table.build if table else None)
+            for index, url in zip(indexes, settings.upstreams, strict=True)
+            for table in (table_for(url, tables),)
+        ],
     )
 
 

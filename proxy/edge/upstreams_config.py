@@ -8,9 +8,19 @@ password_env = "CORP_INDEX_PASSWORD"     # or password = "..." (kept out of ever
 file_origins = ["https://files.corp.example"]   # its files' host: same credentials and TLS
 ca = "corp-ca.pem"                       # trusted for this upstream, besides the system store
 client_cert = "hostfit.pem"              # mTLS; client_key = "hostfit.key" if separate
-projects = ["corp-*"]                    # contract keys: parsed and kept, not acted on yet
-family = "corp"
+projects = ["corp-*"]                    # routed: these projects come from here only
+
+[[hostfit.upstream]]
+url = "https://gpu-index.example/whl/cu128/simple/"
+projects = ["torch", "torchvision", "triton", "nvidia-*"]
+family = "torch"                         # its members' pages are merged for their projects
+build = "cu128"                          # optional: the build of files without a +cu128
 ```
+
+``projects`` (names or glob patterns) routes projects (`proxy.core.routes`); ``family``
+merges the pages of upstreams that publish builds of the same projects, one build per
+version chosen per host (`proxy.core.families`). ``build`` (``cpu`` or ``cuXY``) says
+what an upstream's files are built for where their versions carry no local label.
 
 A table's settings apply to its own origin and to its ``file_origins``, nowhere else.
 Secrets may come from the environment (``password_env``, ``token_env``,
@@ -30,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from proxy.core.families import parse_build
 from proxy.core.origins import (
     TLS,
     Headers,
@@ -40,6 +51,7 @@ from proxy.core.origins import (
     plan_origins,
 )
 from proxy.core.redact import REDACTED, redact, split_credentials
+from proxy.core.routes import Routes, RouteSpec, normalize_pattern
 from proxy.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -68,8 +80,9 @@ MANAGED_HEADERS = frozenset(
 @dataclass(frozen=True)
 class UpstreamTable:
     url: str
-    projects: tuple[str, ...] = ()  # contract key: routing, not acted on yet
-    family: str | None = None  # contract key: merging within a family, not acted on yet
+    projects: tuple[str, ...] = ()  # routed: the projects this upstream alone serves
+    family: str | None = None  # upstreams of one family are merged for their projects
+    build: str | None = None  # a family member's build: "cpu" or "cuXY"
     username: str | None = None
     password: str | None = None
     password_env: str | None = None
@@ -106,7 +119,7 @@ class UpstreamTable:
         return cls(**values)
 
 
-_STRINGS = ("url", "family", "username", "password", "password_env", "token", "token_env")
+_STRINGS = ("url", "family", "build", "username", "password", "password_env", "token", "token_env")
 _PATHS = ("client_cert", "client_key", "ca")
 _LISTS = ("projects", "file_origins")
 _TABLES = ("headers", "headers_env")
@@ -136,7 +149,21 @@ def parse_upstreams(
         if key in seen:
             raise ConfigError(f"{where}: two tables for upstream {redact(table.url)}")
         seen[key] = table.url
+    try:
+        upstream_routes(urls, tables)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return tuple(urls), tuple(tables)
+
+
+def upstream_routes(urls: Sequence[str], tables: Sequence[UpstreamTable]) -> Routes:
+    """The routes of these upstreams, in their priority order (an upstream without a table,
+    or whose table has no ``projects``, is unrouted)."""
+    specs = []
+    for url in urls:
+        table = table_for(url, tables)
+        specs.append(RouteSpec(table.projects, table.family) if table else RouteSpec())
+    return Routes(specs)
 
 
 def parse_table(data: Mapping[str, Any], where: str, base: Path | None = None) -> UpstreamTable:
@@ -203,6 +230,15 @@ def _check(table: UpstreamTable, where: str) -> None:
     for given_origin in table.file_origins:
         if origin_of(given_origin) is None:
             raise ConfigError(f"{where}: file origin {given_origin!r} is not an http(s) URL")
+    for pattern in table.projects:
+        normalize_pattern(pattern)
+    if table.build is not None:
+        if table.family is None:
+            raise ConfigError(f"{where}: build names a build of a family: give family too")
+        if parse_build(table.build) is None:
+            raise ConfigError(
+                f"{where}: build {table.build!r} is not cpu or cuXY (cu126 for CUDA 12.6)"
+            )
 
 
 def _key(url: str) -> tuple[Any, str]:

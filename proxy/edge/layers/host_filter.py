@@ -1,8 +1,9 @@
 """The host filter: each host is served only the files that will install and load there.
 
 For a filtered view, every file gets a verdict from `proxy.core.decide` (tags, then
-the wheel's report), page-level choices are applied (`proxy.core.select`), and the
-hidden files are dropped. Decisions are cached per (page revision, host profile,
+the wheel's report), each version's build is chosen (`proxy.core.families`: one of
+``+cu126``, ``+cu128``, ``+cpu``), page-level choices are applied (`proxy.core.select`),
+and the hidden files are dropped. Decisions are cached per (page revision, host profile,
 reports known), so a cached page costs a dictionary lookup; filtered pages that keep
 the same files share one revision, and with it one rendering.
 
@@ -36,6 +37,7 @@ from packaging.utils import NormalizedName
 from proxy.core.cheap_facts import cheap_requires
 from proxy.core.decide import LOAD_KINDS, Reason, Verdict, decide
 from proxy.core.explain import explanation
+from proxy.core.families import BuildChoice, choose_builds
 from proxy.core.frontier import DEFAULT_KEEP, Frontier, needs_report, pip_choice, walk
 from proxy.core.models import File, Page
 from proxy.core.profile import HostProfile
@@ -94,6 +96,7 @@ class Decided:
     frontier: Frontier
     unreported: frozenset[str]  # files whose verdict waits for a report
     choice: File | None  # what a plain `pip install <project>` takes now
+    builds: tuple[BuildChoice, ...] = ()  # each version's builds, and which one was chosen
 
     def explained(
         self, profile: HostProfile, rewrites: Mapping[str, Mapping[str, Any]] | None
@@ -108,6 +111,7 @@ class Decided:
             unreported=self.unreported,
             frontier=self.frontier,
             choice=self.choice,
+            builds=self.builds,
         )
 
 
@@ -231,9 +235,17 @@ class HostFilter(IndexLayer):
             for f in page.files
         }
         verdicts.update(await self._cheap_verdicts(page, unreported, ctx, rules))
-        verdicts = select(
+        builds = choose_builds(
             page.files,
             verdicts,
+            profile,
+            reports=reports,
+            unreported=unreported,
+            family=page.family,
+        )
+        verdicts = select(
+            page.files,
+            builds.verdicts,
             profile,
             reports=reports,
             hide_sdists_without_wheels=self.hide_sdists,
@@ -248,7 +260,9 @@ class HostFilter(IndexLayer):
             provisional=page.provisional or not frontier.settled,
         )
         choice = pip_choice(page.files, verdicts, profile, tags)
-        return Decided(filtered, page, verdicts, reports, frontier, unreported, choice)
+        return Decided(
+            filtered, page, verdicts, reports, frontier, unreported, choice, builds.builds
+        )
 
     async def _cheap_verdicts(
         self, page: Page, unreported: frozenset[str], ctx: Context, rules: Rules

@@ -1,0 +1,288 @@
+"""CUDA build families: for each version, the one build a host is offered.
+
+A project such as PyTorch is built several times per version, once per CUDA toolkit and
+once for the CPU, told apart by local versions (``2.7.0+cu126``, ``2.7.0+cu128``,
+``2.7.0+cpu``) and usually published as one index per build. A *family* of upstreams
+merges those indexes into one page (`proxy.edge.layers.family`); a page that lists
+several builds itself is treated the same way. For a host, per version:
+
+- A build made with a CUDA toolkit newer (major.minor) than the host's driver supports
+  is never chosen. Minor version compatibility would load its runtime, but the driver
+  cannot JIT its PTX (PTX from a newer toolkit is refused), and its newer runtime
+  calls need the newer driver.
+- Among the others, the newest CUDA build whose GPU code runs on *every* GPU of the
+  host (`proxy.core.gpu`: SASS for the GPU's architecture, or PTX for an older one),
+  else the CPU build.
+- A host without an NVIDIA driver (``cuda=none``) gets the CPU build.
+- A host whose CUDA version is unknown gets the family's default build: the first one
+  in the configuration's order, which is the operator's choice. hostfit does not guess
+  a driver; serving every build would let the installer take the highest local version
+  (``+cu128`` sorts above ``+cpu``) whatever the host. A page that is no family, whose
+  builds have no configured order, is left whole for such a host.
+- A host whose GPUs are unknown (no ``sm``) is chosen for by CUDA version alone.
+- A build whose GPU code is not analysed yet is chosen for now: its wheels are then
+  the ones the frontier walk analyses, and once a report shows the code misses the
+  host's GPUs, the next build is tried.
+
+Builds of one version that are not chosen are hidden with a ``build`` reason; the
+universal view, which no host filters, keeps them all. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from packaging.version import Version
+
+from proxy.core.decide import Reason, Verdict
+from proxy.core.dotted import dotted
+from proxy.core.gpu import Gpu, describe, gpus_text, runs_on
+from proxy.core.models import File
+from proxy.core.profile import HostProfile
+from proxy.core.report import Report
+from proxy.core.versions import file_version
+
+_CUDA_LABEL = re.compile(r"cu(\d)(\d{1,2})")
+CPU = "cpu"
+
+
+@dataclass(frozen=True, slots=True)
+class Build:
+    label: str  # "cu126", "cpu"
+    cuda: tuple[int, int] | None  # None: a CPU build
+
+
+def parse_build(label: str) -> Build | None:
+    """``cu126`` -> CUDA 12.6, ``cu92`` -> 9.2, ``cpu``; None for any other label.
+
+    The last digit is the minor (PyTorch's spelling: cu118 is 11.8, cu130 is 13.0).
+    """
+    if label == CPU:
+        return Build(label, None)
+    m = _CUDA_LABEL.fullmatch(label)
+    if m is None:
+        return None
+    digits = m[1] + m[2]
+    return Build(label, (int(digits[:-1]), int(digits[-1])))
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """What a page merged from a family of upstreams knows of its builds."""
+
+    name: str
+    order: tuple[str, ...]  # build labels in the configuration's order: the first is the default
+    # Build labels of files whose versions carry none (an upstream's configured ``build``).
+    labels: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)  # filename -> its upstream
+
+
+Status = Literal["chosen", "set aside", "not offered"]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildChoice:
+    """One build of one version, and why it was or was not chosen, for explanations."""
+
+    version: str
+    build: str
+    cuda: str | None  # "12.6"; None for the CPU build
+    status: Status
+    why: str
+    files: tuple[str, ...]
+    sources: tuple[str, ...] = ()  # the upstreams its files came from
+    pending: bool = False  # chosen before its GPU code was analysed
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    verdicts: dict[str, Verdict]
+    builds: tuple[BuildChoice, ...]
+
+
+def build_label(filename: str, family: Family | None) -> str | None:
+    """A file's build: its local version when that names one, else its upstream's."""
+    version = file_version(filename)
+    if version is not None and version.local is not None and parse_build(version.local):
+        return version.local
+    if family is not None:
+        return family.labels.get(filename)
+    return None
+
+
+def choose_builds(
+    files: Iterable[File],
+    verdicts: Mapping[str, Verdict],
+    profile: HostProfile,
+    *,
+    reports: Mapping[str, Report],
+    unreported: Collection[str] = frozenset(),
+    family: Family | None = None,
+) -> Chosen:
+    """Verdicts with every version's builds but the chosen one hidden, and each build's
+    story. ``reports``: by sha256; ``unreported``: filenames whose report is awaited."""
+    result = dict(verdicts)
+    groups: dict[Version, dict[str, list[File]]] = defaultdict(lambda: defaultdict(list))
+    for f in files:
+        version = file_version(f.filename) if f.is_wheel else None
+        label = build_label(f.filename, family) if version is not None else None
+        if version is not None and label is not None:
+            groups[Version(version.public)][label].append(f)
+    choices: list[BuildChoice] = []
+    for public, by_label in groups.items():
+        offered = {
+            label: [f for f in members if result[f.filename].keep]
+            for label, members in by_label.items()
+        }
+        if family is None and (profile.cuda is None or sum(1 for m in offered.values() if m) < 2):
+            continue  # not a family: only a real choice between builds, for a known driver
+        judged = _judge(offered, profile, reports, unreported, family)
+        for label, members in by_label.items():
+            build = parse_build(label)
+            kept = offered[label]
+            status: Status
+            if not kept:
+                first = verdicts[members[0].filename].reasons
+                status = "not offered"
+                why = "hidden by its own checks" + (f": {first[0].message}" if first else "")
+            elif label == judged.chosen:
+                status, why = "chosen", judged.why[label]
+            else:
+                status, why = "set aside", judged.why[label]
+                served = f"+{judged.chosen}" if judged.chosen else "no build"
+                message = (
+                    f"build: {public}+{label} set aside ({why}); {public} is served as {served}"
+                )
+                for f in kept:
+                    _add(result, f.filename, Reason("build", message))
+            choices.append(
+                BuildChoice(
+                    version=str(public),
+                    build=label,
+                    cuda=None if build is None or build.cuda is None else dotted(build.cuda),
+                    status=status,
+                    why=why,
+                    files=tuple(f.filename for f in members),
+                    sources=_sources(members, family),
+                    pending=status == "chosen" and judged.pending,
+                )
+            )
+    return Chosen(result, tuple(choices))
+
+
+@dataclass
+class _Judged:
+    chosen: str | None = None
+    why: dict[str, str] = field(default_factory=dict)
+    pending: bool = False
+
+
+def _judge(
+    offered: Mapping[str, Sequence[File]],
+    profile: HostProfile,
+    reports: Mapping[str, Report],
+    unreported: Collection[str],
+    family: Family | None,
+) -> _Judged:
+    judged = _Judged()
+    labels = [label for label, kept in offered.items() if kept]
+    if profile.cuda is None:
+        order = family.order if family is not None else ()
+        default = next((label for label in order if label in labels), labels[0] if labels else None)
+        judged.chosen = default
+        for label in labels:
+            judged.why[label] = (
+                "the host did not tell its CUDA version (cuda=), so the family's default"
+                f" build is served: +{default}, the first in the configuration"
+            )
+        return judged
+    host = profile.cuda.value
+    if host is None:
+        judged.chosen = CPU if CPU in labels else None
+        for label in labels:
+            judged.why[label] = (
+                "CPU build, for a host without an NVIDIA driver"
+                if label == CPU
+                else "the host has no NVIDIA driver (cuda=none)"
+            )
+        return judged
+    builds = {label: b for label in labels if (b := parse_build(label)) is not None}
+    cuda_builds = sorted(
+        (b for b in builds.values() if b.cuda is not None and b.cuda <= host),
+        key=lambda b: b.cuda or (0, 0),
+        reverse=True,
+    )
+    for b in builds.values():
+        if b.cuda is not None and b.cuda > host:
+            judged.why[b.label] = (
+                f"needs CUDA {dotted(b.cuda)}; the host's driver supports CUDA {dotted(host)}"
+            )
+    sms = profile.sms.value if profile.sms is not None else None
+    for b in cuda_builds:
+        fit, text = _gpu_fit(offered[b.label], reports, unreported, sms)
+        if fit == "misses":
+            judged.why[b.label] = text
+            continue
+        if judged.chosen is None:
+            judged.chosen, judged.pending = b.label, fit == "pending"
+            assert b.cuda is not None
+            judged.why[b.label] = (
+                f"newest build for a CUDA the driver supports ({dotted(b.cuda)} <= {dotted(host)});"
+                f" {text}"
+            )
+        else:
+            judged.why[b.label] = f"a newer build, +{judged.chosen}, is chosen"
+    if CPU in builds:
+        if judged.chosen is None:
+            judged.chosen = CPU
+            judged.why[CPU] = "CPU build: no CUDA build of this version runs on this host"
+        else:
+            judged.why[CPU] = f"a CUDA build, +{judged.chosen}, runs on this host"
+    return judged
+
+
+Fit = Literal["fits", "misses", "pending"]
+
+
+def _gpu_fit(
+    files: Sequence[File],
+    reports: Mapping[str, Report],
+    unreported: Collection[str],
+    sms: Sequence[Gpu] | None,
+) -> tuple[Fit, str]:
+    """Whether the build's GPU code runs on every GPU of the host."""
+    if sms is None:
+        return "fits", "the host did not tell its GPUs (sm=): GPU code not checked"
+    if any(f.filename in unreported for f in files):
+        return "pending", "its GPU code is not analysed yet: offered meanwhile"
+    described = []
+    for f in files:
+        report = reports.get(f.sha256 or "")
+        if report is None or report.status != "ok":
+            continue
+        sass, ptx = report.requires.gpu_sms or (), report.requires.gpu_ptx or ()
+        if not sass and not ptx:
+            continue
+        code = describe(sass, ptx)
+        missed = [gpu for gpu in sms if runs_on(sass, ptx, gpu) is False]
+        if missed:
+            return "misses", f"its GPU code ({code}) does not run on the host's {gpus_text(missed)}"
+        described.append(code)
+    if not described:
+        return "fits", "no GPU code of its own to check"
+    return "fits", f"its GPU code ({described[0]}) runs on the host's {gpus_text(sms)}"
+
+
+def _sources(members: Sequence[File], family: Family | None) -> tuple[str, ...]:
+    if family is None:
+        return ()
+    return tuple(dict.fromkeys(s for f in members if (s := family.sources.get(f.filename))))
+
+
+def _add(verdicts: dict[str, Verdict], filename: str, reason: Reason) -> None:
+    verdict = verdicts[filename]
+    verdicts[filename] = replace(verdict, reasons=(*verdict.reasons, reason))

@@ -1,0 +1,250 @@
+"""choose_builds(): per version, the one build of a family a host is offered."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+
+from proxy.core.decide import Reason, Verdict
+from proxy.core.families import Family, build_label, choose_builds, parse_build
+from proxy.core.models import File
+from proxy.core.profile import parse_profile
+from proxy.core.report import Report, Requires
+
+TAG = "cp311-cp311-manylinux_2_17_x86_64"
+ORDER = ("cu126", "cu128", "cu118", "cpu")
+
+# The family the end-to-end tests serve: cu118 keeps SASS for old GPUs, cu126 has SASS
+# from 5.0 and PTX 9.0, cu128 starts at 7.5 (like PyTorch's cu128 builds).
+GPU_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "cu118": (("3.7", "5.0", "6.0", "6.1", "7.0", "7.5", "8.0", "8.6", "9.0"), ("9.0",)),
+    "cu126": (("5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0"), ("9.0",)),
+    "cu128": (("7.5", "8.0", "8.6", "9.0", "10.0", "12.0"), ("12.0",)),
+}
+
+
+def wheel(version: str, label: str) -> File:
+    name = f"torch-{version}+{label}-{TAG}.whl"
+    return File(name, f"http://up/{name}", {"sha256": f"{label}{version}".ljust(64, "0")})
+
+
+def page(*versions: str, labels: tuple[str, ...] = ORDER) -> list[File]:
+    return [wheel(v, label) for v in versions for label in labels]
+
+
+def reports_for(files: list[File], code: Mapping[str, tuple[tuple[str, ...], ...]] = GPU_CODE) -> (
+    dict[str, Report]
+):  # fmt: skip
+    out = {}
+    for f in files:
+        if "+" not in f.filename:
+            continue
+        label = f.filename.split("+")[1].split("-")[0]
+        sass, ptx = code.get(label, ((), ()))
+        cuda = None if label == "cpu" else int(label[2:-1])
+        requires = Requires(cuda_major=cuda, gpu_sms=sass or None, gpu_ptx=ptx or None)
+        out[f.sha256 or ""] = Report(f.filename, f.sha256 or "", requires=requires)
+    return out
+
+
+def kept(chosen: Mapping[str, Verdict]) -> set[str]:
+    return {name.split("+")[1].split("-")[0] for name, v in chosen.items() if v.keep}
+
+
+FAMILY = Family("torch", ORDER)
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        ("cuda=12.4,sm=6.1", {"cu118"}),  # cu126/cu128 need a newer driver
+        ("cuda=12.6,sm=6.1", {"cu126"}),  # SASS 6.0 runs on 6.1
+        ("cuda=12.8,sm=6.1", {"cu126"}),  # cu128 starts at 7.5: never for a GTX 1080 Ti
+        ("cuda=12.8,sm=9.0", {"cu128"}),
+        ("cuda=12.8,sm=8.9", {"cu128"}),  # SASS 8.6 runs on 8.9
+        ("cuda=13.0,sm=12.0", {"cu128"}),
+        ("cuda=12.8,sm=5.2", {"cu126"}),  # SASS 5.0 runs on 5.2
+        ("cuda=12.8,sm=3.5", {"cpu"}),  # no build has code for 3.5 (and PTX 9.0 is newer)
+        ("cuda=12.8,sm=3.7", {"cu118"}),
+        ("cuda=11.8,sm=8.6", {"cu118"}),
+        ("cuda=11.4,sm=8.6", {"cpu"}),  # 11.8 is newer than the driver
+        ("cuda=none", {"cpu"}),
+        ("cuda=none,sm=9.0", {"cpu"}),
+        ("cuda=12.8", {"cu128"}),  # GPUs unknown: by CUDA alone
+        ("cuda=12.5", {"cu118"}),
+        ("sm=9.0", {"cu126"}),  # CUDA unknown: the family's first build
+        ("python=3.11", {"cu126"}),
+        ("cuda=12.8,sm=6.1+9.0", {"cu126"}),  # every GPU must run it
+        ("cuda=12.8,sm=3.5+9.0", {"cpu"}),
+        ("cuda=12.8,sm=7.5+12.0", {"cu128"}),
+    ],
+)
+def test_the_build_chosen(profile: str, expected: set[str]) -> None:
+    files = page("2.7.0")
+    verdicts = {f.filename: Verdict() for f in files}
+    chosen = choose_builds(
+        files,
+        verdicts,
+        parse_profile(profile, "url"),
+        reports=reports_for(files),
+        family=FAMILY,
+    )
+    assert kept(chosen.verdicts) == expected
+    statuses = {c.build: c.status for c in chosen.builds}
+    assert {b for b, s in statuses.items() if s == "chosen"} == expected
+    for verdict in chosen.verdicts.values():
+        if not verdict.keep:
+            assert [r.kind for r in verdict.reasons] == ["build"]
+            assert "2.7.0 is served as" in verdict.reasons[0].message
+
+
+def test_ptx_saves_a_newer_gpu_and_the_driver_must_know_the_toolkit() -> None:
+    files = page("1.0", labels=("cu126", "cpu"))
+    code = {"cu126": (("8.0",), ("8.0",))}
+    reports = reports_for(files, code)
+    family = Family("f", ("cu126", "cpu"))
+    verdicts = {f.filename: Verdict() for f in files}
+    for profile, expected in (("cuda=12.6,sm=9.0", {"cu126"}), ("cuda=12.4,sm=9.0", {"cpu"})):
+        chosen = choose_builds(
+            files, verdicts, parse_profile(profile, "url"), reports=reports, family=family
+        )
+        assert kept(chosen.verdicts) == expected, profile
+
+
+def test_each_version_chooses_on_its_own() -> None:
+    # 2.8.0 exists only as cu128: a 12.4 driver is offered no 2.8.0 at all (pip takes 2.7.0).
+    files = [*page("2.7.0"), wheel("2.8.0", "cu128")]
+    verdicts = {f.filename: Verdict() for f in files}
+    chosen = choose_builds(
+        files,
+        verdicts,
+        parse_profile("cuda=12.4,sm=8.6", "url"),
+        reports=reports_for(files),
+        family=FAMILY,
+    )
+    assert {n for n, v in chosen.verdicts.items() if v.keep} == {files[2].filename}
+    newest = [c for c in chosen.builds if c.version == "2.8.0"]
+    assert [(c.build, c.status) for c in newest] == [("cu128", "set aside")]
+    assert "needs CUDA 12.8; the host's driver supports CUDA 12.4" in newest[0].why
+    assert "2.8.0 is served as no build" in chosen.verdicts[files[-1].filename].reasons[0].message
+
+
+def test_unanalysed_build_is_chosen_for_now_then_the_next_once_it_misses() -> None:
+    files = page("2.7.0")
+    verdicts = {f.filename: Verdict() for f in files}
+    profile = parse_profile("cuda=12.8,sm=6.1", "url")
+    reports = reports_for(files)
+    cu128 = next(f for f in files if "+cu128" in f.filename)
+    cu126 = next(f for f in files if "+cu126" in f.filename)
+    waiting = {k: v for k, v in reports.items() if k not in (cu128.sha256, cu126.sha256)}
+    first = choose_builds(
+        files,
+        verdicts,
+        profile,
+        reports=waiting,
+        unreported={cu128.filename, cu126.filename},
+        family=FAMILY,
+    )
+    assert kept(first.verdicts) == {"cu128"}
+    assert [c.pending for c in first.builds if c.status == "chosen"] == [True]
+    # cu128's report is in: it misses sm_61, so cu126, still unanalysed, is next.
+    second = choose_builds(
+        files,
+        verdicts,
+        profile,
+        reports={**waiting, cu128.sha256 or "": reports[cu128.sha256 or ""]},
+        unreported={cu126.filename},
+        family=FAMILY,
+    )
+    assert kept(second.verdicts) == {"cu126"}
+    why = {c.build: c.why for c in second.builds}
+    assert "does not run on the host's 6.1" in why["cu128"]
+    third = choose_builds(files, verdicts, profile, reports=reports, family=FAMILY)
+    assert kept(third.verdicts) == {"cu126"}
+    assert not any(c.pending for c in third.builds)
+
+
+def test_files_hidden_by_their_own_checks_are_listed_not_offered() -> None:
+    files = page("2.7.0")
+    verdicts = {f.filename: Verdict() for f in files}
+    cu128 = next(f.filename for f in files if "+cu128" in f.filename)
+    verdicts[cu128] = Verdict((Reason("sm", "sm: kernels for 7.5; host GPUs are 6.1"),))
+    chosen = choose_builds(
+        files,
+        verdicts,
+        parse_profile("cuda=12.8,sm=6.1", "url"),
+        reports=reports_for(files),
+        family=FAMILY,
+    )
+    status = {c.build: (c.status, c.why) for c in chosen.builds}
+    assert status["cu128"] == ("not offered", "hidden by its own checks: sm: kernels for 7.5;"
+                               " host GPUs are 6.1")  # fmt: skip
+    assert chosen.verdicts[cu128].reasons == verdicts[cu128].reasons  # nothing added
+
+
+def test_a_page_that_is_no_family_is_left_whole_when_cuda_is_unknown() -> None:
+    files = page("2.7.0")
+    verdicts = {f.filename: Verdict() for f in files}
+    chosen = choose_builds(
+        files, verdicts, parse_profile("sm=9.0", "url"), reports=reports_for(files)
+    )
+    assert all(v.keep for v in chosen.verdicts.values())
+    assert chosen.builds == ()
+    # ... and a single build is no choice there either.
+    one = page("2.7.0", labels=("cu128",))
+    alone = choose_builds(
+        one, {f.filename: Verdict() for f in one}, parse_profile("cuda=12.4", "url"), reports={}
+    )
+    assert all(v.keep for v in alone.verdicts.values())
+
+
+def test_upstream_build_label_for_files_without_a_local_version() -> None:
+    plain = File(f"torch-2.7.0-{TAG}.whl", "http://cu126/x.whl", {"sha256": "a" * 64})
+    cpu = File(f"torch-2.7.0+cpu-{TAG}.whl", "http://cpu/x.whl", {"sha256": "b" * 64})
+    family = Family(
+        "torch",
+        ("cu126", "cpu"),
+        labels={plain.filename: "cu126"},
+        sources={plain.filename: "http://cu126/simple/", cpu.filename: "http://cpu/simple/"},
+    )
+    assert build_label(plain.filename, family) == "cu126"
+    assert build_label(plain.filename, None) is None
+    assert build_label(cpu.filename, None) == "cpu"
+    verdicts = {plain.filename: Verdict(), cpu.filename: Verdict()}
+    chosen = choose_builds(
+        [plain, cpu], verdicts, parse_profile("cuda=none", "url"), reports={}, family=family
+    )
+    assert not chosen.verdicts[plain.filename].keep
+    by_build = {c.build: c for c in chosen.builds}
+    assert by_build["cpu"].sources == ("http://cpu/simple/",)
+    assert by_build["cu126"].why == "the host has no NVIDIA driver (cuda=none)"
+
+
+def test_sdists_and_unlabelled_files_are_no_builds() -> None:
+    files = [*page("2.7.0"), File("torch-2.7.0.tar.gz", "http://up/s", {})]
+    files.append(File(f"torch-2.7.0+rocm6.2-{TAG}.whl", "http://up/r", {"sha256": "c" * 64}))
+    verdicts = {f.filename: Verdict() for f in files}
+    chosen = choose_builds(
+        files,
+        verdicts,
+        parse_profile("cuda=none", "url"),
+        reports=reports_for(files[: len(ORDER)]),
+        family=FAMILY,
+    )
+    assert chosen.verdicts["torch-2.7.0.tar.gz"].keep
+    assert chosen.verdicts[files[-1].filename].keep  # a build hostfit cannot judge
+    assert {c.build for c in chosen.builds} == set(ORDER)
+
+
+@pytest.mark.parametrize(
+    ("label", "cuda"),
+    [("cu118", (11, 8)), ("cu92", (9, 2)), ("cu130", (13, 0)), ("cu126", (12, 6)),
+     ("cpu", None), ("rocm6.2", "no"), ("cu1", "no"), ("cu12345", "no"), ("CPU", "no")],
+)  # fmt: skip
+def test_parse_build(label: str, cuda: object) -> None:
+    build = parse_build(label)
+    if cuda == "no":
+        assert build is None
+    else:
+        assert build is not None and build.cuda == cuda
