@@ -7,6 +7,7 @@ from dataclasses import replace
 from urllib.parse import quote
 
 from proxy.core.models import METADATA_KEYS, File, Page
+from proxy.core.variants import VARIANTS_SUFFIX
 
 
 def file_path(project: str, filename: str) -> str:
@@ -15,6 +16,10 @@ def file_path(project: str, filename: str) -> str:
 
 
 def link_file(project: str, file: File, metadata_sha256: str | None) -> File:
+    if file.filename.endswith(VARIANTS_SUFFIX):
+        # Beside the page, not under files/: what it says depends on the host (PEP 825 lets
+        # the index choose the URL; the name must end the path, installers read it there).
+        return replace(file, url=quote(file.filename))
     extra = dict(file.extra)
     if file.is_wheel:
         upstream = file.core_metadata
