@@ -1,4 +1,5 @@
-"""``hostfit probe [--json] [--index-url URL]``: print this machine's host profile."""
+"""``hostfit probe [--json] [--index-url URL] [--variants]``: print this machine's host
+profile, or (``--variants``) its wheel-variant properties (PEP 825/850) as a static file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ipaddress
 import json
 from urllib.parse import quote, urlsplit
 
+from proxy.core.variant_fit import static_properties
 from proxy.probe.host import Probe, probe
 
 
@@ -27,12 +29,28 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="hostfit's address: also print the index URL carrying the profile, "
         "and pip.conf and uv.toml snippets",
     )
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="print this machine's wheel-variant properties (nvidia, x86_64) as PEP 850 "
+        "static provider entries, for builds and installs on machines without its GPU",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.variants:
+        print(render_variants(probe()), end="")
+        return 0
     print(render(probe(), index_url=args.index_url, as_json=args.json), end="")
     return 0
+
+
+def render_variants(result: Probe) -> str:
+    """``{namespace: {"static-properties": {feature: [values, best first]}, "feature-order":
+    [...]}}``: what the providers would detect here, written as PEP 850 static providers
+    (a namespace this machine says nothing about is left out)."""
+    return json.dumps(static_properties(result.profile), indent=2) + "\n"
 
 
 def render(result: Probe, *, index_url: str | None = None, as_json: bool = False) -> str:
