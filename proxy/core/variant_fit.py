@@ -52,9 +52,10 @@ _SM = re.compile(r"(\d{1,3})(\d)([af]?)_(real|virtual)")
 _LEVEL = re.compile(r"v([1-4])")
 
 
-def label_fit(properties: Properties, profile: HostProfile) -> Fit:
+def label_fit(properties: Properties, profile: HostProfile, *, every_gpu: bool = False) -> Fit:
+    """``every_gpu``: ``sm_arch`` must run on each GPU of the host, not just one of them."""
     fits = [
-        _feature_fit(ns, feature, values, profile)
+        _feature_fit(ns, feature, values, profile, every_gpu)
         for ns, features in properties.items()
         for feature, values in features.items()
     ]
@@ -73,12 +74,13 @@ def best_label(meta: VariantMetadata, labels: Iterable[str], profile: HostProfil
 
     Namespaces rank as the metadata says; features and values as the providers rank
     them (the nearest CUDA bound, the host's own GPU before older SASS, SASS before PTX,
-    the highest CPU level). ``null`` fits every host and ranks last.
+    the highest CPU level). Its GPU code must run on every GPU of the host, as the
+    build families ask (`proxy.core.families`). ``null`` fits every host and ranks last.
     """
     keyed = []
     for label in set(labels):
         props = meta.properties(label)
-        if props is None or label_fit(props, profile) is not True:
+        if props is None or label_fit(props, profile, every_gpu=True) is not True:
             continue
         keys = _sort_keys(props, meta.namespaces, profile)
         if keys is not None:
@@ -134,7 +136,20 @@ def _sort_keys(
 # One property ----------------------------------------------------------------
 
 
-def _feature_fit(ns: str, feature: str, values: Iterable[str], profile: HostProfile) -> Fit:
+def _feature_fit(
+    ns: str, feature: str, values: Iterable[str], profile: HostProfile, every_gpu: bool = False
+) -> Fit:
+    if every_gpu and ns == NVIDIA and feature == SM_ARCH and profile.sms is not None:
+        if profile.cuda is None:
+            return None
+        if profile.cuda.value is None:
+            return False
+        runs = [_sm_runs(v) for v in values]
+        per_gpu = [
+            True if any(r(gpu) for r in runs if r is not None) else None if None in runs else False
+            for gpu in profile.sms.value
+        ]
+        return False if False in per_gpu else None if None in per_gpu else True
     fits = [_value_fit(ns, feature, v, profile) for v in values]
     if True in fits:
         return True

@@ -127,6 +127,14 @@ def test_ordering_follows_the_namespace_priorities_then_the_providers() -> None:
     assert best_label(meta, ["b", "c"], host) == "c"
 
 
+def test_the_best_label_runs_on_every_gpu_while_pruning_needs_only_one() -> None:
+    host = parse_profile("cuda=12.8,sm=6.1+8.9,isa=x86-64-v3", "url")
+    meta = parse_variant_metadata(document(CUDA_BUILDS), "t")
+    assert unfit_labels(meta, host) == {"cu118"}  # cu128 runs on the 8.9: kept
+    assert best_label(meta, meta.variants, host) == "cu126"  # the only one for both GPUs
+    assert best_label(meta, ["cu128", "cpu_v3"], host) == "cpu_v3"
+
+
 def test_static_properties_are_what_the_providers_would_detect() -> None:
     found = static_properties(parse_profile("cuda=12.8,sm=8.6+8.9,isa=x86-64-v3", "url"))
     nvidia = found["nvidia"]["static-properties"]
