@@ -6,6 +6,7 @@ machine that already installs from a private mirror keeps using that mirror.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -32,13 +33,24 @@ _PIP_FILES_SCRIPT = (
     "print(PyPI.simple_url); print(PyPI.file_storage_domain)"
 )
 _INDEX_KEYS = ("global.index-url", "install.index-url", "download.index-url", ":env:.index-url")
+_EXTRA_KEYS = tuple(key.replace("index-url", "extra-index-url") for key in _INDEX_KEYS)
+
+log = logging.getLogger("hostfit")
 
 
-def pip_default_index() -> str:
-    """The index pip on this machine would use: its configuration, else pip's default.
+@dataclass(frozen=True)
+class PipIndexes:
+    index_url: str
+    extra_index_urls: tuple[str, ...] = ()  # never used: see `ignored_extra_indexes`
+
+
+def pip_indexes() -> PipIndexes:
+    """The index pip on this machine would use (its configuration, else pip's default), and
+    the extra indexes it is configured with.
 
     `pip config list` prints the merged configuration in load order (files, then the
-    environment), so the last index-url it names is the one pip would use.
+    environment), so the last index-url (and extra-index-url) it names is the one pip
+    would use.
     """
     for python in _pythons_with_pip():
         try:
@@ -46,19 +58,42 @@ def pip_default_index() -> str:
         except (OSError, subprocess.SubprocessError):
             continue
         configured = None
+        extra: tuple[str, ...] = ()
         for line in listed.splitlines():
             key, sep, value = line.partition("=")
+            value = value.strip().strip("'\"")
             if sep and key.strip() in _INDEX_KEYS:
-                configured = value.strip().strip("'\"")
+                configured = value
+            elif sep and key.strip() in _EXTRA_KEYS:
+                # Several URLs come space- or newline-separated (printed as a repr: "\\n").
+                extra = tuple(dict.fromkeys(value.replace("\\n", " ").split()))
         if configured:
-            return configured
+            return PipIndexes(configured, extra)
         try:
             default = _run([python, "-c", _PIP_DEFAULT_SCRIPT]).strip()
         except (OSError, subprocess.SubprocessError):
             continue
         if default:
-            return default
+            return PipIndexes(default, extra)
     raise ConfigError("no upstream given, and no pip here to tell its index: use --upstream")
+
+
+def pip_default_index() -> str:
+    return pip_indexes().index_url
+
+
+def ignored_extra_indexes(extra: tuple[str, ...]) -> str:
+    """What start-up says of pip's extra-index-url, which hostfit never merges: an index
+    merged in silently would serve any project it lists, the dependency-confusion hole."""
+    shown = ", ".join(redact(url) for url in extra)
+    example = redact(extra[0])
+    return (
+        f"pip's extra-index-url ({shown}) is ignored: hostfit serves each project from one"
+        " index, never merged. To serve projects from it, route them there in the config"
+        f' file: [[hostfit.upstream]] url = "{example}" projects = ["name", "prefix-*"],'
+        " then a table (or URL) for the main index; or list it with --upstream after the"
+        " main index, which then serves only the projects the main index lacks"
+    )
 
 
 @cache
@@ -149,7 +184,10 @@ class Settings:
             return self
         from dataclasses import replace
 
-        return replace(self, upstreams=(pip_default_index(),))
+        found = pip_indexes()
+        if found.extra_index_urls:
+            log.warning("%s", ignored_extra_indexes(found.extra_index_urls))
+        return replace(self, upstreams=(found.index_url,))
 
 
 _ALIASES = {"upstream": "upstreams", "file_origin": "file_origins"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -83,6 +84,33 @@ def test_serve_without_configuration_uses_pips_index(
         assert page.status_code == 200
         assert demo_wheel.name in page.text
         assert upstream.url in proxy.output()
+
+
+def test_pips_extra_index_is_not_merged_and_start_up_says_how_to_route(
+    upstream: Upstream, demo_wheel: Path, tmp_path: Path
+) -> None:
+    with Upstream() as extra:
+        extra.add("demo-pkg", demo_wheel)
+        extra.add("only-extra", demo_wheel)
+        conf = tmp_path / "pip.conf"
+        conf.write_text(
+            f"[global]\nindex-url = {upstream.url}\nextra-index-url =\n    {extra.url}\n"
+        )
+        upstream.add_project("demo-pkg")
+        env = clean_env(tmp_path, PIP_CONFIG_FILE=str(conf))
+        with ProxyProcess(cache_dir=tmp_path / "cache", env=env) as proxy:
+            assert httpx.get(proxy.url + "simple/only-extra/").status_code == 404
+            page = httpx.get(proxy.url + "simple/demo-pkg/")
+            assert page.status_code == 200 and demo_wheel.name not in page.text
+            output = proxy.output()
+        assert extra.requests == []
+        (said,) = [
+            line["message"]
+            for line in map(json.loads, output.splitlines())
+            if "extra-index-url" in line["message"]
+        ]
+        assert said.startswith(f"pip's extra-index-url ({extra.url}) is ignored")
+        assert f'[[hostfit.upstream]] url = "{extra.url}" projects = [' in said
 
 
 def test_serve_refuses_bad_configuration(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ url = "http://mirror.test/simple/"
     assert settings.upstreams == (INDEX, "http://mirror.test/simple/")
     first = settings.upstream_tables[0]
     assert first.projects == ("torch", "corp-*") and first.family == "corp"
+    assert first.build is None
     assert first.file_origins == (FILES,) and first.password_env == "CORP_PASSWORD"
     assert settings.upstream_timeout == 5
 
@@ -130,6 +131,10 @@ def test_tls_settings_are_per_upstream_and_paths_relative_to_the_file(
         ("headers = {X-Key = 3}", "expected a table of strings"),
         ('client_key = "k.pem"', "client_key without client_cert"),
         ('file_origins = ["file:///srv"]', "file origin 'file:///srv' is not"),
+        ('family = "torch"', "family 'torch': each member upstream needs projects"),
+        ('projects = ["torch vision"]', "project pattern 'torch vision'"),
+        ('projects = ["torch"]\nbuild = "cu126"', "build names a build of a family"),
+        ('projects = ["t"]\nfamily = "t"\nbuild = "rocm6"', "build 'rocm6' is not cpu or cuXY"),
     ],
 )
 def test_bad_tables_are_refused_with_the_reason(tmp_path: Path, table: str, message: str) -> None:
