@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -35,6 +36,7 @@ from proxy.core.pages import render_html_root, render_json_root
 from proxy.core.profile import merge, parse_profile
 from proxy.core.ranges import Unsatisfiable, requested_span
 from proxy.core.redact import redact
+from proxy.core.variants import VARIANTS_SUFFIX
 from proxy.edge.admin import admin_routes
 from proxy.edge.config import Settings
 from proxy.edge.gate import REFUSED_HEADER, DownloadGate, Refused
@@ -128,6 +130,29 @@ async def simple_project(request: Request) -> Response:
         headers["Content-Encoding"] = "gzip"
         return Response(rendered.gzipped, media_type=_content_type(media), headers=headers)
     return Response(rendered.body, media_type=_content_type(media), headers=headers)
+
+
+async def variants_json(request: Request) -> Response:
+    """``{name}-{version}-variants.json`` (PEP 825) beside the page that links it: for this
+    request's host, as its page lists it (`proxy.edge.layers.variants`)."""
+    services = _services(request)
+    raw = request.path_params["project"]
+    filename: str = request.path_params["filename"]
+    name = normalize_project(raw)
+    if not filename.endswith(VARIANTS_SUFFIX):
+        raise NotFound(f"{filename}: files are served under files/, not beside the page")
+    if name != raw:
+        return RedirectResponse(f"{_prefix(request)}/simple/{name}/{filename}", status_code=301)
+    ctx = request_context(request, services.default_profile)
+    data = await services.variants.document(name, filename, ctx)
+    headers = {
+        "Vary": vary(request),
+        "Cache-Control": f"max-age={PAGE_MAX_AGE}, public",  # may change: PEP 825
+        "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+    }
+    if _etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type="application/json", headers=headers)
 
 
 async def _rendered(services: Services, page: Page, ctx: Context, media: str) -> Rendered:
@@ -289,6 +314,7 @@ def _simple_routes() -> list[Route]:
         Route("/simple/", simple_root, methods=methods),
         Route("/simple/{project}/", simple_project, methods=methods),
         Route("/simple/{project}", simple_project, methods=methods),
+        Route("/simple/{project}/{filename}", variants_json, methods=methods),
         Route("/files/{project}/{filename}", project_file, methods=methods),
     ]
 

@@ -43,6 +43,7 @@ from proxy.edge.layers.rewrite import RewriteIndex
 from proxy.edge.layers.routes import RoutedIndex
 from proxy.edge.layers.routes import Upstream as RoutedUpstream
 from proxy.edge.layers.upstream import HttpUpstream
+from proxy.edge.layers.variants import VariantIndex
 from proxy.edge.metadata import MetadataService
 from proxy.edge.metrics import Metrics
 from proxy.edge.observe import ObservedTransport
@@ -55,6 +56,7 @@ from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.embedded import EmbeddedStore
 from proxy.edge.stores.state import StateStore, open_store
 from proxy.edge.upstreams_config import table_for, upstream_routes
+from proxy.edge.variants import VariantService
 from proxy.outbound import async_client
 from proxy.retry import RetryingTransport
 
@@ -135,6 +137,15 @@ def _rewrite(parts: Parts, inner: Index) -> Index:
     return RewriteIndex(inner, parts.rules, service, parts.reports)
 
 
+def _variants(parts: Parts, inner: Index) -> Index:
+    # Rewritten best variants are made and found (downloads) by the rewrite layer's service.
+    (rewrites,) = layers_of(inner, RewriteIndex)
+    service = VariantService(parts.blobs, parts.files, parts.store, parts.origins.outbound)
+    return VariantIndex(
+        inner, service, rewrites.service, parts.rules, budget=parts.settings.analysis_budget
+    )
+
+
 # The index stack above `upstreams`, bottom to top: each entry wraps what the entries
 # before it built. The contract every layer keeps is in `proxy.edge.index`.
 STACK: tuple[Layer, ...] = (
@@ -142,6 +153,7 @@ STACK: tuple[Layer, ...] = (
     lambda parts, inner: PolicyIndex(inner, parts.rules),
     _host_filter,
     _rewrite,
+    _variants,
 )
 
 
@@ -184,6 +196,7 @@ class Services:
     index: Index
     filter: HostFilter
     rewrites: RewriteIndex
+    variants: VariantIndex
     gate: DownloadGate
     default_profile: HostProfile
     renders: RenderCache
@@ -252,6 +265,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 stack.push_async_callback(close)
         (host_filter,) = layers_of(index, HostFilter)
         (rewrites,) = layers_of(index, RewriteIndex)
+        (variants,) = layers_of(index, VariantIndex)
         fleet = Fleet()  # recent traffic, for the web interface (the gate tells it refusals)
         services = Services(
             settings=settings,
@@ -263,6 +277,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             index=index,
             filter=host_filter,
             rewrites=rewrites,
+            variants=variants,
             gate=DownloadGate(
                 host_filter,
                 reports,
