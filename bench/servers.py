@@ -29,7 +29,6 @@ STATIC = """
 sendfile on;
 tcp_nopush on;
 gzip_static on;
-gzip_vary on;
 absolute_redirect off;
 default_type application/octet-stream;
 types {{ {json} json; text/html html; text/plain metadata; }}
@@ -42,7 +41,8 @@ server {{
     root {root};
     location /simple/ {{
         index $page;
-        add_header Vary Accept;
+        # One header: nginx's cache keys its variants by one Vary line only.
+        add_header Vary "Accept, Accept-Encoding";
     }}
 }}
 """
