@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return 0
     print(f"{data['project']} for {data['profile'] or '(a host that told nothing)'}")
+    print(f"from {data['upstream']}")
     served, unverified, hidden = data["served"], data["not_verified"], data["hidden"]
     print(f"{served} served ({unverified} not verified yet), {hidden} hidden")
     frontier, choice = data["frontier"], data["pip_would_install"]
@@ -66,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
     if choice is not None:
         verified = "verified" if choice["verified"] else "not verified yet"
         print(f"a plain pip install takes {choice['filename']} ({verified})")
+    if data["builds"]:
+        print("\nbuilds:")
+        for b in data["builds"]:
+            analysing = " (being analysed)" if b["analysing"] else ""
+            print(f"  {b['version']}+{b['build']}: {b['status']}{analysing}: {b['why']}")
     print()
     width = max((len(f["filename"]) for f in data["files"]), default=10)
     for f in data["files"]:

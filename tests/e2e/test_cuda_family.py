@@ -1,0 +1,186 @@
+"""pip and uv install the right CUDA build through hostfit, from a family of local indexes
+standing in for a CUDA index family (cu118, cu126, cu128, cpu) beside a default index.
+
+Each build is a real wheel (tests/support/cuda_wheels.py): a library compiled with gcc that
+needs libcudart.so.N, with a .nv_fatbin of chosen SASS and PTX architectures, and a module
+whose answer() names the build.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.clients import clean_env, new_venv, pip_install, python_output, uv_install
+from tests.support.cuda_wheels import CudaBuild, build_wheel_for
+from tests.support.proxy import ROOT, ProxyProcess
+from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec, build_wheel
+
+pytestmark = pytest.mark.e2e
+CP = "cp311-cp311-manylinux_2_17_x86_64"
+ON_THIS_HOST = "python=3.11,impl=cp,arch=x86_64"
+ROUTED = ["torch", "nvidia-*"]
+# Like PyTorch's: cu118 still has SASS for Pascal (6.1), cu126 keeps 6.0 (which runs on
+# 6.1), cu128 starts at Turing (7.5).
+BUILDS = (
+    CudaBuild("cu126", 12, (50, 60, 70, 75, 80, 86, 90), (90,)),
+    CudaBuild("cu128", 12, (75, 80, 86, 90, 100, 120), (120,)),
+    CudaBuild("cu118", 11, (37, 50, 60, 61, 70, 75, 80, 86, 90), (90,)),
+    CudaBuild("cpu"),
+)
+
+
+@dataclass
+class World:
+    work: Path
+    upstreams: dict[str, Upstream]
+    config: Path
+
+    def proxy(self, name: str) -> ProxyProcess:
+        return ProxyProcess("--config", str(self.config), cache_dir=self.work / name)
+
+
+def _config(ups: dict[str, Upstream]) -> str:
+    lines = ["[hostfit]", "analysis-budget = 120", ""]
+    for build in BUILDS:
+        lines += [
+            "[[hostfit.upstream]]",
+            f'url = "{ups[build.label].url}"',
+            f"projects = {ROUTED!r}".replace("'", '"'),
+            'family = "torch"',
+            "",
+        ]
+    lines += ["[[hostfit.upstream]]", f'url = "{ups["default"].url}"', ""]
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    work = tmp_path_factory.mktemp("cuda-family")
+    with ExitStack() as stack:
+        names = [*(b.label for b in BUILDS), "default"]
+        ups = {name: stack.enter_context(Upstream()) for name in names}
+        for build in BUILDS:
+            ups[build.label].add("torch", build_wheel_for("torch", "2.7.0", build, work, tag=CP))
+        # The CUDA index lists numpy too (PyTorch's indexes do), the default index torch.
+        for where in ("cu126", "default"):
+            files = {"numpy/__init__.py": f"WHERE = '{where}'\n".encode()}
+            ups[where].add(
+                "numpy", build_wheel(WheelSpec("numpy", "2.0", files=files), work / where)
+            )
+        impostor = {"torch/__init__.py": b"def answer(): return 'default index'\n"}
+        ups["default"].add("torch", build_wheel(WheelSpec("torch", "99.0", files=impostor), work))
+        config = work / "hostfit.toml"
+        config.write_text(_config(ups))
+        yield World(work, ups, config)
+
+
+@pytest.fixture(scope="module")
+def served(world: World) -> Iterator[ProxyProcess]:
+    with world.proxy("cache") as proxy:
+        yield proxy
+
+
+def install(tool: str, proxy: ProxyProcess, tmp_path: Path, profile: str, *reqs: str) -> Path:
+    python = new_venv(tmp_path / "venv")
+    env = clean_env(tmp_path)
+    if tool == "pip":
+        # pip carries the profile in its User-Agent, through PIP_USER_AGENT_USER_DATA.
+        env["PIP_USER_AGENT_USER_DATA"] = profile
+        result = pip_install(python, proxy.url + "simple/", *reqs, env=env)
+    else:
+        result = uv_install(python, proxy.url + f"p/{profile}/simple/", *reqs, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return python
+
+
+def answer(python: Path) -> str:
+    return python_output(python, "import torch; print(torch.answer())")
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+@pytest.mark.parametrize(
+    ("profile", "build"),
+    [
+        # A GTX 1080 Ti on a CUDA 12.4 driver: a build with SASS for 6.1 (cu126 and cu128
+        # need a newer driver), never one that starts at 7.5.
+        ("cuda=12.4,sm=6.1", "cu118"),
+        # The same GPU on a 12.8 driver: cu126, whose SASS 6.0 runs on 6.1; not cu128
+        # (uv's --torch-backend auto picks by the driver alone, and would take cu128).
+        ("cuda=12.8,sm=6.1", "cu126"),
+        ("cuda=12.8,sm=9.0", "cu128"),
+        ("cuda=none", "cpu"),
+        ("cuda=11.8,sm=8.6", "cu118"),
+    ],
+)
+def test_each_host_installs_its_build(
+    served: ProxyProcess, tmp_path: Path, tool: str, profile: str, build: str
+) -> None:
+    python = install(tool, served, tmp_path, f"{ON_THIS_HOST},{profile}", "torch")
+    assert answer(python) == build
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+def test_numpy_from_the_default_index_and_torch_from_the_family(
+    served: ProxyProcess, world: World, tmp_path: Path, tool: str
+) -> None:
+    profile = f"{ON_THIS_HOST},cuda=12.8,sm=9.0"
+    python = install(tool, served, tmp_path, profile, "numpy", "torch")
+    assert python_output(python, "import numpy; print(numpy.WHERE)") == "default"
+    assert answer(python) == "cu128"
+    assert world.upstreams["cu126"].count("GET", "/simple/numpy/") == 0
+    assert world.upstreams["default"].count("GET", "/simple/torch/") == 0
+
+
+def test_routes_hold_while_the_other_upstream_is_down(world: World, tmp_path: Path) -> None:
+    profile = f"{ON_THIS_HOST},cuda=12.8,sm=9.0"
+    ups = world.upstreams
+    ups["default"].down = True
+    try:
+        with world.proxy("cache-default-down") as proxy:
+            python = install("pip", proxy, tmp_path / "torch", profile, "torch")
+            assert answer(python) == "cu128"
+    finally:
+        ups["default"].down = False
+    family = [ups[b.label] for b in BUILDS]
+    for up in family:
+        up.down = True
+    try:
+        with world.proxy("cache-family-down") as proxy:
+            python = install("pip", proxy, tmp_path / "numpy", profile, "numpy")
+            assert python_output(python, "import numpy; print(numpy.WHERE)") == "default"
+            venv = new_venv(tmp_path / "no-torch")
+            env = clean_env(tmp_path / "no-torch", PIP_USER_AGENT_USER_DATA=profile)
+            failed = pip_install(venv, proxy.url + "simple/", "torch", env=env)
+            # torch's index is down: torch is not installed at all, never the default's.
+            assert failed.returncode != 0
+    finally:
+        for up in family:
+            up.down = False
+    assert ups["default"].count("GET", "/simple/torch/") == 0
+
+
+def test_explain_lists_each_build_and_why(world: World) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "explain", "torch", "--config", str(world.config),
+         "--cache-dir", str(world.work / "cache-explain"),
+         "--profile", f"{ON_THIS_HOST},libc=glibc-2.36,cuda=12.8,sm=6.1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    urls = ", ".join(world.upstreams[b.label].url for b in BUILDS)
+    assert f"from family torch: {urls}" in out
+    assert (
+        "  2.7.0+cu126: chosen: newest build for a CUDA the driver supports (12.6 <= 12.8)" in out
+    )
+    assert "  2.7.0+cu128: not offered: hidden by its own checks: sm: kernels for 7.5" in out
+    assert "  2.7.0+cu118: set aside: a newer build, +cu126, is chosen" in out
+    assert "  2.7.0+cpu: set aside: a CUDA build, +cu126, runs on this host" in out
