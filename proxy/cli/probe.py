@@ -61,6 +61,11 @@ def render(result: Probe, *, index_url: str | None = None, as_json: bool = False
             "profile": profile,
             "facts": result.profile.values(),
             "found": result.found,
+            "driver": result.driver,
+            "gpus": [
+                {"index": g.index, "name": g.name, "sm": f"{g.sm[0]}.{g.sm[1]}"}
+                for g in result.gpus
+            ],
         }
         if url:
             data |= {"index_url": url, "pip_conf": pip_conf(url), "uv_toml": uv_toml(url)}

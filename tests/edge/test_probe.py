@@ -24,6 +24,7 @@ def _env(root: str, **changes: object) -> ProbeEnv:
         root=ROOTS / root,
         machine="x86_64",
         glibc=lambda: "glibc 2.28",
+        nvml=None,
         nvidia_smi=None,
         libcuda=None,
     )

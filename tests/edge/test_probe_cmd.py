@@ -19,6 +19,7 @@ H100 = ProbeEnv(
     root=FIXTURES / "roots" / "h100",
     machine="x86_64",
     glibc=lambda: "glibc 2.28",
+    nvml=None,
     nvidia_smi=str(FIXTURES / "bin" / "nvidia-smi-h100"),
     libcuda=None,
 )

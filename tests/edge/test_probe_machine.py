@@ -103,3 +103,32 @@ def test_elf_reader_agrees_with_pyelftools() -> None:
     assert probe_elf.interpreter(Path(sys.executable)) == _pt_interp(sys.executable)
     for library in (_ldconfig_libstdcxx(), Path(_pt_interp(sys.executable)).resolve()):
         assert probe_elf.version_definitions(library) == _verdefs(library)
+
+
+def test_nvidia_facts_match_nvidia_smi(result: Probe) -> None:
+    """Where the machine has an NVIDIA driver: the driver, CUDA version and each GPU's compute
+    capability as nvidia-smi prints them; elsewhere, cuda=none and no GPUs."""
+    facts = result.profile.values()
+    smi = shutil.which("nvidia-smi")
+    if smi is None and not Path("/proc/driver/nvidia/version").exists():
+        assert facts["cuda"] == "none"
+        assert "sm" not in facts and result.gpus == ()
+        return
+    assert smi is not None, "an NVIDIA kernel module without nvidia-smi to compare with"
+    query = [smi, "--query-gpu=driver_version,compute_cap", "--format=csv,noheader"]
+    rows = [
+        [cell.strip() for cell in line.split(",")]
+        for line in subprocess.run(
+            query, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        if line.strip()
+    ]
+    assert result.driver == rows[0][0]
+    assert [f"{g.sm[0]}.{g.sm[1]}" for g in result.gpus] == [row[1] for row in rows]
+    assert facts["sm"] == "+".join(
+        sorted({row[1] for row in rows}, key=lambda s: tuple(map(int, s.split("."))))
+    )
+    banner = subprocess.run([smi], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"CUDA Version:\s*(\d+\.\d+)", banner)
+    assert m, banner
+    assert facts["cuda"] == m[1]
