@@ -24,6 +24,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from packaging.tags import Tag
@@ -64,6 +65,7 @@ class VariantError(HostfitError):
 # Filenames -------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65536)  # pages ask of every file, on every request
 def split_label(filename: str) -> tuple[str, str | None]:
     """``(the filename without its label, the label)``; ``(filename, None)`` for others."""
     if not filename.endswith(".whl"):

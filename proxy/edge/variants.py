@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import httpx
 
 from proxy.analysis.metadata import MetadataError, read_dist_info_file
 from proxy.analysis.remote import RemoteFile
+from proxy.core.lru import LRU
 from proxy.core.models import File
 from proxy.core.origins import Outbound
 from proxy.core.variants import (
@@ -66,13 +66,10 @@ class VariantService:
         self.store = store
         self.outbound = outbound
         self._limit = asyncio.Semaphore(CONCURRENCY)
-        self._documents: OrderedDict[tuple[str, ...], Document] = OrderedDict()
+        self._documents: LRU[tuple[str, ...], Document] = LRU(DOCUMENTS_KEPT)
 
     def known(self, key: tuple[str, ...]) -> Document | None:
-        document = self._documents.get(key)
-        if document is not None:
-            self._documents.move_to_end(key)
-        return document
+        return self._documents.get(key)
 
     async def document(
         self, key: tuple[str, ...], upstream: File | None, wheels: Sequence[File]
@@ -84,9 +81,7 @@ class VariantService:
                 document = await self._upstream(upstream)
             else:
                 document = await self._generated(wheels)
-            self._documents[key] = document
-            while len(self._documents) > DOCUMENTS_KEPT:
-                self._documents.popitem(last=False)
+            self._documents.put(key, document)
         return document
 
     async def _upstream(self, file: File) -> Document:

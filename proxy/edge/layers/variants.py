@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -39,6 +39,7 @@ from urllib.parse import quote
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
+from proxy.core.lru import LRU, Generations
 from proxy.core.models import File, Page
 from proxy.core.rewrite import Rewrite, plan, rewrite_digest
 from proxy.core.rules import Rules
@@ -61,6 +62,7 @@ from proxy.errors import HostfitError, NotFound
 log = logging.getLogger("hostfit.variants")
 
 SERVED_KEPT = 2048
+PROJECTS_KEPT = 65_536  # generations: forgetting one only costs a recomputation
 # Keys of upstream's entry that say nothing true of hostfit's document.
 _NOT_CARRIED = ("core-metadata", "dist-info-metadata", "size", "provenance", "yanked")
 
@@ -101,8 +103,9 @@ class VariantIndex(IndexLayer):
         self.rewrites = rewrites
         self.rules = rules
         self.budget = budget
-        self._generation: dict[str, int] = defaultdict(int)
-        self._served: OrderedDict[tuple[str, ...], Served] = OrderedDict()
+        self._generation: Generations[str] = Generations(PROJECTS_KEPT)
+        self._served: LRU[tuple[str, ...], Served] = LRU(SERVED_KEPT)
+        self._plain: LRU[tuple[str, ...], bool] = LRU(SERVED_KEPT)
         self._tasks: dict[tuple[str, ...], asyncio.Task[Document | None]] = {}
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
@@ -124,21 +127,24 @@ class VariantIndex(IndexLayer):
 
     async def served(self, name: NormalizedName, ctx: Context) -> Served:
         page = await self.inner.page(name, ctx)
-        groups = _groups(page)
-        if not groups and not any(_is_document(f) for f in page.files):
+        # The hot path is a lookup: pages without variants are remembered as such.
+        plain = (name, page.upstream, page.revision)
+        if self._plain.get(plain):
             return Served(page)
         rules = self.rules()
         host = ctx.profile.to_string() if ctx.view != "universal" else ""
-        key = (name, page.upstream, page.revision, ctx.view, host, rules.digest,
-               str(self._generation[name]))  # fmt: skip
+        key = (*plain, ctx.view, host, rules.digest, str(self._generation[name]))
         served = self._served.get(key)
-        if served is None:
-            served = await self._serve(page, groups, ctx, rules)
-            self._served[key] = served
-            while len(self._served) > SERVED_KEPT:
-                self._served.popitem(last=False)
-        else:
-            self._served.move_to_end(key)
+        if served is not None:
+            if served.page.warning != page.warning:
+                served = replace(served, page=replace(served.page, warning=page.warning))
+            return served
+        groups = _groups(page)
+        if not groups and not any(_is_document(f) for f in page.files):
+            self._plain.put(plain, True)
+            return Served(page)
+        served = await self._serve(page, groups, ctx, rules)
+        self._served.put(key, served)
         return served
 
     async def close(self) -> None:
@@ -272,7 +278,7 @@ class VariantIndex(IndexLayer):
         return out, making
 
     def _moved(self, project: str) -> None:
-        self._generation[project] += 1
+        self._generation.move(project)
 
     def _forget(self, key: tuple[str, ...], _: object) -> None:
         self._tasks.pop(key, None)
