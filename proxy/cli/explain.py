@@ -95,5 +95,6 @@ async def _explain(args: argparse.Namespace) -> dict[str, Any]:
         # A person asking why wants the full answer: wait for the walk to settle.
         ctx = Context(profile=profile)
         decided = await services.filter.explain(name, ctx, wait=args.wait)
+        decided = await services.variants.explain(decided, ctx)
         notes = await services.rewrites.explain(decided)
         return decided.explained(profile, notes)

@@ -261,7 +261,7 @@ async def explain(request: Request) -> Response:
         ctx = Context(profile=profile)
     else:
         ctx = request_context(request, services.default_profile)
-    decided = await services.filter.explain(name, ctx)
+    decided = await services.variants.explain(await services.filter.explain(name, ctx), ctx)
     notes = await services.rewrites.explain(decided)
     data = decided.explained(ctx.profile, notes)
     wants_json = request.query_params.get("format") == "json" or (

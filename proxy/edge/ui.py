@@ -139,6 +139,7 @@ async def landing(request: Request) -> Response:
 
 async def _summary(services: Services, project: str, ctx: Context) -> Summary:
     decided = await services.filter.explain(normalize_project(project), ctx)
+    decided = await services.variants.explain(decided, ctx)
     frontier = decided.frontier
     return summarise(decided.page_all, decided.verdicts, frontier.settled, len(frontier.wanted))
 
@@ -268,7 +269,8 @@ async def project_view(request: Request) -> Response:
                 render_project, name, profile="", files=page.files, explained=None
             )
             return _html(body)
-        decided = await services.filter.explain(name, Context(profile=profile))
+        ctx = Context(profile=profile)
+        decided = await services.variants.explain(await services.filter.explain(name, ctx), ctx)
         notes = await services.rewrites.explain(decided)
     except HostfitError as exc:
         return _error(exc)

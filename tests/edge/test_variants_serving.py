@@ -242,3 +242,22 @@ def test_best_variant_under_a_standard_name_with_its_own_url_hash_and_metadata(
     # The universal view and hosts of projects without the rule are never rewritten.
     universal = json_page(proxy, "universal/simple/vpkg/")["files"]
     assert not [f for f in universal if ".hf" in f["filename"]]
+
+
+def test_explain_says_why_a_variant_is_not_served(
+    upstream: Upstream, make_proxy: MakeProxy, wheels: dict[str, Path]
+) -> None:
+    proxy = make_proxy(upstream)
+    profile = "cuda=12.4,sm=6.1,isa=x86-64-v3"
+    explained = httpx.get(
+        proxy.url + "explain/vpkg/", params={"profile": profile, "format": "json"}
+    ).json()
+    rows = {row["filename"]: row for row in explained["files"]}
+    cu128 = rows[wheels["cu128"].name]
+    assert cu128["verdict"] == "hide"
+    assert [r["kind"] for r in cu128["reasons"]] == ["variant"]
+    message = cu128["reasons"][0]["message"]
+    assert "nvidia :: cuda_version_lower_bound :: 12.8" in message
+    assert "cuda=12.4" in message and "sm=6.1" in message
+    assert rows[wheels["cpu_v3"].name]["verdict"] == "keep"
+    assert rows[wheels["null"].name]["verdict"] == "keep"

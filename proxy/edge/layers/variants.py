@@ -39,11 +39,12 @@ from urllib.parse import quote
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
+from proxy.core.decide import Reason, Verdict
 from proxy.core.lru import LRU, Generations
 from proxy.core.models import File, Page
 from proxy.core.rewrite import Rewrite, plan, rewrite_digest
 from proxy.core.rules import Rules
-from proxy.core.variant_fit import best_label, unfit_labels
+from proxy.core.variant_fit import best_label, describe_unfit, label_fit, unfit_labels
 from proxy.core.variants import (
     VARIANTS_SUFFIX,
     VariantMetadata,
@@ -55,6 +56,7 @@ from proxy.core.variants import (
     variants_json_filename,
 )
 from proxy.edge.index import Context, Index, IndexLayer
+from proxy.edge.layers.host_filter import Decided
 from proxy.edge.rewrites import RewriteService
 from proxy.edge.variants import Document, VariantService
 from proxy.errors import HostfitError, NotFound
@@ -146,6 +148,32 @@ class VariantIndex(IndexLayer):
         served = await self._serve(page, groups, ctx, rules)
         self._served.put(key, served)
         return served
+
+    async def explain(self, decided: Decided, ctx: Context) -> Decided:
+        """The host filter's decision, with the variant wheels this host cannot use hidden
+        for that reason (kind ``variant``), as its pages drop them."""
+        page = decided.page_all
+        groups = _groups(page)
+        if not groups:
+            return decided
+        documents = await self._documents(page.name, groups)
+        verdicts = dict(decided.verdicts)
+        for version, group in groups.items():
+            document = documents.get(version)
+            if document is None or document.meta is None:
+                continue
+            for wheel in group.wheels:
+                label = variant_label(wheel.filename) or ""
+                properties = document.meta.properties(label)
+                if properties is None or label_fit(properties, ctx.profile) is not False:
+                    continue
+                needs = describe_unfit(properties, ctx.profile)
+                host = ctx.profile.to_string(("arch", "cuda", "isa", "sm"))
+                reason = Reason("variant", f"variant {label}: needs {needs}; host has {host}")
+                before = verdicts.get(wheel.filename, Verdict())
+                verdicts[wheel.filename] = replace(before, reasons=(*before.reasons, reason))
+        kept = tuple(f for f in decided.page.files if verdicts.get(f.filename, Verdict()).keep)
+        return replace(decided, verdicts=verdicts, page=replace(decided.page, files=kept))
 
     async def close(self) -> None:
         for task in self._tasks.values():
