@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -297,13 +298,25 @@ class Screened:
     withheld: tuple[tuple[File, str], ...]  # the others, each with why
 
 
+# "scheme://authority/" of a plain URL: all urlsplit reads for the origin.
+_AUTHORITY = re.compile(r"https?://[A-Za-z0-9\-._~%!$&'()*+,;=:@]+/")
+
+
 def screen(files: Iterable[File], allowed: frozenset[Origin]) -> Screened:
     kept: list[File] = []
     withheld: list[tuple[File, str]] = []
+    # A big page links thousands of files on one or two origins: each is judged once.
+    seen_allowed: set[str] = set()
     for f in files:
+        authority = _AUTHORITY.match(f.url)
+        if authority is not None and authority.group() in seen_allowed:
+            kept.append(f)
+            continue
         why = refusal(f.url, allowed)
         if why is None:
             kept.append(f)
+            if authority is not None:
+                seen_allowed.add(authority.group())
         else:
             withheld.append((f, why))
     return Screened(tuple(kept), tuple(withheld))
