@@ -26,13 +26,13 @@ search for entries, and what it costs, is `proxy.analysis.far_entries`.
 from __future__ import annotations
 
 import zlib
-from collections import OrderedDict
 from typing import IO
 
 from proxy.analysis.bounds import Budget, MiB, Unanalysable
 from proxy.analysis.deflate_cursors import RAW_DEFLATE, Cursor, FarFailed, MemberData, Point
 from proxy.analysis.far_entries import FAR_READS, FarEntries, FarReadTuning
 from proxy.analysis.random_access import RandomAccessReader
+from proxy.core.lru import LRU
 
 STORED = 0
 DEFLATED = 8
@@ -76,7 +76,7 @@ class MemberReader(RandomAccessReader):
             compressed_size=compressed_size,
             budget=budget,
         )
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cache: LRU[int, bytes] = LRU(CACHED_CHUNKS)
         self._points: list[Point] = [Point(0, 0, exact=True)]
         self._live: list[Cursor] = []
         self._far = FarEntries(self._data, size=size, keep=self._keep_point, tuning=tuning)
@@ -137,14 +137,11 @@ class MemberReader(RandomAccessReader):
     def _chunk(self, index: int) -> bytes:
         cached = self._cache.get(index)
         if cached is not None:
-            self._cache.move_to_end(index)
             return cached
         start = index * CHUNK
         length = min(CHUNK, self.size - start)
         chunk = self._read_known(start, length)
-        self._cache[index] = chunk
-        if len(self._cache) > CACHED_CHUNKS:
-            self._cache.popitem(last=False)
+        self._cache.put(index, chunk)
         return chunk
 
     def _read_known(self, start: int, length: int) -> bytes:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import IO
 
@@ -28,6 +27,7 @@ import httpx
 
 from proxy.analysis.bounds import GiB, MiB
 from proxy.analysis.random_access import RandomAccessReader
+from proxy.core.lru import LRU
 from proxy.core.origins import Outbound
 from proxy.errors import UpstreamError
 from proxy.outbound import sync_client
@@ -63,8 +63,7 @@ class RemoteFile(RandomAccessReader):
         self.ranged = True
         self._own_client = client is None
         self._client = client or sync_client(outbound, timeout=TIMEOUT, wrap=RetryingSyncTransport)
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
-        self._cache_blocks = max(2, cache_bytes // block_size)
+        self._cache: LRU[int, bytes] = LRU(max(2, cache_bytes // block_size))
         self._spill: IO[bytes] | None = None  # blocks evicted from memory
         self._spilled: set[int] = set()
         self._max_download = max_download
@@ -189,10 +188,7 @@ class RemoteFile(RandomAccessReader):
                 self._remember(index, block)
 
     def _remember(self, index: int, block: bytes) -> None:
-        self._cache[index] = block
-        self._cache.move_to_end(index)
-        while len(self._cache) > self._cache_blocks:
-            evicted, data = self._cache.popitem(last=False)
+        for evicted, data in self._cache.put(index, block):
             if evicted not in self._spilled:
                 if self._spill is None:
                     self._spill = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()

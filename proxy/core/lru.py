@@ -8,10 +8,14 @@ number of projects or files it has ever seen. Bounded by count, or by weight whe
 Eviction is returned, not hidden: ``put`` hands back what it pushed out, so a caller
 that must do something with an evicted value (spill it to disk, give back its bytes)
 does it itself, and the map stays a plain value holder with no callbacks.
+
+`Generations` are the bounded counters caches put in their keys ("this project's
+reports moved"): forgetting one must not bring back a number already used.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar, overload
@@ -56,6 +60,9 @@ class LRU(Generic[K, V]):
 
     def items(self) -> Iterator[tuple[K, V]]:
         return iter(self._entries.items())
+
+    def values(self) -> Iterator[V]:
+        return iter(self._entries.values())
 
     @overload
     def get(self, key: K) -> V | None: ...
@@ -110,3 +117,28 @@ class LRU(Generic[K, V]):
     def clear(self) -> None:
         self._entries.clear()
         self._weight = 0
+
+
+class Generations(Generic[K]):
+    """A number per key that changes whenever the key ``moved``, for cache keys.
+
+    Bounded like an LRU. A key seen for the first time, or forgotten, gets a number
+    never handed out before, so an entry cached under an old number is never mistaken
+    for current: forgetting costs a recomputation, never a stale answer.
+    """
+
+    __slots__ = ("_counter", "_numbers")
+
+    def __init__(self, maxsize: int) -> None:
+        self._numbers: LRU[K, int] = LRU(maxsize)
+        self._counter = itertools.count()
+
+    def __getitem__(self, key: K) -> int:
+        number = self._numbers.get(key)
+        if number is None:
+            number = next(self._counter)
+            self._numbers.put(key, number)
+        return number
+
+    def move(self, key: K) -> None:
+        self._numbers.put(key, next(self._counter))

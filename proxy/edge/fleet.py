@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from proxy.core.decide import LOAD_KINDS, Verdict
+from proxy.core.lru import LRU
 from proxy.core.models import Page
 from proxy.core.profile import HostProfile
 from proxy.edge.index import Context
@@ -73,7 +74,10 @@ Summariser = Callable[[str, Context], Awaitable[Summary]]
 class Fleet:
     capacity: int = CAPACITY
     clock: Callable[[], float] = time.time
-    _seen: OrderedDict[tuple[str, str], Sighting] = field(default_factory=OrderedDict)
+    _seen: LRU[tuple[str, str], Sighting] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._seen = LRU(self.capacity)
 
     def saw(self, project: str, ctx: Context) -> None:
         """A filtered page was served to a host that told something about itself."""
@@ -82,11 +86,8 @@ class Fleet:
         key = (project, ctx.profile.to_string())
         entry = self._seen.get(key)
         if entry is None:
-            entry = self._seen[key] = Sighting(project, ctx.profile)
-            while len(self._seen) > self.capacity:
-                self._seen.popitem(last=False)
-        else:
-            self._seen.move_to_end(key)
+            entry = Sighting(project, ctx.profile)
+            self._seen.put(key, entry)
         entry.requests += 1
         entry.last_seen = self.clock()
 
@@ -97,7 +98,7 @@ class Fleet:
         ``budget`` seconds (a page whose cached copy expired is fetched again); the rest
         wait for the next look."""
         deadline = time.monotonic() + budget
-        stale = [s for s in reversed(self._seen.values()) if s.summarised_at < s.last_seen]
+        stale = [s for s in reversed(list(self._seen.values())) if s.summarised_at < s.last_seen]
         for entry in stale[:limit]:
             if time.monotonic() > deadline:
                 break
@@ -158,7 +159,7 @@ class Fleet:
     def refusals(self, project: str, filename: str) -> list[tuple[str, tuple[str, ...]]]:
         """(host class, reasons) for each host class recently refused this file."""
         found = []
-        for (seen_project, profile), entry in reversed(self._seen.items()):
+        for (seen_project, profile), entry in reversed(list(self._seen.items())):
             if seen_project != project or entry.summary is None:
                 continue
             reasons = entry.summary.refused.get(filename)

@@ -16,6 +16,7 @@ import httpx
 
 from proxy.analysis.metadata import read_metadata
 from proxy.analysis.remote import RemoteFile
+from proxy.core.lru import LRU, Generations
 from proxy.core.models import File
 from proxy.core.origins import Outbound
 from proxy.edge.files import FileService
@@ -24,6 +25,8 @@ from proxy.edge.stores.state import StateStore
 from proxy.errors import IntegrityError, NotFound, UpstreamError, UpstreamTimeout
 
 _KEY = "metadata:"
+HASHES_KEPT = 100_000  # metadata digests by wheel sha256; the store has them all
+PROJECTS_KEPT = 65_536
 
 
 class MetadataService:
@@ -40,23 +43,31 @@ class MetadataService:
         self.files = files
         self.client = client
         self.store = store
-        self._hashes: dict[str, str] = {}
+        self._hashes: LRU[str, str] = LRU(HASHES_KEPT)
         self._locks: dict[str, asyncio.Lock] = {}
-        self._generations: dict[str, int] = {}
+        self._generations: Generations[str] = Generations(PROJECTS_KEPT)
 
     def generation(self, project: str) -> int:
         """Changes whenever a new metadata digest of one of the project's wheels is learnt."""
-        return self._generations.get(project, 0)
+        return self._generations[project]
 
     async def known_hashes(self, wheels: Sequence[File]) -> Mapping[str, str]:
         """Metadata digests already known for these wheels (by wheel sha256)."""
-        wanted = [f.sha256 for f in wheels if f.sha256 and f.sha256 not in self._hashes]
+        known = {}
+        wanted = []
+        for f in wheels:
+            digest = self._hashes.get(f.sha256 or "")
+            if digest is not None:
+                known[f.sha256 or ""] = digest
+            elif f.sha256:
+                wanted.append(f.sha256)
         if wanted:
             values = await self.store.get_many([_KEY + sha for sha in wanted])
             for sha, value in zip(wanted, values, strict=True):
                 if value is not None:
-                    self._hashes[sha] = value.decode()
-        return self._hashes
+                    known[sha] = value.decode()
+                    self._hashes.put(sha, known[sha])
+        return known
 
     async def stored(self, wheels: Sequence[File]) -> dict[str, bytes]:
         """Metadata already held for these wheels, by wheel sha256; nothing is fetched."""
@@ -86,8 +97,8 @@ class MetadataService:
             data = await self._obtain(file)
             digest = await self.blobs.put_bytes(data)
             await self.store.set(_KEY + file.sha256, digest.encode())
-            self._hashes[file.sha256] = digest
-            self._generations[project] = self.generation(project) + 1
+            self._hashes.put(file.sha256, digest)
+            self._generations.move(project)
         self._locks.pop(file.sha256, None)
         return data
 

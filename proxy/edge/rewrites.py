@@ -23,6 +23,7 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
+from proxy.core.lru import LRU
 from proxy.core.models import File
 from proxy.core.rewrite import Rewrite, RewriteError, Rewritten, rewrite_digest, rewrite_wheel
 from proxy.edge.files import FileService
@@ -33,6 +34,7 @@ from proxy.errors import HostfitError, IntegrityError
 log = logging.getLogger("hostfit.rewrites")
 
 CONCURRENCY = 2
+KEPT = 10_000  # rewrites made and failed, by digest; made ones are in the store too
 _DIGEST_KEY = "rewrite:"
 _NAME_KEY = "rewritten:"
 _METADATA_KEY = "metadata:"
@@ -88,8 +90,8 @@ class RewriteService:
         self.blobs = blobs
         self.files = files
         self.store = store
-        self._done: dict[str, Done] = {}
-        self._failed: dict[str, str] = {}
+        self._done: LRU[str, Done] = LRU(KEPT)
+        self._failed: LRU[str, str] = LRU(KEPT)
         self._tasks: dict[str, asyncio.Task[Done | None]] = {}
         self._limit = asyncio.Semaphore(CONCURRENCY)
 
@@ -100,8 +102,9 @@ class RewriteService:
             values = await self.store.get_many([_DIGEST_KEY + d for d in missing])
             for digest, value in zip(missing, values, strict=True):
                 if value is not None:
-                    self._done[digest] = Done.from_json(value)
-        return {d: self._done[d] for d in wanted if d in self._done}
+                    self._done.put(digest, Done.from_json(value))
+        found = {d: self._done.get(d) for d in wanted}
+        return {d: done for d, done in found.items() if done is not None}
 
     def failed(self, digest: str) -> str | None:
         return self._failed.get(digest)
@@ -152,9 +155,9 @@ class RewriteService:
             await self.store.set(_DIGEST_KEY + digest, done.to_json())
         except (RewriteError, HostfitError, OSError) as exc:
             log.warning("not rewritten, the original is served: %s: %s", file.filename, exc)
-            self._failed[digest] = str(exc)
+            self._failed.put(digest, str(exc))
             return None
-        self._done[digest] = done
+        self._done.put(digest, done)
         log.info("rewrote %s as %s (%s)", file.filename, done.filename, rewrite.describe())
         return done
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from proxy.core.lru import LRU
 from proxy.core.models import File
 from proxy.core.report import Report
 from proxy.edge.reports import ReportService
@@ -61,7 +61,7 @@ class AnalysisScheduler:
         self._inflight: dict[str, asyncio.Future[Report]] = {}  # queued or running
         self._running: set[str] = set()
         self._urgent: dict[str, asyncio.Future[Report]] = {}  # for the gate
-        self._recent: OrderedDict[str, tuple[Report, float]] = OrderedDict()
+        self._recent: LRU[str, tuple[Report, float]] = LRU(RECENT_KEPT)
         self._listeners: list[Listener] = []
         self._tasks: set[asyncio.Task[Report]] = set()
         self._observe = observe
@@ -75,7 +75,7 @@ class AnalysisScheduler:
         found = dict(await self.service.cached_many(wanted)) if wanted else {}
         now = time.monotonic()
         for sha256 in wanted:
-            entry = self._recent.get(sha256)
+            entry = self._recent.peek(sha256)
             if sha256 not in found and entry is not None and entry[1] > now:
                 found[sha256] = entry[0]
         return found
@@ -161,17 +161,14 @@ class AnalysisScheduler:
             return
         report = task.result()
         kept = RECENT_SECONDS if self.ran(report) else RETRY_SECONDS
-        self._recent[sha256] = (report, time.monotonic() + kept)
-        self._recent.move_to_end(sha256)
-        while len(self._recent) > RECENT_KEPT:
-            self._recent.popitem(last=False)
+        self._recent.put(sha256, (report, time.monotonic() + kept))
         for listener in self._listeners:
             listener(file, report)
 
     async def forget(self, sha256: str) -> bool:
         """Drop a wheel's report (admin): it is analysed anew when next needed.
         Whether one was stored."""
-        self._recent.pop(sha256, None)
+        self._recent.pop(sha256)
         return await self.service.forget(sha256)
 
     @staticmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.core.lru import LRU
+from proxy.core.lru import LRU, Generations
 
 
 def test_the_least_recently_used_entry_goes_first() -> None:
@@ -34,6 +34,7 @@ def test_put_of_a_present_key_replaces_and_refreshes() -> None:
     assert lru.put("a", 10) == []
     assert lru.put("c", 3) == [("b", 2)]
     assert dict(lru.items()) == {"a": 10, "c": 3}
+    assert list(lru.values()) == [10, 3]
 
 
 def test_defaults_pop_and_clear() -> None:
@@ -82,3 +83,22 @@ def test_an_entry_heavier_than_the_bound_is_kept_alone() -> None:
 def test_a_bound_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one"):
         LRU(0)
+
+
+def test_a_generation_changes_when_moved_and_is_stable_otherwise() -> None:
+    generations: Generations[str] = Generations(10)
+    first = generations["p"]
+    assert generations["p"] == first
+    generations.move("p")
+    assert generations["p"] != first
+    assert generations["q"] not in (first, generations["p"])
+
+
+def test_a_forgotten_generation_never_comes_back_as_an_old_number() -> None:
+    generations: Generations[str] = Generations(2)
+    seen = {generations["p"]}
+    generations.move("p")
+    seen.add(generations["p"])
+    generations["q"]
+    generations["r"]  # p forgotten
+    assert generations["p"] not in seen

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from packaging.utils import NormalizedName
 
+from proxy.core.lru import LRU
 from proxy.core.models import File, Page
 from proxy.edge.files import FileService
 from proxy.edge.index import Context, Index, IndexLayer
@@ -24,6 +25,8 @@ log = logging.getLogger("hostfit.hashes")
 
 _KEY = "urlsha:"
 CONCURRENCY = 4
+DIGESTS_KEPT = 100_000  # by URL; the store has them all
+PAGES_KEPT = 1024
 
 
 class HashFillIndex(IndexLayer):
@@ -32,9 +35,9 @@ class HashFillIndex(IndexLayer):
         self.files = files
         self.store = store
         self._limit = asyncio.Semaphore(CONCURRENCY)
-        self._known: dict[str, str] = {}
+        self._known: LRU[str, str] = LRU(DIGESTS_KEPT)
         # (upstream, project) -> (revision, page as served): the hot path is one lookup.
-        self._served: dict[tuple[str, str], tuple[str, Page]] = {}
+        self._served: LRU[tuple[str, str], tuple[str, Page]] = LRU(PAGES_KEPT)
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         page = await self.inner.page(name, ctx)
@@ -43,14 +46,15 @@ class HashFillIndex(IndexLayer):
             return served[1] if page.warning is None else replace(served[1], warning=page.warning)
         filled = await self._fill(page)
         if len(filled.files) == len(page.files):  # complete: never needs filling again
-            self._served[(page.upstream, name)] = (page.revision, filled)
+            self._served.put((page.upstream, name), (page.revision, filled))
         return filled
 
     async def _fill(self, page: Page) -> Page:
         missing = [f for f in page.files if f.sha256 is None]
         if not missing:
             return page
-        digests = self._known
+        remembered = {f.url: self._known.get(f.url) for f in missing}
+        digests = {url: d for url, d in remembered.items() if d is not None}
         lookup = [f for f in missing if f.url not in digests]
         if lookup:
             stored = await self.store.get_many([_KEY + f.url for f in lookup])
@@ -58,6 +62,8 @@ class HashFillIndex(IndexLayer):
         unknown = [f for f in missing if f.url not in digests]
         results = await asyncio.gather(*(self._digest(f) for f in unknown))
         digests.update({f.url: d for f, d in zip(unknown, results, strict=True) if d})
+        for url, digest in digests.items():
+            self._known.put(url, digest)
         files = tuple(
             f if f.sha256 else replace(f, hashes={**f.hashes, "sha256": digests[f.url]})
             for f in page.files

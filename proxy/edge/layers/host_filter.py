@@ -27,7 +27,6 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
@@ -39,6 +38,7 @@ from proxy.core.decide import LOAD_KINDS, Reason, Verdict, decide
 from proxy.core.explain import explanation
 from proxy.core.families import BuildChoice, choose_builds
 from proxy.core.frontier import DEFAULT_KEEP, Frontier, needs_report, pip_choice, walk
+from proxy.core.lru import LRU, Generations
 from proxy.core.models import File, Page
 from proxy.core.profile import HostProfile
 from proxy.core.report import Report
@@ -69,6 +69,7 @@ class StoredMetadata(Protocol):
 
 DECISIONS_KEPT = 2048
 WATCHED_KEPT = 200_000
+PROJECTS_KEPT = 65_536  # generations: forgetting one only costs a decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +137,9 @@ class HostFilter(IndexLayer):
         self.budget = budget
         self.limits = limits
         self.hide_sdists = hide_sdists_without_wheels
-        self._decided: OrderedDict[tuple[str, ...], Decided] = OrderedDict()
-        self._generation: dict[str, int] = defaultdict(int)
-        self._watched: OrderedDict[str, str] = OrderedDict()  # unreported sha256 -> project
+        self._decided: LRU[tuple[str, ...], Decided] = LRU(DECISIONS_KEPT)
+        self._generation: Generations[str] = Generations(PROJECTS_KEPT)
+        self._watched: LRU[str, str] = LRU(WATCHED_KEPT)  # unreported sha256 -> project
         self._walks: dict[tuple[str, ...], asyncio.Task[None]] = {}
         scheduler.listen(self._reported)
 
@@ -212,12 +213,9 @@ class HostFilter(IndexLayer):
                f"{self._generation[page.name]}.{learnt}", rules.digest)  # fmt: skip
         cached = self._decided.get(key)
         if cached is not None:
-            self._decided.move_to_end(key)
             return cached
         decided = await self._decide(page, ctx, rules)
-        self._decided[key] = decided
-        while len(self._decided) > DECISIONS_KEPT:
-            self._decided.popitem(last=False)
+        self._decided.put(key, decided)
         return decided
 
     async def _decide(self, page: Page, ctx: Context, rules: Rules) -> Decided:
@@ -229,7 +227,7 @@ class HostFilter(IndexLayer):
         unreported = frozenset(f.filename for f in candidates if f.sha256 not in reports)
         for f in candidates:
             if f.filename in unreported:
-                self._watch(f.sha256 or "", page.name)
+                self._watched.put(f.sha256 or "", page.name)
         verdicts = {
             f.filename: decide(f, reports.get(f.sha256 or ""), profile, facts, tags=tags)
             for f in page.files
@@ -332,19 +330,13 @@ class HostFilter(IndexLayer):
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if done:
-                self._generation[page.name] += 1
-
-    def _watch(self, sha256: str, project: str) -> None:
-        self._watched[sha256] = project
-        self._watched.move_to_end(sha256)
-        while len(self._watched) > WATCHED_KEPT:
-            self._watched.popitem(last=False)
+                self._generation.move(page.name)
 
     def _reported(self, file: File, report: Report) -> None:
-        project = self._watched.pop(file.sha256 or "", None)
+        project = self._watched.pop(file.sha256 or "")
         if project is not None:
             # New reports change what this project's pages decide: decide again.
-            self._generation[project] += 1
+            self._generation.move(project)
 
     async def close(self) -> None:
         for task in list(self._walks.values()):

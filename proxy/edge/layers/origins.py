@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
 from dataclasses import replace
 
 from packaging.utils import NormalizedName
 
+from proxy.core.lru import LRU
 from proxy.core.models import Page
 from proxy.core.origins import Origin, OriginPlan, Screened, screen
 from proxy.edge.config import Settings, pip_default_files
@@ -37,7 +37,7 @@ class OriginFilter(IndexLayer):
     def __init__(self, inner: Index, allowed: frozenset[Origin]) -> None:
         super().__init__(inner)
         self.allowed = allowed
-        self._screened: OrderedDict[tuple[str, str, str], Screened] = OrderedDict()
+        self._screened: LRU[tuple[str, str, str], Screened] = LRU(KEPT)
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         page = await self.inner.page(name, ctx)
@@ -47,11 +47,7 @@ class OriginFilter(IndexLayer):
             screened = screen(page.files, self.allowed)
             if screened.withheld:
                 log.warning("%s: left off the page: %s", page.name, _summary(screened))
-            self._screened[key] = screened
-            while len(self._screened) > KEPT:
-                self._screened.popitem(last=False)
-        else:
-            self._screened.move_to_end(key)
+            self._screened.put(key, screened)
         if not screened.withheld:
             return page
         return replace(page, files=screened.files, withheld=screened.withheld)

@@ -15,12 +15,12 @@ import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from packaging.utils import NormalizedName
 
+from proxy.core.lru import LRU
 from proxy.core.models import Page, ProjectList
 from proxy.core.pages import PageError, parse_json_page, render_json_page
 from proxy.core.redact import redact
@@ -34,6 +34,7 @@ log = logging.getLogger("hostfit.pages")
 # Keep entries long after they go stale: they are the fallback when upstream fails.
 KEEP_SECONDS = 30 * 24 * 3600
 MEMORY_ENTRIES = 256
+RETRIES_KEPT = 4096  # projects whose upstream failed, served stale until their retry
 RETRY_SECONDS = 30.0
 WARN_TEXT_MAX = 300
 
@@ -89,24 +90,20 @@ class CachedUpstream:
         self.store = store
         self.ttl = ttl
         self.clock = clock
-        self._memory: OrderedDict[str, Entry] = OrderedDict()
+        self._memory: LRU[str, Entry] = LRU(MEMORY_ENTRIES)
         self._refreshing: dict[str, asyncio.Future[Entry]] = {}
-        self._retry_after: dict[str, float] = {}
+        self._retry_after: LRU[str, float] = LRU(RETRIES_KEPT)
 
     def _key(self, name: str) -> str:
         # Upstream URLs reach here without credentials; redacted anyway, keys are listed.
         return f"page:{redact(self.upstream.base_url)}:{name}"
 
     def _remember(self, name: str, entry: Entry) -> None:
-        self._memory[name] = entry
-        self._memory.move_to_end(name)
-        while len(self._memory) > MEMORY_ENTRIES:
-            self._memory.popitem(last=False)
+        self._memory.put(name, entry)
 
     async def _load(self, name: str) -> Entry | None:
         entry = self._memory.get(name)
         if entry is not None:
-            self._memory.move_to_end(name)
             return entry
         raw = await self.store.get(self._key(name))
         if raw is None:
@@ -121,15 +118,15 @@ class CachedUpstream:
 
     async def purge(self, name: NormalizedName) -> None:
         """Forget the project's page: the next request fetches it anew (admin)."""
-        self._memory.pop(name, None)
-        self._retry_after.pop(name, None)
+        self._memory.pop(name)
+        self._retry_after.pop(name)
         await self.store.delete(self._key(name))
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         entry = await self._load(name)
         now = self.clock()
         if entry is None or (
-            now - entry.fetched >= self.ttl and now >= self._retry_after.get(name, 0.0)
+            now - entry.fetched >= self.ttl and now >= self._retry_after.peek(name, 0.0)
         ):
             entry = await self._refresh(name, entry)
         if entry.page is None:
@@ -170,14 +167,14 @@ class CachedUpstream:
             log.warning("serving cached page of %s: %s", name, exc)
             # Serve the stale page for a while before asking the failing upstream again,
             # so an outage does not cost every request a full upstream timeout.
-            self._retry_after[name] = now + min(self.ttl, RETRY_SECONDS)
+            self._retry_after.put(name, now + min(self.ttl, RETRY_SECONDS))
             if previous.page is None:
                 return previous
             warning = f'110 hostfit "Response is Stale: {warn_text(str(exc))}"'
             stale = replace(previous, page=replace(previous.page, warning=warning))
             self._remember(name, stale)
             return stale
-        self._retry_after.pop(name, None)
+        self._retry_after.pop(name)
         self._remember(name, entry)
         await self.store.set(self._key(name), entry.encode(), ttl=KEEP_SECONDS)
         return entry

@@ -14,7 +14,6 @@ lists them as hidden with their reason.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from packaging.utils import NormalizedName, canonicalize_name
 
 from proxy.core.decide import Reason
+from proxy.core.lru import LRU
 from proxy.core.models import Page, ProjectList
 from proxy.core.rule_policy import PolicyOutcome, apply_policies, listed
 from proxy.core.rules import Rules
@@ -49,8 +49,8 @@ class PolicyIndex(IndexLayer):
         super().__init__(inner)
         self.rules = rules
         self.clock = clock
-        self._cache: OrderedDict[tuple[str, ...], Filtered] = OrderedDict()
-        self._served: OrderedDict[tuple[str, ...], Filtered] = OrderedDict()
+        self._cache: LRU[tuple[str, ...], Filtered] = LRU(KEPT)
+        self._served: LRU[tuple[str, ...], Filtered] = LRU(KEPT)
 
     async def projects(self) -> ProjectList:
         projects = await self.inner.projects()
@@ -76,7 +76,6 @@ class PolicyIndex(IndexLayer):
         key = (page.name, page.upstream, page.revision, rules.digest)
         cached = self._cache.get(key)
         if cached is not None and (cached.until is None or now < cached.until):
-            self._cache.move_to_end(key)
             return cached
         outcome: PolicyOutcome = apply_policies(rules, page.name, page.files, now)
         kept = tuple(f for f in page.files if f.filename not in outcome.hidden)
@@ -89,15 +88,6 @@ class PolicyIndex(IndexLayer):
         hidden.update(outcome.hidden)
         before = replace(page, files=page.files + tuple(f for f, _ in page.withheld), withheld=())
         result = Filtered(served, before, hidden, outcome.until)
-        _put(self._cache, key, result)
-        _put(self._served, (page.name, revision), result)
+        self._cache.put(key, result)
+        self._served.put((page.name, revision), result)
         return result
-
-
-def _put(
-    cache: OrderedDict[tuple[str, ...], Filtered], key: tuple[str, ...], value: Filtered
-) -> None:
-    cache[key] = value
-    cache.move_to_end(key)
-    while len(cache) > KEPT:
-        cache.popitem(last=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -22,6 +21,7 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from proxy.core.frontier import is_linux_platform
+from proxy.core.lru import LRU, Generations
 from proxy.core.models import File, Page
 from proxy.core.report import Report
 from proxy.core.rewrite import Rewrite, plan, rewrite_digest
@@ -34,6 +34,7 @@ from proxy.edge.scheduler import AnalysisScheduler
 
 ANALYSED_VERSIONS = 3
 PAGES_KEPT = 1024
+PROJECTS_KEPT = 65_536  # generations: forgetting one only costs a recomputation
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,8 @@ class RewriteIndex(IndexLayer):
         self.rules = rules
         self.service = service
         self.reports = reports
-        self._generation: dict[str, int] = defaultdict(int)
-        self._pages: OrderedDict[tuple[str, ...], Page] = OrderedDict()
+        self._generation: Generations[str] = Generations(PROJECTS_KEPT)
+        self._pages: LRU[tuple[str, ...], Page] = LRU(PAGES_KEPT)
         self._analysing: dict[str, asyncio.Future[Report]] = {}
 
     async def close(self) -> None:
@@ -72,12 +73,9 @@ class RewriteIndex(IndexLayer):
         key = (name, page.upstream, page.revision, rules.digest, str(self._generation[name]))
         cached = self._pages.get(key)
         if cached is not None:
-            self._pages.move_to_end(key)
             return cached
         result = await self._rewritten(page, rules)
-        self._pages[key] = result
-        while len(self._pages) > PAGES_KEPT:
-            self._pages.popitem(last=False)
+        self._pages.put(key, result)
         return result
 
     async def explain(self, decided: Decided) -> dict[str, dict[str, Any]]:
@@ -159,7 +157,7 @@ class RewriteIndex(IndexLayer):
         self._moved(project)
 
     def _moved(self, project: str) -> None:
-        self._generation[project] += 1
+        self._generation.move(project)
 
 
 def _newest_first(planned: Sequence[_Planned]) -> list[_Planned]:

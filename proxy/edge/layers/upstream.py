@@ -17,12 +17,12 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import httpx
 from packaging.utils import NormalizedName
 
+from proxy.core.lru import LRU
 from proxy.core.models import Page, ProjectList
 from proxy.core.negotiate import HTML_V1, JSON_V1
 from proxy.core.pages import (
@@ -87,7 +87,7 @@ class HttpUpstream:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.client = client
         self.deadline = deadline
-        self._drops_logged: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._drops_logged: LRU[tuple[str, str], None] = LRU(DROPS_REMEMBERED)
 
     def __repr__(self) -> str:
         return f"HttpUpstream({self.base_url!r})"
@@ -166,12 +166,8 @@ class HttpUpstream:
 
     def _log_drops(self, name: str, revision: str, dropped: list[str]) -> None:
         """Once per page revision: a page refetched unchanged says nothing new."""
-        key = (name, revision)
-        if key in self._drops_logged:
+        if not self._drops_logged.add((name, revision), None):
             return
-        self._drops_logged[key] = None
-        while len(self._drops_logged) > DROPS_REMEMBERED:
-            self._drops_logged.popitem(last=False)
         shown = "; ".join(dropped[:5]) + (
             f"; and {len(dropped) - 5} more" if len(dropped) > 5 else ""
         )
