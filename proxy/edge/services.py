@@ -175,6 +175,8 @@ def layers(index: Index) -> list[Index]:
             todo.append(current.inner)
         elif isinstance(current, PriorityIndex):
             todo.extend(current.indexes)
+        elif isinstance(current, RoutedIndex):
+            todo.extend(upstream.index for upstream in current.upstreams)
     return found
 
 

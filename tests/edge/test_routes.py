@@ -271,3 +271,11 @@ def test_a_member_build_key_labels_files_without_a_local_version(
         assert files_of(get(proxy, f"p/{HOST},cuda=none/simple/torch/")) == {
             f"torch-2.7.0+cpu-{CP}.whl"
         }
+
+
+def test_admin_purges_reach_routed_upstreams(
+    family: dict[str, Upstream], make_proxy: MakeProxy
+) -> None:
+    proxy = family_proxy(make_proxy, family)
+    # One page cache per upstream, routed or not, found under the routes for purges.
+    assert len(proxy.services.page_caches) == len(BUILDS) + 1
