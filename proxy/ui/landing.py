@@ -244,7 +244,11 @@ def _this_proxy(data: Landing) -> str:
             )
             for u in data.upstreams
         ),
-        caption="In priority order: a project is taken whole from the first that has it.",
+        caption=(
+            "In priority order. A project an upstream's projects name comes from that"
+            " upstream alone (a family's members merged, one build per version for a host);"
+            " any other is taken whole from the first upstream without projects that has it."
+        ),
     )
     origins = (
         f"<p>Files may also come from {codes(data.file_origins)}.</p>"
