@@ -194,7 +194,12 @@ def test_the_universal_view_lists_every_build_and_shared_files_once(
     family: dict[str, Upstream], make_proxy: MakeProxy
 ) -> None:
     proxy = family_proxy(make_proxy, family)
-    assert build_of(files_of(get(proxy, "universal/simple/torch/"))) == {b.label for b in BUILDS}
+    universal = get(proxy, "universal/simple/torch/")
+    assert build_of(files_of(universal)) == {b.label for b in BUILDS}
+    # PEP 700's versions: every member's, not only the first's
+    assert universal.json()["versions"] == [
+        "2.7.0+cpu", "2.7.0+cu118", "2.7.0+cu126", "2.7.0+cu128"
+    ]  # fmt: skip
     assert files_of(get(proxy, "universal/simple/nvidia-nccl-cu12/")) == {
         "nvidia_nccl_cu12-2.21.5-py3-none-any.whl"
     }

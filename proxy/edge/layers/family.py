@@ -19,10 +19,11 @@ import asyncio
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from packaging.utils import NormalizedName
+from packaging.version import InvalidVersion, Version
 
 from proxy.core.families import Family, build_label
 from proxy.core.models import File, Page, ProjectList
@@ -97,8 +98,14 @@ class FamilyIndex:
             self._log_conflicts(name, revision, conflicts)
         first_page = found[0][1]
         warnings = [p.warning for _, p in found if p.warning]
+        meta = dict(first_page.meta)
+        listed = [p.meta["versions"] for _, p in found if isinstance(p.meta.get("versions"), list)]
+        if listed:
+            # PEP 700: every version the merged page has files of, not just the first's.
+            meta["versions"] = _versions(v for versions in listed for v in versions)
         return replace(
             first_page,
+            meta=meta,
             files=tuple(files.values()),
             upstream=f"family {self.name}: " + ", ".join(redact(m.url) for m, _ in found),
             revision=revision,
@@ -124,3 +131,11 @@ class FamilyIndex:
         for member in self.members:
             seen.update(dict.fromkeys((await member.index.projects()).names))
         return ProjectList(names=tuple(seen))
+
+
+def _versions(values: Iterable[object]) -> list[object]:
+    unique = list(dict.fromkeys(values))
+    try:
+        return sorted(unique, key=lambda v: Version(str(v)))
+    except InvalidVersion:
+        return unique
