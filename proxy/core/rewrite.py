@@ -11,7 +11,9 @@ The output takes a file name of its own: the new tags, and a build tag
 ``<original build or 0>.hf<digest>`` whose digest covers the input's sha256, the
 rewrite and `REWRITE_VERSION`, so one name never stands for two contents. A variant
 wheel (PEP 825) rewritten for installers that cannot read variants loses its label
-from the name; its ``variant.json`` stays inside, saying which build it is.
+from the name, and its variant markers are settled for the host
+(`proxy.core.variant_markers`); its ``variant.json`` stays inside, saying which build
+it is.
 Pure: reads and writes the file objects it is given, nothing else.
 """
 
@@ -40,6 +42,7 @@ from packaging.version import Version
 
 from proxy.core.report import Report
 from proxy.core.rules import Rules
+from proxy.core.variant_markers import settle_markers
 from proxy.core.variants import split_label
 from proxy.errors import HostfitError
 
@@ -62,6 +65,8 @@ class Rewrite:
     requires_python: str | None = None  # None: unchanged; "": removed
     variant: str | None = None  # the variant label the name drops
     rules: tuple[str, ...] = field(default=(), compare=False)  # where each rule is written
+    # The variant's properties the host supports: its variant markers are settled by them.
+    variant_properties: frozenset[str] = frozenset()
 
     @property
     def changes_metadata(self) -> bool:
@@ -76,6 +81,7 @@ class Rewrite:
         }
         if self.variant is not None:  # absent otherwise: earlier rewrites keep their digests
             recipe["variant"] = self.variant
+            recipe["variant_properties"] = sorted(self.variant_properties)
         return recipe
 
     def describe(self) -> str:
@@ -198,6 +204,11 @@ def rewrite_wheel(
         metadata = archive.read(metadata_name)
         if rewrite.changes_metadata:
             metadata = rewrite_metadata(metadata, rewrite)
+        if rewrite.variant is not None:
+            try:
+                metadata = settle_markers(metadata, rewrite.variant, rewrite.variant_properties)
+            except UnicodeDecodeError:
+                raise RewriteError(f"{filename}: METADATA is not UTF-8") from None
         replaced = {wheel_name: wheel, metadata_name: metadata}
         replaced[record_name] = _record(archive.read(record_name), replaced, record_name)
         writer = _ZipWriter(sink)

@@ -90,6 +90,18 @@ def best_label(meta: VariantMetadata, labels: Iterable[str], profile: HostProfil
     return min(keyed, key=functools.cmp_to_key(_compare))[1]
 
 
+def supported_properties(properties: Properties, profile: HostProfile) -> frozenset[str]:
+    """``"ns :: feature :: value"`` of these properties this host surely supports: what a
+    variant-aware installer evaluates the wheel's variant markers with (PEP 825)."""
+    return frozenset(
+        f"{ns} :: {feature} :: {value}"
+        for ns, features in properties.items()
+        for feature, values in features.items()
+        for value in values
+        if _value_fit(ns, feature, value, profile) is True
+    )
+
+
 def describe_unfit(properties: Properties, profile: HostProfile) -> str:
     """The features this host fails, for explain: ``nvidia :: sm_arch :: 90_real``."""
     failed = [

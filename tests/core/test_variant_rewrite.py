@@ -8,10 +8,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 from packaging.utils import parse_wheel_filename
 
 from proxy.core.rewrite import Rewrite, new_filename, rewrite_digest, rewrite_wheel
 from proxy.core.rules import load_rules
+from proxy.core.variant_markers import settle_markers
 from proxy.errors import ConfigError
 from tests.support.variant_wheels import build_variant_wheel
 from tests.support.wheels import WheelSpec
@@ -65,3 +67,49 @@ def test_best_variant_rule_names_projects() -> None:
     ]:
         with pytest.raises(ConfigError, match=message):
             load_rules({"r.toml": text})
+
+
+SUPPORTED = {"nvidia :: cuda_version_lower_bound :: 12.8", "nvidia :: sm_arch :: 90_real"}
+
+
+@pytest.mark.parametrize(
+    ("requirement", "installed"),
+    [
+        ('gemm; "nvidia :: sm_arch :: 90_real" in variant_properties', True),
+        ("gemm; 'nvidia::sm_arch::90_real' in variant_properties", True),  # whitespace
+        ('gemm; "nvidia :: sm_arch :: 120_real" in variant_properties', False),
+        ('gemm; "nvidia :: sm_arch :: 120_real" not in variant_properties', True),
+        ('gemm; "nvidia :: sm_arch" in variant_features', True),
+        ('gemm; "x86_64" in variant_namespaces or python_version < "3"', False),
+        ('gemm; "nvidia" in variant_namespaces and python_version >= "3"', True),
+        ('gemm; variant_label == "cu128"', True),
+        ('gemm; variant_label != "cu128"', False),
+        ('gemm; "null" != variant_label', True),
+        ('gemm; python_version >= "3"', True),  # not a variant marker: left alone
+    ],
+)
+def test_variant_markers_are_settled_for_the_host(requirement: str, installed: bool) -> None:
+    metadata = f"Metadata-Version: 2.1\nName: ok\nRequires-Dist: {requirement}\n\nBody".encode()
+    settled = settle_markers(metadata, "cu128", SUPPORTED)
+    head, _, body = settled.decode().partition("\n\n")
+    assert body == "Body"
+    (line,) = [h for h in head.splitlines() if h.startswith("Requires-Dist:")]
+    parsed = Requirement(line.removeprefix("Requires-Dist:").strip())  # plain installers read it
+    assert parsed.marker is not None and parsed.marker.evaluate() is installed
+
+
+def test_a_rewritten_variant_carries_settled_markers(tmp_path: Path) -> None:
+    spec = WheelSpec("ok", "1.0", requires_dist=['gemm; "nvidia" in variant_namespaces', "six"])
+    path = build_variant_wheel(spec, "cu128", GPU, tmp_path, namespaces=("nvidia",))
+    rewrite = Rewrite(variant="cu128", variant_properties=frozenset(SUPPORTED))
+    sink = io.BytesIO()
+    with path.open("rb") as source:
+        result = rewrite_wheel(source, sink, path.name, SHA, rewrite)
+    requires = [
+        line.split(":", 1)[1].strip()
+        for line in result.metadata.decode().splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
+    assert requires == ['gemm; python_version >= "0"', "six"]
+    other = Rewrite(variant="cu128", variant_properties=frozenset())
+    assert rewrite_digest(SHA, other) != rewrite_digest(SHA, rewrite)  # a host of its own

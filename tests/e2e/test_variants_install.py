@@ -19,10 +19,12 @@ import pytest
 
 from proxy.core.negotiate import JSON_V1
 from proxy.probe.host import probe
-from tests.edge.test_variants_serving import build_variants
+from tests.edge.test_variants_serving import BUILDS, build_variants
 from tests.support.clients import clean_env, new_venv, pip_install, python_output, uv_install
 from tests.support.proxy import ProxyProcess
 from tests.support.upstream import Upstream
+from tests.support.variant_wheels import build_variant_wheel
+from tests.support.wheels import WheelSpec, build_wheel
 
 pytestmark = pytest.mark.e2e
 PREVIEW = ("--preview-features", "wheel-variants")
@@ -38,10 +40,17 @@ def servers(
     """Two proxies over one upstream: as configured out of the box, and with the rule."""
     work = tmp_path_factory.mktemp("variants")
     rules = work / "best.toml"
-    rules.write_text('[[best_variant]]\nproject = "vpkg"\n')
+    rules.write_text('[[best_variant]]\nproject = "vpkg"\n\n[[best_variant]]\nproject = "vmark"\n')
     with Upstream() as upstream:
         for path in build_variants(work / "wheels").values():
             upstream.add("vpkg", path)
+        # A variant whose dependencies say, with variant markers, which builds need them.
+        needs_gpu = ['vmark-gpu; "nvidia" in variant_namespaces']
+        for label, properties in (("cu128", BUILDS["cu128"]), ("null", {})):
+            files = {"vmark/__init__.py": f"BUILD = {label!r}\n".encode()}
+            spec = WheelSpec("vmark", "1.0", files=files, requires_dist=needs_gpu)
+            upstream.add("vmark", build_variant_wheel(spec, label, properties, work / "marks"))
+        upstream.add("vmark-gpu", build_wheel(WheelSpec("vmark-gpu", "1.0"), work / "marks"))
         with (
             ProxyProcess("--upstream", upstream.url, cache_dir=work / "plain") as plain,
             ProxyProcess(
@@ -102,11 +111,13 @@ def test_uv_without_the_preview_ignores_variant_wheels(
     assert installed_build(python) == "plain"
 
 
-def rewritten_ready(proxy: ProxyProcess, route: str, timeout: float = 60.0) -> str:
+def rewritten_ready(
+    proxy: ProxyProcess, route: str, project: str = "vpkg", timeout: float = 60.0
+) -> str:
     """The page's rewritten wheel, once made (rewrites are made in the background)."""
     deadline = time.monotonic() + timeout
     while True:
-        page = httpx.get(proxy.url + route + "vpkg/", headers={"Accept": JSON_V1}).json()
+        page = httpx.get(proxy.url + route + f"{project}/", headers={"Accept": JSON_V1}).json()
         names = [f["filename"] for f in page["files"] if ".hf" in f["filename"]]
         if names:
             (name,) = names
@@ -147,3 +158,27 @@ def test_uv_without_the_preview_gets_the_rewritten_best_variant_too(
     result = uv_install(python, ruled.url + route, "vpkg", env=gpu("12.8", "9.0", tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert installed_build(python) == "cu128"
+
+
+@pytest.mark.parametrize(
+    ("profile", "build", "gpu_dependency"),
+    [("cuda=12.8,sm=9.0", "cu128", True), ("cuda=none", "null", False)],
+)
+def test_plain_pip_gets_variant_markers_settled_for_the_host(
+    servers: tuple[ProxyProcess, ProxyProcess],
+    tmp_path: Path,
+    profile: str,
+    build: str,
+    gpu_dependency: bool,
+) -> None:
+    _, ruled = servers
+    route = f"p/{profile}/simple/"
+    rewritten_ready(ruled, route, "vmark")
+    python = new_venv(tmp_path / "venv")
+    result = pip_install(python, ruled.url + route, "vmark", env=clean_env(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert python_output(python, "import vmark; print(vmark.BUILD)") == build
+    found = python_output(
+        python, "import importlib.util as u; print(bool(u.find_spec('vmark_gpu')))"
+    )
+    assert found == str(gpu_dependency)

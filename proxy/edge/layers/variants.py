@@ -44,7 +44,13 @@ from proxy.core.lru import LRU, Generations
 from proxy.core.models import File, Page
 from proxy.core.rewrite import Rewrite, plan, rewrite_digest
 from proxy.core.rules import Rules
-from proxy.core.variant_fit import best_label, describe_unfit, label_fit, unfit_labels
+from proxy.core.variant_fit import (
+    best_label,
+    describe_unfit,
+    label_fit,
+    supported_properties,
+    unfit_labels,
+)
 from proxy.core.variants import (
     VARIANTS_SUFFIX,
     VariantMetadata,
@@ -294,6 +300,7 @@ class VariantIndex(IndexLayer):
                 requires_python=fixes.requires_python if fixes else None,
                 variant=label,
                 rules=(wanted[0].where, *(fixes.rules if fixes else ())),
+                variant_properties=supported_properties(meta.variants[label], ctx.profile),
             )
             digest = rewrite_digest(wheel.sha256, rewrite)
             done = (await self.rewrites.known([digest])).get(digest)

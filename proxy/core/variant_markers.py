@@ -1,0 +1,65 @@
+"""PEP 825's variant markers, settled for one variant so that plain installers can read them.
+
+``Requires-Dist: fast-gemm; "nvidia :: sm_arch :: 120_real" in variant_properties`` is a
+marker no installer without variant support can parse (`packaging` refuses the unknown
+variables), so a variant wheel rewritten for them must not carry it as it is. Each
+variant clause is evaluated here, as PEP 825 says a variant-aware installer would: against
+the label of the wheel and those of its properties the host supports, and replaced by a
+comparison that always holds or never does; the rest of the marker is left for the
+installer. Clauses:
+
+- ``"ns" in variant_namespaces``, ``"ns :: feature" in variant_features``,
+  ``"ns :: feature :: value" in variant_properties`` (and ``not in``), whitespace around
+  ``::`` ignored;
+- ``variant_label == "label"`` and ``!=``, either side.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+# Markers compare a variable with a literal (never two literals): one that always
+# holds, one that never does.
+_TRUE, _FALSE = 'python_version >= "0"', 'python_version < "0"'
+_SETS = r"variant_namespaces|variant_features|variant_properties"
+_QUOTED = r"(?P<q>[\"'])(?P<value>[^\"']*)(?P=q)"
+_IN = re.compile(rf"{_QUOTED}\s+(?P<op>not\s+in|in)\s+(?P<var>{_SETS})\b")
+_LABEL_RIGHT = re.compile(rf"\bvariant_label\s*(?P<op>==|!=)\s*{_QUOTED}")
+_LABEL_LEFT = re.compile(rf"{_QUOTED}\s*(?P<op>==|!=)\s*variant_label\b")
+_SEPARATOR = re.compile(r"\s*::\s*")
+
+
+def settle_markers(metadata: bytes, label: str, supported: Iterable[str]) -> bytes:
+    """METADATA with every variant clause of its ``Requires-Dist`` lines settled;
+    ``supported``: ``"ns :: feature :: value"`` properties of the wheel the host supports."""
+    properties = {_normal(p) for p in supported}
+    features = {p.rsplit(" :: ", 1)[0] for p in properties}
+    namespaces = {p.split(" :: ", 1)[0] for p in properties}
+    sets = {
+        "variant_namespaces": namespaces,
+        "variant_features": features,
+        "variant_properties": properties,
+    }
+
+    def membership(m: re.Match[str]) -> str:
+        found = _normal(m["value"]) in sets[m["var"]]
+        return _TRUE if found == (m["op"] == "in") else _FALSE
+
+    def equality(m: re.Match[str]) -> str:
+        return _TRUE if (m["value"] == label) == (m["op"] == "==") else _FALSE
+
+    text = metadata.decode("utf-8")
+    newline = "\r\n" if "\r\n" in text else "\n"
+    head, blank, body = text.partition(newline + newline)
+    lines = []
+    for line in head.split(newline):
+        if line.lower().startswith("requires-dist:") and "variant_" in line:
+            line = _IN.sub(membership, line)
+            line = _LABEL_LEFT.sub(equality, _LABEL_RIGHT.sub(equality, line))
+        lines.append(line)
+    return (newline.join(lines) + blank + body).encode("utf-8")
+
+
+def _normal(text: str) -> str:
+    return _SEPARATOR.sub(" :: ", text.strip())
