@@ -121,15 +121,15 @@ async def simple_project(request: Request) -> Response:
         headers["Warning"] = page.warning
         services.metrics.stale_pages.inc()
     gzip_ok = accepts_gzip(request.headers.get("accept-encoding"))
-    etag = rendered.gzip_etag if gzip_ok else rendered.etag
+    # Bytes and tag read together: a better gzip encoding may land between two reads.
+    body, etag = rendered.gzip() if gzip_ok else (rendered.body, rendered.etag)
     headers["ETag"] = etag
     if _etag_matches(request.headers.get("if-none-match"), etag):
         services.metrics.page_not_modified.inc()
         return Response(status_code=304, headers=headers)
     if gzip_ok:
         headers["Content-Encoding"] = "gzip"
-        return Response(rendered.gzipped, media_type=_content_type(media), headers=headers)
-    return Response(rendered.body, media_type=_content_type(media), headers=headers)
+    return Response(body, media_type=_content_type(media), headers=headers)
 
 
 async def variants_json(request: Request) -> Response:

@@ -1,42 +1,94 @@
-"""Rendered pages, kept as bytes (plain and gzip) per page revision, view and format.
+"""Rendered pages, kept as bytes per page revision, view and format.
 
 The hot path of a cached page is a dictionary lookup: pages are parsed when
 fetched and rendered once per (revision, host class, format), never per request.
+
+A cold page renders only the format asked for, and compresses only when a client
+accepts gzip: first at a fast level, because the client is waiting (zlib's level 6
+costs 70 ms on a 5 MB page, level 1 a third of that), then once more at level 6 on a
+background thread, whose smaller bytes the next clients get. Each level has its own
+ETag, so a client never holds one set of bytes under a tag that now names another.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 
 from proxy.core.models import Page
 from proxy.core.negotiate import JSON_V1
 from proxy.core.pages import render_html_page, render_json_page
 
 MAX_BYTES = 256 * 1024 * 1024
+FAST_LEVEL = 1
+BEST_LEVEL = 6
+# Below this, the best level is cheap enough for the first answer.
+FAST_FROM = 256 * 1024
+
+# One thread: recompressing is background work, never more than one core's worth.
+_recompress = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hostfit-gzip")
 
 
-@dataclass(frozen=True, slots=True)
 class Rendered:
-    body: bytes
-    gzipped: bytes
-    etag: str  # of the identity encoding; the gzip representation appends "-gz"
+    """A page's bytes and their ETag; the gzip encoding is made on first demand."""
+
+    __slots__ = ("_gzip", "_lock", "_resized", "body", "etag")
+
+    def __init__(self, body: bytes, resized: Callable[[], None] | None = None) -> None:
+        """``resized()``: called whenever ``size`` changes (an encoding is made)."""
+        self.body = body
+        self.etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        self._gzip: tuple[bytes, str] | None = None  # (bytes, their ETag)
+        self._resized = resized
+        self._lock = threading.Lock()
 
     @classmethod
     def of(cls, body: bytes) -> Rendered:
-        digest = hashlib.sha256(body).hexdigest()[:32]
-        return cls(body, gzip.compress(body, compresslevel=6, mtime=0), f'"{digest}"')
+        return cls(body)
+
+    def gzip(self) -> tuple[bytes, str]:
+        """The gzip bytes and their ETag, read together: a better encoding may land at
+        any time from the background thread."""
+        made = self._gzip
+        if made is not None:
+            return made
+        with self._lock:
+            if self._gzip is None:
+                level = FAST_LEVEL if len(self.body) >= FAST_FROM else BEST_LEVEL
+                self._set(gzip.compress(self.body, compresslevel=level, mtime=0), level)
+                if level != BEST_LEVEL:
+                    _recompress.submit(self._improve)
+            made = self._gzip
+        assert made is not None
+        return made
+
+    def _improve(self) -> None:
+        better = gzip.compress(self.body, compresslevel=BEST_LEVEL, mtime=0)
+        with self._lock:
+            self._set(better, BEST_LEVEL)
+
+    def _set(self, data: bytes, level: int) -> None:
+        suffix = "-gz" if level == BEST_LEVEL else f"-gz{level}"
+        self._gzip = (data, self.etag[:-1] + suffix + '"')
+        if self._resized is not None:
+            self._resized()
+
+    @property
+    def gzipped(self) -> bytes:
+        return self.gzip()[0]
 
     @property
     def gzip_etag(self) -> str:
-        return self.etag[:-1] + '-gz"'
+        return self.gzip()[1]
 
     @property
     def size(self) -> int:
-        return len(self.body) + len(self.gzipped)
+        made = self._gzip
+        return len(self.body) + (len(made[0]) if made is not None else 0)
 
 
 def render_page(page: Page, media: str) -> bytes:
@@ -46,23 +98,37 @@ def render_page(page: Page, media: str) -> bytes:
 class RenderCache:
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[Hashable, Rendered] = OrderedDict()
+        # key -> (rendering, the bytes counted for it)
+        self._entries: OrderedDict[Hashable, tuple[Rendered, int]] = OrderedDict()
         self._bytes = 0
+        self._lock = threading.Lock()  # the recompression thread resizes entries too
 
     def get(self, key: Hashable) -> Rendered | None:
-        rendered = self._entries.get(key)
-        if rendered is not None:
-            self._entries.move_to_end(key)
-        return rendered
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
 
     def put(self, key: Hashable, make: Callable[[], bytes]) -> Rendered:
-        rendered = Rendered.of(make())
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self._bytes -= old.size
-        self._entries[key] = rendered
-        self._bytes += rendered.size
-        while self._bytes > self.max_bytes and len(self._entries) > 1:
-            _, evicted = self._entries.popitem(last=False)
-            self._bytes -= evicted.size
+        body = make()
+        rendered = Rendered(body, resized=lambda: self._resize(key, rendered))
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._entries[key] = (rendered, rendered.size)
+            self._bytes += rendered.size
+            while self._bytes > self.max_bytes and len(self._entries) > 1:
+                _, (_, counted) = self._entries.popitem(last=False)
+                self._bytes -= counted
         return rendered
+
+    def _resize(self, key: Hashable, rendered: Rendered) -> None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] is not rendered:
+                return  # evicted or replaced: no longer counted here
+            size = rendered.size
+            self._bytes += size - entry[1]
+            self._entries[key] = (rendered, size)
