@@ -59,6 +59,8 @@ class File:
         """PEP 658/714: False, True (present, hash unknown) or {hash name: digest}."""
         for key in METADATA_KEYS:
             value = self.extra.get(key)
+            if value is None or value is False:
+                continue  # most files of a big page: spared the abstract Mapping check
             if isinstance(value, Mapping):
                 return {str(k): str(v) for k, v in value.items()}
             if value:
