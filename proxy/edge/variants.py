@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, cast
 
@@ -36,6 +37,7 @@ from proxy.core.variants import (
     parse_wheel_variant,
 )
 from proxy.edge.files import FileService
+from proxy.edge.flight import Flights
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.state import StateStore
 from proxy.errors import UpstreamError
@@ -67,6 +69,8 @@ class VariantService:
         self.outbound = outbound
         self._limit = asyncio.Semaphore(CONCURRENCY)
         self._documents: LRU[tuple[str, ...], Document] = LRU(DOCUMENTS_KEPT)
+        self._making: Flights[tuple[str, ...], Document] = Flights()
+        self._reading: Flights[str, bytes] = Flights()
 
     def known(self, key: tuple[str, ...]) -> Document | None:
         return self._documents.get(key)
@@ -77,11 +81,21 @@ class VariantService:
         """Made once per key; `HostfitError` (an upstream that failed) is not remembered."""
         document = self.known(key)
         if document is None:
-            if upstream is not None:
-                document = await self._upstream(upstream)
-            else:
-                document = await self._generated(wheels)
-            self._documents.put(key, document)
+            document = await self._making.run(key, partial(self._make, key, upstream, wheels))
+        return document
+
+    async def close(self) -> None:
+        await self._making.close()
+        await self._reading.close()
+
+    async def _make(
+        self, key: tuple[str, ...], upstream: File | None, wheels: Sequence[File]
+    ) -> Document:
+        if upstream is not None:
+            document = await self._upstream(upstream)
+        else:
+            document = await self._generated(wheels)
+        self._documents.put(key, document)
         return document
 
     async def _upstream(self, file: File) -> Document:
@@ -122,6 +136,9 @@ class VariantService:
         return parse_wheel_variant(await self.wheel_variant_json(file), file.filename)
 
     async def wheel_variant_json(self, file: File) -> bytes:
+        return await self._reading.run(file.sha256 or file.url, partial(self._variant_json, file))
+
+    async def _variant_json(self, file: File) -> bytes:
         sha256 = file.sha256 or ""
         stored = await self.store.get(_KEY + sha256)
         if stored is not None and self.blobs.has(stored.decode()):

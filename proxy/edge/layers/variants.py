@@ -61,6 +61,7 @@ from proxy.core.variants import (
     variant_version,
     variants_json_filename,
 )
+from proxy.edge.flight import Flights
 from proxy.edge.index import Context, Index, IndexLayer
 from proxy.edge.layers.host_filter import Decided
 from proxy.edge.rewrites import RewriteService
@@ -114,7 +115,7 @@ class VariantIndex(IndexLayer):
         self._generation: Generations[str] = Generations(PROJECTS_KEPT)
         self._served: LRU[tuple[str, ...], Served] = LRU(SERVED_KEPT)
         self._plain: LRU[tuple[str, ...], bool] = LRU(SERVED_KEPT)
-        self._tasks: dict[tuple[str, ...], asyncio.Task[Document | None]] = {}
+        self._making: Flights[tuple[str, ...], Document | None] = Flights()
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         return (await self.served(name, ctx)).page
@@ -182,9 +183,8 @@ class VariantIndex(IndexLayer):
         return replace(decided, verdicts=verdicts, page=replace(decided.page, files=kept))
 
     async def close(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self._making.close()
+        await self.service.close()
 
     # ------------------------------------------------------------------------
 
@@ -249,11 +249,7 @@ class VariantIndex(IndexLayer):
             if known is not None:
                 found[version] = known
                 continue
-            task = self._tasks.get(group.key)
-            if task is None:
-                task = asyncio.create_task(self._make(project, group))
-                self._tasks[group.key] = task
-                task.add_done_callback(partial(self._forget, group.key))
+            task = self._making.start(group.key, partial(self._make, project, group))
             started.append((version, task))
         if started and self.budget > 0:
             await asyncio.wait({task for _, task in started}, timeout=self.budget)
@@ -314,9 +310,6 @@ class VariantIndex(IndexLayer):
 
     def _moved(self, project: str) -> None:
         self._generation.move(project)
-
-    def _forget(self, key: tuple[str, ...], _: object) -> None:
-        self._tasks.pop(key, None)
 
 
 def _groups(page: Page) -> dict[Version, VersionGroup]:
