@@ -151,12 +151,12 @@ def _json_file(item: Any, resolve: Resolver, dropped: list[str] | None) -> File 
             extra = item
             del extra["filename"], extra["url"]
             extra.pop("hashes", None)
-            return File(
-                filename,
-                resolve(url),
-                {str(k).lower(): str(v).lower() for k, v in hashes.items()},
-                extra,
-            )
+            digest = hashes.get("sha256")
+            if len(hashes) == 1 and digest.__class__ is str:
+                hashes["sha256"] = digest.lower()  # the usual entry, lowered in place
+            else:
+                hashes = {str(k).lower(): str(v).lower() for k, v in hashes.items()}
+            return File(filename, resolve(url), hashes, extra)
     if dropped is not None:
         shown = item.get("filename") if isinstance(item, dict) else None
         dropped.append(f"{_shown(shown)}: not a file entry with filename, url and hashes")
@@ -289,8 +289,14 @@ def render_json_page(page: Page) -> bytes:
     data: dict[str, Any] = {"meta": {"api-version": page.api_version}}
     data.update(page.meta)
     data["name"] = page.name
+    # json needs dicts; the parsers make them, so only another Mapping is copied.
     data["files"] = [
-        {"filename": f.filename, "url": f.url, "hashes": dict(f.hashes), **f.extra}
+        {
+            "filename": f.filename,
+            "url": f.url,
+            "hashes": f.hashes if f.hashes.__class__ is dict else dict(f.hashes),
+            **f.extra,
+        }
         for f in page.files
     ]
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
