@@ -7,13 +7,22 @@ what it makes (a report, metadata, a page, a rewritten wheel) is kept and is wha
 next caller asks for, and starting it again would cost the same again. Only `close`
 cancels work, at shutdown. The key is free again as soon as the work ends, so a
 failure is tried again by the next caller; remembering results is the caller's business.
+
+A `HostfitError` (an upstream failing, bytes that do not match) is the waiters' to
+answer, and is not logged here; any other exception is a bug, logged once with its
+traceback even when no caller is left to hear it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine, Hashable, Iterator
 from typing import Any, Generic, TypeVar
+
+from proxy.errors import HostfitError
+
+log = logging.getLogger("hostfit.flight")
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -59,7 +68,10 @@ class Flights(Generic[K, T]):
     def _ended(self, key: K, task: asyncio.Task[T]) -> None:
         if self._running.get(key) is task:
             del self._running[key]
-        if not task.cancelled():
-            # Retrieved here, so work whose callers all left logs no "never retrieved";
-            # the callers still waiting get the exception from the task themselves.
-            task.exception()
+        if task.cancelled():
+            return
+        # Retrieved here, so work whose callers all left logs no "never retrieved";
+        # the callers still waiting get the exception from the task themselves.
+        error = task.exception()
+        if error is not None and not isinstance(error, HostfitError):
+            log.error("work for %r failed", key, exc_info=error)

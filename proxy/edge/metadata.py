@@ -2,6 +2,8 @@
 
 What was extracted is remembered by the wheel's sha256 (`metadata:<sha256>` in
 the state store, bytes in the blob cache), so the page can advertise its hash.
+Requests asking at once share one fetch or extraction (`proxy.edge.flight`), which
+looks again for what a flight that ended meanwhile, or another replica, stored.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from proxy.core.lru import LRU, Generations
 from proxy.core.models import File
 from proxy.core.origins import Outbound
 from proxy.edge.files import FileService
+from proxy.edge.flight import Flights
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.state import StateStore
 from proxy.errors import IntegrityError, NotFound, UpstreamError, UpstreamTimeout
@@ -44,7 +47,7 @@ class MetadataService:
         self.client = client
         self.store = store
         self._hashes: LRU[str, str] = LRU(HASHES_KEPT)
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._making: Flights[str, bytes] = Flights()
         self._generations: Generations[str] = Generations(PROJECTS_KEPT)
 
     def generation(self, project: str) -> int:
@@ -86,20 +89,34 @@ class MetadataService:
     async def get(self, file: File, project: str) -> bytes:
         if not file.is_wheel or file.sha256 is None:
             raise NotFound(f"no metadata for {file.filename}")
-        known = self._hashes.get(file.sha256) or await self._stored_hash(file.sha256)
+        held = await self._held(file.sha256)
+        if held is not None:
+            return held
+        return await self._making.run(file.sha256, lambda: self._make(file, project))
+
+    async def close(self) -> None:
+        await self._making.close()
+
+    async def _held(self, sha256: str) -> bytes | None:
+        known = self._hashes.get(sha256) or await self._stored_hash(sha256)
         if known and self.blobs.has(known):
             try:
                 return await asyncio.to_thread(self.blobs.path(known).read_bytes)
             except FileNotFoundError:
-                pass  # evicted since the look: made again below
-        lock = self._locks.setdefault(file.sha256, asyncio.Lock())
-        async with lock:
-            data = await self._obtain(file)
-            digest = await self.blobs.put_bytes(data)
-            await self.store.set(_KEY + file.sha256, digest.encode())
-            self._hashes.put(file.sha256, digest)
-            self._generations.move(project)
-        self._locks.pop(file.sha256, None)
+                pass  # evicted since the look: made again
+        return None
+
+    async def _make(self, file: File, project: str) -> bytes:
+        sha256 = file.sha256 or ""
+        # Looked at again: a flight that ended after this caller's look stored it.
+        held = await self._held(sha256)
+        if held is not None:
+            return held
+        data = await self._obtain(file)
+        digest = await self.blobs.put_bytes(data)
+        await self.store.set(_KEY + sha256, digest.encode())
+        self._hashes.put(sha256, digest)
+        self._generations.move(project)
         return data
 
     async def _stored_hash(self, sha256: str) -> str | None:

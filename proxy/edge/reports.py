@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from proxy.core.report import ANALYZER_VERSION, Report
+from proxy.edge.flight import Flights
 from proxy.edge.stores.state import StateStore
 
 log = logging.getLogger("hostfit.reports")
@@ -72,7 +73,7 @@ class ReportService:
         self.lock_ttl = lock_ttl
         self.poll_interval = poll_interval
         self.computed = 0  # analyses this process ran
-        self._inflight: dict[str, asyncio.Future[Report]] = {}
+        self._inflight: Flights[str, Report] = Flights()
 
     async def cached(self, sha256: str) -> Report | None:
         value = await self.store.get(REPORT_PREFIX + _checked(sha256))
@@ -102,25 +103,16 @@ class ReportService:
         return await self._get(sha256, lambda: self.analyzer.analyze_url(url, filename, sha256))
 
     async def close(self) -> None:
-        """Stops the analyses still running: they are shielded from their callers, so
-        cancelling those (the scheduler's tasks) leaves them going, and past the store's
-        close they would fail with nobody to hear it."""
-        running = list(self._inflight.values())
-        for future in running:
-            future.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        """Stops the analyses still running: cancelling their callers (the scheduler's
+        tasks) leaves them going, and past the store's close they would fail with nobody
+        to hear it."""
+        await self._inflight.close()
 
     async def _get(self, sha256: str, compute: Callable[[], Awaitable[Report]]) -> Report:
         report = await self.cached(sha256)
         if report is not None:
             return report
-        future = self._inflight.get(sha256)
-        if future is None:
-            future = asyncio.ensure_future(self._compute(sha256, compute))
-            self._inflight[sha256] = future
-            future.add_done_callback(lambda _: self._inflight.pop(sha256, None))
-        # Shielded: a client giving up must not cancel what others wait for.
-        return await asyncio.shield(future)
+        return await self._inflight.run(sha256, lambda: self._compute(sha256, compute))
 
     async def _compute(self, sha256: str, compute: Callable[[], Awaitable[Report]]) -> Report:
         lock = LOCK_PREFIX + sha256

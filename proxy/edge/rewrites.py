@@ -27,6 +27,7 @@ from proxy.core.lru import LRU
 from proxy.core.models import File
 from proxy.core.rewrite import Rewrite, RewriteError, Rewritten, rewrite_digest, rewrite_wheel
 from proxy.edge.files import FileService
+from proxy.edge.flight import Flights
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.state import StateStore
 from proxy.errors import HostfitError, IntegrityError
@@ -67,6 +68,7 @@ class Done:
         return Rewrite(
             r["platform"], tuple(r["add_requires"]), frozenset(r["remove_requires"]),
             r["requires_python"], r.get("variant"), self.rules,
+            frozenset(r.get("variant_properties", ())),
         )  # fmt: skip
 
     def served(self, original: File) -> File:
@@ -92,7 +94,7 @@ class RewriteService:
         self.store = store
         self._done: LRU[str, Done] = LRU(KEPT)
         self._failed: LRU[str, str] = LRU(KEPT)
-        self._tasks: dict[str, asyncio.Task[Done | None]] = {}
+        self._making: Flights[str, Done | None] = Flights()
         self._limit = asyncio.Semaphore(CONCURRENCY)
 
     async def known(self, digests: Iterable[str]) -> dict[str, Done]:
@@ -112,12 +114,7 @@ class RewriteService:
     def submit(self, file: File, rewrite: Rewrite, project: str) -> asyncio.Task[Done | None]:
         assert file.sha256 is not None
         digest = rewrite_digest(file.sha256, rewrite)
-        task = self._tasks.get(digest)
-        if task is None:
-            task = asyncio.create_task(self._make(file, rewrite, project, digest))
-            self._tasks[digest] = task
-            task.add_done_callback(lambda _: self._tasks.pop(digest, None))
-        return task
+        return self._making.start(digest, lambda: self._make(file, rewrite, project, digest))
 
     async def by_name(self, project: str, filename: str) -> Done | None:
         value = await self.store.get(f"{_NAME_KEY}{project}/{filename}")
@@ -128,7 +125,8 @@ class RewriteService:
         if self.blobs.has(done.sha256):
             return
         source = File(done.source_filename, done.source_url, {"sha256": done.source_sha256})
-        made = await self.submit(source, done.rewrite(), project)
+        # Shielded: a download given up must not cancel a rewrite others wait for.
+        made = await asyncio.shield(self.submit(source, done.rewrite(), project))
         if made is None or made.sha256 != done.sha256:
             raise IntegrityError(f"{done.filename}: rebuilding it gave different bytes")
 
@@ -162,10 +160,7 @@ class RewriteService:
         return done
 
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._making.close()
 
 
 def _rewrite_into(blobs: BlobStore, path: Path, file: File, rewrite: Rewrite) -> Rewritten:

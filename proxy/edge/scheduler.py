@@ -5,7 +5,7 @@ download gate and the rewrites.
   computed once for every host and replica).
 - A wheel already in the file cache is analysed from disk; otherwise the pool reads
   only the zip directory and the members it needs from upstream, with ranges.
-- One analysis per wheel at a time in this process (single flight), and at most
+- One analysis per wheel at a time in this process (`proxy.edge.flight`), and at most
   ``concurrency`` at once, so a deep frontier walk cannot monopolise the pool.
 - A download waiting at the gate does not queue behind walks: `report` runs on the
   ``urgent`` service (its own worker process) unless the wheel is already being
@@ -29,6 +29,7 @@ from typing import Any
 from proxy.core.lru import LRU
 from proxy.core.models import File
 from proxy.core.report import Report
+from proxy.edge.flight import Flights
 from proxy.edge.reports import ReportService
 from proxy.edge.stores.blobs import BlobStore
 
@@ -58,12 +59,11 @@ class AnalysisScheduler:
         self.urgent = urgent or service
         self.blobs = blobs
         self._slots = asyncio.Semaphore(concurrency)
-        self._inflight: dict[str, asyncio.Future[Report]] = {}  # queued or running
+        self._inflight: Flights[str, Report] = Flights()  # queued or running
         self._running: set[str] = set()
-        self._urgent: dict[str, asyncio.Future[Report]] = {}  # for the gate
+        self._urgent: Flights[str, Report] = Flights()  # for the gate
         self._recent: LRU[str, tuple[Report, float]] = LRU(RECENT_KEPT)
         self._listeners: list[Listener] = []
-        self._tasks: set[asyncio.Task[Report]] = set()
         self._observe = observe
 
     def listen(self, listener: Listener) -> None:
@@ -82,14 +82,9 @@ class AnalysisScheduler:
 
     def submit(self, file: File) -> asyncio.Future[Report]:
         """Start (or join) the analysis of one wheel; it runs whoever waits for it."""
-        sha256 = file.sha256
-        if sha256 is None:
+        if file.sha256 is None:
             raise ValueError(f"{file.filename}: no sha256 to key its report by")
-        future = self._inflight.get(sha256)
-        if future is None:
-            log.info("analysis of %s queued", file.filename)
-            future = self._start(file, self._run(file), self._inflight)
-        return future
+        return self._start(self._inflight, file, lambda: self._run(file))
 
     async def report(self, file: File) -> Report:
         """The wheel's report, made now if need be (from the cached file when there is one)."""
@@ -99,24 +94,26 @@ class AnalysisScheduler:
         sha256 = file.sha256 or ""
         # Join an analysis that is running; one still queued behind walks is overtaken
         # (the store's lock makes sure the wheel is analysed once either way).
-        future = self._inflight.get(sha256) if sha256 in self._running else None
-        if future is None:
-            future = self._urgent.get(sha256)
-        if future is None:
-            future = self._start(file, self._run_urgent(file), self._urgent)
+        task = self._inflight.running(sha256) if sha256 in self._running else None
+        if task is None:
+            task = self._start(self._urgent, file, lambda: self._run_urgent(file))
         # Shielded: the client that gave up must not cancel what others wait for.
-        return await asyncio.shield(future)
+        return await asyncio.shield(task)
 
     def _start(
         self,
+        flights: Flights[str, Report],
         file: File,
-        work: Coroutine[Any, Any, Report],
-        table: dict[str, asyncio.Future[Report]],
+        work: Callable[[], Coroutine[Any, Any, Report]],
     ) -> asyncio.Task[Report]:
-        task = asyncio.ensure_future(work)
-        table[file.sha256 or ""] = task
-        self._tasks.add(task)
-        task.add_done_callback(lambda t: self._finished(file, t, table))
+        sha256 = file.sha256 or ""
+        task = flights.running(sha256)
+        if task is None:
+            if flights is self._inflight:
+                log.info("analysis of %s queued", file.filename)
+            task = flights.start(sha256, work)
+            # After the flight's own callback: listeners see the wheel no longer analysing.
+            task.add_done_callback(lambda done: self._finished(file, done))
         return task
 
     async def _run(self, file: File) -> Report:
@@ -151,12 +148,8 @@ class AnalysisScheduler:
             reason = f"{DID_NOT_RUN}: {exc}"
             return Report.unanalysable(file.filename, file.sha256, reason)
 
-    def _finished(
-        self, file: File, task: asyncio.Task[Report], table: dict[str, asyncio.Future[Report]]
-    ) -> None:
+    def _finished(self, file: File, task: asyncio.Task[Report]) -> None:
         sha256 = file.sha256 or ""
-        table.pop(sha256, None)
-        self._tasks.discard(task)
         if task.cancelled() or task.exception() is not None:
             return
         report = task.result()
@@ -178,9 +171,8 @@ class AnalysisScheduler:
         return not (report.status == "unanalysable" and stand_in)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._inflight.close()
+        await self._urgent.close()
         await self.service.close()
         if self.urgent is not self.service:
             await self.urgent.close()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from proxy.edge.flight import Flights
+from proxy.errors import UpstreamError
 
 
 async def test_concurrent_callers_share_one_run() -> None:
@@ -80,7 +81,7 @@ async def test_work_every_caller_left_still_ends_and_its_error_is_not_reported_u
     async def failing() -> int:
         await asyncio.sleep(0.01)
         ended.set()
-        raise RuntimeError("nobody listens")
+        raise UpstreamError("http://127.0.0.1/", "nobody listens")
 
     caller = asyncio.create_task(flights.run("k", failing))
     await asyncio.sleep(0)
@@ -91,6 +92,23 @@ async def test_work_every_caller_left_still_ends_and_its_error_is_not_reported_u
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         gc.collect()  # an unretrieved exception is reported when its task is collected
     assert "never retrieved" not in caplog.text
+    assert "nobody listens" not in caplog.text  # the callers' to answer, and none is left
+
+
+async def test_a_bug_in_the_work_is_logged_once_with_its_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flights: Flights[str, int] = Flights()
+
+    async def buggy() -> int:
+        raise KeyError("oops")
+
+    with caplog.at_level(logging.ERROR, logger="hostfit.flight"):
+        results = await asyncio.gather(
+            flights.run("k", buggy), flights.run("k", buggy), return_exceptions=True
+        )
+    assert all(isinstance(r, KeyError) for r in results)
+    assert [r.getMessage() for r in caplog.records] == ["work for 'k' failed"]
 
 
 async def test_close_cancels_the_work_still_running() -> None:

@@ -3,7 +3,8 @@
 Entries live in the state store (shared by replicas, kept across restarts) and in
 a small in-process LRU for the hot path. Absent projects are cached too, so a
 project found only on a lower-priority upstream does not cost a miss upstream on
-every request. One refresh per project at a time, however many requests wait.
+every request. One refresh per project at a time, however many requests wait
+(`proxy.edge.flight`); a request that gives up leaves it running for the others.
 
 A page served stale carries a ``Warning`` header with the failure; upstream text
 reaches it only as printable ASCII, escaped for a quoted-string and bounded.
@@ -11,7 +12,6 @@ reaches it only as printable ASCII, escaped for a quoted-string and bounded.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -24,6 +24,7 @@ from proxy.core.lru import LRU
 from proxy.core.models import Page, ProjectList
 from proxy.core.pages import PageError, parse_json_page, render_json_page
 from proxy.core.redact import redact
+from proxy.edge.flight import Flights
 from proxy.edge.index import Context
 from proxy.edge.layers.upstream import HttpUpstream, NotModified, Validators
 from proxy.edge.stores.state import StateStore
@@ -91,7 +92,7 @@ class CachedUpstream:
         self.ttl = ttl
         self.clock = clock
         self._memory: LRU[str, Entry] = LRU(MEMORY_ENTRIES)
-        self._refreshing: dict[str, asyncio.Future[Entry]] = {}
+        self._refreshing: Flights[str, Entry] = Flights()
         self._retry_after: LRU[str, float] = LRU(RETRIES_KEPT)
 
     def _key(self, name: str) -> str:
@@ -134,21 +135,10 @@ class CachedUpstream:
         return entry.page
 
     async def _refresh(self, name: NormalizedName, previous: Entry | None) -> Entry:
-        running = self._refreshing.get(name)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
-        self._refreshing[name] = future
-        try:
-            entry = await self._fetch(name, previous)
-            future.set_result(entry)
-            return entry
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # consumed here; waiters re-raise it themselves
-            raise
-        finally:
-            del self._refreshing[name]
+        return await self._refreshing.run(name, lambda: self._fetch(name, previous))
+
+    async def close(self) -> None:
+        await self._refreshing.close()
 
     async def _fetch(self, name: NormalizedName, previous: Entry | None) -> Entry:
         now = self.clock()

@@ -10,7 +10,6 @@ project's generation, so the page is computed again.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -35,6 +34,7 @@ from proxy.edge.scheduler import AnalysisScheduler
 ANALYSED_VERSIONS = 3
 PAGES_KEPT = 1024
 PROJECTS_KEPT = 65_536  # generations: forgetting one only costs a recomputation
+WATCHED_KEPT = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,8 @@ class RewriteIndex(IndexLayer):
         self.reports = reports
         self._generation: Generations[str] = Generations(PROJECTS_KEPT)
         self._pages: LRU[tuple[str, ...], Page] = LRU(PAGES_KEPT)
-        self._analysing: dict[str, asyncio.Future[Report]] = {}
+        self._watched: LRU[str, str] = LRU(WATCHED_KEPT)  # sha256 analysed -> project
+        reports.listen(self._reported)
 
     async def close(self) -> None:
         await self.service.close()
@@ -110,7 +111,7 @@ class RewriteIndex(IndexLayer):
         by_name: Mapping[str, Done] = {
             p.file.filename: done[p.digest] for p in planned if p.digest in done
         }
-        analysing = any(f.sha256 in self._analysing for f in page.files)
+        analysing = any(f.sha256 in self._watched for f in page.files)
         if not by_name and not waiting and not analysing:
             return page
         files = tuple(
@@ -141,22 +142,15 @@ class RewriteIndex(IndexLayer):
 
     def _analyse(self, project: str, files: Sequence[File]) -> None:
         for f in newest_versions(files, ANALYSED_VERSIONS):
-            sha256 = f.sha256 or ""
-            if sha256 in self._analysing:
-                continue
-            future = self.reports.submit(f)
-            self._analysing[sha256] = future
+            if self._watched.add(f.sha256 or "", project):
+                self.reports.submit(f)
 
-            def finished(_: object, sha256: str = sha256) -> None:
-                self._analysing.pop(sha256, None)
-                self._moved(project)
-
-            future.add_done_callback(finished)
+    def _reported(self, file: File, report: Report) -> None:
+        project = self._watched.pop(file.sha256 or "")
+        if project is not None:
+            self._generation.move(project)  # a retag may follow: rewrite again
 
     def _finished(self, project: str, _: object) -> None:
-        self._moved(project)
-
-    def _moved(self, project: str) -> None:
         self._generation.move(project)
 
 
