@@ -23,11 +23,11 @@ from proxy.core.models import File
 from proxy.core.origins import Outbound
 from proxy.edge.files import FileService
 from proxy.edge.flight import Flights
+from proxy.edge.stores import keys
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.state import StateStore
 from proxy.errors import IntegrityError, NotFound, UpstreamError, UpstreamTimeout
 
-_KEY = "metadata:"
 HASHES_KEPT = 100_000  # metadata digests by wheel sha256; the store has them all
 PROJECTS_KEPT = 65_536
 
@@ -65,7 +65,7 @@ class MetadataService:
             elif f.sha256:
                 wanted.append(f.sha256)
         if wanted:
-            values = await self.store.get_many([_KEY + sha for sha in wanted])
+            values = await self.store.get_many([keys.metadata(sha) for sha in wanted])
             for sha, value in zip(wanted, values, strict=True):
                 if value is not None:
                     known[sha] = value.decode()
@@ -114,13 +114,13 @@ class MetadataService:
             return held
         data = await self._obtain(file)
         digest = await self.blobs.put_bytes(data)
-        await self.store.set(_KEY + sha256, digest.encode())
+        await self.store.set(keys.metadata(sha256), digest.encode())
         self._hashes.put(sha256, digest)
         self._generations.move(project)
         return data
 
     async def _stored_hash(self, sha256: str) -> str | None:
-        value = await self.store.get(_KEY + sha256)
+        value = await self.store.get(keys.metadata(sha256))
         return value.decode() if value is not None else None
 
     async def _obtain(self, file: File) -> bytes:

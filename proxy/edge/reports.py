@@ -29,12 +29,11 @@ from typing import Protocol
 
 from proxy.core.report import ANALYZER_VERSION, Report
 from proxy.edge.flight import Flights
+from proxy.edge.stores import keys
 from proxy.edge.stores.state import StateStore
 
 log = logging.getLogger("hostfit.reports")
 
-REPORT_PREFIX = "report:"
-LOCK_PREFIX = "report-lock:"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -76,19 +75,19 @@ class ReportService:
         self._inflight: Flights[str, Report] = Flights()
 
     async def cached(self, sha256: str) -> Report | None:
-        value = await self.store.get(REPORT_PREFIX + _checked(sha256))
+        value = await self.store.get(keys.report(_checked(sha256)))
         return decode(value) if value is not None else None
 
     async def forget(self, sha256: str) -> bool:
         """Delete the stored report; whether there was one."""
-        key = REPORT_PREFIX + _checked(sha256)
+        key = keys.report(_checked(sha256))
         had = await self.store.get(key) is not None
         await self.store.delete(key)
         return had
 
     async def cached_many(self, sha256s: Sequence[str]) -> dict[str, Report]:
-        keys = [REPORT_PREFIX + _checked(s) for s in sha256s]
-        values = await self.store.get_many(keys) if keys else []
+        wanted = [keys.report(_checked(s)) for s in sha256s]
+        values = await self.store.get_many(wanted) if wanted else []
         found = {}
         for sha256, value in zip(sha256s, values, strict=True):
             report = decode(value) if value is not None else None
@@ -115,7 +114,7 @@ class ReportService:
         return await self._inflight.run(sha256, lambda: self._compute(sha256, compute))
 
     async def _compute(self, sha256: str, compute: Callable[[], Awaitable[Report]]) -> Report:
-        lock = LOCK_PREFIX + sha256
+        lock = keys.report_lock(sha256)
         token = f"{socket.gethostname()} {os.getpid()} {secrets.token_hex(8)}".encode()
         while not await self.store.add(lock, token, ttl=self.lock_ttl):
             report = await self._wait_for_other_replica(sha256, lock)
@@ -128,7 +127,7 @@ class ReportService:
                 self.computed += 1
                 made_at = datetime.now(UTC).isoformat(timespec="seconds")
                 report = replace(await compute(), made_at=made_at)
-                await self.store.set(REPORT_PREFIX + sha256, encode(report))
+                await self.store.set(keys.report(sha256), encode(report))
             return report
         finally:
             renewing.cancel()

@@ -28,6 +28,7 @@ from proxy.core.models import File
 from proxy.core.rewrite import Rewrite, RewriteError, Rewritten, rewrite_digest, rewrite_wheel
 from proxy.edge.files import FileService
 from proxy.edge.flight import Flights
+from proxy.edge.stores import keys
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.state import StateStore
 from proxy.errors import HostfitError, IntegrityError
@@ -36,9 +37,6 @@ log = logging.getLogger("hostfit.rewrites")
 
 CONCURRENCY = 2
 KEPT = 10_000  # rewrites made and failed, by digest; made ones are in the store too
-_DIGEST_KEY = "rewrite:"
-_NAME_KEY = "rewritten:"
-_METADATA_KEY = "metadata:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +99,7 @@ class RewriteService:
         wanted = list(dict.fromkeys(digests))
         missing = [d for d in wanted if d not in self._done]
         if missing:
-            values = await self.store.get_many([_DIGEST_KEY + d for d in missing])
+            values = await self.store.get_many([keys.rewrite(d) for d in missing])
             for digest, value in zip(missing, values, strict=True):
                 if value is not None:
                     self._done.put(digest, Done.from_json(value))
@@ -117,7 +115,7 @@ class RewriteService:
         return self._making.start(digest, lambda: self._make(file, rewrite, project, digest))
 
     async def by_name(self, project: str, filename: str) -> Done | None:
-        value = await self.store.get(f"{_NAME_KEY}{project}/{filename}")
+        value = await self.store.get(keys.rewritten(project, filename))
         return Done.from_json(value) if value is not None else None
 
     async def ensure(self, done: Done, project: str) -> None:
@@ -148,9 +146,9 @@ class RewriteService:
                 recipe=rewrite.recipe(),
                 rules=rewrite.rules,
             )
-            await self.store.set(_METADATA_KEY + done.sha256, metadata_sha256.encode())
-            await self.store.set(f"{_NAME_KEY}{project}/{done.filename}", done.to_json())
-            await self.store.set(_DIGEST_KEY + digest, done.to_json())
+            await self.store.set(keys.metadata(done.sha256), metadata_sha256.encode())
+            await self.store.set(keys.rewritten(project, done.filename), done.to_json())
+            await self.store.set(keys.rewrite(digest), done.to_json())
         except (RewriteError, HostfitError, OSError) as exc:
             log.warning("not rewritten, the original is served: %s: %s", file.filename, exc)
             self._failed.put(digest, str(exc))

@@ -12,7 +12,8 @@ import pytest
 
 from proxy.analysis.pool import AnalysisPool, PoolLimits
 from proxy.core.report import ANALYZER_VERSION, Report, Requires
-from proxy.edge.reports import REPORT_PREFIX, ReportService, encode
+from proxy.edge.reports import ReportService, encode
+from proxy.edge.stores import keys
 from proxy.edge.stores.embedded import EmbeddedStore
 from proxy.errors import UpstreamError
 from tests.support.wheels import WheelSpec, build_wheel
@@ -65,7 +66,7 @@ async def test_computed_once_then_read_from_the_store(store: EmbeddedStore) -> N
     # a fresh service (a restart, another replica) finds it in the store
     again = ReportService(store, CountingAnalyzer())
     assert await again.for_url("http://x/w.whl", "w.whl", SHA) == first
-    assert await store.get(REPORT_PREFIX + SHA) == encode(first)
+    assert await store.get(keys.report(SHA)) == encode(first)
 
 
 async def test_concurrent_requests_share_one_analysis(store: EmbeddedStore) -> None:
@@ -127,7 +128,7 @@ async def test_failures_are_not_stored(store: EmbeddedStore) -> None:
 async def test_unanalysable_reports_are_stored(store: EmbeddedStore) -> None:
     service = ReportService(store, CountingAnalyzer())
     bad = Report.unanalysable("w.whl", SHA, "zip bomb")
-    await store.set(REPORT_PREFIX + SHA, encode(bad))
+    await store.set(keys.report(SHA), encode(bad))
     assert await service.for_url("u", "w.whl", SHA) == bad
 
 
@@ -143,7 +144,7 @@ async def test_outdated_or_unreadable_reports_are_recomputed(
     store: EmbeddedStore, stored: bytes
 ) -> None:
     analyzer = CountingAnalyzer()
-    await store.set(REPORT_PREFIX + SHA, stored)
+    await store.set(keys.report(SHA), stored)
     service = ReportService(store, analyzer)
     assert await service.cached(SHA) is None
     report = await service.for_url("u", "w.whl", SHA)

@@ -18,12 +18,12 @@ from proxy.core.lru import LRU
 from proxy.core.models import File, Page
 from proxy.edge.files import FileService
 from proxy.edge.index import Context, Index, IndexLayer
+from proxy.edge.stores import keys
 from proxy.edge.stores.state import StateStore
 from proxy.errors import HostfitError
 
 log = logging.getLogger("hostfit.hashes")
 
-_KEY = "urlsha:"
 CONCURRENCY = 4
 DIGESTS_KEPT = 100_000  # by URL; the store has them all
 PAGES_KEPT = 1024
@@ -57,7 +57,7 @@ class HashFillIndex(IndexLayer):
         digests = {url: d for url, d in remembered.items() if d is not None}
         lookup = [f for f in missing if f.url not in digests]
         if lookup:
-            stored = await self.store.get_many([_KEY + f.url for f in lookup])
+            stored = await self.store.get_many([keys.url_sha(f.url) for f in lookup])
             digests.update({f.url: v.decode() for f, v in zip(lookup, stored, strict=True) if v})
         unknown = [f for f in missing if f.url not in digests]
         results = await asyncio.gather(*(self._digest(f) for f in unknown))
@@ -79,5 +79,5 @@ class HashFillIndex(IndexLayer):
             except HostfitError as exc:
                 log.warning("left %s off the page: no sha256 and %s", file.filename, exc)
                 return None
-        await self.store.set(_KEY + file.url, digest.encode())
+        await self.store.set(keys.url_sha(file.url), digest.encode())
         return digest

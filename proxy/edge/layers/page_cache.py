@@ -23,10 +23,10 @@ from packaging.utils import NormalizedName
 from proxy.core.lru import LRU
 from proxy.core.models import Page, ProjectList
 from proxy.core.pages import PageError, parse_json_page, render_json_page
-from proxy.core.redact import redact
 from proxy.edge.flight import Flights
 from proxy.edge.index import Context
 from proxy.edge.layers.upstream import HttpUpstream, NotModified, Validators
+from proxy.edge.stores import keys
 from proxy.edge.stores.state import StateStore
 from proxy.errors import NotFound, UpstreamError
 
@@ -96,8 +96,7 @@ class CachedUpstream:
         self._retry_after: LRU[str, float] = LRU(RETRIES_KEPT)
 
     def _key(self, name: str) -> str:
-        # Upstream URLs reach here without credentials; redacted anyway, keys are listed.
-        return f"page:{redact(self.upstream.base_url)}:{name}"
+        return keys.page(self.upstream.base_url, name)
 
     def _remember(self, name: str, entry: Entry) -> None:
         self._memory.put(name, entry)

@@ -1,0 +1,53 @@
+"""Every key of the state store, built here: one prefix per kind of record.
+
+The prefixes are part of the deployment (Redis keys operators scan, records replicas
+share, stores kept across upgrades), so each is written once, and two modules that
+read the same record (metadata digests are written by the rewrites and read by the
+metadata service) build its key the same way.
+"""
+
+from __future__ import annotations
+
+from proxy.core.redact import redact
+
+PAGE = "page:"  # a project's page from one upstream, with its validators
+REPORT = "report:"  # a wheel's analysis report, by sha256; immutable
+REPORT_LOCK = "report-lock:"  # the lease of the replica analysing a wheel
+METADATA = "metadata:"  # a wheel's core metadata: sha256 of the bytes in the blob store
+REWRITE = "rewrite:"  # a rewrite made, by rewrite digest (for pages)
+REWRITTEN = "rewritten:"  # the same record by project and served file name (for downloads)
+URL_SHA = "urlsha:"  # the sha256 of a file its index gave none for, by URL
+VARIANT = "variant:"  # a variant wheel's variant.json: sha256 of the bytes in the blob store
+
+
+def page(upstream: str, project: str) -> str:
+    # Upstream URLs reach here without credentials; redacted anyway, keys are listed.
+    return f"{PAGE}{redact(upstream)}:{project}"
+
+
+def report(sha256: str) -> str:
+    return REPORT + sha256
+
+
+def report_lock(sha256: str) -> str:
+    return REPORT_LOCK + sha256
+
+
+def metadata(sha256: str) -> str:
+    return METADATA + sha256
+
+
+def rewrite(digest: str) -> str:
+    return REWRITE + digest
+
+
+def rewritten(project: str, filename: str) -> str:
+    return f"{REWRITTEN}{project}/{filename}"
+
+
+def url_sha(url: str) -> str:
+    return URL_SHA + url
+
+
+def variant(sha256: str) -> str:
+    return VARIANT + sha256
