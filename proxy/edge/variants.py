@@ -4,7 +4,7 @@ upstream's when it publishes one, else the merge of the wheels' ``variant.json``
 A wheel's ``variant.json`` never changes (the wheel's bytes do not), so it is read
 once, from the cached wheel or with range requests for the zip directory and the one
 member (`proxy.analysis.metadata.read_dist_info_file`), and remembered by the wheel's
-sha256 (``variant:<sha256>`` in the state store, bytes in the blob cache). Upstream's
+sha256 (`proxy.edge.stores.keys.variant` in the state store, bytes in the blob cache). Upstream's
 file is fetched through the file service, cached by its sha256 like any file. A
 version's document is keyed by what it is made from (upstream's sha256, or the set of
 wheel sha256s), so it changes exactly when upstream's page does: a revalidated page
@@ -38,13 +38,13 @@ from proxy.core.variants import (
 )
 from proxy.edge.files import FileService
 from proxy.edge.flight import Flights
+from proxy.edge.stores import keys
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.state import StateStore
 from proxy.errors import UpstreamError
 
 log = logging.getLogger("hostfit.variants")
 
-_KEY = "variant:"
 CONCURRENCY = 8  # wheels read at once, over every document
 DOCUMENTS_KEPT = 4096
 
@@ -140,7 +140,7 @@ class VariantService:
 
     async def _variant_json(self, file: File) -> bytes:
         sha256 = file.sha256 or ""
-        stored = await self.store.get(_KEY + sha256)
+        stored = await self.store.get(keys.variant(sha256))
         if stored is not None and self.blobs.has(stored.decode()):
             try:
                 return await asyncio.to_thread(self.blobs.path(stored.decode()).read_bytes)
@@ -149,7 +149,7 @@ class VariantService:
         async with self._limit:
             data = await self._read(file)
         digest = await self.blobs.put_bytes(data)
-        await self.store.set(_KEY + sha256, digest.encode())
+        await self.store.set(keys.variant(sha256), digest.encode())
         return data
 
     async def _read(self, file: File) -> bytes:

@@ -261,3 +261,22 @@ def test_explain_says_why_a_variant_is_not_served(
     assert "cuda=12.4" in message and "sm=6.1" in message
     assert rows[wheels["cpu_v3"].name]["verdict"] == "keep"
     assert rows[wheels["null"].name]["verdict"] == "keep"
+
+
+def test_revalidation_and_a_replica_that_rebuilds_the_rewritten_variant(
+    upstream: Upstream, make_proxy: MakeProxy, wheels: dict[str, Path], tmp_path: Path
+) -> None:
+    (tmp_path / "best.toml").write_text(BEST)
+    proxy = make_proxy(upstream, rules=tmp_path / "best.toml")
+    profile = "cuda=12.8,sm=9.0,isa=x86-64-v3"
+    response = httpx.get(proxy.url + f"p/{profile}/simple/vpkg/{DOC}")
+    etag = response.headers["etag"]
+    assert etag == f'"{hashlib.sha256(response.content).hexdigest()}"'
+    assert "max-age" in response.headers["cache-control"]
+    again = httpx.get(proxy.url + f"p/{profile}/simple/vpkg/{DOC}", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    entry = rewritten(proxy, profile)
+    first = httpx.get(proxy.url + f"files/vpkg/{entry['filename']}").content
+    proxy.services.blobs.path(entry["hashes"]["sha256"]).unlink()
+    rebuilt = httpx.get(proxy.url + f"files/vpkg/{entry['filename']}")
+    assert rebuilt.status_code == 200 and rebuilt.content == first
