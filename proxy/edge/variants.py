@@ -4,8 +4,8 @@ upstream's when it publishes one, else the merge of the wheels' ``variant.json``
 A wheel's ``variant.json`` never changes (the wheel's bytes do not), so it is read
 once, from the cached wheel or with range requests for the zip directory and the one
 member (`proxy.analysis.metadata.read_dist_info_file`), and remembered by the wheel's
-sha256 (`proxy.edge.stores.keys.variant` in the state store, bytes in the blob cache). Upstream's
-file is fetched through the file service, cached by its sha256 like any file. A
+sha256 (`proxy.edge.stores.keys.variant` in the state store, bytes in the blob cache).
+Upstream's file is fetched through the file service, cached by its sha256 like any file. A
 version's document is keyed by what it is made from (upstream's sha256, or the set of
 wheel sha256s), so it changes exactly when upstream's page does: a revalidated page
 that lists a new wheel or a new file gets a new document.
