@@ -16,6 +16,7 @@ from packaging.utils import NormalizedName
 
 from proxy.core.lru import LRU
 from proxy.core.models import File, Page
+from proxy.core.revision import revised
 from proxy.edge.files import FileService
 from proxy.edge.index import Context, Index, IndexLayer
 from proxy.edge.stores import keys
@@ -69,8 +70,8 @@ class HashFillIndex(IndexLayer):
             for f in page.files
             if f.sha256 or f.url in digests
         )
-        revision = f"{page.revision}+{sum(1 for f in missing if f.url in digests)}"
-        return replace(page, files=files, revision=revision)
+        filled = (f"{f.url} {digests[f.url]}" for f in missing if f.url in digests)
+        return replace(page, files=files, revision=revised(page.revision, "fill", filled))
 
     async def _digest(self, file: File) -> str | None:
         async with self._limit:

@@ -24,7 +24,6 @@ net under both: no host is handed a wheel whose report says it will not load the
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +41,7 @@ from proxy.core.lru import LRU, Generations
 from proxy.core.models import File, Page
 from proxy.core.profile import HostProfile
 from proxy.core.report import Report
+from proxy.core.revision import revised
 from proxy.core.rules import EMPTY, Rules
 from proxy.core.select import foreign_only, select
 from proxy.core.tags import client_tags
@@ -250,11 +250,10 @@ class HostFilter(IndexLayer):
         )
         frontier = walk(page.files, verdicts, unreported, profile, self.limits.keep)
         kept = tuple(f for f in page.files if verdicts[f.filename].keep)
-        digest = hashlib.sha256("\n".join(f.filename for f in kept).encode()).hexdigest()[:16]
         filtered = replace(
             page,
             files=kept,
-            revision=f"{page.revision}/{digest}",
+            revision=revised(page.revision, "kept", (f.filename for f in kept)),
             provisional=page.provisional or not frontier.settled,
         )
         choice = pip_choice(page.files, verdicts, profile, tags)

@@ -13,7 +13,6 @@ lists them as hidden with their reason.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from proxy.core.decide import Reason
 from proxy.core.lru import LRU
 from proxy.core.models import Page, ProjectList
+from proxy.core.revision import revised
 from proxy.core.rule_policy import PolicyOutcome, apply_policies, listed
 from proxy.core.rules import Rules
 from proxy.edge.index import Context, Index, IndexLayer
@@ -79,8 +79,7 @@ class PolicyIndex(IndexLayer):
             return cached
         outcome: PolicyOutcome = apply_policies(rules, page.name, page.files, now)
         kept = tuple(f for f in page.files if f.filename not in outcome.hidden)
-        digest = hashlib.sha256("\n".join(f.filename for f in kept).encode()).hexdigest()[:12]
-        revision = f"{page.revision}/rules-{rules.digest[:12]}-{digest}"
+        revision = revised(page.revision, "rules", [rules.digest, *(f.filename for f in kept)])
         served = replace(page, files=kept, revision=revision, withheld=())
         hidden: dict[str, tuple[Reason, ...]] = {
             f.filename: (Reason("origin", why),) for f, why in page.withheld

@@ -10,7 +10,6 @@ project's generation, so the page is computed again.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -23,6 +22,7 @@ from proxy.core.frontier import is_linux_platform
 from proxy.core.lru import LRU, Generations
 from proxy.core.models import File, Page
 from proxy.core.report import Report
+from proxy.core.revision import revised
 from proxy.core.rewrite import Rewrite, plan, rewrite_digest
 from proxy.core.rules import Rules
 from proxy.core.versions import file_version, newest_versions
@@ -117,11 +117,10 @@ class RewriteIndex(IndexLayer):
         files = tuple(
             by_name[f.filename].served(f) if f.filename in by_name else f for f in page.files
         )
-        digest = hashlib.sha256("\n".join(sorted(d.filename for d in by_name.values())).encode())
         return replace(
             page,
             files=files,
-            revision=f"{page.revision}/rw-{digest.hexdigest()[:12]}",
+            revision=revised(page.revision, "rw", sorted(d.filename for d in by_name.values())),
             provisional=page.provisional or waiting or analysing,
         )
 
