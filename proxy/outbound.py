@@ -5,7 +5,7 @@
 - a request hook, run before each request is sent, every redirect hop included, and
   whatever proxy carries it (it sees the target URL, not the proxy's): a request to an
   origin the `Outbound` policy does not allow raises `OriginRefused` (an httpx error, so
-  each caller's existing translation into `UpstreamError` names the refusal). Then the
+  `upstream_errors` translates it with the others and names the refusal). Then the
   request's secret headers are made those of its own origin: any a previous hop carried
   are taken off (httpx drops only ``Authorization`` when a redirect leaves the origin),
   the origin's configured headers are set, and an origin with none gets Basic credentials
@@ -15,11 +15,16 @@
 - proxies from the environment, as httpx reads them (``HTTP_PROXY``, ``HTTPS_PROXY``,
   ``ALL_PROXY``, ``NO_PROXY``, upper or lower case): `environment_proxies` builds the same
   mounts httpx's ``trust_env`` would, so that a proxied connection keeps its origin's TLS.
+
+What goes wrong on the way is translated here too, once: `upstream_errors` turns the
+httpx errors raised while talking to an upstream into `UpstreamTimeout` or
+`UpstreamError` (504 and 502), the way httpx maps its transport's errors at its boundary.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
 from urllib.request import getproxies
 
@@ -27,10 +32,30 @@ import httpx
 
 from proxy import tls
 from proxy.core.origins import TLS, Outbound, origin_of
+from proxy.errors import UpstreamError, UpstreamTimeout
 
 
 class OriginRefused(httpx.RequestError):
     """A request (or a redirect) to an origin hostfit may not contact."""
+
+
+def upstream_error(upstream: str, doing: str, exc: httpx.HTTPError) -> UpstreamError:
+    """The hostfit error for an httpx error met while ``doing`` something with ``upstream``
+    (``"fetching <url>"``): `UpstreamTimeout` for a timeout, else `UpstreamError`."""
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout(upstream, f"{doing}: timed out ({type(exc).__name__})")
+    return UpstreamError(upstream, f"{doing}: {type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def upstream_errors(upstream: str, doing: str) -> Iterator[None]:
+    """Raise httpx errors from inside as `upstream_error` makes them."""
+    try:
+        yield
+    except httpx.HTTPError as exc:
+        # Not chained: the httpx error's text is in the message, redacted; its own may
+        # carry a URL with credentials into a logged traceback.
+        raise upstream_error(upstream, doing, exc) from None
 
 
 def check(outbound: Outbound, request: httpx.Request, netrc: httpx.NetRCAuth | None) -> None:

@@ -30,7 +30,7 @@ from proxy.analysis.random_access import RandomAccessReader
 from proxy.core.lru import LRU
 from proxy.core.origins import Outbound
 from proxy.errors import UpstreamError
-from proxy.outbound import sync_client
+from proxy.outbound import sync_client, upstream_errors
 from proxy.retry import RetryingSyncTransport
 
 BLOCK = 16 * 1024
@@ -122,14 +122,12 @@ class RemoteFile(RandomAccessReader):
         spool = self._whole = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         declared = response.headers.get("content-length")
         expected = int(declared) if declared and declared.isdigit() else 0
-        try:
+        with upstream_errors(self.url, "downloading"):
             for chunk in response.iter_bytes(1024 * 1024):
                 self._count(len(chunk))
                 spool.write(chunk)
                 if self._progress is not None:
                     self._progress(self.fetched, max(expected, self.fetched))
-        except httpx.HTTPError as exc:
-            raise UpstreamError(self.url, f"download failed: {exc}") from exc
         return spool.tell()
 
     def _read_range(self, start: int, end: int) -> bytes:
@@ -205,23 +203,19 @@ class RemoteFile(RandomAccessReader):
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
-        try:
+        with upstream_errors(self.url, "requesting"):
             return self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise UpstreamError(self.url, f"request failed: {exc}") from exc
 
     def _body(self, response: httpx.Response, expected: int) -> bytes:
         parts = []
         received = 0
-        try:
+        with upstream_errors(self.url, "reading a range"):
             for chunk in response.iter_bytes():
                 received += len(chunk)
                 self._count(len(chunk))
                 if received > expected:
                     raise UpstreamError(self.url, f"range response longer than {expected} bytes")
                 parts.append(chunk)
-        except httpx.HTTPError as exc:
-            raise UpstreamError(self.url, f"read failed: {exc}") from exc
         if received != expected:
             raise UpstreamError(self.url, f"range response of {received}, not {expected} bytes")
         return b"".join(parts)

@@ -27,6 +27,7 @@ from proxy.edge.stores import keys
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.state import StateStore
 from proxy.errors import IntegrityError, NotFound, UpstreamError, UpstreamTimeout
+from proxy.outbound import upstream_errors
 
 HASHES_KEPT = 100_000  # metadata digests by wheel sha256; the store has them all
 PROJECTS_KEPT = 65_536
@@ -151,19 +152,14 @@ class MetadataService:
         deadline = self.files.deadline
         try:
             async with asyncio.timeout(deadline):
-                response = await self.client.get(url)
+                with upstream_errors(url, f"fetching {file.filename}.metadata"):
+                    response = await self.client.get(url)
         except TimeoutError:
             raise UpstreamTimeout(
                 url,
                 f"{file.filename}.metadata not downloaded within the file deadline "
                 f"({deadline:g} s)",
             ) from None
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(
-                url, f"timed out fetching {file.filename}.metadata ({type(exc).__name__})"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(url, f"{type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
             raise UpstreamError(url, f"HTTP {response.status_code} for {file.filename}.metadata")
         return response.content
@@ -175,8 +171,9 @@ def _local_metadata(path: Path, filename: str) -> bytes:
 
 
 def _remote_metadata(url: str, filename: str, outbound: Outbound) -> bytes:
+    doing = f"reading METADATA of {filename}"
     try:
-        with RemoteFile(url, outbound=outbound) as source:
+        with upstream_errors(url, doing), RemoteFile(url, outbound=outbound) as source:
             return read_metadata(cast(IO[bytes], source), filename)
-    except (OSError, httpx.HTTPError) as exc:
-        raise UpstreamError(url, f"reading METADATA of {filename}: {exc}") from None
+    except OSError as exc:
+        raise UpstreamError(url, f"{doing}: {exc}") from None

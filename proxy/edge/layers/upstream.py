@@ -1,6 +1,6 @@
 """One upstream index over HTTP: PEP 691 JSON preferred, PEP 503 HTML accepted.
 
-httpx errors are translated here, once, into `UpstreamError`/`UpstreamTimeout`.
+httpx errors become `UpstreamError`/`UpstreamTimeout` (`proxy.outbound.upstream_errors`).
 Transient failures are retried beneath, in the client's transport (`proxy.retry`),
 which reads the page body too, so that a reset mid-page is retried as well. Each fetch
 has a total deadline (``upstream_deadline``), retries and a dripping body included:
@@ -34,6 +34,7 @@ from proxy.core.pages import (
 )
 from proxy.edge.index import Context
 from proxy.errors import NotFound, UpstreamError, UpstreamTimeout
+from proxy.outbound import upstream_errors
 from proxy.retry import extensions
 
 log = logging.getLogger("hostfit.pages")
@@ -105,7 +106,7 @@ class HttpUpstream:
 
     async def _read(self, url: str, headers: dict[str, str]) -> _Raw:
         asked = extensions(deadline=time.monotonic() + self.deadline, buffer=MAX_PAGE_BYTES)
-        try:
+        with upstream_errors(self.base_url, f"fetching {url}"):
             async with self.client.stream(
                 "GET", url, headers=headers, extensions=asked
             ) as response:
@@ -118,14 +119,6 @@ class HttpUpstream:
                 return _Raw(
                     response.status_code, response.headers, b"".join(chunks), str(response.url)
                 )
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(
-                self.base_url, f"timed out fetching {url} ({type(exc).__name__})"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(
-                self.base_url, f"{type(exc).__name__} fetching {url}: {exc}"
-            ) from None
 
     async def fetch(self, name: NormalizedName, validators: Validators | None = None) -> Fetched:
         url = f"{self.base_url}{name}/"
