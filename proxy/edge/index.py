@@ -17,6 +17,9 @@ in `proxy.edge.layers`, stacked once at start-up from one ordered list
     HostFilter      only files that load on the host, one build per
                     version; frontier walks                           (filtered only)
     RewriteIndex    rewritten wheels in place of their originals      (filtered only)
+    VariantIndex    each version's variants.json linked beside the page;
+                    per host, variant wheels it cannot use dropped,
+                    with their labels in the served file              (both views)
 
 `projects()` returns the root listing: names as the upstream spelt them; a layer may
 only remove names (policies), never invent one.
