@@ -1,7 +1,23 @@
 """Files: served from the blob cache, or streamed to clients while being cached.
 
-One upstream download per file, however many clients ask at once: the download
-writes a temp file and every client follows it, reading what has been written.
+One upstream download per file, however many clients, workers and replicas ask at once:
+
+- In a process, one `Download` per file, which every client of the process follows
+  (`proxy.edge.download`): each reads what has been written and waits for more.
+- Among the processes sharing the cache directory (``--workers N``, replicas sharing a
+  volume and, on several hosts, a Redis), the first to take the file's lease
+  (``download:<sha256>``, `proxy.edge.stores.leases`) downloads it into a temp file
+  of the shared ``tmp`` directory and publishes its name (`proxy.edge.follow.Holding`).
+  The others follow that growing file and hand its bytes to their own clients, each
+  checking the digest of every byte it handed on before the last one leaves
+  (`proxy.edge.follow`). While another process's clients follow a download, it goes
+  on even if its own clients left.
+- A leader that dies loses its lease (at once on one host; within the lease's TTL
+  through Redis), and a follower takes over: it copies the bytes the dead leader left
+  into a temp file of its own and asks the upstream for the rest with a ``Range``
+  request. A leader that fails tells its followers why (``download-failed:<sha256>``,
+  for a few seconds), so they fail with it instead of asking the upstream again each.
+
 The last byte is held back until the digest is verified, so a client can never
 complete a transfer of bytes that do not match the index; on a mismatch or a
 truncated upstream body every client's transfer is aborted and nothing is cached.
@@ -13,9 +29,7 @@ Bounds on a download:
   download fails as a timeout: 504 for a client that has no byte yet, a cut-off
   transfer for the others; nothing is cached.
 - **Nobody left, nothing fetched.** A download that no client has followed for
-  ``linger`` seconds stops, and its temp file is removed. Each request handed a
-  download holds a place in it for ``linger`` seconds until it starts reading, so a
-  client that comes back at once (pip retries, range readers) finds it still going.
+  ``linger`` seconds stops, and its temp file is removed (`proxy.edge.download`).
   The price: a file whose clients all left is not cached, and the analysis that a
   completed download would have fed is made from the upstream's ranges instead.
 - **A body cut short** (a reset, a close before Content-Length) is asked for again
@@ -26,295 +40,74 @@ Bounds on a download:
   client transport's to retry, not this module's.
 - **A cache that cannot take the file** (over the budget, or a disk that refuses a
   write) does not stop the transfer: the temp file is removed, and the rest of the
-  bytes reach the download's followers through a bounded window in memory, paced by
-  the slowest. Bytes already on disk stay readable through the download's open
-  descriptor. Nothing is cached; a later request downloads the file again.
+  bytes reach the download's followers in this process through a bounded window in
+  memory, paced by the slowest. Bytes already on disk stay readable through the
+  download's open descriptor. Nothing is cached; a later request downloads the file
+  again, and the followers in other processes download it for themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import random
-from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
 
 from proxy.core.models import File
+from proxy.edge.download import CHUNK, LINGER, Download
+from proxy.edge.follow import Follower, Holding
 from proxy.edge.stores.blobs import BlobStore, BlobWriter, CacheFull, OpenBlob
+from proxy.edge.stores.leases import Lease, Leases, open_leases
 from proxy.edge.stores.state import StateStore
 from proxy.errors import HostfitError, IntegrityError, UpstreamError, UpstreamTimeout
 
+__all__ = ["Download", "FileService"]
+
 log = logging.getLogger("hostfit.files")
 
-CHUNK = 256 * 1024
 DEADLINE = 1800.0  # seconds a download may take in all
-LINGER = 10.0  # seconds a download goes on with nobody following it
-WINDOW = 4 * 1024 * 1024  # bytes an uncached download holds for its slowest follower
-GRACE = 1.0  # seconds a request not reading yet keeps an uncached download's first bytes
 ATTEMPTS = 3  # requests per download: the first, then restarts or resumptions
 BACKOFF = 0.25  # seconds before asking again, doubled each time, jittered
+LEASE = "download:"
+FOLLOWED = "download-followed:"  # set by processes whose clients follow another's download
+FAILED = "download-failed:"  # why a leader's download failed, for its followers
+FAILED_SECONDS = 5.0
+WAIT = 0.1  # seconds between looks while a lease changes hands
+TELL_EVERY = 1.0  # seconds between a follower's words to the leader that it still follows
 # A body cut short. Timeouts are not asked again: the upstream had its chance, and the
 # deadline bounds the whole download.
 _CUT_SHORT = (httpx.ReadError, httpx.RemoteProtocolError)
+_OUTCOMES = ("cached", "followed", "uncached", "failed", "timed_out", "abandoned")
 
 
-class Download:
-    """One upstream download in progress, followed by any number of readers."""
+class PeerFailed(HostfitError):
+    """The download another process led failed; its message and status, passed on."""
 
-    def __init__(self, file: File, linger: float = LINGER) -> None:
-        self.file = file
-        self.size: int | None = None
-        self.written = 0
-        self.final_path: Path | None = None
-        self.error: HostfitError | None = None
-        self.done = False
-        self.uncached: str | None = None  # why the bytes go to no cache file
-        self.abandoned = False
-        self.linger = linger
-        self.task: asyncio.Task[None] | None = None
-        self._fd: int | None = None  # on the temp file: bytes [0, _disk_end), for readers
-        self._disk_end = 0
-        self._memory: deque[tuple[int, bytes]] = deque()  # (offset, bytes) past _disk_end
-        self._memory_bytes = 0
-        self._trimmed = False  # bytes were dropped from memory: a new reader cannot follow
-        self._readers: dict[int, int] = {}  # reader -> position
-        self._next_reader = 0
-        self._waiters = 0
-        self._places: list[float] = []  # when each request not reading yet was handed this
-        self._last_seen = 0.0
-        self._pulse = asyncio.Event()  # set when bytes arrive or the download ends
-        self._room = asyncio.Event()  # set when followers move on: the producer may go on
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
-    # --- followers -------------------------------------------------------------------
 
-    @property
-    def joinable(self) -> bool:
-        """A new request may follow this download from its first byte."""
-        return not (self.done or self._trimmed or self.abandoned)
+@dataclass
+class _Role:
+    """This process's part in a download: what it publishes while it leads."""
 
-    def promise(self) -> None:
-        """Hold a place for a request that will follow soon (see the module's doc)."""
-        loop = asyncio.get_running_loop()
-        self._last_seen = loop.time()
-        self._places.append(self._last_seen)
-        loop.call_later(GRACE + 0.05, self._room.set)
-        loop.call_later(self.linger + 0.05, self._check)
+    holding: Holding
+    lease: Lease | None = None  # None: following, or downloading alone
+    keeper: asyncio.Task[None] | None = None
 
-    def _claim(self) -> None:
-        if self._places:
-            self._places.pop(0)
-
-    def _held_places(self, within: float | None = None) -> bool:
-        """Whether a request handed this download in the last ``within`` seconds (default:
-        `linger`) has not started reading yet."""
-        now = asyncio.get_running_loop().time()
-        self._places = [since for since in self._places if since > now - self.linger]
-        since = now - (self.linger if within is None else within)
-        return any(place > since for place in self._places)
-
-    def _anyone(self) -> bool:
-        return bool(self._readers or self._waiters or self._held_places())
-
-    def _left(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._last_seen = loop.time()
-        self._room.set()
-        if self.done:
-            self._release()
-        elif not self._anyone():
-            loop.call_later(self.linger + 0.05, self._check)
-
-    def _check(self) -> None:
-        """Timer: stop a download nobody has followed for `linger` seconds."""
-        self._room.set()  # places expired: the producer may drop what they held
-        if self.done:
-            self._release()
-            return
-        if self._anyone() or self.abandoned:
-            return
-        loop = asyncio.get_running_loop()
-        quiet = loop.time() - self._last_seen
-        if quiet < self.linger:
-            loop.call_later(self.linger - quiet + 0.05, self._check)
-            return
-        self.abandoned = True
-        if self.task is not None:
-            self.task.cancel()
-
-    # --- the producer's side ---------------------------------------------------------
-
-    def attach(self, temp_path: Path) -> None:
-        self._fd = os.open(temp_path, os.O_RDONLY)
-
-    def stop_caching(self, reason: str, disk_end: int) -> None:
-        """From now on the bytes past ``disk_end`` are kept in memory only."""
-        self.uncached = reason
-        self._disk_end = disk_end
-
-    def add(self, chunk: bytes) -> None:
-        if self.uncached is None:
-            self.written += len(chunk)
-            self._disk_end = self.written
-        else:
-            self._memory.append((self.written, chunk))
-            self._memory_bytes += len(chunk)
-            self.written += len(chunk)
-        self._wake()
-
-    async def pace(self) -> None:
-        """Wait until the slowest follower leaves room in the memory window."""
-        while True:
-            self._trim()
-            if self._memory_bytes <= WINDOW:
-                return
-            self._room.clear()
-            await self._room.wait()
-
-    def finish(self) -> None:
-        self.done = True
-        self._wake()
-        self._release()
-
-    def _trim(self) -> None:
-        """Drop the bytes every follower has read. A request about to read holds them for
-        `GRACE` seconds; one slower than that finds them gone and fails (rare: it is the
-        time from the request to its first read)."""
-        if not self._memory or self._held_places(GRACE):
-            return
-        floor = min(self._readers.values(), default=self.written)
-        while self._memory and self._memory[0][0] + len(self._memory[0][1]) <= floor:
-            self._memory_bytes -= len(self._memory.popleft()[1])
-            self._trimmed = True
-
-    def _release(self) -> None:
-        """Once done, and nobody reads or may still come: close the descriptor."""
-        if self._readers or self._held_places():
-            return
-        self._memory.clear()
-        self._memory_bytes = 0
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def _wake(self) -> None:
-        self._pulse.set()
-        self._pulse = asyncio.Event()
-
-    async def _wait(self) -> None:
-        await self._pulse.wait()
-
-    # --- the readers' side -----------------------------------------------------------
-
-    async def wait_started(self) -> None:
-        """Until the first byte is here (headers known) or the download ended."""
-        self._waiters += 1
-        try:
-            while not (self.written > 0 or self.done):
-                await self._wait()
-        finally:
-            self._waiters -= 1
-            self._left()
-        if self.error is not None and self.written == 0:
-            raise self.error
-
-    async def wait_done(self) -> None:
-        self._claim()
-        self._waiters += 1
-        try:
-            while not self.done:
-                await self._wait()
-        finally:
-            self._waiters -= 1
-            self._left()
-
-    async def chunks(self, start: int = 0, stop: int | None = None) -> AsyncGenerator[bytes, None]:
-        """Follow the download from ``start`` to ``stop`` (default: the end); raises if it
-        fails before then. Bytes are yielded as soon as they are written, except the
-        last ones: the file's last byte, or the chunk that ends a range before the file's
-        end, waits for the digest."""
-        self._claim()
-        reader = self._next_reader
-        self._next_reader += 1
-        self._readers[reader] = start
-        position = start
-        fd: int | None = None
-        try:
-            while True:
-                if stop is not None and position >= stop:
-                    return
-                while not self._readable(position):
-                    await self._wait()
-                if self.error is not None:
-                    raise self.error
-                limit = self.written if self.done else self.written - 1
-                if stop is not None:
-                    limit = min(limit, stop)
-                if position >= limit and self.done:
-                    return
-                while position < limit:
-                    if position < self._disk_end:
-                        if fd is None:
-                            fd = self._reader_fd()
-                        size = min(CHUNK, min(limit, self._disk_end) - position)
-                        data = await asyncio.to_thread(os.pread, fd, size, position)
-                        if not data:
-                            raise IntegrityError(f"{self.file.filename}: cache file shrank")
-                    else:
-                        data = self._from_memory(position, limit)
-                    position += len(data)
-                    self._readers[reader] = position
-                    if stop is not None and position >= stop and not self.done:
-                        await self._verified(reader)
-                    yield data
-                    if self._memory:
-                        self._room.set()
-        finally:
-            # A plain descriptor, closed without awaiting: a reader cancelled or dropped
-            # at any point (a client gone, a shutdown) never leaves an open file behind.
-            if fd is not None:
-                os.close(fd)
-            self._readers.pop(reader, None)
-            self._left()
-
-    async def _verified(self, reader: int) -> None:
-        """Until the download is done; raises if it failed. A range's reader holding its
-        last chunk needs no more bytes kept for it meanwhile."""
-        del self._readers[reader]
-        self._room.set()
-        self._waiters += 1
-        try:
-            while not self.done:
-                await self._wait()
-        finally:
-            self._waiters -= 1
-        if self.error is not None:
-            raise self.error
-
-    def _readable(self, position: int) -> bool:
-        # The final byte is held back until the digest is verified.
-        return self.done or self.written - 1 > position
-
-    def _reader_fd(self) -> int:
-        if self._fd is not None:
-            return os.dup(self._fd)
-        if self.final_path is not None:
-            try:
-                return os.open(self.final_path, os.O_RDONLY)
-            except FileNotFoundError:
-                pass
-        raise HostfitError(f"{self.file.filename}: the download's bytes are gone; retry")
-
-    def _from_memory(self, position: int, limit: int) -> bytes:
-        for offset, data in self._memory:
-            end = offset + len(data)
-            if offset <= position < end:
-                return data[position - offset : min(limit, end) - offset]
-        raise HostfitError(f"{self.file.filename}: byte {position} is no longer held; retry")
+    async def publish(self, **changes: object) -> None:
+        if changes:
+            self.holding = replace(self.holding, **changes)  # type: ignore[arg-type]
+        if self.lease is not None:
+            await self.lease.publish(self.holding.encode())
 
 
 class FileService:
@@ -325,19 +118,21 @@ class FileService:
         store: StateStore,
         deadline: float = DEADLINE,
         linger: float = LINGER,
+        leases: Leases | None = None,
     ) -> None:
         self.blobs = blobs
         self.client = client
         self.store = store
         self.deadline = deadline
         self.linger = linger
+        self.leases = leases or open_leases(store, blobs.tmp)
         self._downloads: dict[str, Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.on_cached: list[Callable[[File], None]] = []  # told of every file committed
-        # How downloads ended, for metrics: cached, uncached, failed, timed_out, abandoned.
-        self.outcomes: dict[str, int] = dict.fromkeys(
-            ("cached", "uncached", "failed", "timed_out", "abandoned"), 0
-        )
+        self._told: dict[str, float] = {}  # sha256 -> when the leader was last told
+        self.on_cached: list[Callable[[File], None]] = []  # told of every file committed here
+        # How downloads ended, for metrics: cached (downloaded here), followed (another
+        # process downloaded it), uncached, failed, timed_out, abandoned.
+        self.outcomes: dict[str, int] = dict.fromkeys(_OUTCOMES, 0)
 
     @property
     def active(self) -> int:
@@ -411,10 +206,14 @@ class FileService:
     async def _download(self, download: Download, sha256: str) -> None:
         file = download.file
         outcome = "failed"
+        role = _Role(Holding(self.blobs.temp_name(sha256)))
         try:
             async with asyncio.timeout(self.deadline):
-                await self._fetch(download, sha256)
-            if download.final_path is not None:
+                await self._obtain(download, sha256, role)
+            led = role.lease is not None or role.keeper is not None
+            if download.final_path is not None and not led:
+                outcome = "followed"
+            elif download.final_path is not None:
                 outcome = "cached"
                 for listener in self.on_cached:
                     listener(file)
@@ -437,6 +236,8 @@ class FileService:
                 raise
             outcome = "abandoned"
             download.error = HostfitError(f"{file.filename}: download stopped, no client left")
+        except PeerFailed as exc:
+            download.error = exc
         except IntegrityError as exc:
             download.error = IntegrityError(f"{file.filename}: {exc}")
         except httpx.TimeoutException:
@@ -457,22 +258,124 @@ class FileService:
             elif download.error is not None:
                 log.warning("not cached: %s", download.error)
             download.finish()
-            if self._downloads.get(sha256) is download:
-                del self._downloads[sha256]
+            try:
+                await self._step_down(role, sha256, download.error, outcome)
+            finally:
+                if self._downloads.get(sha256) is download:
+                    del self._downloads[sha256]
+                self._told.pop(sha256, None)
         if outcome == "cached":
             try:
                 await self.blobs.enforce()
             except OSError as exc:
                 log.warning("cache eviction failed: %s", exc)
 
-    async def _fetch(self, download: Download, sha256: str) -> None:
+    async def _obtain(self, download: Download, sha256: str, role: _Role) -> None:
+        """Until the file is committed (here or by another process) or streamed
+        uncached: lead its download, or follow another process's, taking over when
+        that one's leader goes."""
+        follower = Follower(download, self.blobs, sha256)
+        try:
+            while True:
+                if follower.committed():
+                    try:
+                        await follower.finish()
+                        return
+                    except FileNotFoundError:
+                        continue  # evicted at once: another round
+                role.lease = await self.leases.acquire(LEASE + sha256, role.holding.encode())
+                if role.lease is not None:
+                    if follower.committed():  # committed between our look and our lease
+                        await role.lease.release()
+                        role.lease = None
+                        continue
+                    await self._lead(download, sha256, role, follower)
+                    return
+                holding = await self._holding(sha256)
+                if holding is None:
+                    await self._failed_elsewhere(download, sha256)
+                    await asyncio.sleep(WAIT)
+                elif not holding.caching:
+                    log.info(
+                        "%s: the process downloading it keeps no file to follow; "
+                        "downloading it here too",
+                        download.file.filename,
+                    )
+                    await self._lead(download, sha256, role, follower)
+                    return
+                else:
+                    await follower.follow(holding, lambda: self._holding(sha256, download))
+                    if not follower.committed():
+                        await self._failed_elsewhere(download, sha256)
+        finally:
+            follower.close()
+
+    async def _holding(self, sha256: str, following: Download | None = None) -> Holding | None:
+        """What the leader of this file's download publishes now; when ``following``
+        has clients here, the leader is told it is followed (once a second or so)."""
+        if following is not None and following.wanted:
+            now = asyncio.get_running_loop().time()
+            if now - self._told.get(sha256, 0.0) >= TELL_EVERY:
+                self._told[sha256] = now
+                await self.store.set(FOLLOWED + sha256, b"1", ttl=self.linger)
+        return Holding.decode(await self.leases.holder(LEASE + sha256))
+
+    async def _failed_elsewhere(self, download: Download, sha256: str) -> None:
+        """Raise what the leader that just gave up failed with, if it failed."""
+        told = await self.store.get(FAILED + sha256)
+        if told is None:
+            return
+        try:
+            failure = json.loads(told)
+            message, status = str(failure["message"]), int(failure["status"])
+        except (ValueError, TypeError, KeyError):
+            return
+        raise PeerFailed(message, status)
+
+    async def _lead(self, download: Download, sha256: str, role: _Role, follower: Follower) -> None:
+        role.keeper = asyncio.create_task(self._keep(download, sha256, role))
+        await self._fetch(download, sha256, role, follower.prefix())
+
+    async def _keep(self, download: Download, sha256: str, role: _Role) -> None:
+        """While leading: renew the lease, keep the temp file's age fresh (start-ups
+        elsewhere remove temp files untouched for long), and hear of followers."""
+        temp = self.blobs.tmp / role.holding.temp
+        # Often enough to hear of followers before `linger` would stop the download.
+        every = min(self.leases.renew_every, self.linger / 3)
+        while True:
+            await asyncio.sleep(every)
+            await role.publish()
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(os.utime, temp)
+            if await self.store.get(FOLLOWED + sha256) is not None:
+                download.followed_elsewhere(self.linger)
+
+    async def _step_down(
+        self, role: _Role, sha256: str, error: HostfitError | None, outcome: str
+    ) -> None:
+        """Stop leading: followers are told why it failed before the lease goes."""
+        if role.keeper is not None:
+            role.keeper.cancel()
+        if role.lease is None:
+            return
+        if error is not None and outcome in ("failed", "timed_out"):
+            told = {"message": str(error), "status": error.status_code}
+            await self.store.set(FAILED + sha256, json.dumps(told).encode(), FAILED_SECONDS)
+        await role.lease.release()
+
+    async def _fetch(
+        self, download: Download, sha256: str, role: _Role, prefix: tuple[int, int] | None
+    ) -> None:
         """Requests until every byte is here and verified; retries and resumptions as the
-        module's doc says."""
+        module's doc says. ``prefix``: bytes a leader gone left, to carry on from."""
         file = download.file
         writer: BlobWriter | None = None
         etag: str | None = None
         resumable = False
         try:
+            if prefix is not None:
+                writer = await self._carry_on(download, sha256, role, prefix)
+                resumable = True  # asked with a Range from the first request on
             for attempt in range(ATTEMPTS):
                 headers = {}
                 if download.written:
@@ -492,10 +395,10 @@ class FileService:
                             tag = response.headers.get("etag")
                             etag = tag if tag and not tag.startswith("W/") else None
                             resumable = response.headers.get("accept-ranges") == "bytes"
-                            writer = await self._writer(download, sha256)
+                            writer = await self._writer(download, sha256, role)
                         # As the bytes come: a drip reaches clients as it drips.
                         async for chunk in response.aiter_bytes():
-                            await self._take(download, writer, chunk)
+                            await self._take(download, writer, chunk, role)
                     break
                 except _CUT_SHORT as exc:
                     more = download.written == 0 or (resumable and download.size is not None)
@@ -509,57 +412,103 @@ class FileService:
                 try:
                     download.final_path = await writer.commit()
                 except CacheFull as exc:  # the bytes are all here, on the open descriptor
-                    self._not_caching(download, str(exc), download.written)
+                    await self._not_caching(download, role, str(exc), download.written)
             else:
                 writer.verify()
         finally:
             if writer is not None and download.final_path is None:
                 await writer.discard()
 
-    async def _writer(self, download: Download, sha256: str) -> BlobWriter:
+    async def _writer(
+        self, download: Download, sha256: str, role: _Role, attach: bool = True
+    ) -> BlobWriter:
+        """The temp file this download is written to, its name the one published;
+        ``attach``: the clients here read from it at once."""
         reservation = None
         reason: str | None = None
         try:
             reservation = await self.blobs.reserve(download.size)
         except CacheFull as exc:
             reason = str(exc)
-        writer = self.blobs.writer(sha256, download.size, reservation)
+        writer = self.blobs.writer(sha256, download.size, reservation, role.holding.temp)
         if reason is None:
             try:
                 await writer.open()
-                download.attach(writer.temp_path)
+                if attach:
+                    download.attach(writer.temp_path)
             except (CacheFull, OSError) as exc:
                 reason = str(exc)
         if reason is not None:
             await writer.detach()
-            self._not_caching(download, reason, 0)
+            await self._not_caching(download, role, reason, download.written)
+        else:
+            await role.publish(started=True, size=download.size)
         return writer
 
-    async def _take(self, download: Download, writer: BlobWriter, chunk: bytes) -> None:
+    async def _carry_on(
+        self, download: Download, sha256: str, role: _Role, prefix: tuple[int, int]
+    ) -> BlobWriter:
+        """A temp file of our own that begins with the bytes a leader gone left (the
+        clients here may have some of them already)."""
+        source, length = prefix
+        log.info("%s: taking over its download at byte %d", download.file.filename, length)
+        writer = await self._writer(download, sha256, role, attach=False)
+        position = 0
+        while position < length:
+            data = await asyncio.to_thread(
+                os.pread, source, min(CHUNK, length - position), position
+            )
+            if not data:
+                raise IntegrityError(f"the download taken over shrank below {length} bytes")
+            if writer.attached:
+                try:
+                    await writer.write(data)
+                except CacheFull as exc:
+                    # Readers here go on reading the old file up to what they were given.
+                    await writer.detach()
+                    await self._not_caching(download, role, str(exc), download.written)
+            if not writer.attached:
+                await writer.write(data)  # hashed only
+            new = position + len(data) - download.written
+            if new > 0:
+                download.add(data[len(data) - new :])
+            position += len(data)
+        if writer.attached:
+            download.attach(writer.temp_path)
+        return writer
+
+    async def _take(
+        self, download: Download, writer: BlobWriter, chunk: bytes, role: _Role
+    ) -> None:
         limit = self.blobs.max_size
         if writer.attached and limit is not None and writer.written + len(chunk) > limit:
-            await self._detach(download, writer, f"more than the cache budget ({limit} bytes)")
+            reason = f"more than the cache budget ({limit} bytes)"
+            await self._detach(download, writer, reason, role)
         if writer.attached:
             try:
                 await writer.write(chunk)
             except CacheFull as exc:
-                await self._detach(download, writer, str(exc))
+                await self._detach(download, writer, str(exc), role)
         if not writer.attached:
             await writer.write(chunk)  # hashed only
         download.add(chunk)
         await download.pace()
 
-    async def _detach(self, download: Download, writer: BlobWriter, reason: str) -> None:
+    async def _detach(
+        self, download: Download, writer: BlobWriter, reason: str, role: _Role
+    ) -> None:
         disk_end = writer.written
         await writer.detach()
-        self._not_caching(download, reason, disk_end)
+        await self._not_caching(download, role, reason, disk_end)
 
     @staticmethod
-    def _not_caching(download: Download, reason: str, disk_end: int) -> None:
+    async def _not_caching(download: Download, role: _Role, reason: str, disk_end: int) -> None:
         log.warning(
             "not caching %s: %s; streaming it to its clients only", download.file.filename, reason
         )
         download.stop_caching(reason, disk_end)
+        # Followers elsewhere have no file to follow any more: they download it themselves.
+        await role.publish(started=True, size=download.size, caching=False)
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -209,9 +209,10 @@ class _CacheCollector(Collector):
         )
         downloads = CounterMetricFamily(
             "hostfit_file_downloads",
-            "Upstream file downloads by how they ended: cached, uncached (streamed only: "
-            "no room in the cache), failed, timed_out (the file deadline), abandoned "
-            "(no client left)",
+            "File downloads by how they ended: cached (downloaded from upstream here), "
+            "followed (another process or replica downloaded it, this one streamed its "
+            "bytes), uncached (streamed only: no room in the cache), failed, timed_out "
+            "(the file deadline), abandoned (no client left)",
             labels=["outcome"],
         )
         for outcome, count in self.files.outcomes.items():

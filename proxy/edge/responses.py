@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from proxy.core.models import File
 from proxy.core.ranges import Span, Unsatisfiable, requested_span
-from proxy.edge.files import Download
+from proxy.edge.download import Download
 from proxy.edge.stores.blobs import OpenBlob
 from proxy.errors import HostfitError
 

@@ -1,7 +1,10 @@
 """Content-addressed file cache: one file per sha256, written via temp file, fsync, rename.
 
 A blob is only ever reachable under its final name after its digest was checked,
-so a crash mid-write leaves at most a temp file, which start-up removes.
+so a crash mid-write leaves at most a temp file. The directory may be shared by several
+processes and replicas, each writing its own temp files (a download's is followed by the
+others, `proxy.edge.files`): start-up removes only temp files and lock files nobody uses
+(`clean_temp`).
 
 A budget (``max_size``) bounds the bytes under ``sha256/``; the least recently used
 blobs are evicted to stay within it. Recency is a blob's mtime, refreshed (at most once
@@ -22,12 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import hashlib
 import logging
 import os
 import re
 import secrets
 import shutil
+import socket
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -35,6 +40,7 @@ from pathlib import Path
 import aiofiles
 import aiofiles.os
 
+from proxy.edge.stores.leases import LOCK_SUFFIX, remove_unheld
 from proxy.errors import HostfitError, IntegrityError
 
 log = logging.getLogger("hostfit.cache")
@@ -43,6 +49,10 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 TOUCH_SECONDS = 60.0  # a blob's recency is refreshed at most this often
 RESCAN_SECONDS = 30.0  # the index is read again from the directory when this old
 SLACK = 0.1  # an eviction round frees this share of the budget more than it must
+STALE_TEMP = 900.0  # a temp file untouched this long has no live writer
+TEMP_SUFFIX = ".part"
+# This host, in temp file names: short, and safe in a file name whatever the host is called.
+HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 class CacheFull(HostfitError):
@@ -122,13 +132,37 @@ class BlobStore:
     def count(self) -> int:
         return len(self._index)
 
-    def clean_temp(self) -> int:
-        """Remove temp files left by a previous process; returns how many."""
+    def clean_temp(self, stale: float = STALE_TEMP) -> int:
+        """Remove temp files left by processes gone; returns how many went.
+
+        The directory may be shared with processes of other hosts, alive. A writer
+        locks its temp file while it writes, and temp file names say on which host
+        they were written. So: lock files and this host's temp files go when nobody
+        holds them; other temp files go when nobody holds them either and nobody has
+        touched them for ``stale`` seconds (another host's locks may not show here)."""
         removed = 0
+        now = time.time()
         for leftover in self.tmp.iterdir():
-            leftover.unlink(missing_ok=True)
-            removed += 1
+            name = leftover.name
+            if name.startswith(".nfs"):
+                continue  # NFS keeps a file removed while open under such a name: in use
+            try:
+                idle = now - leftover.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            here = name.endswith(LOCK_SUFFIX) or _written_here(name)
+            if here or idle > stale:
+                gone = remove_unheld(leftover)
+                if gone is None and idle > stale:  # no locks on this filesystem
+                    leftover.unlink(missing_ok=True)
+                    gone = True
+                removed += bool(gone)
         return removed
+
+    def temp_name(self, sha256: str | None) -> str:
+        """A temp file name of its own: whose bytes it will hold, and written on which
+        host (see `clean_temp`)."""
+        return f"{sha256 or 'unknown'}.{HOST}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
 
     def path(self, sha256: str) -> Path:
         if not _SHA256.match(sha256):
@@ -166,9 +200,11 @@ class BlobStore:
         expected_sha256: str | None,
         expected_size: int | None = None,
         reservation: Reservation | None = None,
+        temp_name: str | None = None,
     ) -> BlobWriter:
-        """A writer that checks the digest, or with None files the bytes under their own."""
-        return BlobWriter(self, expected_sha256, expected_size, reservation)
+        """A writer that checks the digest, or with None files the bytes under their own.
+        ``temp_name``: where in `tmp` it writes (see `temp_name`), for others to follow."""
+        return BlobWriter(self, expected_sha256, expected_size, reservation, temp_name)
 
     async def put_bytes(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
@@ -290,6 +326,11 @@ class BlobStore:
         self._seen.pop(sha256, None)
 
 
+def _written_here(name: str) -> bool:
+    parts = name.split(".")
+    return len(parts) == 4 and parts[1] == HOST and name.endswith(TEMP_SUFFIX)
+
+
 def _scan(directory: Path) -> list[tuple[float, str, int]]:
     """Every blob's (mtime, name, size)."""
     found: list[tuple[float, str, int]] = []
@@ -332,12 +373,13 @@ class BlobWriter:
         sha256: str | None,
         size: int | None,
         reservation: Reservation | None = None,
+        temp_name: str | None = None,
     ) -> None:
         self.store = store
         self.sha256 = sha256
         self.expected_size = size
         self.reservation = reservation
-        self.temp_path = store.tmp / f"{(sha256 or 'unknown')[:16]}.{secrets.token_hex(6)}.part"
+        self.temp_path = store.tmp / (temp_name or store.temp_name(sha256))
         self.written = 0
         self.attached = True  # bytes go to the temp file
         self._hash = hashlib.sha256()
@@ -351,6 +393,8 @@ class BlobWriter:
             self._file = await aiofiles.open(self.temp_path, "wb", buffering=0)
         except OSError as exc:
             raise CacheFull(disk_reason(exc)) from None
+        with contextlib.suppress(OSError):  # held until closed: in use (`clean_temp`)
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     async def __aenter__(self) -> BlobWriter:
         await self.open()

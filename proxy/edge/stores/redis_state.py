@@ -8,6 +8,12 @@ replica acts alone) at once, without touching the network, while a background pr
 pings Redis every ``PROBE_EVERY`` seconds and closes the breaker when it answers. The outage and the
 recovery are logged once each, never per request; /readyz reports the outage through
 `ping`, which fails fast while the breaker is open.
+
+Leases (`lease`, `renew`, `release`) are keys whose value begins with the holder's token:
+set only if absent, with an expiry, and renewed or deleted only by a Lua script that
+first checks the token, so a holder that lost its lease (expired, taken over) can never
+extend or release someone else's. Each answers None while Redis is unavailable: the
+caller decides how to go on alone (`proxy.edge.stores.leases`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,13 @@ OP_TIMEOUT = 0.5
 PROBE_EVERY = 3.0
 
 T = TypeVar("T")
+# A lease's stored value: its holder's token, a newline, then what the holder publishes.
+_SEPARATOR = b"\n"
+_OWNED = "string.sub(redis.call('get', KEYS[1]) or '', 1, #ARGV[1]) == ARGV[1]"
+_RENEW = (
+    f"if {_OWNED} then redis.call('set', KEYS[1], ARGV[2], 'px', ARGV[3]) return 1 end return 0"
+)
+_RELEASE = f"if {_OWNED} then return redis.call('del', KEYS[1]) end return 0"
 # Redis is unreachable, frozen or refusing us: open the breaker. Other errors are answers.
 _OUTAGE = (RedisConnectionError, RedisTimeout, OSError)
 
@@ -65,6 +78,8 @@ class RedisStore:
         self._why = ""
         self._probe: asyncio.Task[None] | None = None
         self._answers_logged: set[str] = set()
+        self._renew = self._redis.register_script(_RENEW)
+        self._release = self._redis.register_script(_RELEASE)
 
     @property
     def available(self) -> bool:
@@ -124,11 +139,11 @@ class RedisStore:
         return [v.encode() if isinstance(v, str) else v for v in values]
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        px = None if ttl is None else max(1, int(ttl * 1000))
+        px = None if ttl is None else _ms(ttl)
         await self._call("set", lambda: self._redis.set(self.prefix + key, value, px=px), None)
 
     async def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
-        px = None if ttl is None else max(1, int(ttl * 1000))
+        px = None if ttl is None else _ms(ttl)
         alone: bool | str | bytes | None = True  # without Redis, this replica acts alone
         stored = await self._call(
             "add", lambda: self._redis.set(self.prefix + key, value, px=px, nx=True), alone
@@ -137,6 +152,38 @@ class RedisStore:
 
     async def delete(self, key: str) -> None:
         await self._call("delete", lambda: self._redis.delete(self.prefix + key), None)
+
+    async def lease(self, key: str, token: bytes, value: bytes, ttl: float) -> bool | None:
+        """Take the lease ``key`` for ``ttl`` seconds if nobody holds it; None: Redis did
+        not answer (unavailable, or refusing writes)."""
+        stored = token + _SEPARATOR + value
+
+        async def take() -> bool | None:
+            return bool(await self._redis.set(self.prefix + key, stored, px=_ms(ttl), nx=True))
+
+        return await self._call("lease", take, None)
+
+    async def renew(self, key: str, token: bytes, value: bytes, ttl: float) -> bool | None:
+        """Extend a lease still held by ``token`` (publishing ``value``); False: it is not."""
+        args: list[bytes | int] = [token + _SEPARATOR, token + _SEPARATOR + value, _ms(ttl)]
+        done = await self._call(
+            "renew", lambda: self._renew(keys=[self.prefix + key], args=args), None
+        )
+        return None if done is None else bool(done)
+
+    async def release(self, key: str, token: bytes) -> None:
+        """Delete the lease if ``token`` still holds it."""
+        args = [token + _SEPARATOR]
+        await self._call("release", lambda: self._release(keys=[self.prefix + key], args=args), 0)
+
+    async def holder(self, key: str) -> tuple[bytes, bytes] | None:
+        """(token, value) of the lease's holder; None when nobody holds it or Redis is
+        unavailable (tell them apart with `available`)."""
+        stored = await self.get(key)
+        if stored is None or _SEPARATOR not in stored:
+            return None
+        token, _, value = stored.partition(_SEPARATOR)
+        return token, value
 
     async def ping(self) -> None:
         if self._down_since is not None:
@@ -154,3 +201,7 @@ class RedisStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
         await self._redis.aclose()
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
