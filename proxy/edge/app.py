@@ -40,6 +40,7 @@ from proxy.core.variants import VARIANTS_SUFFIX
 from proxy.edge.admin import admin_routes
 from proxy.edge.config import Settings
 from proxy.edge.gate import REFUSED_HEADER, DownloadGate, Refused
+from proxy.edge.gc_tuning import tuned_gc
 from proxy.edge.index import UNIVERSAL, Context
 from proxy.edge.layers.rewrite import RewriteIndex
 from proxy.edge.observe import Observe
@@ -326,8 +327,10 @@ def build_app(settings: Settings, access_log: bool = False) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
-            async with watch_rules(services.rules):
-                yield
+            # Last: what start-up made lives as long as the process (proxy.edge.gc_tuning).
+            with tuned_gc():
+                async with watch_rules(services.rules):
+                    yield
 
     routes = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
