@@ -40,7 +40,7 @@ class MetadataService:
         files: FileService,
         client: httpx.AsyncClient,
         store: StateStore,
-        outbound: Outbound | None = None,  # for range reads; else only the file's own origin
+        outbound: Outbound,  # for range reads
     ) -> None:
         self.outbound = outbound
         self.blobs = blobs
@@ -143,8 +143,7 @@ class MetadataService:
             except FileNotFoundError:
                 pass  # evicted since the look: read it from upstream instead
         # Only the zip directory and the METADATA member, with range requests.
-        outbound = self.outbound or Outbound.only(file.url)
-        return await asyncio.to_thread(_remote_metadata, file.url, file.filename, outbound)
+        return await asyncio.to_thread(_remote_metadata, file.url, file.filename, self.outbound)
 
     async def _from_upstream(self, file: File) -> bytes:
         """Within the file deadline, retries and a dripping body included."""

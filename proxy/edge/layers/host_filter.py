@@ -121,13 +121,13 @@ class HostFilter(IndexLayer):
         self,
         inner: Index,
         scheduler: AnalysisScheduler,
+        metadata: StoredMetadata,
         *,
         policy: Policy = "optimistic",
         budget: float = 2.0,
         limits: WalkLimits = WalkLimits(),
         hide_sdists_without_wheels: bool = True,
         rules: Callable[[], Rules] = lambda: EMPTY,
-        metadata: StoredMetadata | None = None,
     ) -> None:
         super().__init__(inner)
         self.metadata = metadata
@@ -208,7 +208,7 @@ class HostFilter(IndexLayer):
     async def _current(self, page: Page, ctx: Context, rules: Rules) -> Decided:
         # The generation moves whenever a report of this project arrives, so a
         # provisional decision is reused until there is something new to decide with.
-        learnt = self.metadata.generation(page.name) if self.metadata is not None else 0
+        learnt = self.metadata.generation(page.name)
         key = (page.name, page.upstream, page.revision, ctx.profile.to_string(),
                f"{self._generation[page.name]}.{learnt}", rules.digest)  # fmt: skip
         cached = self._decided.get(key)
@@ -269,7 +269,7 @@ class HostFilter(IndexLayer):
         Only hiding counts; a cheap fact never vouches for a wheel.
         """
         waiting = [f for f in page.files if f.filename in unreported]
-        if self.metadata is None or not waiting:
+        if not waiting:
             return {}
         held = await self.metadata.stored(waiting)
         verdicts = {}
