@@ -16,8 +16,6 @@ from packaging.utils import NormalizedName
 if TYPE_CHECKING:
     from proxy.core.families import Family
 
-# Keys whose meaning hostfit owns; everything else is carried along untouched.
-KNOWN_FILE_KEYS = frozenset({"filename", "url", "hashes"})
 METADATA_KEYS = ("core-metadata", "dist-info-metadata")
 
 
