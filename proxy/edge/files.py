@@ -63,6 +63,7 @@ import httpx
 from proxy.core.models import File
 from proxy.edge.download import CHUNK, LINGER, Download
 from proxy.edge.follow import Follower, Holding
+from proxy.edge.observe import KIND
 from proxy.edge.stores.blobs import BlobStore, BlobWriter, CacheFull, OpenBlob
 from proxy.edge.stores.leases import Lease, Leases, open_leases
 from proxy.edge.stores.state import StateStore
@@ -84,6 +85,7 @@ TELL_EVERY = 1.0  # seconds between a follower's words to the leader that it sti
 # A body cut short. Timeouts are not asked again: the upstream had its chance, and the
 # deadline bounds the whole download.
 _CUT_SHORT = (httpx.ReadError, httpx.RemoteProtocolError)
+_FILE = {KIND: "file"}  # counted as file bytes fetched (`proxy.edge.observe`)
 _OUTCOMES = ("cached", "followed", "uncached", "failed", "timed_out", "abandoned")
 
 
@@ -165,7 +167,7 @@ class FileService:
         """
         try:
             async with asyncio.timeout(self.deadline):
-                async with self.client.stream("GET", file.url) as response:
+                async with self.client.stream("GET", file.url, extensions=_FILE) as response:
                     if response.status_code != 200:
                         raise UpstreamError(
                             file.url, f"HTTP {response.status_code} for {file.filename}"
@@ -384,7 +386,8 @@ class FileService:
                         headers["If-Range"] = etag
                 answered = False
                 try:
-                    async with self.client.stream("GET", file.url, headers=headers) as response:
+                    request = self.client.stream("GET", file.url, headers=headers, extensions=_FILE)
+                    async with request as response:
                         _check_status(download, response)
                         answered = True
                         if writer is None:

@@ -6,7 +6,8 @@ seconds, sizes are bytes, and every label takes a bounded set of values: route t
 credentials redacted), reason kinds, outcomes.
 
 Two registries: ``registry`` holds what is counted as it happens; ``live`` holds what is
-read from the components when scraped (cache size, downloads, rules reloads). With
+read from the components when scraped (cache size, downloads, the analysis queue, rules
+reloads). With
 ``--workers N``, `proxy.cli.serve` sets ``PROMETHEUS_MULTIPROC_DIR`` before the
 workers start: counters and histograms then go through prometheus_client's files in that
 directory and every scrape sums all workers (`MultiProcessCollector`); the live values
@@ -16,6 +17,7 @@ the same from any worker; each worker reloads the rules itself).
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
@@ -35,7 +37,9 @@ from prometheus_client.registry import Collector
 from proxy import __version__
 
 if TYPE_CHECKING:
+    from proxy.core.decide import Verdict
     from proxy.edge.files import FileService
+    from proxy.edge.scheduler import AnalysisScheduler
     from proxy.edge.stores.blobs import BlobStore
 
 
@@ -96,6 +100,20 @@ class Metrics:
             registry=self.registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+        self.upstream_file_bytes = Counter(
+            "hostfit_upstream_file_bytes",
+            "Bytes of files downloaded from upstream (as they came over the wire, retries and "
+            "resumptions included), by origin",
+            ["origin"],
+            registry=self.registry,
+        )
+        self.hidden = Counter(
+            "hostfit_files_hidden",
+            "Files hidden from the filtered pages served, by reason kind (a file hidden for "
+            "several kinds of reason counts under each)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.stale_pages = Counter(
             "hostfit_stale_pages_served",
             "Project pages served from the cache because their upstream failed",
@@ -134,6 +152,17 @@ class Metrics:
         self.analyses.labels(outcome=outcome).inc()
         self.analysis_seconds.labels(outcome=outcome).observe(seconds)
 
+    def count_hidden(self, verdicts: Mapping[str, Verdict]) -> None:
+        """One filtered page served: its hidden files, by reason kind."""
+        kinds = collections.Counter(
+            kind
+            for verdict in verdicts.values()
+            if not verdict.keep
+            for kind in {reason.kind for reason in verdict.reasons}
+        )
+        for kind, count in kinds.items():
+            self.hidden.labels(reason=kind).inc(count)
+
     def watch_counts(self, name: str, doc: str, label: str, counts: Mapping[str, int]) -> None:
         """A counter kept by a component as a mapping of label value -> count."""
         self.live.register(_CountsCollector(name, doc, label, counts))
@@ -149,6 +178,9 @@ class Metrics:
 
     def watch_cache(self, blobs: BlobStore, files: FileService) -> None:
         self.live.register(_CacheCollector(blobs, files))
+
+    def watch_analysis_queue(self, scheduler: AnalysisScheduler) -> None:
+        self.live.register(_QueueCollector(scheduler))
 
     def render(self) -> tuple[bytes, str]:
         counted = self.registry
@@ -218,3 +250,19 @@ class _CacheCollector(Collector):
         for outcome, count in self.files.outcomes.items():
             downloads.add_metric([outcome], count)
         yield downloads
+
+
+class _QueueCollector(Collector):
+    def __init__(self, scheduler: AnalysisScheduler) -> None:
+        self.scheduler = scheduler
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "hostfit_analysis_queue_depth",
+            "Wheels waiting for an analysis slot (frontier walks and downloads; the gate's "
+            "analyses never wait)",
+            value=self.scheduler.queued,
+        )
+        yield GaugeMetricFamily(
+            "hostfit_analyses_running", "Wheel analyses running", value=self.scheduler.running
+        )

@@ -13,7 +13,12 @@ and upstream metrics.
 
 `ObservedTransport` wraps the transport every upstream request passes through (inside
 the retries, so each attempt counts): requests by origin and status, errors by class,
-time to the answer's headers, and one ``hostfit.upstream`` log line each.
+time to the answer's headers, and one ``hostfit.upstream`` log line each; the bytes of
+the answers to file downloads (requests whose extensions say ``KIND: "file"``), as they
+arrive.
+
+Once the application has started, `Observe` hands /metrics what it reads from the
+services when scraped (the analysis queue).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import httpx
 from starlette.requests import Request
@@ -36,6 +41,7 @@ from proxy.edge.metrics import Metrics
 from proxy.errors import HostfitError
 
 HEADER = "X-Request-Id"
+KIND = "hostfit.kind"  # a request extension: what the request is for ("file": a download)
 UNMATCHED = "unmatched"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -77,6 +83,9 @@ class Observe:
         self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, _watching(scope, send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -145,6 +154,21 @@ class Observe:
         )
 
 
+def _watching(scope: Scope, send: Send) -> Send:
+    """``send`` for the lifespan: once started, the services are there to be watched."""
+
+    async def watching_send(message: Message) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            services = getattr(getattr(scope.get("app"), "state", None), "services", None)
+            metrics: Metrics | None = getattr(services, "metrics", None)
+            scheduler = getattr(getattr(services, "filter", None), "scheduler", None)
+            if metrics is not None and scheduler is not None:
+                metrics.watch_analysis_queue(scheduler)
+        await send(message)
+
+    return watching_send
+
+
 def _profile(scope: Scope, services: object) -> str:
     """The host profile the request told (URL, header, User-Agent), for index routes."""
     default = getattr(services, "default_profile", None)
@@ -185,6 +209,9 @@ class ObservedTransport(httpx.AsyncBaseTransport):
             )
             raise
         seconds = time.perf_counter() - start
+        if request.extensions.get(KIND) == "file":
+            counted = self.metrics.upstream_file_bytes.labels(origin=label)
+            response.stream = _Counted(response.stream, counted.inc)
         self.metrics.upstream_requests.labels(origin=label, status=str(response.status_code)).inc()
         self.metrics.upstream_seconds.labels(origin=label).observe(seconds)
         upstream_log.info(
@@ -196,6 +223,25 @@ class ObservedTransport(httpx.AsyncBaseTransport):
             extra={"origin": label, "status": response.status_code},
         )
         return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _Counted(httpx.AsyncByteStream):
+    """A response body that tells ``count`` the size of each chunk as it is read."""
+
+    def __init__(
+        self, inner: httpx.SyncByteStream | httpx.AsyncByteStream, count: Callable[[int], None]
+    ) -> None:
+        assert isinstance(inner, httpx.AsyncByteStream)
+        self.inner = inner
+        self.count = count
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.inner:
+            self.count(len(chunk))
+            yield chunk
 
     async def aclose(self) -> None:
         await self.inner.aclose()

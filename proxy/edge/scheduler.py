@@ -69,6 +69,15 @@ class AnalysisScheduler:
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    @property
+    def queued(self) -> int:
+        """Analyses waiting for a slot (the gate's never wait), for /metrics."""
+        return len(self._inflight) - len(self._running)
+
+    @property
+    def running(self) -> int:
+        return len(self._running) + len(self._urgent)
+
     async def known(self, files: Sequence[File]) -> Mapping[str, Report]:
         """Reports already made, by sha256: stored, or just made and not storable."""
         wanted = [f.sha256 for f in files if f.sha256]

@@ -15,8 +15,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy import __version__
+from proxy.core.decide import Reason, Verdict
 from proxy.edge.config import load_settings
 from proxy.edge.logs import JsonFormatter, RequestIdFilter, TextFormatter, request_id
+from proxy.edge.metrics import Metrics
 from proxy.edge.observe import agent_class, incoming_id
 from proxy.errors import ConfigError
 from tests.analysis.test_native import pe
@@ -29,13 +31,16 @@ MakeProxy = Callable[..., ProxyThread]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def scrape(proxy: ProxyThread) -> Samples:
-    text = httpx.get(proxy.url + "metrics").text
+def parse(text: str) -> Samples:
     found: Samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             found[(sample.name, frozenset(sample.labels.items()))] = sample.value
     return found
+
+
+def scrape(proxy: ProxyThread | ProxyProcess) -> Samples:
+    return parse(httpx.get(proxy.url + "metrics").text)
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -44,9 +49,9 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 
 
-def test_metrics_after_mixed_traffic(
-    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
-) -> None:
+def mixed_projects(upstream: Upstream, tmp_path: Path) -> tuple[Path, Path]:
+    """Project "mixed": a pure 1.0, and a 2.0 whose pure wheel carries only a Windows DLL
+    beside a Linux wheel needing glibc 2.34; project "broken". (1.0, the DLL wheel.)"""
     older = build_wheel(WheelSpec("mixed", "1.0", files={"mixed/__init__.py": b""}), tmp_path)
     files = {"mixed/__init__.py": b"import ctypes\n", "mixed/native.dll": pe()}
     dll = build_wheel(WheelSpec("mixed", "2.0", files=files), tmp_path)
@@ -56,6 +61,13 @@ def test_metrics_after_mixed_traffic(
     for wheel in (older, dll, linux):
         upstream.add("mixed", wheel)
     upstream.add("broken", build_wheel(WheelSpec("broken", "1.0"), tmp_path))
+    return older, dll
+
+
+def test_metrics_after_mixed_traffic(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    older, dll = mixed_projects(upstream, tmp_path)
     proxy = make_proxy(upstream)
 
     assert httpx.get(proxy.url + "simple/mixed/").status_code == 200
@@ -243,10 +255,7 @@ def test_metrics_sum_every_worker(upstream: Upstream, tmp_path: Path) -> None:
         assert httpx.get(proxy.url + "simple/shared/").status_code == 200
         for _ in range(10):
             text = httpx.get(proxy.url + "metrics").text
-            samples: Samples = {}
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+            samples = parse(text)
             assert value(samples, "hostfit_responses_total", route="/healthz") == 40
             assert value(samples, "hostfit_request_duration_seconds_count", route="/healthz") == 40
             assert value(samples, "hostfit_build_info", version=__version__) == 1
@@ -257,3 +266,68 @@ def test_metrics_sum_every_worker(upstream: Upstream, tmp_path: Path) -> None:
     served = {x["pid"] for x in access if x["route"] == "/healthz"}
     assert len(served) == 2  # both workers answered, and every scrape saw all 40
     assert any(x["logger"] == "hostfit.upstream" for x in lines)  # workers' lines survive
+
+
+def test_metrics_after_mixed_traffic_with_two_workers(upstream: Upstream, tmp_path: Path) -> None:
+    """Each request on a connection of its own, so both workers serve; every scrape,
+    whichever worker answers it, sums them both."""
+    older, dll = mixed_projects(upstream, tmp_path)
+    upstream.errors["/simple/broken/"] = 500
+    args = ("--upstream", upstream.url, "--workers", "2", "--analysis-workers", "1")
+    with ProxyProcess(*args, cache_dir=tmp_path / "cache") as proxy:
+        url = proxy.url
+        for _ in range(6):
+            assert httpx.get(url + "simple/mixed/").status_code == 200
+        assert httpx.get(url + "simple/no-such-project/").status_code == 404
+        assert httpx.get(url + "simple/broken/").status_code == 502
+        for _ in range(4):  # a miss, then hits (in either worker: the cache is shared)
+            got = httpx.get(url + f"files/mixed/{older.name}", timeout=30)
+            assert got.status_code == 200 and got.content == older.read_bytes()
+        old = f"{HOST},libc=glibc-2.17"
+        assert settled_files(proxy, "mixed", old) == {older.name}  # type: ignore[arg-type]
+        refused = httpx.get(url + f"p/{old}/files/mixed/{dll.name}", timeout=60)
+        assert refused.status_code == 403
+        scrapes = [scrape(proxy) for _ in range(6)]
+    for samples in scrapes:  # whichever worker answered
+        page = "/simple/{project}/"
+        assert value(samples, "hostfit_responses_total", route=page, status="200") >= 6
+        assert value(samples, "hostfit_responses_total", route=page, status="404") == 1
+        assert value(samples, "hostfit_responses_total", route=page, status="502") == 1
+        files_route = "/files/{project}/{filename}"
+        assert value(samples, "hostfit_responses_total", route=files_route, status="200") == 4
+        assert value(samples, "hostfit_request_duration_seconds_count", route=files_route) == 4
+        served = value(samples, "hostfit_response_bytes_total", route=files_route)
+        assert served == 4 * older.stat().st_size
+        assert value(samples, "hostfit_file_cache_hits_total") == 3
+        assert value(samples, "hostfit_file_cache_misses_total") == 1
+        origin = upstream.origin
+        # The one file downloaded, once, whichever worker asked: its bytes, over the wire.
+        fetched = value(samples, "hostfit_upstream_file_bytes_total", origin=origin)
+        assert fetched == older.stat().st_size
+        assert set(dict(ls).get("origin") for (n, ls) in samples if "file_bytes" in n) == {origin}
+        assert value(samples, "hostfit_upstream_requests_total", origin=origin, status="500") >= 1
+        assert value(samples, "hostfit_download_refusals_total", reason="native") == 1
+        assert value(samples, "hostfit_analyses_total", outcome="ok") >= 1
+        assert value(samples, "hostfit_build_info", version=__version__) == 1
+        # The queue is read from the answering worker; at rest it is empty.
+        assert value(samples, "hostfit_analysis_queue_depth") == 0
+        assert value(samples, "hostfit_analyses_running") == 0
+        assert value(samples, "hostfit_file_downloads_total", outcome="cached") <= 1
+
+
+def test_hidden_files_are_counted_by_reason_kind() -> None:
+    metrics = Metrics()
+    glibc = Reason("glibc", "glibc: needs 2.34, host has 2.17")
+    native = Reason("native", "carries only Windows binaries")
+    metrics.count_hidden(
+        {
+            "kept.whl": Verdict(),
+            "old-glibc.whl": Verdict((glibc,)),
+            "both.whl": Verdict((glibc, native, Reason("glibc", "glibc: a second need"))),
+        }
+    )
+    metrics.count_hidden({"kept.whl": Verdict()})
+    samples = parse(metrics.render()[0].decode())
+    assert value(samples, "hostfit_files_hidden_total", reason="glibc") == 2
+    assert value(samples, "hostfit_files_hidden_total", reason="native") == 1
+    assert value(samples, "hostfit_files_hidden_total") == 3
