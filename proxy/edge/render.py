@@ -15,10 +15,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 
+from proxy.core.lru import LRU
 from proxy.core.models import Page
 from proxy.core.negotiate import JSON_V1
 from proxy.core.pages import render_html_page, render_json_page
@@ -99,36 +99,29 @@ class RenderCache:
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
         # key -> (rendering, the bytes counted for it)
-        self._entries: OrderedDict[Hashable, tuple[Rendered, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()  # the recompression thread resizes entries too
+        self._entries: LRU[Hashable, tuple[Rendered, int]] = LRU(max_bytes, weigh=_counted)
+        # The recompression thread resizes entries too, which may evict.
+        self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> Rendered | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        self._entries.move_to_end(key)
-        return entry[0]
+        with self._lock:
+            entry = self._entries.get(key)
+        return entry[0] if entry is not None else None
 
     def put(self, key: Hashable, make: Callable[[], bytes]) -> Rendered:
         body = make()
         rendered = Rendered(body, resized=lambda: self._resize(key, rendered))
         with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            self._entries[key] = (rendered, rendered.size)
-            self._bytes += rendered.size
-            while self._bytes > self.max_bytes and len(self._entries) > 1:
-                _, (_, counted) = self._entries.popitem(last=False)
-                self._bytes -= counted
+            self._entries.put(key, (rendered, rendered.size))
         return rendered
 
     def _resize(self, key: Hashable, rendered: Rendered) -> None:
         with self._lock:
-            entry = self._entries.get(key)
+            entry = self._entries.peek(key)
             if entry is None or entry[0] is not rendered:
                 return  # evicted or replaced: no longer counted here
-            size = rendered.size
-            self._bytes += size - entry[1]
-            self._entries[key] = (rendered, size)
+            self._entries.put(key, (rendered, rendered.size))
+
+
+def _counted(entry: tuple[Rendered, int]) -> int:
+    return entry[1]

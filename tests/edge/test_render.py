@@ -59,7 +59,7 @@ def test_the_cache_counts_encodings_made_later_and_forgets_evicted_ones() -> Non
     cache = RenderCache(max_bytes=10 * len(big))
 
     def counted() -> int:
-        return cache._bytes
+        return cache._entries.weight
 
     def held() -> int:
         return sum(entry[0].size for entry in cache._entries.values())
@@ -80,10 +80,10 @@ def test_the_cache_counts_encodings_made_later_and_forgets_evicted_ones() -> Non
     tight = RenderCache(max_bytes=len(big) + 100)
     gone = tight.put("a", lambda: big)
     tight.put("b", lambda: small)
-    assert tight.get("a") is None and tight._bytes == len(small)
+    assert tight.get("a") is None and tight._entries.weight == len(small)
     gone.gzip()
     settled()
-    assert tight._bytes == len(small)
+    assert tight._entries.weight == len(small)
 
 
 def big_project(upstream: Upstream, files: int = 1000) -> None:
