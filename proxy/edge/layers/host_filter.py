@@ -45,6 +45,7 @@ from proxy.core.revision import revised
 from proxy.core.rules import EMPTY, Rules
 from proxy.core.select import foreign_only, select
 from proxy.core.tags import client_tags
+from proxy.edge.flight import Flights
 from proxy.edge.index import Context, Index, IndexLayer
 from proxy.edge.layers.policy import PolicyIndex
 from proxy.edge.scheduler import AnalysisScheduler
@@ -140,7 +141,7 @@ class HostFilter(IndexLayer):
         self._decided: LRU[tuple[str, ...], Decided] = LRU(DECISIONS_KEPT)
         self._generation: Generations[str] = Generations(PROJECTS_KEPT)
         self._watched: LRU[str, str] = LRU(WATCHED_KEPT)  # unreported sha256 -> project
-        self._walks: dict[tuple[str, ...], asyncio.Task[None]] = {}
+        self._walks: Flights[tuple[str, ...], None] = Flights()
         scheduler.listen(self._reported)
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
@@ -291,16 +292,10 @@ class HostFilter(IndexLayer):
 
     def _start_walk(self, page: Page, ctx: Context, rules: Rules) -> asyncio.Task[None] | None:
         key = (page.name, page.upstream, page.revision, ctx.profile.to_string(), rules.digest)
-        task = self._walks.get(key)
-        if task is not None:
-            return task
-        if len(self._walks) >= self.limits.walks:
+        if key not in self._walks and len(self._walks) >= self.limits.walks:
             log.info("%s: %d walks already running; this one waits", page.name, len(self._walks))
             return None
-        task = asyncio.create_task(self._walk(page, ctx, rules))
-        self._walks[key] = task
-        task.add_done_callback(lambda _: self._walks.pop(key, None))
-        return task
+        return self._walks.start(key, lambda: self._walk(page, ctx, rules))
 
     async def _walk(self, page: Page, ctx: Context, rules: Rules) -> None:
         deadline = time.monotonic() + self.limits.max_seconds
@@ -338,6 +333,4 @@ class HostFilter(IndexLayer):
             self._generation.move(project)
 
     async def close(self) -> None:
-        for task in list(self._walks.values()):
-            task.cancel()
-        await asyncio.gather(*self._walks.values(), return_exceptions=True)
+        await self._walks.close()
