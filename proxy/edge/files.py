@@ -64,6 +64,7 @@ from proxy.core.models import File
 from proxy.edge.download import CHUNK, LINGER, Download
 from proxy.edge.follow import Follower, Holding
 from proxy.edge.observe import KIND
+from proxy.edge.stores import keys
 from proxy.edge.stores.blobs import BlobStore, BlobWriter, CacheFull, OpenBlob
 from proxy.edge.stores.leases import Lease, Leases, open_leases
 from proxy.edge.stores.state import StateStore
@@ -76,10 +77,7 @@ log = logging.getLogger("hostfit.files")
 DEADLINE = 1800.0  # seconds a download may take in all
 ATTEMPTS = 3  # requests per download: the first, then restarts or resumptions
 BACKOFF = 0.25  # seconds before asking again, doubled each time, jittered
-LEASE = "download:"
-FOLLOWED = "download-followed:"  # set by processes whose clients follow another's download
-FAILED = "download-failed:"  # why a leader's download failed, for its followers
-FAILED_SECONDS = 5.0
+FAILED_SECONDS = 5.0  # a failed leader's error is kept this long for its followers
 WAIT = 0.1  # seconds between looks while a lease changes hands
 TELL_EVERY = 1.0  # seconds between a follower's words to the leader that it still follows
 # A body cut short. Timeouts are not asked again: the upstream had its chance, and the
@@ -220,7 +218,7 @@ class FileService:
                 for listener in self.on_cached:
                     listener(file)
                 await self.store.set(
-                    f"file:{sha256}",
+                    keys.file(sha256),
                     json.dumps({"filename": file.filename, "size": download.written}).encode(),
                 )
             else:
@@ -285,7 +283,7 @@ class FileService:
                         return
                     except FileNotFoundError:
                         continue  # evicted at once: another round
-                role.lease = await self.leases.acquire(LEASE + sha256, role.holding.encode())
+                role.lease = await self.leases.acquire(keys.download(sha256), role.holding.encode())
                 if role.lease is not None:
                     if follower.committed():  # committed between our look and our lease
                         await role.lease.release()
@@ -319,12 +317,12 @@ class FileService:
             now = asyncio.get_running_loop().time()
             if now - self._told.get(sha256, 0.0) >= TELL_EVERY:
                 self._told[sha256] = now
-                await self.store.set(FOLLOWED + sha256, b"1", ttl=self.linger)
-        return Holding.decode(await self.leases.holder(LEASE + sha256))
+                await self.store.set(keys.download_followed(sha256), b"1", ttl=self.linger)
+        return Holding.decode(await self.leases.holder(keys.download(sha256)))
 
     async def _failed_elsewhere(self, download: Download, sha256: str) -> None:
         """Raise what the leader that just gave up failed with, if it failed."""
-        told = await self.store.get(FAILED + sha256)
+        told = await self.store.get(keys.download_failed(sha256))
         if told is None:
             return
         try:
@@ -349,7 +347,7 @@ class FileService:
             await role.publish()
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(os.utime, temp)
-            if await self.store.get(FOLLOWED + sha256) is not None:
+            if await self.store.get(keys.download_followed(sha256)) is not None:
                 download.followed_elsewhere(self.linger)
 
     async def _step_down(
@@ -362,7 +360,9 @@ class FileService:
             return
         if error is not None and outcome in ("failed", "timed_out"):
             told = {"message": str(error), "status": error.status_code}
-            await self.store.set(FAILED + sha256, json.dumps(told).encode(), FAILED_SECONDS)
+            await self.store.set(
+                keys.download_failed(sha256), json.dumps(told).encode(), FAILED_SECONDS
+            )
         await role.lease.release()
 
     async def _fetch(

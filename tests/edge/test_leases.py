@@ -98,7 +98,7 @@ async def test_a_redis_lease_of_a_process_gone_here_is_taken_at_once(
     dead = f"{socket.gethostname()} {pid_gone()} 0123456789abcdef".encode()
     assert ended_here(dead) and not ended_here(token())
     assert not ended_here(b"another-host 1 0123456789abcdef")
-    assert await store.lease("lease:job", dead, b"left behind", ttl=60) is True
+    assert await store.lease("job", dead, b"left behind", ttl=60) is True
     leases = RedisLeases(store, FileLeases(tmp_path), ttl=60)
     assert await leases.holder("job") is None  # not 60 s later
     assert await leases.acquire("job", b"mine") is not None

@@ -45,6 +45,8 @@ class Lease(Protocol):
 
 
 class Leases(Protocol):
+    """Leases by name: a state-store key (`proxy.edge.stores.keys`)."""
+
     @property
     def renew_every(self) -> float:
         """How often a holder must publish to keep its lease."""
@@ -211,12 +213,9 @@ class RedisLease:
 
 
 class RedisLeases:
-    def __init__(
-        self, store: RedisStore, local: FileLeases, prefix: str = "lease:", ttl: float = TTL
-    ) -> None:
+    def __init__(self, store: RedisStore, local: FileLeases, ttl: float = TTL) -> None:
         self.store = store
         self.local = local
-        self.prefix = prefix
         self.ttl = ttl
 
     @property
@@ -225,20 +224,19 @@ class RedisLeases:
 
     async def acquire(self, name: str, value: bytes) -> Lease | None:
         owner = token()
-        taken = await self.store.lease(self.prefix + name, owner, value, self.ttl)
+        taken = await self.store.lease(name, owner, value, self.ttl)
         if taken is None:
             return await self.local.acquire(name, value)
-        return RedisLease(self.store, self.prefix + name, owner, self.ttl) if taken else None
+        return RedisLease(self.store, name, owner, self.ttl) if taken else None
 
     async def holder(self, name: str) -> bytes | None:
-        key = self.prefix + name
-        found = await self.store.holder(key)
+        found = await self.store.holder(name)
         if found is None:
             return await self.local.holder(name) if not self.store.available else None
         owner, value = found
         if ended_here(owner):
-            log.info("lease %s: its holder (%s) has ended; taking over", key, owner.decode())
-            await self.store.release(key, owner)
+            log.info("lease %s: its holder (%s) has ended; taking over", name, owner.decode())
+            await self.store.release(name, owner)
             return None
         return value
 
