@@ -22,10 +22,10 @@ from packaging.utils import NormalizedName
 
 from proxy.core.lru import LRU
 from proxy.core.models import Page, ProjectList
-from proxy.core.pages import PageError, parse_json_page, render_json_page
+from proxy.core.pages import PageError
 from proxy.edge.flight import Flights
 from proxy.edge.index import Context
-from proxy.edge.layers.upstream import HttpUpstream, NotModified, Validators
+from proxy.edge.layers.upstream import HttpUpstream, NotModified, Source, Validators
 from proxy.edge.stores import keys
 from proxy.edge.stores.state import StateStore
 from proxy.errors import NotFound, UpstreamError
@@ -49,34 +49,48 @@ def warn_text(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
+# Leads every stored entry; bumped whenever the stored shape changes, so that an entry
+# of another shape is a miss (fetched anew and overwritten), never misread.
+FORMAT = b"hostfit-page/2\n"
+
+
+class OtherFormat(ValueError):
+    """A stored entry written in another format (by another version of hostfit)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     page: Page | None  # None: upstream said the project does not exist
     validators: Validators
     fetched: float
+    source: Source | None = None  # what ``page`` was parsed from
 
     def encode(self) -> bytes:
-        data = {
+        """A JSON line of what the entry knows, then upstream's bytes as they came: the
+        page is not rendered to be stored."""
+        data: dict[str, object] = {
             "fetched": self.fetched,
             "etag": self.validators.etag,
             "last_modified": self.validators.last_modified,
         }
+        body = b""
         if self.page is not None:
-            data["revision"] = self.page.revision
-            data["page"] = render_json_page(self.page).decode()
-        return json.dumps(data).encode()
+            assert self.source is not None, "a page is stored as its upstream source"
+            data.update(name=self.page.name, url=self.source.url, json=self.source.is_json)
+            body = self.source.body
+        return b"".join((FORMAT, json.dumps(data).encode(), b"\n", body))
 
     @classmethod
     def decode(cls, raw: bytes, upstream: str) -> Entry:
-        data = json.loads(raw)
-        page = None
-        if "page" in data:
-            page = replace(
-                parse_json_page(data["page"].encode(), ""),
-                upstream=upstream,
-                revision=data["revision"],
-            )
-        return cls(page, Validators(data["etag"], data["last_modified"]), data["fetched"])
+        if not raw.startswith(FORMAT):
+            raise OtherFormat("not a page entry of this format")
+        end = raw.index(b"\n", len(FORMAT))
+        data = json.loads(raw[len(FORMAT) : end])
+        page = source = None
+        if "name" in data:
+            source = Source(raw[end + 1 :], data["url"], data["json"])
+            page = replace(source.parse(data["name"]), upstream=upstream)
+        return cls(page, Validators(data["etag"], data["last_modified"]), data["fetched"], source)
 
 
 class CachedUpstream:
@@ -110,6 +124,9 @@ class CachedUpstream:
             return None
         try:
             entry = Entry.decode(raw, self.upstream.base_url)
+        except OtherFormat:
+            log.debug("cached page of %s is in another format: fetched anew", name)
+            return None
         except (ValueError, KeyError, TypeError, PageError) as exc:
             log.warning("discarding unreadable cached page %s: %s", name, exc)
             return None
@@ -143,7 +160,7 @@ class CachedUpstream:
         now = self.clock()
         try:
             fetched = await self.upstream.fetch(name, previous.validators if previous else None)
-            entry = Entry(fetched.page, fetched.validators, now)
+            entry = Entry(fetched.page, fetched.validators, now, fetched.source)
         except NotModified:
             assert previous is not None
             page = previous.page and replace(previous.page, warning=None)

@@ -52,9 +52,29 @@ class Validators:
 
 
 @dataclass(frozen=True, slots=True)
+class Source:
+    """An upstream page as it was received. The page cache stores these bytes rather than
+    a rendering of the page: storing costs nothing on the request path, and `parse` makes
+    the same page from them on every replica."""
+
+    body: bytes
+    url: str  # the page's final URL, which relative links are resolved against
+    is_json: bool  # PEP 691 JSON, else PEP 503 HTML
+
+    def parse(self, name: NormalizedName, dropped: list[str] | None = None) -> Page:
+        if self.is_json:
+            page = parse_json_page(self.body, self.url, dropped)
+        else:
+            page = parse_html_page(self.body, self.url, name, dropped)
+        revision = hashlib.sha256(self.body).hexdigest()[:16]
+        return replace(page, name=name, revision=revision)
+
+
+@dataclass(frozen=True, slots=True)
 class Fetched:
     page: Page
     validators: Validators
+    source: Source
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,25 +156,21 @@ class HttpUpstream:
             raise NotFound(f"project {name!r} not found on {self.base_url}")
         if response.status_code != 200:
             raise UpstreamError(self.base_url, f"HTTP {response.status_code} for {url}")
-        body = response.content
+        source = Source(response.content, response.url, response.media_type.endswith("json"))
         dropped: list[str] = []
         try:
-            if response.media_type.endswith("json"):
-                page = parse_json_page(body, response.url, dropped)
-            else:
-                page = parse_html_page(body, response.url, name, dropped)
+            page = source.parse(name, dropped)
         except PageError as exc:
             raise UpstreamError(self.base_url, f"{url}: {exc}") from None
-        revision = hashlib.sha256(body).hexdigest()[:16]
         if dropped:
-            self._log_drops(name, revision, dropped)
-        page = replace(page, name=name, upstream=self.base_url, revision=revision)
+            self._log_drops(name, page.revision, dropped)
         return Fetched(
-            page,
+            replace(page, upstream=self.base_url),
             Validators(
                 header_value(response.headers.get("etag")),
                 header_value(response.headers.get("last-modified")),
             ),
+            source,
         )
 
     def _log_drops(self, name: str, revision: str, dropped: list[str]) -> None:

@@ -1,0 +1,110 @@
+"""The page cache's stored entries: upstream's bytes as they came, read back into the same
+page by any replica of this version; an entry of another format is a miss, never misread."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from packaging.utils import NormalizedName
+
+from proxy.core.models import Page
+from proxy.edge.index import UNIVERSAL
+from proxy.edge.layers.page_cache import FORMAT, CachedUpstream, Entry
+from proxy.edge.layers.upstream import HttpUpstream, Validators
+from proxy.edge.stores import keys
+from proxy.edge.stores.embedded import EmbeddedStore
+from tests.support.upstream import Upstream, UpstreamFile
+
+NAME = NormalizedName("demo-pkg")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+    store = EmbeddedStore(str(tmp_path / "state"))
+    yield store
+    await store.close()
+
+
+def add_files(upstream: Upstream, demo_wheel: Path) -> None:
+    upstream.url_style = "mixed"  # absolute and relative links: both resolved the same again
+    upstream.project_meta["demo-pkg"] = {"project-status": {"status": "quarantined"}}
+    upstream.add("demo-pkg", demo_wheel, yanked="broken & <old>", **{"x-future": [1, {"a": 2}]})
+    upstream.add("demo-pkg", UpstreamFile("demo_pkg-1.0.tar.gz", b"sdist"), **{"data-x": "y"})
+
+
+def same_page(a: Page, b: Page) -> None:
+    assert (a.name, a.files, a.meta, a.upstream, a.revision) == (
+        b.name,
+        b.files,
+        b.meta,
+        b.upstream,
+        b.revision,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["json", "html"])
+async def test_an_entry_reads_back_as_the_page_fetched(
+    upstream: Upstream, demo_wheel: Path, client: httpx.AsyncClient, fmt: str
+) -> None:
+    upstream.formats = {fmt}
+    add_files(upstream, demo_wheel)
+    fetched = await HttpUpstream(upstream.url, client).fetch(NAME)
+    raw = Entry(fetched.page, fetched.validators, 12.5, fetched.source).encode()
+
+    assert raw.startswith(FORMAT)
+    assert raw.endswith(fetched.source.body)  # stored as it came: never rendered to be stored
+    back = Entry.decode(raw, fetched.page.upstream)
+    assert back.page is not None
+    same_page(back.page, fetched.page)
+    assert back.validators == fetched.validators
+    assert back.fetched == 12.5
+    # What a replica reads back it stores again byte for byte (a revalidated entry).
+    assert Entry.decode(back.encode(), "").encode() == raw
+
+
+def test_an_absent_project_reads_back_absent() -> None:
+    back = Entry.decode(Entry(None, Validators('"e"', None), 3.0).encode(), "")
+    assert (back.page, back.validators, back.fetched) == (None, Validators('"e"', None), 3.0)
+
+
+async def test_an_entry_of_another_format_is_a_miss_not_a_misreading(
+    upstream: Upstream,
+    demo_wheel: Path,
+    client: httpx.AsyncClient,
+    store: EmbeddedStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    add_files(upstream, demo_wheel)
+    cache = CachedUpstream(HttpUpstream(upstream.url, client), store, ttl=300.0)
+    key = keys.page(cache.upstream.base_url, NAME)
+    # The previous format: one JSON object with the page rendered as a string, here
+    # holding a page that is not upstream's, fresh, so that reading it would serve it.
+    wrong = {"name": "demo-pkg", "files": [{"filename": "x-1.0.tar.gz", "url": "x", "hashes": {}}]}
+    old = {"fetched": 1e12, "etag": None, "last_modified": None, "revision": "r"}
+    await store.set(key, json.dumps({**old, "page": json.dumps(wrong)}).encode())
+
+    with caplog.at_level(logging.WARNING):
+        page = await cache.page(NAME, UNIVERSAL)
+    assert {f.filename for f in page.files} == {demo_wheel.name, "demo_pkg-1.0.tar.gz"}
+    assert upstream.count("GET", "/simple/demo-pkg/") == 1
+    assert not caplog.records  # an upgrade is not a fault
+    stored = await store.get(key)
+    assert stored is not None and stored.startswith(FORMAT)  # overwritten in this format
+
+    # Another replica of this version reads the stored entry without asking upstream.
+    replica = CachedUpstream(HttpUpstream(upstream.url, client), store, ttl=300.0)
+    same_page(await replica.page(NAME, UNIVERSAL), page)
+    assert upstream.count("GET", "/simple/demo-pkg/") == 1
+    await cache.close()
+    await replica.close()
