@@ -293,7 +293,7 @@ class FileService:
                     return
                 holding = await self._holding(sha256)
                 if holding is None:
-                    await self._failed_elsewhere(download, sha256)
+                    await self._failed_elsewhere(sha256)
                     await asyncio.sleep(WAIT)
                 elif not holding.caching:
                     log.info(
@@ -306,7 +306,7 @@ class FileService:
                 else:
                     await follower.follow(holding, lambda: self._holding(sha256, download))
                     if not follower.committed():
-                        await self._failed_elsewhere(download, sha256)
+                        await self._failed_elsewhere(sha256)
         finally:
             follower.close()
 
@@ -320,7 +320,7 @@ class FileService:
                 await self.store.set(keys.download_followed(sha256), b"1", ttl=self.linger)
         return Holding.decode(await self.leases.holder(keys.download(sha256)))
 
-    async def _failed_elsewhere(self, download: Download, sha256: str) -> None:
+    async def _failed_elsewhere(self, sha256: str) -> None:
         """Raise what the leader that just gave up failed with, if it failed."""
         told = await self.store.get(keys.download_failed(sha256))
         if told is None:

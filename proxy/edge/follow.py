@@ -132,7 +132,7 @@ class Follower:
 
     async def _switch(self, fd: int) -> None:
         """Follow ``fd`` from now on; the bytes handed on so far must be its first ones."""
-        if self._fd is not None and os.fstat(self._fd).st_ino == os.fstat(fd).st_ino:
+        if self._fd is not None and _same_file(self._fd, fd):
             os.close(fd)  # the same file (a temp file renamed to its blob)
             return
         try:
@@ -170,3 +170,8 @@ class Follower:
             self._hash.update(data)
             self.position += len(data)
             self.download.add(data)
+
+
+def _same_file(one: int, other: int) -> bool:
+    first, second = os.fstat(one), os.fstat(other)
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)

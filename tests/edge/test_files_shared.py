@@ -18,9 +18,10 @@ import pytest
 from proxy.core.models import File
 from proxy.edge.download import Download
 from proxy.edge.files import FileService
+from proxy.edge.follow import Follower, Holding
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.embedded import EmbeddedStore
-from proxy.errors import HostfitError
+from proxy.errors import HostfitError, IntegrityError
 from tests.support.upstream import Upstream, UpstreamFile
 
 SIZE = 3 * 1024 * 1024
@@ -158,3 +159,32 @@ async def test_a_leader_goes_on_while_another_process_follows(
         assert impatient.outcomes["cached"] == 1 and impatient.outcomes["abandoned"] == 0
         assert patient.outcomes["followed"] == 1
         assert gets(upstream) == 1
+
+
+async def test_a_follower_hands_on_no_byte_it_cannot_vouch_for(tmp_path: Path) -> None:
+    """What a shared file system shows a follower early (NFS) cannot complete a transfer:
+    its own digest decides, and a leader taking over must begin with the same bytes."""
+    blobs = BlobStore(tmp_path)
+    data = os.urandom(100_000)
+    sha256 = hashlib.sha256(data).hexdigest()
+    file = File("f-1.0.tar.gz", "http://127.0.0.1:9/f-1.0.tar.gz", {"sha256": sha256})
+
+    async def gone() -> Holding | None:
+        return None  # the leader is gone at the first look
+
+    first = Follower(Download(file), blobs, sha256)
+    (blobs.tmp / "one.part").write_bytes(data[:50_000])
+    await first.follow(Holding("one.part", started=True, size=len(data)), gone)
+    assert first.position == 50_000 and first.download.written == 50_000
+    (blobs.tmp / "two.part").write_bytes(b"y" * 50_000 + data[50_000:])
+    with pytest.raises(IntegrityError, match="differ"):
+        await first.follow(Holding("two.part", started=True, size=len(data)), gone)
+    first.close()
+
+    second = Follower(Download(file), blobs, sha256)
+    blobs.path(sha256).parent.mkdir(parents=True)
+    blobs.path(sha256).write_bytes(data[:-1] + b"!")  # a blob seen before its bytes were
+    with pytest.raises(IntegrityError, match="sha256 mismatch"):
+        await second.finish()
+    assert second.download.final_path is None
+    second.close()
