@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 from urllib.parse import quote
 
 from proxy.core.models import METADATA_KEYS, File, Page
+from proxy.core.pages import render_json_entries
 from proxy.core.variants import VARIANTS_SUFFIX
 
 # What `quote` leaves as it is: most names, so a big page skips 20,000 quote calls.
@@ -27,25 +29,33 @@ def link_file(project: str, file: File, metadata_sha256: str | None) -> File:
     return _linked(file, f"../../files/{_quoted(project)}/", metadata_sha256)
 
 
-def _linked(file: File, folder: str, metadata_sha256: str | None) -> File:
+def _link(file: File, folder: str, metadata_sha256: str | None) -> tuple[str, dict[str, Any]]:
+    """The file's URL on the proxy, and the keys linking sets in its extra."""
     if file.filename.endswith(VARIANTS_SUFFIX):
         # Beside the page, not under files/: what it says depends on the host (PEP 825 lets
         # the index choose the URL; the name must end the path, installers read it there).
-        return replace(file, url=quote(file.filename))
-    extra = file.extra
-    if file.is_wheel:
-        upstream = file.core_metadata
-        if isinstance(upstream, Mapping) and upstream:
-            advertised: bool | dict[str, str] = dict(upstream)
-        elif metadata_sha256 is not None:
-            advertised = {"sha256": metadata_sha256}
-        else:
-            advertised = True
-        extra = dict(extra)
-        for key in METADATA_KEYS:
-            extra[key] = advertised
+        return quote(file.filename), _NOTHING
+    url = folder + _quoted(file.filename)
+    if not file.is_wheel:
+        return url, _NOTHING
+    upstream = file.core_metadata
+    if isinstance(upstream, Mapping) and upstream:
+        advertised: bool | dict[str, str] = dict(upstream)
+    elif metadata_sha256 is not None:
+        advertised = {"sha256": metadata_sha256}
+    else:
+        advertised = True
+    return url, dict.fromkeys(METADATA_KEYS, advertised)
+
+
+_NOTHING: dict[str, Any] = {}
+
+
+def _linked(file: File, folder: str, metadata_sha256: str | None) -> File:
+    url, keys = _link(file, folder, metadata_sha256)
+    extra = {**file.extra, **keys} if keys else file.extra
     # The constructor, not `replace`, on this per-file path: a test checks no field is lost.
-    return File(file.filename, folder + _quoted(file.filename), file.hashes, extra)
+    return File(file.filename, url, file.hashes, extra)
 
 
 def link_page(page: Page, metadata_hashes: Mapping[str, str]) -> Page:
@@ -54,3 +64,19 @@ def link_page(page: Page, metadata_hashes: Mapping[str, str]) -> Page:
     get = metadata_hashes.get
     files = tuple(_linked(f, folder, get(f.hashes.get("sha256") or "")) for f in page.files)
     return replace(page, files=files)
+
+
+def render_linked_json(page: Page, metadata_hashes: Mapping[str, str]) -> bytes:
+    """``render_json_page(link_page(page, metadata_hashes))``, byte for byte, without a
+    linked `File` per file: a cold page's one rendering builds one dict per file."""
+    folder = f"../../files/{_quoted(page.name)}/"
+    get = metadata_hashes.get
+    entries = []
+    for f in page.files:
+        url, keys = _link(f, folder, get(f.hashes.get("sha256") or ""))
+        hashes = f.hashes if f.hashes.__class__ is dict else dict(f.hashes)
+        entry = {"filename": f.filename, "url": url, "hashes": hashes, **f.extra}
+        if keys:
+            entry.update(keys)
+        entries.append(entry)
+    return render_json_entries(page, entries)

@@ -286,11 +286,8 @@ def parse_html_root(body: bytes) -> ProjectList:
 
 
 def render_json_page(page: Page) -> bytes:
-    data: dict[str, Any] = {"meta": {"api-version": page.api_version}}
-    data.update(page.meta)
-    data["name"] = page.name
     # json needs dicts; the parsers make them, so only another Mapping is copied.
-    data["files"] = [
+    files = [
         {
             "filename": f.filename,
             "url": f.url,
@@ -299,6 +296,15 @@ def render_json_page(page: Page) -> bytes:
         }
         for f in page.files
     ]
+    return render_json_entries(page, files)
+
+
+def render_json_entries(page: Page, files: list[dict[str, Any]]) -> bytes:
+    """The page with ``files`` for its file entries, already in their JSON form."""
+    data: dict[str, Any] = {"meta": {"api-version": page.api_version}}
+    data.update(page.meta)
+    data["name"] = page.name
+    data["files"] = files
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 

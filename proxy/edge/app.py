@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator
 
 from packaging.utils import NormalizedName
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
@@ -28,7 +30,6 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 
 from proxy.core.explain import explanation_html
-from proxy.core.links import link_page
 from proxy.core.models import File, Page
 from proxy.core.names import normalize_project
 from proxy.core.negotiate import HTML_LEGACY, JSON_V1, accepts_gzip, negotiate
@@ -164,8 +165,7 @@ async def _rendered(services: Services, page: Page, ctx: Context, media: str) ->
         return rendered
     wheels = [f for f in page.files if f.is_wheel and not f.core_metadata]
     hashes = await services.metadata.known_hashes(wheels)
-    linked = link_page(page, hashes)
-    body = await asyncio.to_thread(render_page, linked, media)
+    body = await asyncio.to_thread(render_page, page, media, hashes)
     return services.renders.put(key, lambda: body)
 
 
@@ -309,13 +309,29 @@ async def hostfit_error(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(f"{exc}\n", status_code=exc.status_code, headers=headers)
 
 
+class _VariantsFile(Convertor[str]):
+    """Only ``...-variants.json`` beside a page: any other path under a project stays a
+    404 instead of being redirected to (Starlette redirects a near miss's slash)."""
+
+    regex = r"[^/]+" + re.escape(VARIANTS_SUFFIX)
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("variants", _VariantsFile())
+
+
 def _simple_routes() -> list[Route]:
     methods = ["GET", "HEAD"]
     return [
         Route("/simple/", simple_root, methods=methods),
         Route("/simple/{project}/", simple_project, methods=methods),
         Route("/simple/{project}", simple_project, methods=methods),
-        Route("/simple/{project}/{filename}", variants_json, methods=methods),
+        Route("/simple/{project}/{filename:variants}", variants_json, methods=methods),
         Route("/files/{project}/{filename}", project_file, methods=methods),
     ]
 

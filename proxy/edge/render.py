@@ -15,13 +15,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from proxy.core.links import link_page, render_linked_json
 from proxy.core.lru import LRU
 from proxy.core.models import Page
 from proxy.core.negotiate import JSON_V1
-from proxy.core.pages import render_html_page, render_json_page
+from proxy.core.pages import render_html_page
 
 MAX_BYTES = 256 * 1024 * 1024
 FAST_LEVEL = 1
@@ -91,8 +92,11 @@ class Rendered:
         return len(self.body) + (len(made[0]) if made is not None else 0)
 
 
-def render_page(page: Page, media: str) -> bytes:
-    return render_json_page(page) if media == JSON_V1 else render_html_page(page)
+def render_page(page: Page, media: str, metadata_hashes: Mapping[str, str]) -> bytes:
+    """The page linked to the proxy (`proxy.core.links`) in the format asked for."""
+    if media == JSON_V1:
+        return render_linked_json(page, metadata_hashes)
+    return render_html_page(link_page(page, metadata_hashes))
 
 
 class RenderCache:
