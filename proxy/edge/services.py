@@ -249,6 +249,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         # Downloads feed analysis: a wheel in the file cache is analysed from disk.
         files.on_cached.append(lambda f: _analyse_download(reports, f))
         metadata = MetadataService(blobs, files, client, store, origins.outbound)
+        stack.push_async_callback(metadata.close)
         parts = Parts(
             settings=settings,
             origins=origins,
