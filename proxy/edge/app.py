@@ -30,7 +30,6 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 
 from proxy.core.explain import explanation_html
-from proxy.core.links import link_page
 from proxy.core.models import File, Page
 from proxy.core.names import normalize_project
 from proxy.core.negotiate import HTML_LEGACY, JSON_V1, accepts_gzip, negotiate
@@ -166,8 +165,7 @@ async def _rendered(services: Services, page: Page, ctx: Context, media: str) ->
         return rendered
     wheels = [f for f in page.files if f.is_wheel and not f.core_metadata]
     hashes = await services.metadata.known_hashes(wheels)
-    linked = link_page(page, hashes)
-    body = await asyncio.to_thread(render_page, linked, media)
+    body = await asyncio.to_thread(render_page, page, media, hashes)
     return services.renders.put(key, lambda: body)
 
 
