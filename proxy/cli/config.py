@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from proxy.cli.serve import add_setting_arguments
-from proxy.core.redact import redact
+from proxy.core.redact import REDACTED, redact
 from proxy.edge.config import Settings, load_settings_with_sources
+from proxy.edge.settings_table import add_arguments, specs
 from proxy.errors import ConfigError
 
 
@@ -26,7 +25,7 @@ def add_parser(subparsers: Any) -> None:
         description="Print the settings hostfit serve would run with (secrets redacted), "
         "and where each value came from.",
     )
-    add_setting_arguments(parser)
+    add_arguments(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run)
 
@@ -50,21 +49,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-SECRET_SETTINGS = frozenset({"admin_token"})
-
-
 def effective(settings: Settings, sources: dict[str, str]) -> list[tuple[str, Any, str]]:
     """(setting, value as JSON, source) for every setting, with secrets redacted."""
-    return [
-        (f.name, _secret(f.name, getattr(settings, f.name)), sources.get(f.name, "default"))
-        for f in fields(Settings)
-    ]
-
-
-def _secret(name: str, value: Any) -> Any:
-    if name in SECRET_SETTINGS and value:
-        return "***"
-    return _shown(value)
+    rows = []
+    for spec in specs():
+        value = getattr(settings, spec.name)
+        shown = REDACTED if spec.secret and value else _shown(value)
+        rows.append((spec.name, shown, sources.get(spec.name, "default")))
+    return rows
 
 
 def _shown(value: Any) -> Any:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from proxy.edge.settings_table import specs
 from tests.support.proxy import ROOT
 
 
@@ -47,6 +48,22 @@ def test_every_setting_with_its_source_and_no_secret(tmp_path: Path) -> None:
     assert data["analysis_budget"]["from"] == f"{toml}: analysis-budget"
     assert data["hide_sdists_without_wheels"] == {"value": False, "from": "command line"}
     assert data["frontier_keep"] == {"value": 3, "from": "default"}
+    assert list(data) == [spec.name for spec in specs()]  # the table's settings, in order
+
+
+def test_a_secret_is_redacted_wherever_it_came_from(tmp_path: Path) -> None:
+    toml = tmp_path / "hostfit.toml"
+    toml.write_text('[hostfit]\nadmin-token = "from-the-file"\n')
+    for args, env, source in [
+        (["--config", str(toml)], {}, f"{toml}: admin-token"),
+        ([], {"HOSTFIT_ADMIN_TOKEN": "from-the-environment"}, "HOSTFIT_ADMIN_TOKEN"),
+        (["--admin-token", "from-the-command-line"], {}, "command line"),
+    ]:
+        done = config("--upstream", "http://127.0.0.1:9/simple/", *args, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "from-the" not in done.stdout
+        (line,) = [line for line in done.stdout.splitlines() if line.startswith("admin_token ")]
+        assert line.endswith(f'"***"  ({source})')
 
 
 def test_a_bad_setting_names_where_it_came_from(tmp_path: Path) -> None:
