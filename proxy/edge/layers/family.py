@@ -16,9 +16,7 @@ the universal view lists every build.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -26,8 +24,10 @@ from packaging.utils import NormalizedName
 from packaging.version import InvalidVersion, Version
 
 from proxy.core.families import Family, build_label
+from proxy.core.lru import LRU
 from proxy.core.models import File, Page, ProjectList
 from proxy.core.redact import redact
+from proxy.core.revision import digest
 from proxy.edge.index import Context, Index
 from proxy.errors import NotFound
 
@@ -47,7 +47,7 @@ class FamilyIndex:
     def __init__(self, name: str, members: Sequence[Member]) -> None:
         self.name = name
         self.members = tuple(members)
-        self._logged: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._logged: LRU[tuple[str, str], None] = LRU(LOGGED)
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         answers = await asyncio.gather(
@@ -91,9 +91,7 @@ class FamilyIndex:
                     conflicts.append(f"{f.filename} ({url})")
         for filename in shared:
             labels.pop(filename, None)
-        revision = hashlib.sha256(
-            "\n".join(f"{redact(m.url)} {p.revision}" for m, p in found).encode()
-        ).hexdigest()[:16]
+        revision = digest(f"{redact(m.url)} {p.revision}" for m, p in found)
         if conflicts:
             self._log_conflicts(name, revision, conflicts)
         first_page = found[0][1]
@@ -116,11 +114,8 @@ class FamilyIndex:
         )
 
     def _log_conflicts(self, name: str, revision: str, conflicts: list[str]) -> None:
-        if (name, revision) in self._logged:
+        if not self._logged.add((name, revision), None):
             return
-        self._logged[(name, revision)] = None
-        while len(self._logged) > LOGGED:
-            self._logged.popitem(last=False)
         log.warning(
             "%s: family %s: %d file(s) listed again with other bytes, the first kept: %s",
             name, self.name, len(conflicts), "; ".join(conflicts[:5]),

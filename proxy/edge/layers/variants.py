@@ -42,6 +42,7 @@ from packaging.version import Version
 from proxy.core.decide import Reason, Verdict
 from proxy.core.lru import LRU, Generations
 from proxy.core.models import File, Page
+from proxy.core.revision import revised
 from proxy.core.rewrite import Rewrite, plan, rewrite_digest
 from proxy.core.rules import Rules
 from proxy.core.variant_fit import (
@@ -230,11 +231,10 @@ class VariantIndex(IndexLayer):
             + [f"+{f.filename}" for f in added]
             + [f"{f.filename}={f.sha256 or 'pending'}" for f in entries]
         )
-        digest = hashlib.sha256("\n".join(marks).encode()).hexdigest()[:16]
         result = replace(
             page,
             files=tuple(files),
-            revision=f"{page.revision}/var-{digest}",
+            revision=revised(page.revision, "var", marks),
             provisional=page.provisional or bool(pending) or waiting,
         )
         return Served(result, served, pending)
