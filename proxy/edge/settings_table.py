@@ -98,11 +98,9 @@ class Spec:
 
     @property
     def placeholder(self) -> str | None:
-        if self.kind is BOOL:
-            return None
-        return (
-            self.metavar or self.kind.metavar or (self.dashed.upper() if not self.choices else None)
-        )
+        if self.kind is BOOL or self.choices:
+            return None  # --name and --no-name; or argparse shows the choices
+        return self.metavar or self.kind.metavar or self.dashed.upper()
 
     @property
     def default_text(self) -> str:

@@ -5,11 +5,13 @@ every value survives the hand-off to workers."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import certifi
+import httpx
 import pytest
 
 from proxy.cli import build_parser
@@ -39,6 +41,9 @@ from proxy.edge.settings_table import (
 )
 from proxy.edge.upstreams_config import UpstreamTable
 from proxy.errors import ConfigError
+from tests.support.proxy import ProxyProcess
+from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec, build_wheel
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 OWN = [spec for spec in specs() if spec.filled_by is None]  # those with names of their own
@@ -185,6 +190,28 @@ def test_the_worker_hand_off_keeps_every_value(tmp_path: Path) -> None:
     assert unchanged == []  # so the round trip below checks every setting
     assert from_json(to_json(settings)) == settings
     assert from_json(to_json(defaults)) == defaults
+
+
+def test_workers_receive_settings_from_every_layer(upstream: Upstream, tmp_path: Path) -> None:
+    """``--workers 2``: each worker serves with the file's, the environment's and the
+    command line's settings (the access log's lines carry the answering worker's pid)."""
+    upstream.add("handed", build_wheel(WheelSpec("handed", "1.0"), tmp_path))
+    config = tmp_path / "hostfit.toml"
+    config.write_text('[hostfit]\nworkers = 2\nlog-format = "json"\n')
+    env = {"HOSTFIT_DEFAULT_PROFILE": "libc=glibc-2.28"}
+    proxy = ProxyProcess("--upstream", upstream.url, "--config", str(config), "--access-log",
+                         cache_dir=tmp_path / "cache", env=env)  # fmt: skip
+    with proxy:
+        for _ in range(40):  # a new connection each: either worker may take it
+            assert httpx.get(proxy.url + "simple/handed/").status_code == 200
+        deadline = time.monotonic() + 10
+        while proxy.output().count("GET /simple/") < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    lines = [json.loads(line) for line in proxy.output().splitlines() if line.strip()]
+    access = [x for x in lines if x["logger"] == "hostfit.access" and x["route"] != "/readyz"]
+    assert len(access) == 40
+    assert len({x["pid"] for x in access}) == 2
+    assert {x["profile"] for x in access} == {"libc=glibc-2.28"}
 
 
 def test_secrets_are_never_shown(tmp_path: Path) -> None:
