@@ -316,9 +316,12 @@ def _groups(page: Page) -> dict[Version, VersionGroup]:
     wheels: dict[Version, list[File]] = defaultdict(list)
     documents: dict[Version, File] = {}
     for f in page.files:
-        version = variant_version(f.filename) if f.is_wheel else None
-        if version is not None:
-            wheels[version].append(f)
+        name = f.filename
+        if name.endswith(".whl"):
+            # Only a name of 6 or 7 dash-separated parts can end in a label: a page without
+            # variant wheels passes without a parse per file.
+            if 5 <= name.count("-") <= 6 and (version := variant_version(name)) is not None:
+                wheels[version].append(f)
         elif _is_document(f):
             parsed = parse_variants_json_filename(f.filename)
             if parsed is not None and parsed[0] == page.name:
