@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 from proxy.core.names import normalize_project
 from proxy.core.profile import merge, parse_profile
 from proxy.edge.config import load_settings
 from proxy.edge.index import Context
+from proxy.edge.settings_table import add_arguments
 from proxy.errors import HostfitError
 
 
@@ -25,17 +25,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--profile", required=True, help="host profile, e.g. python=3.11,libc=glibc-2.28"
     )
-    parser.add_argument(
-        "--upstream", dest="upstreams", action="append", metavar="URL",
-        help="upstream index (default: as for hostfit serve)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--file-origin", dest="file_origins", action="append", metavar="URL",
-        help="another origin upstream pages may link files on (as for hostfit serve)",
-    )  # fmt: skip
-    parser.add_argument("--cache-dir", type=Path, help="cache directory (shared with serve)")
-    parser.add_argument("--rules", type=Path, metavar="PATH")
-    parser.add_argument("--config", type=Path, metavar="FILE")
+    add_arguments(parser)  # every setting, as for hostfit serve (the same table)
     parser.add_argument(
         "--wait",
         type=float,
