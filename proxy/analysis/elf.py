@@ -344,7 +344,11 @@ class _Reader:
             desc_at = name_at + _round_up(note["n_namesz"], 4)
             desc_end = desc_at + note["n_descsz"]
             if desc_end > len(data):
-                raise Unanalysable(f"{self.path}: note runs past its segment")
+                # The loader stops at such a note and loads the file: a linker or patching
+                # tool can leave PT_NOTE pointing at bytes that are no notes any more
+                # (libcusparse's points into its grown program header table).
+                self.doubts.append("a note runs past its segment")
+                return
             name = data[name_at : name_at + note["n_namesz"]]
             if name == b"GNU\0" and note["n_type"] in ("NT_GNU_PROPERTY_TYPE_0", 5):
                 pos = desc_at
@@ -352,7 +356,8 @@ class _Reader:
                     pr_type = struct_parse(word, view, pos)
                     pr_size = struct_parse(word, view, pos + 4)
                     if pos + 8 + pr_size > desc_end:
-                        raise Unanalysable(f"{self.path}: GNU property runs past its note")
+                        self.doubts.append("a GNU property runs past its note")
+                        break  # as the loader does: the rest of this note is not read
                     yield pr_type, data[pos + 8 : pos + 8 + pr_size]
                     pos += 8 + _round_up(pr_size, 8 if self.elf.elfclass == 64 else 4)
             offset = _round_up(desc_end, align)
