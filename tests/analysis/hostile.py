@@ -8,6 +8,7 @@ import warnings
 import zipfile
 from typing import Any
 
+from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
 
 FILENAME = "hostile-1.0-cp311-cp311-linux_x86_64.whl"
@@ -50,13 +51,14 @@ class Elf64:
     def __init__(self, data: bytes) -> None:
         self.data = data
         elf = ELFFile(io.BytesIO(data))
-        self.phoff = elf["e_phoff"]
+        self.phoff: int = elf["e_phoff"]
         self.shoff = elf["e_shoff"]
         self.segments = [
             (i, seg["p_type"], seg["p_offset"], seg["p_filesz"])
             for i, seg in enumerate(elf.iter_segments())
         ]
         dynamic = next(s for s in elf.iter_segments() if s["p_type"] == "PT_DYNAMIC")
+        assert isinstance(dynamic, DynamicSegment)
         self.dynamic_offset = dynamic["p_offset"]
         self.tags = [(t.entry.d_tag, t.entry.d_val) for t in dynamic.iter_tags()]
         section = elf.get_section_by_name(".gnu.version_r")

@@ -15,7 +15,7 @@ def library_like(size: int, seed: int) -> bytes:
     """Compressible code-like runs, zero padding and incompressible stretches (stored blocks)."""
     rng = random.Random(seed)
     words = [rng.randbytes(rng.randrange(2, 10)) for _ in range(300)]
-    parts = []
+    parts: list[bytes] = []
     while sum(map(len, parts)) < size:
         parts.append(b"".join(rng.choice(words) for _ in range(rng.randrange(100, 5000))))
         parts.append(bytes(rng.randrange(0, 3000)))

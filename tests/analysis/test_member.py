@@ -23,7 +23,7 @@ MiB = 1024 * 1024
 
 def payload(size: int, seed: int = 1) -> bytes:
     rng = random.Random(seed)
-    parts = []
+    parts: list[bytes] = []
     while sum(map(len, parts)) < size:  # compressible runs between random stretches
         parts.append(rng.randbytes(rng.randrange(1, 4096)))
         parts.append(bytes([rng.randrange(256)]) * rng.randrange(1, 8192))

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from proxy.core import datafiles
-from proxy.core.policy import POLICY_DATA_FILE, PolicyError, PolicyTable, policy_table
+from proxy.core.policy import (
+    POLICY_DATA_FILE,
+    GlibcPolicy,
+    MuslPolicy,
+    PolicyError,
+    PolicyTable,
+    policy_table,
+)
 from proxy.errors import ConfigError
 
 
@@ -61,7 +68,8 @@ def test_legacy_aliases(alias: str, glibc: tuple[int, int] | None) -> None:
 def test_every_policy_cites_a_defined_source() -> None:
     data = datafiles.read_json(POLICY_DATA_FILE)
     table = policy_table()
-    for policy in (*table.manylinux, *table.musllinux):
+    policies: list[GlibcPolicy | MuslPolicy] = [*table.manylinux, *table.musllinux]
+    for policy in policies:
         assert data["sources"][policy.source]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from proxy.core.rules import Match, load_rules, shipped_texts
@@ -79,8 +80,8 @@ def test_every_kind_of_rule_is_read() -> None:
     assert first.where == f"{POLICY}: deny[0]"
     assert first.match.project == "bad-package" and str(first.match.versions) == "<2"
     assert first.reason == "CVE-0000-0001"
-    assert second.match == Match("evil", None)
-    assert [a.match for a in rules.allow] == [Match("numpy")]
+    assert second.match == Match(NormalizedName("evil"), None)
+    assert [a.match for a in rules.allow] == [Match(NormalizedName("numpy"))]
     assert [str(p.match.versions) for p in rules.pins] == ["==2.31.0"]
     (fact,) = rules.facts
     assert fact.requires.x86_64_level == 3 and fact.requires.cuda_major == 12

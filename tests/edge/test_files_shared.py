@@ -74,7 +74,7 @@ async def test_one_downloads_the_other_follows(
     file, data = payload
     first, second = services
     got = await asyncio.gather(read(first, file), read(second, file))
-    assert got == [data, data]
+    assert list(got) == [data, data]
     assert gets(upstream) == 1
     outcomes = [{k: v for k, v in s.outcomes.items() if v} for s in services]
     assert sorted(outcomes, key=str) == [{"cached": 1}, {"followed": 1}]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from packaging.utils import NormalizedName
 
@@ -30,7 +31,7 @@ GLIBC = Reason("glibc", "glibc: needs 2.34, host has 2.17")
 TAGS = Reason("tags", "tags: not for this platform")
 
 
-def summariser(calls: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
+def summariser(calls: list[tuple[str, str]]) -> Callable[[str, Context], Awaitable[Summary]]:
     async def summarise_one(project: str, context: Context) -> Summary:
         calls.append((project, context.profile.to_string()))
         if project == "gone":

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection
+from elftools.elf.segments import InterpSegment
 
 from proxy.probe import elf as probe_elf
 from proxy.probe.host import Probe, probe
@@ -28,7 +29,7 @@ def result() -> Probe:
 def _pt_interp(path: str) -> str:
     with open(path, "rb") as f:
         for segment in ELFFile(f).iter_segments():
-            if segment["p_type"] == "PT_INTERP":
+            if isinstance(segment, InterpSegment):
                 return str(segment.get_interp_name())
     raise AssertionError(f"{path} has no PT_INTERP")
 

@@ -61,6 +61,7 @@ def page(proxy: ProxyThread, path: str) -> dict[str, Any]:
 def rewritten_entry(proxy: ProxyThread, path: str, timeout: float = 30.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
+        entry: dict[str, Any]
         (entry,) = page(proxy, path)["files"]
         if ".hf" in entry["filename"]:
             return entry

@@ -211,8 +211,8 @@ def test_routed_upstreams_are_listed_with_their_projects() -> None:
     )
 
 
-def test_a_large_project_view_is_fast(
-    make_proxy,  # type: ignore[no-untyped-def]
+def test_a_large_project_view_is_fast(  # type: ignore[no-untyped-def]
+    make_proxy,
     tmp_path: Path,
 ) -> None:
     """4,400 files, the Linux wheels for this host sharing one real wheel's bytes (one report):

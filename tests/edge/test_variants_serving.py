@@ -85,6 +85,7 @@ def json_page(proxy: ProxyThread, path: str, **headers: str) -> dict[str, Any]:
 
 
 def document_entry(page: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any]
     (entry,) = [f for f in page["files"] if f["filename"].endswith("-variants.json")]
     return entry
 
@@ -197,6 +198,7 @@ def rewritten(proxy: ProxyThread, profile: str, timeout: float = 30.0) -> dict[s
         page = json_page(proxy, f"p/{profile}/simple/vpkg/")
         found = [f for f in page["files"] if ".hf" in f["filename"]]
         if found:
+            entry: dict[str, Any]
             (entry,) = found
             return entry
         assert time.monotonic() < deadline, "the best variant was never rewritten"

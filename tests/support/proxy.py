@@ -56,7 +56,6 @@ class ProxyThread:
             self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
         )
         self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
