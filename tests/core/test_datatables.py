@@ -13,7 +13,13 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection
 
 from proxy.core import datafiles
-from proxy.core.cuda import CUDA_DATA_FILE, cuda_table, parse_cuda_table, parse_driver_version
+from proxy.core.cuda import (
+    CUDA_DATA_FILE,
+    cuda_table,
+    driver_text,
+    parse_cuda_table,
+    parse_driver_version,
+)
 from proxy.core.libstdcxx import LIBSTDCXX_DATA_FILE, libstdcxx_table, parse_libstdcxx_table
 from proxy.errors import ConfigError
 
@@ -42,6 +48,51 @@ def test_newest_cuda_for_driver(driver: str, cuda: tuple[int, int] | None) -> No
     assert cuda_table().newest_cuda(parse_driver_version(driver)) == cuda
 
 
+def test_minor_version_compatibility_holds_from_the_first_cuda_past_the_floor() -> None:
+    # Drivers that report 11.0 begin at 450.36.06 (11.0.1 RC), below 450.80.02.
+    assert {f.cuda_major: f.from_cuda for f in cuda_table().minor_version_compatibility} == {
+        11: (11, 1),
+        12: (12, 0),
+        13: (13, 0),
+    }
+
+
+@pytest.mark.parametrize(
+    ("toolkit", "host", "how", "why"),
+    [
+        ((12, 6), (12, 8), "native", "12.6 <= 12.8"),
+        ((12, 8), (12, 8), "native", "12.8 <= 12.8"),
+        ((11, 8), (12, 4), "native", "11.8 <= 12.4"),
+        ((12, 8), (12, 4), "minor", "CUDA 12.8 on a driver for 12.4"),
+        ((11, 8), (11, 4), "minor", "CUDA 11.8 on a driver for 11.4"),
+        ((11, 8), (11, 1), "minor", "CUDA 11.8 on a driver for 11.1"),
+        ((13, 2), (13, 0), "minor", "CUDA 13.2 on a driver for 13.0"),
+        ((12, 9), (12, 7), "minor", "CUDA 12.9 on a driver for 12.7"),  # no 12.7 toolkit
+        (
+            (11, 8),
+            (11, 0),
+            "unsure",
+            "needs CUDA 11.8; the host's driver supports CUDA 11.0; minor version"
+            " compatibility needs driver 450.80.02, and a driver that supports CUDA 11.0 may"
+            " be older",
+        ),
+        ((12, 0), (11, 8), "newer", "needs CUDA 12.0; the host's driver supports CUDA 11.8"),
+        (
+            (10, 2),
+            (10, 1),
+            "newer",
+            "needs CUDA 10.2; the host's driver supports CUDA 10.1, and CUDA 10 has no minor"
+            " version compatibility",
+        ),
+    ],
+)
+def test_how_a_driver_runs_a_toolkit(
+    toolkit: tuple[int, int], host: tuple[int, int], how: str, why: str
+) -> None:
+    support = cuda_table().support(toolkit, host)
+    assert (support.how, support.why) == (how, why)
+
+
 @pytest.mark.parametrize("text", ["", "550.54.14.1", "v550.54", "550.x", "5.1", "550."])
 def test_bad_driver_versions(text: str) -> None:
     with pytest.raises(ValueError):
@@ -51,6 +102,8 @@ def test_bad_driver_versions(text: str) -> None:
 def test_driver_versions() -> None:
     assert parse_driver_version("550") == (550,)
     assert parse_driver_version("570.124.06") == (570, 124, 6)
+    for text in ("450.80.02", "570.124.06", "455.23", "580"):
+        assert driver_text(parse_driver_version(text)) == text
 
 
 def _library_verdefs(path: str) -> set[str]:
@@ -131,6 +184,10 @@ _DELETE = object()
         ("minor_version_compatibility.0.cuda_major", "13", "integer"),
         ("minor_version_compatibility.0.cuda_major", True, "integer"),
         ("toolkits.0.min_driver", "100.1", "needs an older driver"),
+        ("minor_version_compatibility.1.cuda_major", 13, "CUDA 13 is listed twice"),
+        ("minor_version_compatibility.0.min_driver", "600", "no CUDA 13 host is known"),
+        ("minor_version_compatibility.0.cuda_major", 14, "no toolkit of CUDA 14"),
+        ("minor_version_compatibility.0.min_driver", "5.8", "not a driver version"),
     ],
 )
 def test_cuda_table_is_validated(path: str, value: object, message: str) -> None:
