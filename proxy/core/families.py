@@ -4,33 +4,51 @@ A project such as PyTorch is built several times per version, once per CUDA tool
 once for the CPU, told apart by local versions (``2.7.0+cu126``, ``2.7.0+cu128``,
 ``2.7.0+cpu``) and usually published as one index per build. A *family* of upstreams
 merges those indexes into one page (`proxy.edge.layers.family`); a page that lists
-several builds itself is treated the same way. For a host, per version:
+several builds itself is treated the same way. For a host, per version, a CUDA build
+is judged by its toolkit (the label's major.minor) against the CUDA version the host's
+driver supports (`proxy.core.cuda`, from NVIDIA's tables), and by its GPU code, read
+from its wheels' fat binaries, against the host's GPUs (`proxy.core.gpu`):
 
-- A build made with a CUDA toolkit newer (major.minor) than the host's driver supports
-  is never chosen. Minor version compatibility would load its runtime, but the driver
-  cannot JIT its PTX (PTX from a newer toolkit is refused), and its newer runtime
-  calls need the newer driver.
-- Among the others, the newest CUDA build whose GPU code runs on *every* GPU of the
-  host (`proxy.core.gpu`: SASS for the GPU's architecture, or PTX for an older one),
-  else the CPU build.
+- Toolkit not newer than the driver's CUDA: the build runs if its GPU code runs on
+  *every* host GPU, from SASS for the GPU's architecture or from PTX the driver
+  JIT-compiles (PTX from an older toolkit is fine).
+- Toolkit of the driver's major but a newer minor (``+cu128`` on a 12.4 driver): it
+  runs only under minor version compatibility (CUDA 11 and later, with the driver past
+  the major's floor), where the driver refuses PTX from the newer toolkit. So it counts
+  only when its SASS runs on every host GPU, which needs the GPUs known (``sm``) and
+  analysed wheels; PTX does not help. The report does not say which toolkit wrote the
+  PTX: the label stands for it.
+- Another major, a newer minor before CUDA 11, or a host whose CUDA version cannot show
+  its driver past the floor (``cuda=11.0``): never chosen.
+- Ranking: builds for a CUDA the driver supports, newest first; then builds needing
+  minor version compatibility, nearest the driver first; then the CPU build. A build
+  that needs the compatibility mode is a fallback even when newer: that mode runs with a
+  limited feature set (an API the newer toolkit brought may need the newer driver and
+  fail with cudaErrorCallRequiresNewerDriver; PTX made at run time, by NVRTC, meets the
+  same limit), which the analysis cannot see in a wheel. For the same
+  reason, the least newer of them is taken. It still beats the CPU build: NVIDIA
+  documents that it runs, and the GPU is why the host asked for a CUDA build.
 - A host without an NVIDIA driver (``cuda=none``) gets the CPU build.
 - A host whose CUDA version is unknown gets the family's default build: the first one
   in the configuration's order, which is the operator's choice. hostfit does not guess
   a driver; serving every build would let the installer take the highest local version
   (``+cu128`` sorts above ``+cpu``) whatever the host. A page that is no family, whose
   builds have no configured order, is left whole for such a host.
-- A host whose GPUs are unknown (no ``sm``) is chosen for by CUDA version alone.
+- A host whose GPUs are unknown (no ``sm``) is chosen for by CUDA version alone, among
+  builds the driver supports; a newer-minor build cannot be shown to avoid PTX JIT and
+  is not offered (explain says so).
 - A build whose GPU code is not analysed yet is chosen for now: its wheels are then
   the ones the frontier walk analyses, and once a report shows the code misses the
   host's GPUs, the next build is tried.
 
 Builds of one version that are not chosen are hidden with a ``build`` reason; the
-universal view, which no host filters, keeps them all. Pure: no I/O, no clock.
+universal view, which no host filters, keeps them all. The download gate asks less
+(`proxy.core.decide`: a pinned build is refused only for what would not load). Pure:
+no I/O, no clock.
 """
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,6 +56,9 @@ from typing import Literal
 
 from packaging.version import Version
 
+from proxy.core.cuda import CPU as CPU
+from proxy.core.cuda import Build, CudaDriverTable, ToolkitSupport, cuda_table
+from proxy.core.cuda import parse_build as parse_build
 from proxy.core.decide import Reason, Verdict
 from proxy.core.dotted import dotted
 from proxy.core.gpu import Gpu, describe, gpus_text, runs_on
@@ -45,29 +66,6 @@ from proxy.core.models import File
 from proxy.core.profile import HostProfile
 from proxy.core.report import Report
 from proxy.core.versions import file_version
-
-_CUDA_LABEL = re.compile(r"cu(\d)(\d{1,2})")
-CPU = "cpu"
-
-
-@dataclass(frozen=True, slots=True)
-class Build:
-    label: str  # "cu126", "cpu"
-    cuda: tuple[int, int] | None  # None: a CPU build
-
-
-def parse_build(label: str) -> Build | None:
-    """``cu126`` -> CUDA 12.6, ``cu92`` -> 9.2, ``cpu``; None for any other label.
-
-    The last digit is the minor (PyTorch's spelling: cu118 is 11.8, cu130 is 13.0).
-    """
-    if label == CPU:
-        return Build(label, None)
-    m = _CUDA_LABEL.fullmatch(label)
-    if m is None:
-        return None
-    digits = m[1] + m[2]
-    return Build(label, (int(digits[:-1]), int(digits[-1])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +120,11 @@ def choose_builds(
     reports: Mapping[str, Report],
     unreported: Collection[str] = frozenset(),
     family: Family | None = None,
+    drivers: CudaDriverTable | None = None,
 ) -> Chosen:
     """Verdicts with every version's builds but the chosen one hidden, and each build's
-    story. ``reports``: by sha256; ``unreported``: filenames whose report is awaited."""
+    story. ``reports``: by sha256; ``unreported``: filenames whose report is awaited;
+    ``drivers``: the CUDA driver table (the shipped one unless given)."""
     result = dict(verdicts)
     groups: dict[Version, dict[str, list[File]]] = defaultdict(lambda: defaultdict(list))
     for f in files:
@@ -140,7 +140,7 @@ def choose_builds(
         }
         if family is None and (profile.cuda is None or sum(1 for m in offered.values() if m) < 2):
             continue  # not a family: only a real choice between builds, for a known driver
-        judged = _judge(offered, profile, reports, unreported, family)
+        judged = _judge(offered, profile, reports, unreported, family, drivers or cuda_table())
         for label, members in by_label.items():
             build = parse_build(label)
             kept = offered[label]
@@ -187,6 +187,7 @@ def _judge(
     reports: Mapping[str, Report],
     unreported: Collection[str],
     family: Family | None,
+    drivers: CudaDriverTable,
 ) -> _Judged:
     judged = _Judged()
     labels = [label for label, kept in offered.items() if kept]
@@ -211,31 +212,51 @@ def _judge(
             )
         return judged
     builds = {label: b for label in labels if (b := parse_build(label)) is not None}
-    cuda_builds = sorted(
-        (b for b in builds.values() if b.cuda is not None and b.cuda <= host),
-        key=lambda b: b.cuda or (0, 0),
-        reverse=True,
-    )
+    native: list[tuple[Build, ToolkitSupport]] = []
+    minor: list[tuple[Build, ToolkitSupport]] = []
     for b in builds.values():
-        if b.cuda is not None and b.cuda > host:
-            judged.why[b.label] = (
-                f"needs CUDA {dotted(b.cuda)}; the host's driver supports CUDA {dotted(host)}"
-            )
+        if b.cuda is None:
+            continue
+        support = drivers.support(b.cuda, host)
+        if support.how == "native":
+            native.append((b, support))
+        elif support.how == "minor":
+            minor.append((b, support))
+        else:
+            judged.why[b.label] = support.why
+    # Builds the driver supports, newest first; then those needing minor version
+    # compatibility, nearest the driver first: each minor past it adds APIs that fail there.
+    native.sort(key=lambda c: c[0].cuda or (0, 0), reverse=True)
+    minor.sort(key=lambda c: c[0].cuda or (0, 0))
     sms = profile.sms.value if profile.sms is not None else None
-    for b in cuda_builds:
-        fit, text = _gpu_fit(offered[b.label], reports, unreported, sms)
+    for b, support in [*native, *minor]:
+        jit = support.how == "native"
+        fit, text = _gpu_fit(offered[b.label], reports, unreported, sms, jit=jit)
         if fit == "misses":
-            judged.why[b.label] = text
+            judged.why[b.label] = (
+                text if jit else f"needs minor version compatibility ({support.why}): {text}"
+            )
             continue
         if judged.chosen is None:
             judged.chosen, judged.pending = b.label, fit == "pending"
-            assert b.cuda is not None
             judged.why[b.label] = (
-                f"newest build for a CUDA the driver supports ({dotted(b.cuda)} <= {dotted(host)});"
-                f" {text}"
+                f"newest build for a CUDA the driver supports ({support.why}); {text}"
+                if jit
+                else "no build for a CUDA the driver supports runs here; this one runs under"
+                f" minor version compatibility ({support.why}): {text}"
+            )
+        elif jit:
+            judged.why[b.label] = f"a newer build, +{judged.chosen}, is chosen"
+        elif judged.chosen in (c.label for c, _ in native):
+            judged.why[b.label] = (
+                f"needs minor version compatibility ({support.why});"
+                f" +{judged.chosen}, built for a CUDA the driver supports, is preferred"
             )
         else:
-            judged.why[b.label] = f"a newer build, +{judged.chosen}, is chosen"
+            judged.why[b.label] = (
+                f"needs minor version compatibility ({support.why});"
+                f" +{judged.chosen}, nearer the driver's CUDA, is chosen"
+            )
     if CPU in builds:
         if judged.chosen is None:
             judged.chosen = CPU
@@ -253,9 +274,17 @@ def _gpu_fit(
     reports: Mapping[str, Report],
     unreported: Collection[str],
     sms: Sequence[Gpu] | None,
+    *,
+    jit: bool,
 ) -> tuple[Fit, str]:
-    """Whether the build's GPU code runs on every GPU of the host."""
+    """Whether the build's GPU code runs on every GPU of the host. ``jit``: whether the
+    driver may JIT-compile its PTX; without, only SASS counts, and must be shown to run."""
     if sms is None:
+        if not jit:
+            return "misses", (
+                "only SASS runs there, and the host did not tell its GPUs (sm=),"
+                " so none is shown to run it without PTX JIT"
+            )
         return "fits", "the host did not tell its GPUs (sm=): GPU code not checked"
     if any(f.filename in unreported for f in files):
         return "pending", "its GPU code is not analysed yet: offered meanwhile"
@@ -268,13 +297,26 @@ def _gpu_fit(
         if not sass and not ptx:
             continue
         code = describe(sass, ptx)
-        missed = [gpu for gpu in sms if runs_on(sass, ptx, gpu) is False]
+        if jit:
+            missed = [gpu for gpu in sms if runs_on(sass, ptx, gpu) is False]
+        else:
+            # PTX from a newer toolkit is refused by the driver; an unreadable SASS target
+            # cannot show that it runs.
+            missed = [gpu for gpu in sms if runs_on(sass, (), gpu) is not True]
         if missed:
-            return "misses", f"its GPU code ({code}) does not run on the host's {gpus_text(missed)}"
+            if jit:
+                return "misses", (
+                    f"its GPU code ({code}) does not run on the host's {gpus_text(missed)}"
+                )
+            return "misses", (
+                f"only SASS runs there (the driver cannot JIT PTX from a newer toolkit), and"
+                f" its GPU code ({code}) has none for the host's {gpus_text(missed)}"
+            )
         described.append(code)
     if not described:
         return "fits", "no GPU code of its own to check"
-    return "fits", f"its GPU code ({described[0]}) runs on the host's {gpus_text(sms)}"
+    how = "runs" if jit else "runs from SASS"
+    return "fits", f"its GPU code ({described[0]}) {how} on the host's {gpus_text(sms)}"
 
 
 def _sources(members: Sequence[File], family: Family | None) -> tuple[str, ...]:

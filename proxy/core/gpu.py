@@ -9,6 +9,8 @@ code the driver JIT-compiles). Targets are written as the reports hold them:
 - SASS ``X.Yf`` is family-specific: the same major from X.Y on.
 - PTX ``X.Y`` is JIT-compiled for any GPU from X.Y on, by a driver at least as new as
   the toolkit that wrote it (the caller's to check: this module knows GPUs, not drivers).
+  A build run under minor version compatibility (`proxy.core.cuda`) has no usable PTX:
+  its callers pass none.
 
 A target that cannot be read answers None: it might be the one a GPU runs.
 """

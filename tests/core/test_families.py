@@ -58,7 +58,9 @@ FAMILY = Family("torch", ORDER)
 @pytest.mark.parametrize(
     ("profile", "expected"),
     [
-        ("cuda=12.4,sm=6.1", {"cu118"}),  # cu126/cu128 need a newer driver
+        # cu126's SASS 6.0 runs on 6.1 under minor version compatibility, but cu118 needs
+        # no compatibility mode
+        ("cuda=12.4,sm=6.1", {"cu118"}),
         ("cuda=12.6,sm=6.1", {"cu126"}),  # SASS 6.0 runs on 6.1
         ("cuda=12.8,sm=6.1", {"cu126"}),  # cu128 starts at 7.5: never for a GTX 1080 Ti
         ("cuda=12.8,sm=9.0", {"cu128"}),
@@ -68,7 +70,15 @@ FAMILY = Family("torch", ORDER)
         ("cuda=12.8,sm=3.5", {"cpu"}),  # no build has code for 3.5 (and PTX 9.0 is newer)
         ("cuda=12.8,sm=3.7", {"cu118"}),
         ("cuda=11.8,sm=8.6", {"cu118"}),
-        ("cuda=11.4,sm=8.6", {"cpu"}),  # 11.8 is newer than the driver
+        ("cuda=11.4,sm=8.6", {"cu118"}),  # minor version compatibility: SASS 8.6
+        ("cuda=11.4,sm=6.1", {"cu118"}),  # SASS 6.1
+        ("cuda=11.4,sm=8.9", {"cu118"}),  # SASS 8.6 runs on 8.9
+        ("cuda=11.4,sm=3.5", {"cpu"}),  # no SASS for 3.5
+        ("cuda=11.4", {"cpu"}),  # GPUs unknown: no build shown to run without PTX JIT
+        ("cuda=11.0,sm=8.6", {"cpu"}),  # a driver for 11.0 may predate 450.80.02
+        # cu128 has SASS 12.0 but needs the compatibility mode; cu118's PTX 9.0 is
+        # JIT-compiled by a driver newer than its toolkit: no compatibility mode needed
+        ("cuda=12.4,sm=12.0", {"cu118"}),
         ("cuda=none", {"cpu"}),
         ("cuda=none,sm=9.0", {"cpu"}),
         ("cuda=12.8", {"cu128"}),  # GPUs unknown: by CUDA alone
@@ -113,21 +123,132 @@ def test_ptx_saves_a_newer_gpu_and_the_driver_must_know_the_toolkit() -> None:
 
 
 def test_each_version_chooses_on_its_own() -> None:
-    # 2.8.0 exists only as cu128: a 12.4 driver is offered no 2.8.0 at all (pip takes 2.7.0).
+    # 2.8.0 exists only as cu128: an 11.8 driver is offered no 2.8.0 at all (pip takes 2.7.0).
     files = [*page("2.7.0"), wheel("2.8.0", "cu128")]
     verdicts = {f.filename: Verdict() for f in files}
     chosen = choose_builds(
         files,
         verdicts,
-        parse_profile("cuda=12.4,sm=8.6", "url"),
+        parse_profile("cuda=11.8,sm=8.6", "url"),
         reports=reports_for(files),
         family=FAMILY,
     )
     assert {n for n, v in chosen.verdicts.items() if v.keep} == {files[2].filename}
     newest = [c for c in chosen.builds if c.version == "2.8.0"]
     assert [(c.build, c.status) for c in newest] == [("cu128", "set aside")]
-    assert "needs CUDA 12.8; the host's driver supports CUDA 12.4" in newest[0].why
+    assert newest[0].why == "needs CUDA 12.8; the host's driver supports CUDA 11.8"
     assert "2.8.0 is served as no build" in chosen.verdicts[files[-1].filename].reasons[0].message
+
+
+def choose(
+    files: list[File], profile: str, reports: Mapping[str, Report] | None = None
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """(version, build) -> (status, why)."""
+    chosen = choose_builds(
+        files,
+        {f.filename: Verdict() for f in files},
+        parse_profile(profile, "url"),
+        reports=reports_for(files) if reports is None else reports,
+        family=FAMILY,
+    )
+    return {(c.version, c.build): (c.status, c.why) for c in chosen.builds}
+
+
+def test_a_newer_minor_build_runs_under_minor_version_compatibility_from_its_sass() -> None:
+    files = [*page("2.7.0"), wheel("2.8.0", "cu128")]
+    builds = choose(files, "cuda=12.4,sm=8.6")
+    assert builds[("2.8.0", "cu128")] == (
+        "chosen",
+        "no build for a CUDA the driver supports runs here; this one runs under minor version"
+        " compatibility (CUDA 12.8 on a driver for 12.4): its GPU code (SASS 7.5, 8.0, 8.6,"
+        " 9.0, 10.0, 12.0; PTX 12.0) runs from SASS on the host's 8.6",
+    )
+    # Where a build the driver supports runs, it is preferred, though older.
+    assert builds[("2.7.0", "cu118")][0] == "chosen"
+    assert builds[("2.7.0", "cu126")] == (
+        "set aside",
+        "needs minor version compatibility (CUDA 12.6 on a driver for 12.4); +cu118, built for"
+        " a CUDA the driver supports, is preferred",
+    )
+
+
+def test_a_newer_minor_build_needs_sass_for_every_known_gpu() -> None:
+    files = [wheel("2.8.0", "cu128"), wheel("2.8.0", "cpu")]
+    unknown = choose(files, "cuda=12.4")
+    assert unknown[("2.8.0", "cu128")] == (
+        "set aside",
+        "needs minor version compatibility (CUDA 12.8 on a driver for 12.4): only SASS runs"
+        " there, and the host did not tell its GPUs (sm=), so none is shown to run it without"
+        " PTX JIT",
+    )
+    assert unknown[("2.8.0", "cpu")][0] == "chosen"
+    two = choose(files, "cuda=12.4,sm=8.6+6.1")
+    assert two[("2.8.0", "cu128")] == (
+        "set aside",
+        "needs minor version compatibility (CUDA 12.8 on a driver for 12.4): only SASS runs"
+        " there (the driver cannot JIT PTX from a newer toolkit), and its GPU code (SASS 7.5,"
+        " 8.0, 8.6, 9.0, 10.0, 12.0; PTX 12.0) has none for the host's 6.1",
+    )
+    # PTX the GPU could run is no help: the older driver refuses it.
+    ptx_only = reports_for(files, {"cu128": (("8.0",), ("8.0",))})
+    assert choose(files, "cuda=12.4,sm=9.0", reports=ptx_only)[("2.8.0", "cu128")][0] == (
+        "set aside"
+    )
+    assert choose(files, "cuda=12.8,sm=9.0", reports=ptx_only)[("2.8.0", "cu128")][0] == "chosen"
+    # A SASS target that cannot be read cannot show that it runs.
+    unreadable = reports_for(files, {"cu128": (("sm_86",), ())})
+    assert choose(files, "cuda=12.4,sm=8.6", reports=unreadable)[("2.8.0", "cu128")][0] == (
+        "set aside"
+    )
+
+
+def test_of_builds_needing_the_compatibility_mode_the_nearest_the_driver() -> None:
+    files = page("2.7.0", labels=("cu128", "cu126", "cpu"))
+    builds = choose(files, "cuda=12.4,sm=8.6")
+    assert builds[("2.7.0", "cu126")][0] == "chosen"
+    assert builds[("2.7.0", "cu128")] == (
+        "set aside",
+        "needs minor version compatibility (CUDA 12.8 on a driver for 12.4); +cu126, nearer"
+        " the driver's CUDA, is chosen",
+    )
+    assert builds[("2.7.0", "cpu")] == ("set aside", "a CUDA build, +cu126, runs on this host")
+
+
+def test_no_minor_version_compatibility_before_cuda_11_or_below_its_floor() -> None:
+    files = [wheel("1.0", "cu102"), wheel("1.0", "cpu")]
+    code = {"cu102": (("6.1",), ())}
+    builds = choose(files, "cuda=10.1,sm=6.1", reports=reports_for(files, code))
+    assert builds[("1.0", "cu102")] == (
+        "set aside",
+        "needs CUDA 10.2; the host's driver supports CUDA 10.1, and CUDA 10 has no minor"
+        " version compatibility",
+    )
+    assert builds[("1.0", "cpu")][0] == "chosen"
+    eleven = [wheel("1.0", "cu118"), wheel("1.0", "cpu")]
+    builds = choose(eleven, "cuda=11.0,sm=8.6")
+    assert builds[("1.0", "cu118")] == (
+        "set aside",
+        "needs CUDA 11.8; the host's driver supports CUDA 11.0; minor version compatibility"
+        " needs driver 450.80.02, and a driver that supports CUDA 11.0 may be older",
+    )
+
+
+def test_an_unanalysed_newer_minor_build_is_chosen_for_now_when_nothing_else_runs() -> None:
+    files = [wheel("2.8.0", "cu128"), wheel("2.8.0", "cpu")]
+    reports = reports_for(files)
+    cu128 = files[0]
+    waiting = {k: v for k, v in reports.items() if k != cu128.sha256}
+    chosen = choose_builds(
+        files,
+        {f.filename: Verdict() for f in files},
+        parse_profile("cuda=12.4,sm=8.6", "url"),
+        reports=waiting,
+        unreported={cu128.filename},
+        family=FAMILY,
+    )
+    assert [(c.build, c.pending) for c in chosen.builds if c.status == "chosen"] == [
+        ("cu128", True)
+    ]
 
 
 def test_unanalysed_build_is_chosen_for_now_then_the_next_once_it_misses() -> None:
