@@ -7,10 +7,23 @@ each fact of the wheel's report against the host fact it needs. Rules of the gam
   report cannot state precisely (an unparsable version, an unknown GPU target).
 - No report, or an unanalysable one: tags only.
 - Every reason that applies is given, so ``hostfit explain`` can show them all.
-- CUDA: majors are compared (minor version compatibility covers the minors);
+- CUDA: majors are compared (the report knows the runtime's major, ``libcudart.so.N``);
   ``cuda=none`` hides every wheel that needs a CUDA major.
 - GPUs: hidden only when no host GPU can run any of the wheel's kernels, by CUDA's
   binary compatibility rules (`proxy.core.gpu`).
+- A CUDA wheel whose build label (``+cu128``, or ``build`` given by the caller) names a
+  newer minor of the host's CUDA major runs only under minor version compatibility
+  (`proxy.core.cuda`), where the driver cannot JIT-compile the newer toolkit's PTX:
+  hidden when the host's GPUs would run it only through its PTX (its SASS is for none
+  of them), or when it has PTX and no SASS (whatever the GPU), or when its major has no
+  minor version compatibility
+  (before CUDA 11). The report does not say which toolkit wrote the PTX, so the label
+  stands for it; a wheel without one is judged by majors alone. A host whose CUDA
+  version cannot show its driver past the major's floor (``cuda=11.0``) is judged the
+  same for PTX, which it cannot run either way, and not hidden for the floor alone.
+- The build chooser (`proxy.core.families`) asks more of a newer-minor build: SASS for
+  *every* host GPU, and known GPUs. Here, as for ``sm``, one GPU that runs it is enough:
+  this decides what would not load, for a pinned build too.
 - Project facts (``rules``: `proxy.core.rules.Fact` entries, e.g. "needs AVX") are
   checked like report facts, whether or not the wheel was analysed; a fact that
   hides a file gives a ``rule`` reason naming the fact's file and entry.
@@ -27,6 +40,7 @@ from typing import Literal
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from proxy.core.cuda import Build, CudaDriverTable, cuda_table, parse_build
 from proxy.core.dotted import dotted, maybe_dotted
 from proxy.core.gpu import runs_on
 from proxy.core.libstdcxx import LibstdcxxTable, libstdcxx_table
@@ -35,7 +49,7 @@ from proxy.core.profile import HostProfile, Libc
 from proxy.core.report import Report, Requires
 from proxy.core.rules import Fact
 from proxy.core.tags import ClientTags, client_tags
-from proxy.core.versions import wheel_tags
+from proxy.core.versions import file_version, wheel_tags
 
 ReasonKind = Literal[
     "tags", "libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa",
@@ -81,11 +95,14 @@ def decide(
     *,
     tags: ClientTags | None = None,
     abi_table: LibstdcxxTable | None = None,
+    build: str | None = None,
+    drivers: CudaDriverTable | None = None,
 ) -> Verdict:
     """``tags`` saves recomputing `client_tags(profile)` for every file of a page.
 
     ``rules``: project facts that may apply (those of other projects or versions are
-    passed over), typically `Rules.facts_for(project)`.
+    passed over), typically `Rules.facts_for(project)`. ``build``: the file's build label
+    where its version carries none (a family member's configured ``build``).
     """
     reasons: list[Reason] = []
     consulted: set[str] = set()
@@ -96,7 +113,13 @@ def decide(
             if outcome is not None:
                 reasons.append(outcome)
     if report is not None and report.status == "ok":
-        context = _Context(report.requires, profile, abi_table or libstdcxx_table())
+        context = _Context(
+            report.requires,
+            profile,
+            abi_table or libstdcxx_table(),
+            _build(file.filename, build),
+            drivers or cuda_table(),
+        )
         for key, check in _CHECKS:
             outcome = check(context)
             if outcome is not _SKIP:
@@ -106,7 +129,8 @@ def decide(
     if rules and file.is_wheel:
         abi = abi_table or libstdcxx_table()
         for fact in _facts_for(file.filename, rules):
-            context = _Context(fact.requires, profile, abi)
+            # A fact states a need of its own; the build label is the report's to weigh.
+            context = _Context(fact.requires, profile, abi, None, drivers or cuda_table())
             for key, check in _CHECKS:
                 outcome = check(context)
                 if outcome is not _SKIP:
@@ -150,6 +174,8 @@ class _Context:
     requires: Requires
     profile: HostProfile
     abi: LibstdcxxTable
+    build: Build | None  # what the file says it was built with, when it is a CUDA build
+    drivers: CudaDriverTable
 
     def host_libc(self) -> Libc | None:
         return self.profile.libc.value if self.profile.libc is not None else None
@@ -229,6 +255,47 @@ def _cuda(c: _Context) -> _Outcome:
     return Reason("cuda", f"cuda: needs CUDA {need}, host driver supports {dotted(host.value)}")
 
 
+def _newer_minor(c: _Context) -> _Outcome:
+    build = c.build
+    need = c.requires.cuda_major
+    sass, ptx = c.requires.gpu_sms or (), c.requires.gpu_ptx or ()
+    if build is None or build.cuda is None or (need is None and not sass and not ptx):
+        return _SKIP  # no CUDA build, or no CUDA code to run
+    toolkit = build.cuda
+    if need is not None and need != toolkit[0]:
+        return _SKIP  # the label does not describe these binaries; the majors rule judges them
+    host = c.profile.cuda.value if c.profile.cuda is not None else None
+    if host is None or toolkit[0] != host[0] or toolkit <= host:
+        return None  # another major is the majors rule's; the driver's own minors run
+    support = c.drivers.support(toolkit, host).how
+    built = f"cuda: built with CUDA {dotted(toolkit)} (+{build.label}), host driver supports"
+    if support == "newer":
+        return Reason(
+            "cuda", f"{built} {dotted(host)}; CUDA {host[0]} has no minor version compatibility"
+        )
+    if not sass and not ptx:
+        return None
+    # From here "unsure" is judged like "minor": a driver below the floor runs nothing
+    # of it, one past it runs only SASS, so code that needs PTX JIT fails either way.
+    limit = (
+        f"{built} {dotted(host)} (minor version compatibility: PTX from a newer toolkit"
+        " is not JIT-compiled)"
+    )
+    gpus = c.profile.sms.value if c.profile.sms is not None else None
+    if gpus is None:
+        if sass:
+            return None  # its SASS may be for this host's GPUs
+        return Reason("cuda", f"{limit}; it has PTX {', '.join(ptx)} and no SASS")
+    # A target we cannot read (None) might be the one this host runs.
+    if any(runs_on(sass, (), gpu) is not False for gpu in gpus):
+        return None
+    if not any(runs_on(sass, ptx, gpu) is not False for gpu in gpus):
+        return None  # not even through PTX: the sm check says so
+    kernels = ", ".join([*sass, *(f"PTX {p}" for p in ptx)])
+    hosts = ", ".join(dotted(g) for g in gpus)
+    return Reason("cuda", f"{limit}; kernels for {kernels}: host GPUs {hosts} only through PTX")
+
+
 def _sm(c: _Context) -> _Outcome:
     sass, ptx = c.requires.gpu_sms or (), c.requires.gpu_ptx or ()
     if not sass and not ptx:
@@ -261,9 +328,19 @@ _CHECKS: tuple[tuple[str, Callable[[_Context], _Outcome]], ...] = (
     ("glibcxx", _cxxabi),
     ("libc", _execstack),
     ("cuda", _cuda),
+    ("cuda", _newer_minor),
     ("sm", _sm),
     ("isa", _isa),
 )
+
+
+def _build(filename: str, label: str | None) -> Build | None:
+    version = file_version(filename)
+    local = version.local if version is not None else None
+    build = parse_build(local) if local is not None else None
+    if build is None and label is not None:
+        build = parse_build(label)
+    return build if build is not None and build.cuda is not None else None
 
 
 def _libc_text(libc: Libc) -> str:

@@ -11,6 +11,13 @@ holds whatever the page said. For a wheel requested by a known host:
   last chunk leave. A misfit's transfer is cut short, so the installer fails, and the
   log line says why; the next request for it gets the 403.
 
+What would not load is `proxy.core.decide`'s reasons of loading, a pinned build's
+included: among the GPU rules, a wheel built with a newer minor of the driver's CUDA
+major (``+cu128`` on a 12.4 driver) is refused when the host's GPUs would run it only
+through its PTX, which that driver cannot JIT-compile, and let through when its SASS
+runs on a host GPU (minor version compatibility). Which build a page offers is the
+chooser's preference (`proxy.core.families`), not the gate's.
+
 A refusal names the wheel, the need and the host fact, in the body, the
 ``X-Hostfit-Refused`` header and the log. The universal view and clients that tell
 nothing have no host to judge for and are not gated. An analysis that could not run

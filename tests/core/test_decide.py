@@ -15,6 +15,10 @@ from proxy.core.report import Report, Requires
 from proxy.core.tags import client_tags
 
 WHEEL = "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+CU128 = WHEEL.replace("1.0", "1.0+cu128")
+CU121 = WHEEL.replace("1.0", "1.0+cu121")
+CU118 = WHEEL.replace("1.0", "1.0+cu118")
+SASS_AND_PTX_80: dict[str, Any] = {"cuda_major": 12, "gpu_sms": ("8.0",), "gpu_ptx": ("8.0",)}
 HOST = "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.28"
 
 
@@ -180,6 +184,112 @@ ROWS = [
     Row("sm-unreadable-target", "sm=8.6", {"gpu_sms": ("9.0", "sm_86")}),
     Row("sm-unknown", HOST, {"gpu_sms": ("9.0",)}),
     Row("sm-empty", "sm=8.6", {"gpu_sms": ()}, consulted=TAG_KEYS),
+    # a newer minor of the host's CUDA major (the build label): minor version
+    # compatibility runs SASS only; PTX from the newer toolkit is refused by the driver
+    Row("minor-sass-runs", "cuda=12.4,sm=8.6", SASS_AND_PTX_80, filename=CU128),
+    Row(
+        "minor-only-through-ptx",
+        "cuda=12.4,sm=9.0",
+        SASS_AND_PTX_80,
+        filename=CU128,
+        hides=("cuda",),
+        consulted=TAG_KEYS | {"cuda", "sm"},
+        messages=(
+            "cuda: built with CUDA 12.8 (+cu128), host driver supports 12.4 (minor version"
+            " compatibility: PTX from a newer toolkit is not JIT-compiled); kernels for 8.0,"
+            " PTX 8.0: host GPUs 9.0 only through PTX",
+        ),
+    ),
+    Row("native-ptx-jit", "cuda=12.8,sm=9.0", SASS_AND_PTX_80, filename=CU128),
+    Row("older-toolkit-ptx-jit", "cuda=12.4,sm=9.0", SASS_AND_PTX_80, filename=CU121),
+    Row(
+        "older-major-ptx-jit",
+        "cuda=12.4,sm=9.0",
+        {**SASS_AND_PTX_80, "cuda_major": 11},
+        filename=CU118,
+    ),
+    Row(
+        "minor-ptx-only-gpus-unknown",
+        "cuda=12.4",
+        {"cuda_major": 12, "gpu_ptx": ("8.0",)},
+        filename=CU128,
+        hides=("cuda",),
+        messages=(
+            "cuda: built with CUDA 12.8 (+cu128), host driver supports 12.4 (minor version"
+            " compatibility: PTX from a newer toolkit is not JIT-compiled); it has PTX 8.0 and"
+            " no SASS",
+        ),
+    ),
+    Row("minor-sass-gpus-unknown", "cuda=12.4", SASS_AND_PTX_80, filename=CU128),
+    Row(
+        "minor-no-gpu-code",
+        "cuda=12.4,sm=9.0",
+        {"cuda_major": 12},
+        filename=CU128,
+        consulted=TAG_KEYS | {"cuda"},
+    ),
+    Row("minor-one-gpu-from-sass", "cuda=12.4,sm=8.6+9.0", SASS_AND_PTX_80, filename=CU128),
+    Row(
+        "minor-nothing-runs-is-sm",
+        "cuda=12.4,sm=6.1",
+        SASS_AND_PTX_80,
+        filename=CU128,
+        hides=("sm",),
+    ),
+    Row(
+        "minor-unreadable-sass",
+        "cuda=12.4,sm=9.0",
+        {"cuda_major": 12, "gpu_sms": ("sm_90",), "gpu_ptx": ("8.0",)},
+        filename=CU128,
+    ),
+    Row(
+        "minor-static-runtime",
+        "cuda=12.4,sm=9.0",
+        {"gpu_sms": ("8.0",), "gpu_ptx": ("8.0",)},
+        filename=CU128,
+        hides=("cuda",),
+    ),
+    Row(
+        "no-minor-compatibility-before-11",
+        "cuda=10.1",
+        {"cuda_major": 10},
+        filename="pkg-1.0+cu102-cp311-cp311-manylinux_2_17_x86_64.whl",
+        hides=("cuda",),
+        messages=(
+            "cuda: built with CUDA 10.2 (+cu102), host driver supports 10.1; CUDA 10 has no"
+            " minor version compatibility",
+        ),
+    ),
+    # a driver for 11.0 may be below 11's floor: SASS may run, PTX runs in no case
+    Row(
+        "floor-unsure-sass",
+        "cuda=11.0,sm=8.6",
+        {"cuda_major": 11, "gpu_sms": ("8.6",)},
+        filename=CU118,
+    ),
+    Row(
+        "floor-unsure-ptx",
+        "cuda=11.0,sm=9.0",
+        {**SASS_AND_PTX_80, "cuda_major": 11},
+        filename=CU118,
+        hides=("cuda",),
+    ),
+    Row(
+        "label-of-another-major",
+        "cuda=12.4,sm=9.0",
+        {**SASS_AND_PTX_80, "cuda_major": 11},
+        filename=CU128,
+    ),
+    Row("no-label-majors-only", "cuda=12.4,sm=9.0", SASS_AND_PTX_80),
+    Row(
+        "cpu-label",
+        "cuda=12.4,sm=9.0",
+        {},
+        filename=WHEEL.replace("1.0", "1.0+cpu"),
+        consulted=TAG_KEYS,
+    ),
+    Row("minor-cuda-unknown", HOST, {"cuda_major": 12, "gpu_ptx": ("8.0",)}, filename=CU128),
+    Row("minor-no-driver", "cuda=none", {"cuda_major": 12}, filename=CU128, hides=("cuda",)),
     # x86-64 level
     Row(
         "isa-higher",
@@ -276,3 +386,15 @@ def test_cxxabi_follows_the_table_it_is_given() -> None:
     assert not decide(file, report, old_host, abi_table=table).keep
     assert decide(file, report, new_host, abi_table=table).keep
     assert decide(file, report, old_host).keep  # the shipped table: 3.4.40 is past its end
+
+
+def test_the_callers_build_label_stands_in_for_one_the_filename_lacks() -> None:
+    """A family member's configured ``build`` labels files whose versions carry none."""
+    report = Report(filename=WHEEL, sha256="0" * 64, requires=Requires(**SASS_AND_PTX_80))
+    profile = parse_profile("cuda=12.4,sm=9.0", "url")
+    plain = File(filename=WHEEL, url="u", hashes={})
+    assert decide(plain, report, profile).keep  # majors alone
+    assert [r.kind for r in decide(plain, report, profile, build="cu128").reasons] == ["cuda"]
+    assert decide(plain, report, profile, build="cpu").keep
+    labelled = File(filename=CU121, url="u", hashes={})
+    assert decide(labelled, replace(report, filename=CU121), profile, build="cu128").keep
