@@ -18,12 +18,14 @@ import pytest
 from proxy.core.negotiate import JSON_V1
 from tests.analysis.test_native import pe
 from tests.fixtures.elf.recipes import FixtureWheel, build_objects, build_wheels
+from tests.support.cuda_wheels import CudaBuild, build_wheel_for
 from tests.support.proxy import ProxyThread
 from tests.support.upstream import Upstream
 from tests.support.wheels import NEEDS_GLIBC_2_34, WheelSpec, build_wheel, extension_wheel
 
 MakeProxy = Callable[..., ProxyThread]
 HOST = "python=3.11,impl=cp,arch=x86_64"
+CP = "cp311-cp311-manylinux_2_17_x86_64"
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +202,30 @@ def test_a_refused_host_class_is_linked_from_the_wheel_view(
     assert view.status_code == 200
     assert "libc=glibc-2.41" in view.text
     assert "made" in view.text and "not recorded" not in view.text  # when the report was made
+
+
+def test_a_newer_minor_build_is_served_from_sass_and_refused_where_it_needs_ptx_jit(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    """``+cu128`` with SASS and PTX for 8.0, on CUDA 12.4 drivers: minor version
+    compatibility runs its SASS on an 8.6 GPU, but a 9.0 GPU would need its PTX, which a
+    driver older than the toolkit refuses; a 12.8 driver JIT-compiles it."""
+    build = CudaBuild("cu128", 12, (80,), (80,))
+    wheel = build_wheel_for("kernels", "1.0", build, tmp_path, tag=CP)
+    upstream.add("kernels", wheel)
+    proxy = make_proxy(upstream)
+    jit = f"{HOST},libc=glibc-2.36,cuda=12.4,sm=9.0"
+    assert settled_files(proxy, "kernels", jit) == set()
+    refused = download(proxy, jit, "kernels", wheel.name)
+    assert refused.status_code == 403
+    need = (
+        "cuda: built with CUDA 12.8 (+cu128), host driver supports 12.4 (minor version"
+        " compatibility: PTX from a newer toolkit is not JIT-compiled); kernels for 8.0,"
+        " PTX 8.0: host GPUs 9.0 only through PTX"
+    )
+    assert need in refused.text and need in refused.headers["x-hostfit-refused"]
+    for fit in ("cuda=12.4,sm=8.6", "cuda=12.8,sm=9.0", "cuda=12.4,sm=8.6+9.0"):
+        host = f"{HOST},libc=glibc-2.36,{fit}"
+        assert settled_files(proxy, "kernels", host) == {wheel.name}, fit
+        served = download(proxy, host, "kernels", wheel.name)
+        assert served.status_code == 200 and served.content == wheel.read_bytes()
