@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.clients import clean_env, new_venv, pip_install, python_output, uv_install
@@ -26,13 +28,20 @@ from tests.support.wheels import WheelSpec, build_wheel
 pytestmark = pytest.mark.e2e
 CP = "cp311-cp311-manylinux_2_17_x86_64"
 ON_THIS_HOST = "python=3.11,impl=cp,arch=x86_64"
-ROUTED = ["torch", "nvidia-*"]
+ROUTED = ["torch", "kernels", "nvidia-*"]
 # Like PyTorch's: cu118 still has SASS for Pascal (6.1), cu126 keeps 6.0 (which runs on
 # 6.1), cu128 starts at Turing (7.5).
 BUILDS = (
     CudaBuild("cu126", 12, (50, 60, 70, 75, 80, 86, 90), (90,)),
     CudaBuild("cu128", 12, (75, 80, 86, 90, 100, 120), (120,)),
     CudaBuild("cu118", 11, (37, 50, 60, 61, 70, 75, 80, 86, 90), (90,)),
+    CudaBuild("cpu"),
+)
+# A smaller project's builds, as many are compiled: SASS and PTX for 8.0 only. On a 9.0 GPU
+# they run through PTX JIT, which only a driver at least as new as the toolkit does.
+KERNELS = (
+    CudaBuild("cu128", 12, (80,), (80,)),
+    CudaBuild("cu118", 11, (80,), (80,)),
     CudaBuild("cpu"),
 )
 
@@ -69,6 +78,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         ups = {name: stack.enter_context(Upstream()) for name in names}
         for build in BUILDS:
             ups[build.label].add("torch", build_wheel_for("torch", "2.7.0", build, work, tag=CP))
+        for build in KERNELS:
+            wheel = build_wheel_for("kernels", "1.0", build, work, tag=CP)
+            ups[build.label].add("kernels", wheel)
         # The CUDA index lists numpy too (PyTorch's indexes do), the default index torch.
         for where in ("cu126", "default"):
             files = {"numpy/__init__.py": f"WHERE = '{where}'\n".encode()}
@@ -118,6 +130,8 @@ def answer(python: Path) -> str:
         ("cuda=12.8,sm=9.0", "cu128"),
         ("cuda=none", "cpu"),
         ("cuda=11.8,sm=8.6", "cu118"),
+        # Minor version compatibility: cu118 on an 11.4 driver, from its SASS for 6.1.
+        ("cuda=11.4,sm=6.1", "cu118"),
     ],
 )
 def test_each_host_installs_its_build(
@@ -125,6 +139,57 @@ def test_each_host_installs_its_build(
 ) -> None:
     python = install(tool, served, tmp_path, f"{ON_THIS_HOST},{profile}", "torch")
     assert answer(python) == build
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+@pytest.mark.parametrize(
+    ("profile", "build"),
+    [
+        # cu128's code reaches a 9.0 GPU only through its PTX, which a 12.4 driver cannot
+        # JIT-compile (it is newer than the driver); cu118's PTX it can.
+        ("cuda=12.4,sm=9.0", "cu118"),
+        ("cuda=12.8,sm=9.0", "cu128"),
+    ],
+)
+def test_a_build_needing_ptx_jit_from_a_newer_toolkit_is_not_offered(
+    served: ProxyProcess, tmp_path: Path, tool: str, profile: str, build: str
+) -> None:
+    python = install(tool, served, tmp_path, f"{ON_THIS_HOST},{profile}", "kernels")
+    assert python_output(python, "import kernels; print(kernels.answer())") == build
+
+
+def test_a_pinned_build_needing_ptx_jit_from_a_newer_toolkit_is_refused(
+    served: ProxyProcess, tmp_path: Path
+) -> None:
+    profile = f"{ON_THIS_HOST},cuda=12.4,sm=9.0"
+    deadline = time.monotonic() + 120
+    while True:
+        data = httpx.get(
+            served.url + "explain/kernels/", params={"profile": profile, "format": "json"}
+        ).json()
+        if data["frontier"]["settled"]:
+            break
+        assert time.monotonic() < deadline, data["frontier"]
+        time.sleep(0.2)
+    builds = {b["build"]: (b["status"], b["why"]) for b in data["builds"]}
+    assert builds["cu128"][0] == "not offered"
+    need = (
+        "cuda: built with CUDA 12.8 (+cu128), host driver supports 12.4 (minor version"
+        " compatibility: PTX from a newer toolkit is not JIT-compiled); kernels for 8.0,"
+        " PTX 8.0: host GPUs 9.0 only through PTX"
+    )
+    assert builds["cu128"][1] == f"hidden by its own checks: {need}"
+    filename = f"kernels-1.0+cu128-{CP}.whl"
+    refused = httpx.get(served.url + f"p/{profile}/files/kernels/{filename}", timeout=60)
+    assert refused.status_code == 403 and need in refused.headers["x-hostfit-refused"]
+    venv = new_venv(tmp_path / "venv")
+    pinned = pip_install(
+        venv,
+        served.url + f"p/{profile}/simple/",
+        "kernels==1.0+cu128",
+        env=clean_env(tmp_path),
+    )
+    assert pinned.returncode != 0
 
 
 @pytest.mark.parametrize("tool", ["pip", "uv"])
