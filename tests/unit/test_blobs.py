@@ -1,0 +1,161 @@
+"""The blob store (`BlobStore`): content-addressed, written through a verified temp file,
+bounded by a budget with least-recently-used eviction that never breaks a reader."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from proxy.edge.stores.blobs import HOST, BlobStore, CacheFull
+from proxy.errors import IntegrityError
+
+SIZE = 1000
+
+
+def blob(n: int, size: int = SIZE) -> bytes:
+    return bytes([n]) * size
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read(store: BlobStore, sha256: str) -> bytes:
+    opened = store.open(sha256)
+    assert opened is not None, "not in the store"
+    try:
+        return os.pread(opened.fd, opened.size + 1, 0)
+    finally:
+        opened.close()
+
+
+async def test_a_verified_blob_is_found_by_its_digest(blobs: BlobStore) -> None:
+    data = blob(1)
+    async with blobs.writer(digest(data), len(data)) as writer:
+        await writer.write(data[:10])
+        await writer.write(data[10:])
+    assert blobs.has(digest(data)) and read(blobs, digest(data)) == data
+    assert blobs.path(digest(data)).parent.name == digest(data)[:2]
+    assert (blobs.used, blobs.count) == (SIZE, 1)
+    assert list(blobs.tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("expected", "size", "message"),
+    [
+        (digest(b"other bytes"), None, "sha256 mismatch"),
+        (digest(blob(1)), SIZE + 1, "size mismatch"),
+    ],
+)
+async def test_bytes_that_do_not_match_are_never_stored(
+    blobs: BlobStore, expected: str, size: int | None, message: str
+) -> None:
+    writer = blobs.writer(expected, size)
+    await writer.open()
+    try:
+        await writer.write(blob(1))
+        with pytest.raises(IntegrityError, match=message):
+            await writer.commit()
+    finally:
+        await writer.discard()  # as the file service does with a writer it did not commit
+    assert not blobs.has(expected) and not blobs.has(digest(blob(1)))
+    assert list(blobs.tmp.iterdir()) == []  # the temp file went too
+    assert blobs.count == 0
+
+
+async def test_bytes_of_unknown_digest_are_filed_under_their_own(blobs: BlobStore) -> None:
+    async with blobs.writer(None) as writer:
+        await writer.write(blob(2))
+    assert writer.sha256 == digest(blob(2)) and blobs.has(digest(blob(2)))
+    assert await blobs.put_bytes(blob(2)) == digest(blob(2))  # already there: kept
+    assert blobs.count == 1
+
+
+async def test_a_failed_write_leaves_nothing(blobs: BlobStore) -> None:
+    with pytest.raises(RuntimeError):
+        async with blobs.writer(digest(blob(3))) as writer:
+            await writer.write(blob(3))
+            raise RuntimeError("the client went away")
+    assert not blobs.has(digest(blob(3))) and list(blobs.tmp.iterdir()) == []
+
+
+def test_only_digests_name_blobs(blobs: BlobStore) -> None:
+    for bad in ("../../etc/passwd", "AB" * 32, "ab" * 31):
+        with pytest.raises(ValueError, match="not a sha256"):
+            blobs.path(bad)
+    assert blobs.open("ab" * 32) is None
+
+
+async def test_the_least_recently_used_blob_is_evicted(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "files", max_size=int(SIZE * 2.5))
+    first, second = await store.put_bytes(blob(1)), await store.put_bytes(blob(2))
+    read(store, first)  # used since: now the most recent
+    third = await store.put_bytes(blob(3))
+    assert (store.has(first), store.has(second), store.has(third)) == (True, False, True)
+    assert (store.evicted, store.evicted_bytes, store.used) == (1, SIZE, 2 * SIZE)
+
+
+async def test_recency_survives_a_restart(tmp_path: Path) -> None:
+    root = tmp_path / "files"
+    unbounded = BlobStore(root)
+    names = [await unbounded.put_bytes(blob(n)) for n in (1, 2, 3)]
+    for age, name in zip((100, 300, 200), names, strict=True):  # the second is the oldest
+        when = 1_700_000_000 - age
+        os.utime(unbounded.path(name), (when, when))
+    restarted = BlobStore(root, max_size=int(SIZE * 2.5))
+    assert restarted.used == 3 * SIZE
+    await restarted.enforce()
+    assert [restarted.has(n) for n in names] == [True, False, True]
+
+
+async def test_a_blob_being_read_is_not_evicted_here_and_stays_readable(tmp_path: Path) -> None:
+    root = tmp_path / "files"
+    store = BlobStore(root, max_size=int(SIZE * 1.5))
+    held = await store.put_bytes(blob(1))
+    reading = store.open(held)
+    assert reading is not None
+    await store.put_bytes(blob(2))  # over budget: the open blob is spared
+    assert store.has(held) and not store.has(digest(blob(2)))
+    # Another process on the directory may evict it: the open descriptor still reads it.
+    other = BlobStore(root, max_size=SIZE // 2)
+    await other.enforce()
+    assert not store.has(held)
+    assert os.pread(reading.fd, SIZE + 1, 0) == blob(1)
+    reading.close()
+    reading.close()  # idempotent
+
+
+async def test_reservations_are_bounded_by_the_budget(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "files", max_size=2 * SIZE)
+    with pytest.raises(CacheFull, match="more than the cache budget"):
+        await store.reserve(2 * SIZE + 1)
+    held = await store.reserve(SIZE + SIZE // 2)
+    with pytest.raises(CacheFull, match="taken by files being served or written"):
+        await store.reserve(SIZE)
+    held.release()
+    (await store.reserve(SIZE)).release()
+    assert CacheFull.status_code == 503
+
+
+async def test_start_up_removes_only_temp_files_nobody_writes(blobs: BlobStore) -> None:
+    ours_left = blobs.tmp / blobs.temp_name("ab" * 32)
+    ours_left.write_bytes(b"left by a process gone")
+    elsewhere_fresh = blobs.tmp / f"{'cd' * 32}.otherhost.0123456789ab.part"
+    elsewhere_fresh.write_bytes(b"another host may be writing this")
+    elsewhere_stale = blobs.tmp / f"{'ef' * 32}.otherhost.ba9876543210.part"
+    elsewhere_stale.write_bytes(b"nobody touched this for long")
+    os.utime(elsewhere_stale, (1_000_000_000, 1_000_000_000))
+    writer = blobs.writer(digest(blob(4)))
+    await writer.open()  # being written here: locked
+    await writer.write(blob(4)[:10])
+    try:
+        assert HOST in ours_left.name
+        assert blobs.clean_temp() == 2
+        assert sorted(p.name for p in blobs.tmp.iterdir()) == sorted(
+            [elsewhere_fresh.name, writer.temp_path.name]
+        )
+    finally:
+        await writer.discard()
