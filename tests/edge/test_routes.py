@@ -163,7 +163,8 @@ def build_of(files: set[str]) -> set[str]:
         ("cuda=12.8,sm=9.0", "cu128"),
         ("cuda=none", "cpu"),
         ("cuda=11.8,sm=8.6", "cu118"),
-        ("cuda=11.4,sm=8.6", "cpu"),
+        ("cuda=11.4,sm=8.6", "cu118"),  # minor version compatibility, from SASS 8.6
+        ("cuda=11.0,sm=8.6", "cpu"),  # a driver for 11.0 may predate 11's floor (450.80.02)
         ("cuda=12.8", "cu128"),  # GPUs unknown: by CUDA alone
         ("sm=9.0", "cu126"),  # CUDA unknown: the family's first build
     ],
