@@ -43,6 +43,7 @@ class Wheels:
     demo_2: Path  # demo 2.0, pure Python
     native: Path  # fitpkg 1.0 for manylinux_2_17 whose library needs GLIBC_2.25
     windows: Path  # fitpkg 1.0 for win_amd64
+    linux: Path  # fitpkg 1.0 tagged plain linux_x86_64, the same library in it
     fixme: Path  # fixme 1.0, requiring a project that does not exist
 
 
@@ -65,6 +66,9 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Wheels:
         ),
         windows=build_wheel(
             WheelSpec("fitpkg", "1.0", "cp311-cp311-win_amd64", files={"fitpkg/w.py": b""}), out
+        ),
+        linux=build_wheel(
+            WheelSpec("fitpkg", "1.0", "cp311-cp311-linux_x86_64", files=native_files), out
         ),
         fixme=build_wheel(
             WheelSpec(

@@ -1,0 +1,165 @@
+"""The rewrite layer (`RewriteIndex` with its `RewriteService`): filtered pages list the
+wheels the rules rewrite (metadata fixes, truthful platform tags) in place of the
+originals, once made; until then the original is listed and the page is provisional."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+import zipfile
+from collections.abc import AsyncIterator, Callable
+from email.parser import BytesParser
+
+import httpx
+import pytest
+from packaging.utils import NormalizedName, parse_wheel_filename
+
+from proxy.core.models import Page
+from proxy.core.rules import Rules, load_rules
+from proxy.edge.files import FileService
+from proxy.edge.index import UNIVERSAL
+from proxy.edge.layers.rewrite import RewriteIndex
+from proxy.edge.reports import ReportService
+from proxy.edge.rewrites import RewriteService
+from proxy.edge.scheduler import AnalysisScheduler
+from proxy.edge.stores.blobs import BlobStore
+from tests.unit.conftest import NEW_GLIBC, Wheels, cached, host
+from tests.unit.fakes import FakeIndex, InProcessAnalyzer, MemoryStore
+
+FIXME = NormalizedName("fixme")
+FITPKG = NormalizedName("fitpkg")
+RULES = load_rules(
+    {
+        "rules/fixes.toml": """
+[sources]
+ticket = "test ticket: fixme 1.0 declares a dependency that does not exist"
+
+[[metadata]]
+project = "fixme"
+version = "==1.0"
+remove_requires = ["no-such-dependency"]
+source = "ticket"
+
+[[retag]]
+project = "fitpkg"
+"""
+    }
+)
+Make = Callable[..., RewriteIndex]
+
+
+@pytest.fixture
+async def scheduler(
+    client: httpx.AsyncClient, store: MemoryStore, blobs: BlobStore
+) -> AsyncIterator[AnalysisScheduler]:
+    made = AnalysisScheduler(ReportService(store, InProcessAnalyzer(client)), blobs)
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+async def make(
+    index: FakeIndex,
+    client: httpx.AsyncClient,
+    store: MemoryStore,
+    files: FileService,
+    scheduler: AnalysisScheduler,
+) -> AsyncIterator[Make]:
+    made: list[RewriteIndex] = []
+
+    def make_one(blobs: BlobStore, rules: Rules = RULES) -> RewriteIndex:
+        service = RewriteService(blobs, files, store)
+        made.append(RewriteIndex(cached(index, client, store), lambda: rules, service, scheduler))
+        return made[-1]
+
+    yield make_one
+    for layer in made:
+        await layer.close()
+
+
+async def settled(layer: RewriteIndex, name: NormalizedName) -> Page:
+    deadline = time.monotonic() + 10
+    while (page := await layer.page(name, host(NEW_GLIBC))).provisional:
+        assert time.monotonic() < deadline, "the rewrite never settled"
+        await asyncio.sleep(0.02)
+    return page
+
+
+def requirements(blobs: BlobStore, sha256: str) -> list[str]:
+    with zipfile.ZipFile(io.BytesIO(blobs.path(sha256).read_bytes())) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        return BytesParser().parsebytes(archive.read(name)).get_all("Requires-Dist") or []
+
+
+async def test_a_fixed_wheel_replaces_its_original_once_made(
+    index: FakeIndex, make: Make, blobs: BlobStore, wheels: Wheels
+) -> None:
+    original = index.add("fixme", wheels.fixme)
+    layer = make(blobs)
+    first = await layer.page(FIXME, host(NEW_GLIBC))
+    assert first.provisional and [f.filename for f in first.files] == [original.filename]
+    page = await settled(layer, FIXME)
+    (served,) = page.files
+    _, version, build, _ = parse_wheel_filename(served.filename)
+    assert str(version) == "1.0" and len(build) == 2 and build[1].startswith(".hf")
+    assert served.sha256 != original.sha256 and served.sha256 is not None
+    assert blobs.has(served.sha256)
+    assert requirements(blobs, served.sha256) == []
+    assert requirements(blobs, original.sha256) == ["no-such-dependency"]
+    metadata = served.core_metadata
+    assert isinstance(metadata, dict) and blobs.has(metadata["sha256"])
+    assert page.revision != first.revision
+    universal = await layer.page(FIXME, UNIVERSAL)  # never rewritten
+    assert [(f.filename, f.sha256) for f in universal.files] == [
+        (original.filename, original.sha256)
+    ]
+
+
+async def test_another_replica_lists_the_rewrite_without_making_it(
+    index: FakeIndex, make: Make, blobs: BlobStore, wheels: Wheels
+) -> None:
+    index.add("fixme", wheels.fixme)
+    made = await settled(make(blobs), FIXME)
+    other = make(BlobStore(blobs.root.parent / "other-cache"))
+    page = await other.page(FIXME, host(NEW_GLIBC))
+    assert not page.provisional and page.files == made.files
+    assert index.count(f"/files/{wheels.fixme.name}") == 1
+
+
+async def test_a_rewrite_that_fails_leaves_the_original(
+    index: FakeIndex, make: Make, blobs: BlobStore, wheels: Wheels
+) -> None:
+    original = index.add("fixme", wheels.fixme)
+    index.status[f"/files/{original.filename}"] = 404
+    page = await settled(make(blobs), FIXME)
+    assert [(f.filename, f.sha256) for f in page.files] == [(original.filename, original.sha256)]
+
+
+async def test_a_project_without_rules_passes_unchanged(
+    index: FakeIndex, make: Make, blobs: BlobStore, wheels: Wheels
+) -> None:
+    index.add("demo", wheels.demo_1)
+    layer = make(blobs)
+    demo = NormalizedName("demo")
+    page = await layer.page(demo, host(NEW_GLIBC))
+    assert page == await layer.inner.page(demo, UNIVERSAL)
+    assert index.count(f"/files/{wheels.demo_1.name}") == 0
+
+
+async def test_a_plain_linux_wheel_is_served_under_its_truthful_tag(
+    index: FakeIndex, make: Make, blobs: BlobStore, scheduler: AnalysisScheduler, wheels: Wheels
+) -> None:
+    original = index.add("fitpkg", wheels.linux)
+    layer = make(blobs)
+    page = await settled(layer, FITPKG)
+    (served,) = page.files
+    (listed,) = (await layer.inner.page(FITPKG, UNIVERSAL)).files
+    report = (await scheduler.known([listed]))[original.sha256]
+    # Its library needs GLIBC_2.25: the first manylinux policy that allows that.
+    assert report.requires.glibc == "2.25"
+    assert report.derived_platform_tag is not None
+    assert report.derived_platform_tag.startswith("manylinux_2_2")
+    tags = {str(t) for t in parse_wheel_filename(served.filename)[3]}
+    assert tags == {f"cp311-cp311-{report.derived_platform_tag}"}
+    assert served.sha256 != original.sha256
