@@ -17,12 +17,12 @@ import html
 import json
 import re
 from collections.abc import Mapping
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from packaging.utils import canonicalize_name
 
+from proxy.core.anchors import Extracted, extract
 from proxy.core.models import METADATA_KEYS, File, Page, ProjectList
 from proxy.errors import HostfitError
 
@@ -173,41 +173,11 @@ def parse_json_root(body: bytes) -> ProjectList:
     return ProjectList(names=names, meta={k: v for k, v in data.items() if k != "projects"})
 
 
-class _AnchorParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.anchors: list[tuple[dict[str, str | None], str]] = []
-        self.metas: dict[str, str] = {}
-        self._open: dict[str, str | None] | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._open, self._text = dict(attrs), []
-        elif tag == "meta":
-            attributes = dict(attrs)
-            name, content = attributes.get("name"), attributes.get("content")
-            if name and content is not None:
-                self.metas[name] = content
-
-    def handle_data(self, data: str) -> None:
-        if self._open is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._open is not None:
-            self.anchors.append((self._open, "".join(self._text).strip()))
-            self._open = None
-
-
-def _parse_html(body: bytes) -> _AnchorParser:
-    parser = _AnchorParser()
+def _parse_html(body: bytes) -> Extracted:
     try:
-        parser.feed(body.decode("utf-8", errors="replace"))
-        parser.close()
+        return extract(body.decode("utf-8", errors="replace"))
     except Exception as exc:  # html.parser raises assorted errors on garbage
         raise PageError(f"invalid HTML page: {exc}") from None
-    return parser
 
 
 def _metadata_attr(value: str | None) -> bool | dict[str, str]:
