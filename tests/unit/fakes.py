@@ -150,6 +150,7 @@ class FakeIndex:
         self.hashes = True  # False: pages give no sha256 (an old mirror)
         self.offer_metadata = True  # PEP 658/714 keys on pages, and the .metadata files
         self.etags = True
+        self.etag: bytes | None = None  # the pages' ETag as sent, instead of one made up
         self.ranges = True
         self.delay = 0.0  # seconds before each answer: concurrent askers overlap
         self.status: dict[str, int] = {}  # request path -> status answered instead
@@ -218,11 +219,11 @@ class FakeIndex:
         return self.format == "json" and JSON_V1 in request.headers.get("accept", "")
 
     def _conditional(self, request: httpx.Request, body: bytes, media_type: str) -> httpx.Response:
-        headers = {"content-type": media_type}
+        headers = [(b"content-type", media_type.encode())]
         if self.etags:
-            etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
-            headers["etag"] = etag
-            if request.headers.get("if-none-match") == etag:
+            etag = self.etag or f'"{hashlib.sha256(body).hexdigest()[:16]}"'.encode()
+            headers.append((b"etag", etag))
+            if request.headers.get("if-none-match", "").encode() == etag:
                 return httpx.Response(304, headers=headers)
         return httpx.Response(200, headers=headers, content=body)
 

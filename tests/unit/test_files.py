@@ -53,6 +53,8 @@ async def test_clients_at_once_share_one_download(
     paths = await asyncio.gather(*(files.fetch(entry(index, wheel)) for _ in range(8)))
     assert len(set(paths)) == 1
     assert index.count(f"/files/{wheel.filename}") == 1
+    # They joined one download in this process, not followed each other through leases.
+    assert {k: v for k, v in files.outcomes.items() if v} == {"cached": 1}
 
 
 async def test_a_client_follows_the_download_as_it_arrives(

@@ -93,6 +93,25 @@ async def test_a_stale_page_is_revalidated_and_kept_when_unchanged(
     assert index.count(PAGE) == 2
 
 
+@pytest.mark.parametrize("etag", ['"caf\u00e9"'.encode(), b'"a\x01b"'])
+async def test_validators_that_are_not_plain_ascii_are_not_sent_back(
+    index: FakeIndex,
+    client: httpx.AsyncClient,
+    store: MemoryStore,
+    clock: Clock,
+    wheels: Wheels,
+    etag: bytes,
+) -> None:
+    index.add("demo", wheels.demo_1)
+    index.etag = etag
+    pages = cache(index, client, store, clock)
+    first = await pages.page(DEMO, UNIVERSAL)
+    clock.advance(TTL)
+    assert await pages.page(DEMO, UNIVERSAL) == first
+    assert "if-none-match" not in index.requests[1].headers
+    assert index.answered == [(PAGE, 200), (PAGE, 200)]
+
+
 async def test_a_changed_page_gets_a_new_revision(
     index: FakeIndex, client: httpx.AsyncClient, store: MemoryStore, clock: Clock, wheels: Wheels
 ) -> None:
