@@ -1,13 +1,25 @@
-"""What must hold after every fault (issue 10): nothing corrupt cached, no temp file left,
-no traceback in the log."""
+"""The fault tests' shared parts (issue 10): an upstream that misbehaves on command
+(`Faults`, the ``faulty`` fixture in tests/edge/conftest.py), a server to run against it
+(`serve`), and what must hold after every fault: nothing corrupt cached, no temp file
+left, no traceback in the log."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from proxy.core.pages import unusable_filename
+from proxy.edge.layers.page_cache import Entry
+from tests.support.proxy import ProxyProcess
+from tests.support.upstream import DeliberateTruncation
 
 # uvicorn's own loggers do not propagate to the root logger, where pytest listens.
 WATCHED = ("", "uvicorn", "uvicorn.error", "uvicorn.asgi")
@@ -70,3 +82,105 @@ def assert_cache_sound(cache_dir: Path) -> list[str]:
 
 def assert_no_traceback(text: str) -> None:
     assert "Traceback" not in text, text[-4000:]
+
+
+class Faults:
+    """Outermost ASGI layer of the test upstream: faults on command, by exact request path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.statuses: dict[str, list[int]] = {}  # answered, one per request, before passing on
+        self.retry_after: str | None = None  # sent with those statuses
+        self.cut: dict[str, int] = {}  # this many next answers stop halfway (connection dropped)
+        self.drip: dict[str, float] = {}  # the body sent one byte per this many seconds
+        self.headers: dict[str, list[tuple[bytes, bytes]]] = {}  # raw headers put in instead
+        self.prefix = ""  # a path prefix taken off before routing (a non-ASCII upstream URL)
+        self.seen: list[str] = []
+
+    def count(self, path: str) -> int:
+        return self.seen.count(path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if self.prefix and path.startswith(self.prefix):
+            path = path[len(self.prefix) :]
+            scope = {**scope, "path": path, "raw_path": quote(path).encode()}
+        self.seen.append(path)
+        pending = self.statuses.get(path)
+        if pending:
+            status = pending.pop(0)
+            headers = [(b"content-type", b"text/plain")]
+            if self.retry_after is not None:
+                headers.append((b"retry-after", self.retry_after.encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": f"{status} injected".encode()})
+            return
+        if not (path in self.drip or self.cut.get(path) or path in self.headers):
+            await self.app(scope, receive, send)
+            return
+        start, body = await _captured(self.app, scope, receive)
+        replaced = self.headers.get(path, [])
+        names = {name for name, _ in replaced}
+        start["headers"] = [h for h in start["headers"] if h[0].lower() not in names] + replaced
+        await send(start)
+        if self.cut.get(path):
+            self.cut[path] -= 1
+            await send(
+                {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
+            )
+            raise DeliberateTruncation(path)
+        delay = self.drip.get(path)
+        if delay is None:
+            await send({"type": "http.response.body", "body": body})
+            return
+        try:
+            for i in range(len(body)):
+                await send(
+                    {"type": "http.response.body", "body": body[i : i + 1], "more_body": True}
+                )
+                await asyncio.sleep(delay)
+            await send({"type": "http.response.body", "body": b""})
+        except Exception:  # the proxy hung up: the drip ends here
+            return
+
+
+async def _captured(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[Message, bytes]:
+    messages: list[Message] = []
+
+    async def keep(message: Message) -> None:
+        messages.append(message)
+
+    await app(scope, receive, keep)
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+    return dict(messages[0]), body
+
+
+def serve(upstream_url: str, cache: Path, *args: str, timeout: float = 30) -> ProxyProcess:
+    env = {"HOSTFIT_UPSTREAM_TIMEOUT": str(timeout)}
+    return ProxyProcess(
+        "--upstream", upstream_url, "--page-ttl", "0", *args, cache_dir=cache, env=env
+    )
+
+
+def state_keys(cache: Path, prefix: str) -> list[str]:
+    """The embedded state store's keys under ``prefix``, read as another process would."""
+    with sqlite3.connect(cache / "state" / "state.sqlite3") as db:
+        rows = db.execute("SELECT key FROM kv WHERE key LIKE ?", (prefix + "%",)).fetchall()
+    return [key for (key,) in rows]
+
+
+def assert_clean(proxy: ProxyProcess, cache: Path) -> None:
+    """Nothing corrupt cached, no temp file left, no traceback logged, and no cached page
+    holding a file name or digest that could not be served."""
+    assert_no_traceback(proxy.output())
+    assert_cache_sound(cache)
+    with sqlite3.connect(cache / "state" / "state.sqlite3") as db:
+        rows = db.execute("SELECT key, value FROM kv WHERE key LIKE 'page:%'").fetchall()
+    for key, value in rows:
+        entry = Entry.decode(bytes(value), "")
+        for f in entry.page.files if entry.page else ():
+            assert unusable_filename(f.filename) is None, key
+            assert f.sha256 is None or len(f.sha256) == 64, key

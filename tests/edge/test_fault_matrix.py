@@ -149,7 +149,6 @@ import platform
 import random
 import select
 import socket
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -167,8 +166,7 @@ from proxy.analysis.wheel import analyze_wheel
 from proxy.core.negotiate import JSON_V1
 from tests.analysis.hostile import FILENAME, Elf64, patch, zip_bytes
 from tests.analysis.test_hostile import ELF_CASES
-from tests.edge.fault_checks import assert_cache_sound
-from tests.edge.test_faults_upstream import Faults, assert_clean, cached_page_keys, serve
+from tests.edge.fault_checks import Faults, assert_cache_sound, assert_clean, serve, state_keys
 from tests.fixtures.elf.recipes import source as recipe_source
 from tests.support.clients import clean_env, run
 from tests.support.proxy import ProxyProcess, ProxyThread
@@ -190,21 +188,6 @@ def elsewhere() -> Iterator[Upstream]:
     """Another server on another port: it must never see a request."""
     with Upstream() as server:
         yield server
-
-
-@pytest.fixture
-def faulty() -> Iterator[tuple[Upstream, Faults]]:
-    server = Upstream()
-    faults = Faults(server.app)
-    server.app = faults
-    with server:
-        yield server, faults
-
-
-def state_keys(cache: Path, prefix: str) -> list[str]:
-    with sqlite3.connect(cache / "state" / "state.sqlite3") as db:
-        rows = db.execute("SELECT key FROM kv WHERE key LIKE ?", (prefix + "%",)).fetchall()
-    return [key for (key,) in rows]
 
 
 def blobs(cache: Path) -> set[str]:
@@ -711,7 +694,7 @@ def test_row12_every_spelling_is_one_redirect_to_one_cache_entry(
                 pages.append(second.text)
     assert upstream.count("GET", "/simple/demo-pkg/") == 1
     assert [r.path for r in upstream.requests] == ["/simple/demo-pkg/"]
-    assert len(cached_page_keys(cache)) == 1
+    assert len(state_keys(cache, "page:")) == 1
     assert_clean(proxy, cache)
 
 

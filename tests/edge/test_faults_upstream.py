@@ -12,104 +12,23 @@ test_broken_upstream_page_is_502), and the per-read timeout
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
 import json
 import socket
-import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.core.negotiate import JSON_V1
-from proxy.core.pages import unusable_filename
-from proxy.edge.layers.page_cache import Entry
-from tests.support.proxy import ProxyProcess
-from tests.support.upstream import DeliberateTruncation, Upstream, UpstreamFile
+from tests.edge.fault_checks import Faults, assert_clean, serve, state_keys
+from tests.support.upstream import Upstream, UpstreamFile
 
 JSON = {"Accept": JSON_V1}
-
-
-class Faults:
-    """Outermost ASGI layer of the test upstream: faults on command, by exact request path."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.statuses: dict[str, list[int]] = {}  # answered, one per request, before passing on
-        self.retry_after: str | None = None  # sent with those statuses
-        self.cut: dict[str, int] = {}  # this many next answers stop halfway (connection dropped)
-        self.drip: dict[str, float] = {}  # the body sent one byte per this many seconds
-        self.headers: dict[str, list[tuple[bytes, bytes]]] = {}  # raw headers put in instead
-        self.prefix = ""  # a path prefix taken off before routing (a non-ASCII upstream URL)
-        self.seen: list[str] = []
-
-    def count(self, path: str) -> int:
-        return self.seen.count(path)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        if self.prefix and path.startswith(self.prefix):
-            path = path[len(self.prefix) :]
-            scope = {**scope, "path": path, "raw_path": quote(path).encode()}
-        self.seen.append(path)
-        pending = self.statuses.get(path)
-        if pending:
-            status = pending.pop(0)
-            headers = [(b"content-type", b"text/plain")]
-            if self.retry_after is not None:
-                headers.append((b"retry-after", self.retry_after.encode()))
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": f"{status} injected".encode()})
-            return
-        if not (path in self.drip or self.cut.get(path) or path in self.headers):
-            await self.app(scope, receive, send)
-            return
-        start, body = await _captured(self.app, scope, receive)
-        replaced = self.headers.get(path, [])
-        names = {name for name, _ in replaced}
-        start["headers"] = [h for h in start["headers"] if h[0].lower() not in names] + replaced
-        await send(start)
-        if self.cut.get(path):
-            self.cut[path] -= 1
-            await send(
-                {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
-            )
-            raise DeliberateTruncation(path)
-        delay = self.drip.get(path)
-        if delay is None:
-            await send({"type": "http.response.body", "body": body})
-            return
-        try:
-            for i in range(len(body)):
-                await send(
-                    {"type": "http.response.body", "body": body[i : i + 1], "more_body": True}
-                )
-                await asyncio.sleep(delay)
-            await send({"type": "http.response.body", "body": b""})
-        except Exception:  # the proxy hung up: the drip ends here
-            return
-
-
-async def _captured(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[Message, bytes]:
-    messages: list[Message] = []
-
-    async def keep(message: Message) -> None:
-        messages.append(message)
-
-    await app(scope, receive, keep)
-    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
-    return dict(messages[0]), body
 
 
 class FlakyFront:
@@ -155,44 +74,6 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
                 s.shutdown(socket.SHUT_RDWR)
 
 
-@pytest.fixture
-def faulty() -> Iterator[tuple[Upstream, Faults]]:
-    server = Upstream()
-    faults = Faults(server.app)
-    server.app = faults
-    with server:
-        yield server, faults
-
-
-def serve(upstream_url: str, cache: Path, *args: str, timeout: float = 30) -> ProxyProcess:
-    env = {"HOSTFIT_UPSTREAM_TIMEOUT": str(timeout)}
-    return ProxyProcess(
-        "--upstream", upstream_url, "--page-ttl", "0", *args, cache_dir=cache, env=env
-    )
-
-
-def assert_clean(proxy: ProxyProcess, cache: Path) -> None:
-    """Nothing corrupt cached, no temp file left, no traceback logged."""
-    log = proxy.output()
-    assert "Traceback" not in log, log
-    assert not list((cache / "files" / "tmp").glob("*"))
-    for blob in (cache / "files" / "sha256").rglob("*"):
-        if blob.is_file():
-            assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
-    with sqlite3.connect(cache / "state" / "state.sqlite3") as db:
-        rows = db.execute("SELECT key, value FROM kv WHERE key LIKE 'page:%'").fetchall()
-    for key, value in rows:
-        entry = Entry.decode(bytes(value), "")
-        for f in entry.page.files if entry.page else ():
-            assert unusable_filename(f.filename) is None, key
-            assert f.sha256 is None or len(f.sha256) == 64, key
-
-
-def cached_page_keys(cache: Path) -> list[str]:
-    with sqlite3.connect(cache / "state" / "state.sqlite3") as db:
-        return [k for (k,) in db.execute("SELECT key FROM kv WHERE key LIKE 'page:%'")]
-
-
 def test_transient_statuses_are_retried_with_backoff(
     faulty: tuple[Upstream, Faults], demo_wheel: Path, tmp_path: Path
 ) -> None:
@@ -225,7 +106,7 @@ def test_transient_statuses_are_retried_with_backoff(
         assert busy.status_code == 502 and "HTTP 503" in busy.text
         assert faults.count("/simple/busy/") == 1
         assert not any(
-            k.endswith((":failing", ":broken", ":busy")) for k in cached_page_keys(cache)
+            k.endswith((":failing", ":broken", ":busy")) for k in state_keys(cache, "page:")
         )
 
         # Metadata GETs go through the same transport.
@@ -293,7 +174,7 @@ def test_hanging_upstream_gives_stale_page_or_504_within_deadline(
         assert f"127.0.0.1:{upstream.origin.rsplit(':', 1)[1]}/simple/" in missing.text
         for text in (missing.text, str(missing.headers), str(stale.headers)):
             assert "Hidden-pa55" not in text
-        assert not any(k.endswith(":other") for k in cached_page_keys(cache))
+        assert not any(k.endswith(":other") for k in state_keys(cache, "page:"))
 
         upstream.hang = 0.0
         fresh = httpx.get(proxy.url + "simple/other/", headers=JSON, timeout=30)
@@ -316,7 +197,7 @@ def test_dripping_page_meets_the_total_deadline(
         assert slow.status_code == 504, slow.text
         assert 1.5 < elapsed < 4
         assert upstream.url in slow.text and "within 2s" in slow.text
-        assert not any(k.endswith(":slow") for k in cached_page_keys(cache))
+        assert not any(k.endswith(":slow") for k in state_keys(cache, "page:"))
 
         good = httpx.get(proxy.url + "simple/demo/", headers=JSON, timeout=30)
         faults.drip["/simple/demo/"] = 0.2
