@@ -121,7 +121,7 @@ class Faults:
         if not (path in self.drip or self.cut.get(path) or path in self.headers):
             await self.app(scope, receive, send)
             return
-        start, body = await _captured(self.app, scope, receive)
+        start, body = await captured(self.app, scope, receive)
         replaced = self.headers.get(path, [])
         names = {name for name, _ in replaced}
         start["headers"] = [h for h in start["headers"] if h[0].lower() not in names] + replaced
@@ -147,7 +147,7 @@ class Faults:
             return
 
 
-async def _captured(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[Message, bytes]:
+async def captured(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[Message, bytes]:
     messages: list[Message] = []
 
     async def keep(message: Message) -> None:

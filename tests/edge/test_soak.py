@@ -53,8 +53,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from proxy.core.negotiate import JSON_V1
 from proxy.edge.layers.page_cache import Entry
 from proxy.edge.reports import decode
-from tests.edge.fault_checks import assert_cache_sound, assert_no_traceback
-from tests.edge.test_faults_upstream import _captured
+from tests.edge.fault_checks import assert_cache_sound, assert_no_traceback, captured
 from tests.support.proxy import ProxyProcess
 from tests.support.upstream import DeliberateTruncation, Upstream
 from tests.support.wheels import WheelSpec, build_sdist, build_wheel, extension_wheel
@@ -181,7 +180,7 @@ class Chaos:
         if kind in ("pass", "hang"):
             await self.app(scope, receive, send)
             return
-        start, body = await _captured(self.app, scope, receive)
+        start, body = await captured(self.app, scope, receive)
         if start["status"] not in (200, 206) or not body:
             await send(start)
             await send({"type": "http.response.body", "body": body})
