@@ -4,6 +4,7 @@ is the order of a file's keys), or give up; and it must not give up on index pag
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -169,13 +170,14 @@ def bench_page() -> str:
     import sys
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from synthetic import Shape, render_html, synthetic_files
+    from synthetic import Shape, render_html, synthetic_files  # type: ignore[import-not-found]
 
-    return render_html("demo", synthetic_files("demo", Shape(300))).decode()
+    rendered: bytes = render_html("demo", synthetic_files("demo", Shape(300)))
+    return rendered.decode()
 
 
 def support_upstream_page() -> str:
-    entries = [
+    entries: list[dict[str, Any]] = [
         {"filename": "demo-1.0.tar.gz", "url": "../../files/demo-1.0.tar.gz",
          "hashes": {"sha256": "ab" * 32}, "requires-python": ">=3.8", "yanked": "bad <x> & y",
          "core-metadata": {"sha256": "cd" * 32}},
