@@ -279,6 +279,30 @@ def test_a_member_build_key_labels_files_without_a_local_version(
         }
 
 
+def test_a_member_build_key_reaches_the_gate(tmp_path: Path, make_proxy: MakeProxy) -> None:
+    """A wheel whose version carries no label is judged by its member's ``build`` at the
+    gate too: on a 12.4 driver, a cu128 build reaching a 9.0 GPU only through PTX."""
+    kernels = CudaBuild("cu128", 12, (80,), (80,))
+    with Upstream() as cu128, Upstream() as cpu:
+        wheel = build_wheel_for("kernels", "1.0", kernels, tmp_path, tag=CP, local=False)
+        cu128.add("kernels", wheel)
+        cpu.add("kernels", build_wheel_for("kernels", "1.0", BUILDS[3], tmp_path, tag=CP))
+        tables = (
+            UpstreamTable(cu128.url, projects=("kernels",), family="k", build="cu128"),
+            UpstreamTable(cpu.url, projects=("kernels",), family="k"),
+        )
+        proxy = make_proxy(cu128, cpu, upstream_tables=tables, analysis_budget=60.0)
+        jit = f"{HOST},cuda=12.4,sm=9.0"
+        assert files_of(get(proxy, f"p/{jit}/simple/kernels/")) == {f"kernels-1.0+cpu-{CP}.whl"}
+        # The page's walk made the wheel's report, so the gate answers before any byte.
+        refused = httpx.get(proxy.url + f"p/{jit}/files/kernels/{wheel.name}", timeout=60)
+        assert refused.status_code == 403, refused.text
+        assert "built with CUDA 12.8" in refused.headers["x-hostfit-refused"]
+        fit = f"{HOST},cuda=12.8,sm=9.0"
+        served = httpx.get(proxy.url + f"p/{fit}/files/kernels/{wheel.name}", timeout=60)
+        assert served.status_code == 200 and served.content == wheel.read_bytes()
+
+
 def test_admin_purges_reach_routed_upstreams(
     family: dict[str, Upstream], make_proxy: MakeProxy
 ) -> None:

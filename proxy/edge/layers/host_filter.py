@@ -197,7 +197,9 @@ class HostFilter(IndexLayer):
         """
         rules = self.rules()
         profile = ctx.profile
-        verdict = decide(file, report, profile, rules.facts_for(page.name))
+        verdict = decide(
+            file, report, profile, rules.facts_for(page.name), build=_build_of(page, file)
+        )
         reasons = [r for r in verdict.reasons if r.kind in LOAD_KINDS]
         foreign = foreign_only(file, report, page.files, profile)
         if foreign is not None:
@@ -230,7 +232,9 @@ class HostFilter(IndexLayer):
             if f.filename in unreported:
                 self._watched.put(f.sha256 or "", page.name)
         verdicts = {
-            f.filename: decide(f, reports.get(f.sha256 or ""), profile, facts, tags=tags)
+            f.filename: decide(
+                f, reports.get(f.sha256 or ""), profile, facts, tags=tags, build=_build_of(page, f)
+            )
             for f in page.files
         }
         verdicts.update(await self._cheap_verdicts(page, unreported, ctx, rules))
@@ -281,7 +285,9 @@ class HostFilter(IndexLayer):
                 continue
             requires, source = found
             stand_in = Report(f.filename, f.sha256 or "", requires=requires)
-            verdict = decide(f, stand_in, ctx.profile, rules.facts_for(page.name))
+            verdict = decide(
+                f, stand_in, ctx.profile, rules.facts_for(page.name), build=_build_of(page, f)
+            )
             if not verdict.keep:
                 reasons = tuple(
                     replace(r, message=f"{r.message} (from {source}; not analysed yet)")
@@ -334,3 +340,8 @@ class HostFilter(IndexLayer):
 
     async def close(self) -> None:
         await self._walks.close()
+
+
+def _build_of(page: Page, file: File) -> str | None:
+    """A family member's configured build label, for a file whose version carries none."""
+    return page.family.labels.get(file.filename) if page.family is not None else None
