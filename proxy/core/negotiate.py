@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from proxy.errors import NotAcceptable
@@ -76,6 +77,12 @@ def negotiate(accept: str | None, format_param: str | None = None) -> str:
         )
     if not accept or not accept.strip():
         return HTML_LEGACY
+    if len(accept) <= MEMO_MAX_CHARS:
+        return _remembered(accept)
+    return _choose(accept)
+
+
+def _choose(accept: str) -> str:
     ranges = _parse_accept(accept)
     best: tuple[float, int, int] | None = None
     chosen = None
@@ -95,3 +102,9 @@ def negotiate(accept: str | None, format_param: str | None = None) -> str:
         # Only a bare */* matched: legacy clients expect the HTML they always got.
         return HTML_LEGACY
     return chosen
+
+
+# Clients send a handful of distinct Accept headers, and choosing is a pure function of
+# one: remembered (a refusal is not). Long headers are not, so the memo stays small.
+MEMO_MAX_CHARS = 512
+_remembered = functools.lru_cache(maxsize=256)(_choose)

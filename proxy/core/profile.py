@@ -9,6 +9,7 @@ Values are normalised on parsing (``python=3.11.7`` -> ``3.11``, ``musl-1.2.3`` 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -80,11 +81,23 @@ class HostProfile:
 
     def to_string(self, keys: Iterable[str] = KEYS) -> str:
         """Canonical profile string: keys sorted, values normalised, sources dropped."""
+        if keys is KEYS:
+            return _canonical(self)
         wanted = set(keys)
         return ",".join(f"{k}={v}" for k, v in sorted(self.values().items()) if k in wanted)
 
     def __bool__(self) -> bool:
-        return any(getattr(self, f.name) is not None for f in fields(self))
+        return any(getattr(self, name) is not None for name in _FIELD_NAMES)
+
+
+def _all_keys(profile: HostProfile) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(profile.values().items()))
+
+
+# Asked of the same few profiles on every request (cache keys): remembered. A profile is
+# a frozen value, so its string never changes.
+_canonical = functools.lru_cache(maxsize=4096)(_all_keys)
+_FIELD_NAMES = tuple(f.name for f in fields(HostProfile))
 
 
 def merge(*profiles: HostProfile) -> HostProfile:

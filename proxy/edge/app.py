@@ -95,6 +95,11 @@ async def simple_root(request: Request) -> Response:
     return Response(body, media_type=_content_type(media), headers={"Vary": "Accept"})
 
 
+def _format_param(request: Request) -> str | None:
+    # Most requests have no query string: spared parsing one.
+    return request.query_params.get("format") if request.scope["query_string"] else None
+
+
 def _content_type(media: str) -> str:
     return f"{media}; charset=utf-8" if media == HTML_LEGACY else media
 
@@ -103,12 +108,12 @@ async def simple_project(request: Request) -> Response:
     services = _services(request)
     raw = request.path_params["project"]
     name = normalize_project(raw)
-    if name != raw or not request.url.path.endswith("/"):
+    if name != raw or not request.scope["path"].endswith("/"):
         target = f"{_prefix(request)}/simple/{name}/"
         if request.url.query:
             target += f"?{request.url.query}"
         return RedirectResponse(target, status_code=301)
-    media = negotiate(request.headers.get("accept"), request.query_params.get("format"))
+    media = negotiate(request.headers.get("accept"), _format_param(request))
     ctx = request_context(request, services.default_profile)
     page = await services.index.page(name, ctx)
     services.fleet.saw(name, ctx)
@@ -349,13 +354,14 @@ def build_app(settings: Settings, access_log: bool = False) -> Starlette:
                     yield
 
     routes = [
+        # First: the router tries routes in order, and these take nearly every request.
+        *_simple_routes(),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/explain/{project}/", explain, methods=["GET"]),
         *ui_routes(),
         *admin_routes(),
-        *_simple_routes(),
         Mount("/universal", routes=_simple_routes()),
         Mount("/p/{profile}", routes=_simple_routes()),
     ]

@@ -8,6 +8,7 @@ same thing for every client and caches correctly in any shared cache.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from starlette.requests import Request
@@ -25,18 +26,30 @@ LOCKING_SUBCOMMANDS = frozenset(
 )
 VARY_FILTERED = "Accept, Accept-Encoding, User-Agent, X-Hostfit-Profile"
 VARY_FIXED = "Accept, Accept-Encoding"
+MEMO_ENTRIES = 4096
+MEMO_MAX_CHARS = 2048
 
 
 def request_context(request: Request, default: HostProfile) -> Context:
     """Raises `BadRequest` for a malformed profile in the URL or header."""
-    if request.url.path.startswith("/universal/"):
+    if request.scope["path"].startswith("/universal/"):
         return UNIVERSAL
     in_url = request.path_params.get("profile")
+    header = request.headers.get(PROFILE_HEADER)
+    user_agent = request.headers.get("user-agent")
+    told = (in_url, header, user_agent)
+    if sum(len(text) for text in told if text) > MEMO_MAX_CHARS:
+        return _context(in_url, header, user_agent, default)
+    return _remembered(in_url, header, user_agent, default)
+
+
+def _context(
+    in_url: str | None, header: str | None, user_agent: str | None, default: HostProfile
+) -> Context:
     if in_url is not None:
         return Context(profile=merge(parse_profile(in_url, "url"), default))
-    header = request.headers.get(PROFILE_HEADER)
     from_header = parse_profile(header, "header") if header else HostProfile()
-    agent = parse_user_agent(request.headers.get("user-agent"))
+    agent = parse_user_agent(user_agent)
     if agent.user_data_error:
         log.info("ignored user_data from %s: %s", agent.installer, agent.user_data_error)
     if _locks(agent.subcommand):
@@ -44,11 +57,17 @@ def request_context(request: Request, default: HostProfile) -> Context:
     return Context(profile=merge(from_header, agent.user_data, agent.profile, default))
 
 
+# A fleet sends few distinct User-Agents: parsing one (JSON for pip) on every request was
+# a third of a cached page's time. Only successes are remembered (a malformed profile is
+# a 400 each time), and only short texts, so nobody fills the memo with big keys.
+_remembered = functools.lru_cache(maxsize=MEMO_ENTRIES)(_context)
+
+
 def _locks(subcommand: tuple[str, ...]) -> bool:
     return any(subcommand[: len(prefix)] == prefix for prefix in LOCKING_SUBCOMMANDS)
 
 
 def vary(request: Request) -> str:
-    if "profile" in request.path_params or request.url.path.startswith("/universal/"):
+    if "profile" in request.path_params or request.scope["path"].startswith("/universal/"):
         return VARY_FIXED
     return VARY_FILTERED
