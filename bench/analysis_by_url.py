@@ -9,9 +9,10 @@ and served by a local HTTP server that honours Range, so that every run reads th
 same bytes; ``--direct`` reads from the index's own file URL instead (no download,
 network-bound). The analysis runs in this process as the server's workers run it
 (`proxy.analysis.remote.RemoteFile` and `analyze_wheel(..., far=True)`), and prints
-the bytes fetched, their share of the wheel, the requests and the time. Unless
-``--no-check``, the report by URL is compared with the report of the local file,
-inflated forward from its start, and the line says whether they are the same.
+the bytes fetched, their share of the wheel, the requests and the time, both for the
+early answer (every fact but the GPU code, `proxy.analysis.early`) and for the whole
+report. Unless ``--no-check``, both are compared with those of the local file, inflated
+forward from its start, and the line says whether they are the same.
 
 It needs the network, so it is neither part of the test suite nor of ``bench/run``'s
 default run.
@@ -38,6 +39,7 @@ sys.path.insert(0, str(BENCH))
 
 from inspect_bench import range_server  # noqa: E402
 
+from proxy.analysis.early import EarlyReport  # noqa: E402
 from proxy.analysis.remote import RemoteFile  # noqa: E402
 from proxy.analysis.wheel import analyze_wheel  # noqa: E402
 from proxy.core.report import Report  # noqa: E402
@@ -117,18 +119,32 @@ class Measured:
     seconds: float
 
 
-def by_url(url: str, wheel: Wheel) -> Measured:
+def by_url(url: str, wheel: Wheel) -> tuple[Measured | None, Measured]:
+    """The early answer (None without fat binaries) and the report, as fetched by then."""
     started = time.monotonic()
+    told: list[Measured] = []
     with RemoteFile(url) as remote:
+
+        def early(found: EarlyReport) -> None:
+            seconds = time.monotonic() - started
+            told.append(Measured(found.report, remote.fetched, remote.requests, seconds))
+
         report = analyze_wheel(
-            cast(IO[bytes], remote), wheel.filename, wheel.sha256, far=remote.ranged
+            cast(IO[bytes], remote), wheel.filename, wheel.sha256, far=remote.ranged, early=early
         )
-        return Measured(report, remote.fetched, remote.requests, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        return (told[0] if told else None), Measured(
+            report, remote.fetched, remote.requests, seconds
+        )
 
 
-def by_file(path: Path, wheel: Wheel) -> Report:
+def by_file(path: Path, wheel: Wheel) -> tuple[Report | None, Report]:
+    told: list[Report] = []
     with path.open("rb") as source:
-        return analyze_wheel(source, wheel.filename, wheel.sha256)
+        report = analyze_wheel(
+            source, wheel.filename, wheel.sha256, early=lambda found: told.append(found.report)
+        )
+    return (told[0] if told else None), report
 
 
 def gpu_text(report: Report) -> str:
@@ -147,24 +163,28 @@ def main(argv: list[str] | None = None) -> int:
         paths = {} if args.direct else {w.filename: download(client, w) for w in wheels}
     source = "the index's file URLs" if args.direct else "a local Range server"
     print(f"{time.strftime('%Y-%m-%d')}, by URL from {source}")
-    heads = ("MB", 6), ("fetched MB", 10), ("share", 6), ("requests", 8), ("s", 6)
-    print(f"{'wheel':<64} " + " ".join(f"{h:>{w}}" for h, w in heads) + "  check")
     with range_server(CACHE) as origin:
         for wheel in wheels:
             url = wheel.url if args.direct else f"{origin}/{quote(wheel.filename)}"
-            measured = by_url(url, wheel)
-            check = ""
-            if not args.no_check and not args.direct:
-                same = measured.report == by_file(paths[wheel.filename], wheel)
-                check = "same as by file" if same else "DIFFERENT from by file"
-            share = measured.fetched / wheel.size
-            fetched_mb = measured.fetched / 1e6
-            print(
-                f"{wheel.filename[:64]:<64} {wheel.size / 1e6:>6.0f} {fetched_mb:>10.1f}"
-                f" {share:>6.1%} {measured.requests:>8} {measured.seconds:>6.1f}  {check}",
-                flush=True,
-            )
-            print(f"    {measured.report.status}; {gpu_text(measured.report)}", flush=True)
+            early, measured = by_url(url, wheel)
+            checked = not args.no_check and not args.direct
+            expected = by_file(paths[wheel.filename], wheel) if checked else (None, None)
+            print(f"{wheel.filename}, {wheel.size / 1e6:.0f} MB", flush=True)
+            for label, got, want in (
+                ("early answer", early, expected[0]),
+                ("report", measured, expected[1]),
+            ):
+                if got is None:
+                    print(f"  {label:<14} none: no CUDA fat binaries")
+                    continue
+                same = "same as by file" if got.report == want else "DIFFERENT from by file"
+                check = same if checked else ""
+                print(
+                    f"  {label:<14} {got.fetched / 1e6:>8.1f} MB {got.fetched / wheel.size:>6.1%}"
+                    f" {got.requests:>6} requests {got.seconds:>6.1f} s  {check}",
+                    flush=True,
+                )
+            print(f"  {measured.report.status}; {gpu_text(measured.report)}", flush=True)
     return 0
 
 

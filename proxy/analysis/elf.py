@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -67,7 +67,13 @@ def is_elf(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
 
 
-def read_elf(stream: IO[bytes], path: str, doubts: list[str] | None = None) -> ElfFile | None:
+def read_elf(
+    stream: IO[bytes],
+    path: str,
+    doubts: list[str] | None = None,
+    fat_binaries: list[FatBinary] | None = None,
+    from_start: FromStart | None = None,
+) -> ElfFile | None:
     """The facts of one ELF file; None for objects no loader maps (relocatable, core,
     debug-info-only).
 
@@ -76,10 +82,17 @@ def read_elf(stream: IO[bytes], path: str, doubts: list[str] | None = None) -> E
     null, the dynamic segment where no dynamic section is, a fat binary section that
     does not begin with one): a caller that read the file by far entries takes them as
     a sign that an entry was misplaced, and reads again from the start.
+
+    With ``fat_binaries``, the ``.nv_fatbin`` sections go there instead of being read:
+    the file's GPU code is left empty, for `read_fat_binaries` to read later.
+
+    ``from_start(offset, length)`` says whether bytes read were the file's own for
+    certain (`proxy.analysis.member.MemberReader.from_start`): a malformed note read
+    from such bytes is how the file is, not a doubt.
     """
     try:
-        reader = _Reader(stream, path)
-        elf = reader.read()
+        reader = _Reader(stream, path, from_start)
+        elf = reader.read(fat_binaries)
         if doubts is not None:
             doubts.extend(reader.doubts)
         return elf
@@ -87,6 +100,36 @@ def read_elf(stream: IO[bytes], path: str, doubts: list[str] | None = None) -> E
         raise
     except (ELFError, struct.error, ValueError) as exc:
         raise Unanalysable(f"{path}: malformed ELF ({exc})") from None
+
+
+FromStart = Callable[[int, int], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class FatBinary:
+    """Where one ``.nv_fatbin`` section lies in its file."""
+
+    offset: int
+    size: int
+
+
+def read_fat_binaries(
+    stream: IO[bytes], path: str, sections: Sequence[FatBinary], doubts: list[str] | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The SASS and PTX architectures of the fat binaries in ``sections`` of one file, as
+    `read_elf` found them. Raises Unanalysable; ``doubts`` as for `read_elf`."""
+    walk = _FatBinaryWalk(stream, path)
+    sass: set[int] = set()
+    ptx: set[int] = set()
+    for section in sections:
+        for kind, arch in walk.entries(section):
+            if kind in FATBIN_SASS:
+                sass.add(arch)
+            elif kind == FATBIN_PTX:
+                ptx.add(arch)
+    if doubts is not None:
+        doubts.extend(walk.doubts)
+    return _archs(sass), _archs(ptx)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,23 +144,40 @@ class _Dynamic:
     verneednum: int
 
 
-class _Reader:
+class _Bytes:
+    """A file's bytes, read only within its size."""
+
     def __init__(self, stream: IO[bytes], path: str) -> None:
         self.stream = stream
         self.path = path
         self.size = stream.seek(0, io.SEEK_END)
+        self.doubts: list[str] = []
+
+    def read_exact(self, offset: int, length: int, what: str) -> bytes:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise Unanalysable(f"{self.path}: {what} lies outside the file")
+        self.stream.seek(offset)
+        data = self.stream.read(length)
+        if len(data) != length:
+            raise Unanalysable(f"{self.path}: {what} is truncated")
+        return data
+
+
+class _Reader(_Bytes):
+    def __init__(self, stream: IO[bytes], path: str, from_start: FromStart | None) -> None:
+        super().__init__(stream, path)
+        self.from_start = from_start
         self.elf = ELFFile(stream)
         self.structs = self.elf.structs
-        self.doubts: list[str] = []
         self._sections: list[Any] | None = None
 
-    def read(self) -> ElfFile | None:
+    def read(self, fat_binaries: list[FatBinary] | None) -> ElfFile | None:
         if self.elf["e_type"] not in ("ET_DYN", "ET_EXEC"):
             return None
         machine = self._machine()
         phdrs = self._program_headers()
         try:
-            return self._loadable(machine, phdrs)
+            return self._loadable(machine, phdrs, fat_binaries)
         except (Unanalysable, ELFError, struct.error, ValueError):
             # A debug file's program headers point at bytes it does not have (past its
             # end, or at its debug sections): what they lead to is not worth an answer.
@@ -125,7 +185,9 @@ class _Reader:
                 return None
             raise
 
-    def _loadable(self, machine: str, phdrs: list[Any]) -> ElfFile | None:
+    def _loadable(
+        self, machine: str, phdrs: list[Any], fat_binaries: list[FatBinary] | None
+    ) -> ElfFile | None:
         loads = [p for p in phdrs if p["p_type"] == "PT_LOAD"]
         dynamic = self._dynamic(phdrs)
         strings = _Strings(self, loads, dynamic)
@@ -135,7 +197,12 @@ class _Reader:
         )
         if self.debug_only(phdrs):
             return None
-        sms, ptx = self._fatbin_architectures(phdrs)
+        sections = self._fat_binaries(phdrs)
+        if fat_binaries is None:
+            sms, ptx = read_fat_binaries(self.stream, self.path, sections, self.doubts)
+        else:
+            fat_binaries.extend(sections)
+            sms, ptx = (), ()
         return ElfFile(
             path=self.path,
             machine=machine,
@@ -184,15 +251,6 @@ class _Reader:
         return True
 
     # -- raw access -----------------------------------------------------------
-
-    def read_exact(self, offset: int, length: int, what: str) -> bytes:
-        if offset < 0 or length < 0 or offset + length > self.size:
-            raise Unanalysable(f"{self.path}: {what} lies outside the file")
-        self.stream.seek(offset)
-        data = self.stream.read(length)
-        if len(data) != length:
-            raise Unanalysable(f"{self.path}: {what} is truncated")
-        return data
 
     def parse_table(self, struct_: Any, data: bytes, count: int, entsize: int) -> list[Any]:
         view = io.BytesIO(data)
@@ -327,13 +385,13 @@ class _Reader:
             budget -= phdr["p_filesz"]
             data = self.segment_bytes(phdr, max(budget, 0), "note segment")
             align = 8 if phdr["p_align"] == 8 else 4
-            for pr_type, value in self._gnu_properties(data, align):
+            for pr_type, value in self._gnu_properties(data, align, phdr):
                 if pr_type == GNU_PROPERTY_X86_ISA_1_NEEDED and len(value) == 4:
                     seen = True
                     needed |= int.from_bytes(value, "little" if self.elf.little_endian else "big")
         return needed.bit_length() if seen and needed else None
 
-    def _gnu_properties(self, data: bytes, align: int) -> Iterator[tuple[int, bytes]]:
+    def _gnu_properties(self, data: bytes, align: int, phdr: Any) -> Iterator[tuple[int, bytes]]:
         header = self.structs.Elf_Nhdr
         word = self.structs.Elf_word("value")
         view = io.BytesIO(data)
@@ -347,7 +405,7 @@ class _Reader:
                 # The loader stops at such a note and loads the file: a linker or patching
                 # tool can leave PT_NOTE pointing at bytes that are no notes any more
                 # (libcusparse's points into its grown program header table).
-                self.doubts.append("a note runs past its segment")
+                self._malformed_note("a note runs past its segment", phdr)
                 return
             name = data[name_at : name_at + note["n_namesz"]]
             if name == b"GNU\0" and note["n_type"] in ("NT_GNU_PROPERTY_TYPE_0", 5):
@@ -356,11 +414,19 @@ class _Reader:
                     pr_type = struct_parse(word, view, pos)
                     pr_size = struct_parse(word, view, pos + 4)
                     if pos + 8 + pr_size > desc_end:
-                        self.doubts.append("a GNU property runs past its note")
+                        self._malformed_note("a GNU property runs past its note", phdr)
                         break  # as the loader does: the rest of this note is not read
                     yield pr_type, data[pos + 8 : pos + 8 + pr_size]
                     pos += 8 + _round_up(pr_size, 8 if self.elf.elfclass == 64 else 4)
             offset = _round_up(desc_end, align)
+
+    def _malformed_note(self, what: str, phdr: Any) -> None:
+        """A doubt, unless the note and what led to it were read from the start."""
+        header = self.elf["e_ehsize"]
+        table = self.elf["e_phnum"] * self.elf["e_phentsize"]
+        spans = ((0, header), (self.elf["e_phoff"], table), (phdr["p_offset"], phdr["p_filesz"]))
+        if self.from_start is None or not all(self.from_start(*span) for span in spans):
+            self.doubts.append(what)
 
     # -- CUDA fat binaries ----------------------------------------------------
 
@@ -387,17 +453,18 @@ class _Reader:
         data = self.read_exact(offset, count * entsize, "section header table")
         return self.parse_table(shdr, data, count, entsize)
 
-    def _fatbin_architectures(self, phdrs: list[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _fat_binaries(self, phdrs: list[Any]) -> list[FatBinary]:
+        """The ``.nv_fatbin`` sections, once the section layout is checked."""
         sections = self.sections()
         if not sections:
             self.doubts.append("no section headers")
-            return (), ()
+            return []
         index = self.elf["e_shstrndx"]
         if index == SHN_XINDEX:
             index = sections[0]["sh_link"]
         if not 0 < index < len(sections):
             self.doubts.append("no section name table")
-            return (), ()
+            return []
         names_header = sections[index]
         if names_header["sh_size"] > MAX_SECTION_NAMES:
             size = names_header["sh_size"]
@@ -406,18 +473,15 @@ class _Reader:
             names_header["sh_offset"], names_header["sh_size"], "section name table"
         )
         self._check_layout(sections, names, names_header, phdrs)
-        sass: set[int] = set()
-        ptx: set[int] = set()
+        found = []
         for section in sections:
             start = section["sh_name"]
             if names[start : start + 11] != b".nv_fatbin\0" or section["sh_type"] == "SHT_NOBITS":
                 continue
-            for kind, arch in self._fatbin_entries(section["sh_offset"], section["sh_size"]):
-                if kind in FATBIN_SASS:
-                    sass.add(arch)
-                elif kind == FATBIN_PTX:
-                    ptx.add(arch)
-        return _archs(sass), _archs(ptx)
+            if section["sh_offset"] + section["sh_size"] > self.size:
+                raise Unanalysable(f"{self.path}: .nv_fatbin lies outside the file")
+            found.append(FatBinary(section["sh_offset"], section["sh_size"]))
+        return found
 
     def _check_layout(
         self, sections: list[Any], names: bytes, names_header: Any, phdrs: list[Any]
@@ -434,10 +498,16 @@ class _Reader:
         ):
             self.doubts.append("no dynamic section where the dynamic segment is")
 
-    def _fatbin_entries(self, start: int, size: int) -> Iterator[tuple[int, int]]:
-        if start + size > self.size:
+
+class _FatBinaryWalk(_Bytes):
+    """The entry headers of CUDA fat binaries, container after container."""
+
+    def entries(self, section: FatBinary) -> Iterator[tuple[int, int]]:
+        """(kind, arch) of every entry of every container in the section."""
+        start = section.offset
+        if start + section.size > self.size:
             raise Unanalysable(f"{self.path}: .nv_fatbin lies outside the file")
-        end = start + size
+        end = start + section.size
         pos = start
         headers = 0
         while pos + FATBIN_HEADER.size <= end:

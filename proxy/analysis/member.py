@@ -77,6 +77,7 @@ class MemberReader(RandomAccessReader):
             budget=budget,
         )
         self._cache: LRU[int, bytes] = LRU(CACHED_CHUNKS)
+        self._far_chunks: set[int] = set()  # chunks ever inflated on a chain from an entry
         self._points: list[Point] = [Point(0, 0, exact=True)]
         self._live: list[Cursor] = []
         self._far = FarEntries(self._data, size=size, keep=self._keep_point, tuning=tuning)
@@ -91,6 +92,15 @@ class MemberReader(RandomAccessReader):
     def went_far(self) -> bool:
         """Whether any bytes may have come from an entry found by searching."""
         return self._far.found_any
+
+    def from_start(self, offset: int, length: int) -> bool:
+        """Whether the bytes at ``offset`` were inflated on a chain from the member's start,
+        never from an entry found by searching: they are the file's own, however far
+        other reads went."""
+        if self._method == STORED or length <= 0:
+            return True
+        chunks = range(offset // CHUNK, (offset + length - 1) // CHUNK + 1)
+        return not any(index in self._far_chunks for index in chunks)
 
     def peek(self, count: int) -> bytes:
         """The first ``count`` bytes, inflating no more input than that takes.
@@ -159,6 +169,8 @@ class MemberReader(RandomAccessReader):
                 self._abandon_far()
                 continue
             if data is not None:
+                if cursor.far:
+                    self._far_chunks.add(start // CHUNK)
                 self._keep_live(cursor)
                 return data
             # Bytes copied from before the entry stay unknown: start further back. (An

@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +25,7 @@ from typing import Any
 
 import proxy
 from proxy.analysis.bounds import GiB, MiB
+from proxy.analysis.early import EarlyReport
 from proxy.core.origins import Outbound
 from proxy.core.report import Report
 from proxy.errors import HostfitError, UpstreamError
@@ -48,6 +50,9 @@ class PoolLimits:
     timeout: float = 900.0  # wall clock per task, network included
     tasks_per_worker: int = 500  # then the worker is replaced, returning its memory
     worker_module: str = WORKER_MODULE
+
+
+Early = Callable[[EarlyReport], None]
 
 
 class _Worker:
@@ -78,21 +83,26 @@ class _Worker:
     def alive(self) -> bool:
         return self.process.returncode is None
 
-    async def request(self, task: dict[str, Any]) -> dict[str, Any] | None:
-        """The worker's reply, or None when it died before giving one."""
+    async def request(self, task: dict[str, Any], early: Early | None) -> dict[str, Any] | None:
+        """The worker's reply, or None when it died before giving one; ``early`` is told
+        the early answers that come before it."""
         stdin, stdout = self.process.stdin, self.process.stdout
         assert stdin is not None and stdout is not None
         self.tasks += 1
         try:
             stdin.write(json.dumps(task).encode() + b"\n")
             await stdin.drain()
-            line = await stdout.readline()
+            while True:
+                line = await stdout.readline()
+                if not line.endswith(b"\n"):
+                    return None
+                reply: dict[str, Any] = json.loads(line)
+                if "early" not in reply:
+                    return reply
+                if early is not None:
+                    early(EarlyReport.from_json(reply["early"]))
         except (BrokenPipeError, ConnectionResetError):
             return None
-        if not line.endswith(b"\n"):
-            return None
-        reply: dict[str, Any] = json.loads(line)
-        return reply
 
     async def exit_status(self) -> int:
         return await self.process.wait()
@@ -140,8 +150,13 @@ class AnalysisPool:
     ) -> Report:
         return await self._analyze("file", os.fspath(path), filename, sha256)
 
-    async def analyze_url(self, url: str, filename: str, sha256: str) -> Report:
-        return await self._analyze("url", url, filename, sha256)
+    async def analyze_url(
+        self, url: str, filename: str, sha256: str, *, early: Early | None = None
+    ) -> Report:
+        """``early`` is told the report less its GPU code before the wheel's CUDA fat
+        binaries are read, if it has any (`proxy.analysis.early`): for hiding a wheel
+        that will not load on a host while the rest is read, never for vouching for one."""
+        return await self._analyze("url", url, filename, sha256, early)
 
     def worker_pids(self) -> list[int]:
         return [w.process.pid for w in (*self._idle, *self._busy) if w.alive]
@@ -151,7 +166,9 @@ class AnalysisPool:
         workers, self._idle = [*self._idle, *self._busy], []
         await asyncio.gather(*(w.stop() for w in workers))
 
-    async def _analyze(self, kind: str, target: str, filename: str, sha256: str) -> Report:
+    async def _analyze(
+        self, kind: str, target: str, filename: str, sha256: str, early: Early | None = None
+    ) -> Report:
         if self._closed:
             raise AnalysisFailed("the analysis pool is closed")
         task: dict[str, Any] = {
@@ -160,6 +177,8 @@ class AnalysisPool:
             "filename": filename,
             "sha256": sha256,
         }
+        if early is not None:
+            task["early"] = True
         if kind == "url" and self._outbound is not None:
             task["outbound"] = self._outbound
         async with self._slots:
@@ -168,7 +187,7 @@ class AnalysisPool:
             reusable = False
             try:
                 try:
-                    reply = await asyncio.wait_for(worker.request(task), self.limits.timeout)
+                    reply = await asyncio.wait_for(worker.request(task, early), self.limits.timeout)
                 except TimeoutError:
                     await self._lose(worker)
                     reason = f"analysis took longer than {self.limits.timeout:g} seconds"

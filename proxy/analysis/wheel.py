@@ -2,7 +2,9 @@
 
 Reads the zip central directory, then for each member that may be a binary its
 local header and first bytes; only members whose bytes start with the ELF magic
-are read further, and only as far as ``proxy.analysis.elf`` asks. PE and Mach-O
+are read further, and only as far as ``proxy.analysis.elf`` asks: first every ELF
+member without its CUDA fat binaries, then the fat binaries (the bulk of a CUDA wheel),
+so that an early answer (`proxy.analysis.early`) can be given in between. PE and Mach-O
 members are recognised from their first header (``proxy.analysis.native``) and
 recorded with the ELF ones in ``native_files``. ELF files no loader maps
 (relocatable objects, split debug files such as ``*.so.debug``) are left out of both.
@@ -19,11 +21,13 @@ import re
 import stat
 import struct
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import IO, cast
 
 from proxy.analysis.bounds import Budget, Limits, Unanalysable
-from proxy.analysis.elf import is_elf, read_elf
+from proxy.analysis.early import EarlyReport
+from proxy.analysis.elf import FatBinary, is_elf, read_elf, read_fat_binaries
 from proxy.analysis.member import MemberReader
 from proxy.analysis.native import HEAD, elf_native, identify
 from proxy.core.aggregate import summarize
@@ -72,19 +76,35 @@ def analyze_wheel(
     limits: Limits | None = None,
     policies: PolicyTable | None = None,
     far: bool = False,
+    early: Callable[[EarlyReport], None] | None = None,
 ) -> Report:
     """The report of the wheel in ``source``. Errors other than Unanalysable propagate.
 
     ``far``: reach the tail of a large deflated member without inflating its middle
     (`proxy.analysis.member`). Worth it where bytes cost a round trip (a URL read by
     ranges); a local file inflates forward faster than blocks can be searched for.
+
+    ``early`` is given the report less its GPU code once every member but the CUDA fat
+    binaries is read, if any fat binary is left to read.
     """
+    table = policies or policy_table()
+
+    def told(found: Members, unread: tuple[str, ...]) -> None:
+        assert early is not None
+        early(EarlyReport(_report(filename, sha256, found, table), unread))
+
     try:
-        found = read_native_members(source, limits or Limits(), far=far)
+        found = read_native_members(
+            source, limits or Limits(), far=far, early=told if early is not None else None
+        )
     except Unanalysable as exc:
         return Report.unanalysable(filename, sha256, str(exc))
+    return _report(filename, sha256, found, table)
+
+
+def _report(filename: str, sha256: str, found: Members, policies: PolicyTable) -> Report:
     elves = found.elves
-    summary = summarize(filename, elves, found.members, policies or policy_table())
+    summary = summarize(filename, elves, found.members, policies)
     return Report(
         filename=filename,
         sha256=sha256,
@@ -107,8 +127,18 @@ class Members:
     notes: list[str]  # members skipped, and why
 
 
-def read_native_members(source: IO[bytes], limits: Limits, *, far: bool = False) -> Members:
-    """The native binaries of the wheel, the ELF ones read in full, and all member names."""
+def read_native_members(
+    source: IO[bytes],
+    limits: Limits,
+    *,
+    far: bool = False,
+    early: Callable[[Members, tuple[str, ...]], None] | None = None,
+) -> Members:
+    """The native binaries of the wheel, the ELF ones read in full, and all member names.
+
+    ``early`` is given them before any CUDA fat binary is read (their GPU code empty),
+    with the names of the members that have fat binaries, if there are any.
+    """
     size = source.seek(0, 2)
     _check_directory_bounds(source, size, limits)
     try:
@@ -131,6 +161,7 @@ def read_native_members(source: IO[bytes], limits: Limits, *, far: bool = False)
     elves: list[ElfFile] = []
     natives: list[NativeFile] = []
     notes: list[str] = []
+    unread: list[tuple[int, zipfile.ZipInfo, list[FatBinary]]] = []  # index in elves
     for info in infos:
         shared = _named_shared_object(info)
         if not shared and not _may_be_binary(info):
@@ -142,8 +173,12 @@ def read_native_members(source: IO[bytes], limits: Limits, *, far: bool = False)
             if len(elves) >= limits.max_elf_members:
                 raise Unanalysable(f"more than {limits.max_elf_members} ELF members")
             _check_sizes(info, limits)
-            elf = _read_elf_member(source, info, ends[info.header_offset], budget, reader)
+            fat_binaries: list[FatBinary] = []
+            end = ends[info.header_offset]
+            elf = _read_elf_member(source, info, end, budget, reader, fat_binaries)
             if elf is not None:
+                if fat_binaries:
+                    unread.append((len(elves), info, fat_binaries))
                 elves.append(elf)
                 native = elf_native(info.filename, head, elf.machine)
         else:
@@ -156,25 +191,67 @@ def read_native_members(source: IO[bytes], limits: Limits, *, far: bool = False)
             if len(natives) >= limits.max_native_members:
                 raise Unanalysable(f"more than {limits.max_native_members} native binaries")
             natives.append(native)
-    return Members(elves, natives, {info.filename for info in infos}, notes)
+    names = {info.filename for info in infos}
+    if early is not None and unread:
+        early(Members(list(elves), natives, names, notes), tuple(i.filename for _, i, _ in unread))
+    for index, info, sections in unread:
+        end = ends[info.header_offset]
+        sms, ptx = _read_gpu_code(source, info, end, budget, sections, far=far)
+        elves[index] = replace(elves[index], gpu_sms=sms, gpu_ptx=ptx)
+    return Members(elves, natives, names, notes)
 
 
 def _read_elf_member(
-    source: IO[bytes], info: zipfile.ZipInfo, end: int, budget: Budget, reader: MemberReader
+    source: IO[bytes],
+    info: zipfile.ZipInfo,
+    end: int,
+    budget: Budget,
+    reader: MemberReader,
+    fat_binaries: list[FatBinary],
 ) -> ElfFile | None:
-    """The member's facts; read again from its start if entries found by searching misled."""
+    """The member's facts but its GPU code, its fat binaries into ``fat_binaries``; read
+    again from its start if entries found by searching misled."""
     doubts: list[str] = []
     elf: ElfFile | None = None
     try:
-        elf = read_elf(cast(IO[bytes], reader), info.filename, doubts)
+        elf = read_elf(
+            cast(IO[bytes], reader), info.filename, doubts, fat_binaries, reader.from_start
+        )
     except Unanalysable:
         if not reader.went_far:
             raise
         doubts.append("unanalysable")
     if not reader.went_far or not doubts:
         return elf
+    fat_binaries.clear()
     forward = _open_member(source, info, end, budget, far=False)
-    return read_elf(cast(IO[bytes], forward), info.filename)
+    return read_elf(cast(IO[bytes], forward), info.filename, None, fat_binaries)
+
+
+def _read_gpu_code(
+    source: IO[bytes],
+    info: zipfile.ZipInfo,
+    end: int,
+    budget: Budget,
+    sections: list[FatBinary],
+    *,
+    far: bool,
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The member's SASS and PTX architectures; read again from its start if entries
+    found by searching misled."""
+    reader = _open_member(source, info, end, budget, far=far)
+    doubts: list[str] = []
+    found: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+    try:
+        found = read_fat_binaries(cast(IO[bytes], reader), info.filename, sections, doubts)
+    except Unanalysable:
+        if not reader.went_far:
+            raise
+        doubts.append("unanalysable")
+    if not reader.went_far or not doubts:
+        return found
+    forward = _open_member(source, info, end, budget, far=False)
+    return read_fat_binaries(cast(IO[bytes], forward), info.filename, sections)
 
 
 def _check_directory_bounds(source: IO[bytes], size: int, limits: Limits) -> None:

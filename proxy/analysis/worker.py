@@ -8,7 +8,9 @@ killed by the kernel (SIGXCPU) and its task becomes an ``unanalysable`` report.
 Task: ``{"kind": "file" | "url", "target": path or URL, "filename": ..., "sha256": ...}``,
 with ``"outbound"`` (`proxy.core.origins.Outbound` as JSON: the origins a URL task may
 reach, redirects included, with their credentials and TLS settings); without it, only
-the target's origin.
+the target's origin. With ``"early": true``, a wheel with CUDA fat binaries is first
+answered ``{"early": {...}, "fetched": ...}`` (`proxy.analysis.early.EarlyReport` as
+JSON, and the bytes read so far), on a line of its own, before they are read.
 Answer: ``{"report": {...}, "fetched": bytes read from the URL}`` (with ``"exit": true``
 when the worker leaves after it),
 or ``{"error": "...", "kind": "upstream" | "failed"}``.
@@ -23,6 +25,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any, cast
 
+from proxy.analysis.early import EarlyReport
 from proxy.analysis.remote import RemoteFile
 from proxy.analysis.wheel import analyze_wheel
 from proxy.core.origins import Outbound
@@ -37,12 +40,30 @@ def run_task(task: dict[str, Any]) -> Report:
         policy = task.get("outbound")
         outbound = Outbound.from_json(policy) if policy else Outbound.only(target)
         with RemoteFile(target, outbound=outbound) as remote:
+            early = _sender(lambda: remote.fetched) if task.get("early") else None
             try:
-                return analyze_wheel(cast(IO[bytes], remote), filename, sha256, far=remote.ranged)
+                return analyze_wheel(
+                    cast(IO[bytes], remote), filename, sha256, far=remote.ranged, early=early
+                )
             finally:
                 task["fetched"] = remote.fetched
+    early = _sender(lambda: 0) if task.get("early") else None
     with open(str(task["target"]), "rb") as source:
-        return analyze_wheel(source, filename, sha256)
+        return analyze_wheel(source, filename, sha256, early=early)
+
+
+def _sender(fetched: Callable[[], int]) -> Callable[[EarlyReport], None]:
+    """Sends an early answer on a line of its own, ahead of the task's reply."""
+
+    def send(found: EarlyReport) -> None:
+        _write({"early": found.to_json(), "fetched": fetched()})
+
+    return send
+
+
+def _write(reply: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(reply) + "\n")
+    sys.stdout.flush()
 
 
 Runner = Callable[[dict[str, Any]], Report]
@@ -84,8 +105,7 @@ def main(argv: Sequence[str] | None = None, run: Runner = run_task) -> int:
         allow_cpu(args.cpu)
         reply = answer(json.loads(line), run)
         try:
-            sys.stdout.write(json.dumps(reply) + "\n")
-            sys.stdout.flush()
+            _write(reply)
         except BrokenPipeError:
             return 0  # the server went away (killed): nobody is left to answer
         if reply.get("exit"):
