@@ -82,6 +82,15 @@ async def test_a_failed_write_leaves_nothing(blobs: BlobStore) -> None:
     assert not blobs.has(digest(blob(3))) and list(blobs.tmp.iterdir()) == []
 
 
+async def test_a_commit_failing_at_exit_leaves_nothing(blobs: BlobStore) -> None:
+    """The writer's own commit on a clean exit fails verification: no temp file is left."""
+    with pytest.raises(IntegrityError, match="sha256 mismatch"):
+        async with blobs.writer(digest(b"other")) as writer:
+            await writer.write(b"these bytes")
+    assert list(blobs.tmp.iterdir()) == []
+    assert not blobs.has(digest(b"these bytes"))
+
+
 def test_only_digests_name_blobs(blobs: BlobStore) -> None:
     for bad in ("../../etc/passwd", "AB" * 32, "ab" * 31):
         with pytest.raises(ValueError, match="not a sha256"):

@@ -401,10 +401,13 @@ class BlobWriter:
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None and not self._committed and self.attached:
-            await self.commit()
-        if not self._committed:
-            await self.discard()
+        try:
+            if exc_type is None and not self._committed and self.attached:
+                await self.commit()
+        finally:
+            # A commit that failed verification leaves nothing: no temp file, no descriptor.
+            if not self._committed:
+                await self.discard()
 
     async def write(self, chunk: bytes) -> None:
         if self.attached:
