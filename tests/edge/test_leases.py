@@ -76,19 +76,22 @@ async def test_a_redis_lease_expires_and_a_late_holder_cannot_take_it_back(
     redis_store: tuple[RedisServer, RedisStore], tmp_path: Path
 ) -> None:
     _, store = redis_store
-    leases = RedisLeases(store, FileLeases(tmp_path), ttl=0.3)
-    first = await leases.acquire("job", b"first")
+    hosts = [tmp_path / "one", tmp_path / "two"]  # each host its own locks
+    for host in hosts:
+        host.mkdir()
+    one, two = (RedisLeases(store, FileLeases(host), ttl=0.3) for host in hosts)
+    first = await one.acquire("job", b"first")
     assert first is not None
-    assert await leases.acquire("job", b"second") is None
+    assert await two.acquire("job", b"second") is None
     await asyncio.sleep(0.5)  # the first holder froze past its TTL
-    second = await leases.acquire("job", b"second")
+    second = await two.acquire("job", b"second")
     assert second is not None
     assert await first.publish(b"first again") is False
     await first.release()
-    assert await leases.holder("job") == b"second"
+    assert await two.holder("job") == b"second"
     assert await second.publish(b"second, renewed") is True
     await second.release()
-    assert await leases.holder("job") is None
+    assert await two.holder("job") is None
 
 
 async def test_a_redis_lease_of_a_process_gone_here_is_taken_at_once(
@@ -178,3 +181,49 @@ async def test_start_up_removes_only_temp_files_nobody_writes(tmp_path: Path) ->
     assert blobs.clean_temp(stale=0) == 2  # once old enough, whatever wrote them
     assert os.listdir(blobs.tmp) == [writing.temp_path.name]  # locked: never
     await writing.discard()
+
+
+async def test_a_process_that_lost_sight_of_redis_finds_the_holder_of_its_host(
+    redis_store: tuple[RedisServer, RedisStore], tmp_path: Path
+) -> None:
+    _, store = redis_store
+    here = tmp_path / "leases"
+    here.mkdir()
+    held = await RedisLeases(store, FileLeases(here)).acquire("job", b"through redis")
+    assert held is not None
+    cut_off = RedisStore("redis://127.0.0.1:1/0", timeout=0.3, probe_every=60)
+    try:
+        alone = RedisLeases(cut_off, FileLeases(here))
+        assert await alone.acquire("job", b"alone") is None
+        assert not cut_off.available
+        assert await alone.holder("job") == b"through redis"
+        assert await held.publish(b"renewed") is True
+        assert await alone.holder("job") == b"renewed"
+        await held.release()
+        assert await alone.holder("job") is None
+        assert os.listdir(here) == []
+    finally:
+        await cut_off.close()
+
+
+async def test_a_holder_of_this_host_without_redis_is_followed_by_those_with_it(
+    redis_store: tuple[RedisServer, RedisStore], tmp_path: Path
+) -> None:
+    """A process whose breaker opened took this host's lease alone: the processes that
+    still reach Redis follow it rather than start the work again."""
+    _, store = redis_store
+    cut_off = RedisStore("redis://127.0.0.1:1/0", timeout=0.3, probe_every=60)
+    try:
+        alone = await RedisLeases(cut_off, FileLeases(tmp_path)).acquire("job", b"alone")
+        assert alone is not None and not cut_off.available
+        connected = RedisLeases(store, FileLeases(tmp_path))
+        assert await connected.acquire("job", b"connected") is None
+        assert await store.holder("job") is None  # the Redis lease it took is given back
+        assert await connected.holder("job") == b"alone"
+        await alone.release()
+        assert await connected.holder("job") is None
+        taken = await connected.acquire("job", b"connected")
+        assert taken is not None
+        await taken.release()
+    finally:
+        await cut_off.close()

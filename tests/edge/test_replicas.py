@@ -25,7 +25,7 @@ import pytest
 
 from tests.deploy import nginx_conf
 from tests.edge.fault_checks import assert_cache_sound
-from tests.support.proxy import ProxyProcess, free_port
+from tests.support.proxy import ROOT, ProxyProcess, free_port, wait_ready
 from tests.support.redis_server import RedisServer
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec, build_wheel
@@ -49,14 +49,31 @@ def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None
 
 @contextmanager
 def replicas(count: int, *args: str, cache_dir: Path) -> Iterator[list[ProxyProcess]]:
-    """``count`` `hostfit serve` processes on one cache directory, started together."""
+    """``count`` `hostfit serve` processes on one cache directory, started together (on
+    a busy machine that can take longer than one start is given alone)."""
     proxies = [ProxyProcess(*args, cache_dir=cache_dir) for _ in range(count)]
     with ExitStack() as stack:
         for proxy in proxies:
             stack.callback(proxy.stop)
-        with ThreadPoolExecutor(count) as pool:
-            list(pool.map(ProxyProcess.start, proxies))
+            with proxy.log.open("ab") as log:
+                proxy.process = subprocess.Popen(
+                    proxy.args, cwd=ROOT, env=proxy.env, stdout=log, stderr=log
+                )
+        for proxy in proxies:
+            wait_ready(proxy.url, timeout=90, process=proxy.process)
         yield proxies
+
+
+def what_files_did(proxies: list[ProxyProcess]) -> str:
+    """The replicas' log lines about downloads and shared state, for a failure's message."""
+    wanted = ("hostfit.files", "hostfit.state", "hostfit.leases", "Traceback")
+    return "\n".join(
+        line[:300]
+        for proxy in proxies
+        for line in proxy.output().splitlines()
+        if any(word in line for word in wanted)
+        or ("hostfit.upstream" in line and "/files/" in line)
+    )
 
 
 @contextmanager
@@ -137,7 +154,9 @@ def test_replicas_behind_nginx_download_a_cold_wheel_once(
                 path = f"files/shared-big/{wheel.name}"
                 answers = asyncio.run(ask_at_once([url + path] * CLIENTS))
                 assert Counter(answers) == {(200, expected): CLIENTS}
-                assert len(file_gets(upstream, wheel)) == 1, file_gets(upstream, wheel)
+                gets = file_gets(upstream, wheel)
+                ranges = [g.get("range") for g in gets]
+                assert len(gets) == 1, f"ranges asked: {ranges}\n{what_files_did(proxies)}"
                 served_by = Counter(
                     found.group(1)
                     for line in access.read_text().splitlines()
@@ -147,7 +166,7 @@ def test_replicas_behind_nginx_download_a_cold_wheel_once(
                 assert set(served_by) == {str(p) for p in ports}, served_by  # every replica
                 again = httpx.get(url + path, timeout=30)
                 assert hashlib.sha256(again.content).hexdigest() == expected
-            wait_until(lambda: not list((cache / "files" / "tmp").iterdir()), 10, "leases gone")
+            wait_until(lambda: not list((cache / "files" / "tmp").iterdir()), 30, "leases gone")
         no_tracebacks(proxies)
     assert assert_cache_sound(cache) == [expected]
     assert len(file_gets(upstream, wheel)) == 1

@@ -10,9 +10,12 @@ holder that dies loses its lease without doing anything:
 - `RedisLeases` (replicas anywhere that share a Redis): SET NX PX with the holder's
   token (`proxy.edge.stores.redis_state`), renewed by the holder every ``ttl / 3``
   seconds; a dead holder's lease runs out within ``ttl`` seconds, at once when its token
-  names a process of this machine that has ended. While Redis is unavailable they fall
-  back to `FileLeases`: the processes of one host still agree, and a piece of work begun
-  on two hosts during the outage is done twice.
+  names a process of this machine that has ended. A holder through Redis also holds
+  this host's lock file, and while Redis is unavailable (to all, or to one process whose
+  breaker opened) leases fall back to `FileLeases`: the processes of one host still
+  agree, and a piece of work begun on two hosts during an outage is done twice. (On a
+  volume whose server keeps the locks of a host that died, NFS, its files wait for that
+  lock to expire.)
 """
 
 from __future__ import annotations
@@ -194,14 +197,19 @@ def remove_unheld(path: Path) -> bool | None:
 
 
 class RedisLease:
-    def __init__(self, store: RedisStore, key: str, owner: bytes, ttl: float) -> None:
+    def __init__(
+        self, store: RedisStore, key: str, owner: bytes, ttl: float, here: FileLease | None
+    ) -> None:
         self.store = store
         self.key = key
         self.owner = owner
         self.ttl = ttl
+        self.here = here
         self._lost = False
 
     async def publish(self, value: bytes) -> bool:
+        if self.here is not None:
+            await self.here.publish(value)
         renewed = await self.store.renew(self.key, self.owner, value, self.ttl)
         if renewed is False and not self._lost:
             self._lost = True
@@ -209,6 +217,8 @@ class RedisLease:
         return renewed is not False  # Redis unreachable: ours as far as anyone can tell
 
     async def release(self) -> None:
+        if self.here is not None:
+            await self.here.release()
         await self.store.release(self.key, self.owner)
 
 
@@ -227,12 +237,21 @@ class RedisLeases:
         taken = await self.store.lease(name, owner, value, self.ttl)
         if taken is None:
             return await self.local.acquire(name, value)
-        return RedisLease(self.store, name, owner, self.ttl) if taken else None
+        if not taken:
+            return None
+        # This host's lease too: a process here that loses sight of Redis (its breaker
+        # open) then finds this holder instead of acting alone; and one that lost sight
+        # of Redis before it took this host's lease holds it, alone: it is followed.
+        here = await self.local.acquire(name, value)
+        if here is None:
+            await self.store.release(name, owner)
+            return None
+        return RedisLease(self.store, name, owner, self.ttl, here)
 
     async def holder(self, name: str) -> bytes | None:
         found = await self.store.holder(name)
-        if found is None:
-            return await self.local.holder(name) if not self.store.available else None
+        if found is None:  # nobody, or a process of this host that went on without Redis
+            return await self.local.holder(name)
         owner, value = found
         if ended_here(owner):
             log.info("lease %s: its holder (%s) has ended; taking over", name, owner.decode())
