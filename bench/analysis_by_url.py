@@ -147,9 +147,15 @@ def by_file(path: Path, wheel: Wheel) -> tuple[Report | None, Report]:
     return (told[0] if told else None), report
 
 
-def gpu_text(report: Report) -> str:
-    sass, ptx = report.requires.gpu_sms or (), report.requires.gpu_ptx or ()
-    return f"sm {'/'.join(sass) or '-'}; ptx {'/'.join(ptx) or '-'}"
+def needs_text(report: Report) -> str:
+    if report.status != "ok":
+        return f"unanalysable: {report.reason}"
+    needs = report.requires
+    sass, ptx = needs.gpu_sms or (), needs.gpu_ptx or ()
+    return (
+        f"glibc {needs.glibc or '-'}, GLIBCXX {needs.glibcxx or '-'},"
+        f" CUDA {needs.cuda_major or '-'}; sm {'/'.join(sass) or '-'}; ptx {'/'.join(ptx) or '-'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                     f" {got.requests:>6} requests {got.seconds:>6.1f} s  {check}",
                     flush=True,
                 )
-            print(f"  {measured.report.status}; {gpu_text(measured.report)}", flush=True)
+            print(f"  {needs_text(measured.report)}", flush=True)
     return 0
 
 
