@@ -78,6 +78,7 @@ class Parts:
     reports: AnalysisScheduler
     metadata: MetadataService
     rules: Callable[[], Rules]
+    metrics: Metrics
 
 
 Layer = Callable[[Parts, Index], Index]
@@ -129,6 +130,7 @@ def _host_filter(parts: Parts, inner: Index) -> Index:
         hide_sdists_without_wheels=settings.hide_sdists_without_wheels,
         rules=parts.rules,
         metadata=parts.metadata,
+        served=parts.metrics.count_hidden,
     )
 
 
@@ -260,6 +262,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             reports=reports,
             metadata=metadata,
             rules=lambda: rules.current,
+            metrics=metrics,
         )
         index = compose_index(parts)
         for layer in layers(index):

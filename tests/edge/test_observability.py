@@ -307,6 +307,9 @@ def test_metrics_after_mixed_traffic_with_two_workers(upstream: Upstream, tmp_pa
         assert set(dict(ls).get("origin") for (n, ls) in samples if "file_bytes" in n) == {origin}
         assert value(samples, "hostfit_upstream_requests_total", origin=origin, status="500") >= 1
         assert value(samples, "hostfit_download_refusals_total", reason="native") == 1
+        # The old host's pages hid the newer wheel (glibc) and the Windows-only one.
+        assert value(samples, "hostfit_files_hidden_total", reason="glibc") >= 1
+        assert value(samples, "hostfit_files_hidden_total", reason="native") >= 1
         assert value(samples, "hostfit_analyses_total", outcome="ok") >= 1
         assert value(samples, "hostfit_build_info", version=__version__) == 1
         # The queue is read from the answering worker; at rest it is empty.

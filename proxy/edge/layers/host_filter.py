@@ -129,9 +129,12 @@ class HostFilter(IndexLayer):
         limits: WalkLimits = WalkLimits(),
         hide_sdists_without_wheels: bool = True,
         rules: Callable[[], Rules] = lambda: EMPTY,
+        served: Callable[[Mapping[str, Verdict]], None] = lambda verdicts: None,
     ) -> None:
+        """``served``: told each filtered page's verdicts as it is served (metrics)."""
         super().__init__(inner)
         self.metadata = metadata
+        self.served = served
         self.rules = rules  # for project facts; read on every decision, so reloads apply
         self.scheduler = scheduler
         self.policy = policy
@@ -154,6 +157,7 @@ class HostFilter(IndexLayer):
             raise AnalysisPending(
                 f"{name}: {left} wheel(s) still being analysed for this host; retry shortly"
             )
+        self.served(decided.verdicts)
         return decided.page
 
     async def explain(self, name: NormalizedName, ctx: Context, *, wait: float = 0.0) -> Decided:
