@@ -217,10 +217,6 @@ class FileService:
                 outcome = "cached"
                 for listener in self.on_cached:
                     listener(file)
-                await self.store.set(
-                    keys.file(sha256),
-                    json.dumps({"filename": file.filename, "size": download.written}).encode(),
-                )
             else:
                 outcome = "uncached"
         except TimeoutError:

@@ -18,7 +18,6 @@ REWRITE = "rewrite:"  # a rewrite made, by rewrite digest (for pages)
 REWRITTEN = "rewritten:"  # the same record by project and served file name (for downloads)
 URL_SHA = "urlsha:"  # the sha256 of a file its index gave none for, by URL
 VARIANT = "variant:"  # a variant wheel's variant.json: sha256 of the bytes in the blob store
-FILE = "file:"  # a file cached: its name and size, by sha256
 DOWNLOAD = "download:"  # the lease of the process downloading a file, by sha256
 DOWNLOAD_FOLLOWED = "download-followed:"  # processes elsewhere still follow that download
 DOWNLOAD_FAILED = "download-failed:"  # why it failed, for its followers (a few seconds)
@@ -55,10 +54,6 @@ def url_sha(url: str) -> str:
 
 def variant(sha256: str) -> str:
     return VARIANT + sha256
-
-
-def file(sha256: str) -> str:
-    return FILE + sha256
 
 
 def download(sha256: str) -> str:
