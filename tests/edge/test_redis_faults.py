@@ -81,9 +81,12 @@ async def test_breaker_opens_at_once_and_closes_when_redis_answers(
     assert len([m for m in lines if "redis is back" in m]) == 2, lines
 
 
-def test_frozen_or_killed_redis_under_a_running_proxy(
+def test_frozen_or_killed_redis_under_running_replicas(
     upstream: Upstream, demo_wheel: Path, tmp_path: Path
 ) -> None:
+    """Two replicas on one Redis and one cache directory: Redis frozen (SIGSTOP), then
+    killed and started again. No request fails, none waits past a socket timeout, and
+    both replicas use Redis again without a restart."""
     upstream.add("demo-pkg", demo_wheel)
     server = RedisServer(tmp_path / "redis").start()
     keys = redis.Redis(port=server.port)
@@ -91,53 +94,69 @@ def test_frozen_or_killed_redis_under_a_running_proxy(
     args = ("--upstream", upstream.url, "--redis", server.url, "--page-ttl", "0")
     page_path, file_path = "simple/demo-pkg/", f"files/demo-pkg/{demo_wheel.name}"
 
-    def get(path: str, **kwargs: object) -> tuple[float, httpx.Response]:
+    def get(proxy: ProxyProcess, path: str, **kwargs: object) -> tuple[float, httpx.Response]:
         started = time.monotonic()
         response = httpx.get(proxy.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
         return time.monotonic() - started, response
 
-    def wait_ready(seconds: float) -> None:
+    def wait_ready(proxy: ProxyProcess, seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        while get("readyz")[1].status_code != 200:
+        while get(proxy, "readyz")[1].status_code != 200:
             assert time.monotonic() < deadline, "not ready again"
             time.sleep(0.1)
 
+    logs: list[str] = []
     try:
-        with ProxyProcess(*args, cache_dir=cache) as proxy:
-            assert get(file_path)[1].content == demo_wheel.read_bytes()
+        with (
+            ProxyProcess(*args, cache_dir=cache) as one,
+            ProxyProcess(*args, cache_dir=cache) as two,
+        ):
+            replicas = (one, two)
+            for proxy in replicas:
+                assert get(proxy, file_path)[1].content == demo_wheel.read_bytes()
             assert keys.keys("hostfit:page:*")
-            baseline = statistics.median(get(page_path, headers=JSON)[0] for _ in range(5))
+            baseline = statistics.median(
+                get(proxy, page_path, headers=JSON)[0] for proxy in replicas for _ in range(3)
+            )
 
             server.pause()
-            spent = [get(page_path, headers=JSON) for _ in range(6)]
-            spent += [get(file_path) for _ in range(3)]
-            shown = ([round(t, 3) for t, _ in spent], round(baseline, 3), proxy.output()[-3000:])
-            assert all(r.status_code == 200 for _, r in spent)
-            assert spent[0][0] < baseline + 2.0, shown  # found out within a socket timeout or so
-            added = [t - baseline for t, _ in spent[1:]]  # then Redis costs next to nothing
-            assert statistics.median(added) < 0.25 and max(added) < 0.9, shown
-            ready_time, ready = get("readyz")
-            assert ready.status_code == 503 and ready_time < 0.5
-            assert "redis unavailable" in ready.text
+            for proxy in replicas:
+                spent = [get(proxy, page_path, headers=JSON) for _ in range(6)]
+                spent += [get(proxy, file_path) for _ in range(3)]
+                times = [round(t, 3) for t, _ in spent]
+                shown = (times, round(baseline, 3), proxy.output()[-3000:])
+                assert all(r.status_code == 200 for _, r in spent), shown
+                assert spent[0][0] < baseline + 2.0, shown  # found out within a socket timeout
+                added = [t - baseline for t, _ in spent[1:]]  # then Redis costs next to nothing
+                assert statistics.median(added) < 0.25 and max(added) < 0.9, shown
+                ready_time, ready = get(proxy, "readyz")
+                assert ready.status_code == 503 and ready_time < 0.5
+                assert "redis unavailable" in ready.text
 
             server.resume()
-            wait_ready(5)
+            for proxy in replicas:
+                wait_ready(proxy, 5)
             keys.flushall()
-            assert get(page_path, headers=JSON)[1].status_code == 200
+            for proxy in replicas:
+                assert get(proxy, page_path, headers=JSON)[1].status_code == 200
             assert keys.keys("hostfit:page:*")  # shared state is written again
 
             server.kill()
-            killed = [get(page_path, headers=JSON) for _ in range(5)]
-            assert all(r.status_code == 200 for _, r in killed)
-            assert max(t - baseline for t, _ in killed[1:]) < 0.9, killed
+            for proxy in replicas:
+                killed = [get(proxy, page_path, headers=JSON) for _ in range(5)]
+                assert all(r.status_code == 200 for _, r in killed)
+                assert max(t - baseline for t, _ in killed[1:]) < 0.9, killed
             server.start()
             keys = redis.Redis(port=server.port)
-            wait_ready(5)
-            assert get(page_path, headers=JSON)[1].status_code == 200
-            assert keys.keys("hostfit:page:*")
-        log = proxy.output()
+            for proxy in replicas:
+                wait_ready(proxy, 5)
+                keys.flushall()
+                assert get(proxy, page_path, headers=JSON)[1].status_code == 200
+                assert keys.keys("hostfit:page:*")  # this replica writes to Redis again
+        logs = [proxy.output() for proxy in replicas]
     finally:
         server.stop()
-    assert "Traceback" not in log, log
-    assert log.count("serving without shared state") == 2, log
-    assert log.count("redis is back") == 2, log
+    for log in logs:
+        assert "Traceback" not in log, log
+        assert log.count("serving without shared state") == 2, log
+        assert log.count("redis is back") == 2, log
