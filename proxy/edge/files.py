@@ -69,6 +69,7 @@ from proxy.edge.stores.blobs import BlobStore, BlobWriter, CacheFull, OpenBlob
 from proxy.edge.stores.leases import Lease, Leases, open_leases
 from proxy.edge.stores.state import StateStore
 from proxy.errors import HostfitError, IntegrityError, UpstreamError, UpstreamTimeout
+from proxy.outbound import upstream_error
 
 __all__ = ["Download", "FileService"]
 
@@ -174,10 +175,10 @@ class FileService:
                         async for chunk in response.aiter_bytes(CHUNK):
                             await writer.write(chunk)
                         await writer.commit()
-        except (TimeoutError, httpx.TimeoutException):
-            raise UpstreamTimeout(file.url, f"timed out downloading {file.filename}") from None
+        except TimeoutError:
+            raise UpstreamTimeout(file.url, f"downloading {file.filename}: timed out") from None
         except httpx.HTTPError as exc:
-            raise UpstreamError(file.url, f"download of {file.filename} failed: {exc}") from None
+            raise upstream_error(file.url, f"downloading {file.filename}", exc) from None
         await self.blobs.enforce()
         assert writer.sha256 is not None
         return writer.sha256
@@ -236,12 +237,8 @@ class FileService:
             download.error = exc
         except IntegrityError as exc:
             download.error = IntegrityError(f"{file.filename}: {exc}")
-        except httpx.TimeoutException:
-            download.error = UpstreamTimeout(file.url, f"timed out downloading {file.filename}")
         except httpx.HTTPError as exc:
-            download.error = UpstreamError(
-                file.url, f"download of {file.filename} failed: {type(exc).__name__}: {exc}"
-            )
+            download.error = upstream_error(file.url, f"downloading {file.filename}", exc)
         except HostfitError as exc:
             download.error = exc
         except Exception as exc:  # never leave followers waiting on a dead task

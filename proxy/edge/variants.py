@@ -42,6 +42,7 @@ from proxy.edge.stores import keys
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.state import StateStore
 from proxy.errors import UpstreamError
+from proxy.outbound import upstream_error
 
 log = logging.getLogger("hostfit.variants")
 
@@ -181,5 +182,7 @@ def _remote(url: str, filename: str, outbound: Outbound) -> bytes:
             return read_dist_info_file(
                 cast(IO[bytes], source), filename, "variant.json", MAX_DOCUMENT_BYTES
             )
-    except (OSError, httpx.HTTPError) as exc:
+    except httpx.HTTPError as exc:
+        raise upstream_error(url, f"reading variant.json of {filename}", exc) from None
+    except OSError as exc:
         raise UpstreamError(url, f"reading variant.json of {filename}: {exc}") from None

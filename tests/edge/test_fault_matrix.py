@@ -425,7 +425,9 @@ def test_row4_a_content_length_that_lies_fails_the_transfer_visibly(
             assert httpx.get(url, timeout=60).content == data  # the next request fetches again
             assert blobs(cache) == {item.sha256}
             log = proxy.output()
-    assert ("sha256 mismatch" if mode == "short" else "timed out downloading") in log, log
+    assert (
+        "sha256 mismatch" if mode == "short" else f"downloading {item.filename}: timed out"
+    ) in log, log
     assert_clean(proxy, cache)
 
 
