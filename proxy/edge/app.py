@@ -43,7 +43,6 @@ from proxy.edge.config import Settings
 from proxy.edge.gate import REFUSED_HEADER, DownloadGate, Refused
 from proxy.edge.gc_tuning import tuned_gc
 from proxy.edge.index import UNIVERSAL, Context
-from proxy.edge.layers.rewrite import RewriteIndex
 from proxy.edge.observe import Observe
 from proxy.edge.render import Rendered, render_page
 from proxy.edge.request_profile import request_context, vary
@@ -183,7 +182,7 @@ async def project_file(request: Request) -> Response:
     page = await services.index.page(name, UNIVERSAL)
     file = subject = page.file(base_name)
     if file is None:
-        file, subject = await _rewritten_file(services.rewrites, page, base_name)
+        file, subject = await services.rewrites.file(page, base_name)
     if file is None or subject is None:
         raise NotFound(f"{base_name} is not a file of project {name}")
     if wants_metadata:
@@ -242,19 +241,6 @@ async def _enforce_or_close(
     except BaseException:
         blob.close()
         raise
-
-
-async def _rewritten_file(
-    rewrites: RewriteIndex, page: Page, filename: str
-) -> tuple[File | None, File | None]:
-    """A rewritten wheel and its original, while the original is still served
-    (policies may hide it)."""
-    done = await rewrites.service.by_name(page.name, filename)
-    original = page.file(done.source_filename) if done is not None else None
-    if done is None or original is None:
-        return None, None
-    await rewrites.service.ensure(done, page.name)
-    return done.download(), original
 
 
 async def explain(request: Request) -> Response:

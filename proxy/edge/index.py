@@ -42,8 +42,11 @@ only remove names (policies), never invent one.
 
 Files and `.metadata` are not served through the stack: `proxy.edge.app.project_file`
 asks the stack for the universal page, finds the file on it (or, for a rewritten wheel,
-asks the rewrite service for the file made from one of its files), then the file
-service streams it and the download gate (`proxy.edge.gate`) judges it for the host.
+asks the rewrite layer, `RewriteIndex.file`, for the file made from one of its files),
+then the file service streams it, or the metadata service serves its `.metadata`, and
+the download gate (`proxy.edge.gate`) judges it for the host. A file is only ever
+served when the page the stack gives for it lists it (or its original), so the origin
+filter and the policies hold for downloads too.
 """
 
 from __future__ import annotations

@@ -79,6 +79,17 @@ class RewriteIndex(IndexLayer):
         self._pages.put(key, result)
         return result
 
+    async def file(self, page: Page, filename: str) -> tuple[File | None, File | None]:
+        """For a download: the rewritten wheel served as ``filename`` (made now if its blob
+        is gone) and the original it was made from, while ``page`` (the universal page)
+        still lists that original; (None, None) for a name no rewrite serves."""
+        done = await self.service.by_name(page.name, filename)
+        original = page.file(done.source_filename) if done is not None else None
+        if done is None or original is None:
+            return None, None
+        await self.service.ensure(done, page.name)
+        return done.download(), original
+
     async def explain(self, decided: Decided) -> dict[str, dict[str, Any]]:
         """For explain: each kept file a rule rewrites, what it is served as, which rules."""
         kept = tuple(f for f in decided.page_all.files if decided.verdicts[f.filename].keep)
