@@ -229,7 +229,11 @@ def parse_html_page(
             elif key is not None:
                 extra[key] = value
             elif attr.startswith("data-") and value is not None:
-                extra[attr.removeprefix("data-")] = value
+                data_key = attr.removeprefix("data-")
+                # An attribute named like a file's own key (data-url) must never stand in
+                # for it: the JSON rendering would send clients to the upstream's choice.
+                if data_key not in _OWN_KEYS:
+                    extra[data_key] = value
         file = File(filename=filename, url=url, hashes=hashes, extra=extra)
         if _keep(file, dropped):
             files.append(file)
@@ -250,6 +254,9 @@ def parse_html_page(
 def parse_html_root(body: bytes) -> ProjectList:
     parser = _parse_html(body)
     return ProjectList(names=tuple(text for _, text in parser.anchors if text))
+
+
+_OWN_KEYS = frozenset({"filename", "url", "hashes"})
 
 
 # Rendering ------------------------------------------------------------------

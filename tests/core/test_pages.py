@@ -182,3 +182,22 @@ def test_upstream_text_is_escaped_in_html() -> None:
     (file,) = reparsed.files
     assert file.filename == hostile["filename"] and file.yanked == hostile["yanked"]
     assert json.loads(render_json_page(page))["files"][0]["yanked"] == hostile["yanked"]
+
+
+def test_html_data_attributes_never_stand_in_for_a_files_own_keys() -> None:
+    """``data-url`` on an anchor would override the linked URL in the JSON rendering and
+    send clients to a URL of the upstream's choosing, past the proxy."""
+    wheel = "demo-1.0-py3-none-any.whl"
+    body = (
+        f'<a href="/files/{wheel}#sha256={"aa" * 32}" data-url="https://evil.test/x.whl"'
+        f' data-filename="other-9.0-py3-none-any.whl" data-hashes="none"'
+        f' data-requires-python="&gt;=3.8" data-note="kept">{wheel}</a>'
+    ).encode()
+    page = parse_html_page(body, PAGE_URL, "demo")
+    (file,) = page.files
+    assert file.url == "https://upstream.test/files/" + wheel
+    assert {"url", "filename", "hashes"}.isdisjoint(file.extra)
+    assert file.extra["note"] == "kept" and file.extra["requires-python"] == ">=3.8"
+    (entry,) = json.loads(render_json_page(link_page(page, {})))["files"]
+    assert entry["url"] == f"../../files/demo/{wheel}"
+    assert entry["filename"] == wheel and entry["hashes"] == {"sha256": "aa" * 32}
