@@ -29,7 +29,14 @@ import zlib
 from typing import IO
 
 from proxy.analysis.bounds import Budget, MiB, Unanalysable
-from proxy.analysis.deflate_cursors import RAW_DEFLATE, Cursor, FarFailed, MemberData, Point
+from proxy.analysis.deflate_cursors import (
+    MAX_INPUT,
+    RAW_DEFLATE,
+    Cursor,
+    FarFailed,
+    MemberData,
+    Point,
+)
 from proxy.analysis.far_entries import FAR_READS, FarEntries, FarReadTuning
 from proxy.analysis.random_access import RandomAccessReader
 from proxy.core.lru import LRU
@@ -58,8 +65,10 @@ class MemberReader(RandomAccessReader):
         budget: Budget,
         far: bool = True,
         tuning: FarReadTuning = FAR_READS,
+        max_input: int = MAX_INPUT,
     ) -> None:
-        """``far=False`` inflates only forward from known points (a reference for tests)."""
+        """``far=False`` inflates only forward from known points (a reference for tests).
+        ``max_input``: compressed bytes fetched at a time, at most."""
         if method not in (STORED, DEFLATED):
             raise Unanalysable(f"{name}: compression method {method} (wheels use stored/deflate)")
         if method == STORED and compressed_size != size:
@@ -75,6 +84,7 @@ class MemberReader(RandomAccessReader):
             data_offset=data_offset,
             compressed_size=compressed_size,
             budget=budget,
+            max_input=max_input,
         )
         self._cache: LRU[int, bytes] = LRU(CACHED_CHUNKS)
         self._far_chunks: set[int] = set()  # chunks ever inflated on a chain from an entry

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import IO, cast
 
 from proxy.analysis.bounds import Budget, Limits, Unanalysable
+from proxy.analysis.deflate_cursors import MAX_INPUT, SEQUENTIAL_INPUT
 from proxy.analysis.early import EarlyReport
 from proxy.analysis.elf import FatBinary, is_elf, read_elf, read_fat_binaries
 from proxy.analysis.member import MemberReader
@@ -224,7 +225,7 @@ def _read_elf_member(
     if not reader.went_far or not doubts:
         return elf
     fat_binaries.clear()
-    forward = _open_member(source, info, end, budget, far=False)
+    forward = _open_member(source, info, end, budget, far=False, max_input=SEQUENTIAL_INPUT)
     return read_elf(cast(IO[bytes], forward), info.filename, None, fat_binaries)
 
 
@@ -238,8 +239,8 @@ def _read_gpu_code(
     far: bool,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The member's SASS and PTX architectures; read again from its start if entries
-    found by searching misled."""
-    reader = _open_member(source, info, end, budget, far=far)
+    found by searching misled. Fat binaries are walked in order, in long fetches."""
+    reader = _open_member(source, info, end, budget, far=far, max_input=SEQUENTIAL_INPUT)
     doubts: list[str] = []
     found: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
     try:
@@ -250,7 +251,7 @@ def _read_gpu_code(
         doubts.append("unanalysable")
     if not reader.went_far or not doubts:
         return found
-    forward = _open_member(source, info, end, budget, far=False)
+    forward = _open_member(source, info, end, budget, far=False, max_input=SEQUENTIAL_INPUT)
     return read_fat_binaries(cast(IO[bytes], forward), info.filename, sections)
 
 
@@ -325,7 +326,13 @@ def _may_be_binary(info: zipfile.ZipInfo) -> bool:
 
 
 def _open_member(
-    source: IO[bytes], info: zipfile.ZipInfo, end: int, budget: Budget, *, far: bool
+    source: IO[bytes],
+    info: zipfile.ZipInfo,
+    end: int,
+    budget: Budget,
+    *,
+    far: bool,
+    max_input: int = MAX_INPUT,
 ) -> MemberReader:
     if info.flag_bits & 0x1:
         raise Unanalysable(f"{info.filename}: encrypted member")
@@ -352,6 +359,7 @@ def _open_member(
         method=info.compress_type,
         budget=budget,
         far=far,
+        max_input=max_input,
     )
 
 
