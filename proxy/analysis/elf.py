@@ -47,9 +47,15 @@ NT_GNU_PROPERTY_TYPE_0 = 5
 GNU_PROPERTY_X86_ISA_1_NEEDED = 0xC0008002
 FATBIN_MAGIC = 0xBA55ED50
 FATBIN_HEADER = struct.Struct("<IHHQ")  # magic, version, header size, size of what follows
-FATBIN_ENTRY = struct.Struct("<HHIQ12xI")  # kind, version, header size, padded payload, arch
+# kind, version, header size, padded payload, arch, flags
+FATBIN_ENTRY = struct.Struct("<HHIQ12xI8xQ")
 FATBIN_PTX = 1
 FATBIN_SASS = (2, 0x10)
+# How nvcc 13.0 marks an entry built for sm_90a / compute_90a (architecture-specific)
+# and sm_100f / compute_100f (family-specific). The cubin's own e_flags do not tell:
+# ptxas 13.0 writes the same e_flags for sm_90 and sm_90a, sm_100, sm_100a and sm_100f.
+FATBIN_ARCH_SPECIFIC = 0x100000
+FATBIN_FAMILY_SPECIFIC = 0x200000
 
 # The machine as wheel platform tags spell it.
 _MACHINES = {
@@ -119,14 +125,15 @@ def read_fat_binaries(
     """The SASS and PTX architectures of the fat binaries in ``sections`` of one file, as
     `read_elf` found them. Raises Unanalysable; ``doubts`` as for `read_elf`."""
     walk = _FatBinaryWalk(stream, path)
-    sass: set[int] = set()
-    ptx: set[int] = set()
+    sass: set[tuple[int, str]] = set()
+    ptx: set[tuple[int, str]] = set()
     for section in sections:
-        for kind, arch in walk.entries(section):
+        for kind, arch, flags in walk.entries(section):
+            target = (arch, _suffix(flags))
             if kind in FATBIN_SASS:
-                sass.add(arch)
+                sass.add(target)
             elif kind == FATBIN_PTX:
-                ptx.add(arch)
+                ptx.add(target)
     if doubts is not None:
         doubts.extend(walk.doubts)
     return _archs(sass), _archs(ptx)
@@ -502,8 +509,8 @@ class _Reader(_Bytes):
 class _FatBinaryWalk(_Bytes):
     """The entry headers of CUDA fat binaries, container after container."""
 
-    def entries(self, section: FatBinary) -> Iterator[tuple[int, int]]:
-        """(kind, arch) of every entry of every container in the section."""
+    def entries(self, section: FatBinary) -> Iterator[tuple[int, int, int]]:
+        """(kind, arch, flags) of every entry of every container in the section."""
         start = section.offset
         if start + section.size > self.size:
             raise Unanalysable(f"{self.path}: .nv_fatbin lies outside the file")
@@ -533,12 +540,12 @@ class _FatBinaryWalk(_Bytes):
                 headers += 1
                 if headers > MAX_FATBIN_HEADERS:
                     raise Unanalysable(f"{self.path}: more than {MAX_FATBIN_HEADERS} entries")
-                kind, _, entry_size, payload, arch = FATBIN_ENTRY.unpack(
+                kind, _, entry_size, payload, arch, flags = FATBIN_ENTRY.unpack(
                     self.read_exact(entry, FATBIN_ENTRY.size, "fat binary entry")
                 )
                 if entry_size < FATBIN_ENTRY.size:
                     break
-                yield kind, arch
+                yield kind, arch, flags
                 entry += entry_size + payload
             pos = _round_up(container_end, 8)
 
@@ -588,5 +595,13 @@ def _paths(values: Iterator[str]) -> tuple[str, ...]:
     return tuple(part for value in values for part in value.split(":") if part)
 
 
-def _archs(values: set[int]) -> tuple[str, ...]:
-    return tuple(f"{v // 10}.{v % 10}" for v in sorted(values))
+def _suffix(flags: int) -> str:
+    """``"a"``, ``"f"`` or ``""``: the letter nvcc's target name has (sm_90a, sm_100f)."""
+    # Both bits set is no target nvcc writes; the narrower reading is the safe one.
+    if flags & FATBIN_ARCH_SPECIFIC:
+        return "a"
+    return "f" if flags & FATBIN_FAMILY_SPECIFIC else ""
+
+
+def _archs(values: set[tuple[int, str]]) -> tuple[str, ...]:
+    return tuple(f"{v // 10}.{v % 10}{suffix}" for v, suffix in sorted(values))

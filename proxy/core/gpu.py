@@ -5,10 +5,13 @@ code the driver JIT-compiles). Targets are written as the reports hold them:
 ``"8.6"`` for sm_86, ``"9.0a"`` for sm_90a, ``"10.0f"`` for sm_100f.
 
 - SASS ``X.Y`` runs on X.z for z >= Y, never on another major.
-- SASS ``X.Ya`` is architecture-specific: that GPU only.
-- SASS ``X.Yf`` is family-specific: the same major from X.Y on.
+- SASS ``X.Ya`` is architecture-specific: that GPU only (sm_90a runs on 9.0 alone).
+- SASS ``X.Yf`` is family-specific: the same major from X.Y on (sm_100f on 10.0 and
+  10.3, not on 11.0 or 12.0).
 - PTX ``X.Y`` is JIT-compiled for any GPU from X.Y on, by a driver at least as new as
   the toolkit that wrote it (the caller's to check: this module knows GPUs, not drivers).
+  PTX ``X.Ya`` and ``X.Yf`` use features only that GPU or that family has: the driver
+  JIT-compiles them for the GPUs their SASS would run on, and no others.
   A build run under minor version compatibility (`proxy.core.cuda`) has no usable PTX:
   its callers pass none.
 
@@ -25,12 +28,11 @@ from proxy.core.dotted import dotted
 Gpu = tuple[int, int]
 Runs = Callable[[Gpu], bool]
 
-_SASS = re.compile(r"(\d+)\.(\d+)([af]?)")
-_PTX = re.compile(r"(\d+)\.(\d+)")
+_TARGET = re.compile(r"(\d+)\.(\d+)([af]?)")
 
 
 def sass_target(text: str) -> Runs | None:
-    m = _SASS.fullmatch(text)
+    m = _TARGET.fullmatch(text)
     if m is None:
         return None
     target = (int(m[1]), int(m[2]))
@@ -40,9 +42,11 @@ def sass_target(text: str) -> Runs | None:
 
 
 def ptx_target(text: str) -> Runs | None:
-    m = _PTX.fullmatch(text)
+    m = _TARGET.fullmatch(text)
     if m is None:
         return None
+    if m[3]:
+        return sass_target(text)
     target = (int(m[1]), int(m[2]))
     return lambda gpu: gpu >= target
 

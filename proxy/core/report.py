@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
-ANALYZER_VERSION = 5
+ANALYZER_VERSION = 6
 
 Status = Literal["ok", "unanalysable"]
 NativeFormat = Literal["elf", "pe", "macho"]
