@@ -19,6 +19,7 @@ from typing import Literal
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from proxy.core.dotted import parse_dotted
+from proxy.core.gpu import target_order
 from proxy.core.policy import PolicyTable, is_numeric, split_version_name
 from proxy.core.report import ElfFile, Requires
 from proxy.core.variants import split_label
@@ -148,7 +149,7 @@ def _cuda_major(elves: Sequence[ElfFile]) -> int | None:
 
 def _union(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...] | None:
     found = {arch for group in groups for arch in group}
-    return tuple(sorted(found, key=parse_dotted)) if found else None
+    return tuple(sorted(found, key=target_order)) if found else None
 
 
 def _derived_tag(

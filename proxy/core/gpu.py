@@ -51,6 +51,12 @@ def ptx_target(text: str) -> Runs | None:
     return lambda gpu: gpu >= target
 
 
+def target_order(text: str) -> tuple[int, int, int, str]:
+    """A sort key: ``"9.0" < "9.0a" < "10.0f"``; what cannot be read sorts last."""
+    m = _TARGET.fullmatch(text)
+    return (0, int(m[1]), int(m[2]), m[3]) if m else (1, 0, 0, text)
+
+
 def runs_on(sass: Sequence[str], ptx: Sequence[str], gpu: Gpu) -> bool | None:
     """Whether some of this code runs on ``gpu``; None where a target cannot be read and
     none of the readable ones runs there."""

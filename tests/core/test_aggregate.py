@@ -73,6 +73,10 @@ GLIBC_CXX = elf(
             [elf(gpu_sms=("9.0", "10.0"), gpu_ptx=("9.0",)), elf("b.so", gpu_sms=("8.6", "9.0"))],
             Requires(gpu_sms=("8.6", "9.0", "10.0"), gpu_ptx=("9.0",)),
         ),
+        (  # architecture- and family-specific targets sort after their plain one
+            [elf(gpu_sms=("10.0f", "9.0a"), gpu_ptx=("9.0a",)), elf("b.so", gpu_sms=("9.0",))],
+            Requires(gpu_sms=("9.0", "9.0a", "10.0f"), gpu_ptx=("9.0a",)),
+        ),
         (
             [elf(x86_isa_needed=2), elf("b.so", x86_isa_needed=3), elf("c.so")],
             Requires(x86_64_level=3),

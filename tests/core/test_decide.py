@@ -168,6 +168,28 @@ ROWS = [
     Row("sm-arch-specific-exact", "sm=9.0", {"gpu_sms": ("9.0a",)}),
     Row("sm-arch-specific-other", "sm=10.0", {"gpu_sms": ("9.0a",)}, hides=("sm",)),
     Row("sm-family", "sm=10.3", {"gpu_sms": ("10.0f",)}),
+    Row("sm-arch-specific-only-9.0a", "sm=9.0", {"cuda_major": 12, "gpu_sms": ("9.0a",)}),
+    Row(
+        "sm-arch-specific-only-9.0a-newer-gpu",
+        "sm=10.0",
+        {"cuda_major": 12, "gpu_sms": ("9.0a",)},
+        hides=("sm",),
+        messages=("sm: kernels for 9.0a; host GPUs are 10.0",),
+    ),
+    Row(
+        "sm-arch-specific-same-major-newer-minor", "sm=10.3", {"gpu_sms": ("10.0a",)}, hides=("sm",)
+    ),
+    Row("sm-family-other-major", "sm=12.0", {"gpu_sms": ("10.0f",)}, hides=("sm",)),
+    Row("sm-family-older-minor", "sm=10.0", {"gpu_sms": ("10.3f",)}, hides=("sm",)),
+    Row("sm-arch-specific-ptx-exact", "sm=9.0", {"gpu_ptx": ("9.0a",)}),
+    Row(
+        "sm-arch-specific-ptx-no-jit-forwards",
+        "sm=10.0",
+        {"gpu_sms": ("9.0a",), "gpu_ptx": ("9.0a",)},
+        hides=("sm",),
+        messages=("sm: kernels for 9.0a, PTX 9.0a; host GPUs are 10.0",),
+    ),
+    Row("sm-family-ptx", "sm=10.3", {"gpu_ptx": ("10.0f",)}),
     Row("sm-ptx-forward", "sm=12.0", {"gpu_ptx": ("8.0",)}),
     Row("sm-ptx-equal", "sm=8.0", {"gpu_ptx": ("8.0",)}),
     Row(

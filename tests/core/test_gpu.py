@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.core.gpu import describe, runs_on
+from proxy.core.gpu import describe, runs_on, target_order
 
 
 @pytest.mark.parametrize(
@@ -16,7 +16,21 @@ from proxy.core.gpu import describe, runs_on
         (("8.0",), (), (9, 0), False),  # never across majors
         (("9.0a",), (), (9, 0), True),
         (("9.0a",), (), (9, 1), False),  # architecture-specific
+        (("9.0a",), (), (10, 0), False),  # not on a later major either
+        (("10.0a",), (), (10, 3), False),
         (("10.0f",), (), (10, 3), True),  # family-specific
+        (("10.0f",), (), (10, 0), True),
+        (("10.3f",), (), (10, 0), False),  # not on an older minor
+        (("10.0f",), (), (11, 0), False),  # nor on another major
+        (("12.0f",), (), (12, 1), True),
+        ((), ("9.0a",), (9, 0), True),  # architecture-specific PTX: that GPU only
+        ((), ("9.0a",), (10, 0), False),
+        ((), ("9.0a",), (9, 1), False),
+        ((), ("10.0f",), (10, 3), True),  # family-specific PTX: that family only
+        ((), ("10.0f",), (12, 0), False),
+        (("9.0a",), ("9.0a",), (10, 0), False),
+        (("9.0a",), ("9.0",), (10, 0), True),  # plain PTX still JIT-compiles forwards
+        (("9.0b",), (), (9, 0), None),  # a letter we do not know: it might be the one
         ((), ("8.0",), (12, 0), True),  # PTX is JIT-compiled forwards
         ((), ("9.0",), (8, 9), False),
         (("7.5",), ("7.5",), (6, 1), False),
@@ -35,3 +49,16 @@ def test_runs_on(
 def test_describe() -> None:
     assert describe(("7.5", "8.0"), ("9.0",)) == "SASS 7.5, 8.0; PTX 9.0"
     assert describe((), ()) == "no GPU code"
+
+
+def test_target_order() -> None:
+    targets = ["sm_90", "10.0f", "9.0a", "12.0", "9.0", "10.0a", "8.6"]
+    assert sorted(targets, key=target_order) == [
+        "8.6",
+        "9.0",
+        "9.0a",
+        "10.0a",
+        "10.0f",
+        "12.0",
+        "sm_90",
+    ]
