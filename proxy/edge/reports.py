@@ -27,6 +27,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
+from proxy.analysis.pool import Early
 from proxy.core.report import ANALYZER_VERSION, Report
 from proxy.edge.flight import Flights
 from proxy.edge.stores import keys
@@ -42,7 +43,9 @@ class Analyzer(Protocol):
         self, path: str | os.PathLike[str], filename: str, sha256: str
     ) -> Report: ...
 
-    async def analyze_url(self, url: str, filename: str, sha256: str) -> Report: ...
+    async def analyze_url(
+        self, url: str, filename: str, sha256: str, *, early: Early | None = None
+    ) -> Report: ...
 
 
 def encode(report: Report) -> bytes:
@@ -98,8 +101,15 @@ class ReportService:
     async def for_file(self, path: str | os.PathLike[str], filename: str, sha256: str) -> Report:
         return await self._get(sha256, lambda: self.analyzer.analyze_file(path, filename, sha256))
 
-    async def for_url(self, url: str, filename: str, sha256: str) -> Report:
-        return await self._get(sha256, lambda: self.analyzer.analyze_url(url, filename, sha256))
+    async def for_url(
+        self, url: str, filename: str, sha256: str, *, early: Early | None = None
+    ) -> Report:
+        """``early`` is told the report less its GPU code first, when this call runs the
+        analysis and the wheel has CUDA fat binaries (`proxy.analysis.early`); not when
+        the report is stored already, or made by another caller or replica."""
+        return await self._get(
+            sha256, lambda: self.analyzer.analyze_url(url, filename, sha256, early=early)
+        )
 
     async def close(self) -> None:
         """Stops the analyses still running: cancelling their callers (the scheduler's

@@ -13,6 +13,11 @@ download gate and the rewrites.
   gigabyte wheels.
 - Listeners hear of every finished analysis, so pages decided without it are decided
   again.
+- A walk's analysis by URL asks for the early answer too (`proxy.analysis.early`: the
+  report less its GPU code, before the CUDA fat binaries that are most of such a wheel
+  are read). It is kept in memory until the report comes, and early listeners hear of
+  it: enough to hide a wheel that will not load, never to vouch for one. The gate's
+  analyses do not ask: a download waits for the report either way.
 - A report that could not be stored (the analysis did not run) is remembered for a
   while, so it settles decisions instead of being retried on every request.
 """
@@ -26,6 +31,8 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from proxy.analysis.early import EarlyReport
+from proxy.analysis.pool import Early
 from proxy.core.lru import LRU
 from proxy.core.models import File
 from proxy.core.report import Report
@@ -40,8 +47,12 @@ RECENT_SECONDS = 600.0
 RETRY_SECONDS = 10.0
 DID_NOT_RUN = "analysis did not run"
 RECENT_KEPT = 10_000
+# Early answers of analyses still running: at most the walks' analyses in flight, but
+# one that is cancelled or fails without a report must not stay forever.
+EARLY_KEPT = 1_000
 
 Listener = Callable[[File, Report], None]
+EarlyListener = Callable[[File, EarlyReport], None]
 
 
 class AnalysisScheduler:
@@ -64,10 +75,25 @@ class AnalysisScheduler:
         self._urgent: Flights[str, Report] = Flights()  # for the gate
         self._recent: LRU[str, tuple[Report, float]] = LRU(RECENT_KEPT)
         self._listeners: list[Listener] = []
+        self._early: LRU[str, EarlyReport] = LRU(EARLY_KEPT)
+        self._early_listeners: list[EarlyListener] = []
         self._observe = observe
 
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def listen_early(self, listener: EarlyListener) -> None:
+        """Told each early answer of a walk's analysis, before its report."""
+        self._early_listeners.append(listener)
+
+    def early(self, files: Sequence[File]) -> Mapping[str, EarlyReport]:
+        """Early answers of analyses still running, by sha256: for hiding only."""
+        found = {}
+        for f in files:
+            answer = self._early.peek(f.sha256) if f.sha256 else None
+            if answer is not None:
+                found[f.sha256 or ""] = answer
+        return found
 
     @property
     def queued(self) -> int:
@@ -129,36 +155,49 @@ class AnalysisScheduler:
         async with self._slots:
             self._running.add(file.sha256 or "")
             try:
-                return await self._analyse(self.service, file)
+                return await self._analyse(
+                    self.service, file, lambda answer: self._told_early(file, answer)
+                )
             finally:
                 self._running.discard(file.sha256 or "")
 
     async def _run_urgent(self, file: File) -> Report:
         return await self._analyse(self.urgent, file)
 
-    async def _analyse(self, service: ReportService, file: File) -> Report:
+    async def _analyse(
+        self, service: ReportService, file: File, early: Early | None = None
+    ) -> Report:
         start = time.monotonic()
-        report = await self._report(service, file)
+        report = await self._report(service, file, early)
         if self._observe is not None:
             outcome = report.status if self.ran(report) else "did_not_run"
             self._observe(outcome, time.monotonic() - start)
         return report
 
-    async def _report(self, service: ReportService, file: File) -> Report:
+    async def _report(self, service: ReportService, file: File, early: Early | None) -> Report:
         assert file.sha256 is not None
         try:
             if self.blobs.has(file.sha256):
                 path: Path = self.blobs.path(file.sha256)
                 return await service.for_file(path, file.filename, file.sha256)
-            return await service.for_url(file.url, file.filename, file.sha256)
+            return await service.for_url(file.url, file.filename, file.sha256, early=early)
         except Exception as exc:
             # Not stored: a failure to run the analysis says nothing about the wheel.
             log.warning("analysis of %s did not run: %s", file.filename, exc)
             reason = f"{DID_NOT_RUN}: {exc}"
             return Report.unanalysable(file.filename, file.sha256, reason)
 
+    def _told_early(self, file: File, answer: EarlyReport) -> None:
+        sha256 = file.sha256 or ""
+        if sha256 not in self._inflight:
+            return  # finished (or given up) meanwhile: its report, if any, says more
+        self._early.put(sha256, answer)
+        for listener in self._early_listeners:
+            listener(file, answer)
+
     def _finished(self, file: File, task: asyncio.Task[Report]) -> None:
         sha256 = file.sha256 or ""
+        self._early.pop(sha256)
         if task.cancelled() or task.exception() is not None:
             return
         report = task.result()

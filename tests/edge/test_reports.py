@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.analysis.pool import AnalysisPool, PoolLimits
+from proxy.analysis.pool import AnalysisPool, Early, PoolLimits
 from proxy.core.report import ANALYZER_VERSION, Report, Requires
 from proxy.edge.reports import ReportService, encode
 from proxy.edge.stores import keys
@@ -43,7 +43,9 @@ class CountingAnalyzer:
     ) -> Report:
         return await self._run(os.fspath(path), filename, sha256)
 
-    async def analyze_url(self, url: str, filename: str, sha256: str) -> Report:
+    async def analyze_url(
+        self, url: str, filename: str, sha256: str, *, early: Early | None = None
+    ) -> Report:
         return await self._run(url, filename, sha256)
 
 

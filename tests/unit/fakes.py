@@ -32,6 +32,8 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 from packaging.utils import NormalizedName, canonicalize_name
 
+from proxy.analysis.early import EarlyReport
+from proxy.analysis.pool import Early
 from proxy.analysis.wheel import analyze_wheel
 from proxy.core.negotiate import HTML_V1, JSON_V1
 from proxy.core.report import Report
@@ -344,6 +346,9 @@ class InProcessAnalyzer:
         self.calls: list[str] = []  # what was analysed: a path or a URL
         self.gate = asyncio.Event()  # cleared: analyses wait (a slow pool)
         self.gate.set()
+        # Cleared: a report by URL waits after its early answer (fat binaries slow to read).
+        self.fat_binaries = asyncio.Event()
+        self.fat_binaries.set()
 
     async def analyze_file(
         self, path: str | os.PathLike[str], filename: str, sha256: str
@@ -353,11 +358,25 @@ class InProcessAnalyzer:
         data = await asyncio.to_thread(Path(path).read_bytes)
         return await asyncio.to_thread(analyze_wheel, io.BytesIO(data), filename, sha256)
 
-    async def analyze_url(self, url: str, filename: str, sha256: str) -> Report:
+    async def analyze_url(
+        self, url: str, filename: str, sha256: str, *, early: Early | None = None
+    ) -> Report:
         self.calls.append(url)
         await self.gate.wait()
         response = await self.client.get(url)
         response.raise_for_status()
-        return await asyncio.to_thread(
-            analyze_wheel, io.BytesIO(response.content), filename, sha256
+        loop = asyncio.get_running_loop()
+
+        def told(answer: EarlyReport) -> None:  # in the analysis thread, as a worker's line
+            assert early is not None
+            loop.call_soon_threadsafe(early, answer)
+
+        report = await asyncio.to_thread(
+            analyze_wheel,
+            io.BytesIO(response.content),
+            filename,
+            sha256,
+            early=told if early is not None else None,
         )
+        await self.fat_binaries.wait()
+        return report

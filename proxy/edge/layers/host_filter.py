@@ -14,6 +14,12 @@ own, bounded in bytes (the wheels' listed sizes) and time, and at most ``walks``
 at once; a request that finds one unfinished starts it again where the reports stand.
 Reports are stored by sha256, so a restart or another replica resumes with them.
 
+A wheel that will not load here is hidden before its report when its metadata says
+so (cheap facts) or when its analysis answers early (`proxy.analysis.early`: every
+fact but the GPU code, read before the CUDA fat binaries that are most of such a
+wheel). Neither vouches for a wheel: a wheel they keep waits for its report, and its
+version is not verified until then.
+
 A request waits up to ``budget`` seconds for its walk. A page decided before its walk
 settled is *provisional*: cached briefly, because the answer is about to change.
 With the ``strict`` policy such a page is not served at all (the caller answers 503
@@ -32,6 +38,7 @@ from typing import Any, Literal, Protocol
 
 from packaging.utils import NormalizedName
 
+from proxy.analysis.early import EarlyReport
 from proxy.core.cheap_facts import cheap_requires
 from proxy.core.decide import LOAD_KINDS, Reason, Verdict, decide
 from proxy.core.explain import explanation
@@ -71,6 +78,7 @@ class StoredMetadata(Protocol):
 DECISIONS_KEPT = 2048
 WATCHED_KEPT = 200_000
 PROJECTS_KEPT = 65_536  # generations: forgetting one only costs a decision
+EARLY_MARK = "(from an early read; analysis still running)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +153,11 @@ class HostFilter(IndexLayer):
         self._generation: Generations[str] = Generations(PROJECTS_KEPT)
         self._watched: LRU[str, str] = LRU(WATCHED_KEPT)  # unreported sha256 -> project
         self._walks: Flights[tuple[str, ...], None] = Flights()
+        # Set (and replaced) on each early answer: walks waiting for reports look again,
+        # since a wheel hidden early moves their frontier on.
+        self._early_news = asyncio.Event()
         scheduler.listen(self._reported)
+        scheduler.listen_early(self._told_early)
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         page = await self.inner.page(name, ctx)
@@ -242,6 +254,7 @@ class HostFilter(IndexLayer):
             for f in page.files
         }
         verdicts.update(await self._cheap_verdicts(page, unreported, ctx, rules))
+        verdicts.update(self._early_verdicts(page, unreported, verdicts, ctx, rules))
         builds = choose_builds(
             page.files,
             verdicts,
@@ -300,6 +313,35 @@ class HostFilter(IndexLayer):
                 verdicts[f.filename] = replace(verdict, reasons=reasons)
         return verdicts
 
+    def _early_verdicts(
+        self,
+        page: Page,
+        unreported: frozenset[str],
+        verdicts: Mapping[str, Verdict],
+        ctx: Context,
+        rules: Rules,
+    ) -> dict[str, Verdict]:
+        """Wheels whose analysis answered early that they will not load here: hidden
+        before their report. Only reasons of loading count, and only hiding: the GPU code
+        the early answer leaves out may be what decides for a wheel it would keep."""
+        waiting = [f for f in page.files if f.filename in unreported and verdicts[f.filename].keep]
+        answers = self.scheduler.early(waiting) if waiting else {}
+        found = {}
+        for f in waiting:
+            answer = answers.get(f.sha256 or "")
+            if answer is None:
+                continue
+            stand_in = Report(f.filename, f.sha256 or "", requires=answer.report.requires)
+            verdict = decide(
+                f, stand_in, ctx.profile, rules.facts_for(page.name), build=_build_of(page, f)
+            )
+            if any(r.kind in LOAD_KINDS for r in verdict.reasons):
+                reasons = tuple(
+                    replace(r, message=f"{r.message} {EARLY_MARK}") for r in verdict.reasons
+                )
+                found[f.filename] = replace(verdict, reasons=reasons)
+        return found
+
     def _start_walk(self, page: Page, ctx: Context, rules: Rules) -> asyncio.Task[None] | None:
         key = (page.name, page.upstream, page.revision, ctx.profile.to_string(), rules.digest)
         if key not in self._walks and len(self._walks) >= self.limits.walks:
@@ -328,12 +370,17 @@ class HostFilter(IndexLayer):
                     taken.add(f.sha256 or "")
                     spent += f.size or 0
                 futures.append(self.scheduler.submit(f))
-            done, _ = await asyncio.wait(
-                futures,
-                timeout=max(deadline - time.monotonic(), 0.0),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if done:
+            news = asyncio.ensure_future(self._early_news.wait())
+            awaited: list[asyncio.Future[Any]] = [*futures, news]
+            try:
+                done, _ = await asyncio.wait(
+                    awaited,
+                    timeout=max(deadline - time.monotonic(), 0.0),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                news.cancel()
+            if done - {news}:
                 self._generation.move(page.name)
 
     def _reported(self, file: File, report: Report) -> None:
@@ -341,6 +388,13 @@ class HostFilter(IndexLayer):
         if project is not None:
             # New reports change what this project's pages decide: decide again.
             self._generation.move(project)
+
+    def _told_early(self, file: File, answer: EarlyReport) -> None:
+        project = self._watched.peek(file.sha256 or "")  # the report is still to come
+        if project is not None:
+            self._generation.move(project)
+        self._early_news.set()
+        self._early_news = asyncio.Event()
 
     async def close(self) -> None:
         await self._walks.close()
