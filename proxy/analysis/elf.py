@@ -51,9 +51,11 @@ FATBIN_HEADER = struct.Struct("<IHHQ")  # magic, version, header size, size of w
 FATBIN_ENTRY = struct.Struct("<HHIQ12xI8xQ")
 FATBIN_PTX = 1
 FATBIN_SASS = (2, 0x10)
-# How nvcc 13.0 marks an entry built for sm_90a / compute_90a (architecture-specific)
-# and sm_100f / compute_100f (family-specific). The cubin's own e_flags do not tell:
-# ptxas 13.0 writes the same e_flags for sm_90 and sm_90a, sm_100, sm_100a and sm_100f.
+# How the entry's flags mark sm_90a / compute_90a (architecture-specific) and sm_100f /
+# compute_100f (family-specific): so nvcc 13.0 writes them, and so they are in
+# libcublasLt 12.9 (its sm_90a and sm_120f entries). The cubin's own e_flags do not
+# tell: ptxas 13.0 writes the same e_flags for sm_90 and sm_90a, and for sm_100, sm_100a
+# and sm_100f; and a compressed cubin's are not read.
 FATBIN_ARCH_SPECIFIC = 0x100000
 FATBIN_FAMILY_SPECIFIC = 0x200000
 
