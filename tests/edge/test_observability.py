@@ -287,6 +287,15 @@ def test_metrics_after_mixed_traffic_with_two_workers(upstream: Upstream, tmp_pa
         assert settled_files(proxy, "mixed", old) == {older.name}  # type: ignore[arg-type]
         refused = httpx.get(url + f"p/{old}/files/mixed/{dll.name}", timeout=60)
         assert refused.status_code == 403
+        # Analyses go on after the page settled (an early answer can settle it before the
+        # report is in): wait until both workers are at rest.
+        deadline = time.monotonic() + 60
+        while any(
+            value(s, "hostfit_analyses_running") or value(s, "hostfit_analysis_queue_depth")
+            for s in [scrape(proxy) for _ in range(4)]
+        ):
+            assert time.monotonic() < deadline, "analyses never came to rest"
+            time.sleep(0.2)
         scrapes = [scrape(proxy) for _ in range(6)]
     for samples in scrapes:  # whichever worker answered
         page = "/simple/{project}/"
