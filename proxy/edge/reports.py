@@ -20,8 +20,6 @@ import json
 import logging
 import os
 import re
-import secrets
-import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -30,7 +28,7 @@ from typing import Protocol
 from proxy.analysis.pool import Early
 from proxy.core.report import ANALYZER_VERSION, Report
 from proxy.edge.flight import Flights
-from proxy.edge.stores import keys
+from proxy.edge.stores import keys, leases
 from proxy.edge.stores.state import StateStore
 
 log = logging.getLogger("hostfit.reports")
@@ -125,7 +123,7 @@ class ReportService:
 
     async def _compute(self, sha256: str, compute: Callable[[], Awaitable[Report]]) -> Report:
         lock = keys.report_lock(sha256)
-        token = f"{socket.gethostname()} {os.getpid()} {secrets.token_hex(8)}".encode()
+        token = leases.token()
         while not await self.store.add(lock, token, ttl=self.lock_ttl):
             report = await self._wait_for_other_replica(sha256, lock)
             if report is not None:
@@ -159,7 +157,7 @@ class ReportService:
             owner = await self.store.get(lock)
             if report is not None or owner is None:
                 return report
-            if _dead_here(owner):
+            if leases.ended_here(owner):
                 log.info("taking over the analysis of %s from a process gone", sha256)
                 if await self.store.get(lock) == owner:
                     await self.store.delete(lock)
@@ -170,17 +168,3 @@ def _checked(sha256: str) -> str:
     if not _SHA256.match(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     return sha256
-
-
-def _dead_here(token: bytes) -> bool:
-    """Whether a lock token names a process of this machine that has ended."""
-    parts = token.decode(errors="replace").split(" ")
-    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
-        return False
-    try:
-        os.kill(int(parts[1]), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
