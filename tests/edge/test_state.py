@@ -52,10 +52,12 @@ async def test_ttl_expires(store: StateStore) -> None:
 
 
 async def test_add_only_when_absent(store: StateStore) -> None:
-    assert await store.add("lock", b"a", ttl=0.2) is True
+    # The expiry is counted from before the first write, which may wait on the disk:
+    # long enough that the second add surely comes before it, short enough to wait out.
+    assert await store.add("lock", b"a", ttl=1.0) is True
     assert await store.add("lock", b"b") is False
     assert await store.get("lock") == b"a"
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(1.2)
     assert await store.add("lock", b"c") is True
     assert await store.get("lock") == b"c"
 
