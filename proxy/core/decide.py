@@ -34,7 +34,7 @@ each fact of the wheel's report against the host fact it needs. Rules of the gam
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -85,6 +85,15 @@ class Verdict:
     @property
     def action(self) -> Literal["keep", "hide"]:
         return "keep" if self.keep else "hide"
+
+
+def hidden_by_kind(verdicts: Mapping[str, Verdict]) -> dict[str, int]:
+    """How many files the verdicts hide for each reason kind (a file counts once per kind)."""
+    counts: dict[str, int] = {}
+    for verdict in verdicts.values():
+        for kind in {reason.kind for reason in verdict.reasons}:
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 def decide(

@@ -17,7 +17,6 @@ the same from any worker; each worker reloads the rules itself).
 
 from __future__ import annotations
 
-import collections
 import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
@@ -37,7 +36,6 @@ from prometheus_client.registry import Collector
 from proxy import __version__
 
 if TYPE_CHECKING:
-    from proxy.core.decide import Verdict
     from proxy.edge.files import FileService
     from proxy.edge.scheduler import AnalysisScheduler
     from proxy.edge.stores.blobs import BlobStore
@@ -114,6 +112,8 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        # labels() takes a lock and builds a key: once per reason kind, not per page served.
+        self._hidden_by: dict[str, Counter] = {}
         self.stale_pages = Counter(
             "hostfit_stale_pages_served",
             "Project pages served from the cache because their upstream failed",
@@ -152,16 +152,14 @@ class Metrics:
         self.analyses.labels(outcome=outcome).inc()
         self.analysis_seconds.labels(outcome=outcome).observe(seconds)
 
-    def count_hidden(self, verdicts: Mapping[str, Verdict]) -> None:
-        """One filtered page served: its hidden files, by reason kind."""
-        kinds = collections.Counter(
-            kind
-            for verdict in verdicts.values()
-            if not verdict.keep
-            for kind in {reason.kind for reason in verdict.reasons}
-        )
+    def count_hidden(self, kinds: Mapping[str, int]) -> None:
+        """One filtered page served: its hidden files, by reason kind
+        (`proxy.core.decide.hidden_by_kind`, counted once per decision)."""
         for kind, count in kinds.items():
-            self.hidden.labels(reason=kind).inc(count)
+            child = self._hidden_by.get(kind)
+            if child is None:
+                child = self._hidden_by[kind] = self.hidden.labels(reason=kind)
+            child.inc(count)
 
     def watch_counts(self, name: str, doc: str, label: str, counts: Mapping[str, int]) -> None:
         """A counter kept by a component as a mapping of label value -> count."""

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy import __version__
-from proxy.core.decide import Reason, Verdict
+from proxy.core.decide import Reason, Verdict, hidden_by_kind
 from proxy.edge.config import load_settings
 from proxy.edge.logs import JsonFormatter, RequestIdFilter, TextFormatter, request_id
 from proxy.edge.metrics import Metrics
@@ -332,13 +332,15 @@ def test_hidden_files_are_counted_by_reason_kind() -> None:
     glibc = Reason("glibc", "glibc: needs 2.34, host has 2.17")
     native = Reason("native", "carries only Windows binaries")
     metrics.count_hidden(
-        {
-            "kept.whl": Verdict(),
-            "old-glibc.whl": Verdict((glibc,)),
-            "both.whl": Verdict((glibc, native, Reason("glibc", "glibc: a second need"))),
-        }
+        hidden_by_kind(
+            {
+                "kept.whl": Verdict(),
+                "old-glibc.whl": Verdict((glibc,)),
+                "both.whl": Verdict((glibc, native, Reason("glibc", "glibc: a second need"))),
+            }
+        )
     )
-    metrics.count_hidden({"kept.whl": Verdict()})
+    metrics.count_hidden(hidden_by_kind({"kept.whl": Verdict()}))
     samples = parse(metrics.render()[0].decode())
     assert value(samples, "hostfit_files_hidden_total", reason="glibc") == 2
     assert value(samples, "hostfit_files_hidden_total", reason="native") == 1

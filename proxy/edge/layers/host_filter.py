@@ -33,14 +33,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from packaging.utils import NormalizedName
 
 from proxy.analysis.early import EarlyReport
 from proxy.core.cheap_facts import cheap_requires
-from proxy.core.decide import LOAD_KINDS, Reason, Verdict, decide
+from proxy.core.decide import LOAD_KINDS, Reason, Verdict, decide, hidden_by_kind
 from proxy.core.explain import explanation
 from proxy.core.families import BuildChoice, choose_builds
 from proxy.core.frontier import DEFAULT_KEEP, Frontier, needs_report, pip_choice, walk
@@ -107,6 +107,7 @@ class Decided:
     unreported: frozenset[str]  # files whose verdict waits for a report
     choice: File | None  # what a plain `pip install <project>` takes now
     builds: tuple[BuildChoice, ...] = ()  # each version's builds, and which one was chosen
+    hidden: Mapping[str, int] = field(default_factory=dict)  # files hidden, by reason kind
 
     def explained(
         self, profile: HostProfile, rewrites: Mapping[str, Mapping[str, Any]] | None
@@ -137,9 +138,10 @@ class HostFilter(IndexLayer):
         limits: WalkLimits = WalkLimits(),
         hide_sdists_without_wheels: bool = True,
         rules: Callable[[], Rules] = lambda: EMPTY,
-        served: Callable[[Mapping[str, Verdict]], None] = lambda verdicts: None,
+        served: Callable[[Mapping[str, int]], None] = lambda hidden: None,
     ) -> None:
-        """``served``: told each filtered page's verdicts as it is served (metrics)."""
+        """``served``: told, as each filtered page is served, how many files it hides by
+        reason kind (metrics); counted once per decision, not per request."""
         super().__init__(inner)
         self.metadata = metadata
         self.served = served
@@ -169,7 +171,7 @@ class HostFilter(IndexLayer):
             raise AnalysisPending(
                 f"{name}: {left} wheel(s) still being analysed for this host; retry shortly"
             )
-        self.served(decided.verdicts)
+        self.served(decided.hidden)
         return decided.page
 
     async def explain(self, name: NormalizedName, ctx: Context, *, wait: float = 0.0) -> Decided:
@@ -280,8 +282,9 @@ class HostFilter(IndexLayer):
         )
         choice = pip_choice(page.files, verdicts, profile, tags)
         return Decided(
-            filtered, page, verdicts, reports, frontier, unreported, choice, builds.builds
-        )
+            filtered, page, verdicts, reports, frontier, unreported, choice, builds.builds,
+            hidden_by_kind(verdicts),
+        )  # fmt: skip
 
     async def _cheap_verdicts(
         self, page: Page, unreported: frozenset[str], ctx: Context, rules: Rules
