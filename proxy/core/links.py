@@ -38,9 +38,9 @@ def _link(file: File, folder: str, metadata_sha256: str | None) -> tuple[str, di
     url = folder + _quoted(file.filename)
     if not file.is_wheel:
         return url, _NOTHING
-    upstream = file.core_metadata
+    upstream = file.core_metadata  # a mapping is built afresh: ours to hand on
     if isinstance(upstream, Mapping) and upstream:
-        advertised: bool | dict[str, str] = dict(upstream)
+        advertised: bool | Mapping[str, str] = upstream
     elif metadata_sha256 is not None:
         advertised = {"sha256": metadata_sha256}
     else:

@@ -66,6 +66,19 @@ class File:
         return False
 
     @property
+    def lists_metadata(self) -> bool:
+        """``bool(core_metadata)`` without building its mapping (a big page asks 10,000 times)."""
+        for key in METADATA_KEYS:
+            value = self.extra.get(key)
+            if value is None or value is False:
+                continue
+            if isinstance(value, Mapping):
+                return bool(value)
+            if value:
+                return True
+        return False
+
+    @property
     def is_wheel(self) -> bool:
         return self.filename.endswith(".whl")
 

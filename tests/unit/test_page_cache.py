@@ -211,10 +211,57 @@ async def test_another_replica_reads_the_stored_page_without_fetching(
 ) -> None:
     index.format = "html"
     index.add("demo", wheels.demo_1)
-    first = await cache(index, client, store, clock).page(DEMO, UNIVERSAL)
+    one = cache(index, client, store, clock)
+    first = await one.page(DEMO, UNIVERSAL)
+    await one.close()  # the page is stored behind the answer; closing waits for the write
     other = await cache(index, client, store, clock).page(DEMO, UNIVERSAL)
     assert other == first
     assert index.count(PAGE) == 1
+
+
+class HeldStore(MemoryStore):
+    """Writes wait until ``release`` is set: a slow state store."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.release = asyncio.Event()
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        await self.release.wait()
+        await super().set(key, value, ttl)
+
+
+async def test_the_answer_does_not_wait_for_the_store_and_close_does(
+    index: FakeIndex, client: httpx.AsyncClient, clock: Clock, wheels: Wheels
+) -> None:
+    index.add("demo", wheels.demo_1)
+    store = HeldStore(clock)
+    pages = cache(index, client, store, clock)
+    page = await asyncio.wait_for(pages.page(DEMO, UNIVERSAL), 5)
+    assert [f.filename for f in page.files] == [wheels.demo_1.name]
+    assert store.keys("page:") == []
+    closing = asyncio.create_task(pages.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()
+    store.release.set()
+    await asyncio.wait_for(closing, 5)
+    assert len(store.keys("page:")) == 1
+
+
+async def test_a_purge_waits_for_the_write_it_would_otherwise_undo(
+    index: FakeIndex, client: httpx.AsyncClient, clock: Clock, wheels: Wheels
+) -> None:
+    index.add("demo", wheels.demo_1)
+    store = HeldStore(clock)
+    pages = cache(index, client, store, clock)
+    await pages.page(DEMO, UNIVERSAL)
+    purging = asyncio.create_task(pages.purge(DEMO))
+    await asyncio.sleep(0.05)
+    assert not purging.done()
+    store.release.set()
+    await asyncio.wait_for(purging, 5)
+    await pages.close()
+    assert store.keys("page:") == []
 
 
 async def test_requests_at_once_share_one_fetch(

@@ -1,10 +1,13 @@
 """Page cache around one upstream: TTL, conditional revalidation, last good page on failure.
 
 Entries live in the state store (shared by replicas, kept across restarts) and in
-a small in-process LRU for the hot path. Absent projects are cached too, so a
-project found only on a lower-priority upstream does not cost a miss upstream on
-every request. One refresh per project at a time, however many requests wait
-(`proxy.edge.flight`); a request that gives up leaves it running for the others.
+a small in-process LRU for the hot path. A fetched page is answered from memory and
+written to the state store behind the answer (a 5 MB page costs the store tens of
+milliseconds no client should wait for): one write per key at a time, in order, so the
+newest entry is the one stored; a purge and `close` wait for the writes. Absent
+projects are cached too, so a project found only on a lower-priority upstream does not
+cost a miss upstream on every request. One refresh per project at a time, however many
+requests wait (`proxy.edge.flight`); a request that gives up leaves it running for the others.
 
 A page served stale carries a ``Warning`` header with the failure; upstream text
 reaches it only as printable ASCII, escaped for a quoted-string and bounded.
@@ -12,6 +15,7 @@ reaches it only as printable ASCII, escaped for a quoted-string and bounded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -108,6 +112,7 @@ class CachedUpstream:
         self._memory: LRU[str, Entry] = LRU(MEMORY_ENTRIES)
         self._refreshing: Flights[str, Entry] = Flights()
         self._retry_after: LRU[str, float] = LRU(RETRIES_KEPT)
+        self._writing: dict[str, asyncio.Task[None]] = {}  # store key -> its latest write
 
     def _key(self, name: str) -> str:
         return keys.page(self.upstream.base_url, name)
@@ -137,7 +142,32 @@ class CachedUpstream:
         """Forget the project's page: the next request fetches it anew (admin)."""
         self._memory.pop(name)
         self._retry_after.pop(name)
-        await self.store.delete(self._key(name))
+        key = self._key(name)
+        writing = self._writing.get(key)
+        if writing is not None:
+            await asyncio.wait({writing})  # else it would store the page again after this
+        await self.store.delete(key)
+
+    def _store(self, name: str, entry: Entry) -> None:
+        key = self._key(name)
+        previous = self._writing.get(key)
+        data = entry.encode()
+
+        async def write() -> None:
+            if previous is not None:
+                await asyncio.wait({previous})
+            try:
+                await self.store.set(key, data, ttl=KEEP_SECONDS)
+            except Exception as exc:  # the page was answered; the next fetch stores it again
+                log.warning("page of %s not stored: %s", name, exc)
+
+        task = asyncio.create_task(write())
+        self._writing[key] = task
+        task.add_done_callback(lambda done: self._written(key, done))
+
+    def _written(self, key: str, task: asyncio.Task[None]) -> None:
+        if self._writing.get(key) is task:
+            del self._writing[key]
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         entry = await self._load(name)
@@ -155,6 +185,9 @@ class CachedUpstream:
 
     async def close(self) -> None:
         await self._refreshing.close()
+        writes = list(self._writing.values())
+        if writes:
+            await asyncio.wait(writes)
 
     async def _fetch(self, name: NormalizedName, previous: Entry | None) -> Entry:
         now = self.clock()
@@ -182,7 +215,7 @@ class CachedUpstream:
             return stale
         self._retry_after.pop(name)
         self._remember(name, entry)
-        await self.store.set(self._key(name), entry.encode(), ttl=KEEP_SECONDS)
+        self._store(name, entry)
         return entry
 
     async def projects(self) -> ProjectList:
