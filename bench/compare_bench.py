@@ -565,6 +565,16 @@ def table(results: Results, s: Sizes, ratio: bool) -> str:
     return "\n".join(lines)
 
 
+WORKLOADS: dict[str, Callable[[Bench], None]] = {
+    "cached_pages": cached_pages,
+    "cold_pages": cold_pages,
+    "range_uncached": range_uncached,
+    "cached_file": cached_file,
+    "small_pages": small_pages,
+    "clients": clients,
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
@@ -573,7 +583,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5, help="per throughput run")
     parser.add_argument("--workers", type=int, default=1, help="processes of each server")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--only",
+        type=lambda text: text.split(","),
+        default=list(WORKLOADS),
+        help=f"a comma-separated subset of: {', '.join(WORKLOADS)}",
+    )
     args = parser.parse_args()
+    unknown = set(args.only) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     s = sizes(args)
     began = time.monotonic()
 
@@ -601,10 +620,8 @@ def main() -> int:
         started.append(hostfit)
         bench.servers["hostfit"] = hostfit
 
-        for workload in (cached_pages, cold_pages, range_uncached, cached_file):
-            workload(bench)
-        small_pages(bench)
-        clients(bench)
+        for name in args.only:
+            WORKLOADS[name](bench)
         if s.huge_gib:
             huge_file(bench)
         bench.results.put("peak_rss_mib", "hostfit", hostfit.rss("VmHWM") / 2**20)

@@ -4,7 +4,9 @@ each encoding under its own ETag, and the cache counts every byte it holds."""
 from __future__ import annotations
 
 import gzip
+import os
 import random
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,3 +129,9 @@ def test_served_gzip_matches_its_etag_before_and_after_recompression(
         },
     )
     assert current.status_code == 304
+
+
+def test_the_recompressing_thread_yields_the_cpu_to_requests() -> None:
+    thread = render._recompress.submit(threading.get_native_id).result()
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert os.getpriority(os.PRIO_PROCESS, thread) == render.lowered(ours) > ours
