@@ -19,6 +19,9 @@
 What goes wrong on the way is translated here too, once: `upstream_errors` turns the
 httpx errors raised while talking to an upstream into `UpstreamTimeout` or
 `UpstreamError` (504 and 502), the way httpx maps its transport's errors at its boundary.
+Beneath, the async transport names a connection reset that the network library meets as an
+AttributeError (its socket gone under it, `socket_gone`) as the `httpx.ConnectError` it is,
+so that it is retried and translated like any other.
 """
 
 from __future__ import annotations
@@ -165,6 +168,12 @@ class _Routes:
             raise type(exc)(why, request=request) from exc
 
 
+def socket_gone(exc: AttributeError) -> bool:
+    """An attribute looked up on None: what the network library raises when it reads the
+    socket of a connection closed under it. Any other AttributeError is a bug, left loud."""
+    return exc.obj is None and exc.name is not None
+
+
 class AsyncOriginTransport(httpx.AsyncBaseTransport):
     def __init__(self, routes: _Routes) -> None:
         self.routes = routes
@@ -188,6 +197,15 @@ class AsyncOriginTransport(httpx.AsyncBaseTransport):
         except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
             self.routes.explained(exc, request, setting)
             raise
+        except AttributeError as exc:
+            if not socket_gone(exc):
+                raise
+            # A connection reset while httpcore sets it up: asyncio has closed the
+            # transport, whose socket is then None, and anyio's address lookup (for
+            # ``ssl_object``) reads it unguarded. Nothing was sent: a failed connection.
+            raise httpx.ConnectError(
+                f"connection lost while being set up ({exc})", request=request
+            ) from exc
 
     async def aclose(self) -> None:
         for pool in self._pools.values():

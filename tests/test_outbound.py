@@ -7,12 +7,23 @@ from __future__ import annotations
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpcore
 import httpx
 import pytest
 
 from proxy.core.origins import TLS, Outbound, UpstreamAccess, plan_origins
-from proxy.outbound import OriginRefused, async_client, environment_proxies, sync_client
+from proxy.errors import UpstreamError, UpstreamTimeout
+from proxy.outbound import (
+    AsyncOriginTransport,
+    OriginRefused,
+    async_client,
+    environment_proxies,
+    sync_client,
+    upstream_errors,
+)
+from proxy.retry import RetryingTransport
 from tests.support.forward_proxy import ForwardProxy
 from tests.support.tls import Certificates, make_certificates
 from tests.support.upstream import ServerTLS, Upstream
@@ -177,3 +188,86 @@ def test_tls_contexts_verify_and_load_the_system_store() -> None:
     paths = ssl.get_default_verify_paths()
     if paths.cafile or paths.capath:
         assert context.cert_store_stats()["x509_ca"] > 0 or paths.capath
+
+
+PAGE_URL = "http://upstream.test/simple/demo/"
+
+
+class _SocketGone(httpcore.AsyncMockStream):
+    """A connection reset as it was set up, as anyio meets it once asyncio has closed the
+    transport: the raw socket is None, and asking for any extra attribute (httpcore asks
+    for ``ssl_object``) looks up its peer name on None."""
+
+    def __init__(self, error: AttributeError) -> None:
+        super().__init__([])
+        self.error = error
+
+    def get_extra_info(self, info: str) -> Any:
+        raise self.error
+
+
+class _ResetAtSetup(httpcore.AsyncMockBackend):
+    """httpcore's network: the first ``resets`` connections are lost as they are set up,
+    the next ones answer a page."""
+
+    def __init__(self, resets: int, error: AttributeError) -> None:
+        super().__init__([b"HTTP/1.1 200 OK\r\n", b"Content-Length: 4\r\n\r\n", b"page"])
+        self.resets = resets
+        self.error = error
+
+    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        if self.resets > 0:
+            self.resets -= 1
+            return _SocketGone(self.error)
+        return await super().connect_tcp(*args, **kwargs)
+
+
+def _gone() -> AttributeError:
+    return AttributeError(
+        "'NoneType' object has no attribute 'getpeername'", name="getpeername", obj=None
+    )
+
+
+async def _no_wait(seconds: float) -> None:
+    pass
+
+
+def _client_over(backend: httpcore.AsyncNetworkBackend) -> httpx.AsyncClient:
+    """The server's client (retries around the origin transport) over ``backend``."""
+    outbound = Outbound.only(PAGE_URL)
+    origins: list[AsyncOriginTransport] = []
+
+    def wrap(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        assert isinstance(transport, AsyncOriginTransport)
+        origins.append(transport)
+        return RetryingTransport(transport, sleep=_no_wait)
+
+    client = async_client(outbound, timeout=TIMEOUT, wrap=wrap)
+    pool = origins[0]._pool(outbound.tls_for(PAGE_URL))
+    pool._pool._network_backend = backend  # httpcore's seam for the network
+    return client
+
+
+async def test_a_connection_lost_while_being_set_up_is_retried() -> None:
+    # Seen under CPU load: an upstream reset the connection before httpcore asked for its
+    # TLS object, and the AttributeError reached the app as a 500.
+    backend = _ResetAtSetup(1, _gone())
+    async with _client_over(backend) as client:
+        response = await client.get(PAGE_URL)
+    assert response.status_code == 200 and response.content == b"page"
+    assert backend.resets == 0
+
+
+async def test_connections_always_lost_while_being_set_up_are_a_named_502() -> None:
+    async with _client_over(_ResetAtSetup(10, _gone())) as client:
+        with pytest.raises(UpstreamError) as error, upstream_errors(PAGE_URL, "fetching"):
+            await client.get(PAGE_URL)
+    assert not isinstance(error.value, UpstreamTimeout)
+    assert "ConnectError: connection lost while being set up" in str(error.value)
+
+
+async def test_other_attribute_errors_stay_loud() -> None:
+    bug = AttributeError("'Stream' object has no attribute 'nope'", name="nope", obj=object())
+    async with _client_over(_ResetAtSetup(1, bug)) as client:
+        with pytest.raises(AttributeError, match="nope"):
+            await client.get(PAGE_URL)
