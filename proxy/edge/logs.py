@@ -12,8 +12,10 @@ every line that reaches it, hostfit's, uvicorn's or httpx's, gets the id of its 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import sys
 import time
 from contextvars import ContextVar
@@ -43,8 +45,16 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _timestamp(created: float) -> str:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-    return f"{stamp}.{int(created % 1 * 1000):03d}Z"
+    return f"{_second(int(created))}.{int(created % 1 * 1000):03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(second: int) -> str:
+    """Every line of one second shares its text (an access line a request)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,13 +67,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None),
-            "pid": record.process,  # which --workers process
+            "pid": os.getpid(),  # which --workers process
         }
         for key, value in _extras(record).items():
             line.setdefault(key, value)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return _ENCODER.encode(line)
 
 
 class TextFormatter(logging.Formatter):
@@ -98,4 +108,10 @@ def configure(fmt: LogFormat = "auto", stream: TextIO | None = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    # No line shows where a call was made, or the thread's or process's name: logging's
+    # documented switches spare every record finding them (an access line a request).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -23,10 +23,11 @@ services when scraped (the analysis queue).
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import httpx
@@ -36,9 +37,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.core.origins import origin_of
+from proxy.core.profile import HostProfile
 from proxy.core.redact import redact
 from proxy.edge.logs import request_id
 from proxy.edge.metrics import Metrics
+from proxy.edge.request_profile import SCOPE_KEY, request_context
 from proxy.errors import HostfitError
 
 HEADER = "X-Request-Id"
@@ -65,7 +68,7 @@ def route_templates(routes: Sequence[BaseRoute], prefix: str = "") -> dict[int, 
 def incoming_id(value: str | None) -> str:
     if value and _SANE_ID.fullmatch(value):
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # a random (version 4) UUID's entropy, in its hex form
 
 
 def agent_class(user_agent: str) -> str:
@@ -184,16 +187,23 @@ def _watching(scope: Scope, send: Send) -> Send:
 
 
 def _profile(scope: Scope, services: object) -> str:
-    """The host profile the request told (URL, header, User-Agent), for index routes."""
-    default = getattr(services, "default_profile", None)
-    if default is None or not scope["path"].startswith(("/simple/", "/files/", "/p/")):
-        return ""
-    from proxy.edge.request_profile import request_context
+    """The host profile the request told (URL, header, User-Agent), for index routes:
+    the one its route read (`request_context` leaves it in the scope), else read here."""
+    ctx = scope.get(SCOPE_KEY)
+    if ctx is None:
+        default = getattr(services, "default_profile", None)
+        if default is None or not scope["path"].startswith(("/simple/", "/files/", "/p/")):
+            return ""
+        try:
+            ctx = request_context(Request(scope), default)
+        except HostfitError:
+            return ""
+    return _shown(ctx.profile)
 
-    try:
-        profile = request_context(Request(scope), default).profile
-    except HostfitError:
-        return ""
+
+@functools.lru_cache(maxsize=4096)
+def _shown(profile: HostProfile) -> str:
+    """A fleet has few profiles: each one's text is made once, not on every access line."""
     return ",".join(f"{k}={v}" for k, v in profile.values().items())
 
 

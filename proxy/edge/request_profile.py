@@ -30,17 +30,26 @@ MEMO_ENTRIES = 4096
 MEMO_MAX_CHARS = 2048
 
 
+# Where the request's context is left in its ASGI scope, for the access log to show.
+SCOPE_KEY = "hostfit.context"
+
+
 def request_context(request: Request, default: HostProfile) -> Context:
     """Raises `BadRequest` for a malformed profile in the URL or header."""
-    if request.scope["path"].startswith("/universal/"):
-        return UNIVERSAL
-    in_url = request.path_params.get("profile")
-    header = request.headers.get(PROFILE_HEADER)
-    user_agent = request.headers.get("user-agent")
-    told = (in_url, header, user_agent)
-    if sum(len(text) for text in told if text) > MEMO_MAX_CHARS:
-        return _context(in_url, header, user_agent, default)
-    return _remembered(in_url, header, user_agent, default)
+    scope = request.scope
+    if scope["path"].startswith("/universal/"):
+        ctx = UNIVERSAL
+    else:
+        in_url = request.path_params.get("profile")
+        header = request.headers.get(PROFILE_HEADER)
+        user_agent = request.headers.get("user-agent")
+        told = (in_url, header, user_agent)
+        if sum(len(text) for text in told if text) > MEMO_MAX_CHARS:
+            ctx = _context(in_url, header, user_agent, default)
+        else:
+            ctx = _remembered(in_url, header, user_agent, default)
+    scope[SCOPE_KEY] = ctx
+    return ctx
 
 
 def _context(
