@@ -47,6 +47,12 @@ def quality(params: list[str]) -> float:
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
+    if accept_encoding is not None and len(accept_encoding) <= MEMO_MAX_CHARS:
+        return _gzip_remembered(accept_encoding)
+    return _accepts_gzip(accept_encoding)
+
+
+def _accepts_gzip(accept_encoding: str | None) -> bool:
     for item in (accept_encoding or "").split(","):
         coding, *params = (part.strip() for part in item.split(";"))
         if coding.lower() in ("gzip", "x-gzip", "*"):
@@ -108,3 +114,4 @@ def _choose(accept: str) -> str:
 # one: remembered (a refusal is not). Long headers are not, so the memo stays small.
 MEMO_MAX_CHARS = 512
 _remembered = functools.lru_cache(maxsize=256)(_choose)
+_gzip_remembered = functools.lru_cache(maxsize=256)(_accepts_gzip)

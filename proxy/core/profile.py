@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Generic, Literal, TypeVar
 
 from packaging.tags import INTERPRETER_SHORT_NAMES
@@ -61,6 +61,22 @@ class HostProfile:
     cuda: Fact[tuple[int, int] | None] | None = None
     sms: Fact[tuple[tuple[int, int], ...]] | None = None
     isa: Fact[int] | None = None
+    # Worked out once: a profile keys several caches on every request, and hashing the
+    # nested facts anew each time was a measurable share of a cached page's cost.
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+    _known: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        facts = tuple(getattr(self, name) for name in _FIELD_NAMES)
+        object.__setattr__(self, "_hash", hash(facts))
+        object.__setattr__(self, "_known", any(fact is not None for fact in facts))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[HostProfile], tuple[Any, ...]]:
+        # Rebuilt through __init__: a str's hash differs between processes.
+        return HostProfile, tuple(getattr(self, name) for name in _FIELD_NAMES)
 
     def values(self) -> dict[str, str]:
         """Known facts as profile-string values, keyed by profile key."""
@@ -87,7 +103,7 @@ class HostProfile:
         return ",".join(f"{k}={v}" for k, v in sorted(self.values().items()) if k in wanted)
 
     def __bool__(self) -> bool:
-        return any(getattr(self, name) is not None for name in _FIELD_NAMES)
+        return self._known
 
 
 def _all_keys(profile: HostProfile) -> str:
@@ -97,17 +113,17 @@ def _all_keys(profile: HostProfile) -> str:
 # Asked of the same few profiles on every request (cache keys): remembered. A profile is
 # a frozen value, so its string never changes.
 _canonical = functools.lru_cache(maxsize=4096)(_all_keys)
-_FIELD_NAMES = tuple(f.name for f in fields(HostProfile))
+_FIELD_NAMES = tuple(f.name for f in fields(HostProfile) if f.compare)
 
 
 def merge(*profiles: HostProfile) -> HostProfile:
     """Combine profiles given in order of precedence: per fact, the first that knows wins."""
     chosen: dict[str, object] = {}
-    for f in fields(HostProfile):
+    for name in _FIELD_NAMES:
         for profile in profiles:
-            fact = getattr(profile, f.name)
+            fact = getattr(profile, name)
             if fact is not None:
-                chosen[f.name] = fact
+                chosen[name] = fact
                 break
     return HostProfile(**chosen)  # type: ignore[arg-type]
 

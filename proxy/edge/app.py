@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import re
@@ -77,6 +78,12 @@ def _prefix(request: Request) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=256)
+def _upstream_header(upstream: str) -> str:
+    """Configured upstreams are few: each one's redacted ASCII text is made once."""
+    return redact(upstream).encode("ascii", "replace").decode()
+
+
 def _etag_matches(header: str | None, *etags: str) -> bool:
     if not header:
         return False
@@ -121,7 +128,7 @@ async def simple_project(request: Request) -> Response:
     headers = {
         "Vary": vary(request),
         "Cache-Control": f"max-age={max_age}, public",
-        UPSTREAM_HEADER: redact(page.upstream).encode("ascii", "replace").decode(),
+        UPSTREAM_HEADER: _upstream_header(page.upstream),
     }
     if page.warning:
         headers["Warning"] = page.warning

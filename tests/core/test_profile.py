@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pickle
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -170,3 +172,17 @@ def test_any_profile_survives_its_string(profile: HostProfile) -> None:
     text = profile.to_string()
     if len(text) <= MAX_PROFILE_LENGTH:
         assert parse_profile(text, "url") == profile
+
+
+def test_a_profile_hashes_and_compares_by_its_facts_alone() -> None:
+    one = parse_profile("libc=glibc-2.17,python=3.11,sm=8.0", "url")
+    other = merge(
+        parse_profile("python=3.11", "url"), parse_profile("libc=glibc-2.17,sm=8.0", "url")
+    )
+    copied = pickle.loads(pickle.dumps(one))
+    assert one == other == copied
+    assert hash(one) == hash(other) == hash(copied)
+    assert len({one, other, copied}) == 1
+    assert one != parse_profile("libc=glibc-2.17,python=3.11,sm=8.0", "header")  # sources count
+    assert bool(one) and not bool(HostProfile()) and not bool(merge(HostProfile()))
+    assert "_hash" not in repr(one)
