@@ -47,7 +47,7 @@ from proxy.edge.index import UNIVERSAL, Context
 from proxy.edge.observe import Observe
 from proxy.edge.render import Rendered, render_page
 from proxy.edge.request_profile import request_context, vary
-from proxy.edge.responses import BlobResponse, DownloadResponse
+from proxy.edge.responses import BlobResponse, DownloadResponse, PageResponse
 from proxy.edge.rules_loader import watch_rules
 from proxy.edge.services import Services, open_services
 from proxy.edge.stores.blobs import OpenBlob
@@ -142,7 +142,7 @@ async def simple_project(request: Request) -> Response:
         return Response(status_code=304, headers=headers)
     if gzip_ok:
         headers["Content-Encoding"] = "gzip"
-    return Response(body, media_type=_content_type(media), headers=headers)
+    return PageResponse(body, media_type=_content_type(media), headers=headers)
 
 
 async def variants_json(request: Request) -> Response:
