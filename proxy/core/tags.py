@@ -12,6 +12,7 @@ per platform, so the pairs found there are exactly those allowed on each real on
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -57,7 +58,10 @@ class ClientTags:
         return not self.impl_known and not tag.interpreter.startswith(("cp", "py"))
 
 
+@functools.lru_cache(maxsize=256)
 def client_tags(profile: HostProfile) -> ClientTags:
+    """Remembered: a fleet has few profiles, and every gated download asks again
+    (hundreds of tags for a CPython host)."""
     platforms = None
     if profile.arch is not None and profile.libc is not None:
         platforms = tuple(linux_platforms(profile.arch.value, profile.libc.value))

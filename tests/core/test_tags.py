@@ -155,3 +155,11 @@ def test_linux_platforms(arch: str, libc: str, expected: list[str]) -> None:
     profile = parse_profile(f"libc={libc}", "url")
     assert profile.libc is not None
     assert list(linux_platforms(arch, profile.libc.value)) == expected
+
+
+def test_a_profiles_tags_are_worked_out_once() -> None:
+    # Every gated download asks for them: hundreds of tags for a CPython host.
+    text = "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.17"
+    first = client_tags(parse_profile(text, "url"))
+    assert len(first.tags) > 400
+    assert client_tags(parse_profile(text, "url")) is first
