@@ -30,6 +30,9 @@ from proxy.errors import IntegrityError, NotFound, UpstreamError, UpstreamTimeou
 from proxy.outbound import upstream_errors
 
 HASHES_KEPT = 100_000  # metadata digests by wheel sha256; the store has them all
+# METADATA files held in memory by wheel sha256 (a wheel's never changes): uv asks for
+# every pin's at once, and a read from the blob cache is a thread hop each.
+MEMORY_BYTES = 32 * 1024 * 1024
 PROJECTS_KEPT = 65_536
 
 
@@ -48,6 +51,7 @@ class MetadataService:
         self.client = client
         self.store = store
         self._hashes: LRU[str, str] = LRU(HASHES_KEPT)
+        self._data: LRU[str, bytes] = LRU(MEMORY_BYTES, weigh=len)
         self._making: Flights[str, bytes] = Flights()
         self._generations: Generations[str] = Generations(PROJECTS_KEPT)
 
@@ -99,13 +103,17 @@ class MetadataService:
         await self._making.close()
 
     async def _held(self, sha256: str) -> bytes | None:
+        data = self._data.get(sha256)
+        if data is not None:
+            return data
         known = self._hashes.get(sha256) or await self._stored_hash(sha256)
         if known and self.blobs.has(known):
             try:
-                return await asyncio.to_thread(self.blobs.path(known).read_bytes)
+                data = await asyncio.to_thread(self.blobs.path(known).read_bytes)
             except FileNotFoundError:
-                pass  # evicted since the look: made again
-        return None
+                return None  # evicted since the look: made again
+            self._data.put(sha256, data)
+        return data
 
     async def _make(self, file: File, project: str) -> bytes:
         sha256 = file.sha256 or ""
@@ -117,6 +125,7 @@ class MetadataService:
         digest = await self.blobs.put_bytes(data)
         await self.store.set(keys.metadata(sha256), digest.encode())
         self._hashes.put(sha256, digest)
+        self._data.put(sha256, data)
         self._generations.move(project)
         return data
 

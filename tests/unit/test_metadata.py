@@ -153,3 +153,21 @@ async def test_upstream_failures_become_upstream_errors(
     with pytest.raises(UpstreamError, match=said):
         await open_service().get(file, "demo")
     assert store.keys("metadata:") == []
+
+
+async def test_metadata_served_once_is_answered_from_memory(
+    index: FakeIndex, open_service: Open, blobs: BlobStore, wheel: Listed
+) -> None:
+    expected = metadata_of(wheel)
+    digest = hashlib.sha256(expected).hexdigest()
+    file = entry(index, wheel, offered=digest)
+    service = open_service()
+    assert await service.get(file, "demo") == expected
+    # The blob cache loses the file: a wheel's METADATA never changes, so what this
+    # service holds in memory still answers, with no thread hop and no upstream fetch.
+    blobs.path(digest).unlink()
+    assert await service.get(file, "demo") == expected
+    assert index.count(".metadata") == 1
+    # Another replica has no copy in memory: it makes the metadata again.
+    assert await open_service().get(file, "demo") == expected
+    assert index.count(".metadata") == 2
