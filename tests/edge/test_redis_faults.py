@@ -129,9 +129,15 @@ def test_frozen_or_killed_redis_under_running_replicas(
                 assert spent[0][0] < baseline + 2.0, shown  # found out within a socket timeout
                 added = [t - baseline for t, _ in spent[1:]]  # then Redis costs next to nothing
                 assert statistics.median(added) < 0.25 and max(added) < 0.9, shown
-                ready_time, ready = get(proxy, "readyz")
-                assert ready.status_code == 503 and ready_time < 0.5
-                assert "redis unavailable" in ready.text
+                # Not ready, and said at once while the circuit is open; a probe of
+                # Redis (the circuit half open) waits one socket timeout (0.5 s). So: the
+                # median of a few answers is quick, none waits past a socket timeout.
+                readies = [get(proxy, "readyz") for _ in range(5)]
+                shown_ready = [(round(t, 3), r.status_code, r.text) for t, r in readies]
+                assert all(r.status_code == 503 for _, r in readies), shown_ready
+                assert all("unavailable" in r.text for _, r in readies), shown_ready
+                assert statistics.median(t for t, _ in readies) < 0.25, shown_ready
+                assert max(t for t, _ in readies) < 0.5 + 0.9, shown_ready
 
             server.resume()
             for proxy in replicas:
