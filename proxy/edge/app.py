@@ -29,6 +29,7 @@ from starlette.responses import (
     Response,
 )
 from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from proxy.core.explain import explanation_html
 from proxy.core.models import File, Page
@@ -46,8 +47,14 @@ from proxy.edge.gc_tuning import tuned_gc
 from proxy.edge.index import UNIVERSAL, Context
 from proxy.edge.observe import Observe
 from proxy.edge.render import Rendered, render_page
-from proxy.edge.request_profile import request_context, vary
-from proxy.edge.responses import BlobResponse, DownloadResponse, PageResponse
+from proxy.edge.request_profile import (
+    PROFILE_HEADER,
+    request_context,
+    scope_context,
+    scope_vary,
+    vary,
+)
+from proxy.edge.responses import BlobResponse, DownloadResponse, send_page
 from proxy.edge.rules_loader import watch_rules
 from proxy.edge.services import Services, open_services
 from proxy.edge.stores.blobs import OpenBlob
@@ -110,39 +117,77 @@ def _content_type(media: str) -> str:
     return f"{media}; charset=utf-8" if media == HTML_LEGACY else media
 
 
-async def simple_project(request: Request) -> Response:
-    services = _services(request)
-    raw = request.path_params["project"]
-    name = normalize_project(raw)
-    if name != raw or not request.scope["path"].endswith("/"):
-        target = f"{_prefix(request)}/simple/{name}/"
-        if request.url.query:
-            target += f"?{request.url.query}"
-        return RedirectResponse(target, status_code=301)
-    media = negotiate(request.headers.get("accept"), _format_param(request))
-    ctx = request_context(request, services.default_profile)
-    page = await services.index.page(name, ctx)
-    services.fleet.saw(name, ctx)
-    rendered = await _rendered(services, page, ctx, media)
-    max_age = PROVISIONAL_MAX_AGE if page.provisional else PAGE_MAX_AGE
-    headers = {
-        "Vary": vary(request),
-        "Cache-Control": f"max-age={max_age}, public",
-        UPSTREAM_HEADER: _upstream_header(page.upstream),
-    }
-    if page.warning:
-        headers["Warning"] = page.warning
-        services.metrics.stale_pages.inc()
-    gzip_ok = accepts_gzip(request.headers.get("accept-encoding"))
-    # Bytes and tag read together: a better gzip encoding may land between two reads.
-    body, etag = rendered.gzip() if gzip_ok else (rendered.body, rendered.etag)
-    headers["ETag"] = etag
-    if _etag_matches(request.headers.get("if-none-match"), etag):
-        services.metrics.page_not_modified.inc()
-        return Response(status_code=304, headers=headers)
-    if gzip_ok:
-        headers["Content-Encoding"] = "gzip"
-    return PageResponse(body, media_type=_content_type(media), headers=headers)
+# The request headers a project page reads, found in one pass over the raw list.
+_PAGE_HEADERS = {
+    b"accept": "accept",
+    b"accept-encoding": "accept-encoding",
+    b"if-none-match": "if-none-match",
+    b"user-agent": "user-agent",
+    PROFILE_HEADER.encode(): PROFILE_HEADER,
+}
+
+
+class ProjectPage:
+    """``/simple/<project>/``, the route of nearly every installer request, as a plain
+    ASGI app: the few request headers it reads are found in one pass and the response
+    goes out as raw headers, with no Starlette Request or Response object made (they
+    were about a fifth of a cached page's cost). Its errors reach the app's one error
+    mapping (`hostfit_error`) like any route's."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services: Services = scope["app"].state.services
+        raw = scope["path_params"]["project"]
+        name = normalize_project(raw)
+        if name != raw or not scope["path"].endswith("/"):
+            request = Request(scope, receive)
+            target = f"{_prefix(request)}/simple/{name}/"
+            if request.url.query:
+                target += f"?{request.url.query}"
+            await RedirectResponse(target, status_code=301)(scope, receive, send)
+            return
+        told: dict[str, str] = {}
+        for key, value in scope["headers"]:
+            wanted = _PAGE_HEADERS.get(key.lower())
+            if wanted is not None and wanted not in told:
+                told[wanted] = value.decode("latin-1")
+        query = scope["query_string"]
+        media = negotiate(
+            told.get("accept"), Request(scope).query_params.get("format") if query else None
+        )
+        ctx = scope_context(
+            scope, told.get(PROFILE_HEADER), told.get("user-agent"), services.default_profile
+        )
+        page = await services.index.page(name, ctx)
+        services.fleet.saw(name, ctx)
+        rendered = await _rendered(services, page, ctx, media)
+        max_age = PROVISIONAL_MAX_AGE if page.provisional else PAGE_MAX_AGE
+        gzip_ok = accepts_gzip(told.get("accept-encoding"))
+        # Bytes and tag read together: a better gzip encoding may land between two reads.
+        body, etag = rendered.gzip() if gzip_ok else (rendered.body, rendered.etag)
+        headers = [
+            (b"vary", scope_vary(scope).encode()),
+            (b"cache-control", _CACHE_CONTROL[max_age]),
+            (UPSTREAM_HEADER.lower().encode(), _upstream_header(page.upstream).encode()),
+            (b"etag", etag.encode()),
+        ]
+        if page.warning:
+            headers.append((b"warning", page.warning.encode("latin-1")))
+            services.metrics.stale_pages.inc()
+        if _etag_matches(told.get("if-none-match"), etag):
+            services.metrics.page_not_modified.inc()
+            await send_page(send, 304, headers, b"")
+            return
+        headers.append((b"content-type", _content_type(media).encode()))
+        if gzip_ok:
+            headers.append((b"content-encoding", b"gzip"))
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send_page(send, 200, headers, body)
+
+
+_CACHE_CONTROL = {
+    age: f"max-age={age}, public".encode() for age in (PAGE_MAX_AGE, PROVISIONAL_MAX_AGE)
+}
+simple_project = ProjectPage()
 
 
 async def variants_json(request: Request) -> Response:

@@ -12,6 +12,7 @@ import functools
 import logging
 
 from starlette.requests import Request
+from starlette.types import Scope
 
 from proxy.core.profile import HostProfile, merge, parse_profile
 from proxy.core.useragent import parse_user_agent
@@ -36,13 +37,20 @@ SCOPE_KEY = "hostfit.context"
 
 def request_context(request: Request, default: HostProfile) -> Context:
     """Raises `BadRequest` for a malformed profile in the URL or header."""
-    scope = request.scope
+    headers = request.headers
+    return scope_context(
+        request.scope, headers.get(PROFILE_HEADER), headers.get("user-agent"), default
+    )
+
+
+def scope_context(
+    scope: Scope, header: str | None, user_agent: str | None, default: HostProfile
+) -> Context:
+    """`request_context` from the ASGI scope and the two headers it reads."""
     if scope["path"].startswith("/universal/"):
         ctx = UNIVERSAL
     else:
-        in_url = request.path_params.get("profile")
-        header = request.headers.get(PROFILE_HEADER)
-        user_agent = request.headers.get("user-agent")
+        in_url = scope.get("path_params", {}).get("profile")
         told = (in_url, header, user_agent)
         if sum(len(text) for text in told if text) > MEMO_MAX_CHARS:
             ctx = _context(in_url, header, user_agent, default)
@@ -77,6 +85,10 @@ def _locks(subcommand: tuple[str, ...]) -> bool:
 
 
 def vary(request: Request) -> str:
-    if "profile" in request.path_params or request.scope["path"].startswith("/universal/"):
+    return scope_vary(request.scope)
+
+
+def scope_vary(scope: Scope) -> str:
+    if "profile" in scope.get("path_params", {}) or scope["path"].startswith("/universal/"):
         return VARY_FIXED
     return VARY_FILTERED
