@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from proxy.edge.stores.blobs import BlobStore
 
 
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
@@ -48,6 +51,7 @@ def multiprocess_dir() -> str | None:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], object] = {}
         self.live = CollectorRegistry()
         self.page_not_modified = Counter(
             "hostfit_page_not_modified", "Page requests answered 304", registry=self.registry
@@ -112,8 +116,6 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
-        # labels() takes a lock and builds a key: once per reason kind, not per page served.
-        self._hidden_by: dict[str, Counter] = {}
         self.stale_pages = Counter(
             "hostfit_stale_pages_served",
             "Project pages served from the cache because their upstream failed",
@@ -156,10 +158,17 @@ class Metrics:
         """One filtered page served: its hidden files, by reason kind
         (`proxy.core.decide.hidden_by_kind`, counted once per decision)."""
         for kind, count in kinds.items():
-            child = self._hidden_by.get(kind)
-            if child is None:
-                child = self._hidden_by[kind] = self.hidden.labels(reason=kind)
-            child.inc(count)
+            self.labelled(self.hidden, kind).inc(count)
+
+    def labelled(self, metric: M, *values: str) -> M:
+        """``metric.labels(*values)``, remembered: labels() takes a lock and builds a key,
+        and the hot paths ask for the same few children on every request. Bounded by
+        the label values hostfit uses (routes, statuses, reason kinds)."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return cast(M, child)
 
     def watch_counts(self, name: str, doc: str, label: str, counts: Mapping[str, int]) -> None:
         """A counter kept by a component as a mapping of label value -> count."""

@@ -31,7 +31,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import httpx
-from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -85,9 +84,6 @@ class Observe:
         self.app = app
         self.templates = route_templates(routes)
         self.access = access
-        # (route, status) -> the metrics' labelled children: labels() takes a lock and
-        # builds a key on every call, three times a request. Bounded: routes and statuses.
-        self._children: dict[tuple[str, int], tuple[Metrics, Counter, Histogram, Counter]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -130,19 +126,9 @@ class Observe:
         services = getattr(getattr(app, "state", None), "services", None)
         metrics: Metrics | None = getattr(services, "metrics", None)
         if metrics is not None:
-            children = self._children.get((route, status))
-            if children is None or children[0] is not metrics:
-                children = (
-                    metrics,
-                    metrics.responses.labels(route=route, status=str(status)),
-                    metrics.request_seconds.labels(route=route),
-                    metrics.response_bytes.labels(route=route),
-                )
-                self._children[route, status] = children
-            _, responses, request_seconds, response_bytes = children
-            responses.inc()
-            request_seconds.observe(seconds)
-            response_bytes.inc(sent)
+            metrics.labelled(metrics.responses, route, str(status)).inc()
+            metrics.labelled(metrics.request_seconds, route).observe(seconds)
+            metrics.labelled(metrics.response_bytes, route).inc(sent)
         if not self.access:
             return
         agent = agent_class(headers.get(b"user-agent", b"").decode("latin-1"))

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.analysis.bounds import Budget, Unanalysable
-from proxy.analysis.deflate_cursors import SNAPSHOT_EVERY
+from proxy.analysis.deflate_cursors import MAX_INPUT, SNAPSHOT_EVERY
 from proxy.analysis.far_entries import FAR_READS, FarReadTuning
 from proxy.analysis.member import CHUNK, DEFLATED, STORED, MemberReader
 
@@ -53,7 +53,14 @@ def reader(
 
 
 def member_over(
-    source: io.BytesIO, compressed_size: int, size: int, budget: Budget | None = None
+    source: io.BytesIO,
+    compressed_size: int,
+    size: int,
+    budget: Budget | None = None,
+    *,
+    far: bool = True,
+    tuning: FarReadTuning = FAR_READS,
+    max_input: int = MAX_INPUT,
 ) -> MemberReader:
     """A deflated member that is all of ``source``."""
     return MemberReader(
@@ -64,6 +71,9 @@ def member_over(
         size=size,
         method=DEFLATED,
         budget=budget or Budget(1 << 40),
+        far=far,
+        tuning=tuning,
+        max_input=max_input,
     )
 
 
@@ -208,16 +218,7 @@ def test_far_reads_match_forward_reads_everywhere() -> None:
 def test_far_reads_follow_their_tuning(tuning: FarReadTuning, goes_far: bool) -> None:
     data = elf_like(6 * MiB, seed=9)
     stored = deflated(data)
-    member = MemberReader(
-        io.BytesIO(stored),
-        name="m",
-        data_offset=0,
-        compressed_size=len(stored),
-        size=len(data),
-        method=DEFLATED,
-        budget=Budget(1 << 40),
-        tuning=tuning,
-    )
+    member = member_over(io.BytesIO(stored), len(stored), len(data), tuning=tuning)
     assert member.read_at(len(data) - 100, 100) == data[-100:]
     assert member.went_far is goes_far
 
@@ -318,16 +319,7 @@ def test_reading_past_what_the_data_holds_is_refused_every_time() -> None:
     signal.signal(signal.SIGALRM, _hung)
     try:
         for compressed, size, offset in cases:
-            member = MemberReader(
-                io.BytesIO(compressed),
-                name="m",
-                data_offset=0,
-                compressed_size=len(compressed),
-                size=size,
-                method=DEFLATED,
-                budget=Budget(1 << 40),
-                far=False,
-            )
+            member = member_over(io.BytesIO(compressed), len(compressed), size, far=False)
             for _ in range(2):
                 signal.alarm(60)
                 with pytest.raises(Unanalysable):

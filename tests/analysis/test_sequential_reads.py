@@ -5,27 +5,16 @@ from __future__ import annotations
 
 import os
 
-from proxy.analysis.bounds import Budget, MiB
+from proxy.analysis.bounds import MiB
 from proxy.analysis.deflate_cursors import MAX_INPUT, SEQUENTIAL_INPUT
-from proxy.analysis.member import DEFLATED, MemberReader
-from tests.analysis.test_member import CountingSource, deflated, elf_like
+from tests.analysis.test_member import CountingSource, deflated, elf_like, member_over
 
 
 def walked(data: bytes, max_input: int) -> CountingSource:
     """The source after reading ``data``, deflated, from its start to its end in order."""
     stored = deflated(data)
     source = CountingSource(stored)
-    member = MemberReader(
-        source,
-        name="m",
-        data_offset=0,
-        compressed_size=len(stored),
-        size=len(data),
-        method=DEFLATED,
-        budget=Budget(1 << 40),
-        far=False,
-        max_input=max_input,
-    )
+    member = member_over(source, len(stored), len(data), far=False, max_input=max_input)
     for offset in range(0, len(data), 64 * 1024):
         assert member.read_at(offset, 64) == data[offset : offset + 64]
     return source

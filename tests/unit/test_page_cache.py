@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable
 
 import httpx
 import pytest
@@ -231,6 +232,15 @@ class HeldStore(MemoryStore):
         await super().set(key, value, ttl)
 
 
+async def held_until_released(store: HeldStore, waiting: Awaitable[None]) -> None:
+    """``waiting`` is still waiting for the held write; released, it ends."""
+    task = asyncio.ensure_future(waiting)
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    store.release.set()
+    await asyncio.wait_for(task, 5)
+
+
 async def test_the_answer_does_not_wait_for_the_store_and_close_does(
     index: FakeIndex, client: httpx.AsyncClient, clock: Clock, wheels: Wheels
 ) -> None:
@@ -240,11 +250,7 @@ async def test_the_answer_does_not_wait_for_the_store_and_close_does(
     page = await asyncio.wait_for(pages.page(DEMO, UNIVERSAL), 5)
     assert [f.filename for f in page.files] == [wheels.demo_1.name]
     assert store.keys("page:") == []
-    closing = asyncio.create_task(pages.close())
-    await asyncio.sleep(0.05)
-    assert not closing.done()
-    store.release.set()
-    await asyncio.wait_for(closing, 5)
+    await held_until_released(store, pages.close())
     assert len(store.keys("page:")) == 1
 
 
@@ -255,11 +261,7 @@ async def test_a_purge_waits_for_the_write_it_would_otherwise_undo(
     store = HeldStore(clock)
     pages = cache(index, client, store, clock)
     await pages.page(DEMO, UNIVERSAL)
-    purging = asyncio.create_task(pages.purge(DEMO))
-    await asyncio.sleep(0.05)
-    assert not purging.done()
-    store.release.set()
-    await asyncio.wait_for(purging, 5)
+    await held_until_released(store, pages.purge(DEMO))
     await pages.close()
     assert store.keys("page:") == []
 
