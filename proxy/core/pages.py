@@ -9,17 +9,22 @@ file name (``/``, ``\\``, NUL and other control characters, ``.``, ``..``), whos
 is not a hex digest, or that is not a file object at all is left off, and described in
 ``dropped`` when the caller passes a list. Rendering escapes every upstream text (HTML
 attributes and text; JSON strings), so nothing upstream sends becomes markup.
+
+JSON pages are read and written with orjson: writing a 5 MB page takes json.dumps
+about 40 ms and orjson 3, on the path of a client waiting for a cold page; and orjson
+refuses text json.loads lets through (lone surrogates, NaN) that could not be written
+back as UTF-8 JSON.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
+import orjson
 from packaging.utils import canonicalize_name
 
 from proxy.core.anchors import Extracted, extract
@@ -125,47 +130,69 @@ def _keep(file: File, dropped: list[str] | None) -> bool:
 
 def parse_json_page(body: bytes, page_url: str, dropped: list[str] | None = None) -> Page:
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise PageError(f"invalid JSON page: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         raise PageError("JSON page has no 'files' list")
     name = data.get("name")
     if not isinstance(name, str):
         raise PageError("JSON page has no 'name'")
-    files = []
+    files: list[File] = []
+    keep = files.append
     resolve = Resolver(page_url)
+    joined, plain, hexdigest = resolve.fast, _PLAIN_FILENAME.fullmatch, _SHA256.fullmatch
+    # Each entry belongs to this parse alone: what is left of it is ``extra``, uncopied.
     for item in data["files"]:
-        file = _json_file(item, resolve, dropped)
+        if item.__class__ is dict:
+            filename, url = item.pop("filename", None), item.pop("url", None)
+            hashes = item.pop("hashes", {})
+            if (  # the usual entry, in one test: a big page has 10,000 of them
+                filename.__class__ is str
+                and url.__class__ is str
+                and hashes.__class__ is dict
+                and len(hashes) == 1
+                and (digest := hashes.get("sha256")).__class__ is str
+                and hexdigest(digest)
+                and plain(filename)
+                and filename not in (".", "..")
+                and (link := joined(url)) is not None
+            ):
+                keep(File(filename, link, hashes, item))
+                continue
+            file = _json_file(item, filename, url, hashes, resolve, dropped)
+        else:
+            file = _not_a_file(None, dropped)
         if file is not None and _keep(file, dropped):
-            files.append(file)
+            keep(file)
     meta = {k: v for k, v in data.items() if k not in ("name", "files")}
     return Page(name=canonicalize_name(name), files=tuple(files), meta=meta)
 
 
-def _json_file(item: Any, resolve: Resolver, dropped: list[str] | None) -> File | None:
-    if isinstance(item, dict):
-        filename, url, hashes = item.get("filename"), item.get("url"), item.get("hashes", {})
-        if isinstance(filename, str) and isinstance(url, str) and isinstance(hashes, dict):
-            # The entry belongs to this parse alone: what is left of it is ``extra``, uncopied.
-            extra = item
-            del extra["filename"], extra["url"]
-            extra.pop("hashes", None)
-            digest = hashes.get("sha256")
-            if len(hashes) == 1 and digest.__class__ is str:
-                hashes["sha256"] = digest.lower()  # the usual entry, lowered in place
-            else:
-                hashes = {str(k).lower(): str(v).lower() for k, v in hashes.items()}
-            return File(filename, resolve(url), hashes, extra)
+def _json_file(
+    item: dict[str, Any],
+    filename: object,
+    url: object,
+    hashes: object,
+    resolve: Resolver,
+    dropped: list[str] | None,
+) -> File | None:
+    if isinstance(filename, str) and isinstance(url, str) and isinstance(hashes, dict):
+        hashes = {str(k).lower(): str(v).lower() for k, v in hashes.items()}
+        return File(filename, resolve(url), hashes, item)
+    return _not_a_file(filename, dropped)
+
+
+def _not_a_file(filename: object, dropped: list[str] | None) -> File | None:
+    """None, having said why in ``dropped``."""
     if dropped is not None:
-        shown = item.get("filename") if isinstance(item, dict) else None
-        dropped.append(f"{_shown(shown)}: not a file entry with filename, url and hashes")
+        dropped.append(f"{_shown(filename)}: not a file entry with filename, url and hashes")
     return None
 
 
 def parse_json_root(body: bytes) -> ProjectList:
     try:
-        data = json.loads(body)
+        data = orjson.loads(body)
         projects = data["projects"]
         names = tuple(str(p["name"]) for p in projects)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
@@ -282,7 +309,7 @@ def render_json_entries(page: Page, files: list[dict[str, Any]]) -> bytes:
     data.update(page.meta)
     data["name"] = page.name
     data["files"] = files
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(data)
 
 
 def _attr(name: str, value: str) -> str:
@@ -341,7 +368,7 @@ def render_json_root(projects: ProjectList) -> bytes:
     data: dict[str, Any] = {"meta": {"api-version": "1.0"}}
     data.update(projects.meta)
     data["projects"] = [{"name": n} for n in projects.names]
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(data)
 
 
 def render_html_root(projects: ProjectList) -> bytes:

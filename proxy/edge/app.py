@@ -219,8 +219,7 @@ async def _rendered(services: Services, page: Page, ctx: Context, media: str) ->
     rendered = services.renders.get(key)
     if rendered is not None:
         return rendered
-    wheels = [f for f in page.files if f.is_wheel and not f.lists_metadata]
-    hashes = await services.metadata.known_hashes(wheels)
+    hashes = services.metadata.advertised(page)
     body = await asyncio.to_thread(render_page, page, media, hashes)
     return services.renders.put(key, lambda: body)
 

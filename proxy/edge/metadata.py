@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, cast
@@ -19,7 +20,7 @@ import httpx
 from proxy.analysis.metadata import read_metadata
 from proxy.analysis.remote import RemoteFile
 from proxy.core.lru import LRU, Generations
-from proxy.core.models import File
+from proxy.core.models import File, Page
 from proxy.core.origins import Outbound
 from proxy.edge.files import FileService
 from proxy.edge.flight import Flights
@@ -28,6 +29,8 @@ from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.state import StateStore
 from proxy.errors import IntegrityError, NotFound, UpstreamError, UpstreamTimeout
 from proxy.outbound import upstream_errors
+
+log = logging.getLogger("hostfit.metadata")
 
 HASHES_KEPT = 100_000  # metadata digests by wheel sha256; the store has them all
 # METADATA files held in memory by wheel sha256 (a wheel's never changes): uv asks for
@@ -54,10 +57,48 @@ class MetadataService:
         self._data: LRU[str, bytes] = LRU(MEMORY_BYTES, weigh=len)
         self._making: Flights[str, bytes] = Flights()
         self._generations: Generations[str] = Generations(PROJECTS_KEPT)
+        self._looking: Flights[tuple[str, str], None] = Flights()
+        self._looked: LRU[tuple[str, str], bool] = LRU(PROJECTS_KEPT)
 
     def generation(self, project: str) -> int:
         """Changes whenever a new metadata digest of one of the project's wheels is learnt."""
         return self._generations[project]
+
+    def advertised(self, page: Page) -> dict[str, str]:
+        """Metadata digests to advertise on ``page`` (by wheel sha256): those in memory.
+
+        A cold page's client is not kept waiting for the state store (a 10,000-wheel page
+        is a 10,000-key read); the store is asked for the rest behind the answer, once per
+        page revision, and what it knows moves the project's generation, so the next
+        rendering advertises it. Until then such a wheel's metadata is advertised without
+        its hash (PEP 714 allows it), and served all the same."""
+        known = {}
+        remembered = self._hashes.peek
+        for f in page.files:
+            sha256 = f.hashes.get("sha256")
+            if sha256 is not None:
+                digest = remembered(sha256)
+                if digest is not None:
+                    known[sha256] = digest
+        looked = (page.name, page.revision)
+        if self._looked.peek(looked) is None:
+            self._looked.put(looked, True)
+            self._looking.start(looked, lambda: self._look_up(page, known))
+        return known
+
+    async def _look_up(self, page: Page, known: Mapping[str, str]) -> None:
+        wheels = [
+            f
+            for f in page.files
+            if f.is_wheel and not f.lists_metadata and (f.sha256 or "") not in known
+        ]
+        try:
+            found = await self.known_hashes(wheels)
+        except Exception as exc:  # the page was answered; advertised without hashes
+            log.warning("metadata digests of %s not looked up: %s", page.name, exc)
+            return
+        if found:
+            self._generations.move(page.name)
 
     async def known_hashes(self, wheels: Sequence[File]) -> Mapping[str, str]:
         """Metadata digests already known for these wheels (by wheel sha256)."""
@@ -101,6 +142,7 @@ class MetadataService:
 
     async def close(self) -> None:
         await self._making.close()
+        await self._looking.close()
 
     async def _held(self, sha256: str) -> bytes | None:
         data = self._data.get(sha256)

@@ -141,6 +141,12 @@ def test_one_bad_file_entry_never_costs_the_page() -> None:
     entries: list[object] = [GOOD, "not an object", {"filename": "no-url.tar.gz"}]
     entries += [{**GOOD, "filename": name} for name in UNUSABLE]
     entries.append({**GOOD, "filename": "bad-hash.tar.gz", "hashes": {"sha256": "../../x"}})
+    for shape, digest in enumerate((5, None, ["ab" * 32], {"x": 1})):
+        entries.append(
+            {**GOOD, "filename": f"odd-hash-{shape}.tar.gz", "hashes": {"sha256": digest}}
+        )
+    entries.append({**GOOD, "filename": "null-hashes.tar.gz", "hashes": None})
+    entries.append({**GOOD, "filename": "odd-url.tar.gz", "url": 5})
     body = json.dumps({"name": "demo", "files": entries}).encode()
     dropped: list[str] = []
     page = parse_json_page(body, PAGE_URL, dropped)

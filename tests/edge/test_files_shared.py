@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.embedded import EmbeddedStore
 from proxy.errors import HostfitError, IntegrityError
 from tests.support.upstream import Upstream, UpstreamFile
+from tests.support.waiting import until
 
 SIZE = 3 * 1024 * 1024
 
@@ -50,14 +51,6 @@ async def services(tmp_path: Path) -> AsyncIterator[list[FileService]]:
             stack.push_async_callback(service.close)
             made.append(service)
         yield made
-
-
-async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"not within {seconds}s")
 
 
 def gets(upstream: Upstream) -> int:

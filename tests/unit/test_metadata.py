@@ -10,13 +10,15 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+from packaging.utils import canonicalize_name
 
-from proxy.core.models import File
+from proxy.core.models import File, Page
 from proxy.core.origins import Outbound
 from proxy.edge.files import FileService
 from proxy.edge.metadata import MetadataService
 from proxy.edge.stores.blobs import BlobStore
 from proxy.errors import IntegrityError, NotFound, UpstreamError
+from tests.support.waiting import until
 from tests.unit.conftest import Wheels
 from tests.unit.fakes import FakeIndex, Listed, MemoryStore
 
@@ -87,6 +89,26 @@ async def test_what_was_obtained_is_known_to_every_replica(
     assert await other.known_hashes([file]) == {wheel.sha256: hashlib.sha256(expected).hexdigest()}
     assert await other.stored([file]) == {wheel.sha256: expected}
     assert index.count(".metadata") == 1
+
+
+async def test_a_page_advertises_what_memory_holds_and_learns_the_rest_behind_it(
+    index: FakeIndex, open_service: Open, files: FileService, wheel: Listed
+) -> None:
+    file = entry(index, wheel)  # no metadata offered upstream: extracted from the wheel
+    await files.fetch(file)
+    digest = hashlib.sha256(metadata_of(wheel)).hexdigest()
+    page = Page(name=canonicalize_name("demo"), files=(file,), revision="r1")
+    first = open_service()
+    await first.get(file, "demo")
+    assert first.advertised(page) == {wheel.sha256: digest}
+    # A restart, or another replica: the store knows the digest, memory does not. The
+    # page is not kept waiting for the store; the digest comes behind the answer.
+    other = open_service()
+    before = other.generation("demo")
+    assert other.advertised(page) == {}
+    await until(lambda: other.generation("demo") != before)
+    assert other.advertised(page) == {wheel.sha256: digest}
+    assert index.count(".metadata") == 0 and index.count(wheel.filename) == 1
 
 
 async def test_metadata_that_does_not_match_the_page_is_refused(
