@@ -163,7 +163,7 @@ class ProjectPage:
         max_age = PROVISIONAL_MAX_AGE if page.provisional else PAGE_MAX_AGE
         gzip_ok = accepts_gzip(told.get("accept-encoding"))
         # Bytes and tag read together: a better gzip encoding may land between two reads.
-        body, etag = rendered.gzip() if gzip_ok else (rendered.body, rendered.etag)
+        body, etag = await rendered.gzip_off_loop() if gzip_ok else (rendered.body, rendered.etag)
         headers = [
             (b"vary", scope_vary(scope).encode()),
             (b"cache-control", _CACHE_CONTROL[max_age]),

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from proxy.edge import render
 from proxy.edge.render import BEST_LEVEL, FAST_FROM, RenderCache, Rendered
@@ -54,6 +55,27 @@ def test_a_small_page_gets_the_best_level_at_once() -> None:
     data, tag = rendered.gzip()
     assert data == gzip.compress(body, compresslevel=BEST_LEVEL, mtime=0)
     assert tag.endswith('-gz"')
+
+
+async def test_a_big_pages_first_gzip_is_made_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made_on: list[int] = []
+    compress = gzip.compress
+
+    def watched(data: bytes, compresslevel: int = 9, *, mtime: float | None = None) -> bytes:
+        made_on.append(threading.get_ident())
+        return compress(data, compresslevel=compresslevel, mtime=mtime)
+
+    monkeypatch.setattr(gzip, "compress", watched)
+    loop_thread = threading.get_ident()
+    small, big = Rendered(page_like(1000)), Rendered(page_like(FAST_FROM + 1))
+    assert await small.gzip_off_loop() == small.gzip()
+    assert made_on == [loop_thread]  # a thread hop would cost more than the compression
+    data, tag = await big.gzip_off_loop()
+    assert (data, tag) == big.gzip() and gzip.decompress(data) == big.body
+    assert made_on[1] != loop_thread
+    settled()
 
 
 def test_the_cache_counts_encodings_made_later_and_forgets_evicted_ones() -> None:
