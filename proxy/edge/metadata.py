@@ -87,12 +87,14 @@ class MetadataService:
         return known
 
     async def _look_up(self, page: Page, known: Mapping[str, str]) -> None:
-        wheels = [
-            f
-            for f in page.files
-            if f.is_wheel and not f.lists_metadata and (f.sha256 or "") not in known
-        ]
         try:
+            if await self.store.get(keys.metadata_project(page.name)) is None:
+                return  # no digest was ever recorded for this project's wheels
+            wheels = [
+                f
+                for f in page.files
+                if f.is_wheel and not f.lists_metadata and (f.sha256 or "") not in known
+            ]
             found = await self.known_hashes(wheels)
         except Exception as exc:  # the page was answered; advertised without hashes
             log.warning("metadata digests of %s not looked up: %s", page.name, exc)
@@ -166,6 +168,7 @@ class MetadataService:
         data = await self._obtain(file)
         digest = await self.blobs.put_bytes(data)
         await self.store.set(keys.metadata(sha256), digest.encode())
+        await self.store.set(keys.metadata_project(project), b"1")
         self._hashes.put(sha256, digest)
         self._data.put(sha256, data)
         self._generations.move(project)

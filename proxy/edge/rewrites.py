@@ -147,6 +147,7 @@ class RewriteService:
                 rules=rewrite.rules,
             )
             await self.store.set(keys.metadata(done.sha256), metadata_sha256.encode())
+            await self.store.set(keys.metadata_project(project), b"1")
             await self.store.set(keys.rewritten(project, done.filename), done.to_json())
             await self.store.set(keys.rewrite(digest), done.to_json())
         except (RewriteError, HostfitError, OSError) as exc:

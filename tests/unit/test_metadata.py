@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from proxy.core.models import File, Page
 from proxy.core.origins import Outbound
 from proxy.edge.files import FileService
 from proxy.edge.metadata import MetadataService
+from proxy.edge.stores import keys
 from proxy.edge.stores.blobs import BlobStore
 from proxy.errors import IntegrityError, NotFound, UpstreamError
 from tests.support.waiting import until
@@ -109,6 +111,33 @@ async def test_a_page_advertises_what_memory_holds_and_learns_the_rest_behind_it
     await until(lambda: other.generation("demo") != before)
     assert other.advertised(page) == {wheel.sha256: digest}
     assert index.count(".metadata") == 0 and index.count(wheel.filename) == 1
+
+
+async def test_a_project_without_digests_is_not_looked_up_wheel_by_wheel(
+    index: FakeIndex,
+    open_service: Open,
+    store: MemoryStore,
+    wheel: Listed,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[list[str]] = []
+    get_many = store.get_many
+
+    async def counted(keys: Sequence[str]) -> list[bytes | None]:
+        asked.append(list(keys))
+        return await get_many(keys)
+
+    monkeypatch.setattr(store, "get_many", counted)
+    # Digests recorded for another project's wheels say nothing of this one's.
+    await store.set(keys.metadata_project("other"), b"1")
+    service = open_service()
+    page = Page(name=canonicalize_name("demo"), files=(entry(index, wheel),), revision="r1")
+    assert service.advertised(page) == {}
+    await asyncio.sleep(0.05)  # time for a lookup behind the answer, were one made
+    assert asked == []
+    await store.set(keys.metadata_project("demo"), b"1")
+    assert service.advertised(replace(page, revision="r2")) == {}
+    await until(lambda: asked == [[keys.metadata(wheel.sha256)]])
 
 
 async def test_metadata_that_does_not_match_the_page_is_refused(

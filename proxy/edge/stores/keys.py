@@ -14,6 +14,9 @@ PAGE = "page:"  # a project's page from one upstream, with its validators
 REPORT = "report:"  # a wheel's analysis report, by sha256; immutable
 REPORT_LOCK = "report-lock:"  # the lease of the replica analysing a wheel
 METADATA = "metadata:"  # a wheel's core metadata: sha256 of the bytes in the blob store
+# Set once a metadata record exists for one of the project's wheels: a page whose project
+# has none is not looked up wheel by wheel (10,000 keys on a big page).
+METADATA_PROJECT = "metadata-project:"
 REWRITE = "rewrite:"  # a rewrite made, by rewrite digest (for pages)
 REWRITTEN = "rewritten:"  # the same record by project and served file name (for downloads)
 URL_SHA = "urlsha:"  # the sha256 of a file its index gave none for, by URL
@@ -38,6 +41,10 @@ def report_lock(sha256: str) -> str:
 
 def metadata(sha256: str) -> str:
     return METADATA + sha256
+
+
+def metadata_project(project: str) -> str:
+    return METADATA_PROJECT + project
 
 
 def rewrite(digest: str) -> str:
