@@ -17,7 +17,9 @@ import contextlib
 import gzip
 import hashlib
 import os
+import struct
 import threading
+import zlib
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -54,6 +56,45 @@ _recompress = ThreadPoolExecutor(
 )
 
 
+# A second thread for the other half of a first, fast gzip (`gzip_in_halves`); when both
+# are busy with other pages, a page is compressed whole on its own thread instead of
+# waiting for one.
+_HALVES = 2
+_halves = ThreadPoolExecutor(max_workers=_HALVES, thread_name_prefix="hostfit-gzip-half")
+_halves_free = threading.BoundedSemaphore(_HALVES)
+# gzip's header for level 1 (XFL 4: the fastest), no name, no time, unknown OS.
+_FAST_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
+
+
+def gzip_in_halves(body: bytes) -> bytes:
+    """``gzip.compress(body, FAST_LEVEL)``'s equivalent in about half the time on two cores:
+    each half of the body is deflated on its own thread (zlib lets go of the GIL), and the
+    two raw streams are joined as pigz joins its blocks: the first ends with a sync flush
+    (byte-aligned, no final block), the second holds the final block. One gzip member, so
+    every gzip reader reads it; the second half only loses the first as a dictionary."""
+    if not _halves_free.acquire(blocking=False):
+        return gzip.compress(body, compresslevel=FAST_LEVEL, mtime=0)
+    try:
+        view = memoryview(body)
+        half = len(body) // 2
+        second = _halves.submit(_deflate, view[half:], True)
+        first = _deflate(view[:half], False)
+        crc = zlib.crc32(view[:half])
+        tail = second.result()
+    finally:
+        _halves_free.release()
+    crc = zlib.crc32(view[half:], crc)
+    trailer = struct.pack("<II", crc, len(body) & 0xFFFFFFFF)
+    return b"".join((_FAST_HEADER, first, tail, trailer))
+
+
+def _deflate(data: memoryview, last: bool) -> bytes:
+    compressor = zlib.compressobj(FAST_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush(
+        zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
+    )
+
+
 class Rendered:
     """A page's bytes and their ETag; the gzip encoding is made on first demand."""
 
@@ -80,7 +121,10 @@ class Rendered:
         with self._lock:
             if self._gzip is None:
                 level = FAST_LEVEL if len(self.body) >= FAST_FROM else BEST_LEVEL
-                self._set(gzip.compress(self.body, compresslevel=level, mtime=0), level)
+                if level == FAST_LEVEL:
+                    self._set(gzip_in_halves(self.body), level)
+                else:
+                    self._set(gzip.compress(self.body, compresslevel=level, mtime=0), level)
                 if level != BEST_LEVEL:
                     _recompress.submit(self._improve)
             made = self._gzip

@@ -7,6 +7,7 @@ import gzip
 import os
 import random
 import threading
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +48,33 @@ def test_a_big_page_is_compressed_fast_first_then_at_the_best_level() -> None:
     assert best == gzip.compress(body, compresslevel=BEST_LEVEL, mtime=0)
     assert best_tag == rendered.etag[:-1] + '-gz"' != fast_tag
     assert (rendered.gzipped, rendered.gzip_etag) == (best, best_tag)
+
+
+@pytest.mark.parametrize("size", [FAST_FROM, FAST_FROM + 1, 3 * FAST_FROM + 7])
+def test_the_first_fast_gzip_made_in_halves_is_one_gzip_member(size: int) -> None:
+    for body in (page_like(size), random.Random(size).randbytes(size)):
+        data = render.gzip_in_halves(body)
+        assert gzip.decompress(data) == body
+        # Read as a client reads it, a few bytes at a time: one member, nothing after it.
+        reader = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        read = b"".join(reader.decompress(data[i : i + 997]) for i in range(0, len(data), 997))
+        assert read + reader.flush() == body
+        assert reader.eof and reader.unused_data == b""
+        assert httpx.Response(200, content=data, headers={"content-encoding": "gzip"}).content == (
+            body
+        )
+
+
+def test_with_both_half_threads_busy_a_page_is_compressed_whole() -> None:
+    body = page_like(FAST_FROM)
+    taken = [render._halves_free.acquire(blocking=False) for _ in range(render._HALVES)]
+    try:
+        assert all(taken)
+        data = render.gzip_in_halves(body)
+    finally:
+        for _ in taken:
+            render._halves_free.release()
+    assert data == gzip.compress(body, compresslevel=1, mtime=0)
 
 
 def test_a_small_page_gets_the_best_level_at_once() -> None:
