@@ -55,6 +55,7 @@ _META_TAGS = {
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_HEX_RUN = re.compile(r"[0-9a-f]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # A name none of `unusable_filename`'s reasons applies to, but '.' and '..': one match.
 _PLAIN_FILENAME = re.compile(r"[^/\\\x00-\x1f\x7f]+")
@@ -140,8 +141,10 @@ def parse_json_page(body: bytes, page_url: str, dropped: list[str] | None = None
         raise PageError("JSON page has no 'name'")
     files: list[File] = []
     keep = files.append
+    digests: list[str] = []  # of the files the usual test kept: checked at once, after
+    digested = digests.append
     resolve = Resolver(page_url)
-    joined, plain, hexdigest = resolve.fast, _PLAIN_FILENAME.fullmatch, _SHA256.fullmatch
+    absolute, joined = _ABSOLUTE.fullmatch, resolve.fast
     # Each entry belongs to this parse alone: what is left of it is ``extra``, uncopied.
     for item in data["files"]:
         if item.__class__ is dict:
@@ -153,18 +156,25 @@ def parse_json_page(body: bytes, page_url: str, dropped: list[str] | None = None
                 and hashes.__class__ is dict
                 and len(hashes) == 1
                 and (digest := hashes.get("sha256")).__class__ is str
-                and hexdigest(digest)
-                and plain(filename)
+                and len(digest) == 64
+                # isprintable: no control character (nor other unusual ones, which the
+                # full test below then sees); with no separator, a plain file name.
+                and filename.isprintable()
+                and "/" not in filename
+                and "\\" not in filename
                 and filename not in (".", "..")
-                and (link := joined(url)) is not None
+                and (link := url if absolute(url) else joined(url)) is not None
             ):
                 keep(File(filename, link, hashes, item))
+                digested(digest)
                 continue
             file = _json_file(item, filename, url, hashes, resolve, dropped)
         else:
             file = _not_a_file(None, dropped)
         if file is not None and _keep(file, dropped):
             keep(file)
+    if not _HEX_RUN.fullmatch("".join(digests)):  # some digest is not lowercase hex
+        files = [f for f in map(_lowered, files) if _keep(f, dropped)]
     meta = {k: v for k, v in data.items() if k not in ("name", "files")}
     return Page(name=canonicalize_name(name), files=tuple(files), meta=meta)
 
@@ -181,6 +191,12 @@ def _json_file(
         hashes = {str(k).lower(): str(v).lower() for k, v in hashes.items()}
         return File(filename, resolve(url), hashes, item)
     return _not_a_file(filename, dropped)
+
+
+def _lowered(file: File) -> File:
+    """The file with its hashes lowered, as every entry not taken by the usual test is."""
+    hashes = {k.lower(): v.lower() for k, v in file.hashes.items()}
+    return file if hashes == file.hashes else File(file.filename, file.url, hashes, file.extra)
 
 
 def _not_a_file(filename: object, dropped: list[str] | None) -> File | None:

@@ -141,6 +141,7 @@ def test_one_bad_file_entry_never_costs_the_page() -> None:
     entries: list[object] = [GOOD, "not an object", {"filename": "no-url.tar.gz"}]
     entries += [{**GOOD, "filename": name} for name in UNUSABLE]
     entries.append({**GOOD, "filename": "bad-hash.tar.gz", "hashes": {"sha256": "../../x"}})
+    entries.append({**GOOD, "filename": "not-hex.tar.gz", "hashes": {"sha256": "zz" * 32}})
     for shape, digest in enumerate((5, None, ["ab" * 32], {"x": 1})):
         entries.append(
             {**GOOD, "filename": f"odd-hash-{shape}.tar.gz", "hashes": {"sha256": digest}}
