@@ -102,7 +102,5 @@ def render_linked_json(page: Page, metadata_hashes: Mapping[str, str]) -> bytes:
 def _plain_digest(offered: object) -> bool:
     """``{"sha256": "<text>"}``, as `File.core_metadata` would give it back unchanged."""
     return (
-        offered.__class__ is dict
-        and len(offered) == 1
-        and offered.get("sha256").__class__ is str
+        offered.__class__ is dict and len(offered) == 1 and offered.get("sha256").__class__ is str
     )
