@@ -159,6 +159,7 @@ def parse_json_page(body: bytes, page_url: str, dropped: list[str] | None = None
                 and len(digest) == 64
                 # isprintable: no control character (nor other unusual ones, which the
                 # full test below then sees); with no separator, a plain file name.
+                and filename
                 and filename.isprintable()
                 and "/" not in filename
                 and "\\" not in filename

@@ -1,6 +1,8 @@
 import html
 import json
 
+import pytest
+
 from proxy.core.links import link_page
 from proxy.core.pages import (
     parse_html_page,
@@ -137,17 +139,22 @@ UNUSABLE = [
 ]
 
 
-def test_one_bad_file_entry_never_costs_the_page() -> None:
-    entries: list[object] = [GOOD, "not an object", {"filename": "no-url.tar.gz"}]
-    entries += [{**GOOD, "filename": name} for name in UNUSABLE]
-    entries.append({**GOOD, "filename": "bad-hash.tar.gz", "hashes": {"sha256": "../../x"}})
-    entries.append({**GOOD, "filename": "not-hex.tar.gz", "hashes": {"sha256": "zz" * 32}})
+# Relative links are joined by urllib; rooted and absolute ones take the parser's fast
+# path for the usual entry: a bad entry is left off the same way on either.
+@pytest.mark.parametrize(
+    "url", ["demo-1.0.tar.gz", "/files/demo-1.0.tar.gz", "https://files.test/demo-1.0.tar.gz"]
+)
+def test_one_bad_file_entry_never_costs_the_page(url: str) -> None:
+    good = {**GOOD, "url": url}
+    entries: list[object] = [good, "not an object", {"filename": "no-url.tar.gz"}]
+    entries += [{**good, "filename": name} for name in UNUSABLE]
+    entries.append({**good, "filename": "bad-hash.tar.gz", "hashes": {"sha256": "../../x"}})
     for shape, digest in enumerate((5, None, ["ab" * 32], {"x": 1})):
         entries.append(
-            {**GOOD, "filename": f"odd-hash-{shape}.tar.gz", "hashes": {"sha256": digest}}
+            {**good, "filename": f"odd-hash-{shape}.tar.gz", "hashes": {"sha256": digest}}
         )
-    entries.append({**GOOD, "filename": "null-hashes.tar.gz", "hashes": None})
-    entries.append({**GOOD, "filename": "odd-url.tar.gz", "url": 5})
+    entries.append({**good, "filename": "null-hashes.tar.gz", "hashes": None})
+    entries.append({**good, "filename": "odd-url.tar.gz", "url": 5})
     body = json.dumps({"name": "demo", "files": entries}).encode()
     dropped: list[str] = []
     page = parse_json_page(body, PAGE_URL, dropped)
@@ -155,6 +162,20 @@ def test_one_bad_file_entry_never_costs_the_page() -> None:
     assert len(dropped) == len(entries) - 1
     assert all(line.isascii() and "\n" not in line and "\r" not in line for line in dropped)
     assert parse_json_page(body, PAGE_URL).files == page.files  # the list is optional
+    # A digest of the right length but not lowercase hex: lowered when it can be, else
+    # left off, the others kept.
+    odd = [
+        good,
+        {**good, "filename": "upper.tar.gz", "hashes": {"sha256": "AB" * 32}},
+        {**good, "filename": "not-hex.tar.gz", "hashes": {"sha256": "zz" * 32}},
+    ]
+    dropped = []
+    page = parse_json_page(json.dumps({"name": "demo", "files": odd}).encode(), PAGE_URL, dropped)
+    assert [(f.filename, f.sha256) for f in page.files] == [
+        ("demo-1.0.tar.gz", "ab" * 32),
+        ("upper.tar.gz", "ab" * 32),
+    ]
+    assert len(dropped) == 1 and "not-hex.tar.gz" in dropped[0]
 
     anchors = "".join(
         f'<a href="x#sha256={"ab" * 32}">{html.escape(name)}</a>' for name in UNUSABLE if name
