@@ -98,6 +98,7 @@ class MetadataService:
             found = await self.known_hashes(wheels)
         except Exception as exc:  # the page was answered; advertised without hashes
             log.warning("metadata digests of %s not looked up: %s", page.name, exc)
+            self._looked.pop((page.name, page.revision))  # the next rendering asks again
             return
         if found:
             self._generations.move(page.name)
@@ -137,7 +138,7 @@ class MetadataService:
     async def get(self, file: File, project: str) -> bytes:
         if not file.is_wheel or file.sha256 is None:
             raise NotFound(f"no metadata for {file.filename}")
-        held = await self._held(file.sha256)
+        held = await self._held(file.sha256, project)
         if held is not None:
             return held
         return await self._making.run(file.sha256, lambda: self._make(file, project))
@@ -146,11 +147,20 @@ class MetadataService:
         await self._making.close()
         await self._looking.close()
 
-    async def _held(self, sha256: str) -> bytes | None:
+    async def settled(self) -> None:
+        """Waits for the lookups running behind answers (`advertised`)."""
+        running = [task for key in self._looking if (task := self._looking.running(key))]
+        await asyncio.gather(*running, return_exceptions=True)
+
+    async def _held(self, sha256: str, project: str) -> bytes | None:
         data = self._data.get(sha256)
         if data is not None:
             return data
-        known = self._hashes.get(sha256) or await self._stored_hash(sha256)
+        known = self._hashes.get(sha256)
+        if known is None:
+            known = await self._stored_hash(sha256)
+            if known is not None:
+                await self._learnt(sha256, known, project)
         if known and self.blobs.has(known):
             try:
                 data = await asyncio.to_thread(self.blobs.path(known).read_bytes)
@@ -162,17 +172,23 @@ class MetadataService:
     async def _make(self, file: File, project: str) -> bytes:
         sha256 = file.sha256 or ""
         # Looked at again: a flight that ended after this caller's look stored it.
-        held = await self._held(sha256)
+        held = await self._held(sha256, project)
         if held is not None:
             return held
         data = await self._obtain(file)
         digest = await self.blobs.put_bytes(data)
         await self.store.set(keys.metadata(sha256), digest.encode())
+        self._data.put(sha256, data)
+        await self._learnt(sha256, digest, project)
+        return data
+
+    async def _learnt(self, sha256: str, digest: str, project: str) -> None:
+        """A digest now known here: the project's pages advertise it from their next
+        rendering. The project's marker is set again, so a record made before markers
+        existed (or by a replica that stopped between its two writes) is found too."""
         await self.store.set(keys.metadata_project(project), b"1")
         self._hashes.put(sha256, digest)
-        self._data.put(sha256, data)
         self._generations.move(project)
-        return data
 
     async def _stored_hash(self, sha256: str) -> str | None:
         value = await self.store.get(keys.metadata(sha256))

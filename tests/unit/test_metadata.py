@@ -20,7 +20,6 @@ from proxy.edge.metadata import MetadataService
 from proxy.edge.stores import keys
 from proxy.edge.stores.blobs import BlobStore
 from proxy.errors import IntegrityError, NotFound, UpstreamError
-from tests.support.waiting import until
 from tests.unit.conftest import Wheels
 from tests.unit.fakes import FakeIndex, Listed, MemoryStore
 
@@ -108,7 +107,8 @@ async def test_a_page_advertises_what_memory_holds_and_learns_the_rest_behind_it
     other = open_service()
     before = other.generation("demo")
     assert other.advertised(page) == {}
-    await until(lambda: other.generation("demo") != before)
+    await other.settled()
+    assert other.generation("demo") != before  # the next rendering is a new one
     assert other.advertised(page) == {wheel.sha256: digest}
     assert index.count(".metadata") == 0 and index.count(wheel.filename) == 1
 
@@ -133,11 +133,33 @@ async def test_a_project_without_digests_is_not_looked_up_wheel_by_wheel(
     service = open_service()
     page = Page(name=canonicalize_name("demo"), files=(entry(index, wheel),), revision="r1")
     assert service.advertised(page) == {}
-    await asyncio.sleep(0.05)  # time for a lookup behind the answer, were one made
+    await service.settled()
     assert asked == []
     await store.set(keys.metadata_project("demo"), b"1")
     assert service.advertised(replace(page, revision="r2")) == {}
-    await until(lambda: asked == [[keys.metadata(wheel.sha256)]])
+    await service.settled()
+    assert asked == [[keys.metadata(wheel.sha256)]]
+
+
+async def test_a_digest_recorded_before_project_markers_is_advertised_once_served(
+    index: FakeIndex, open_service: Open, files: FileService, store: MemoryStore, wheel: Listed
+) -> None:
+    file = entry(index, wheel)
+    await files.fetch(file)
+    await open_service().get(file, "demo")
+    await store.delete(keys.metadata_project("demo"))  # as a store from before markers
+    digest = hashlib.sha256(metadata_of(wheel)).hexdigest()
+    page = Page(name=canonicalize_name("demo"), files=(file,), revision="r1")
+    other = open_service()
+    assert other.advertised(page) == {}
+    await other.settled()
+    assert other.advertised(page) == {}  # nothing says the project has digests
+    await other.get(file, "demo")  # served from the record: the marker is set again
+    assert other.advertised(page) == {wheel.sha256: digest}
+    third = open_service()
+    assert third.advertised(page) == {}
+    await third.settled()
+    assert third.advertised(page) == {wheel.sha256: digest}
 
 
 async def test_metadata_that_does_not_match_the_page_is_refused(
