@@ -11,9 +11,10 @@ is not a hex digest, or that is not a file object at all is left off, and descri
 attributes and text; JSON strings), so nothing upstream sends becomes markup.
 
 JSON pages are read and written with orjson: writing a 5 MB page takes json.dumps
-about 40 ms and orjson 3, on the path of a client waiting for a cold page; and orjson
-refuses text json.loads lets through (lone surrogates, NaN) that could not be written
-back as UTF-8 JSON.
+about 40 ms and orjson 3, on the path of a client waiting for a cold page. A page that
+is not JSON as RFC 8259 defines it (NaN, Infinity, a lone surrogate anywhere) is refused
+whole, as invalid JSON: json.loads let those through, and the page then either could
+not be written back as UTF-8 or went to clients as invalid JSON.
 """
 
 from __future__ import annotations

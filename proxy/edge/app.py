@@ -20,6 +20,7 @@ from typing import Any
 from packaging.utils import NormalizedName
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
@@ -400,6 +401,7 @@ class Hostfit(Starlette):
             found = _PAGE_PATH.fullmatch(scope["path"])
             if found is not None and not scope.get("root_path"):
                 scope["app"] = self
+                scope["router"] = self.router
                 scope["route"] = self._page_route
                 scope["endpoint"] = self._page_route.endpoint
                 scope["path_params"] = {"project": found.group(1)}
@@ -414,8 +416,10 @@ _PAGE_PATH = re.compile(r"/simple/([^/]+)/")
 
 class _ErrorMapped:
     """A route's app with the app's error mapping: a `HostfitError` answered by
-    `hostfit_error`, anything else a plain 500 and raised on for the server to log, as
-    Starlette answers them on every other route; once the answer has started, raised on."""
+    `hostfit_error`, Starlette's `HTTPException` by its status and detail, anything else a
+    plain 500 and raised on for the server to log, as Starlette answers them on every
+    other route; once the answer has started, raised on. (Inside `Observe`, unlike
+    Starlette's 500: that answer carries the request id and its bytes are counted.)"""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -435,6 +439,10 @@ class _ErrorMapped:
                 raise
             response = await hostfit_error(Request(scope, receive), exc)
             await response(scope, receive, send)
+        except HTTPException as exc:
+            if started:
+                raise
+            await PlainTextResponse(exc.detail, exc.status_code, exc.headers)(scope, receive, send)
         except Exception:
             if not started:
                 await PlainTextResponse("Internal Server Error", status_code=500)(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.exceptions import HTTPException
 
 from proxy.core.models import Page
 from proxy.core.negotiate import JSON_V1
@@ -33,12 +34,20 @@ async def test_a_bug_on_the_page_route_is_answered_and_counted_as_on_any_route(
         async def broken(name: str, ctx: Context) -> Page:
             raise RuntimeError("a bug")
 
+        async def refused(name: str, ctx: Context) -> Page:
+            raise HTTPException(418, "short and stout")
+
+        # In front of the router, and through it (the same route under a mount).
+        paths = ("/simple/demo-pkg/", "/universal/simple/demo-pkg/")
         with monkeypatch.context() as patched:
             patched.setattr(index, "page", broken)
-            # In front of the router, and through it (the same route under a mount).
-            for path in ("/simple/demo-pkg/", "/universal/simple/demo-pkg/"):
+            for path in paths:
                 answer = await client.get(path)
                 assert (answer.status_code, answer.text) == (500, "Internal Server Error")
+            patched.setattr(index, "page", refused)
+            for path in paths:
+                answer = await client.get(path)
+                assert (answer.status_code, answer.text) == (418, "short and stout")
         page = await client.get("/simple/demo-pkg/", headers={"Accept": JSON_V1})
         assert page.status_code == 200 and page.json()["name"] == "demo-pkg"
         assert "x-request-id" in page.headers
@@ -58,3 +67,4 @@ async def test_a_bug_on_the_page_route_is_answered_and_counted_as_on_any_route(
     assert value(samples, responses, route=page_route, status="301") == 1
     assert value(samples, responses, route=page_route, status="404") == 1
     assert value(samples, responses, route=page_route, status="405") == 1
+    assert value(samples, responses, route=page_route, status="418") == 1
