@@ -5,6 +5,7 @@ import pytest
 
 from proxy.core.links import link_page
 from proxy.core.pages import (
+    PageError,
     parse_html_page,
     parse_json_page,
     render_html_page,
@@ -229,3 +230,10 @@ def test_html_data_attributes_never_stand_in_for_a_files_own_keys() -> None:
     (entry,) = json.loads(render_json_page(link_page(page, {})))["files"]
     assert entry["url"] == f"../../files/demo/{wheel}"
     assert entry["filename"] == wheel and entry["hashes"] == {"sha256": "aa" * 32}
+
+
+@pytest.mark.parametrize("bad", [b"NaN", b"Infinity", b'"\\ud800"'])
+def test_a_page_that_is_not_json_is_refused_whole(bad: bytes) -> None:
+    body = b'{"name":"demo","files":[{"filename":"a.tar.gz","url":"a.tar.gz","x":' + bad + b"}]}"
+    with pytest.raises(PageError, match="invalid JSON page"):
+        parse_json_page(body, PAGE_URL)
