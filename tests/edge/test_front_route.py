@@ -4,6 +4,8 @@ and the server goes on; other methods and forms of the path are Starlette's as b
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,6 +17,7 @@ from proxy.core.negotiate import JSON_V1
 from proxy.edge.app import build_app
 from proxy.edge.config import Settings
 from proxy.edge.index import Context
+from proxy.edge.render import Rendered
 from tests.edge.test_observability import parse, value
 from tests.support.upstream import Upstream
 
@@ -68,3 +71,26 @@ async def test_a_bug_on_the_page_route_is_answered_and_counted_as_on_any_route(
     assert value(samples, responses, route=page_route, status="404") == 1
     assert value(samples, responses, route=page_route, status="405") == 1
     assert value(samples, responses, route=page_route, status="418") == 1
+
+
+async def test_a_cold_page_is_rendered_and_tagged_off_the_event_loop(
+    upstream: Upstream, demo_wheel: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream.add("demo-pkg", demo_wheel)
+    made_on: list[int] = []
+    made = Rendered.__init__
+
+    def watched(self: Rendered, body: bytes, resized: Callable[[], None] | None = None) -> None:
+        made_on.append(threading.get_ident())
+        made(self, body, resized)
+
+    monkeypatch.setattr(Rendered, "__init__", watched)
+    app = build_app(Settings(upstreams=(upstream.url,), cache_dir=tmp_path / "cache"))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://hostfit") as client,
+    ):
+        page = await client.get("/simple/demo-pkg/", headers={"Accept": JSON_V1})
+    assert page.status_code == 200 and page.headers["etag"]
+    assert made_on and threading.get_ident() not in made_on
