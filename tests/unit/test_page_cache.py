@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +15,8 @@ from packaging.utils import NormalizedName
 
 from proxy.core.models import Page
 from proxy.edge.index import UNIVERSAL
+from proxy.edge.layers import page_cache as page_cache_module
+from proxy.edge.layers import upstream as upstream_module
 from proxy.edge.layers.page_cache import CachedUpstream
 from proxy.edge.layers.upstream import HttpUpstream
 from proxy.errors import NotFound, UpstreamError, UpstreamTimeout
@@ -298,3 +302,35 @@ async def test_the_project_list_comes_from_the_upstream(
         index.add_project(name)
     listed = await cache(index, client, store, clock).projects()
     assert listed.names == ("alpha", "zeta")
+
+
+@pytest.mark.parametrize("threshold, off_the_loop", [(0, True), (10**9, False)])
+async def test_a_big_page_is_parsed_off_the_event_loop(
+    index: FakeIndex,
+    client: httpx.AsyncClient,
+    store: MemoryStore,
+    clock: Clock,
+    wheels: Wheels,
+    monkeypatch: pytest.MonkeyPatch,
+    threshold: int,
+    off_the_loop: bool,
+) -> None:
+    index.add("demo", wheels.demo_1)
+    for module in (upstream_module, page_cache_module):
+        monkeypatch.setattr(module, "PARSED_ON_A_THREAD_FROM", threshold)
+    parsed_on: list[int] = []
+    for parser in ("parse_json_page", "parse_html_page"):
+        parse = getattr(upstream_module, parser)
+
+        def watched(*args: Any, parse: Callable[..., Page] = parse) -> Page:
+            parsed_on.append(threading.get_ident())
+            return parse(*args)
+
+        monkeypatch.setattr(upstream_module, parser, watched)
+    fetching = cache(index, client, store, clock)
+    fetched = await fetching.page(DEMO, UNIVERSAL)  # from upstream
+    await fetching.close()  # its store write done
+    loaded = await cache(index, client, store, clock).page(DEMO, UNIVERSAL)  # from the store
+    assert loaded.files == fetched.files and index.count(PAGE) == 1
+    assert len(parsed_on) == 2
+    assert all((thread != threading.get_ident()) == off_the_loop for thread in parsed_on)
