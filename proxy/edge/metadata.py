@@ -160,7 +160,9 @@ class MetadataService:
         if known is None:
             known = await self._stored_hash(sha256)
             if known is not None:
-                await self._learnt(sha256, known, project)
+                # Not a new digest: advertised from the next rendering that happens anyway,
+                # not by making the project's pages and decisions again for each one read.
+                await self._learnt(sha256, known, project, new=False)
         if known and self.blobs.has(known):
             try:
                 data = await asyncio.to_thread(self.blobs.path(known).read_bytes)
@@ -179,16 +181,17 @@ class MetadataService:
         digest = await self.blobs.put_bytes(data)
         await self.store.set(keys.metadata(sha256), digest.encode())
         self._data.put(sha256, data)
-        await self._learnt(sha256, digest, project)
+        await self._learnt(sha256, digest, project, new=True)
         return data
 
-    async def _learnt(self, sha256: str, digest: str, project: str) -> None:
-        """A digest now known here: the project's pages advertise it from their next
-        rendering. The project's marker is set again, so a record made before markers
-        existed (or by a replica that stopped between its two writes) is found too."""
+    async def _learnt(self, sha256: str, digest: str, project: str, *, new: bool) -> None:
+        """A digest now known here; ``new``: just made, so the project's pages are rendered
+        again to advertise it. The project's marker is set again, so a record made before
+        markers existed (or by a replica that stopped between its two writes) is found."""
         await self.store.set(keys.metadata_project(project), b"1")
         self._hashes.put(sha256, digest)
-        self._generations.move(project)
+        if new:
+            self._generations.move(project)
 
     async def _stored_hash(self, sha256: str) -> str | None:
         value = await self.store.get(keys.metadata(sha256))

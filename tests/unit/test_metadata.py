@@ -154,8 +154,10 @@ async def test_a_digest_recorded_before_project_markers_is_advertised_once_serve
     assert other.advertised(page) == {}
     await other.settled()
     assert other.advertised(page) == {}  # nothing says the project has digests
+    generation = other.generation("demo")
     await other.get(file, "demo")  # served from the record: the marker is set again
     assert other.advertised(page) == {wheel.sha256: digest}
+    assert other.generation("demo") == generation  # not new: pages are not made again
     third = open_service()
     assert third.advertised(page) == {}
     await third.settled()
