@@ -14,8 +14,8 @@ import pytest
 from packaging.utils import NormalizedName
 
 from proxy.core.models import Page
+from proxy.edge import offload
 from proxy.edge.index import UNIVERSAL
-from proxy.edge.layers import page_cache as page_cache_module
 from proxy.edge.layers import upstream as upstream_module
 from proxy.edge.layers.page_cache import CachedUpstream
 from proxy.edge.layers.upstream import HttpUpstream
@@ -316,8 +316,7 @@ async def test_a_big_page_is_parsed_off_the_event_loop(
     off_the_loop: bool,
 ) -> None:
     index.add("demo", wheels.demo_1)
-    for module in (upstream_module, page_cache_module):
-        monkeypatch.setattr(module, "PARSED_ON_A_THREAD_FROM", threshold)
+    monkeypatch.setattr(offload, "BIG", threshold)
     parsed_on: list[int] = []
     for parser in ("parse_json_page", "parse_html_page"):
         parse = getattr(upstream_module, parser)

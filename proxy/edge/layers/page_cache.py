@@ -29,13 +29,8 @@ from proxy.core.models import Page, ProjectList
 from proxy.core.pages import PageError
 from proxy.edge.flight import Flights
 from proxy.edge.index import Context
-from proxy.edge.layers.upstream import (
-    PARSED_ON_A_THREAD_FROM,
-    HttpUpstream,
-    NotModified,
-    Source,
-    Validators,
-)
+from proxy.edge.layers.upstream import HttpUpstream, NotModified, Source, Validators
+from proxy.edge.offload import by_size
 from proxy.edge.stores import keys
 from proxy.edge.stores.state import StateStore
 from proxy.errors import NotFound, UpstreamError
@@ -134,10 +129,7 @@ class CachedUpstream:
         if raw is None:
             return None
         try:
-            if len(raw) < PARSED_ON_A_THREAD_FROM:
-                entry = Entry.decode(raw, self.upstream.base_url)
-            else:  # as `Source.parsed` does: a big page is parsed off the event loop
-                entry = await asyncio.to_thread(Entry.decode, raw, self.upstream.base_url)
+            entry = await by_size(len(raw), lambda: Entry.decode(raw, self.upstream.base_url))
         except OtherFormat:
             log.debug("cached page of %s is in another format: fetched anew", name)
             return None

@@ -33,6 +33,7 @@ from proxy.core.pages import (
     parse_json_root,
 )
 from proxy.edge.index import Context
+from proxy.edge.offload import by_size
 from proxy.errors import NotFound, UpstreamError, UpstreamTimeout
 from proxy.outbound import upstream_errors
 from proxy.retry import extensions
@@ -41,9 +42,6 @@ log = logging.getLogger("hostfit.pages")
 
 ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.01"
 MAX_PAGE_BYTES = 64 * 1024 * 1024
-# From this size a page is parsed on a thread (`Source.parsed`); below, the hop costs
-# more than the parse holds the loop.
-PARSED_ON_A_THREAD_FROM = 256 * 1024
 DEADLINE = 60.0
 DROPS_REMEMBERED = 1024
 
@@ -65,11 +63,9 @@ class Source:
     is_json: bool  # PEP 691 JSON, else PEP 503 HTML
 
     async def parsed(self, name: NormalizedName, dropped: list[str] | None = None) -> Page:
-        """`parse`, on a thread when the page is big: parsing 5 MB takes the event loop
-        50-80 ms, which every other request would wait out."""
-        if len(self.body) < PARSED_ON_A_THREAD_FROM:
-            return self.parse(name, dropped)
-        return await asyncio.to_thread(self.parse, name, dropped)
+        """`parse`, on a thread when the page is big (`proxy.edge.offload`): parsing 5 MB
+        takes 50-80 ms."""
+        return await by_size(len(self.body), lambda: self.parse(name, dropped))
 
     def parse(self, name: NormalizedName, dropped: list[str] | None = None) -> Page:
         if self.is_json:
