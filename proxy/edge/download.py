@@ -271,7 +271,9 @@ class Download:
                         data = self._from_memory(position, limit)
                     position += len(data)
                     self._readers[reader] = position
-                    if stop is not None and position >= stop and not self.done:
+                    if stop is not None and position >= stop:
+                        # Asked even when the download ended during this read: it may
+                        # have ended with the digest wrong.
                         await self._verified(reader)
                     yield data
                     if self._memory:

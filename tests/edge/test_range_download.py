@@ -4,12 +4,18 @@ digest."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
+from proxy.core.models import File
+from proxy.edge.download import Download
+from proxy.errors import IntegrityError
 from tests.support.proxy import ProxyThread
 from tests.support.upstream import Upstream, UpstreamFile
 
@@ -42,3 +48,35 @@ def test_range_on_a_file_not_cached_yet(
         whole = client.get(url)
         assert whole.status_code == 200 and whole.content == data
     assert upstream.count("GET", source.name) == 1
+
+
+async def test_a_range_whose_last_read_outlives_a_failed_download_is_not_completed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(1024 * 1024)
+    part = tmp_path / "demo-1.0.tar.gz.part"
+    part.write_bytes(data)
+    download = Download(File(part.name.removesuffix(".part"), "https://files.test/d", {}))
+    download.size = len(data)
+    download.attach(part)
+    download.add(data)  # every byte written, the digest not checked yet
+    reading, release = threading.Event(), threading.Event()
+    pread = os.pread
+
+    def held(fd: int, size: int, offset: int) -> bytes:
+        reading.set()
+        release.wait(5)
+        return pread(fd, size, offset)
+
+    async def the_range() -> bytes:
+        return b"".join([chunk async for chunk in download.chunks(0, 1000)])
+
+    monkeypatch.setattr(os, "pread", held)
+    task = asyncio.create_task(the_range())
+    assert await asyncio.to_thread(reading.wait, 5)
+    # While the range's last chunk is being read, the download ends: the digest is wrong.
+    download.error = IntegrityError(f"{part.name}: sha256 mismatch")
+    download.finish()
+    release.set()
+    with pytest.raises(IntegrityError, match="sha256 mismatch"):
+        await task
