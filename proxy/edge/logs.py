@@ -13,6 +13,7 @@ every line that reaches it, hostfit's, uvicorn's or httpx's, gets the id of its 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
@@ -21,16 +22,19 @@ import time
 from contextvars import ContextVar
 from typing import Any, Literal, TextIO
 
+import orjson
+
 LogFormat = Literal["json", "text", "auto"]
 FORMATS: tuple[LogFormat, ...] = ("json", "text", "auto")
 
 request_id: ContextVar[str | None] = ContextVar("hostfit_request_id", default=None)
 
 # What every LogRecord has; anything else was passed as ``extra`` and goes into the line.
-_STANDARD = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-    | {"message", "asctime", "request_id", "taskName"}
-)
+_BLANK = vars(logging.LogRecord("", 0, "", 0, "", None, None))
+_STANDARD = frozenset(_BLANK.keys() | {"message", "asctime", "request_id", "taskName"})
+# A record's own attributes come first, set by its __init__; ``extra`` is added after
+# them (logging refuses an extra that would overwrite one), so only the tail is read.
+_OWN = len(_BLANK)
 
 
 class RequestIdFilter(logging.Filter):
@@ -41,7 +45,8 @@ class RequestIdFilter(logging.Filter):
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    tail = itertools.islice(vars(record).items(), _OWN, None)
+    return {k: v for k, v in tail if k not in _STANDARD and not k.startswith("_")}
 
 
 def _timestamp(created: float) -> str:
@@ -54,7 +59,17 @@ def _second(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
-_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
+# orjson writes an access line's object in about a microsecond, json in ten. What it
+# refuses (an int past 64 bits, a lone surrogate) goes to json, which writes anything.
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+_FALLBACK = json.JSONEncoder(default=str, ensure_ascii=True)
+
+
+def _encoded(line: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(line, default=str, option=_ORJSON_OPTIONS).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return _FALLBACK.encode(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -73,7 +88,7 @@ class JsonFormatter(logging.Formatter):
             line.setdefault(key, value)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return _ENCODER.encode(line)
+        return _encoded(line)
 
 
 class TextFormatter(logging.Formatter):

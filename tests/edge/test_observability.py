@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -187,6 +188,22 @@ def test_formatters_carry_the_request_id_and_extras() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["timestamp"])
     text = TextFormatter().format(record)
     assert text.endswith("INFO hostfit.x [rid-1] hello you")
+
+
+def test_json_lines_hold_every_extra_in_order_and_anything_upstream_sent() -> None:
+    logger = logging.getLogger("hostfit.test.extras")
+    extra = {"route": "/simple/{project}/", "status": 200, "_private": 1, "pid": "not mine"}
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "m", (), None, extra=extra)
+    line = json.loads(JsonFormatter().format(record))
+    assert list(line)[-2:] == ["route", "status"]  # after the line's own keys, in order
+    assert "_private" not in line and line["pid"] == os.getpid()  # an extra adds, never hides
+    # What orjson refuses (past 64 bits, a lone surrogate) still makes one valid JSON line.
+    for odd in (2**70, "bad \udc80 path", {1: object()}):
+        record = logger.makeRecord(logger.name, 20, __file__, 1, "m", (), None, extra={"x": odd})
+        text = JsonFormatter().format(record)
+        assert "\n" not in text and json.loads(text)["message"] == "m"
+    record = logger.makeRecord(logger.name, 20, __file__, 1, "m", (), None, extra={"x": 2**70})
+    assert json.loads(JsonFormatter().format(record))["x"] == 2**70
 
 
 def test_serve_logs_json_lines_with_request_ids(upstream: Upstream, tmp_path: Path) -> None:
