@@ -2,22 +2,22 @@
 
 A wheel's bytes never change, so neither does its report; it is computed at most
 once per analyzer version. Concurrent requests for the same sha256 share one
-computation in this process (single flight), and replicas sharing a store take a
-``report-lock:<sha256>`` (set-if-absent with a TTL) so that only one of them runs
-the analysis while the others wait for its result.
+computation in this process (single flight), and the processes and replicas sharing a
+store take the lease ``report-lock:<sha256>`` (`proxy.edge.stores.leases`, the same
+primitive the downloads use) so that only one of them runs the analysis while the others
+wait for its result.
 
-The lock is a lease: it holds an owner token and a short TTL, renewed while the
-analysis runs. An owner that dies (kill -9, a lost machine) stops renewing, and its
-lease runs out within ``lock_ttl`` seconds; a waiter then takes over, at once when the
-token names a process of this machine that no longer exists (a restart). An owner
-only deletes a lock that still holds its own token.
+The holder renews its lease while the analysis runs, and only it can renew or release it
+(Redis checks the holder's token in one script; on one host the kernel holds the lock).
+A holder that dies (kill -9, a lost machine) loses its lease: at once on one host, and
+through Redis within the lease's TTL, or at once when its token names a process of this
+machine that has ended (a restart); a waiter then takes over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,10 +28,9 @@ from typing import Protocol
 from proxy.analysis.pool import Early
 from proxy.core.report import ANALYZER_VERSION, Report
 from proxy.edge.flight import Flights
-from proxy.edge.stores import keys, leases
+from proxy.edge.stores import keys
+from proxy.edge.stores.leases import Lease, Leases
 from proxy.edge.stores.state import StateStore
-
-log = logging.getLogger("hostfit.reports")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -64,13 +63,13 @@ class ReportService:
         self,
         store: StateStore,
         analyzer: Analyzer,
+        leases: Leases,
         *,
-        lock_ttl: float = 30.0,
         poll_interval: float = 0.5,
     ) -> None:
         self.store = store
         self.analyzer = analyzer
-        self.lock_ttl = lock_ttl
+        self.leases = leases
         self.poll_interval = poll_interval
         self.computed = 0  # analyses this process ran
         self._inflight: Flights[str, Report] = Flights()
@@ -122,15 +121,14 @@ class ReportService:
         return await self._inflight.run(sha256, lambda: self._compute(sha256, compute))
 
     async def _compute(self, sha256: str, compute: Callable[[], Awaitable[Report]]) -> Report:
-        lock = keys.report_lock(sha256)
-        token = leases.token()
-        while not await self.store.add(lock, token, ttl=self.lock_ttl):
-            report = await self._wait_for_other_replica(sha256, lock)
+        name = keys.report_lock(sha256)
+        while (lease := await self.leases.acquire(name, b"")) is None:
+            report = await self._wait_for_holder(sha256, name)
             if report is not None:
                 return report
-        renewing = asyncio.ensure_future(self._renew(lock, token))
+        renewing = asyncio.ensure_future(self._renew(lease))
         try:
-            report = await self.cached(sha256)  # finished elsewhere just before the lock
+            report = await self.cached(sha256)  # finished elsewhere just before the lease
             if report is None:
                 self.computed += 1
                 made_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -139,29 +137,24 @@ class ReportService:
             return report
         finally:
             renewing.cancel()
-            if await self.store.get(lock) == token:
-                await self.store.delete(lock)
+            await lease.release()
 
-    async def _renew(self, lock: str, token: bytes) -> None:
+    async def _renew(self, lease: Lease) -> None:
         while True:
-            await asyncio.sleep(self.lock_ttl / 3)
-            if await self.store.get(lock) != token:
-                return  # lost (expired and taken over): the other owner's now
-            await self.store.set(lock, token, ttl=self.lock_ttl)
+            await asyncio.sleep(self.leases.renew_every)
+            if not await lease.publish(b""):
+                return  # lost (expired and taken over): the other holder's work now
 
-    async def _wait_for_other_replica(self, sha256: str, lock: str) -> Report | None:
-        """Its report once stored; None if it gave up (the lock is gone) without one."""
+    async def _wait_for_holder(self, sha256: str, name: str) -> Report | None:
+        """Its report once stored; None when the lease is free again without one (the
+        holder failed or died: `Leases.holder` says so at once for a process gone here)."""
         while True:
             await asyncio.sleep(self.poll_interval)
             report = await self.cached(sha256)
-            owner = await self.store.get(lock)
-            if report is not None or owner is None:
+            if report is not None:
                 return report
-            if leases.ended_here(owner):
-                log.info("taking over the analysis of %s from a process gone", sha256)
-                if await self.store.get(lock) == owner:
-                    await self.store.delete(lock)
-                return None
+            if await self.leases.holder(name) is None:
+                return await self.cached(sha256)
 
 
 def _checked(sha256: str) -> str:

@@ -54,6 +54,7 @@ from proxy.edge.rules_loader import ActiveRules
 from proxy.edge.scheduler import AnalysisScheduler
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.embedded import EmbeddedStore
+from proxy.edge.stores.leases import open_leases
 from proxy.edge.stores.state import StateStore, open_store
 from proxy.edge.upstreams_config import table_for, upstream_routes
 from proxy.edge.variants import VariantService
@@ -234,7 +235,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             wrap=lambda t: RetryingTransport(ObservedTransport(t, metrics)),
         )
         stack.push_async_callback(client.aclose)
-        files = FileService(blobs, client, store, deadline=settings.file_deadline)
+        # One holder at a time for a download or an analysis, among workers and replicas.
+        leases = open_leases(store, blobs.tmp)
+        files = FileService(blobs, client, store, deadline=settings.file_deadline, leases=leases)
         stack.push_async_callback(files.close)
         pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers), origins.outbound)
         stack.push_async_callback(pool.close)
@@ -242,9 +245,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         urgent_pool = AnalysisPool(PoolLimits(workers=1), origins.outbound)
         stack.push_async_callback(urgent_pool.close)
         reports = AnalysisScheduler(
-            ReportService(store, pool),
+            ReportService(store, pool, leases),
             blobs,
-            urgent=ReportService(store, urgent_pool),
+            urgent=ReportService(store, urgent_pool, leases),
             observe=metrics.analysed,
         )
         stack.push_async_callback(reports.close)

@@ -15,7 +15,11 @@ from proxy.core.report import ANALYZER_VERSION, Report, Requires
 from proxy.edge.reports import ReportService, encode
 from proxy.edge.stores import keys
 from proxy.edge.stores.embedded import EmbeddedStore
+from proxy.edge.stores.leases import FileLeases, RedisLeases
+from proxy.edge.stores.redis_state import RedisStore
 from proxy.errors import UpstreamError
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import until
 from tests.support.wheels import WheelSpec, build_wheel
 
 SHA = "a" * 64
@@ -50,15 +54,24 @@ class CountingAnalyzer:
 
 
 @pytest.fixture
+def leases(tmp_path: Path) -> FileLeases:
+    """This host's leases (flock): what replicas sharing a state store without Redis use."""
+    (tmp_path / "leases").mkdir()
+    return FileLeases(tmp_path / "leases")
+
+
+@pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
     backend = EmbeddedStore(str(tmp_path / "state"))
     yield backend
     await backend.close()
 
 
-async def test_computed_once_then_read_from_the_store(store: EmbeddedStore) -> None:
+async def test_computed_once_then_read_from_the_store(
+    store: EmbeddedStore, leases: FileLeases
+) -> None:
     analyzer = CountingAnalyzer()
-    service = ReportService(store, analyzer)
+    service = ReportService(store, analyzer, leases)
     assert await service.cached(SHA) is None
     first = await service.for_url("http://x/w.whl", "w.whl", SHA)
     second = await service.for_file("/x/w.whl", "w.whl", SHA)
@@ -66,15 +79,17 @@ async def test_computed_once_then_read_from_the_store(store: EmbeddedStore) -> N
     assert analyzer.calls == ["http://x/w.whl"]
     assert await service.cached(SHA) == first
     # a fresh service (a restart, another replica) finds it in the store
-    again = ReportService(store, CountingAnalyzer())
+    again = ReportService(store, CountingAnalyzer(), leases)
     assert await again.for_url("http://x/w.whl", "w.whl", SHA) == first
     assert await store.get(keys.report(SHA)) == encode(first)
 
 
-async def test_concurrent_requests_share_one_analysis(store: EmbeddedStore) -> None:
+async def test_concurrent_requests_share_one_analysis(
+    store: EmbeddedStore, leases: FileLeases
+) -> None:
     analyzer = CountingAnalyzer()
     analyzer.gate.clear()
-    service = ReportService(store, analyzer)
+    service = ReportService(store, analyzer, leases)
     waiting = [asyncio.ensure_future(service.for_url("u", "w.whl", SHA)) for _ in range(10)]
     await asyncio.sleep(0.1)
     analyzer.gate.set()
@@ -83,11 +98,13 @@ async def test_concurrent_requests_share_one_analysis(store: EmbeddedStore) -> N
     assert len(set(reports)) == 1
 
 
-async def test_replicas_sharing_a_store_analyse_once(store: EmbeddedStore) -> None:
+async def test_replicas_sharing_a_store_analyse_once(
+    store: EmbeddedStore, leases: FileLeases
+) -> None:
     first, second = CountingAnalyzer(), CountingAnalyzer()
     first.gate.clear()
-    one = ReportService(store, first, poll_interval=0.05)
-    two = ReportService(store, second, poll_interval=0.05)
+    one = ReportService(store, first, leases, poll_interval=0.05)
+    two = ReportService(store, second, leases, poll_interval=0.05)
     leader = asyncio.ensure_future(one.for_url("u", "w.whl", SHA))
     await asyncio.sleep(0.1)
     follower = asyncio.ensure_future(two.for_url("u", "w.whl", SHA))
@@ -98,12 +115,14 @@ async def test_replicas_sharing_a_store_analyse_once(store: EmbeddedStore) -> No
     assert (len(first.calls), len(second.calls)) == (1, 0)
 
 
-async def test_a_replica_that_gives_up_leaves_the_work_to_the_next(store: EmbeddedStore) -> None:
+async def test_a_replica_that_gives_up_leaves_the_work_to_the_next(
+    store: EmbeddedStore, leases: FileLeases
+) -> None:
     failing, working = CountingAnalyzer(), CountingAnalyzer()
     failing.gate.clear()
     failing.error = UpstreamError("u", "down")
-    one = ReportService(store, failing, poll_interval=0.05)
-    two = ReportService(store, working, poll_interval=0.05)
+    one = ReportService(store, failing, leases, poll_interval=0.05)
+    two = ReportService(store, working, leases, poll_interval=0.05)
     leader = asyncio.ensure_future(one.for_url("u", "w.whl", SHA))
     await asyncio.sleep(0.1)
     follower = asyncio.ensure_future(two.for_url("u", "w.whl", SHA))
@@ -116,10 +135,10 @@ async def test_a_replica_that_gives_up_leaves_the_work_to_the_next(store: Embedd
     assert len(working.calls) == 1
 
 
-async def test_failures_are_not_stored(store: EmbeddedStore) -> None:
+async def test_failures_are_not_stored(store: EmbeddedStore, leases: FileLeases) -> None:
     analyzer = CountingAnalyzer()
     analyzer.error = UpstreamError("u", "unreachable")
-    service = ReportService(store, analyzer)
+    service = ReportService(store, analyzer, leases)
     with pytest.raises(UpstreamError):
         await service.for_url("u", "w.whl", SHA)
     analyzer.error = None
@@ -127,8 +146,8 @@ async def test_failures_are_not_stored(store: EmbeddedStore) -> None:
     assert len(analyzer.calls) == 2
 
 
-async def test_unanalysable_reports_are_stored(store: EmbeddedStore) -> None:
-    service = ReportService(store, CountingAnalyzer())
+async def test_unanalysable_reports_are_stored(store: EmbeddedStore, leases: FileLeases) -> None:
+    service = ReportService(store, CountingAnalyzer(), leases)
     bad = Report.unanalysable("w.whl", SHA, "zip bomb")
     await store.set(keys.report(SHA), encode(bad))
     assert await service.for_url("u", "w.whl", SHA) == bad
@@ -143,21 +162,23 @@ async def test_unanalysable_reports_are_stored(store: EmbeddedStore) -> None:
     ],
 )
 async def test_outdated_or_unreadable_reports_are_recomputed(
-    store: EmbeddedStore, stored: bytes
+    store: EmbeddedStore, leases: FileLeases, stored: bytes
 ) -> None:
     analyzer = CountingAnalyzer()
     await store.set(keys.report(SHA), stored)
-    service = ReportService(store, analyzer)
+    service = ReportService(store, analyzer, leases)
     assert await service.cached(SHA) is None
     report = await service.for_url("u", "w.whl", SHA)
     assert report.analyzer_version == ANALYZER_VERSION
     assert len(analyzer.calls) == 1
 
 
-async def test_a_cancelled_client_does_not_cancel_the_analysis(store: EmbeddedStore) -> None:
+async def test_a_cancelled_client_does_not_cancel_the_analysis(
+    store: EmbeddedStore, leases: FileLeases
+) -> None:
     analyzer = CountingAnalyzer()
     analyzer.gate.clear()
-    service = ReportService(store, analyzer)
+    service = ReportService(store, analyzer, leases)
     impatient = asyncio.ensure_future(service.for_url("u", "w.whl", SHA))
     await asyncio.sleep(0.05)
     impatient.cancel()
@@ -169,25 +190,70 @@ async def test_a_cancelled_client_does_not_cancel_the_analysis(store: EmbeddedSt
     assert await service.cached(SHA) is not None
 
 
-async def test_cached_many(store: EmbeddedStore) -> None:
+async def test_cached_many(store: EmbeddedStore, leases: FileLeases) -> None:
     analyzer = CountingAnalyzer()
-    service = ReportService(store, analyzer)
+    service = ReportService(store, analyzer, leases)
     assert await service.cached_many([SHA, OTHER]) == {}
     await service.for_url("u", "w.whl", SHA)
     assert set(await service.cached_many([SHA, OTHER])) == {SHA}
 
 
-async def test_sha256_is_checked(store: EmbeddedStore) -> None:
-    service = ReportService(store, CountingAnalyzer())
+async def test_sha256_is_checked(store: EmbeddedStore, leases: FileLeases) -> None:
+    service = ReportService(store, CountingAnalyzer(), leases)
     with pytest.raises(ValueError, match="sha256"):
         await service.for_url("u", "w.whl", "../../etc")
 
 
-async def test_with_the_real_pool(store: EmbeddedStore, tmp_path: Path) -> None:
+async def test_with_the_real_pool(store: EmbeddedStore, leases: FileLeases, tmp_path: Path) -> None:
     wheel = build_wheel(WheelSpec("pure", "1.0", files={"pure/__init__.py": b""}), tmp_path)
     async with AnalysisPool(PoolLimits(workers=1)) as pool:
-        service = ReportService(store, pool)
+        service = ReportService(store, pool, leases)
         report = await service.for_file(wheel, wheel.name, SHA)
     assert report.status == "ok"
     assert report.elf_files == ()
     assert await service.cached(SHA) == report
+
+
+async def test_replicas_sharing_redis_analyse_once_and_a_lost_lease_stays_lost(
+    tmp_path: Path,
+) -> None:
+    """Three replicas, each on its own host (its own lock directory), sharing one real
+    redis-server: one analysis at a time, and a holder whose lease ran out and was taken
+    neither releases nor renews the new holder's lease."""
+    server = RedisServer(tmp_path / "redis").start()
+    store = RedisStore(server.url, timeout=1.0)
+    try:
+        replicas, analyzers = [], []
+        for host in ("a", "b", "c"):
+            (tmp_path / host).mkdir()
+            analyzer = CountingAnalyzer()
+            analyzer.gate.clear()
+            leases = RedisLeases(store, FileLeases(tmp_path / host), ttl=3.0)
+            replicas.append(ReportService(store, analyzer, leases, poll_interval=0.05))
+            analyzers.append(analyzer)
+        one, two, three = replicas
+        lock = keys.report_lock(SHA)
+        first = asyncio.ensure_future(one.for_url("u", "w.whl", SHA))
+        await until(lambda: bool(analyzers[0].calls))
+        held_by_one = await store.holder(lock)
+        assert held_by_one is not None
+        await store.delete(lock)  # as if one's lease had run out unrenewed
+        second = asyncio.ensure_future(two.for_url("u", "w.whl", SHA))
+        await until(lambda: bool(analyzers[1].calls))
+        held_by_two = await store.holder(lock)
+        assert held_by_two is not None and held_by_two != held_by_one
+        analyzers[0].error = UpstreamError("u", "down")
+        analyzers[0].gate.set()
+        with pytest.raises(UpstreamError):  # one ends with no report, and releases only
+            await first  # a lease that is still its own
+        assert await store.holder(lock) == held_by_two
+        third = asyncio.ensure_future(three.for_url("u", "w.whl", SHA))
+        await asyncio.sleep(0.3)
+        assert not third.done() and analyzers[2].calls == []  # waits for two
+        analyzers[1].gate.set()
+        await asyncio.gather(second, third)
+        assert [len(a.calls) for a in analyzers] == [1, 1, 0]
+        assert await store.holder(lock) is None
+    finally:
+        await store.close()
+        server.stop()

@@ -15,12 +15,20 @@ from proxy.edge.reports import ReportService
 from proxy.edge.scheduler import DID_NOT_RUN, AnalysisScheduler
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.embedded import EmbeddedStore
+from proxy.edge.stores.leases import FileLeases
 from tests.edge.test_reports import CountingAnalyzer
 
 
 def wheel(n: int) -> File:
     name = f"w-{n}.0-py3-none-any.whl"
     return File(name, f"http://up/{name}", {"sha256": f"{n:064x}"})
+
+
+@pytest.fixture
+def leases(tmp_path: Path) -> FileLeases:
+    """This host's leases (flock): what replicas sharing a state store without Redis use."""
+    (tmp_path / "leases").mkdir()
+    return FileLeases(tmp_path / "leases")
 
 
 @pytest.fixture
@@ -31,10 +39,10 @@ async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
 
 
 async def test_one_analysis_per_wheel_and_listeners_told(
-    store: EmbeddedStore, tmp_path: Path
+    store: EmbeddedStore, leases: FileLeases, tmp_path: Path
 ) -> None:
     analyzer = CountingAnalyzer()
-    scheduler = AnalysisScheduler(ReportService(store, analyzer), BlobStore(tmp_path / "b"))
+    scheduler = AnalysisScheduler(ReportService(store, analyzer, leases), BlobStore(tmp_path / "b"))
     heard: list[str] = []
     scheduler.listen(lambda f, r: heard.append(f.filename))
     first, second = scheduler.submit(wheel(1)), scheduler.submit(wheel(1))
@@ -46,11 +54,13 @@ async def test_one_analysis_per_wheel_and_listeners_told(
     await scheduler.close()
 
 
-async def test_concurrency_is_bounded(store: EmbeddedStore, tmp_path: Path) -> None:
+async def test_concurrency_is_bounded(
+    store: EmbeddedStore, leases: FileLeases, tmp_path: Path
+) -> None:
     analyzer = CountingAnalyzer()
     analyzer.gate.clear()
     scheduler = AnalysisScheduler(
-        ReportService(store, analyzer), BlobStore(tmp_path / "b"), concurrency=2
+        ReportService(store, analyzer, leases), BlobStore(tmp_path / "b"), concurrency=2
     )
     futures = [scheduler.submit(wheel(n)) for n in range(5)]
     await asyncio.sleep(0.1)
@@ -62,15 +72,15 @@ async def test_concurrency_is_bounded(store: EmbeddedStore, tmp_path: Path) -> N
 
 
 async def test_the_gate_overtakes_queued_walk_analyses(
-    store: EmbeddedStore, tmp_path: Path
+    store: EmbeddedStore, leases: FileLeases, tmp_path: Path
 ) -> None:
     walks, urgent = CountingAnalyzer(), CountingAnalyzer()
     walks.gate.clear()  # the walk's analyses are stuck on gigabyte wheels
     scheduler = AnalysisScheduler(
-        ReportService(store, walks),
+        ReportService(store, walks, leases),
         BlobStore(tmp_path / "b"),
         concurrency=1,
-        urgent=ReportService(store, urgent),
+        urgent=ReportService(store, urgent, leases),
     )
     scheduler.submit(wheel(1))  # running, stuck
     queued = scheduler.submit(wheel(2))  # queued behind it
@@ -85,14 +95,14 @@ async def test_the_gate_overtakes_queued_walk_analyses(
 
 
 async def test_an_analysis_that_cannot_run_is_no_report(
-    store: EmbeddedStore, tmp_path: Path
+    store: EmbeddedStore, leases: FileLeases, tmp_path: Path
 ) -> None:
     analyzer = CountingAnalyzer()
     analyzer.error = OSError("no workers")
-    scheduler = AnalysisScheduler(ReportService(store, analyzer), BlobStore(tmp_path / "b"))
+    scheduler = AnalysisScheduler(ReportService(store, analyzer, leases), BlobStore(tmp_path / "b"))
     report: Report = await scheduler.report(wheel(3))
     assert report.status == "unanalysable" and report.reason is not None
     assert report.reason.startswith(DID_NOT_RUN)
     assert not scheduler.ran(report)
-    assert await ReportService(store, analyzer).cached(f"{3:064x}") is None  # never stored
+    assert await ReportService(store, analyzer, leases).cached(f"{3:064x}") is None  # never stored
     await scheduler.close()
