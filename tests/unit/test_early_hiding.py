@@ -23,6 +23,7 @@ from proxy.edge.metadata import MetadataService
 from proxy.edge.reports import ReportService
 from proxy.edge.scheduler import AnalysisScheduler
 from proxy.edge.stores.blobs import BlobStore
+from proxy.edge.stores.leases import open_leases
 from tests.fixtures.elf.recipes import source
 from tests.support.wheels import WheelSpec, build_wheel, compile_shared_object
 from tests.unit.conftest import NEW_GLIBC, OLD_GLIBC, cached, host
@@ -64,7 +65,8 @@ async def layer(
 ) -> AsyncIterator[HostFilter]:
     for wheel in gpu_wheels:
         index.add("gpupkg", wheel)
-    scheduler = AnalysisScheduler(ReportService(store, analyzer), blobs)
+    reports = ReportService(store, analyzer, open_leases(store, blobs.tmp))
+    scheduler = AnalysisScheduler(reports, blobs)
     metadata = MetadataService(blobs, files, client, store, Outbound.only(index.url))
     made = HostFilter(cached(index, client, store), scheduler, metadata=metadata, budget=0.05)
     yield made

@@ -21,6 +21,7 @@ from proxy.edge.metadata import MetadataService
 from proxy.edge.reports import ReportService
 from proxy.edge.scheduler import AnalysisScheduler
 from proxy.edge.stores.blobs import BlobStore
+from proxy.edge.stores.leases import open_leases
 from tests.unit.conftest import NEW_GLIBC, OLD_GLIBC, Wheels, cached, host
 from tests.unit.fakes import FakeIndex, InProcessAnalyzer, MemoryStore
 
@@ -37,7 +38,7 @@ def analyzer(client: httpx.AsyncClient) -> InProcessAnalyzer:
 async def scheduler(
     analyzer: InProcessAnalyzer, store: MemoryStore, blobs: BlobStore
 ) -> AsyncIterator[AnalysisScheduler]:
-    made = AnalysisScheduler(ReportService(store, analyzer), blobs)
+    made = AnalysisScheduler(ReportService(store, analyzer, open_leases(store, blobs.tmp)), blobs)
     yield made
     await made.close()
 

@@ -24,6 +24,7 @@ from proxy.edge.reports import ReportService
 from proxy.edge.rewrites import RewriteService
 from proxy.edge.scheduler import AnalysisScheduler
 from proxy.edge.stores.blobs import BlobStore
+from proxy.edge.stores.leases import open_leases
 from tests.unit.conftest import NEW_GLIBC, Wheels, cached, host
 from tests.unit.fakes import FakeIndex, InProcessAnalyzer, MemoryStore
 
@@ -53,7 +54,8 @@ Make = Callable[..., RewriteIndex]
 async def scheduler(
     client: httpx.AsyncClient, store: MemoryStore, blobs: BlobStore
 ) -> AsyncIterator[AnalysisScheduler]:
-    made = AnalysisScheduler(ReportService(store, InProcessAnalyzer(client)), blobs)
+    reports = ReportService(store, InProcessAnalyzer(client), open_leases(store, blobs.tmp))
+    made = AnalysisScheduler(reports, blobs)
     yield made
     await made.close()
 
