@@ -8,7 +8,12 @@ each fact of the wheel's report against the host fact it needs. Rules of the gam
 - No report, or an unanalysable one: tags only.
 - Every reason that applies is given, so ``hostfit explain`` can show them all.
 - CUDA: majors are compared (the report knows the runtime's major, ``libcudart.so.N``);
-  ``cuda=none`` hides every wheel that needs a CUDA major.
+  ``cuda=none`` hides every wheel that needs a CUDA major, but those of a project whose
+  CUDA builds load and run on the CPU when there is no driver (a project fact,
+  ``runs_without_driver``: torch's builds on the public index are CUDA builds, and a
+  CPU-only host would otherwise be offered no torch at all). A driver too old for the
+  major still hides them: that host has a GPU, and an older build that fits it is the
+  one it wants.
 - GPUs: hidden only when no host GPU can run any of the wheel's kernels, by CUDA's
   binary compatibility rules (`proxy.core.gpu`).
 - A CUDA wheel whose build label (``+cu128``, or ``build`` given by the caller) names a
@@ -115,6 +120,8 @@ def decide(
     """
     reasons: list[Reason] = []
     consulted: set[str] = set()
+    facts = _facts_for(file.filename, rules) if rules and file.is_wheel else []
+    without_driver = any(fact.runs_without_driver for fact in facts)
     if file.is_wheel:
         outcome = _check_tags(file.filename, profile, tags or client_tags(profile))
         if outcome is not _SKIP:
@@ -128,6 +135,7 @@ def decide(
             abi_table or libstdcxx_table(),
             _build(file.filename, build),
             drivers or cuda_table(),
+            without_driver,
         )
         for key, check in _CHECKS:
             outcome = check(context)
@@ -135,11 +143,13 @@ def decide(
                 consulted.add(key)
                 if outcome is not None:
                     reasons.append(outcome)
-    if rules and file.is_wheel:
+    if facts:
         abi = abi_table or libstdcxx_table()
-        for fact in _facts_for(file.filename, rules):
+        for fact in facts:
             # A fact states a need of its own; the build label is the report's to weigh.
-            context = _Context(fact.requires, profile, abi, None, drivers or cuda_table())
+            context = _Context(
+                fact.requires, profile, abi, None, drivers or cuda_table(), without_driver
+            )
             for key, check in _CHECKS:
                 outcome = check(context)
                 if outcome is not _SKIP:
@@ -185,6 +195,7 @@ class _Context:
     abi: LibstdcxxTable
     build: Build | None  # what the file says it was built with, when it is a CUDA build
     drivers: CudaDriverTable
+    runs_without_driver: bool = False  # a project fact: its CUDA builds run on the CPU
 
     def host_libc(self) -> Libc | None:
         return self.profile.libc.value if self.profile.libc is not None else None
@@ -258,6 +269,8 @@ def _cuda(c: _Context) -> _Outcome:
     if host is None:
         return None
     if host.value is None:
+        if c.runs_without_driver:
+            return None
         return Reason("cuda", f"cuda: needs CUDA {need}, host has no NVIDIA driver")
     if host.value[0] >= need:
         return None

@@ -81,7 +81,9 @@ class Pin:
 
 @dataclass(frozen=True, slots=True)
 class Fact:
-    """Something a project's binaries need that reading them cannot reveal."""
+    """Something about a project's binaries that reading them cannot reveal: a need they
+    have (``requires``), or that their CUDA builds load and run on a host with no NVIDIA
+    driver, on the CPU (``runs_without_driver``: they need a CUDA major only to use a GPU)."""
 
     where: str
     match: Match
@@ -89,6 +91,7 @@ class Fact:
     note: str
     source: str  # the citation itself, from the file's [sources]
     shipped: bool = False
+    runs_without_driver: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,10 +347,27 @@ class _Builder:
 
 
 def _fact(table: _Table, citations: Mapping[str, str], shipped: bool) -> Fact:
-    table.only("project", "version", "requires", "note", "source")
+    table.only("project", "version", "requires", "runs_without_driver", "note", "source")
+    without_driver = "runs_without_driver" in table.data
+    if without_driver and not table.boolean("runs_without_driver"):
+        raise table.error("runs_without_driver", "only true means something: leave it out")
+    if without_driver and "requires" in table.data:
+        raise table.error("runs_without_driver", "a fact gives requires or this, not both")
+    if not without_driver and "requires" not in table.data:
+        raise table.error("requires", "missing (or runs_without_driver = true)")
+    return Fact(
+        where=table.where,
+        match=_match(table),
+        requires=Requires() if without_driver else _requires(table),
+        note=table.string("note", required=True),
+        source=_cite(table, citations),
+        shipped=shipped,
+        runs_without_driver=without_driver,
+    )
+
+
+def _requires(table: _Table) -> Requires:
     requires_table = _Table(table.name, f"{table.path}.requires", table.data.get("requires"))
-    if "requires" not in table.data:
-        raise table.error("requires", "missing")
     requires_table.only(*FACT_KEYS)
     values: dict[str, Any] = {}
     for key in ("x86_64_level", "cuda_major"):
@@ -362,14 +382,7 @@ def _fact(table: _Table, citations: Mapping[str, str], shipped: bool) -> Fact:
             values[key] = text
     if not values:
         raise table.error("requires", f"empty (give one of {', '.join(FACT_KEYS)})")
-    return Fact(
-        where=table.where,
-        match=_match(table),
-        requires=Requires(**values),
-        note=table.string("note", required=True),
-        source=_cite(table, citations),
-        shipped=shipped,
-    )
+    return Requires(**values)
 
 
 def _metadata_fix(table: _Table, citations: Mapping[str, str], shipped: bool) -> MetadataFix:

@@ -223,3 +223,59 @@ def test_facts_add_to_what_the_report_says() -> None:
     verdict = decide(file(name), report, profile, rules=facts)
     assert [r.kind for r in verdict.reasons] == ["glibc", "rule"]
     assert {"libc", "isa"} <= verdict.consulted
+
+
+WITHOUT_DRIVER = """
+[sources]
+doc = "the project's documentation"
+
+[[fact]]
+project = "cpuok"
+runs_without_driver = true
+note = "CUDA builds run on the CPU"
+source = "doc"
+
+[[fact]]
+project = "cpuok"
+version = ">=3"
+requires = { x86_64_level = 3 }
+note = "uses AVX2"
+source = "doc"
+"""
+
+
+@pytest.mark.parametrize(
+    ("project", "profile", "kinds"),
+    [
+        ("cpuok", "cuda=none", []),  # the fact: no driver, its CUDA build runs on the CPU
+        ("cpuok", "cuda=11.8", ["cuda"]),  # a driver too old for CUDA 12 still hides it
+        ("cpuok", "cuda=12.4", []),
+        ("other", "cuda=none", ["cuda"]),  # another project's CUDA build: hidden
+    ],
+)
+def test_a_project_whose_cuda_builds_run_without_a_driver(
+    project: str, profile: str, kinds: list[str]
+) -> None:
+    facts = load_rules({P: WITHOUT_DRIVER}).facts
+    name = f"{project}-2.0-{CP}-manylinux_2_17_x86_64.whl"
+    report = Report(name, "0" * 64, requires=Requires(cuda_major=12))
+    verdict = decide(file(name), report, parse_profile(profile, "url"), rules=facts)
+    assert [r.kind for r in verdict.reasons] == kinds
+    assert "cuda" in verdict.consulted  # the decision read the host's CUDA either way
+
+
+def test_a_fact_of_need_still_applies_beside_one_that_runs_without_a_driver() -> None:
+    facts = load_rules({P: WITHOUT_DRIVER}).facts
+    name = f"cpuok-3.0-{CP}-manylinux_2_17_x86_64.whl"
+    report = Report(name, "0" * 64, requires=Requires(cuda_major=12))
+    profile = parse_profile("cuda=none,isa=x86-64-v2", "url")
+    verdict = decide(file(name), report, profile, rules=facts)
+    assert [r.message for r in verdict.reasons] == [
+        f"rule {P}: fact[1]: isa: needs x86-64-v3, host is x86-64-v2 (uses AVX2)"
+    ]
+    # A fact that states a need of CUDA 12 is relaxed the same way for such a project.
+    need = WITHOUT_DRIVER + '\n[[fact]]\nproject = "cpuok"\nrequires = { cuda_major = 12 }\n'
+    need += 'note = "n"\nsource = "doc"\n'
+    facts = load_rules({P: need}).facts
+    plain = f"cpuok-2.0-{CP}-manylinux_2_17_x86_64.whl"
+    assert decide(file(plain), None, parse_profile("cuda=none", "url"), rules=facts).keep

@@ -174,7 +174,23 @@ def test_match_follows_pep_440_including_pre_releases(version: str | None, cover
             "[knowledge]\nfacts = 'no'",
             "knowledge.facts: expected true or false, got the string 'no'",
         ),
-        ("[[fact]]\nproject = 'a'\nnote = 'n'\nsource = 's'", "fact[0].requires: missing"),
+        (
+            "[[fact]]\nproject = 'a'\nnote = 'n'\nsource = 's'",
+            "fact[0].requires: missing (or runs_without_driver = true)",
+        ),
+        (
+            "[[fact]]\nproject = 'a'\nruns_without_driver = false\nnote = 'n'\nsource = 's'",
+            "fact[0].runs_without_driver: only true means something: leave it out",
+        ),
+        (
+            "[[fact]]\nproject = 'a'\nruns_without_driver = true\nrequires = { cuda_major = 12 }"
+            "\nnote = 'n'\nsource = 's'",
+            "fact[0].runs_without_driver: a fact gives requires or this, not both",
+        ),
+        (
+            "[[fact]]\nproject = 'a'\nruns_without_driver = 'yes'\nnote = 'n'\nsource = 's'",
+            "fact[0].runs_without_driver: expected true or false, got the string 'yes'",
+        ),
         (
             "[[fact]]\nproject = 'a'\nrequires = {}\nnote = 'n'\nsource = 's'",
             "fact[0].requires: empty (give one of x86_64_level, cuda_major, glibc, glibcxx)",
@@ -267,6 +283,8 @@ def test_shipped_knowledge_loads_and_cites_its_sources() -> None:
     rules = load_rules(shipped_texts())
     assert rules.facts and all(f.shipped and f.source.strip() for f in rules.facts)
     assert {f.match.project for f in rules.facts} >= {"tensorflow", "cupy-cuda12x"}
+    without_driver = {f.match.project for f in rules.facts if f.runs_without_driver}
+    assert without_driver == {"torch", "torchvision", "torchaudio"}
     assert rules.metadata == ()  # fixes rewrite wheels: off unless asked for
     enabled = load_rules({**shipped_texts(), POLICY: "[knowledge]\nmetadata_fixes = true"})
     assert enabled.metadata and all(m.shipped and m.source for m in enabled.metadata)

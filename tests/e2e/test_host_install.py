@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import clean_env, new_venv, pip_install, python_output, uv_install
+from tests.support.cuda_wheels import CudaBuild, build_wheel_for
 from tests.support.proxy import ProxyProcess
 from tests.support.upstream import Upstream
 from tests.support.wheels import build_sdist, extension_wheel
@@ -15,6 +16,7 @@ from tests.support.wheels import build_sdist, extension_wheel
 pytestmark = pytest.mark.e2e
 CP = "cp311-cp311"
 ON_THIS_HOST = "python=3.11,impl=cp,arch=x86_64"
+MANYLINUX = f"{CP}-manylinux_2_17_x86_64"
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
                 "gpukit", f"3.1+{label}", work, value=label, tag=f"{CP}-manylinux_2_17_x86_64"
             )
             upstream.add("gpukit", wheel)
+        # torch's newest is a CUDA 12 build only (as on the public index); 1.0 needs no CUDA.
+        cuda12 = CudaBuild("cu126", cuda_major=12)
+        upstream.add(
+            "torch", build_wheel_for("torch", "2.0", cuda12, work, tag=MANYLINUX, local=False)
+        )
+        upstream.add("torch", extension_wheel("torch", "1.0", work, value="1.0", tag=MANYLINUX))
         with ProxyProcess("--upstream", upstream.url, cache_dir=work / "cache") as proxy:
             yield proxy
 
@@ -73,3 +81,15 @@ def test_cuda_host_gets_cuda_build_and_cpu_host_the_cpu_build(
 ) -> None:
     python = install(tool, served, tmp_path, f"cuda={cuda}", "gpukit==3.1")
     assert python_output(python, "import gpukit; print(gpukit.answer())") == expected
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+@pytest.mark.parametrize(("cuda", "expected"), [("none", "cu126"), ("11.8", "1.0")])
+def test_a_host_without_a_driver_gets_torchs_cuda_build_an_old_driver_an_older_torch(
+    served: ProxyProcess, tmp_path: Path, tool: str, cuda: str, expected: str
+) -> None:
+    """torch's CUDA builds run on the CPU when there is no driver (a shipped project fact):
+    a CPU-only host installs the newest, and imports it; a driver too old for its CUDA
+    major gets the newest torch that needs none."""
+    python = install(tool, served, tmp_path, f"{ON_THIS_HOST},cuda={cuda}", "torch")
+    assert python_output(python, "import torch; print(torch.answer())") == expected

@@ -105,6 +105,34 @@ def test_page_and_gate_agree(
     assert served.status_code == 200 and served.content == wheel.read_bytes()
 
 
+def test_torchs_cuda_builds_reach_a_host_without_a_driver(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    """A shipped project fact says torch's CUDA builds run on the CPU when there is no
+    driver: a cuda=none host is offered one and served it; a host whose driver is too
+    old for its CUDA major is not, and another project's CUDA build stays hidden from a
+    host without a driver."""
+    cuda12 = CudaBuild("cu126", cuda_major=12)
+    torch = build_wheel_for("torch", "2.0", cuda12, tmp_path / "torch", tag=CP, local=False)
+    other = build_wheel_for("gpulib", "2.0", cuda12, tmp_path / "gpulib", tag=CP, local=False)
+    upstream.add("torch", torch)
+    upstream.add("gpulib", other)
+    proxy = make_proxy(upstream)
+    no_driver = f"{HOST},libc=glibc-2.36,cuda=none"
+    old_driver = f"{HOST},libc=glibc-2.36,cuda=11.8"
+    assert settled_files(proxy, "torch", no_driver) == {torch.name}
+    served = download(proxy, no_driver, "torch", torch.name)
+    assert served.status_code == 200 and served.content == torch.read_bytes()
+    assert settled_files(proxy, "torch", old_driver) == set()
+    refused = download(proxy, old_driver, "torch", torch.name)
+    assert refused.status_code == 403
+    assert "cuda: needs CUDA 12, host driver supports 11.8" in refused.text
+    assert settled_files(proxy, "gpulib", no_driver) == set()
+    refused = download(proxy, no_driver, "gpulib", other.name)
+    assert refused.status_code == 403
+    assert "cuda: needs CUDA 12, host has no NVIDIA driver" in refused.text
+
+
 def test_a_windows_only_pure_wheel_is_no_fallback(
     upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
 ) -> None:
