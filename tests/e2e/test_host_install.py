@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import clean_env, new_venv, pip_install, python_output, uv_install
-from tests.support.cuda_wheels import CudaBuild, build_wheel_for
+from tests.support.cuda_wheels import CudaBuild, cudart_stub, kernels_library
 from tests.support.proxy import ProxyProcess
 from tests.support.upstream import Upstream
 from tests.support.wheels import build_sdist, extension_wheel
@@ -38,12 +38,20 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
                 "gpukit", f"3.1+{label}", work, value=label, tag=f"{CP}-manylinux_2_17_x86_64"
             )
             upstream.add("gpukit", wheel)
-        # torch's newest is a CUDA 12 build only (as on the public index); 1.0 needs no CUDA.
-        cuda12 = CudaBuild("cu126", cuda_major=12)
-        upstream.add(
-            "torch", build_wheel_for("torch", "2.0", cuda12, work, tag=MANYLINUX, local=False)
-        )
+        # torch's newest is a CUDA 12 build only, which installs NVIDIA's CUDA runtime (as
+        # on the public index); 1.0 needs no CUDA.
+        library = kernels_library(CudaBuild("cu126", cuda_major=12), work / "k" / "libkernels.so")
+        upstream.add("torch", extension_wheel(
+            "torch", "2.0", work, value="cu126", tag=MANYLINUX,
+            files={"torch_kernels/libkernels.so": library.read_bytes()},
+            requires_dist=["nvidia-cuda-runtime-cu12"],
+        ))  # fmt: skip
         upstream.add("torch", extension_wheel("torch", "1.0", work, value="1.0", tag=MANYLINUX))
+        runtime = cudart_stub(12, work / "cudart")  # what NVIDIA's package ships
+        upstream.add("nvidia-cuda-runtime-cu12", extension_wheel(
+            "nvidia-cuda-runtime-cu12", "12.6", work, tag=MANYLINUX,
+            files={"nvidia/cuda_runtime/lib/libcudart.so.12": runtime.read_bytes()},
+        ))  # fmt: skip
         with ProxyProcess("--upstream", upstream.url, cache_dir=work / "cache") as proxy:
             yield proxy
 
@@ -88,8 +96,11 @@ def test_cuda_host_gets_cuda_build_and_cpu_host_the_cpu_build(
 def test_a_host_without_a_driver_gets_torchs_cuda_build_an_old_driver_an_older_torch(
     served: ProxyProcess, tmp_path: Path, tool: str, cuda: str, expected: str
 ) -> None:
-    """torch's CUDA builds run on the CPU when there is no driver (a shipped project fact):
-    a CPU-only host installs the newest, and imports it; a driver too old for its CUDA
-    major gets the newest torch that needs none."""
+    """torch's CUDA builds and NVIDIA's CUDA runtime run on the CPU when there is no
+    driver (shipped project facts): a CPU-only host installs the newest torch with the
+    runtime it requires, and imports it; a driver too old for its CUDA major gets the
+    newest torch that needs none, and no runtime."""
     python = install(tool, served, tmp_path, f"{ON_THIS_HOST},cuda={cuda}", "torch")
     assert python_output(python, "import torch; print(torch.answer())") == expected
+    runtime = "import importlib.util as u; print(bool(u.find_spec('nvidia_cuda_runtime_cu12')))"
+    assert python_output(python, runtime) == str(cuda == "none")
