@@ -54,6 +54,7 @@ from proxy.core.profile import HostProfile, Libc
 from proxy.core.report import Report, Requires
 from proxy.core.rules import Fact
 from proxy.core.tags import ClientTags, client_tags
+from proxy.core.variants import split_label
 from proxy.core.versions import file_version, wheel_tags
 
 ReasonKind = Literal[
@@ -161,8 +162,8 @@ def decide(
 
 
 def _facts_for(filename: str, facts: Sequence[Fact]) -> list[Fact]:
-    try:
-        name, version, _, _ = parse_wheel_filename(filename)
+    try:  # a variant wheel (PEP 825) is its project's like any other
+        name, version, _, _ = parse_wheel_filename(split_label(filename)[0])
     except InvalidWheelFilename:
         return []
     return [f for f in facts if f.match.covers(name, version)]

@@ -132,7 +132,7 @@ def _gpu(report: Report) -> str:
     ]
     cuda = report.requires.cuda_major
     intro = (
-        f"<p>Needs a driver for CUDA <strong>{e(cuda)}</strong> (or newer).</p>"
+        f"<p>Its CUDA code needs a driver for CUDA <strong>{e(cuda)}</strong> (or newer).</p>"
         if cuda is not None
         else "<p>Needs no CUDA runtime.</p>"
     )

@@ -12,7 +12,7 @@ from proxy.core.models import File
 from proxy.core.profile import parse_profile
 from proxy.core.report import Report, Requires
 from proxy.core.rule_policy import apply_policies, listed
-from proxy.core.rules import load_rules
+from proxy.core.rules import load_rules, shipped_texts
 
 P = "rules/p.toml"
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -185,6 +185,11 @@ source = "doc"
             "isa=x86-64-v1",
             [f"rule {P}: fact[0]: isa: needs x86-64-v2, host is x86-64-v1 (uses AVX)"],
         ),
+        (  # a variant wheel (PEP 825) is the project's like any other
+            f"tfish-1.6.0-{CP}-manylinux_2_17_x86_64-avx2.whl",
+            "isa=x86-64-v1",
+            [f"rule {P}: fact[0]: isa: needs x86-64-v2, host is x86-64-v1 (uses AVX)"],
+        ),
         (f"tfish-1.5.0-{CP}-manylinux_2_17_x86_64.whl", "isa=x86-64-v1", []),
         (f"tfish-1.6.0-{CP}-manylinux_2_17_x86_64.whl", "isa=x86-64-v3", []),
         (f"tfish-1.6.0-{CP}-manylinux_2_17_x86_64.whl", "", []),  # told nothing: never hidden
@@ -248,6 +253,7 @@ source = "doc"
     ("project", "profile", "kinds"),
     [
         ("cpuok", "cuda=none", []),  # the fact: no driver, its CUDA build runs on the CPU
+        ("cpuok-variant", "cuda=none", []),  # a variant wheel of it likewise
         ("cpuok", "cuda=11.8", ["cuda"]),  # a driver too old for CUDA 12 still hides it
         ("cpuok", "cuda=12.4", []),
         ("other", "cuda=none", ["cuda"]),  # another project's CUDA build: hidden
@@ -257,7 +263,8 @@ def test_a_project_whose_cuda_builds_run_without_a_driver(
     project: str, profile: str, kinds: list[str]
 ) -> None:
     facts = load_rules({P: WITHOUT_DRIVER}).facts
-    name = f"{project}-2.0-{CP}-manylinux_2_17_x86_64.whl"
+    label = "-cu12" if project.endswith("-variant") else ""
+    name = f"{project.removesuffix('-variant')}-2.0-{CP}-manylinux_2_17_x86_64{label}.whl"
     report = Report(name, "0" * 64, requires=Requires(cuda_major=12))
     verdict = decide(file(name), report, parse_profile(profile, "url"), rules=facts)
     assert [r.kind for r in verdict.reasons] == kinds
@@ -279,3 +286,14 @@ def test_a_fact_of_need_still_applies_beside_one_that_runs_without_a_driver() ->
     facts = load_rules({P: need}).facts
     plain = f"cpuok-2.0-{CP}-manylinux_2_17_x86_64.whl"
     assert decide(file(plain), None, parse_profile("cuda=none", "url"), rules=facts).keep
+
+
+@pytest.mark.parametrize(("version", "kept"), [("2.0.1", False), ("2.1.0", True), ("2.15.0", True)])
+def test_the_shipped_facts_let_torch_reach_a_host_without_a_driver_from_2_1(
+    version: str, kept: bool
+) -> None:
+    """torch 1.13 to 2.0 install the -cu11 NVIDIA libraries, which were not checked."""
+    facts = load_rules(shipped_texts()).facts
+    name = f"torch-{version}-{CP}-manylinux_2_28_x86_64.whl"
+    report = Report(name, "0" * 64, requires=Requires(cuda_major=12))
+    assert decide(file(name), report, parse_profile("cuda=none", "url"), rules=facts).keep is kept

@@ -42,7 +42,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
         # on the public index); 1.0 needs no CUDA.
         library = kernels_library(CudaBuild("cu126", cuda_major=12), work / "k" / "libkernels.so")
         upstream.add("torch", extension_wheel(
-            "torch", "2.0", work, value="cu126", tag=MANYLINUX,
+            "torch", "2.2", work, value="cu126", tag=MANYLINUX,
             files={"torch_kernels/libkernels.so": library.read_bytes()},
             requires_dist=["nvidia-cuda-runtime-cu12"],
         ))  # fmt: skip

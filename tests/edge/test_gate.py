@@ -113,7 +113,7 @@ def test_torchs_cuda_builds_reach_a_host_without_a_driver(
     old for its CUDA major is not, and another project's CUDA build stays hidden from a
     host without a driver."""
     cuda12 = CudaBuild("cu126", cuda_major=12)
-    torch = build_wheel_for("torch", "2.0", cuda12, tmp_path / "torch", tag=CP, local=False)
+    torch = build_wheel_for("torch", "2.2", cuda12, tmp_path / "torch", tag=CP, local=False)
     other = build_wheel_for("gpulib", "2.0", cuda12, tmp_path / "gpulib", tag=CP, local=False)
     upstream.add("torch", torch)
     upstream.add("gpulib", other)
