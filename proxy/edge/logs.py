@@ -59,9 +59,14 @@ def _second(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
-# orjson writes an access line's object in about a microsecond, json in ten. What it
-# refuses (an int past 64 bits, a lone surrogate) goes to json, which writes anything.
-_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+# orjson writes an access line's object in about a microsecond, json in ten. Dataclasses
+# and datetimes go to ``default=str`` as they did with json: orjson would write every
+# field of a dataclass, those its repr hides (credentials) too. What orjson refuses (an
+# int past 64 bits, a lone surrogate) goes to json; what json refuses as well (a key
+# that is not a string, a cycle) goes as its repr, so no line is lost.
+_ORJSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+)
 _FALLBACK = json.JSONEncoder(default=str, ensure_ascii=True)
 
 
@@ -69,7 +74,15 @@ def _encoded(line: dict[str, Any]) -> str:
     try:
         return orjson.dumps(line, default=str, option=_ORJSON_OPTIONS).decode()
     except (orjson.JSONEncodeError, TypeError):
+        pass
+    try:
         return _FALLBACK.encode(line)
+    except (TypeError, ValueError):
+        plain = {k: v if isinstance(v, _PLAIN) else repr(v) for k, v in line.items()}
+        return _FALLBACK.encode(plain)
+
+
+_PLAIN = (str, int, float, bool, type(None))
 
 
 class JsonFormatter(logging.Formatter):

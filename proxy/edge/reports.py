@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,8 @@ from proxy.edge.flight import Flights
 from proxy.edge.stores import keys
 from proxy.edge.stores.leases import Lease, Leases
 from proxy.edge.stores.state import StateStore
+
+log = logging.getLogger("hostfit.reports")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -122,7 +125,7 @@ class ReportService:
 
     async def _compute(self, sha256: str, compute: Callable[[], Awaitable[Report]]) -> Report:
         name = keys.report_lock(sha256)
-        while (lease := await self.leases.acquire(name, b"")) is None:
+        while (lease := await self._lease(name)) is None:
             report = await self._wait_for_holder(sha256, name)
             if report is not None:
                 return report
@@ -138,6 +141,16 @@ class ReportService:
         finally:
             renewing.cancel()
             await lease.release()
+
+    async def _lease(self, name: str) -> Lease | None:
+        """The lease, None when another holds it. Where this host cannot take one (a lock
+        directory that refuses flock or writes), the analysis runs without: other
+        processes may run it too, which costs time, never a wrong report."""
+        try:
+            return await self.leases.acquire(name, b"")
+        except OSError as exc:
+            log.warning("%s: no lease (%s); analysing without one", name, exc)
+            return _UNLEASED
 
     async def _renew(self, lease: Lease) -> None:
         while True:
@@ -155,6 +168,19 @@ class ReportService:
                 return report
             if await self.leases.holder(name) is None:
                 return await self.cached(sha256)
+
+
+class _Unleased:
+    """The lease of an analysis that could not take one: nothing to renew or release."""
+
+    async def publish(self, value: bytes) -> bool:
+        return True
+
+    async def release(self) -> None:
+        return None
+
+
+_UNLEASED = _Unleased()
 
 
 def _checked(sha256: str) -> str:

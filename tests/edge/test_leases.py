@@ -9,12 +9,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from proxy.edge.stores import leases as leases_module
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.leases import FileLeases, RedisLeases, ended_here, token
 from proxy.edge.stores.redis_state import RedisStore
@@ -139,6 +141,34 @@ async def test_file_leases(tmp_path: Path) -> None:
     again = await leases.acquire("download:abc", b"three")
     assert again is not None
     await again.release()
+
+
+async def test_a_release_waits_for_a_write_already_on_its_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelling a renewal does not stop its write, which runs on a thread: the release
+    waits for it, instead of closing the descriptor that write then lands on (or on the
+    file that reuses its number)."""
+    lease = await FileLeases(tmp_path).acquire("report-lock:abc", b"")
+    assert lease is not None
+    started, go, written = threading.Event(), threading.Event(), []
+    real_write = leases_module._write
+
+    def slow_write(fd: int, value: bytes) -> None:
+        started.set()
+        go.wait(5)
+        real_write(fd, value)
+        written.append(value)
+
+    monkeypatch.setattr(leases_module, "_write", slow_write)
+    renewing = asyncio.ensure_future(lease.publish(b"renewed"))
+    assert await asyncio.to_thread(started.wait, 5)
+    renewing.cancel()  # the holder is done: its renewal is cancelled, its write is not
+    threading.Timer(0.2, go.set).start()
+    await lease.release()
+    assert written == [b"renewed"]  # finished before the descriptor was closed
+    assert await lease.publish(b"after") is False
+    assert os.listdir(tmp_path) == []
 
 
 async def test_a_file_lease_is_free_the_moment_its_holder_dies(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -197,13 +198,28 @@ def test_json_lines_hold_every_extra_in_order_and_anything_upstream_sent() -> No
     line = json.loads(JsonFormatter().format(record))
     assert list(line)[-2:] == ["route", "status"]  # after the line's own keys, in order
     assert "_private" not in line and line["pid"] == os.getpid()  # an extra adds, never hides
-    # What orjson refuses (past 64 bits, a lone surrogate) still makes one valid JSON line.
-    for odd in (2**70, "bad \udc80 path", {1: object()}):
+    # What orjson refuses (past 64 bits, a lone surrogate), and json too (a tuple key, a
+    # cycle), still makes one valid JSON line.
+    cycle: list[object] = []
+    cycle.append(cycle)
+    for odd in (2**70, "bad \udc80 path", {1: object()}, {(1, 2): "t"}, cycle):
         record = logger.makeRecord(logger.name, 20, __file__, 1, "m", (), None, extra={"x": odd})
         text = JsonFormatter().format(record)
         assert "\n" not in text and json.loads(text)["message"] == "m"
     record = logger.makeRecord(logger.name, 20, __file__, 1, "m", (), None, extra={"x": 2**70})
     assert json.loads(JsonFormatter().format(record))["x"] == 2**70
+    # A dataclass is written as its str, as json's default wrote it: never field by field,
+    # which would show what its repr hides.
+    secret = Secretive("visible", "hunter2")
+    record = logger.makeRecord(logger.name, 20, __file__, 1, "m", (), None, extra={"x": secret})
+    text = JsonFormatter().format(record)
+    assert "hunter2" not in text and json.loads(text)["x"] == str(secret)
+
+
+@dataclasses.dataclass
+class Secretive:
+    name: str
+    token: str = dataclasses.field(repr=False)
 
 
 def test_serve_logs_json_lines_with_request_ids(upstream: Upstream, tmp_path: Path) -> None:

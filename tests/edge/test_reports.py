@@ -257,3 +257,17 @@ async def test_replicas_sharing_redis_analyse_once_and_a_lost_lease_stays_lost(
     finally:
         await store.close()
         server.stop()
+
+
+async def test_where_no_lease_can_be_taken_the_analysis_runs_without(
+    store: EmbeddedStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lock directory that refuses locks or writes (here: a file where the directory
+    should be) costs the lease, not the analysis."""
+    (tmp_path / "not-a-directory").write_bytes(b"")
+    analyzer = CountingAnalyzer()
+    service = ReportService(store, analyzer, FileLeases(tmp_path / "not-a-directory"))
+    report = await service.for_url("u", "w.whl", SHA)
+    assert report.status == "ok" and len(analyzer.calls) == 1
+    assert await service.cached(SHA) == report
+    assert "no lease" in caplog.text

@@ -27,6 +27,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -87,22 +88,32 @@ class FileLease:
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
         self.fd: int | None = fd
+        # A write runs on a thread, which cancelling its caller does not stop: the lock
+        # keeps `release` from closing the descriptor under it, so that the write can
+        # never land on a file that reuses the number.
+        self._lock = threading.Lock()
 
     async def publish(self, value: bytes) -> bool:
-        if self.fd is None:
-            return False
         # Written each time, not only on change: the file's mtime says the holder is alive.
-        await asyncio.to_thread(_write, self.fd, value)
-        return True
+        return await asyncio.to_thread(self._publish, value)
+
+    def _publish(self, value: bytes) -> bool:
+        with self._lock:
+            if self.fd is None:
+                return False
+            _write(self.fd, value)
+            return True
 
     async def release(self) -> None:
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            # Removed while still locked: whoever opened it meanwhile finds, once it has
-            # the lock, that the path names another file (or none), and opens it again.
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-            os.close(fd)
+        with self._lock:  # at most one small write to wait for
+            fd, self.fd = self.fd, None
+            if fd is not None:
+                # Removed while still locked: whoever opened it meanwhile finds, once it
+                # has the lock, that the path names another file (or none), and opens it
+                # again.
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+                os.close(fd)
 
 
 class FileLeases:
