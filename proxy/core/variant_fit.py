@@ -182,7 +182,11 @@ def _nvidia_fit(feature: str, value: str, profile: HostProfile) -> Fit:
     if profile.cuda is None:
         return None
     if profile.cuda.value is None:
-        return False  # no NVIDIA driver: nothing of this namespace works
+        # No NVIDIA driver: nothing of this namespace works. A project fact that its
+        # CUDA builds run on the CPU (`runs_without_driver`) does not change this: on
+        # such a host the NVIDIA provider reports nothing, so installers that read
+        # variants would not take these either; the project's CPU variant is the one.
+        return False
     if feature == SM_ARCH:
         runs = _sm_runs(value)
         if runs is None or profile.sms is None:
