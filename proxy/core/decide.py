@@ -161,6 +161,13 @@ def decide(
     return Verdict(tuple(reasons), frozenset(consulted))
 
 
+def runs_without_driver(file: File, rules: Sequence[Fact]) -> bool:
+    """Whether a project fact says this wheel's CUDA build runs on the CPU without a driver."""
+    if not file.is_wheel or not any(fact.runs_without_driver for fact in rules):
+        return False
+    return any(fact.runs_without_driver for fact in _facts_for(file.filename, rules))
+
+
 def _facts_for(filename: str, facts: Sequence[Fact]) -> list[Fact]:
     try:  # a variant wheel (PEP 825) is its project's like any other
         name, version, _, _ = parse_wheel_filename(split_label(filename)[0])

@@ -121,10 +121,14 @@ def choose_builds(
     unreported: Collection[str] = frozenset(),
     family: Family | None = None,
     drivers: CudaDriverTable | None = None,
+    without_driver: Collection[str] = frozenset(),
 ) -> Chosen:
     """Verdicts with every version's builds but the chosen one hidden, and each build's
     story. ``reports``: by sha256; ``unreported``: filenames whose report is awaited;
-    ``drivers``: the CUDA driver table (the shipped one unless given)."""
+    ``drivers``: the CUDA driver table (the shipped one unless given);
+    ``without_driver``: filenames a project fact says run on the CPU without a driver
+    (`proxy.core.decide.runs_without_driver`), one of which a host with no driver gets
+    where a version has no CPU build."""
     result = dict(verdicts)
     groups: dict[Version, dict[str, list[File]]] = defaultdict(lambda: defaultdict(list))
     for f in files:
@@ -140,7 +144,9 @@ def choose_builds(
         }
         if family is None and (profile.cuda is None or sum(1 for m in offered.values() if m) < 2):
             continue  # not a family: only a real choice between builds, for a known driver
-        judged = _judge(offered, profile, reports, unreported, family, drivers or cuda_table())
+        judged = _judge(
+            offered, profile, reports, unreported, family, drivers or cuda_table(), without_driver
+        )
         for label, members in by_label.items():
             build = parse_build(label)
             kept = offered[label]
@@ -181,6 +187,32 @@ class _Judged:
     pending: bool = False
 
 
+def _without_driver(
+    judged: _Judged,
+    offered: Mapping[str, Sequence[File]],
+    labels: Sequence[str],
+    family: Family | None,
+    without_driver: Collection[str],
+) -> _Judged:
+    """The CPU build; where there is none, a build whose project says its CUDA builds run
+    on the CPU without a driver (the first in the family's order)."""
+    able = [label for label in labels if all(f.filename in without_driver for f in offered[label])]
+    order = family.order if family is not None else ()
+    fallback = next((label for label in order if label in able), able[0] if able else None)
+    judged.chosen = CPU if CPU in labels else fallback
+    for label in labels:
+        if label == CPU:
+            judged.why[label] = "CPU build, for a host without an NVIDIA driver"
+        elif label == judged.chosen:
+            judged.why[label] = (
+                "no CPU build, and the project's CUDA builds run on the CPU without a driver"
+                " (a project fact): the first of them in the configuration"
+            )
+        else:
+            judged.why[label] = "the host has no NVIDIA driver (cuda=none)"
+    return judged
+
+
 def _judge(
     offered: Mapping[str, Sequence[File]],
     profile: HostProfile,
@@ -188,6 +220,7 @@ def _judge(
     unreported: Collection[str],
     family: Family | None,
     drivers: CudaDriverTable,
+    without_driver: Collection[str],
 ) -> _Judged:
     judged = _Judged()
     labels = [label for label, kept in offered.items() if kept]
@@ -203,14 +236,7 @@ def _judge(
         return judged
     host = profile.cuda.value
     if host is None:
-        judged.chosen = CPU if CPU in labels else None
-        for label in labels:
-            judged.why[label] = (
-                "CPU build, for a host without an NVIDIA driver"
-                if label == CPU
-                else "the host has no NVIDIA driver (cuda=none)"
-            )
-        return judged
+        return _without_driver(judged, offered, labels, family, without_driver)
     builds = {label: b for label in labels if (b := parse_build(label)) is not None}
     native: list[tuple[Build, ToolkitSupport]] = []
     minor: list[tuple[Build, ToolkitSupport]] = []

@@ -369,3 +369,31 @@ def test_parse_build(label: str, cuda: object) -> None:
         assert build is None
     else:
         assert build is not None and build.cuda == cuda
+
+
+def test_without_a_driver_and_without_a_cpu_build_a_build_that_runs_on_the_cpu() -> None:
+    """A version with CUDA builds only: a host with no driver gets none of them, unless a
+    project fact says they run on the CPU without one; then the first in the family's
+    order. Where there is a CPU build, that one."""
+    files = [f for f in page("2.7.0") if "+cpu" not in f.filename]
+    verdicts = {f.filename: Verdict() for f in files}
+    no_driver = parse_profile("cuda=none", "url")
+    chosen = choose_builds(files, verdicts, no_driver, reports={}, family=FAMILY)
+    assert kept(chosen.verdicts) == set()
+    able = frozenset(f.filename for f in files)
+    chosen = choose_builds(
+        files, verdicts, no_driver, reports={}, family=FAMILY, without_driver=able
+    )
+    assert kept(chosen.verdicts) == {FAMILY.order[0]}
+    (first,) = [c for c in chosen.builds if c.status == "chosen"]
+    assert "run on the CPU without a driver" in first.why
+    everything = page("2.7.0")
+    chosen = choose_builds(
+        everything,
+        {f.filename: Verdict() for f in everything},
+        no_driver,
+        reports={},
+        family=FAMILY,
+        without_driver=frozenset(f.filename for f in everything),
+    )
+    assert kept(chosen.verdicts) == {"cpu"}

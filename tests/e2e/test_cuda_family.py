@@ -28,7 +28,7 @@ from tests.support.wheels import WheelSpec, build_wheel
 pytestmark = pytest.mark.e2e
 CP = "cp311-cp311-manylinux_2_17_x86_64"
 ON_THIS_HOST = "python=3.11,impl=cp,arch=x86_64"
-ROUTED = ["torch", "kernels", "nvidia-*"]
+ROUTED = ["torch", "torchaudio", "kernels", "nvidia-*"]
 # Like PyTorch's: cu118 still has SASS for Pascal (6.1), cu126 keeps 6.0 (which runs on
 # 6.1), cu128 starts at Turing (7.5).
 BUILDS = (
@@ -81,6 +81,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for build in KERNELS:
             wheel = build_wheel_for("kernels", "1.0", build, work, tag=CP)
             ups[build.label].add("kernels", wheel)
+        # CUDA builds only, of a project whose CUDA builds run on the CPU (a shipped fact).
+        for build in BUILDS[:2]:
+            wheel = build_wheel_for("torchaudio", "2.7.0", build, work, tag=CP)
+            ups[build.label].add("torchaudio", wheel)
         # The CUDA index lists numpy too (PyTorch's indexes do), the default index torch.
         for where in ("cu126", "default"):
             files = {"numpy/__init__.py": f"WHERE = '{where}'\n".encode()}
@@ -139,6 +143,17 @@ def test_each_host_installs_its_build(
 ) -> None:
     python = install(tool, served, tmp_path, f"{ON_THIS_HOST},{profile}", "torch")
     assert answer(python) == build
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+def test_without_a_driver_or_a_cpu_build_a_cuda_build_that_runs_on_the_cpu(
+    served: ProxyProcess, tmp_path: Path, tool: str
+) -> None:
+    """torchaudio's CUDA builds run on the CPU without a driver (a shipped project fact):
+    a version with no CPU build still gives a host with no driver one of them, the first
+    in the configuration, instead of nothing."""
+    python = install(tool, served, tmp_path, f"{ON_THIS_HOST},cuda=none", "torchaudio")
+    assert python_output(python, "import torchaudio; print(torchaudio.answer())") == "cu126"
 
 
 @pytest.mark.parametrize("tool", ["pip", "uv"])

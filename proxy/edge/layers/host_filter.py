@@ -40,7 +40,14 @@ from packaging.utils import NormalizedName
 
 from proxy.analysis.early import EarlyReport
 from proxy.core.cheap_facts import cheap_requires
-from proxy.core.decide import LOAD_KINDS, Reason, Verdict, decide, hidden_by_kind
+from proxy.core.decide import (
+    LOAD_KINDS,
+    Reason,
+    Verdict,
+    decide,
+    hidden_by_kind,
+    runs_without_driver,
+)
 from proxy.core.explain import explanation
 from proxy.core.families import BuildChoice, choose_builds
 from proxy.core.frontier import DEFAULT_KEEP, Frontier, needs_report, pip_choice, walk
@@ -49,7 +56,7 @@ from proxy.core.models import File, Page
 from proxy.core.profile import HostProfile
 from proxy.core.report import Report
 from proxy.core.revision import revised
-from proxy.core.rules import EMPTY, Rules
+from proxy.core.rules import EMPTY, Fact, Rules
 from proxy.core.select import foreign_only, select
 from proxy.core.tags import client_tags
 from proxy.edge.flight import Flights
@@ -264,6 +271,7 @@ class HostFilter(IndexLayer):
             reports=reports,
             unreported=unreported,
             family=page.family,
+            without_driver=_without_driver(page, facts),
         )
         verdicts = select(
             page.files,
@@ -406,3 +414,11 @@ class HostFilter(IndexLayer):
 def _build_of(page: Page, file: File) -> str | None:
     """A family member's configured build label, for a file whose version carries none."""
     return page.family.labels.get(file.filename) if page.family is not None else None
+
+
+def _without_driver(page: Page, facts: Sequence[Fact]) -> frozenset[str]:
+    """The page's wheels a project fact says run on the CPU without a driver (most
+    projects have no such fact: their pages are not walked for it)."""
+    if not any(fact.runs_without_driver for fact in facts):
+        return frozenset()
+    return frozenset(f.filename for f in page.files if runs_without_driver(f, facts))
