@@ -284,6 +284,8 @@ def _check_names(infos: list[zipfile.ZipInfo]) -> None:
     seen: set[str] = set()
     for info in infos:
         name = info.orig_filename
+        if not info.filename:  # zipfile's own methods fail on it (is_dir: an IndexError)
+            raise Unanalysable(f"a member without a name ({name!r})")
         parts = name.replace("\\", "/").split("/")
         if name.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts or "\0" in name:
             raise Unanalysable(f"unsafe member name {name!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import time
 import zipfile
 from collections.abc import Callable
@@ -120,6 +121,19 @@ def test_a_symlinked_shared_object_is_not_refused() -> None:
 @pytest.mark.parametrize("name", ["../evil.so", "/abs/evil.so", "pkg/../../evil.so", "C:/x.so"])
 def test_unsafe_names(elf: Elf64, name: str) -> None:
     assert_unanalysable(analyze(zip_bytes({name: elf.data})), "unsafe member name")
+
+
+def test_a_member_without_a_name(elf: Elf64) -> None:
+    """Found by the fuzz test: zipfile's own methods fail on a member whose name is empty
+    (an IndexError, not an unanalysable report)."""
+    data = zip_bytes({SO: elf.data, "X": b"payload"})
+    second = central_entries(data)[1]
+    data = patch(data, second + 28, "<H", 0)  # its name's length
+    data = data[: second + 46] + data[second + 47 :]  # and its one-byte name
+    end = data.rfind(b"PK\x05\x06")
+    (size,) = struct.unpack_from("<I", data, end + 12)
+    data = patch(data, end + 12, "<I", size - 1)  # the directory is one byte shorter
+    assert_unanalysable(analyze(data), "a member without a name")
 
 
 def test_duplicate_names(elf: Elf64) -> None:
