@@ -25,13 +25,6 @@ def wheel(n: int) -> File:
 
 
 @pytest.fixture
-def leases(tmp_path: Path) -> FileLeases:
-    """This host's leases (flock): what replicas sharing a state store without Redis use."""
-    (tmp_path / "leases").mkdir()
-    return FileLeases(tmp_path / "leases")
-
-
-@pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
     backend = EmbeddedStore(str(tmp_path / "state"))
     yield backend
