@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +15,8 @@ from packaging.utils import NormalizedName
 
 from proxy.core.models import Page
 from proxy.core.origins import Outbound
+from proxy.core.report import Report
+from proxy.edge import scheduler as scheduler_module
 from proxy.edge.files import FileService
 from proxy.edge.index import UNIVERSAL, Context
 from proxy.edge.layers.host_filter import AnalysisPending, HostFilter, Policy
@@ -162,3 +165,41 @@ async def test_the_download_gate_refuses_a_wheel_that_would_not_load(
     # Tags are the installer's own check: a pinned download is not refused for them.
     windows_report = await scheduler.report(windows)
     assert layer.refusal(page, windows, windows_report, host(NEW_GLIBC)) == ()
+
+
+async def test_a_report_that_follows_an_analysis_that_did_not_run_is_decided_with(
+    make: Make,
+    analyzer: InProcessAnalyzer,
+    scheduler: AnalysisScheduler,
+    wheels: Wheels,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An analysis that could not run leaves a stand-in report for a while; pages decided
+    with it must be decided again when the real report comes (found by the soak: the
+    decision stayed on the stand-in, and kept a wheel the host cannot load)."""
+    monkeypatch.setattr(scheduler_module, "RETRY_SECONDS", 0.2)
+    real = analyzer.analyze_url
+    failures = [OSError("the cached file went away")]
+
+    async def once_failing(url: str, filename: str, sha256: str, **kw: Any) -> Report:
+        if failures:
+            raise failures.pop()
+        return await real(url, filename, sha256, **kw)
+
+    monkeypatch.setattr(analyzer, "analyze_url", once_failing)
+    layer = make(budget=2.0)
+    old_host = host(OLD_GLIBC)
+    deadline = time.monotonic() + 10
+    while (page := await layer.page(FITPKG, old_host)).provisional or failures:
+        assert time.monotonic() < deadline, "never decided"
+        await asyncio.sleep(0.02)
+    assert names(page) == [wheels.native.name]  # decided with the stand-in: tags only
+    await asyncio.sleep(0.3)  # the stand-in is no longer the answer
+    universal = await layer.page(FITPKG, UNIVERSAL)
+    native = universal.file(wheels.native.name)
+    assert native is not None
+    assert (await scheduler.report(native)).status == "ok"  # the real report, stored
+    deadline = time.monotonic() + 10
+    while names(page := await layer.page(FITPKG, old_host)) != []:
+        assert time.monotonic() < deadline, "still decided with the stand-in"
+        await asyncio.sleep(0.02)

@@ -254,7 +254,12 @@ class HostFilter(IndexLayer):
         reports = dict(await self.scheduler.known(candidates))
         unreported = frozenset(f.filename for f in candidates if f.sha256 not in reports)
         for f in candidates:
-            if f.filename in unreported:
+            # A stand-in for an analysis that could not run is watched too: the report
+            # that follows it must move the generation, or this decision outlives it.
+            stand_in = f.filename not in unreported and not self.scheduler.ran(
+                reports[f.sha256 or ""]
+            )
+            if f.filename in unreported or stand_in:
                 self._watched.put(f.sha256 or "", page.name)
         verdicts = {
             f.filename: decide(
