@@ -163,9 +163,7 @@ def decide(
 
 def runs_without_driver(file: File, rules: Sequence[Fact]) -> bool:
     """Whether a project fact says this wheel's CUDA build runs on the CPU without a driver."""
-    if not file.is_wheel or not any(fact.runs_without_driver for fact in rules):
-        return False
-    return any(fact.runs_without_driver for fact in _facts_for(file.filename, rules))
+    return file.is_wheel and any(f.runs_without_driver for f in _facts_for(file.filename, rules))
 
 
 def _facts_for(filename: str, facts: Sequence[Fact]) -> list[Fact]:

@@ -256,10 +256,8 @@ class HostFilter(IndexLayer):
         for f in candidates:
             # A stand-in for an analysis that could not run is watched too: the report
             # that follows it must move the generation, or this decision outlives it.
-            stand_in = f.filename not in unreported and not self.scheduler.ran(
-                reports[f.sha256 or ""]
-            )
-            if f.filename in unreported or stand_in:
+            report = reports.get(f.sha256 or "")
+            if report is None or not self.scheduler.ran(report):
                 self._watched.put(f.sha256 or "", page.name)
         verdicts = {
             f.filename: decide(
