@@ -33,7 +33,6 @@ sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 from servers import NginxServer  # noqa: E402
 from synthetic import Shape, synthetic_files, write_project, write_root  # noqa: E402
 
-from proxy.edge import render  # noqa: E402
 from proxy.edge.app import build_app  # noqa: E402
 from proxy.edge.config import Settings  # noqa: E402
 
@@ -59,8 +58,8 @@ STAGES = [
     ("render JSON, linked", "core/links.py", "render_linked_json"),
     ("render JSON", "core/pages.py", "render_json_page"),
     ("render HTML", "core/pages.py", "render_html_page"),
-    ("render cache (gzip, ETag)", "edge/render.py", "put"),
-    ("gzip compress", "gzip.py", "compress"),
+    ("render cache (ETag)", "edge/render.py", "put"),
+    ("gzip compress", "edge/render.py", "gzipped"),
     ("whole request", "edge/app.py", "simple_project"),
 ]
 T = TypeVar("T")
@@ -91,8 +90,6 @@ async def cold_requests(
             if profile is not None:
                 profile.disable()
             response.raise_for_status()
-            # Work left for the background (a better gzip) is not this request's.
-            await asyncio.to_thread(render._recompress.submit(lambda: None).result)
     return times
 
 

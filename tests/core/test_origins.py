@@ -3,6 +3,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from proxy.core.models import File
 from proxy.core.origins import (
@@ -10,6 +12,7 @@ from proxy.core.origins import (
     Origin,
     Outbound,
     UpstreamAccess,
+    _screen_each,
     origin_of,
     plan_origins,
     refusal,
@@ -136,6 +139,29 @@ def test_screen_keeps_allowed_links_and_says_why_of_the_rest() -> None:
         ("a-1.2-py3-none-any.whl", "refused http"),
     ]
     assert "127.0.0.1:9999" in screened.withheld[0][1]
+
+
+LINKS = st.sampled_from(
+    [
+        "http://127.0.0.1:8001/files/a.whl",
+        "http://127.0.0.1:80011/files/a.whl",
+        "http://127.0.0.1:8001.evil.test/a.whl",
+        "http://u:p@127.0.0.1:8001/a.whl",
+        "https://127.0.0.1:8001/a.whl",
+        "http://169.254.169.254/x.whl",
+        "/files/a.whl",
+        "http://127.0.0.1:8001",
+    ]
+)
+
+
+@given(st.lists(LINKS, max_size=8))
+@example(["http://127.0.0.1:8001/files/a.whl"] * 3 + ["http://127.0.0.1:80011/files/a.whl"])
+def test_a_page_on_one_origin_is_screened_as_file_by_file(urls: list[str]) -> None:
+    """Most pages link one origin: `screen` keeps them whole at once; the same files and
+    reasons as the test of each file."""
+    files = tuple(File(f"a-{i}.whl", url, {}) for i, url in enumerate(urls))
+    assert screen(files, frozenset({UP})) == _screen_each(files, frozenset({UP}))
 
 
 def test_credentials_stay_out_of_reprs() -> None:
