@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from operator import attrgetter, methodcaller
 
 from packaging.utils import NormalizedName
 
@@ -29,8 +28,6 @@ log = logging.getLogger("hostfit.hashes")
 CONCURRENCY = 4
 DIGESTS_KEPT = 100_000  # by URL; the store has them all
 PAGES_KEPT = 1024
-_HASHES = attrgetter("hashes")
-_SHA256 = methodcaller("get", "sha256")
 
 
 class HashFillIndex(IndexLayer):
@@ -54,10 +51,9 @@ class HashFillIndex(IndexLayer):
         return filled
 
     async def _fill(self, page: Page) -> Page:
-        # Asked of every file at once first: most pages give every digest.
-        if None not in map(_SHA256, map(_HASHES, page.files)):
-            return page
         missing = [f for f in page.files if f.sha256 is None]
+        if not missing:
+            return page
         remembered = {f.url: self._known.get(f.url) for f in missing}
         digests = {url: d for url, d in remembered.items() if d is not None}
         lookup = [f for f in missing if f.url not in digests]

@@ -34,7 +34,6 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from operator import attrgetter, methodcaller
 from urllib.parse import quote
 
 from packaging.utils import NormalizedName
@@ -150,8 +149,8 @@ class VariantIndex(IndexLayer):
             if served.page.warning != page.warning:
                 served = replace(served, page=replace(served.page, warning=page.warning))
             return served
-        groups = _groups(page) if _may_vary(page.files) else None
-        if groups is None or (not groups and not any(map(_is_document, page.files))):
+        groups = _groups(page)
+        if not groups and not any(_is_document(f) for f in page.files):
             self._plain.put(plain, True)
             return Served(page)
         served = await self._serve(page, groups, ctx, rules)
@@ -311,19 +310,6 @@ class VariantIndex(IndexLayer):
 
     def _moved(self, project: str) -> None:
         self._generation.move(project)
-
-
-def _may_vary(files: Sequence[File]) -> bool:
-    """Whether some file may be a variant wheel or a variants.json, asked of the names
-    at once: a page without them (nearly every page) passes without a loop per file."""
-    names = list(map(_FILENAME, files))
-    if any(map(methodcaller("endswith", VARIANTS_SUFFIX), names)):
-        return True
-    # A wheel's name has 4 dashes, or 5 with a build tag; a variant label adds one.
-    return max(map(methodcaller("count", "-"), names), default=0) >= 5
-
-
-_FILENAME = attrgetter("filename")
 
 
 def _groups(page: Page) -> dict[Version, VersionGroup]:
