@@ -52,6 +52,17 @@ def test_a_page_is_compressed_once_into_one_gzip_member(size: int) -> None:
         assert Rendered(body).gzip() == (data, tag)
 
 
+@pytest.mark.parametrize("size", [1000, offload.BIG + 1])
+def test_without_isal_zlib_makes_the_gzip(size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = page_like(size)
+    with_isal = Rendered(body).gzipped
+    monkeypatch.setattr(render, "igzip", None)
+    data, tag = Rendered(body).gzip()
+    level = 6 if size < offload.BIG else 1
+    assert data == gzip.compress(body, compresslevel=level, mtime=0) != with_isal
+    assert gzip.decompress(data) == body and tag.endswith('-gz"')
+
+
 def test_an_index_page_compresses_near_zlibs_best_level() -> None:
     entries = [
         {
