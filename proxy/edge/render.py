@@ -21,7 +21,6 @@ import threading
 from collections.abc import Callable, Hashable, Mapping
 from types import ModuleType
 
-
 from proxy.core.links import link_page, render_linked_json
 from proxy.core.lru import LRU
 from proxy.core.models import Page
