@@ -4,47 +4,27 @@ The hot path of a cached page is a dictionary lookup: pages are parsed when
 fetched and rendered once per (revision, host class, format), never per request.
 
 A cold page renders only the format asked for, and compresses only when a client
-accepts gzip, once, with ISA-L's deflate (`isal`) at its level 1: on a 5 MB page it
-takes about 6 ms where zlib took 27 at level 1 and 73 at level 6, and its bytes are
-within 4% of zlib level 6's. So the first client gets the same bytes as every later
-one, under one ETag, and nothing is recompressed behind the answer (hostfit did both
-before: a fast zlib level first, level 6 later on a background thread). Where `isal`
-has no wheel (it is not installed there: ppc64le, s390x), zlib does the same job,
-slower: level 6 for small pages, level 1 from `offload.BIG` up.
+accepts gzip, once (`proxy.edge.compression`: about 6 ms for 5 MB). So the first client
+gets the bytes every later one gets, under one ETag, and nothing is recompressed behind
+the answer (hostfit did both before: a fast zlib level first, level 6 later on a
+background thread).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import threading
 from collections.abc import Callable, Hashable, Mapping
-from types import ModuleType
 
 from proxy.core.links import link_page, render_linked_json
 from proxy.core.lru import LRU
 from proxy.core.models import Page
 from proxy.core.negotiate import JSON_V1
 from proxy.core.pages import render_html_page
-from proxy.edge.offload import BIG, by_size
-
-igzip: ModuleType | None
-try:
-    from isal import igzip
-except ImportError:  # no wheel for this machine: pyproject installs it where there is one
-    igzip = None
+from proxy.edge import compression
+from proxy.edge.offload import by_size
 
 MAX_BYTES = 256 * 1024 * 1024
-# ISA-L's levels go from 0 to 3; 1 is nearly as small as 2 and 3 and the fastest.
-GZIP_LEVEL = 1
-
-
-def gzipped(body: bytes) -> bytes:
-    """One gzip member, the same bytes for the same body (no time in the header)."""
-    if igzip is not None:
-        compressed: bytes = igzip.compress(body, GZIP_LEVEL, mtime=0)
-        return compressed
-    return gzip.compress(body, compresslevel=6 if len(body) < BIG else 1, mtime=0)
 
 
 class Rendered:
@@ -72,7 +52,7 @@ class Rendered:
             return made
         with self._lock:
             if self._gzip is None:
-                self._gzip = (gzipped(self.body), self.etag[:-1] + '-gz"')
+                self._gzip = (compression.gzipped(self.body), self.etag[:-1] + '-gz"')
                 if self._resized is not None:
                     self._resized()
             made = self._gzip

@@ -1,5 +1,6 @@
-"""The page cache's stored entries: upstream's bytes as they came, read back into the same
-page by any replica of this version; an entry of another format is a miss, never misread."""
+"""The page cache's stored entries: upstream's bytes as they came, gzipped, read back into
+the same page by any replica of this version; an entry of another format, or a damaged
+one, is a miss, never misread."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from packaging.utils import NormalizedName
 
 from proxy.core.models import Page
+from proxy.edge.compression import gunzipped, gzipped
 from proxy.edge.index import UNIVERSAL
 from proxy.edge.layers.page_cache import FORMAT, CachedUpstream, Entry
 from proxy.edge.layers.upstream import HttpUpstream, Validators
@@ -63,7 +65,10 @@ async def test_an_entry_reads_back_as_the_page_fetched(
     raw = Entry(fetched.page, fetched.validators, 12.5, fetched.source).encode()
 
     assert raw.startswith(FORMAT)
-    assert raw.endswith(fetched.source.body)  # stored as it came: never rendered to be stored
+    stored = raw[raw.index(b"\n", len(FORMAT)) + 1 :]
+    # Stored as it came, compressed: never rendered to be stored.
+    assert gunzipped(stored, len(fetched.source.body)) == fetched.source.body
+    assert len(stored) < len(fetched.source.body) and Entry.size(raw) == len(fetched.source.body)
     back = Entry.decode(raw, fetched.page.upstream)
     assert back.page is not None
     same_page(back.page, fetched.page)
@@ -108,3 +113,22 @@ async def test_an_entry_of_another_format_is_a_miss_not_a_misreading(
     assert upstream.count("GET", "/simple/demo-pkg/") == 1
     await cache.close()
     await replica.close()
+
+
+def test_a_damaged_entry_is_refused_whole() -> None:
+    body = json.dumps({"name": "demo-pkg", "files": []}).encode()
+    head = {"fetched": 1.0, "etag": None, "last_modified": None, "name": "demo-pkg"}
+    head |= {"url": "https://upstream.test/simple/demo-pkg/", "json": True}
+
+    def stored(said: object, data: bytes) -> bytes:
+        return FORMAT + json.dumps({**head, "bytes": said}).encode() + b"\n" + data
+
+    assert Entry.decode(stored(len(body), gzipped(body)), "").page is not None
+    for raw in (
+        stored(len(body), gzipped(body)[:-4]),  # cut short
+        stored(len(body) + 1, gzipped(body)),  # not the size it said
+        stored(len(body), body),  # not compressed
+    ):
+        with pytest.raises(ValueError):
+            Entry.decode(raw, "")
+    assert Entry.size(stored("x", b"")) == len(stored("x", b""))  # a bad header: its own size

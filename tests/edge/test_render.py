@@ -3,9 +3,6 @@ counts every byte it holds."""
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import random
 import threading
 import zlib
@@ -15,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.edge import offload, render
+from proxy.edge import compression, offload
 from proxy.edge.render import RenderCache, Rendered
 from tests.support.upstream import Upstream, UpstreamFile
 
@@ -52,45 +49,17 @@ def test_a_page_is_compressed_once_into_one_gzip_member(size: int) -> None:
         assert Rendered(body).gzip() == (data, tag)
 
 
-@pytest.mark.parametrize("size", [1000, offload.BIG + 1])
-def test_without_isal_zlib_makes_the_gzip(size: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    body = page_like(size)
-    with_isal = Rendered(body).gzipped
-    monkeypatch.setattr(render, "igzip", None)
-    data, tag = Rendered(body).gzip()
-    level = 6 if size < offload.BIG else 1
-    assert data == gzip.compress(body, compresslevel=level, mtime=0) != with_isal
-    assert gzip.decompress(data) == body and tag.endswith('-gz"')
-
-
-def test_an_index_page_compresses_near_zlibs_best_level() -> None:
-    entries = [
-        {
-            "filename": f"demo-1.{i}-cp312-cp312-manylinux_2_17_x86_64.whl",
-            "url": f"../../files/demo/demo-1.{i}-cp312-cp312-manylinux_2_17_x86_64.whl",
-            "hashes": {"sha256": hashlib.sha256(str(i).encode()).hexdigest()},
-            "requires-python": ">=3.9",
-            "size": 1000 + i,
-            "upload-time": f"2024-01-{i % 28 + 1:02d}T00:00:00.000000Z",
-        }
-        for i in range(2000)
-    ]
-    body = json.dumps({"name": "demo", "files": entries}).encode()
-    best = gzip.compress(body, compresslevel=6, mtime=0)
-    assert len(Rendered(body).gzipped) <= 1.1 * len(best)
-
-
 async def test_a_big_pages_gzip_is_made_off_the_event_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     made_on: list[int] = []
-    compress = render.gzipped
+    compress = compression.gzipped
 
     def watched(data: bytes) -> bytes:
         made_on.append(threading.get_ident())
         return compress(data)
 
-    monkeypatch.setattr(render, "gzipped", watched)
+    monkeypatch.setattr(compression, "gzipped", watched)
     loop_thread = threading.get_ident()
     small, big = Rendered(page_like(1000)), Rendered(page_like(offload.BIG + 1))
     assert await small.gzip_off_loop() == small.gzip()
@@ -102,7 +71,7 @@ async def test_a_big_pages_gzip_is_made_off_the_event_loop(
 
 def test_requests_that_ask_together_get_one_gzip(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[bytes] = []
-    compress, entered, go = render.gzipped, threading.Event(), threading.Event()
+    compress, entered, go = compression.gzipped, threading.Event(), threading.Event()
 
     def slow(data: bytes) -> bytes:
         calls.append(data)
@@ -110,7 +79,7 @@ def test_requests_that_ask_together_get_one_gzip(monkeypatch: pytest.MonkeyPatch
         go.wait(timeout=30)
         return compress(data)
 
-    monkeypatch.setattr(render, "gzipped", slow)
+    monkeypatch.setattr(compression, "gzipped", slow)
     rendered = Rendered(page_like(5000))
     results: list[tuple[bytes, str]] = []
     first = threading.Thread(target=lambda: results.append(rendered.gzip()))

@@ -1,0 +1,74 @@
+"""gzip, hostfit's one compression (`proxy.edge.compression`): what it makes, read back
+only when it is one whole member of a bounded size."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+
+import pytest
+
+from proxy.edge import compression, offload
+from proxy.edge.compression import gunzipped, gzipped
+from tests.edge.test_render import page_like
+
+
+def test_an_index_page_compresses_near_zlibs_best_level() -> None:
+    entries = [
+        {
+            "filename": f"demo-1.{i}-cp312-cp312-manylinux_2_17_x86_64.whl",
+            "url": f"../../files/demo/demo-1.{i}-cp312-cp312-manylinux_2_17_x86_64.whl",
+            "hashes": {"sha256": hashlib.sha256(str(i).encode()).hexdigest()},
+            "requires-python": ">=3.9",
+            "size": 1000 + i,
+            "upload-time": f"2024-01-{i % 28 + 1:02d}T00:00:00.000000Z",
+        }
+        for i in range(2000)
+    ]
+    body = json.dumps({"name": "demo", "files": entries}).encode()
+    best = gzip.compress(body, compresslevel=6, mtime=0)
+    assert len(gzipped(body)) <= 1.1 * len(best)
+
+
+@pytest.mark.parametrize("size", [1000, offload.BIG + 1])
+def test_without_isal_zlib_makes_the_gzip(size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = page_like(size)
+    with_isal = gzipped(body)
+    monkeypatch.setattr(compression, "igzip", None)
+    data = gzipped(body)
+    level = 6 if size < offload.BIG else 1
+    assert data == gzip.compress(body, compresslevel=level, mtime=0) != with_isal
+    assert gunzipped(data, len(body)) == body
+
+
+@pytest.mark.parametrize("size", [0, 1000, offload.BIG + 1])
+def test_what_is_gzipped_reads_back(size: int) -> None:
+    body = page_like(size)
+    assert gunzipped(gzipped(body), len(body)) == body
+    assert gzip.decompress(gzipped(body)) == body  # any gzip reader reads it
+
+
+def test_a_member_that_inflates_past_the_limit_is_refused_before_it_is_inflated() -> None:
+    bomb = gzip.compress(bytes(64 * 1024 * 1024), mtime=0)  # 64 MiB of zeros in 64 KiB
+    assert len(bomb) < 100_000
+    with pytest.raises(ValueError, match="more than 1000000 bytes"):
+        gunzipped(bomb, 1_000_000)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[:-9],  # cut short
+        lambda data: data + b"x",  # something after the member
+        lambda data: data + data,  # a second member
+        lambda data: b"not gzip at all",
+        lambda data: data[:20] + bytes([data[20] ^ 0xFF]) + data[21:],  # a flipped byte
+        lambda data: data[:-8] + bytes(8),  # a wrong CRC and length
+    ],
+)
+def test_anything_but_one_whole_member_is_refused(damage: object) -> None:
+    body = page_like(5000)
+    data = damage(gzipped(body))  # type: ignore[operator]
+    with pytest.raises(ValueError):
+        gunzipped(data, 10 * len(body))
