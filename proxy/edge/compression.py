@@ -4,8 +4,10 @@ upstream page sources for the state store (`proxy.edge.layers.page_cache`).
 ISA-L's deflate (`isal`) at its level 1: on a 5 MB page about 6 ms, where zlib takes 27
 at level 1 and 73 at level 6, for bytes within 4% of zlib level 6's on index pages.
 Where `isal` has no wheel (it is not installed there: ppc64le, s390x), zlib does the
-same job, slower: level 6 for small bodies, level 1 from `offload.BIG` up. Either way
-the same body gives the same bytes (no time in the header), as an ETag requires.
+same job, slower: level 6 for small bodies, level 1 from `offload.BIG` up. With one
+encoder the same body gives the same bytes (no time in the header); `ENCODER` names the
+encoder and its version, for an ETag that must name bytes, not just a body, across
+replicas and upgrades.
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ from types import ModuleType
 
 from proxy.edge.offload import BIG
 
-igzip: ModuleType | None
-try:
-    from isal import igzip
-except ImportError:  # no wheel for this machine: pyproject installs it where there is one
-    igzip = None
-
 # ISA-L's levels go from 0 to 3; 1 is nearly as small as 2 and 3 and the fastest.
 LEVEL = 1
+
+igzip: ModuleType | None
+try:
+    import isal
+    from isal import igzip
+
+    ENCODER = f"isal {isal.__version__} level {LEVEL}"
+except ImportError:  # no wheel for this machine: pyproject installs it where there is one
+    igzip = None
+    ENCODER = f"zlib {zlib.ZLIB_RUNTIME_VERSION}"
 
 
 def gzipped(body: bytes) -> bytes:

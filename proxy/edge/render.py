@@ -27,6 +27,15 @@ from proxy.edge.offload import by_size
 MAX_BYTES = 256 * 1024 * 1024
 
 
+def gzip_suffix(encoder: str) -> str:
+    """What a gzip encoding's ETag adds to the page's: which encoder made the bytes, so
+    that replicas or versions with another one never send other bytes under the same tag."""
+    return f'-gz-{hashlib.sha256(encoder.encode()).hexdigest()[:8]}"'
+
+
+_GZIP_SUFFIX = gzip_suffix(compression.ENCODER)
+
+
 class Rendered:
     """A page's bytes and their ETag; the gzip encoding is made on first demand."""
 
@@ -52,7 +61,7 @@ class Rendered:
             return made
         with self._lock:
             if self._gzip is None:
-                self._gzip = (compression.gzipped(self.body), self.etag[:-1] + '-gz"')
+                self._gzip = (compression.gzipped(self.body), self.etag[:-1] + _GZIP_SUFFIX)
                 if self._resized is not None:
                     self._resized()
             made = self._gzip

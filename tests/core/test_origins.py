@@ -12,7 +12,6 @@ from proxy.core.origins import (
     Origin,
     Outbound,
     UpstreamAccess,
-    _screen_each,
     origin_of,
     plan_origins,
     refusal,
@@ -147,21 +146,32 @@ LINKS = st.sampled_from(
         "http://127.0.0.1:80011/files/a.whl",
         "http://127.0.0.1:8001.evil.test/a.whl",
         "http://u:p@127.0.0.1:8001/a.whl",
+        "http://127.0.0.1:8001@evil.test/a.whl",
+        "http://evil.test@127.0.0.1:8001/a.whl",
+        "HTTP://127.0.0.1:8001/a.whl",
+        "http://127.0.0.1:08001/a.whl",
+        "http://127.0.0.1:8001:/a.whl",
+        "http://%31%32%37.0.0.1:8001/a.whl",
+        "http://[::1]:8001/a.whl",
         "https://127.0.0.1:8001/a.whl",
         "http://169.254.169.254/x.whl",
         "/files/a.whl",
         "http://127.0.0.1:8001",
+        "http://127.0.0.1:8001\\@evil.test/a.whl",
     ]
 )
 
 
 @given(st.lists(LINKS, max_size=8))
 @example(["http://127.0.0.1:8001/files/a.whl"] * 3 + ["http://127.0.0.1:80011/files/a.whl"])
-def test_a_page_on_one_origin_is_screened_as_file_by_file(urls: list[str]) -> None:
+def test_a_page_is_screened_as_each_of_its_links_would_be(urls: list[str]) -> None:
     """Most pages link one origin: `screen` keeps them whole at once; the same files and
-    reasons as the test of each file."""
+    reasons as asking `refusal` of each link."""
     files = tuple(File(f"a-{i}.whl", url, {}) for i, url in enumerate(urls))
-    assert screen(files, frozenset({UP})) == _screen_each(files, frozenset({UP}))
+    said = [(f, refusal(f.url, frozenset({UP}))) for f in files]
+    screened = screen(files, frozenset({UP}))
+    assert screened.files == tuple(f for f, why in said if why is None)
+    assert screened.withheld == tuple((f, why) for f, why in said if why is not None)
 
 
 def test_credentials_stay_out_of_reprs() -> None:

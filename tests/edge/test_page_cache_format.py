@@ -131,4 +131,13 @@ def test_a_damaged_entry_is_refused_whole() -> None:
     ):
         with pytest.raises(ValueError):
             Entry.decode(raw, "")
-    assert Entry.size(stored("x", b"")) == len(stored("x", b""))  # a bad header: its own size
+    # A header that does not say a size is taken at the entry's own size.
+    for said in ("x", True, -1, 0, None):
+        raw = stored(said, gzipped(body))
+        assert Entry.size(raw) == len(raw)
+    assert Entry.size(stored(10**9, b"")) == 10**9  # (then refused when decoded)
+    nested = FORMAT + b"[" * 100_000 + b"]" * 100_000 + b"\n"
+    for raw in (nested, FORMAT + b"[1]\n", FORMAT + b"{}"):
+        assert Entry.size(raw) == len(raw)
+        with pytest.raises(ValueError):
+            Entry.decode(raw, "")

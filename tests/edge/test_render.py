@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.edge import compression, offload
+from proxy.edge import compression, offload, render
+from proxy.edge.render import _GZIP_SUFFIX as GZIP_SUFFIX
 from proxy.edge.render import RenderCache, Rendered
 from tests.support.upstream import Upstream, UpstreamFile
 
@@ -34,7 +35,7 @@ def test_a_page_is_compressed_once_into_one_gzip_member(size: int) -> None:
         rendered = Rendered(body)
         assert rendered.size == len(body)  # nothing compressed until a client asks
         data, tag = rendered.gzip()
-        assert tag == rendered.etag[:-1] + '-gz"'
+        assert tag == rendered.etag[:-1] + GZIP_SUFFIX
         assert rendered.gzip() == (data, tag) and rendered.gzip()[0] is data
         assert rendered.size == len(body) + len(data)
         # Read as a client reads it, a few bytes at a time: one member, nothing after it.
@@ -45,7 +46,7 @@ def test_a_page_is_compressed_once_into_one_gzip_member(size: int) -> None:
         assert httpx.Response(200, content=data, headers={"content-encoding": "gzip"}).content == (
             body
         )
-        # The same bytes for the same body: an ETag names them, on every replica.
+        # The same bytes for the same body, as the ETag says.
         assert Rendered(body).gzip() == (data, tag)
 
 
@@ -66,7 +67,7 @@ async def test_a_big_pages_gzip_is_made_off_the_event_loop(
     assert made_on == [loop_thread]  # a thread hop would cost more than the compression
     data, tag = await big.gzip_off_loop()
     assert len(made_on) == 2 and made_on[1] != loop_thread
-    assert (data, tag) == (compress(big.body), big.etag[:-1] + '-gz"')
+    assert (data, tag) == (compress(big.body), big.etag[:-1] + GZIP_SUFFIX)
 
 
 def test_requests_that_ask_together_get_one_gzip(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,6 +88,8 @@ def test_requests_that_ask_together_get_one_gzip(monkeypatch: pytest.MonkeyPatch
     assert entered.wait(timeout=30)
     second = threading.Thread(target=lambda: results.append(rendered.gzip()))
     second.start()
+    second.join(timeout=0.5)  # it waits for the first: without the lock it would not
+    assert second.is_alive()
     go.set()
     first.join(timeout=30)
     second.join(timeout=30)
@@ -142,9 +145,18 @@ def test_served_gzip_matches_its_etag(
     second = httpx.get(url, headers={"Accept": JSON, "Accept-Encoding": "gzip"})
     assert second.content == plain.content
     assert second.headers["etag"] == first.headers["etag"] != plain.headers["etag"]
-    assert first.headers["etag"] == plain.headers["etag"][:-1] + '-gz"'
+    assert first.headers["etag"] == plain.headers["etag"][:-1] + GZIP_SUFFIX
     for tag, status in ((first.headers["etag"], 304), (plain.headers["etag"], 200)):
         again = httpx.get(
             url, headers={"Accept": JSON, "Accept-Encoding": "gzip", "If-None-Match": tag}
         )
         assert again.status_code == status
+
+
+def test_the_gzip_etag_names_the_encoder() -> None:
+    """Replicas (or versions) with another encoder make other bytes for the same page: a
+    client holding one's tag must not get a 304 from the other."""
+    assert compression.ENCODER.startswith("isal ")  # what the suite's machines install
+    assert render.gzip_suffix(compression.ENCODER) == GZIP_SUFFIX
+    others = {render.gzip_suffix(e) for e in ("zlib 1.3", "isal 1.9.2 level 1", "")}
+    assert GZIP_SUFFIX not in others and len(others) == 3

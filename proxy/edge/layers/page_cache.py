@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from packaging.utils import NormalizedName
 
@@ -97,22 +98,20 @@ class Entry:
     @staticmethod
     def size(raw: bytes) -> int:
         """The upstream bytes a stored entry holds, read from its first line: the work of
-        decoding it goes by them, not by the smaller bytes stored (`proxy.edge.offload`)."""
-        if not raw.startswith(FORMAT):
-            return len(raw)
-        end = raw.find(b"\n", len(FORMAT))
+        decoding it goes by them, not by the smaller bytes stored (`proxy.edge.offload`).
+        An entry that does not say is taken at its stored size."""
         try:
-            stored = json.loads(raw[len(FORMAT) : end]).get("bytes", 0)
-        except (ValueError, AttributeError):
+            stored = _header(raw).get("bytes")
+        except ValueError:
             return len(raw)
-        return stored if isinstance(stored, int) else len(raw)
+        if stored.__class__ is int and stored >= 0:
+            return max(stored, len(raw))
+        return len(raw)
 
     @classmethod
     def decode(cls, raw: bytes, upstream: str) -> Entry:
-        if not raw.startswith(FORMAT):
-            raise OtherFormat("not a page entry of this format")
+        data = _header(raw)
         end = raw.index(b"\n", len(FORMAT))
-        data = json.loads(raw[len(FORMAT) : end])
         page = source = None
         if "name" in data:
             body = gunzipped(raw[end + 1 :], MAX_PAGE_BYTES)
@@ -121,6 +120,23 @@ class Entry:
             source = Source(body, data["url"], data["json"])
             page = replace(source.parse(data["name"]), upstream=upstream)
         return cls(page, Validators(data["etag"], data["last_modified"]), data["fetched"], source)
+
+
+def _header(raw: bytes) -> dict[str, Any]:
+    """A stored entry's first line; a ValueError (OtherFormat: of another format) when it
+    is not one this version wrote."""
+    if not raw.startswith(FORMAT):
+        raise OtherFormat("not a page entry of this format")
+    end = raw.find(b"\n", len(FORMAT))
+    if end < 0:
+        raise ValueError("no header line")
+    try:
+        data = json.loads(raw[len(FORMAT) : end])
+    except RecursionError:  # nested past the parser's depth: not a header hostfit wrote
+        raise ValueError("a header nested too deep") from None
+    if not isinstance(data, dict):
+        raise ValueError("a header that is not an object")
+    return data
 
 
 class CachedUpstream:
