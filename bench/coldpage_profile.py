@@ -45,7 +45,7 @@ STAGES = [
     ("upstream fetch (HTTP, body read, gunzip)", "layers/upstream.py", "_read"),
     ("parse JSON into models", "core/pages.py", "parse_json_page"),
     ("parse HTML into models", "core/pages.py", "parse_html_page"),
-    ("page cache: encode for the state store", "layers/page_cache.py", "encode"),
+    ("page cache: encode for the state store (gzip)", "layers/page_cache.py", "encode"),
     ("variants layer: variant wheels grouped", "layers/variants.py", "_groups"),
     ("page cache: state store write", "stores/embedded.py", "set"),
     ("origin filter", "layers/origins.py", "page"),
@@ -59,7 +59,7 @@ STAGES = [
     ("render JSON", "core/pages.py", "render_json_page"),
     ("render HTML", "core/pages.py", "render_html_page"),
     ("render cache (ETag)", "edge/render.py", "put"),
-    ("gzip compress", "edge/render.py", "gzipped"),
+    ("gzip compress (pages, stored sources)", "edge/compression.py", "gzipped"),
     ("whole request", "edge/app.py", "simple_project"),
 ]
 T = TypeVar("T")
