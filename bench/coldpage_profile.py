@@ -45,7 +45,7 @@ STAGES = [
     ("upstream fetch (HTTP, body read, gunzip)", "layers/upstream.py", "_read"),
     ("parse JSON into models", "core/pages.py", "parse_json_page"),
     ("parse HTML into models", "core/pages.py", "parse_html_page"),
-    ("page cache: encode for the state store (gzip)", "layers/page_cache.py", "encode"),
+    ("page cache: encode to store (gzip)", "layers/page_cache.py", "encode"),
     ("variants layer: variant wheels grouped", "layers/variants.py", "_groups"),
     ("page cache: state store write", "stores/embedded.py", "set"),
     ("origin filter", "layers/origins.py", "page"),
