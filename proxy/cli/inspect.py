@@ -137,6 +137,7 @@ def render(report: Report) -> str:
                 ("cxxabi", req.cxxabi),
                 ("gcc", req.gcc),
                 ("cuda major", req.cuda_major),
+                ("nvidia driver", "libcuda.so.1" if req.nvidia_driver else None),
                 ("gpu sm", ", ".join(req.gpu_sms) if req.gpu_sms else None),
                 ("gpu ptx", ", ".join(req.gpu_ptx) if req.gpu_ptx else None),
                 ("x86-64 level", f"x86-64-v{req.x86_64_level}" if req.x86_64_level else None),

@@ -26,6 +26,10 @@ from proxy.core.variants import split_label
 
 # Runtime libraries whose SONAME carries the CUDA major they belong to.
 _CUDA_RUNTIME = re.compile(r"^lib(?:cudart|cublas|cublasLt|nvrtc)\.so\.(\d+)(?:\.|$)")
+# The NVIDIA driver's user-space library: installed with the driver, never by a wheel.
+_LIBCUDA = re.compile(r"^libcuda\.so(?:\.\d+)*$")
+# A library by name (lib*.so*), not a Python extension module (lib.cpython-311-….so).
+_LIBRARY = re.compile(r"^lib(?![^/]*\.(?:cpython-|abi3\.|pypy))[^/]*\.so(?:\.[0-9.]+)?$")
 _MUSL_LIBC = re.compile(r"^(?:libc\.musl-[^/]+\.so\.1|libc\.so)$")
 _GLIBC_LIBS = re.compile(
     r"^(?:libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1"
@@ -81,6 +85,7 @@ def summarize(
             default=None,
         ),
         execstack=True if any(e.execstack for e in elves) else None,
+        nvidia_driver=True if _loads_libcuda(elves, members, provided) else None,
     )
     arches = {elf.machine for elf in elves}
     tag = _derived_tag(arches, libc, musl and glibc, external_versions, policies)
@@ -145,6 +150,33 @@ def _cuda_major(elves: Sequence[ElfFile]) -> int | None:
     names = [n for elf in elves for n in elf.needed] + [e.soname for e in elves if e.soname]
     majors = [int(m.group(1)) for m in map(_CUDA_RUNTIME.match, names) if m]
     return max(majors, default=None)
+
+
+def _loads_libcuda(
+    elves: Sequence[ElfFile], members: Collection[str], provided: Mapping[str, str]
+) -> bool:
+    """Whether a binary the wheel loads needs libcuda.so.1 from the host.
+
+    Loaded: the wheel's extension modules and programs, and what they need of the wheel,
+    through the loader's own resolution. A library by name (``lib*.so``) that none of them
+    needs is loaded by dlopen or ctypes if at all (torch's ``libcaffe2_nvrtc.so``, which
+    links libcuda, is opened only when a GPU is there): its needs are not the import's.
+    A wheel of libraries only is loaded by other wheels' binaries: all of it counts.
+    """
+    by_path = {elf.path: elf for elf in elves}
+    roots = [e for e in elves if not _LIBRARY.match(posixpath.basename(e.path))] or elves
+    loaded, todo = {e.path for e in roots}, list(roots)
+    while todo:
+        elf = todo.pop()
+        for name in elf.needed:
+            found = resolve(elf, name, members, provided)
+            if found is None:
+                if _LIBCUDA.match(name):
+                    return True
+            elif found in by_path and found not in loaded:
+                loaded.add(found)
+                todo.append(by_path[found])
+    return False
 
 
 def _union(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...] | None:

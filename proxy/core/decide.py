@@ -269,7 +269,7 @@ def _execstack(c: _Context) -> _Outcome:
 
 def _cuda(c: _Context) -> _Outcome:
     need = c.requires.cuda_major
-    if need is None:
+    if need is None and not c.requires.nvidia_driver:
         return _SKIP
     host = c.profile.cuda
     if host is None:
@@ -277,8 +277,10 @@ def _cuda(c: _Context) -> _Outcome:
     if host.value is None:
         if c.runs_without_driver:
             return None
+        if need is None:
+            return Reason("cuda", "cuda: loads libcuda.so.1, host has no NVIDIA driver")
         return Reason("cuda", f"cuda: needs CUDA {need}, host has no NVIDIA driver")
-    if host.value[0] >= need:
+    if need is None or host.value[0] >= need:
         return None
     return Reason("cuda", f"cuda: needs CUDA {need}, host driver supports {dotted(host.value)}")
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
-ANALYZER_VERSION = 6
+ANALYZER_VERSION = 7
 
 Status = Literal["ok", "unanalysable"]
 NativeFormat = Literal["elf", "pe", "macho"]
@@ -69,6 +69,9 @@ class Requires:
     x86_64_level: int | None = None
     execstack: bool | None = None
     gpu_ptx: tuple[str, ...] | None = None
+    # True: a binary the wheel loads (`proxy.core.aggregate`) needs the NVIDIA driver's own
+    # libcuda.so.1, which no wheel can bring.
+    nvidia_driver: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,7 @@ def _requires(requires: Requires) -> str:
         ("CXXABI", version(requires.cxxabi)),
         ("GCC runtime (libgcc_s)", version(requires.gcc)),
         ("CUDA major", version(requires.cuda_major)),
+        ("NVIDIA driver", version("libcuda.so.1" if requires.nvidia_driver else None)),
         ("GPU architectures (SASS)", _list_or_nothing(requires.gpu_sms)),
         ("PTX", _list_or_nothing(requires.gpu_ptx)),
         ("x86-64 level", version(None if level is None else f"x86-64-v{level}")),

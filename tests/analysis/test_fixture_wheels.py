@@ -11,7 +11,10 @@ from proxy.analysis.wheel import analyze_wheel
 from proxy.core.report import NativeFile, Report
 from tests.fixtures.elf.recipes import FixtureWheel, Objects
 
-NAMES = ["glibc", "debug", "cxx", "execstack", "isa", "bundled", "cuda", "fatbin", "musl"]
+NAMES = [
+    "glibc", "debug", "cxx", "execstack", "isa", "bundled", "cuda", "driver", "driver-dlopened",
+    "fatbin", "musl",
+]  # fmt: skip
 
 
 def field(report: Report, dotted: str) -> Any:

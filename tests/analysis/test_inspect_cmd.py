@@ -14,6 +14,7 @@ from proxy.cli import main
 from proxy.cli.inspect import _Progress, _size
 from proxy.core.report import Report
 from tests.analysis.hostile import zip_bytes
+from tests.fixtures.elf.recipes import FixtureWheel
 from tests.support.upstream import Upstream
 
 
@@ -79,3 +80,12 @@ def test_progress_line() -> None:
     progress(1_500_000, 191_800_000)
     progress.clear()
     assert stream.getvalue() == "\rfetching: 1.5 MB of a 191.8 MB wheel \r\x1b[K"
+
+
+def test_table_names_the_driver_a_wheel_loads(
+    fixture_wheels: dict[str, FixtureWheel], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["inspect", str(fixture_wheels["driver"].path)]) == 0
+    assert "  nvidia driver libcuda.so.1\n" in capsys.readouterr().out
+    assert main(["inspect", str(fixture_wheels["driver-dlopened"].path)]) == 0
+    assert "  nvidia driver -\n" in capsys.readouterr().out

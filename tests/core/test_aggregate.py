@@ -212,3 +212,52 @@ def test_an_unparsable_filename_claims_nothing() -> None:
     result = summarize("not-a-wheel.zip", [GLIBC_CXX], {GLIBC_CXX.path}, policy_table())
     assert result.overclaims is False
     assert result.derived_platform_tag == "manylinux_2_27_x86_64"
+
+
+EXT = "pkg/_ext.cpython-311-x86_64-linux-gnu.so"
+
+
+@pytest.mark.parametrize(
+    ("elves", "loads"),
+    [
+        ([elf(EXT, needed=("libcuda.so.1",))], True),  # an extension module links it
+        ([elf("pkg/bin/tool", needed=("libcuda.so",))], True),  # a program
+        (  # through a library the module needs, bundled beside it
+            [
+                elf(EXT, needed=("libkern.so",), runpath=("$ORIGIN",)),
+                elf("pkg/libkern.so", soname="libkern.so", needed=("libcuda.so.1",)),
+            ],
+            True,
+        ),
+        (  # a library nothing loads at import: opened by dlopen, if at all (torch's nvrtc)
+            [
+                elf(EXT, needed=("libc.so.6",)),
+                elf("torch/lib/libcaffe2_nvrtc.so", needed=("libcuda.so.1", "libnvrtc.so.12")),
+            ],
+            False,
+        ),
+        (  # nor what such a library needs in turn
+            [
+                elf(EXT),
+                elf("pkg/libopen.so", needed=("libmid.so",), runpath=("$ORIGIN",)),
+                elf("pkg/libmid.so", soname="libmid.so", needed=("libcuda.so.1",)),
+            ],
+            False,
+        ),
+        (  # a module named lib is still a module
+            [elf("pkg/lib.cpython-311-x86_64-linux-gnu.so", needed=("libcuda.so.1",))],
+            True,
+        ),
+        ([elf("nvidia/x/lib/libx.so.1", needed=("libcuda.so.1",))], True),  # libraries only
+        (  # a libcuda the wheel ships is not the driver's (the loader takes the wheel's)
+            [
+                elf(EXT, needed=("libcuda.so.1",)),
+                elf("pkg/libcuda.so.1", soname="libcuda.so.1"),
+            ],
+            False,
+        ),
+        ([elf(EXT, needed=("libcudart.so.12",))], False),
+    ],
+)
+def test_a_wheel_that_loads_libcuda_needs_the_driver(elves: list[ElfFile], loads: bool) -> None:
+    assert summary(elves).requires.nvidia_driver is (True if loads else None)

@@ -153,6 +153,23 @@ ROWS = [
     ),
     Row("cuda-unknown", HOST, {"cuda_major": 12}),
     Row("cpu-wheel-cuda-none", "cuda=none", {}, consulted=TAG_KEYS),
+    Row(
+        "libcuda-no-driver",
+        "cuda=none",
+        {"nvidia_driver": True},
+        hides=("cuda",),
+        messages=("cuda: loads libcuda.so.1, host has no NVIDIA driver",),
+        consulted=TAG_KEYS | {"cuda"},
+    ),
+    Row("libcuda-any-driver", "cuda=11.8", {"nvidia_driver": True}),
+    Row("libcuda-unknown-host", HOST, {"nvidia_driver": True}),
+    Row(
+        "libcuda-and-older-major",
+        "cuda=11.8",
+        {"nvidia_driver": True, "cuda_major": 12},
+        hides=("cuda",),
+        messages=("cuda: needs CUDA 12, host driver supports 11.8",),
+    ),
     # GPU architectures
     Row("sm-same-major-older-minor", "sm=8.6", {"gpu_sms": ("8.0", "9.0")}),
     Row("sm-exact", "sm=9.0", {"gpu_sms": ("9.0",)}),

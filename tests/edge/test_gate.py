@@ -133,6 +133,27 @@ def test_torchs_cuda_builds_reach_a_host_without_a_driver(
     assert "cuda: needs CUDA 12, host has no NVIDIA driver" in refused.text
 
 
+def test_a_wheel_that_links_the_driver_is_kept_from_a_host_without_one(
+    upstream: Upstream, make_proxy: MakeProxy, fixtures: dict[str, FixtureWheel]
+) -> None:
+    """An extension module linked against libcuda.so.1 fails to import where no NVIDIA
+    driver is installed; a library that links it but that only dlopen opens does not."""
+    driver, dlopened = fixtures["driver"].path, fixtures["driver-dlopened"].path
+    upstream.add("fx-driver", driver)
+    upstream.add("fx-dlopened", dlopened)
+    proxy = make_proxy(upstream)
+    no_driver = f"{HOST},libc=glibc-2.36,cuda=none"
+    with_driver = f"{HOST},libc=glibc-2.36,cuda=12.4"
+    assert settled_files(proxy, "fx-driver", no_driver) == set()
+    refused = download(proxy, no_driver, "fx-driver", driver.name)
+    assert refused.status_code == 403
+    assert "cuda: loads libcuda.so.1, host has no NVIDIA driver" in refused.text
+    assert settled_files(proxy, "fx-driver", with_driver) == {driver.name}
+    assert download(proxy, with_driver, "fx-driver", driver.name).status_code == 200
+    assert settled_files(proxy, "fx-dlopened", no_driver) == {dlopened.name}
+    assert download(proxy, no_driver, "fx-dlopened", dlopened.name).status_code == 200
+
+
 def test_a_windows_only_pure_wheel_is_no_fallback(
     upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
 ) -> None:
