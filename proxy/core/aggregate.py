@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -21,7 +21,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from proxy.core.dotted import parse_dotted
 from proxy.core.gpu import target_order
 from proxy.core.policy import PolicyTable, is_numeric, split_version_name
-from proxy.core.report import ElfFile, Requires
+from proxy.core.report import ElfFile, Report, Requires
 from proxy.core.variants import split_label
 
 # Runtime libraries whose SONAME carries the CUDA major they belong to.
@@ -150,6 +150,21 @@ def _cuda_major(elves: Sequence[ElfFile]) -> int | None:
     names = [n for elf in elves for n in elf.needed] + [e.soname for e in elves if e.soname]
     majors = [int(m.group(1)) for m in map(_CUDA_RUNTIME.match, names) if m]
     return max(majors, default=None)
+
+
+def upgraded(report: Report) -> Report:
+    """A report of analyzer version 6 as version 7 makes it: 7 only added
+    ``requires.nvidia_driver``, which the report's own ELF facts give (their needs, run
+    paths and SONAMEs), so an upgrade does not fetch and analyse every wheel again."""
+    elves = report.elf_files
+    members = {elf.path for elf in elves}  # what the loader can find in the wheel: ELF files
+    driver = _loads_libcuda(elves, members, _provided_by_name(elves))
+    requires = replace(report.requires, nvidia_driver=True if driver else None)
+    return replace(report, requires=requires, analyzer_version=DRIVER_ADDED)
+
+
+# The analyzer version that added ``requires.nvidia_driver`` (`upgraded`).
+DRIVER_ADDED = 7
 
 
 def _loads_libcuda(

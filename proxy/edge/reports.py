@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from proxy.analysis.pool import Early
+from proxy.core.aggregate import DRIVER_ADDED, upgraded
 from proxy.core.report import ANALYZER_VERSION, Report
 from proxy.edge.flight import Flights
 from proxy.edge.stores import keys
@@ -53,11 +54,14 @@ def encode(report: Report) -> bytes:
 
 
 def decode(value: bytes) -> Report | None:
-    """The stored report, or None when it is unreadable or from an older analyzer."""
+    """The stored report, or None when it is unreadable or from an older analyzer (one
+    that `upgraded` brings up to date without the wheel is brought up to date)."""
     try:
         report = Report.from_json(json.loads(value))
     except (ValueError, TypeError, AttributeError):
         return None
+    if report.analyzer_version == DRIVER_ADDED - 1:
+        report = upgraded(report)
     return report if report.analyzer_version >= ANALYZER_VERSION else None
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from proxy.analysis.pool import AnalysisPool, Early, PoolLimits
-from proxy.core.report import ANALYZER_VERSION, Report, Requires
+from proxy.core.aggregate import DRIVER_ADDED
+from proxy.core.report import ANALYZER_VERSION, ElfFile, Report, Requires
 from proxy.edge.reports import ReportService, encode
 from proxy.edge.stores import keys
 from proxy.edge.stores.embedded import EmbeddedStore
@@ -149,7 +150,7 @@ async def test_unanalysable_reports_are_stored(store: EmbeddedStore, leases: Fil
 @pytest.mark.parametrize(
     "stored",
     [
-        encode(replace(Report("w.whl", SHA), analyzer_version=ANALYZER_VERSION - 1)),
+        encode(replace(Report("w.whl", SHA), analyzer_version=DRIVER_ADDED - 2)),
         b"{not json",
         b'{"filename": 3}',
     ],
@@ -164,6 +165,22 @@ async def test_outdated_or_unreadable_reports_are_recomputed(
     report = await service.for_url("u", "w.whl", SHA)
     assert report.analyzer_version == ANALYZER_VERSION
     assert len(analyzer.calls) == 1
+
+
+async def test_a_report_of_the_analyzer_before_is_brought_up_to_date_not_remade(
+    store: EmbeddedStore, leases: FileLeases
+) -> None:
+    """Version 7 only added ``requires.nvidia_driver``, which a version 6 report's ELF
+    facts give: an upgrade must not fetch and analyse every wheel again."""
+    module = ElfFile("pkg/_m.cpython-311-x86_64-linux-gnu.so", "x86_64", needed=("libcuda.so.1",))
+    old = Report("w.whl", SHA, analyzer_version=DRIVER_ADDED - 1, elf_files=(module,))
+    await store.set(keys.report(SHA), encode(old))
+    analyzer = CountingAnalyzer()
+    service = ReportService(store, analyzer, leases)
+    report = await service.for_url("u", "w.whl", SHA)
+    assert report.requires.nvidia_driver is True
+    assert report.analyzer_version == ANALYZER_VERSION
+    assert analyzer.calls == []
 
 
 async def test_a_cancelled_client_does_not_cancel_the_analysis(
