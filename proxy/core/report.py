@@ -74,6 +74,9 @@ class Requires:
     nvidia_driver: bool | None = None
 
 
+_REQUIRES_KEYS = frozenset(Requires.__dataclass_fields__)
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     filename: str
@@ -127,7 +130,9 @@ class Report:
             )
             for e in data.get("elf_files", ())
         )
-        req = dict(data.get("requires") or {})
+        # Keys a newer analyzer added are left out: this version judges by what it knows
+        # (a rollback reads the newer reports instead of analysing every wheel again).
+        req = {k: v for k, v in (data.get("requires") or {}).items() if k in _REQUIRES_KEYS}
         for key in ("gpu_sms", "gpu_ptx"):
             if req.get(key) is not None:
                 req[key] = tuple(req[key])

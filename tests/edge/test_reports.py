@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -13,7 +14,7 @@ import pytest
 from proxy.analysis.pool import AnalysisPool, Early, PoolLimits
 from proxy.core.aggregate import DRIVER_ADDED
 from proxy.core.report import ANALYZER_VERSION, ElfFile, Report, Requires
-from proxy.edge.reports import ReportService, encode
+from proxy.edge.reports import ReportService, decode, encode
 from proxy.edge.stores import keys
 from proxy.edge.stores.embedded import EmbeddedStore
 from proxy.edge.stores.leases import FileLeases, RedisLeases
@@ -281,3 +282,13 @@ async def test_where_no_lease_can_be_taken_the_analysis_runs_without(
     assert report.status == "ok" and len(analyzer.calls) == 1
     assert await service.cached(SHA) == report
     assert "no lease" in caplog.text
+
+
+def test_a_report_with_requires_keys_of_a_newer_analyzer_reads_without_them() -> None:
+    """After a rollback an older version reads the newer reports it can: a fact it does
+    not know is left out, the others are judged (not the whole wheel analysed again)."""
+    newer = json.loads(encode(Report("w.whl", SHA, requires=Requires(glibc="2.28"))))
+    newer["requires"]["some_future_fact"] = True
+    newer["analyzer_version"] = ANALYZER_VERSION + 1
+    report = decode(json.dumps(newer).encode())
+    assert report is not None and report.requires == Requires(glibc="2.28")
