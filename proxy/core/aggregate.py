@@ -152,6 +152,10 @@ def _cuda_major(elves: Sequence[ElfFile]) -> int | None:
     return max(majors, default=None)
 
 
+# The analyzer version that added ``requires.nvidia_driver`` (`upgraded`).
+DRIVER_ADDED = 7
+
+
 def upgraded(report: Report) -> Report:
     """A report of analyzer version 6 as version 7 makes it: 7 only added
     ``requires.nvidia_driver``, which the report's own ELF facts give (their needs, run
@@ -161,10 +165,6 @@ def upgraded(report: Report) -> Report:
     driver = _loads_libcuda(elves, members, _provided_by_name(elves))
     requires = replace(report.requires, nvidia_driver=True if driver else None)
     return replace(report, requires=requires, analyzer_version=DRIVER_ADDED)
-
-
-# The analyzer version that added ``requires.nvidia_driver`` (`upgraded`).
-DRIVER_ADDED = 7
 
 
 def _loads_libcuda(
