@@ -17,11 +17,12 @@ from typing import IO, cast
 
 import httpx
 
-from proxy.analysis.metadata import read_metadata
+from proxy.analysis.metadata import MAX_METADATA_BYTES, read_metadata
 from proxy.analysis.remote import RemoteFile
 from proxy.core.lru import LRU, Generations
 from proxy.core.models import File, Page
 from proxy.core.origins import Outbound
+from proxy.edge.compression import content_decoded
 from proxy.edge.files import FileService
 from proxy.edge.flight import Flights
 from proxy.edge.stores import keys
@@ -219,22 +220,41 @@ class MetadataService:
         return await asyncio.to_thread(_remote_metadata, file.url, file.filename, self.outbound)
 
     async def _from_upstream(self, file: File) -> bytes:
-        """Within the file deadline, retries and a dripping body included."""
+        """Within the file deadline, retries and a dripping body included; bounded like
+        a METADATA member, and decoded by `content_decoded` (a gzip body cut short is
+        refused, not taken for shorter metadata)."""
         url = file.url + ".metadata"
         deadline = self.files.deadline
+        doing = f"fetching {file.filename}.metadata"
         try:
             async with asyncio.timeout(deadline):
-                with upstream_errors(url, f"fetching {file.filename}.metadata"):
-                    response = await self.client.get(url)
+                with upstream_errors(url, doing):
+                    async with self.client.stream(
+                        "GET", url, headers={"Accept-Encoding": "gzip"}
+                    ) as response:
+                        if response.status_code != 200:
+                            raise UpstreamError(
+                                url, f"HTTP {response.status_code} for {file.filename}.metadata"
+                            )
+                        chunks, size = [], 0
+                        async for chunk in response.aiter_raw():
+                            size += len(chunk)
+                            if size > MAX_METADATA_BYTES:
+                                raise UpstreamError(
+                                    url, f"{doing}: more than {MAX_METADATA_BYTES} bytes"
+                                )
+                            chunks.append(chunk)
+                        coding = response.headers.get("content-encoding")
         except TimeoutError:
             raise UpstreamTimeout(
                 url,
                 f"{file.filename}.metadata not downloaded within the file deadline "
                 f"({deadline:g} s)",
             ) from None
-        if response.status_code != 200:
-            raise UpstreamError(url, f"HTTP {response.status_code} for {file.filename}.metadata")
-        return response.content
+        try:
+            return content_decoded(b"".join(chunks), coding, MAX_METADATA_BYTES).body
+        except ValueError as exc:
+            raise UpstreamError(url, f"{doing}: {exc}") from None
 
 
 def _local_metadata(path: Path, filename: str) -> bytes:

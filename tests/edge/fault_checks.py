@@ -9,7 +9,7 @@ import asyncio
 import hashlib
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -94,6 +94,7 @@ class Faults:
         self.cut: dict[str, int] = {}  # this many next answers stop halfway (connection dropped)
         self.drip: dict[str, float] = {}  # the body sent one byte per this many seconds
         self.headers: dict[str, list[tuple[bytes, bytes]]] = {}  # raw headers put in instead
+        self.body: dict[str, Callable[[bytes], bytes]] = {}  # a 200's body made of the real one
         self.prefix = ""  # a path prefix taken off before routing (a non-ASCII upstream URL)
         self.seen: list[str] = []
 
@@ -118,10 +119,16 @@ class Faults:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": f"{status} injected".encode()})
             return
-        if not (path in self.drip or self.cut.get(path) or path in self.headers):
+        if not (
+            path in self.drip or self.cut.get(path) or path in self.headers or path in self.body
+        ):
             await self.app(scope, receive, send)
             return
         start, body = await captured(self.app, scope, receive)
+        if path in self.body and start["status"] == 200:
+            body = self.body[path](body)
+            start["headers"] = [h for h in start["headers"] if h[0].lower() != b"content-length"]
+            start["headers"].append((b"content-length", str(len(body)).encode()))
         replaced = self.headers.get(path, [])
         names = {name for name, _ in replaced}
         start["headers"] = [h for h in start["headers"] if h[0].lower() not in names] + replaced

@@ -11,7 +11,7 @@ import platform
 import pytest
 
 from proxy.edge import compression, offload
-from proxy.edge.compression import gunzipped, gzipped
+from proxy.edge.compression import Decoded, content_decoded, gunzipped, gzipped
 from tests.edge.test_render import page_like
 
 
@@ -82,3 +82,56 @@ def test_anything_but_one_whole_member_is_refused(damage: object) -> None:
     data = damage(gzipped(body))  # type: ignore[operator]
     with pytest.raises(ValueError):
         gunzipped(data, 10 * len(body))
+
+
+# --- what upstreams send: content_decoded ------------------------------------------
+
+
+def test_an_identity_body_is_taken_as_it_is_within_the_limit() -> None:
+    for coding in (None, "", "identity", " Identity "):
+        decoded = content_decoded(b"page", coding, 4)
+        assert decoded == Decoded(b"page", None)
+    with pytest.raises(ValueError, match="more than 3 bytes"):
+        content_decoded(b"page", None, 3)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "x-gzip", "GZIP", "gzip, identity"])
+def test_one_gzip_member_is_decoded_and_kept(coding: str) -> None:
+    member = gzip.compress(b"<a>page</a>" * 100)
+    assert content_decoded(member, coding, 1100) == Decoded(b"<a>page</a>" * 100, member)
+
+
+def test_members_one_after_another_are_all_read() -> None:
+    data = gzip.compress(b"first ") + gzip.compress(b"") + gzip.compress(b"second")
+    assert content_decoded(data, "gzip", 100) == Decoded(b"first second", None)
+
+
+def test_a_gzip_body_cut_anywhere_is_refused() -> None:
+    body = bytes(range(256)) * 20
+    member = gzip.compress(body, mtime=0)
+    for end in range(len(member)):
+        with pytest.raises(ValueError, match=r"cut short|not gzip"):
+            content_decoded(member[:end], "gzip", len(body))
+    second = gzip.compress(b"more", mtime=0)
+    for end in range(1, len(second)):
+        with pytest.raises(ValueError, match=r"cut short|not gzip"):
+            content_decoded(member + second[:end], "gzip", len(body) + 4)
+
+
+@pytest.mark.parametrize("trailer", [b"garbage", b"\0\0\0\0", b"\x1f"])
+def test_bytes_after_a_member_that_are_no_member_are_refused(trailer: bytes) -> None:
+    with pytest.raises(ValueError, match=r"cut short|not gzip"):
+        content_decoded(gzip.compress(b"page") + trailer, "gzip", 100)
+
+
+def test_the_limit_holds_over_all_members_together() -> None:
+    data = gzip.compress(b"a" * 600) + gzip.compress(b"b" * 600)
+    assert len(content_decoded(data, "gzip", 1200).body) == 1200
+    with pytest.raises(ValueError, match="inflates to more than 1000 bytes"):
+        content_decoded(data, "gzip", 1000)
+
+
+@pytest.mark.parametrize("coding", ["br", "deflate", "zstd", "gzip, gzip", "gzip, br", "compress"])
+def test_a_coding_not_asked_for_is_refused_by_name(coding: str) -> None:
+    with pytest.raises(ValueError, match="only gzip was asked for"):
+        content_decoded(gzip.compress(b"page"), coding, 100)

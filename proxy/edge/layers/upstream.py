@@ -32,6 +32,7 @@ from proxy.core.pages import (
     parse_json_page,
     parse_json_root,
 )
+from proxy.edge.compression import Decoded, content_decoded, gzipped
 from proxy.edge.index import Context
 from proxy.edge.offload import by_size
 from proxy.errors import NotFound, UpstreamError, UpstreamTimeout
@@ -61,6 +62,16 @@ class Source:
     body: bytes
     url: str  # the page's final URL, which relative links are resolved against
     is_json: bool  # PEP 691 JSON, else PEP 503 HTML
+    # The bytes upstream sent, when they were exactly one gzip member of ``body``: the
+    # page cache stores them as they are rather than compress the page again.
+    gzip: bytes | None = None
+
+    def gzipped(self) -> bytes:
+        """``body`` as one gzip member: upstream's own when it has one that takes at most
+        half the bytes (a member of stored blocks would not), else made here."""
+        if self.gzip is not None and 2 * len(self.gzip) <= len(self.body):
+            return self.gzip
+        return gzipped(self.body)
 
     async def parsed(self, name: NormalizedName, dropped: list[str] | None = None) -> Page:
         """`parse`, on a thread when the page is big (`proxy.edge.offload`): parsing 5 MB
@@ -87,13 +98,24 @@ class Fetched:
 class _Raw:
     status_code: int
     headers: httpx.Headers
-    content: bytes
+    received: bytes  # as sent, in its content coding
     url: str
 
     @property
     def media_type(self) -> str:
         value: str = self.headers.get("content-type", "")
         return value.split(";")[0].strip().lower()
+
+    async def decoded(self, upstream: str) -> Decoded:
+        """The body, decoded off the loop when big; an `UpstreamError` saying why not."""
+        coding = self.headers.get("content-encoding")
+        try:
+            return await by_size(
+                len(self.received),
+                lambda: content_decoded(self.received, coding, MAX_PAGE_BYTES),
+            )
+        except ValueError as exc:
+            raise UpstreamError(upstream, f"{self.url}: {exc}") from None
 
 
 class NotModified(Exception):
@@ -132,12 +154,14 @@ class HttpUpstream:
 
     async def _read(self, url: str, headers: dict[str, str]) -> _Raw:
         asked = extensions(deadline=time.monotonic() + self.deadline, buffer=MAX_PAGE_BYTES)
+        # Only the coding `content_decoded` takes; it is decoded there, not by httpx.
+        headers = {**headers, "Accept-Encoding": "gzip"}
         with upstream_errors(self.base_url, f"fetching {url}"):
             async with self.client.stream(
                 "GET", url, headers=headers, extensions=asked
             ) as response:
                 chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.aiter_raw():
                     size += len(chunk)
                     if size > MAX_PAGE_BYTES:
                         raise UpstreamError(self.base_url, f"{url} exceeds {MAX_PAGE_BYTES} bytes")
@@ -162,7 +186,9 @@ class HttpUpstream:
             raise NotFound(f"project {name!r} not found on {self.base_url}")
         if response.status_code != 200:
             raise UpstreamError(self.base_url, f"HTTP {response.status_code} for {url}")
-        source = Source(response.content, response.url, response.media_type.endswith("json"))
+        decoded = await response.decoded(self.base_url)
+        is_json = response.media_type.endswith("json")
+        source = Source(decoded.body, response.url, is_json, decoded.member)
         dropped: list[str] = []
         try:
             page = await source.parsed(name, dropped)
@@ -196,8 +222,9 @@ class HttpUpstream:
         if response.status_code != 200:
             raise UpstreamError(self.base_url, f"HTTP {response.status_code} for the project list")
         try:
+            body = (await response.decoded(self.base_url)).body
             if response.media_type.endswith("json"):
-                return parse_json_root(response.content)
-            return parse_html_root(response.content)
+                return parse_json_root(body)
+            return parse_html_root(body)
         except PageError as exc:
             raise UpstreamError(self.base_url, str(exc)) from None
