@@ -42,6 +42,12 @@ class OriginRefused(httpx.RequestError):
     """A request (or a redirect) to an origin hostfit may not contact."""
 
 
+# Asked with every file request: a file as upstream stores it, whose length, ranges and
+# sha256 are the stored bytes'. A coding made on the way (a server or CDN that gzips what
+# it sends) would make Content-Length and every range the coded bytes'.
+AS_STORED = {"Accept-Encoding": "identity"}
+
+
 def upstream_error(upstream: str, doing: str, exc: httpx.HTTPError) -> UpstreamError:
     """The hostfit error for an httpx error met while ``doing`` something with ``upstream``
     (``"fetching <url>"``): `UpstreamTimeout` for a timeout, else `UpstreamError`."""

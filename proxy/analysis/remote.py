@@ -30,7 +30,7 @@ from proxy.analysis.random_access import RandomAccessReader
 from proxy.core.lru import LRU
 from proxy.core.origins import Outbound
 from proxy.errors import UpstreamError
-from proxy.outbound import sync_client, upstream_errors
+from proxy.outbound import AS_STORED, sync_client, upstream_errors
 from proxy.retry import RetryingSyncTransport
 
 BLOCK = 16 * 1024
@@ -97,7 +97,7 @@ class RemoteFile(RandomAccessReader):
     def _open(self) -> int:
         """Fetch the last block (where a zip keeps its directory) and learn the size."""
         request = self._client.build_request(
-            "GET", self.url, headers={"Range": f"bytes=-{self.block_size}"}
+            "GET", self.url, headers={"Range": f"bytes=-{self.block_size}", **AS_STORED}
         )
         response = self._send(request)
         try:
@@ -155,7 +155,7 @@ class RemoteFile(RandomAccessReader):
         start = first * self.block_size
         end = min((last + 1) * self.block_size, self.size) - 1
         request = self._client.build_request(
-            "GET", self.url, headers={"Range": f"bytes={start}-{end}"}
+            "GET", self.url, headers={"Range": f"bytes={start}-{end}", **AS_STORED}
         )
         response = self._send(request)
         try:

@@ -69,7 +69,7 @@ from proxy.edge.stores.blobs import BlobStore, BlobWriter, CacheFull, OpenBlob
 from proxy.edge.stores.leases import Lease, Leases, open_leases
 from proxy.edge.stores.state import StateStore
 from proxy.errors import HostfitError, IntegrityError, UpstreamError, UpstreamTimeout
-from proxy.outbound import upstream_error
+from proxy.outbound import AS_STORED, upstream_error
 
 __all__ = ["Download", "FileService"]
 
@@ -85,6 +85,14 @@ TELL_EVERY = 1.0  # seconds between a follower's words to the leader that it sti
 # deadline bounds the whole download.
 _CUT_SHORT = (httpx.ReadError, httpx.RemoteProtocolError)
 _FILE = {KIND: "file"}  # counted as file bytes fetched (`proxy.edge.observe`)
+
+
+def _coded(response: httpx.Response) -> bool:
+    """Sent in a content coding although `AS_STORED` asked for none."""
+    coding = response.headers.get("content-encoding", "").strip().lower()
+    return coding not in ("", "identity")
+
+
 _OUTCOMES = ("cached", "followed", "uncached", "failed", "timed_out", "abandoned")
 
 
@@ -166,7 +174,9 @@ class FileService:
         """
         try:
             async with asyncio.timeout(self.deadline):
-                async with self.client.stream("GET", file.url, extensions=_FILE) as response:
+                async with self.client.stream(
+                    "GET", file.url, headers=AS_STORED, extensions=_FILE
+                ) as response:
                     if response.status_code != 200:
                         raise UpstreamError(
                             file.url, f"HTTP {response.status_code} for {file.filename}"
@@ -372,7 +382,7 @@ class FileService:
                 writer = await self._carry_on(download, sha256, role, prefix)
                 resumable = True  # asked with a Range from the first request on
             for attempt in range(ATTEMPTS):
-                headers = {}
+                headers = dict(AS_STORED)
                 if download.written:
                     headers["Range"] = f"bytes={download.written}-"
                     if etag:
@@ -385,12 +395,17 @@ class FileService:
                         answered = True
                         if writer is None:
                             length = response.headers.get("content-length")
+                            coded = _coded(response)  # all the same (httpx decodes it)
                             download.size = (
-                                int(length) if length and length.isdigit() else file.size
+                                int(length)
+                                if length and length.isdigit() and not coded
+                                else file.size
                             )
                             tag = response.headers.get("etag")
                             etag = tag if tag and not tag.startswith("W/") else None
-                            resumable = response.headers.get("accept-ranges") == "bytes"
+                            resumable = (
+                                response.headers.get("accept-ranges") == "bytes" and not coded
+                            )
                             writer = await self._writer(download, sha256, role)
                         # As the bytes come: a drip reaches clients as it drips.
                         async for chunk in response.aiter_bytes():

@@ -70,6 +70,9 @@ def test_only_what_is_needed_is_fetched(server: Upstream, mostly_data_wheel: Pat
     assert remote.size == size
     assert remote.ranged
     assert remote.fetched < size * 0.05
+    # Ranges of the bytes as stored: never of a coding made on the way.
+    asked = [r for r in server.requests if r.path == f"/files/{mostly_data_wheel.name}"]
+    assert asked and all(r.headers.get("accept-encoding") == "identity" for r in asked)
 
 
 def test_a_server_without_ranges_means_one_full_download(

@@ -6,6 +6,7 @@ left, no traceback in the log."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import logging
 import sqlite3
@@ -95,6 +96,9 @@ class Faults:
         self.drip: dict[str, float] = {}  # the body sent one byte per this many seconds
         self.headers: dict[str, list[tuple[bytes, bytes]]] = {}  # raw headers put in instead
         self.body: dict[str, Callable[[bytes], bytes]] = {}  # a 200's body made of the real one
+        # Paths whose 200s are gzipped on the way when the request accepts gzip, as a
+        # server with gzip on for every type (or a CDN) does.
+        self.gzip_when_asked: set[str] = set()
         self.prefix = ""  # a path prefix taken off before routing (a non-ASCII upstream URL)
         self.seen: list[str] = []
 
@@ -119,16 +123,24 @@ class Faults:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": f"{status} injected".encode()})
             return
+        coded = path in self.gzip_when_asked and _accepts_gzip(scope)
         if not (
-            path in self.drip or self.cut.get(path) or path in self.headers or path in self.body
+            coded
+            or path in self.drip
+            or self.cut.get(path)
+            or path in self.headers
+            or path in self.body
         ):
             await self.app(scope, receive, send)
             return
         start, body = await captured(self.app, scope, receive)
-        if path in self.body and start["status"] == 200:
-            body = self.body[path](body)
+        made = self.body.get(path, gzip.compress if coded else None)
+        if made is not None and start["status"] == 200:
+            body = made(body)
             start["headers"] = [h for h in start["headers"] if h[0].lower() != b"content-length"]
             start["headers"].append((b"content-length", str(len(body)).encode()))
+            if coded:
+                start["headers"].append((b"content-encoding", b"gzip"))
         replaced = self.headers.get(path, [])
         names = {name for name, _ in replaced}
         start["headers"] = [h for h in start["headers"] if h[0].lower() not in names] + replaced
@@ -152,6 +164,11 @@ class Faults:
             await send({"type": "http.response.body", "body": b""})
         except Exception:  # the proxy hung up: the drip ends here
             return
+
+
+def _accepts_gzip(scope: Scope) -> bool:
+    asked = dict(scope["headers"]).get(b"accept-encoding", b"")
+    return b"gzip" in asked.lower()
 
 
 async def captured(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[Message, bytes]:

@@ -16,7 +16,7 @@ import pytest
 from proxy.core.negotiate import JSON_V1
 from proxy.edge.compression import gunzipped
 from proxy.edge.layers.page_cache import FORMAT
-from tests.edge.fault_checks import Faults, assert_clean, serve, state_keys
+from tests.edge.fault_checks import Faults, assert_cache_sound, assert_clean, serve, state_keys
 from tests.support.upstream import Upstream, UpstreamFile
 
 PAGE = "/simple/demo-pkg/"
@@ -186,4 +186,51 @@ def test_metadata_gzip_cut_short_is_refused(
         whole = httpx.get(link, timeout=30)
         assert whole.status_code == 200
         assert whole.content == upstream.files("demo-pkg")[0].metadata
+    assert_clean(proxy, cache)
+
+
+def test_files_are_asked_for_as_stored(
+    faulty: tuple[Upstream, Faults], demo_wheel: Path, tmp_path: Path
+) -> None:
+    """An upstream that gzips what it sends when asked (gzip on for every type, as some
+    servers and CDNs do): its Content-Length and ranges would be the coded bytes'. Asked
+    for `identity`, it sends the wheel as stored, which is served and cached."""
+    upstream, faults = faulty
+    upstream.add("demo-pkg", demo_wheel)
+    path = f"/files/{demo_wheel.name}"
+    faults.gzip_when_asked.add(path)
+    cache = tmp_path / "cache"
+    with serve(upstream.url, cache) as proxy:
+        for _ in range(2):  # downloaded, then from the cache
+            got = httpx.get(proxy.url + f"files/demo-pkg/{demo_wheel.name}", timeout=30)
+            assert got.status_code == 200 and got.content == demo_wheel.read_bytes()
+        asked = [r for r in upstream.requests if r.path == path]
+        assert len(asked) == 1 and asked[0].headers["accept-encoding"] == "identity"
+    assert_clean(proxy, cache)
+
+
+def test_a_file_coded_all_the_same_is_decoded_and_verified(
+    faulty: tuple[Upstream, Faults], demo_wheel: Path, tmp_path: Path
+) -> None:
+    """Sent gzipped although asked for `identity`: its Content-Length is not the file's
+    (the index's size is used), and the sha256 is checked over the decoded bytes."""
+    upstream, faults = faulty
+    upstream.add("demo-pkg", demo_wheel)
+    path = f"/files/{demo_wheel.name}"
+    faults.body[path], faults.headers[path] = gzip.compress, GZIP
+    cache = tmp_path / "cache"
+    with serve(upstream.url, cache) as proxy:
+        got = httpx.get(proxy.url + f"files/demo-pkg/{demo_wheel.name}", timeout=30)
+        assert got.status_code == 200 and got.content == demo_wheel.read_bytes()
+        assert int(got.headers["content-length"]) == demo_wheel.stat().st_size
+        # Coded and cut short (which httpx's decoder lets through as fewer bytes): the
+        # transfer, begun, is broken off before its last byte, and nothing is cached.
+        faults.body[path] = _cut
+        other = tmp_path / "other"
+        with serve(upstream.url, other) as second:
+            with pytest.raises(httpx.RemoteProtocolError):
+                httpx.get(second.url + f"files/demo-pkg/{demo_wheel.name}", timeout=30)
+            assert "size mismatch" in second.output()
+        assert assert_cache_sound(other) == []
+        assert_clean(second, other)
     assert_clean(proxy, cache)
