@@ -4,6 +4,7 @@ one, is a miss, never misread."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -16,7 +17,8 @@ from packaging.utils import NormalizedName
 from proxy.core.models import Page
 from proxy.edge.compression import gunzipped, gzipped
 from proxy.edge.index import UNIVERSAL
-from proxy.edge.layers.page_cache import FORMAT, CachedUpstream, Entry
+from proxy.edge.layers import page_cache
+from proxy.edge.layers.page_cache import FORMAT, CachedUpstream, Entry, Stored
 from proxy.edge.layers.upstream import HttpUpstream, Validators
 from proxy.edge.stores import keys
 from proxy.edge.stores.embedded import EmbeddedStore
@@ -62,13 +64,15 @@ async def test_an_entry_reads_back_as_the_page_fetched(
     upstream.formats = {fmt}
     add_files(upstream, demo_wheel)
     fetched = await HttpUpstream(upstream.url, client).fetch(NAME)
-    raw = Entry(fetched.page, fetched.validators, 12.5, fetched.source).encode()
+    stored = await Stored.of(fetched.source)
+    raw = Entry(fetched.page, fetched.validators, 12.5, stored).encode()
 
     assert raw.startswith(FORMAT)
-    stored = raw[raw.index(b"\n", len(FORMAT)) + 1 :]
+    member = raw[raw.index(b"\n", len(FORMAT)) + 1 :]
     # Stored as it came, compressed: never rendered to be stored.
-    assert gunzipped(stored, len(fetched.source.body)) == fetched.source.body
-    assert len(stored) < len(fetched.source.body) and Entry.size(raw) == len(fetched.source.body)
+    assert member == stored.member and stored.size == len(fetched.source.body)
+    assert gunzipped(member, len(fetched.source.body)) == fetched.source.body
+    assert len(member) < len(fetched.source.body) and Entry.size(raw) == len(fetched.source.body)
     back = Entry.decode(raw, fetched.page.upstream)
     assert back.page is not None
     same_page(back.page, fetched.page)
@@ -141,3 +145,56 @@ def test_a_damaged_entry_is_refused_whole() -> None:
         assert Entry.size(raw) == len(raw)
         with pytest.raises(ValueError):
             Entry.decode(raw, "")
+
+
+class ReadsCounted(EmbeddedStore):
+    """The embedded store, counting the page reads asked of it."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.reads: list[str] = []
+
+    async def get(self, key: str) -> bytes | None:
+        self.reads.append(key)
+        return await super().get(key)
+
+
+async def test_pages_in_memory_are_bounded_by_their_bytes_and_count(
+    upstream: Upstream, client: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weighed by their upstream bytes: 64 KiB holds three pages of ~20 KB, or four small
+    ones (a share of the budget each). A page pushed out is read back from the store,
+    and upstream is not asked again."""
+    monkeypatch.setattr(page_cache, "MEMORY_SOURCE_BYTES", 64 * 1024)
+    monkeypatch.setattr(page_cache, "MEMORY_ENTRIES", 4)
+    big = [NormalizedName(f"big-{i}") for i in range(5)]
+    small = [NormalizedName(f"small-{i}") for i in range(6)]
+    for name in big:
+        for v in range(80):
+            upstream.add(name, UpstreamFile(f"{name.replace('-', '_')}-1.{v}.tar.gz", b"x"))
+    for name in small:
+        upstream.add(name, UpstreamFile(f"{name.replace('-', '_')}-1.0.tar.gz", b"x"))
+    store = ReadsCounted(str(tmp_path / "state"))
+    cache = CachedUpstream(HttpUpstream(upstream.url, client), store, ttl=300.0)
+
+    async def asked(name: NormalizedName) -> tuple[int, int]:
+        """(store reads, upstream requests) that asking for ``name`` took."""
+        reads, requests = len(store.reads), upstream.count("GET", f"/simple/{name}/")
+        page = await cache.page(name, UNIVERSAL)
+        assert page.name == name and page.files
+        return len(store.reads) - reads, upstream.count("GET", f"/simple/{name}/") - requests
+
+    for group, held in ((big, 3), (small, 4)):
+        for name in group:
+            assert await asked(name) == (1, 1)  # a miss in the store, then upstream
+        for name in group:  # every one stored (in the background) before any is read back
+            key = keys.page(cache.upstream.base_url, name)
+            for _ in range(1000):
+                if await store.get(key) is not None:
+                    break
+                await asyncio.sleep(0.01)
+        for name in reversed(group[-held:]):
+            assert await asked(name) == (0, 0)  # in memory
+        assert await asked(group[-held - 1]) == (1, 0)  # pushed out: read back
+    await cache.close()
+    await store.close()

@@ -47,6 +47,11 @@ log = logging.getLogger("hostfit.pages")
 
 # Keep entries long after they go stale: they are the fallback when upstream fails.
 KEEP_SECONDS = 30 * 24 * 3600
+# Parsed pages held in memory, weighed by their upstream bytes: a parsed page takes 2.7 to
+# 4.5 times those (13 MB for a 5 MB page of 11,000 files). At most MEMORY_ENTRIES pages,
+# fewer when they are big: 64 MiB holds 13 pages of grpcio's size, 200 to 300 MB parsed,
+# where 256 of them took 4 GB. A page pushed out is read back from the state store.
+MEMORY_SOURCE_BYTES = 64 * 1024 * 1024
 MEMORY_ENTRIES = 256
 RETRIES_KEPT = 4096  # projects whose upstream failed, served stale until their retry
 RETRY_SECONDS = 30.0
@@ -72,16 +77,35 @@ class OtherFormat(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Stored:
+    """A page's upstream source as the store keeps it: one gzip member, and what reading
+    it back needs. An entry holds this, not the source: a fifth of the bytes in memory."""
+
+    member: bytes
+    size: int  # the bytes it inflates to
+    url: str  # the page's final URL, which relative links are resolved against
+    is_json: bool
+
+    @classmethod
+    async def of(cls, source: Source) -> Stored:
+        """Upstream's own member when it has a good one; else compressed, off the loop when
+        big (`Source.gzipped`)."""
+        size = 0 if source.compressed else len(source.body)
+        member = await by_size(size, source.gzipped)
+        return cls(member, len(source.body), source.url, source.is_json)
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     page: Page | None  # None: upstream said the project does not exist
     validators: Validators
     fetched: float
-    source: Source | None = None  # what ``page`` was parsed from
+    stored: Stored | None = None  # what ``page`` was parsed from
 
     def encode(self) -> bytes:
         """A JSON line of what the entry knows, then upstream's bytes as they came,
-        gzipped (`Source.gzipped`): the page is not rendered to be stored, and a 5 MB page
-        costs the store a fifth of its bytes (and SQLite 4 ms instead of 37)."""
+        gzipped (`Stored`): the page is not rendered to be stored, and a 5 MB page costs
+        the store a fifth of its bytes (and SQLite 4 ms instead of 37)."""
         data: dict[str, object] = {
             "fetched": self.fetched,
             "etag": self.validators.etag,
@@ -89,10 +113,10 @@ class Entry:
         }
         body = b""
         if self.page is not None:
-            assert self.source is not None, "a page is stored as its upstream source"
-            data.update(name=self.page.name, url=self.source.url, json=self.source.is_json)
-            data["bytes"] = len(self.source.body)
-            body = self.source.gzipped()
+            assert self.stored is not None, "a page is stored as its upstream source"
+            data.update(name=self.page.name, url=self.stored.url, json=self.stored.is_json)
+            data["bytes"] = self.stored.size
+            body = self.stored.member
         return b"".join((FORMAT, json.dumps(data).encode(), b"\n", body))
 
     @staticmethod
@@ -112,15 +136,16 @@ class Entry:
     def decode(cls, raw: bytes, upstream: str) -> Entry:
         data = _header(raw)
         end = raw.index(b"\n", len(FORMAT))
-        page = source = None
+        page = stored = None
         if "name" in data:
             member = raw[end + 1 :]
             body = gunzipped(member, MAX_PAGE_BYTES)
             if len(body) != data["bytes"]:
                 raise ValueError(f"{len(body)} bytes stored, {data['bytes']} said")
-            source = Source(body, data["url"], data["json"], member)
-            page = replace(source.parse(data["name"]), upstream=upstream)
-        return cls(page, Validators(data["etag"], data["last_modified"]), data["fetched"], source)
+            stored = Stored(member, len(body), data["url"], data["json"])
+            page = Source(body, stored.url, stored.is_json).parse(data["name"])
+            page = replace(page, upstream=upstream)
+        return cls(page, Validators(data["etag"], data["last_modified"]), data["fetched"], stored)
 
 
 def _header(raw: bytes) -> dict[str, Any]:
@@ -140,6 +165,13 @@ def _header(raw: bytes) -> dict[str, Any]:
     return data
 
 
+def _in_memory(entry: Entry) -> int:
+    """An entry's weight: its page's upstream bytes, or a share of the budget that lets no
+    more than MEMORY_ENTRIES small pages in."""
+    size = entry.stored.size if entry.stored is not None else 0
+    return max(size, MEMORY_SOURCE_BYTES // MEMORY_ENTRIES)
+
+
 class CachedUpstream:
     def __init__(
         self,
@@ -152,7 +184,7 @@ class CachedUpstream:
         self.store = store
         self.ttl = ttl
         self.clock = clock
-        self._memory: LRU[str, Entry] = LRU(MEMORY_ENTRIES)
+        self._memory: LRU[str, Entry] = LRU(MEMORY_SOURCE_BYTES, weigh=_in_memory)
         self._refreshing: Flights[str, Entry] = Flights()
         self._retry_after: LRU[str, float] = LRU(RETRIES_KEPT)
         self._writing: dict[str, asyncio.Task[None]] = {}  # store key -> its latest write
@@ -196,14 +228,12 @@ class CachedUpstream:
     def _store(self, name: str, entry: Entry) -> None:
         key = self._key(name)
         previous = self._writing.get(key)
-        size = len(entry.source.body) if entry.source is not None else 0
 
         async def write() -> None:
             if previous is not None:
                 await asyncio.wait({previous})
             try:
-                data = await by_size(size, entry.encode)  # gzip: off the loop when big
-                await self.store.set(key, data, ttl=KEEP_SECONDS)
+                await self.store.set(key, entry.encode(), ttl=KEEP_SECONDS)
             except Exception as exc:  # the page was answered; the next fetch stores it again
                 log.warning("page of %s not stored: %s", name, exc)
 
@@ -239,7 +269,8 @@ class CachedUpstream:
         now = self.clock()
         try:
             fetched = await self.upstream.fetch(name, previous.validators if previous else None)
-            entry = Entry(fetched.page, fetched.validators, now, fetched.source)
+            stored = await Stored.of(fetched.source)
+            entry = Entry(fetched.page, fetched.validators, now, stored)
         except NotModified:
             assert previous is not None
             page = previous.page and replace(previous.page, warning=None)

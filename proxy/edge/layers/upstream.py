@@ -66,10 +66,15 @@ class Source:
     # page cache stores them as they are rather than compress the page again.
     gzip: bytes | None = None
 
+    @property
+    def compressed(self) -> bool:
+        """Whether upstream sent a gzip member worth keeping: one that takes at most half
+        the bytes (a member of stored blocks would not)."""
+        return self.gzip is not None and 2 * len(self.gzip) <= len(self.body)
+
     def gzipped(self) -> bytes:
-        """``body`` as one gzip member: upstream's own when it has one that takes at most
-        half the bytes (a member of stored blocks would not), else made here."""
-        if self.gzip is not None and 2 * len(self.gzip) <= len(self.body):
+        """``body`` as one gzip member: upstream's own when `compressed`, else made here."""
+        if self.gzip is not None and self.compressed:
             return self.gzip
         return gzipped(self.body)
 
