@@ -7,11 +7,12 @@ import gzip
 import hashlib
 import json
 import platform
+import random
 
 import pytest
 
 from proxy.edge import compression, offload
-from proxy.edge.compression import Decoded, content_decoded, gunzipped, gzipped
+from proxy.edge.compression import MAX_MEMBERS, Decoded, content_decoded, gunzipped, gzipped
 from tests.edge.test_render import page_like
 
 
@@ -135,3 +136,25 @@ def test_the_limit_holds_over_all_members_together() -> None:
 def test_a_coding_not_asked_for_is_refused_by_name(coding: str) -> None:
     with pytest.raises(ValueError, match="only gzip was asked for"):
         content_decoded(gzip.compress(b"page"), coding, 100)
+
+
+def test_a_body_of_many_members_is_refused_before_they_are_all_read() -> None:
+    empty = gzip.compress(b"")
+    assert content_decoded(empty * MAX_MEMBERS, "gzip", 10).body == b""
+    # Refused at the first member past MAX_MEMBERS, not after a million of them.
+    with pytest.raises(ValueError, match=f"more than {MAX_MEMBERS} gzip members"):
+        content_decoded(empty * (1024 * 1024), "gzip", 10)
+
+
+@pytest.mark.parametrize("members", [1, 2, 7])
+def test_members_longer_than_a_slice_fed_are_read_whole(members: int) -> None:
+    """Bodies of several MiB, fed to zlib a slice at a time: every member boundary lands
+    somewhere in a slice, and one member is returned as the very bytes received."""
+    rng = random.Random(members)
+    bodies = [rng.randbytes(rng.randrange(1, 3 << 20)) for _ in range(members)]
+    data = b"".join(gzip.compress(b, compresslevel=1) for b in bodies)
+    decoded = content_decoded(data, "gzip", sum(map(len, bodies)))
+    assert decoded.body == b"".join(bodies)
+    assert decoded.member is (data if members == 1 else None)
+    with pytest.raises(ValueError, match="cut short"):
+        content_decoded(data[:-1], "gzip", len(decoded.body))
