@@ -54,7 +54,20 @@ _GZIP = ("gzip", "x-gzip")
 # Members one gzip body may hold: a body of empty members (20 bytes each) would otherwise
 # cost an inflater per 20 bytes, seconds of CPU for a page's 64 MiB.
 MAX_MEMBERS = 64
+MAX_RATIO = 1032
 _FED = 1024 * 1024
+
+
+def codings(content_encoding: str | None) -> list[str]:
+    """The content codings a ``Content-Encoding`` names, in order, ``identity`` left out."""
+    named = (c.strip().lower() for c in (content_encoding or "").split(","))
+    return [c for c in named if c not in _IDENTITY]
+
+
+def most_decoded(size: int, content_encoding: str | None) -> int:
+    """The most bytes a body of ``size`` bytes may decode to (deflate's most is 1032 times
+    its input): what decoding it may cost, where its received size would understate it."""
+    return size * MAX_RATIO if codings(content_encoding) else size
 
 
 def content_decoded(data: bytes, content_encoding: str | None, limit: int) -> Decoded:
@@ -63,13 +76,12 @@ def content_decoded(data: bytes, content_encoding: str | None, limit: int) -> De
     for another coding, or a gzip body cut short, followed by bytes that are no member,
     or inflating to more than ``limit`` bytes: httpx's own decoder takes a gzip body cut
     short for a shorter page, without a word."""
-    codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
-    codings = [c for c in codings if c not in _IDENTITY]
-    if not codings:
+    coded = codings(content_encoding)
+    if not coded:
         if len(data) > limit:
             raise ValueError(f"more than {limit} bytes")
         return Decoded(data, None)
-    if len(codings) > 1 or codings[0] not in _GZIP:
+    if len(coded) > 1 or coded[0] not in _GZIP:
         raise ValueError(f"content-encoding {content_encoding!r}: only gzip was asked for")
     parts: list[bytes] = []
     view, at, size, members = memoryview(data), 0, 0, 0

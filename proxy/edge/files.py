@@ -61,6 +61,7 @@ from pathlib import Path
 import httpx
 
 from proxy.core.models import File
+from proxy.edge.compression import codings
 from proxy.edge.download import CHUNK, LINGER, Download
 from proxy.edge.follow import Follower, Holding
 from proxy.edge.observe import KIND
@@ -89,8 +90,7 @@ _FILE = {KIND: "file"}  # counted as file bytes fetched (`proxy.edge.observe`)
 
 def _coded(response: httpx.Response) -> bool:
     """Sent in a content coding although `AS_STORED` asked for none."""
-    coding = response.headers.get("content-encoding", "").strip().lower()
-    return coding not in ("", "identity")
+    return bool(codings(response.headers.get("content-encoding")))
 
 
 _OUTCOMES = ("cached", "followed", "uncached", "failed", "timed_out", "abandoned")
@@ -180,6 +180,15 @@ class FileService:
                     if response.status_code != 200:
                         raise UpstreamError(
                             file.url, f"HTTP {response.status_code} for {file.filename}"
+                        )
+                    if _coded(response):
+                        # Its first bytes become its identity: not bytes httpx decoded,
+                        # which it takes whole when cut short (`content_decoded`).
+                        raise UpstreamError(
+                            file.url,
+                            f"{file.filename}: sent in a content coding "
+                            f"({response.headers['content-encoding']}), not as stored; "
+                            "the index gives no sha256 to check the decoded bytes against",
                         )
                     async with self.blobs.writer(None) as writer:
                         async for chunk in response.aiter_bytes(CHUNK):
@@ -536,6 +545,10 @@ def _check_status(download: Download, response: httpx.Response) -> None:
             start = response.headers.get("content-range", "").removeprefix("bytes ")
             if not start.startswith(f"{download.written}-"):
                 raise UpstreamError(file.url, f"{file.filename}: resumed at the wrong byte")
+            if _coded(response):  # a range of coded bytes: not the rest of the file
+                raise UpstreamError(
+                    file.url, f"{file.filename}: resumed in a content coding, not as stored"
+                )
         return
     if download.written:
         raise UpstreamError(

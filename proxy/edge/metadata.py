@@ -22,9 +22,10 @@ from proxy.analysis.remote import RemoteFile
 from proxy.core.lru import LRU, Generations
 from proxy.core.models import File, Page
 from proxy.core.origins import Outbound
-from proxy.edge.compression import content_decoded
+from proxy.edge.compression import content_decoded, most_decoded
 from proxy.edge.files import FileService
 from proxy.edge.flight import Flights
+from proxy.edge.offload import by_size
 from proxy.edge.stores import keys
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.state import StateStore
@@ -251,8 +252,13 @@ class MetadataService:
                 f"{file.filename}.metadata not downloaded within the file deadline "
                 f"({deadline:g} s)",
             ) from None
+        received = b"".join(chunks)
         try:
-            return content_decoded(b"".join(chunks), coding, MAX_METADATA_BYTES).body
+            decoded = await by_size(
+                most_decoded(len(received), coding),
+                lambda: content_decoded(received, coding, MAX_METADATA_BYTES),
+            )
+            return decoded.body
         except ValueError as exc:
             raise UpstreamError(url, f"{doing}: {exc}") from None
 

@@ -6,6 +6,7 @@ name; and a page's source is stored as upstream's own gzip member when it has on
 from __future__ import annotations
 
 import gzip
+import io
 import sqlite3
 import zlib
 from pathlib import Path
@@ -139,8 +140,11 @@ def test_page_source_is_stored_as_upstreams_own_gzip(
     sent: list[bytes] = []
 
     def member(body: bytes) -> bytes:
-        out = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        data = out.compress(body) + out.flush()
+        out = io.BytesIO()
+        with gzip.GzipFile("index.json", "wb", level, out, mtime=0) as written:
+            written.write(body)
+        data = out.getvalue()
+        assert data[3] & 0x08  # FNAME: a name in the member's header
         sent.append(data)
         return data
 

@@ -16,6 +16,7 @@ they do in the server.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import html
 import io
@@ -135,6 +136,15 @@ class _CutShort(httpx.AsyncByteStream):
         raise httpx.ReadError("connection reset by peer")
 
 
+def _as_sent(response: httpx.Response) -> httpx.Response:
+    """As a network transport hands an answer over: its body still to be read. (One made
+    with ``content`` comes read already, and hostfit reads page bodies as they were sent.)"""
+    if not response.is_stream_consumed:
+        return response
+    # Its stream is still the bytes it was made with, as they were sent (not decoded).
+    return httpx.Response(response.status_code, headers=response.headers, stream=response.stream)
+
+
 class FakeIndex:
     """An upstream index on one origin, served through `httpx.MockTransport`.
 
@@ -153,6 +163,8 @@ class FakeIndex:
         self.offer_metadata = True  # PEP 658/714 keys on pages, and the .metadata files
         self.etags = True
         self.etag: bytes | None = None  # the pages' ETag as sent, instead of one made up
+        self.gzip = False  # pages gzipped when the request accepts it
+        self.coded: set[int] = set()  # statuses of file answers gzipped whatever was asked
         self.ranges = True
         self.delay = 0.0  # seconds before each answer: concurrent askers overlap
         self.status: dict[str, int] = {}  # request path -> status answered instead
@@ -196,7 +208,7 @@ class FakeIndex:
         path = unquote(request.url.path)
         response = self._answer(request, path)
         self.answered.append((path, response.status_code))
-        return response
+        return _as_sent(response)
 
     def _answer(self, request: httpx.Request, path: str) -> httpx.Response:
         if path in self.fail:
@@ -227,6 +239,9 @@ class FakeIndex:
             headers.append((b"etag", etag))
             if request.headers.get("if-none-match", "").encode() == etag:
                 return httpx.Response(304, headers=headers)
+        if self.gzip and "gzip" in request.headers.get("accept-encoding", ""):
+            body = gzip.compress(body)
+            headers.append((b"content-encoding", b"gzip"))
         return httpx.Response(200, headers=headers, content=body)
 
     def _root(self, request: httpx.Request) -> httpx.Response:
@@ -284,12 +299,20 @@ class FakeIndex:
             first, _, last = wanted.removeprefix("bytes=").partition("-")
             start, end = int(first), int(last) + 1 if last else len(data)
             headers["content-range"] = f"bytes {start}-{end - 1}/{len(data)}"
-            return httpx.Response(206, headers=headers, content=data[start:end])
+            return self._coded(httpx.Response(206, headers=headers, content=data[start:end]))
         headers["content-length"] = str(len(data))
         keep = self.cut.pop(name, None)
         if keep is not None:
             return httpx.Response(200, headers=headers, stream=_CutShort(data, keep))
-        return httpx.Response(200, headers=headers, content=data)
+        return self._coded(httpx.Response(200, headers=headers, content=data))
+
+    def _coded(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code not in self.coded:
+            return response
+        headers = {**response.headers, "content-encoding": "gzip"}
+        headers.pop("content-length", None)
+        body = gzip.compress(response.content)
+        return httpx.Response(response.status_code, headers=headers, content=body)
 
 
 def _document(title: str, body: str) -> bytes:

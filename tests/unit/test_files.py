@@ -81,6 +81,20 @@ async def test_a_body_cut_short_is_resumed_where_it_stopped(
     assert resumed.headers["if-range"] == f'"{wheel.sha256[:16]}"'
 
 
+async def test_a_resumption_sent_in_a_content_coding_is_refused_by_name(
+    index: FakeIndex, files: FileService, blobs: BlobStore, wheel: Listed
+) -> None:
+    """A range of coded bytes is not the rest of the file (and httpx would decode it as a
+    fragment): refused, saying why, and nothing cached."""
+    index.cut[wheel.filename] = len(wheel.data) // 2
+    index.coded = {206}
+    with pytest.raises(UpstreamError, match="resumed in a content coding, not as stored"):
+        await files.fetch(entry(index, wheel))
+    assert not blobs.has(wheel.sha256) and list(blobs.tmp.glob("*.part")) == []
+    asked = [r for r in index.requests if r.url.path.endswith(wheel.filename)]
+    assert [r.headers["accept-encoding"] for r in asked] == ["identity", "identity"]
+
+
 async def test_a_body_cut_short_without_ranges_is_fetched_again_only_before_any_byte(
     index: FakeIndex, files: FileService, blobs: BlobStore, wheel: Listed
 ) -> None:

@@ -102,6 +102,28 @@ async def test_a_file_that_cannot_be_hashed_leaves_the_page_until_it_can(
     assert unhashed.count(f"/files/{wheels.demo_1.name}") == 1
 
 
+async def test_a_file_sent_coded_is_not_hashed_from_decoded_bytes(
+    unhashed: FakeIndex,
+    client: httpx.AsyncClient,
+    store: MemoryStore,
+    files: FileService,
+    blobs: BlobStore,
+    wheels: Wheels,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its first bytes become its identity, and httpx takes a gzip cut short for fewer
+    bytes: a file sent gzipped although asked as stored is left off, saying why."""
+    unhashed.coded = {200}
+    layer = HashFillIndex(cached(unhashed, client, store), files, store)
+    with caplog.at_level(logging.WARNING, logger="hostfit.hashes"):
+        page = await layer.page(DEMO, UNIVERSAL)
+    assert page.files == ()
+    assert "sent in a content coding (gzip), not as stored" in caplog.text
+    assert not any(blobs.has(sha256(w)) for w in (wheels.demo_1, wheels.demo_2))
+    unhashed.coded = set()
+    assert len((await layer.page(DEMO, UNIVERSAL)).files) == 2
+
+
 async def test_a_page_with_hashes_passes_unchanged(
     index: FakeIndex,
     client: httpx.AsyncClient,

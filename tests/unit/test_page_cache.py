@@ -15,6 +15,7 @@ from packaging.utils import NormalizedName
 
 from proxy.core.models import Page
 from proxy.edge import offload
+from proxy.edge.compression import Decoded, content_decoded
 from proxy.edge.index import UNIVERSAL
 from proxy.edge.layers import upstream as upstream_module
 from proxy.edge.layers.page_cache import CachedUpstream
@@ -333,3 +334,35 @@ async def test_a_big_page_is_parsed_off_the_event_loop(
     assert loaded.files == fetched.files and index.count(PAGE) == 1
     assert len(parsed_on) == 2
     assert all((thread != threading.get_ident()) == off_the_loop for thread in parsed_on)
+
+
+@pytest.mark.parametrize("gzipped", [True, False])
+async def test_a_gzip_page_is_decoded_off_the_loop_whatever_its_size_received(
+    index: FakeIndex,
+    client: httpx.AsyncClient,
+    store: MemoryStore,
+    clock: Clock,
+    wheels: Wheels,
+    monkeypatch: pytest.MonkeyPatch,
+    gzipped: bool,
+) -> None:
+    """A gzip body may inflate to 1032 times its bytes: its decoding goes by that, not by
+    the bytes received (a 65 KB bomb inflates to 64 MiB). The page here is under 1 KB,
+    gzipped or not; 64 KiB is big."""
+    monkeypatch.setattr(offload, "BIG", 64 * 1024)
+    index.gzip = gzipped
+    index.add("demo", wheels.demo_1)
+    decoded_on: list[int] = []
+    decode = content_decoded
+
+    def watched(*args: Any) -> Decoded:
+        decoded_on.append(threading.get_ident())
+        return decode(*args)
+
+    monkeypatch.setattr(upstream_module, "content_decoded", watched)
+    fetching = cache(index, client, store, clock)
+    page = await fetching.page(DEMO, UNIVERSAL)
+    await fetching.close()
+    assert [f.filename for f in page.files] == [wheels.demo_1.name]
+    assert index.requests[-1].headers["accept-encoding"] == "gzip"
+    assert len(decoded_on) == 1 and (decoded_on[0] != threading.get_ident()) == gzipped

@@ -32,7 +32,7 @@ from proxy.core.pages import (
     parse_json_page,
     parse_json_root,
 )
-from proxy.edge.compression import Decoded, content_decoded, gzipped
+from proxy.edge.compression import Decoded, content_decoded, gzipped, most_decoded
 from proxy.edge.index import Context
 from proxy.edge.offload import by_size
 from proxy.errors import NotFound, UpstreamError, UpstreamTimeout
@@ -116,7 +116,7 @@ class _Raw:
         coding = self.headers.get("content-encoding")
         try:
             return await by_size(
-                len(self.received),
+                most_decoded(len(self.received), coding),
                 lambda: content_decoded(self.received, coding, MAX_PAGE_BYTES),
             )
         except ValueError as exc:
