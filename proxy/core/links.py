@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
-from proxy.core.models import METADATA_KEYS, File, Page
+from proxy.core.models import METADATA_KEYS, File, Page, new_file
 from proxy.core.pages import render_json_entries
 from proxy.core.variants import VARIANTS_SUFFIX
 
@@ -54,8 +54,8 @@ _NOTHING: dict[str, Any] = {}
 def _linked(file: File, folder: str, metadata_sha256: str | None) -> File:
     url, keys = _link(file, folder, metadata_sha256)
     extra = {**file.extra, **keys} if keys else file.extra
-    # The constructor, not `replace`, on this per-file path: a test checks no field is lost.
-    return File(file.filename, url, file.hashes, extra)
+    # `new_file`, not `replace`, on this per-file path: a test checks no field is lost.
+    return new_file(file.filename, url, file.hashes, extra)
 
 
 def link_page(page: Page, metadata_hashes: Mapping[str, str]) -> Page:

@@ -29,7 +29,7 @@ import orjson
 from packaging.utils import canonicalize_name
 
 from proxy.core.anchors import Extracted, extract
-from proxy.core.models import METADATA_KEYS, File, Page, ProjectList
+from proxy.core.models import METADATA_KEYS, File, Page, ProjectList, new_file
 from proxy.errors import HostfitError
 
 
@@ -166,7 +166,7 @@ def parse_json_page(body: bytes, page_url: str, dropped: list[str] | None = None
                 and filename not in (".", "..")
                 and (link := url if absolute(url) else joined(url)) is not None
             ):
-                keep(File(filename, link, hashes, item))
+                keep(new_file(filename, link, hashes, item))
                 digested(digest)
                 continue
             file = _json_file(item, filename, url, hashes, resolve, dropped)
@@ -289,7 +289,7 @@ def parse_html_page(
                 # for it: the JSON rendering would send clients to the upstream's choice.
                 if data_key not in _OWN_KEYS:
                     extra[data_key] = value
-        file = File(filename=filename, url=url, hashes=hashes, extra=extra)
+        file = new_file(filename, url, hashes, extra)
         if _keep(file, dropped):
             files.append(file)
     meta: dict[str, Any] = {}
