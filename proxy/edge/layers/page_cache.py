@@ -88,8 +88,8 @@ class Stored:
 
     @classmethod
     async def of(cls, source: Source) -> Stored:
-        """Upstream's own member when it has a good one; else compressed, off the loop when
-        big (`Source.gzipped`)."""
+        """Its gzip member: upstream's own, or the one made beside the parse
+        (`HttpUpstream.fetch`); else compressed here, off the loop when big."""
         size = 0 if source.compressed else len(source.body)
         member = await by_size(size, source.gzipped)
         return cls(member, len(source.body), source.url, source.is_json)

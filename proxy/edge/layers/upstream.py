@@ -62,8 +62,8 @@ class Source:
     body: bytes
     url: str  # the page's final URL, which relative links are resolved against
     is_json: bool  # PEP 691 JSON, else PEP 503 HTML
-    # The bytes upstream sent, when they were exactly one gzip member of ``body``: the
-    # page cache stores them as they are rather than compress the page again.
+    # One gzip member of ``body``, for the page cache to store: the bytes upstream sent
+    # when they were exactly one, else made beside the parse (`_parsed_and_compressed`).
     gzip: bytes | None = None
 
     @property
@@ -90,6 +90,20 @@ class Source:
             page = parse_html_page(self.body, self.url, name, dropped)
         revision = hashlib.sha256(self.body).hexdigest()[:16]
         return replace(page, name=name, revision=revision)
+
+
+async def _parsed_and_compressed(
+    source: Source, name: NormalizedName, dropped: list[str]
+) -> tuple[Page, Source]:
+    """The page, and its source with a gzip member for the page cache: made beside the
+    parse, on another thread (compressing lets go of the GIL), when upstream sent none
+    worth keeping, so that storing the page adds nothing to the first answer."""
+    if source.compressed:
+        return await source.parsed(name, dropped), source
+    page, member = await asyncio.gather(
+        source.parsed(name, dropped), by_size(len(source.body), source.gzipped)
+    )
+    return page, replace(source, gzip=member)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +210,7 @@ class HttpUpstream:
         source = Source(decoded.body, response.url, is_json, decoded.member)
         dropped: list[str] = []
         try:
-            page = await source.parsed(name, dropped)
+            page, source = await _parsed_and_compressed(source, name, dropped)
         except PageError as exc:
             raise UpstreamError(self.base_url, f"{url}: {exc}") from None
         if dropped:
