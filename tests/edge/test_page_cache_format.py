@@ -15,6 +15,7 @@ import pytest
 from packaging.utils import NormalizedName
 
 from proxy.core.models import Page
+from proxy.core.negotiate import JSON_V1
 from proxy.edge.compression import gunzipped, gzipped
 from proxy.edge.index import UNIVERSAL
 from proxy.edge.layers import page_cache
@@ -174,6 +175,13 @@ async def test_pages_in_memory_are_bounded_by_their_bytes_and_count(
             upstream.add(name, UpstreamFile(f"{name.replace('-', '_')}-1.{v}.tar.gz", b"x"))
     for name in small:
         upstream.add(name, UpstreamFile(f"{name.replace('-', '_')}-1.0.tar.gz", b"x"))
+    # Three of the big pages fit in 64 KiB and four do not, as JSON, the format asked.
+    sizes = set()
+    for name in big:
+        sent = await client.get(f"{upstream.url}{name}/", headers={"Accept": JSON_V1})
+        sizes.add(len(sent.content))
+    assert all(64 * 1024 // 4 < size <= 64 * 1024 // 3 for size in sizes), sizes
+    upstream.reset_requests()
     store = ReadsCounted(str(tmp_path / "state"))
     cache = CachedUpstream(HttpUpstream(upstream.url, client), store, ttl=300.0)
 
