@@ -90,7 +90,7 @@ class Stored:
     async def of(cls, source: Source) -> Stored:
         """Its gzip member: upstream's own, or the one made beside the parse
         (`HttpUpstream.fetch`); else compressed here, off the loop when big."""
-        size = 0 if source.compressed else len(source.body)
+        size = 0 if source.gzip is not None else len(source.body)
         member = await by_size(size, source.gzipped)
         return cls(member, len(source.body), source.url, source.is_json)
 

@@ -34,7 +34,7 @@ from proxy.core.pages import (
 )
 from proxy.edge.compression import Decoded, content_decoded, gzipped, most_decoded
 from proxy.edge.index import Context
-from proxy.edge.offload import by_size
+from proxy.edge.offload import BIG, by_size
 from proxy.errors import NotFound, UpstreamError, UpstreamTimeout
 from proxy.outbound import upstream_errors
 from proxy.retry import extensions
@@ -62,21 +62,13 @@ class Source:
     body: bytes
     url: str  # the page's final URL, which relative links are resolved against
     is_json: bool  # PEP 691 JSON, else PEP 503 HTML
-    # One gzip member of ``body``, for the page cache to store: the bytes upstream sent
-    # when they were exactly one, else made beside the parse (`_parsed_and_compressed`).
+    # One gzip member of ``body`` for the page cache to store: upstream's own when worth
+    # keeping (`kept`), or made beside a big page's parse; None: made when stored.
     gzip: bytes | None = None
 
-    @property
-    def compressed(self) -> bool:
-        """Whether upstream sent a gzip member worth keeping: one that takes at most half
-        the bytes (a member of stored blocks would not)."""
-        return self.gzip is not None and 2 * len(self.gzip) <= len(self.body)
-
     def gzipped(self) -> bytes:
-        """``body`` as one gzip member: upstream's own when `compressed`, else made here."""
-        if self.gzip is not None and self.compressed:
-            return self.gzip
-        return gzipped(self.body)
+        """``body`` as one gzip member."""
+        return self.gzip if self.gzip is not None else gzipped(self.body)
 
     async def parsed(self, name: NormalizedName, dropped: list[str] | None = None) -> Page:
         """`parse`, on a thread when the page is big (`proxy.edge.offload`): parsing 5 MB
@@ -92,13 +84,21 @@ class Source:
         return replace(page, name=name, revision=revision)
 
 
+def kept(decoded: Decoded) -> bytes | None:
+    """Upstream's gzip member, when it is worth storing as it came: one that takes at most
+    half the page's bytes (a member of stored blocks would not)."""
+    member = decoded.member
+    return member if member is not None and 2 * len(member) <= len(decoded.body) else None
+
+
 async def _parsed_and_compressed(
     source: Source, name: NormalizedName, dropped: list[str]
 ) -> tuple[Page, Source]:
-    """The page, and its source with a gzip member for the page cache: made beside the
-    parse, on another thread (compressing lets go of the GIL), when upstream sent none
-    worth keeping, so that storing the page adds nothing to the first answer."""
-    if source.compressed:
+    """The page, and its source with a gzip member for the page cache: for a big page
+    upstream sent none worth keeping for, made beside the parse on another thread
+    (compressing lets go of the GIL), so that storing it adds nothing to the first
+    answer. A small one is compressed when stored, as cheaply."""
+    if source.gzip is not None or len(source.body) < BIG:
         return await source.parsed(name, dropped), source
     page, member = await asyncio.gather(
         source.parsed(name, dropped), by_size(len(source.body), source.gzipped)
@@ -207,7 +207,7 @@ class HttpUpstream:
             raise UpstreamError(self.base_url, f"HTTP {response.status_code} for {url}")
         decoded = await response.decoded(self.base_url)
         is_json = response.media_type.endswith("json")
-        source = Source(decoded.body, response.url, is_json, decoded.member)
+        source = Source(decoded.body, response.url, is_json, kept(decoded))
         dropped: list[str] = []
         try:
             page, source = await _parsed_and_compressed(source, name, dropped)
