@@ -412,9 +412,9 @@ class FileService:
                             )
                             tag = response.headers.get("etag")
                             etag = tag if tag and not tag.startswith("W/") else None
-                            resumable = (
-                                response.headers.get("accept-ranges") == "bytes" and not coded
-                            )
+                            # After coded bytes too: the written ones are the file's own, and a
+                            # range of them comes as stored (a coded 206 is refused).
+                            resumable = response.headers.get("accept-ranges") == "bytes"
                             writer = await self._writer(download, sha256, role)
                         # As the bytes come: a drip reaches clients as it drips.
                         async for chunk in response.aiter_bytes():

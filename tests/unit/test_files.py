@@ -5,6 +5,7 @@ is never handed out or kept; upstream failures become hostfit errors."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 from pathlib import Path
 
@@ -79,6 +80,20 @@ async def test_a_body_cut_short_is_resumed_where_it_stopped(
     assert "range" not in first.headers
     assert resumed.headers["range"] == f"bytes={half}-"
     assert resumed.headers["if-range"] == f'"{wheel.sha256[:16]}"'
+
+
+async def test_a_coded_body_cut_short_is_resumed_as_stored(
+    index: FakeIndex, files: FileService, wheel: Listed
+) -> None:
+    """Sent gzipped although asked as stored, and cut short: what was decoded is the
+    file's own first bytes, and the rest comes by a range of the file as stored."""
+    index.coded = {200}
+    index.cut[wheel.filename] = len(gzip.compress(wheel.data)) // 2
+    path = await files.fetch(entry(index, wheel))
+    assert path.read_bytes() == wheel.data
+    first, resumed = [r for r in index.requests if r.url.path.endswith(wheel.filename)]
+    assert "range" not in first.headers and resumed.headers["range"].startswith("bytes=")
+    assert resumed.headers["accept-encoding"] == "identity"
 
 
 async def test_a_resumption_sent_in_a_content_coding_is_refused_by_name(
