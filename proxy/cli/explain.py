@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     width = max((len(f["filename"]) for f in data["files"]), default=10)
     for f in data["files"]:
         fits = "not verified yet" if f["status"] == "not verified yet" else "fits"
-        why = "; ".join(r["message"] for r in f["reasons"]) or fits
+        why = "; ".join([r["message"] for r in f["reasons"]] or f.get("notes") or [fits])
         if f.get("rewrite"):
             rewrite = f["rewrite"]
             served = rewrite["served_as"] or f"not yet ({rewrite['status']})"

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -83,6 +83,8 @@ class Reason:
 class Verdict:
     reasons: tuple[Reason, ...] = ()
     consulted: frozenset[str] = frozenset()
+    # Why a wheel is kept where a check alone would hide it (a project fact's word).
+    notes: tuple[str, ...] = ()
 
     @property
     def keep(self) -> bool:
@@ -121,6 +123,7 @@ def decide(
     """
     reasons: list[Reason] = []
     consulted: set[str] = set()
+    notes: list[str] = []
     facts = _facts_for(file.filename, rules) if rules and file.is_wheel else []
     without_driver = any(fact.runs_without_driver for fact in facts)
     if file.is_wheel:
@@ -144,6 +147,8 @@ def decide(
                 consulted.add(key)
                 if outcome is not None:
                     reasons.append(outcome)
+        if without_driver:
+            notes.extend(_driverless(context, facts))
     if facts:
         abi = abi_table or libstdcxx_table()
         for fact in facts:
@@ -158,7 +163,16 @@ def decide(
                     if outcome is not None:
                         message = f"rule {fact.where}: {outcome.message} ({fact.note})"
                         reasons.append(Reason("rule", message))
-    return Verdict(tuple(reasons), frozenset(consulted))
+    return Verdict(tuple(reasons), frozenset(consulted), tuple(notes))
+
+
+def _driverless(c: _Context, facts: Sequence[Fact]) -> list[str]:
+    """Why the CUDA check kept what it would have hidden but for the fact."""
+    hidden = _cuda(replace(c, runs_without_driver=False))
+    if _cuda(c) is not None or not isinstance(hidden, Reason):
+        return []  # hidden all the same, or the fact changed nothing
+    fact = next(f for f in facts if f.runs_without_driver)
+    return [f"{hidden.message}: kept, rule {fact.where} says it runs on the CPU ({fact.note})"]
 
 
 def runs_without_driver(file: File, rules: Sequence[Fact]) -> bool:

@@ -51,6 +51,7 @@ def explanation(
                 "verdict": verdict.action,
                 "status": status,
                 "reasons": [{"kind": r.kind, "message": r.message} for r in verdict.reasons],
+                "notes": list(verdict.notes),
                 "report": None if report is None else report.status,
                 "report_reason": None if report is None else report.reason,
                 "rewrite": None if rewrites is None else rewrites.get(f.filename),
@@ -103,7 +104,8 @@ def explanation_html(data: Mapping[str, Any]) -> str:
     rows = []
     for f in data["files"]:
         fits = "not verified yet" if f["status"] == "not verified yet" else "fits this host"
-        reasons = "<br>".join(e(r["message"]) for r in f["reasons"]) or fits
+        said = [r["message"] for r in f["reasons"]] or f.get("notes") or [fits]
+        reasons = "<br>".join(e(text) for text in said)
         rewrite = f.get("rewrite")
         if rewrite:
             served = rewrite["served_as"] or f"not yet ({rewrite['status']})"

@@ -46,6 +46,7 @@ class Row:
     file: File
     status: str  # kept | hidden | not verified yet
     reasons: tuple[tuple[str, str], ...]  # (kind, message)
+    notes: tuple[str, ...]  # why it is kept where a check alone would hide it
     report: str | None  # the report's status, None when there is none
     report_reason: str | None
     rewrite: Mapping[str, Any] | None
@@ -64,6 +65,7 @@ def rows(files: Sequence[File], explained: Mapping[str, Any]) -> list[Row]:
                 file=file,
                 status=entry["status"],
                 reasons=tuple((r["kind"], r["message"]) for r in entry["reasons"]),
+                notes=tuple(entry.get("notes", ())),
                 report=entry.get("report"),
                 report_reason=entry.get("report_reason"),
                 rewrite=entry.get("rewrite"),
@@ -307,6 +309,9 @@ def _why(row: Row) -> str:
     parts = []
     if row.reasons:
         items = "".join(f"<li>{e(message)}</li>" for _, message in row.reasons)
+        parts.append(f'<ul class="plain">{items}</ul>')
+    elif row.notes:
+        items = "".join(f"<li>{e(note)}</li>" for note in row.notes)
         parts.append(f'<ul class="plain">{items}</ul>')
     elif row.status == NOT_VERIFIED:
         parts.append("Listed by its tags while its report is awaited; the download gate checks it.")

@@ -250,17 +250,18 @@ source = "doc"
 
 
 @pytest.mark.parametrize(
-    ("project", "profile", "kinds"),
+    ("project", "profile", "kinds", "kept_by_fact"),
     [
-        ("cpuok", "cuda=none", []),  # the fact: no driver, its CUDA build runs on the CPU
-        ("cpuok-variant", "cuda=none", []),  # a variant wheel of it likewise
-        ("cpuok", "cuda=11.8", ["cuda"]),  # a driver too old for CUDA 12 still hides it
-        ("cpuok", "cuda=12.4", []),
-        ("other", "cuda=none", ["cuda"]),  # another project's CUDA build: hidden
+        # the fact: no driver, its CUDA build runs on the CPU (and the verdict says so)
+        ("cpuok", "cuda=none", [], True),
+        ("cpuok-variant", "cuda=none", [], True),  # a variant wheel of it likewise
+        ("cpuok", "cuda=11.8", ["cuda"], False),  # a driver too old for CUDA 12 still hides it
+        ("cpuok", "cuda=12.4", [], False),  # a driver: the fact has nothing to say
+        ("other", "cuda=none", ["cuda"], False),  # another project's CUDA build: hidden
     ],
 )
 def test_a_project_whose_cuda_builds_run_without_a_driver(
-    project: str, profile: str, kinds: list[str]
+    project: str, profile: str, kinds: list[str], kept_by_fact: bool
 ) -> None:
     facts = load_rules({P: WITHOUT_DRIVER}).facts
     label = "-cu12" if project.endswith("-variant") else ""
@@ -269,6 +270,11 @@ def test_a_project_whose_cuda_builds_run_without_a_driver(
     verdict = decide(file(name), report, parse_profile(profile, "url"), rules=facts)
     assert [r.kind for r in verdict.reasons] == kinds
     assert "cuda" in verdict.consulted  # the decision read the host's CUDA either way
+    expected = (
+        f"cuda: needs CUDA 12, host has no NVIDIA driver: kept, rule {facts[0].where} says it"
+        " runs on the CPU (CUDA builds run on the CPU)"
+    )
+    assert verdict.notes == ((expected,) if kept_by_fact else ())
 
 
 def test_a_fact_of_need_still_applies_beside_one_that_runs_without_a_driver() -> None:

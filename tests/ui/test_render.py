@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
+import html
 import time
 from html.parser import HTMLParser
+from typing import Any
 
+import pytest
 from packaging.utils import NormalizedName
 
+from proxy.cli import explain as explain_command
 from proxy.core.decide import Reason, Verdict
-from proxy.core.explain import explanation
+from proxy.core.explain import explanation, explanation_html
 from proxy.core.frontier import Frontier
 from proxy.core.models import File, Page
 from proxy.core.profile import parse_profile
@@ -134,6 +139,21 @@ def test_hidden_files_can_be_left_out() -> None:
     assert files[1].filename in text and files[0].filename not in text
     checked = [i for i in Tags(body).named("input") if "checked" in i]
     assert [i["value"] for i in checked] == ["hide"]
+
+
+def test_a_build_kept_by_a_fact_says_so_in_every_view() -> None:
+    """The verdict's notes (a ``runs_without_driver`` fact keeping a CUDA build on a host
+    without a driver) reach the explanation's data, its HTML and the project view, in
+    place of "fits"."""
+    files = [wheel("2.0", "a")]
+    note = "cuda: needs CUDA 12, host has no NVIDIA driver: kept, rule r: fact[0] says so"
+    data = explained(files, {files[0].filename: Verdict((), frozenset(), (note,))})
+    assert data["files"][0]["notes"] == [note] and data["files"][0]["status"] == "kept"
+    page = explanation_html(data)
+    assert note in html.unescape(page) and "fits this host" not in page
+    body = render_project("demo", profile=PROFILE, files=files, explained=data)
+    text = assert_inert(body).joined
+    assert note in text and "Fits this host by its tags" not in text
 
 
 def test_every_upstream_string_is_escaped() -> None:
@@ -336,3 +356,23 @@ def test_a_large_project_renders_fast() -> None:
         timings.append(time.perf_counter() - start)
     assert min(timings) < 0.5, timings
     assert body.count("<tr") == 4400 + 400  # a row per file, a header row per version
+
+
+def test_explain_command_prints_a_facts_note_in_place_of_fits(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = [wheel("2.0", "a"), wheel("1.0", "b")]
+    note = "cuda: needs CUDA 12, host has no NVIDIA driver: kept, rule r: fact[0] says so"
+    verdicts = {files[0].filename: Verdict((), frozenset(), (note,)), files[1].filename: Verdict()}
+    data = explained(files, verdicts)
+
+    async def answered(args: argparse.Namespace) -> dict[str, Any]:
+        return data
+
+    monkeypatch.setattr(explain_command, "_explain", answered)
+    assert explain_command.run(argparse.Namespace(json=False)) == 0
+    lines = {
+        line.split()[1]: line for line in capsys.readouterr().out.splitlines() if "keep" in line
+    }
+    assert lines[files[0].filename].endswith(note)
+    assert lines[files[1].filename].endswith("fits")
