@@ -142,6 +142,7 @@ class FileService:
         # How downloads ended, for metrics: cached (downloaded here), followed (another
         # process downloaded it), uncached, failed, timed_out, abandoned.
         self.outcomes: dict[str, int] = dict.fromkeys(_OUTCOMES, 0)
+        self.on_ended: list[Callable[[str], None]] = []  # told each download's outcome
 
     @property
     def active(self) -> int:
@@ -265,6 +266,8 @@ class FileService:
             download.error = HostfitError(f"{file.filename}: {exc}")
         finally:
             self.outcomes[outcome] += 1
+            for tell in self.on_ended:
+                tell(outcome)
             if outcome == "abandoned":
                 log.info("stopped downloading %s: no client left", file.filename)
             elif download.error is not None:

@@ -10,9 +10,10 @@ read from the components when scraped (cache size, downloads, the analysis queue
 reloads). With
 ``--workers N``, `proxy.cli.serve` sets ``PROMETHEUS_MULTIPROC_DIR`` before the
 workers start: counters and histograms then go through prometheus_client's files in that
-directory and every scrape sums all workers (`MultiProcessCollector`); the live values
-are those of the worker that answers the scrape (the cache is shared, so its size reads
-the same from any worker; each worker reloads the rules itself).
+directory and every scrape sums all workers (`MultiProcessCollector`); downloads by
+outcome and evictions are such counters. The live values are those of the worker that
+answers the scrape (the cache is shared, so its size reads the same from any worker; the
+downloads in progress, the analysis queue and the rules reloads are that worker's).
 """
 
 from __future__ import annotations
@@ -141,6 +142,22 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        # Counted as they happen, so that with --workers every scrape sums all workers.
+        self.file_downloads = Counter(
+            "hostfit_file_downloads",
+            "File downloads by how they ended: cached (downloaded from upstream here), "
+            "followed (another process or replica downloaded it, this one streamed its "
+            "bytes), uncached (streamed only: no room in the cache), failed, timed_out "
+            "(the file deadline), abandoned (no client left)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.evictions = Counter(
+            "hostfit_cache_evictions", "Files evicted from the cache", registry=self.registry
+        )
+        self.evicted_bytes = Counter(
+            "hostfit_cache_evicted_bytes", "Bytes evicted from the cache", registry=self.registry
+        )
         build = Gauge(
             "hostfit_build_info",
             "hostfit's version",
@@ -185,6 +202,14 @@ class Metrics:
 
     def watch_cache(self, blobs: BlobStore, files: FileService) -> None:
         self.live.register(_CacheCollector(blobs, files))
+        for outcome in files.outcomes:  # every outcome shown, from zero
+            self.file_downloads.labels(outcome=outcome)
+        files.on_ended.append(lambda outcome: self.file_downloads.labels(outcome=outcome).inc())
+        blobs.on_evicted.append(self._evicted)
+
+    def _evicted(self, count: int, size: int) -> None:
+        self.evictions.inc(count)
+        self.evicted_bytes.inc(size)
 
     def watch_analysis_queue(self, scheduler: AnalysisScheduler) -> None:
         self.live.register(_QueueCollector(scheduler))
@@ -233,30 +258,11 @@ class _CacheCollector(Collector):
             yield GaugeMetricFamily(
                 "hostfit_cache_max_bytes", "The cache budget (--cache-max-size)", blobs.max_size
             )
-        yield CounterMetricFamily(
-            "hostfit_cache_evictions", "Files evicted from the cache", value=blobs.evicted
-        )
-        yield CounterMetricFamily(
-            "hostfit_cache_evicted_bytes",
-            "Bytes evicted from the cache",
-            value=blobs.evicted_bytes,
-        )
         yield GaugeMetricFamily(
             "hostfit_file_downloads_active",
             "Upstream file downloads in progress",
             self.files.active,
         )
-        downloads = CounterMetricFamily(
-            "hostfit_file_downloads",
-            "File downloads by how they ended: cached (downloaded from upstream here), "
-            "followed (another process or replica downloaded it, this one streamed its "
-            "bytes), uncached (streamed only: no room in the cache), failed, timed_out "
-            "(the file deadline), abandoned (no client left)",
-            labels=["outcome"],
-        )
-        for outcome, count in self.files.outcomes.items():
-            downloads.add_metric([outcome], count)
-        yield downloads
 
 
 class _QueueCollector(Collector):

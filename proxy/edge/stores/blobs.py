@@ -35,6 +35,7 @@ import shutil
 import socket
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import aiofiles
@@ -111,6 +112,7 @@ class BlobStore:
         self.max_size = max_size
         self.evicted = 0  # blobs evicted since start
         self.evicted_bytes = 0
+        self.on_evicted: list[Callable[[int, int], None]] = []  # told (blobs, bytes) evicted
         self._index: OrderedDict[str, int] = OrderedDict()  # sha256 -> size, oldest first
         self._seen: dict[str, float] = {}  # sha256 -> when this process last used it
         self._used = 0
@@ -278,6 +280,8 @@ class BlobStore:
         self.evicted += len(victims)
         self.evicted_bytes += freed
         if victims:
+            for tell in self.on_evicted:
+                tell(len(victims), freed)
             log.info(
                 "evicted %d blob(s), %d bytes, least recently used first; cache holds %d bytes",
                 len(victims),
