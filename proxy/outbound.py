@@ -46,6 +46,21 @@ class OriginRefused(httpx.RequestError):
 # sha256 are the stored bytes'. A coding made on the way (a server or CDN that gzips what
 # it sends) would make Content-Length and every range the coded bytes'.
 AS_STORED = {"Accept-Encoding": "identity"}
+# Asked with pages and metadata: the one coding `proxy.edge.compression` decodes, from the
+# bytes as sent (`received`); httpx's decoder takes a gzip body cut short for a shorter one.
+GZIP_OR_NOTHING = {"Accept-Encoding": "gzip"}
+
+
+async def received(response: httpx.Response, limit: int, upstream: str, doing: str) -> bytes:
+    """A streamed answer's body as sent, in its content coding: an `UpstreamError` as soon
+    as it grows past ``limit`` bytes."""
+    chunks, size = [], 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > limit:
+            raise UpstreamError(upstream, f"{doing}: more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def upstream_error(upstream: str, doing: str, exc: httpx.HTTPError) -> UpstreamError:

@@ -18,7 +18,7 @@ import zlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from proxy.edge.offload import BIG
+from proxy.edge.offload import BIG, by_size
 
 # ISA-L's levels go from 0 to 3; 1 is nearly as small as 2 and 3 and the fastest.
 LEVEL = 1
@@ -64,10 +64,11 @@ def codings(content_encoding: str | None) -> list[str]:
     return [c for c in named if c not in _IDENTITY]
 
 
-def most_decoded(size: int, content_encoding: str | None) -> int:
-    """The most bytes a body of ``size`` bytes may decode to (deflate's most is 1032 times
-    its input): what decoding it may cost, where its received size would understate it."""
-    return size * MAX_RATIO if codings(content_encoding) else size
+async def decoded(data: bytes, content_encoding: str | None, limit: int) -> Decoded:
+    """`content_decoded`, on a thread when what it may make is big: deflate makes up to
+    1032 times its input, which the bytes received would understate."""
+    most = len(data) * MAX_RATIO if codings(content_encoding) else len(data)
+    return await by_size(most, lambda: content_decoded(data, content_encoding, limit))
 
 
 def content_decoded(data: bytes, content_encoding: str | None, limit: int) -> Decoded:

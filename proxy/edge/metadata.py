@@ -22,15 +22,14 @@ from proxy.analysis.remote import RemoteFile
 from proxy.core.lru import LRU, Generations
 from proxy.core.models import File, Page
 from proxy.core.origins import Outbound
-from proxy.edge.compression import content_decoded, most_decoded
+from proxy.edge.compression import decoded
 from proxy.edge.files import FileService
 from proxy.edge.flight import Flights
-from proxy.edge.offload import by_size
 from proxy.edge.stores import keys
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.state import StateStore
 from proxy.errors import IntegrityError, NotFound, UpstreamError, UpstreamTimeout
-from proxy.outbound import upstream_errors
+from proxy.outbound import GZIP_OR_NOTHING, received, upstream_errors
 
 log = logging.getLogger("hostfit.metadata")
 
@@ -230,21 +229,12 @@ class MetadataService:
         try:
             async with asyncio.timeout(deadline):
                 with upstream_errors(url, doing):
-                    async with self.client.stream(
-                        "GET", url, headers={"Accept-Encoding": "gzip"}
-                    ) as response:
+                    async with self.client.stream("GET", url, headers=GZIP_OR_NOTHING) as response:
                         if response.status_code != 200:
                             raise UpstreamError(
                                 url, f"HTTP {response.status_code} for {file.filename}.metadata"
                             )
-                        chunks, size = [], 0
-                        async for chunk in response.aiter_raw():
-                            size += len(chunk)
-                            if size > MAX_METADATA_BYTES:
-                                raise UpstreamError(
-                                    url, f"{doing}: more than {MAX_METADATA_BYTES} bytes"
-                                )
-                            chunks.append(chunk)
+                        body = await received(response, MAX_METADATA_BYTES, url, doing)
                         coding = response.headers.get("content-encoding")
         except TimeoutError:
             raise UpstreamTimeout(
@@ -252,13 +242,8 @@ class MetadataService:
                 f"{file.filename}.metadata not downloaded within the file deadline "
                 f"({deadline:g} s)",
             ) from None
-        received = b"".join(chunks)
         try:
-            decoded = await by_size(
-                most_decoded(len(received), coding),
-                lambda: content_decoded(received, coding, MAX_METADATA_BYTES),
-            )
-            return decoded.body
+            return (await decoded(body, coding, MAX_METADATA_BYTES)).body
         except ValueError as exc:
             raise UpstreamError(url, f"{doing}: {exc}") from None
 

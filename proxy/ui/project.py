@@ -307,11 +307,9 @@ def _file_cell(row: Row, chosen: str | None) -> str:
 
 def _why(row: Row) -> str:
     parts = []
-    if row.reasons:
-        items = "".join(f"<li>{e(message)}</li>" for _, message in row.reasons)
-        parts.append(f'<ul class="plain">{items}</ul>')
-    elif row.notes:
-        items = "".join(f"<li>{e(note)}</li>" for note in row.notes)
+    said = [message for _, message in row.reasons] or row.notes
+    if said:
+        items = "".join(f"<li>{e(text)}</li>" for text in said)
         parts.append(f'<ul class="plain">{items}</ul>')
     elif row.status == NOT_VERIFIED:
         parts.append("Listed by its tags while its report is awaited; the download gate checks it.")

@@ -14,7 +14,7 @@ import pytest
 from packaging.utils import NormalizedName
 
 from proxy.core.models import Page
-from proxy.edge import offload
+from proxy.edge import compression, offload
 from proxy.edge.compression import Decoded, content_decoded
 from proxy.edge.index import UNIVERSAL
 from proxy.edge.layers import upstream as upstream_module
@@ -359,7 +359,7 @@ async def test_a_gzip_page_is_decoded_off_the_loop_whatever_its_size_received(
         decoded_on.append(threading.get_ident())
         return decode(*args)
 
-    monkeypatch.setattr(upstream_module, "content_decoded", watched)
+    monkeypatch.setattr(compression, "content_decoded", watched)
     fetching = cache(index, client, store, clock)
     page = await fetching.page(DEMO, UNIVERSAL)
     await fetching.close()

@@ -32,11 +32,11 @@ from proxy.core.pages import (
     parse_json_page,
     parse_json_root,
 )
-from proxy.edge.compression import Decoded, content_decoded, gzipped, most_decoded
+from proxy.edge.compression import Decoded, decoded, gzipped
 from proxy.edge.index import Context
 from proxy.edge.offload import BIG, by_size
 from proxy.errors import NotFound, UpstreamError, UpstreamTimeout
-from proxy.outbound import upstream_errors
+from proxy.outbound import GZIP_OR_NOTHING, received, upstream_errors
 from proxy.retry import extensions
 
 log = logging.getLogger("hostfit.pages")
@@ -126,12 +126,10 @@ class _Raw:
         return value.split(";")[0].strip().lower()
 
     async def decoded(self, upstream: str) -> Decoded:
-        """The body, decoded off the loop when big; an `UpstreamError` saying why not."""
-        coding = self.headers.get("content-encoding")
+        """The body, decoded; an `UpstreamError` saying why not."""
         try:
-            return await by_size(
-                most_decoded(len(self.received), coding),
-                lambda: content_decoded(self.received, coding, MAX_PAGE_BYTES),
+            return await decoded(
+                self.received, self.headers.get("content-encoding"), MAX_PAGE_BYTES
             )
         except ValueError as exc:
             raise UpstreamError(upstream, f"{self.url}: {exc}") from None
@@ -173,21 +171,14 @@ class HttpUpstream:
 
     async def _read(self, url: str, headers: dict[str, str]) -> _Raw:
         asked = extensions(deadline=time.monotonic() + self.deadline, buffer=MAX_PAGE_BYTES)
-        # Only the coding `content_decoded` takes; it is decoded there, not by httpx.
-        headers = {**headers, "Accept-Encoding": "gzip"}
-        with upstream_errors(self.base_url, f"fetching {url}"):
+        headers = {**headers, **GZIP_OR_NOTHING}
+        doing = f"fetching {url}"
+        with upstream_errors(self.base_url, doing):
             async with self.client.stream(
                 "GET", url, headers=headers, extensions=asked
             ) as response:
-                chunks, size = [], 0
-                async for chunk in response.aiter_raw():
-                    size += len(chunk)
-                    if size > MAX_PAGE_BYTES:
-                        raise UpstreamError(self.base_url, f"{url} exceeds {MAX_PAGE_BYTES} bytes")
-                    chunks.append(chunk)
-                return _Raw(
-                    response.status_code, response.headers, b"".join(chunks), str(response.url)
-                )
+                body = await received(response, MAX_PAGE_BYTES, self.base_url, doing)
+                return _Raw(response.status_code, response.headers, body, str(response.url))
 
     async def fetch(self, name: NormalizedName, validators: Validators | None = None) -> Fetched:
         url = f"{self.base_url}{name}/"
