@@ -69,10 +69,12 @@ class LRU(Generic[K, V]):
     @overload
     def get(self, key: K, default: D) -> V | D: ...
     def get(self, key: K, default: object = None) -> object:
-        if key not in self._entries:
+        entries = self._entries
+        try:  # two lookups of the key, not three: every cached request makes about ten
+            entries.move_to_end(key)
+        except KeyError:
             return default
-        self._entries.move_to_end(key)
-        return self._entries[key]
+        return entries[key]
 
     @overload
     def peek(self, key: K) -> V | None: ...

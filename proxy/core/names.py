@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from packaging.utils import InvalidName, NormalizedName, canonicalize_name
 
 from proxy.errors import NotFound
@@ -12,6 +14,12 @@ def normalize_project(raw: str) -> NormalizedName:
     if not raw or len(raw) > 200:
         raise NotFound(f"invalid project name {raw[:200]!r}")
     try:
-        return canonicalize_name(raw, validate=True)
+        return _canonical(raw)
     except InvalidName:
         raise NotFound(f"invalid project name {raw!r}") from None
+
+
+# Every page request normalises its name (two regexes in packaging); installers ask for
+# the same few thousand again and again. Only valid names are remembered (an invalid
+# one raises), at most 200 characters each.
+_canonical = functools.lru_cache(maxsize=8192)(functools.partial(canonicalize_name, validate=True))

@@ -7,7 +7,8 @@ and upstream metrics.
   line made on the request's behalf, and echoes it in the response's ``X-Request-Id``;
 - counts the response by route template (the router leaves the matched route in the
   scope; a request no route matched is "unmatched") and status, its body bytes, and the
-  time to its last byte;
+  time to its last byte (written to the metrics once per turn of the event loop:
+  `proxy.edge.metrics.Metrics.responded`);
 - writes one access log line (``hostfit.access``) with the method, route, path, status,
   duration, bytes, the User-Agent's class and the host profile hostfit read from it.
 
@@ -25,10 +26,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from random import getrandbits
 
 import httpx
 from starlette.requests import Request
@@ -67,7 +68,10 @@ def route_templates(routes: Sequence[BaseRoute], prefix: str = "") -> dict[int, 
 def incoming_id(value: str | None) -> str:
     if value and _SANE_ID.fullmatch(value):
         return value
-    return os.urandom(16).hex()  # a random (version 4) UUID's entropy, in its hex form
+    # A random (version 4) UUID's 128 bits, in hex. An id needs to be unique, not secret:
+    # the process's Mersenne Twister (seeded from the OS in each worker) instead of a
+    # getrandom system call per request.
+    return f"{getrandbits(128):032x}"
 
 
 def agent_class(user_agent: str) -> str:
@@ -126,9 +130,7 @@ class Observe:
         services = getattr(getattr(app, "state", None), "services", None)
         metrics: Metrics | None = getattr(services, "metrics", None)
         if metrics is not None:
-            metrics.labelled(metrics.responses, route, str(status)).inc()
-            metrics.labelled(metrics.request_seconds, route).observe(seconds)
-            metrics.labelled(metrics.response_bytes, route).inc(sent)
+            metrics.responded(route, status, seconds, sent)
         if not self.access:
             return
         agent = agent_class(headers.get(b"user-agent", b"").decode("latin-1"))
@@ -158,15 +160,18 @@ class Observe:
 
 
 def _watching(scope: Scope, send: Send) -> Send:
-    """``send`` for the lifespan: once started, the services are there to be watched."""
+    """``send`` for the lifespan: once started, the services are there to be watched;
+    once stopped, the request metrics of the last turn of the loop are written."""
 
     async def watching_send(message: Message) -> None:
+        services = getattr(getattr(scope.get("app"), "state", None), "services", None)
+        metrics: Metrics | None = getattr(services, "metrics", None)
         if message["type"] == "lifespan.startup.complete":
-            services = getattr(getattr(scope.get("app"), "state", None), "services", None)
-            metrics: Metrics | None = getattr(services, "metrics", None)
             scheduler = getattr(getattr(services, "filter", None), "scheduler", None)
             if metrics is not None and scheduler is not None:
                 metrics.watch_analysis_queue(scheduler)
+        elif message["type"] == "lifespan.shutdown.complete" and metrics is not None:
+            metrics.flush()
         await send(message)
 
     return watching_send
