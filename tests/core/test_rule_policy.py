@@ -294,12 +294,28 @@ def test_a_fact_of_need_still_applies_beside_one_that_runs_without_a_driver() ->
     assert decide(file(plain), None, parse_profile("cuda=none", "url"), rules=facts).keep
 
 
-@pytest.mark.parametrize(("version", "kept"), [("2.0.1", False), ("2.1.0", True), ("2.15.0", True)])
-def test_the_shipped_facts_let_torch_reach_a_host_without_a_driver_from_2_1(
-    version: str, kept: bool
+@pytest.mark.parametrize(
+    ("project", "version", "kept"),
+    [
+        ("torch", "1.12.1", False),  # its CUDA libraries in the wheel, not checked
+        ("torch", "1.13.1", True),  # the first with the -cu11 NVIDIA packages
+        ("torch", "2.0.1", True),
+        ("torch", "2.15.0", True),
+        ("torchvision", "0.14.1", False),  # torch 1.13's: no Python 3.11 wheel to check
+        ("torchvision", "0.15.2", True),
+        ("torchaudio", "0.13.1", False),
+        ("torchaudio", "2.0.2", True),
+        ("nvidia-cudnn-cu11", "8.5.0.96", True),
+        ("nvidia-cublas-cu12", "12.8.4.1", True),
+        ("nvidia-cuda-runtime", "13.0.96", True),
+    ],
+)
+def test_the_shipped_facts_let_the_checked_pytorch_builds_reach_a_host_without_a_driver(
+    project: str, version: str, kept: bool
 ) -> None:
-    """torch 1.13 to 2.0 install the -cu11 NVIDIA libraries, which were not checked."""
+    """From torch 1.13, whose CUDA builds install the NVIDIA libraries as packages, and
+    the torchvision and torchaudio of torch 2.0 on: those checked (project-facts.toml)."""
     facts = load_rules(shipped_texts()).facts
-    name = f"torch-{version}-{CP}-manylinux_2_28_x86_64.whl"
-    report = Report(name, "0" * 64, requires=Requires(cuda_major=12))
+    name = f"{project.replace('-', '_')}-{version}-{CP}-manylinux_2_28_x86_64.whl"
+    report = Report(name, "0" * 64, requires=Requires(cuda_major=11))
     assert decide(file(name), report, parse_profile("cuda=none", "url"), rules=facts).keep is kept
