@@ -132,6 +132,7 @@ class AnalysisPool:
         self._busy: set[_Worker] = set()
         self._slots = asyncio.Semaphore(self.limits.workers)
         self.fetched = 0  # bytes analyses by URL read from upstreams, over the pool's life
+        self.on_fetched: list[Callable[[int], None]] = []  # told each analysis's bytes
         self._closed = False
 
     async def __aenter__(self) -> AnalysisPool:
@@ -202,7 +203,10 @@ class AnalysisPool:
                     return Report.unanalysable(filename, sha256, _death(status))
                 reusable = not reply.get("exit") and worker.tasks < self.limits.tasks_per_worker
                 fetched = reply.get("fetched")
-                self.fetched += fetched if isinstance(fetched, int) else 0
+                if isinstance(fetched, int) and fetched:
+                    self.fetched += fetched
+                    for tell in self.on_fetched:
+                        tell(fetched)
                 return _result(reply, target)
             finally:
                 self._busy.discard(worker)

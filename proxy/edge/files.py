@@ -143,10 +143,15 @@ class FileService:
         # process downloaded it), uncached, failed, timed_out, abandoned.
         self.outcomes: dict[str, int] = dict.fromkeys(_OUTCOMES, 0)
         self.on_ended: list[Callable[[str], None]] = []  # told each download's outcome
+        self.on_active: list[Callable[[int], None]] = []  # told the count when it changes
 
     @property
     def active(self) -> int:
         return len(self._downloads)
+
+    def _tell_active(self) -> None:
+        for tell in self.on_active:
+            tell(len(self._downloads))
 
     async def open(self, file: File) -> OpenBlob | Download:
         """The cached blob, opened (the caller closes it), or the download to follow."""
@@ -160,6 +165,7 @@ class FileService:
         if download is None or not download.joinable:
             download = Download(file, self.linger)
             self._downloads[sha256] = download
+            self._tell_active()
             task = asyncio.create_task(self._download(download, sha256))
             download.task = task
             self._tasks.add(task)
@@ -278,6 +284,7 @@ class FileService:
             finally:
                 if self._downloads.get(sha256) is download:
                     del self._downloads[sha256]
+                    self._tell_active()
                 self._told.pop(sha256, None)
         if outcome == "cached":
             try:

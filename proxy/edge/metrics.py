@@ -5,15 +5,15 @@ seconds, sizes are bytes, and every label takes a bounded set of values: route t
 (never raw paths), status codes, upstream origins (only configured ones are contacted,
 credentials redacted), reason kinds, outcomes.
 
-Two registries: ``registry`` holds what is counted as it happens; ``live`` holds what is
-read from the components when scraped (cache size, downloads, the analysis queue, rules
-reloads). With
-``--workers N``, `proxy.cli.serve` sets ``PROMETHEUS_MULTIPROC_DIR`` before the
-workers start: counters and histograms then go through prometheus_client's files in that
-directory and every scrape sums all workers (`MultiProcessCollector`); downloads by
-outcome and evictions are such counters. The live values are those of the worker that
-answers the scrape (the cache is shared, so its size reads the same from any worker; the
-downloads in progress, the analysis queue and the rules reloads are that worker's).
+Two registries: ``registry`` holds what is counted or set as it happens; ``live`` holds
+what is read when scraped (the cache's size). With ``--workers N``, `proxy.cli.serve`
+sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start: what ``registry`` holds then
+goes through prometheus_client's files in that directory and every scrape sums all
+workers (`MultiProcessCollector`). So each component tells its changes as they happen
+(the downloads in progress, the analysis queue, the bytes analyses read, rules
+reloads, downloads by outcome, evictions), and a worker's levels (``livesum`` gauges)
+leave the sum when it stops (`Metrics.close`). The cache is shared: its size reads the
+same from any worker.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import asyncio
 import os
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from prometheus_client import (
@@ -33,14 +33,16 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from proxy import __version__
 
 if TYPE_CHECKING:
+    from proxy.analysis.pool import AnalysisPool
     from proxy.edge.files import FileService
+    from proxy.edge.rules_loader import ActiveRules
     from proxy.edge.scheduler import AnalysisScheduler
     from proxy.edge.stores.blobs import BlobStore
 
@@ -204,6 +206,39 @@ class Metrics:
         self.evicted_bytes = Counter(
             "hostfit_cache_evicted_bytes", "Bytes evicted from the cache", registry=self.registry
         )
+        # Levels each worker sets as they change; a scrape sums the running workers'.
+        self.downloads_active = Gauge(
+            "hostfit_file_downloads_active",
+            "Upstream file downloads in progress",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.analysis_queue = Gauge(
+            "hostfit_analysis_queue_depth",
+            "Wheels waiting for an analysis slot (frontier walks and downloads; the gate's "
+            "analyses never wait)",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.analyses_running = Gauge(
+            "hostfit_analyses_running",
+            "Wheel analyses running",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        # A total shown as a gauge since its first release; each worker's counts, stopped
+        # workers' included.
+        self.analysis_fetched = Gauge(
+            "hostfit_analysis_fetched_bytes",
+            "Bytes analyses by URL read from upstreams since start",
+            registry=self.registry,
+            multiprocess_mode="sum",
+        )
+        self.rules_reloads = Counter(
+            "hostfit_rules_reloads", "Rules reloads by outcome", ["outcome"], registry=self.registry
+        )
+        for outcome in ("ok", "failed"):
+            self.rules_reloads.labels(outcome=outcome)
         build = Gauge(
             "hostfit_build_info",
             "hostfit's version",
@@ -264,32 +299,41 @@ class Metrics:
             child = self._children[key] = metric.labels(*values)
         return cast(M, child)
 
-    def watch_counts(self, name: str, doc: str, label: str, counts: Mapping[str, int]) -> None:
-        """A counter kept by a component as a mapping of label value -> count."""
-        self.live.register(_CountsCollector(name, doc, label, counts))
+    def watch_rules(self, rules: ActiveRules) -> None:
+        rules.on_reloaded.append(lambda outcome: self.rules_reloads.labels(outcome=outcome).inc())
 
-    def watch_analysis(self, fetched: Callable[[], float]) -> None:
-        self.live.register(
-            _GaugeCollector(
-                "hostfit_analysis_fetched_bytes",
-                "Bytes analyses by URL read from upstreams since start",
-                fetched,
-            )
-        )
+    def watch_analysis(self, pools: Iterable[AnalysisPool]) -> None:
+        for pool in pools:
+            self.analysis_fetched.inc(pool.fetched)
+            pool.on_fetched.append(self.analysis_fetched.inc)
 
     def watch_cache(self, blobs: BlobStore, files: FileService) -> None:
-        self.live.register(_CacheCollector(blobs, files))
+        self.live.register(_CacheCollector(blobs))
         for outcome in files.outcomes:  # every outcome shown, from zero
             self.file_downloads.labels(outcome=outcome)
         files.on_ended.append(lambda outcome: self.file_downloads.labels(outcome=outcome).inc())
         blobs.on_evicted.append(self._evicted)
+        self.downloads_active.set(files.active)
+        files.on_active.append(self.downloads_active.set)
 
     def _evicted(self, count: int, size: int) -> None:
         self.evictions.inc(count)
         self.evicted_bytes.inc(size)
 
     def watch_analysis_queue(self, scheduler: AnalysisScheduler) -> None:
-        self.live.register(_QueueCollector(scheduler))
+        self._load(scheduler.queued, scheduler.running)
+        scheduler.on_load.append(self._load)
+
+    def _load(self, queued: int, running: int) -> None:
+        self.analysis_queue.set(queued)
+        self.analyses_running.set(running)
+
+    def close(self) -> None:
+        """This process stops: with --workers, its levels leave the scrapes' sums (its
+        counts and totals stay in them)."""
+        self.flush()
+        if multiprocess_dir() is not None:
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     def render(self) -> tuple[bytes, str]:
         self.flush()
@@ -300,31 +344,11 @@ class Metrics:
         return generate_latest(counted) + generate_latest(self.live), CONTENT_TYPE_LATEST
 
 
-class _GaugeCollector(Collector):
-    def __init__(self, name: str, doc: str, read: Callable[[], float]) -> None:
-        self.name, self.doc, self.read = name, doc, read
-
-    def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(self.name, self.doc, value=self.read())
-
-
-class _CountsCollector(Collector):
-    def __init__(self, name: str, doc: str, label: str, counts: Mapping[str, int]) -> None:
-        self.name, self.doc, self.label, self.counts = name, doc, label, counts
-
-    def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(self.name, self.doc, labels=[self.label])
-        for value, count in sorted(self.counts.items()):
-            family.add_metric([value], count)
-        yield family
-
-
 class _CacheCollector(Collector):
-    """The file cache and its downloads, read when scraped."""
+    """The file cache, read when scraped: shared by the workers, the same from any."""
 
-    def __init__(self, blobs: BlobStore, files: FileService) -> None:
+    def __init__(self, blobs: BlobStore) -> None:
         self.blobs = blobs
-        self.files = files
 
     def collect(self) -> Iterator[Metric]:
         blobs = self.blobs
@@ -336,24 +360,3 @@ class _CacheCollector(Collector):
             yield GaugeMetricFamily(
                 "hostfit_cache_max_bytes", "The cache budget (--cache-max-size)", blobs.max_size
             )
-        yield GaugeMetricFamily(
-            "hostfit_file_downloads_active",
-            "Upstream file downloads in progress",
-            self.files.active,
-        )
-
-
-class _QueueCollector(Collector):
-    def __init__(self, scheduler: AnalysisScheduler) -> None:
-        self.scheduler = scheduler
-
-    def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(
-            "hostfit_analysis_queue_depth",
-            "Wheels waiting for an analysis slot (frontier walks and downloads; the gate's "
-            "analyses never wait)",
-            value=self.scheduler.queued,
-        )
-        yield GaugeMetricFamily(
-            "hostfit_analyses_running", "Wheel analyses running", value=self.scheduler.running
-        )

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import signal
 import threading
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -70,7 +69,11 @@ class ActiveRules:
         self._stamp = stamp(path)
         self.current = read_rules(path)
         self._listeners: list[Callable[[Rules], None]] = []
-        self.reloads: Counter[str] = Counter()  # "ok" or "failed", for /metrics
+        self.on_reloaded: list[Callable[[str], None]] = []  # told "ok" or "failed" (metrics)
+
+    def _reloaded(self, outcome: str) -> None:
+        for tell in self.on_reloaded:
+            tell(outcome)
 
     def on_change(self, listener: Callable[[Rules], None]) -> None:
         self._listeners.append(listener)
@@ -83,9 +86,9 @@ class ActiveRules:
             rules = read_rules(self.path)
         except ConfigError as exc:
             log.error("rules not reloaded, the previous rules stay in force: %s", exc)
-            self.reloads["failed"] += 1
+            self._reloaded("failed")
             return False
-        self.reloads["ok"] += 1
+        self._reloaded("ok")
         if rules.digest == self.current.digest:
             return True
         self.current = rules

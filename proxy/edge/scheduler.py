@@ -78,6 +78,7 @@ class AnalysisScheduler:
         self._early: LRU[str, EarlyReport] = LRU(EARLY_KEPT)
         self._early_listeners: list[EarlyListener] = []
         self._observe = observe
+        self.on_load: list[Callable[[int, int], None]] = []  # told (queued, running) on change
 
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -103,6 +104,10 @@ class AnalysisScheduler:
     @property
     def running(self) -> int:
         return len(self._running) + len(self._urgent)
+
+    def _tell_load(self) -> None:
+        for tell in self.on_load:
+            tell(self.queued, self.running)
 
     async def known(self, files: Sequence[File]) -> Mapping[str, Report]:
         """Reports already made, by sha256: stored, or just made and not storable."""
@@ -147,6 +152,7 @@ class AnalysisScheduler:
             if flights is self._inflight:
                 log.info("analysis of %s queued", file.filename)
             task = flights.start(sha256, work)
+            self._tell_load()
             # After the flight's own callback: listeners see the wheel no longer analysing.
             task.add_done_callback(lambda done: self._finished(file, done))
         return task
@@ -154,12 +160,14 @@ class AnalysisScheduler:
     async def _run(self, file: File) -> Report:
         async with self._slots:
             self._running.add(file.sha256 or "")
+            self._tell_load()
             try:
                 return await self._analyse(
                     self.service, file, lambda answer: self._told_early(file, answer)
                 )
             finally:
                 self._running.discard(file.sha256 or "")
+                self._tell_load()
 
     async def _run_urgent(self, file: File) -> Report:
         return await self._analyse(self.urgent, file)
@@ -198,6 +206,7 @@ class AnalysisScheduler:
     def _finished(self, file: File, task: asyncio.Task[Report]) -> None:
         sha256 = file.sha256 or ""
         self._early.pop(sha256)
+        self._tell_load()  # the flight's own callback, before this one, let it go
         if task.cancelled() or task.exception() is not None:
             return
         report = task.result()

@@ -305,11 +305,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             services.default_profile = _default_profile(settings, new)
 
         rules.on_change(rules_changed)
-        metrics.watch_analysis(lambda: pool.fetched + urgent_pool.fetched)
+        metrics.watch_analysis((pool, urgent_pool))
         metrics.watch_cache(blobs, files)
-        metrics.watch_counts(
-            "hostfit_rules_reloads", "Rules reloads by outcome", "outcome", rules.reloads
-        )
+        metrics.watch_rules(rules)
+        stack.callback(metrics.close)
         compaction = asyncio.create_task(_compact_state(store))
         stack.callback(compaction.cancel)
     except BaseException:

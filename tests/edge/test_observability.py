@@ -8,8 +8,11 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -22,6 +25,7 @@ from proxy.edge.config import load_settings
 from proxy.edge.logs import JsonFormatter, RequestIdFilter, TextFormatter, request_id
 from proxy.edge.metrics import Metrics
 from proxy.edge.observe import agent_class, incoming_id
+from proxy.edge.rules_loader import ActiveRules
 from proxy.errors import ConfigError
 from tests.analysis.test_native import pe
 from tests.edge.test_gate import HOST, settled_files
@@ -299,6 +303,92 @@ def test_metrics_sum_every_worker(upstream: Upstream, tmp_path: Path) -> None:
     served = {x["pid"] for x in access if x["route"] == "/healthz"}
     assert len(served) == 2  # both workers answered, and every scrape saw all 40
     assert any(x["logger"] == "hostfit.upstream" for x in lines)  # workers' lines survive
+
+
+def test_levels_sum_every_worker(upstream: Upstream, tmp_path: Path) -> None:
+    """Downloads in progress, each on a connection of its own so both workers take some:
+    every scrape, whichever worker answers it, counts them all (each worker sets its own
+    level as it changes; a scrape sums the running workers')."""
+    names = []
+    for i in range(8):
+        wheel = build_wheel(WheelSpec(f"slow{i}", "1.0"), tmp_path)
+        upstream.add(f"slow{i}", wheel)
+        upstream.slow_files[wheel.name] = 6.0  # its one chunk after 6 s
+        names.append((f"slow{i}", wheel.name))
+    proxy = ProxyProcess("--upstream", upstream.url, "--workers", "2", cache_dir=tmp_path / "c")
+    with proxy, ThreadPoolExecutor(len(names)) as pool:
+        for project, _ in names:  # the pages first, so the downloads start together
+            assert httpx.get(proxy.url + f"simple/{project}/").status_code == 200
+        gets = [
+            pool.submit(httpx.get, proxy.url + f"files/{project}/{name}", timeout=60)
+            for project, name in names
+        ]
+        deadline = time.monotonic() + 5
+        while value(scrape(proxy), "hostfit_file_downloads_active") != len(names):
+            assert time.monotonic() < deadline, "the downloads in progress were never all seen"
+            time.sleep(0.1)
+        for _ in range(10):
+            assert value(scrape(proxy), "hostfit_file_downloads_active") == len(names)
+        assert all(get.result().status_code == 200 for get in gets)
+        for _ in range(10):
+            samples = scrape(proxy)
+            assert value(samples, "hostfit_file_downloads_active") == 0
+            assert value(samples, "hostfit_file_downloads_total", outcome="cached") == len(names)
+
+
+def test_rules_reloads_are_counted_by_outcome(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.toml").write_text("")
+    active = ActiveRules(rules)
+    metrics = Metrics()
+    metrics.watch_rules(active)
+    assert value(scraped(metrics), "hostfit_rules_reloads_total", outcome="ok") == 0
+    assert active.reload()
+    (rules / "site.toml").write_text("not = [toml")
+    assert not active.reload()
+    samples = scraped(metrics)
+    assert value(samples, "hostfit_rules_reloads_total", outcome="ok") == 1
+    assert value(samples, "hostfit_rules_reloads_total", outcome="failed") == 1
+
+
+def scraped(metrics: Metrics) -> Samples:
+    return parse(metrics.render()[0].decode())
+
+
+def test_a_stopped_worker_leaves_the_levels_and_keeps_its_totals(tmp_path: Path) -> None:
+    """prometheus_client's multiprocess files, as with --workers: what a process set
+    leaves the sum when it closes; what it counted stays."""
+    script = """
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+from proxy.edge.metrics import Metrics
+
+def read(metrics, name):
+    text = metrics.render()[0].decode()
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    return sum(s.value for s in samples if s.name == name)
+
+first = Metrics()
+first.downloads_active.set(3)
+first.analysis_fetched.inc(1000)
+first.rules_reloads.labels(outcome="ok").inc()
+print(read(first, "hostfit_file_downloads_active"), read(first, "hostfit_analysis_fetched_bytes"))
+first.close()
+second = Metrics()
+print(read(second, "hostfit_file_downloads_active"), read(second, "hostfit_analysis_fetched_bytes"),
+      read(second, "hostfit_rules_reloads_total"))
+"""
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    before, after = ([float(x) for x in line.split()] for line in done.stdout.splitlines())
+    assert before == [3, 1000]
+    assert after == [0, 1000, 1]  # the level gone, the total and the count kept
 
 
 def test_metrics_after_mixed_traffic_with_two_workers(upstream: Upstream, tmp_path: Path) -> None:
