@@ -23,6 +23,7 @@ import os
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from prometheus_client import (
@@ -72,7 +73,7 @@ class _Tally:
         self.sent: defaultdict[str, int] = defaultdict(int)
         self.seconds: defaultdict[str, list[float]] = defaultdict(list)
         self.hidden: defaultdict[str, int] = defaultdict(int)
-        self.due = False
+        self.due: asyncio.AbstractEventLoop | None = None  # where its flush was asked
 
 
 def observe_all(histogram: Histogram, values: list[float]) -> None:
@@ -281,13 +282,15 @@ class Metrics:
             self.labelled(self.hidden, kind).inc(count)
 
     def _due(self) -> None:
-        if self._tally.due:
-            return
-        self._tally.due = True
         try:
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop here: nothing to wait for
             self.flush()
+            return
+        # Asked again where a loop stopped before its flush ran (another app's, in tests).
+        if self._tally.due is not loop:
+            self._tally.due = loop
+            loop.call_soon(self.flush)
 
     def labelled(self, metric: M, *values: str) -> M:
         """``metric.labels(*values)``, remembered: labels() takes a lock and builds a key,
@@ -338,10 +341,30 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         self.flush()
         counted = self.registry
-        if multiprocess_dir() is not None:
+        directory = multiprocess_dir()
+        if directory is not None:
+            self._forget_dead_workers(directory)
             counted = CollectorRegistry()
             MultiProcessCollector(counted)  # type: ignore[no-untyped-call]
         return generate_latest(counted) + generate_latest(self.live), CONTENT_TYPE_LATEST
+
+    def _forget_dead_workers(self, directory: str) -> None:
+        """A worker killed outright (uvicorn's health check, the OOM killer) never closed:
+        its levels would stay in every sum. Dropped at the next scrape."""
+        for path in Path(directory).glob("gauge_live*_*.db"):
+            pid = path.stem.rpartition("_")[2]
+            if pid.isdigit() and not _running(int(pid)):
+                mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: alive
+        return True
+    return True
 
 
 class _CacheCollector(Collector):

@@ -166,8 +166,7 @@ class AnalysisScheduler:
                     self.service, file, lambda answer: self._told_early(file, answer)
                 )
             finally:
-                self._running.discard(file.sha256 or "")
-                self._tell_load()
+                self._running.discard(file.sha256 or "")  # told by _finished, a turn on
 
     async def _run_urgent(self, file: File) -> Report:
         return await self._analyse(self.urgent, file)

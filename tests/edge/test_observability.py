@@ -389,6 +389,20 @@ print(read(second, "hostfit_file_downloads_active"), read(second, "hostfit_analy
     before, after = ([float(x) for x in line.split()] for line in done.stdout.splitlines())
     assert before == [3, 1000]
     assert after == [0, 1000, 1]  # the level gone, the total and the count kept
+    # A worker killed outright never closes: the next scrape drops its levels.
+    killed = "import os\nfrom proxy.edge.metrics import Metrics\n"
+    killed += "m = Metrics()\nm.downloads_active.set(5)\nm.analysis_fetched.inc(7)\nos._exit(0)\n"
+    subprocess.run([sys.executable, "-c", killed], env=env, check=True, timeout=60)
+    assert list(directory.glob("gauge_livesum_*.db")), "the killed worker left its levels"
+    read = script.split("first = Metrics()")[0] + (
+        "m = Metrics()\nprint(read(m, 'hostfit_file_downloads_active'),"
+        " read(m, 'hostfit_analysis_fetched_bytes'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", read], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert [float(x) for x in done.stdout.split()] == [0, 1007]
 
 
 def test_metrics_after_mixed_traffic_with_two_workers(upstream: Upstream, tmp_path: Path) -> None:
