@@ -17,9 +17,6 @@ the retries, so each attempt counts): requests by origin and status, errors by c
 time to the answer's headers, and one ``hostfit.upstream`` log line each; the bytes of
 the answers to file downloads (requests whose extensions say ``KIND: "file"``), as they
 arrive.
-
-Once the application has started, `Observe` hands /metrics what it reads from the
-services when scraped (the analysis queue).
 """
 
 from __future__ import annotations
@@ -90,9 +87,6 @@ class Observe:
         self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, _watching(scope, send))
-            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -157,24 +151,6 @@ class Observe:
             f" [{profile}]" if profile else "",
             extra=fields,
         )
-
-
-def _watching(scope: Scope, send: Send) -> Send:
-    """``send`` for the lifespan: once started, the services are there to be watched;
-    once stopped, the request metrics of the last turn of the loop are written."""
-
-    async def watching_send(message: Message) -> None:
-        services = getattr(getattr(scope.get("app"), "state", None), "services", None)
-        metrics: Metrics | None = getattr(services, "metrics", None)
-        if message["type"] == "lifespan.startup.complete":
-            scheduler = getattr(getattr(services, "filter", None), "scheduler", None)
-            if metrics is not None and scheduler is not None:
-                metrics.watch_analysis_queue(scheduler)
-        elif message["type"] == "lifespan.shutdown.complete" and metrics is not None:
-            metrics.flush()
-        await send(message)
-
-    return watching_send
 
 
 def _profile(scope: Scope, services: object) -> str:

@@ -306,6 +306,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
 
         rules.on_change(rules_changed)
         metrics.watch_analysis((pool, urgent_pool))
+        metrics.watch_analysis_queue(reports)
         metrics.watch_cache(blobs, files)
         metrics.watch_rules(rules)
         stack.callback(metrics.close)
