@@ -34,7 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.core.explain import explanation_html
-from proxy.core.models import File, Page
+from proxy.core.models import Page
 from proxy.core.names import normalize_project
 from proxy.core.negotiate import HTML_LEGACY, JSON_V1, accepts_gzip, negotiate
 from proxy.core.pages import render_html_root, render_json_root
@@ -44,7 +44,8 @@ from proxy.core.redact import redact
 from proxy.core.variants import VARIANTS_SUFFIX
 from proxy.edge.admin import admin_routes
 from proxy.edge.config import Settings
-from proxy.edge.gate import REFUSED_HEADER, DownloadGate, Refused
+from proxy.edge.download import Download
+from proxy.edge.gate import GATE_WAIT, REFUSED_HEADER, Refused
 from proxy.edge.gc_tuning import tuned_gc
 from proxy.edge.index import UNIVERSAL, Context
 from proxy.edge.observe import Observe
@@ -56,7 +57,7 @@ from proxy.edge.request_profile import (
     scope_vary,
     vary,
 )
-from proxy.edge.responses import BlobResponse, DownloadResponse, send_page
+from proxy.edge.responses import Admit, BlobResponse, DownloadResponse, send_page
 from proxy.edge.rules_loader import watch_rules
 from proxy.edge.services import Services, open_services
 from proxy.edge.stores.blobs import OpenBlob
@@ -252,27 +253,25 @@ async def project_file(request: Request) -> Response:
     report = None
     if gate is not None:
         report = await gate.known(subject)
-        if report is None and services.blobs.has(subject.sha256 or ""):
-            report = await gate.report(subject)
+        # Made from the cached file, or (a rewritten wheel) its original's by URL: most
+        # are made within the wait, and a misfit then gets the 403 that names its need.
+        if report is None and (file is not subject or services.blobs.has(subject.sha256 or "")):
+            report = await gate.report_within(subject, GATE_WAIT)
         if report is not None:
             gate.enforce(page, file, subject, report, ctx)
     opened = await services.files.open(file)
+    admit: Admit | None = None
+    if gate is not None and report is None:
+        # Judged while the bytes go, before their end leaves (`Withheld`).
+        admit = functools.partial(gate.admit_streamed, page, file, subject, ctx)
     if isinstance(opened, OpenBlob):
-        if gate is not None and report is None:
-            # A rewritten wheel whose original is not cached: its binaries are the same.
-            await _enforce_or_close(opened, gate, page, file, subject, ctx)
         services.metrics.file_hits.inc()
-        return BlobResponse(opened, file)
+        return BlobResponse(opened, file, admit)
     services.metrics.file_misses.inc()
     await opened.wait_started()
+    if admit is not None:
+        admit = functools.partial(_once_downloaded, opened, admit)
     range_header = request.headers.get("range")
-    if gate is not None and report is None:
-        if range_header:
-            # Part of a file is judged like the whole: once it is here and reported on.
-            blob = await services.files.fetch_blob(file)
-            await _enforce_or_close(blob, gate, page, file, subject, ctx)
-            return BlobResponse(blob, file)
-        return DownloadResponse(opened, admit=lambda: gate.admit_streamed(page, file, subject, ctx))
     if range_header and opened.size is not None:
         # Served from the download as it grows: no second upstream request.
         try:
@@ -283,19 +282,16 @@ async def project_file(request: Request) -> Response:
             if opened.error is not None:
                 raise opened.error from None
             return Response(status_code=416, headers={"Content-Range": f"bytes */{opened.size}"})
-        return DownloadResponse(opened, span=span)
-    return DownloadResponse(opened)
+        return DownloadResponse(opened, admit, span)
+    return DownloadResponse(opened, admit)
 
 
-async def _enforce_or_close(
-    blob: OpenBlob, gate: DownloadGate, page: Page, file: File, subject: File, ctx: Context
-) -> None:
-    """The gate on a cached blob; a refused blob is closed here, never left open."""
-    try:
-        gate.enforce(page, file, subject, await gate.report(subject), ctx)
-    except BaseException:
-        blob.close()
-        raise
+async def _once_downloaded(download: Download, admit: Admit) -> str | None:
+    """A wheel is judged from the whole cached file: a range ends before the download."""
+    await download.wait_done()
+    if download.error is not None:
+        return str(download.error)
+    return await admit()
 
 
 async def explain(request: Request) -> Response:

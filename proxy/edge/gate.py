@@ -5,11 +5,14 @@ Pages are decided ahead of time and may be provisional; the gate is the last ste
 holds whatever the page said. For a wheel requested by a known host:
 
 - with a report: a misfit is refused at once (403), before any byte leaves;
-- without one, in the file cache: the report is made from the cached file first;
-- without one, not cached: the bytes stream through while they are cached, the last
-  chunk is held back, the report is made from the cached file, and only then does the
-  last chunk leave. A misfit's transfer is cut short, so the installer fails, and the
-  log line says why; the next request for it gets the 403.
+- without one, in the file cache: the report is made from the cached file, waited for
+  up to `GATE_WAIT` seconds before any byte leaves;
+- without one after that, or not cached: the bytes stream (as they are cached, when
+  they are not yet) while the report is made, from the whole cached file; their last
+  64 KiB wait for it (`proxy.edge.responses.Withheld`), with one of them sent every
+  2 s meanwhile so that the installer's read does not time out. A misfit's transfer
+  is cut short, so the installer fails, and the log line says why; the next request
+  for it gets the 403. A byte range is judged the same way, once the whole file is in.
 
 What would not load is `proxy.core.decide`'s reasons of loading, a pinned build's
 included: among the GPU rules, a wheel built with a newer minor of the driver's CUDA
@@ -26,6 +29,7 @@ is not a report: the gate answers 503 and the installer may retry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +46,11 @@ from proxy.errors import HostfitError
 log = logging.getLogger("hostfit.gate")
 
 REFUSED_HEADER = "X-Hostfit-Refused"
+# How long a request for a cached wheel without a report waits for one before its bytes
+# start (after that it is judged while they go, its end held back): most wheels are
+# analysed well within it, and a misfit then gets the 403 that names its need rather
+# than a transfer cut short.
+GATE_WAIT = 2.0
 
 
 class Refused(HostfitError):
@@ -75,6 +84,14 @@ class DownloadGate:
     async def report(self, subject: File) -> Report:
         """Made now if need be; from the cached file when it is there."""
         return await self.scheduler.report(subject)
+
+    async def report_within(self, subject: File, seconds: float) -> Report | None:
+        """`report`, if it is made within ``seconds``; else None, and it goes on being
+        made (a later `report` joins it)."""
+        try:
+            return await asyncio.wait_for(self.report(subject), seconds)
+        except TimeoutError:
+            return None
 
     def enforce(
         self, page: Page, served: File, subject: File, report: Report, ctx: Context
