@@ -75,7 +75,10 @@ def _parse_accept(header: str) -> list[_Range]:
 def negotiate(accept: str | None, format_param: str | None = None) -> str:
     """The media type to serve, or `NotAcceptable` when the client accepts none."""
     if format_param is not None:
-        wanted = _ALIASES.get(format_param.strip().lower(), format_param.strip().lower())
+        # A query string decodes a literal '+' to a space, and no media type has one:
+        # ?format=application/vnd.pypi.simple.v1+json, unescaped, is meant as written.
+        named = format_param.strip().lower().replace(" ", "+")
+        wanted = _ALIASES.get(named, named)
         if wanted in SERVED:
             return wanted
         raise NotAcceptable(

@@ -150,12 +150,12 @@ def parse_profile(text: str, source: Source) -> HostProfile:
         key, value = key.strip(), value.strip()
         if not sep or not key:
             raise BadRequest(f"bad host profile: {pair!r} is not key=value")
+        parser = _PARSE.get(key)
+        if parser is None:
+            continue  # unknown keys are ignored, repeated or not
         if key in seen:
             raise BadRequest(f"bad host profile: {key} given twice")
         seen.add(key)
-        parser = _PARSE.get(key)
-        if parser is None:
-            continue
         try:
             facts[_FIELD[key]] = Fact(parser(value), source)
         except ValueError as exc:

@@ -45,7 +45,7 @@ class UserAgent:
     subcommand: tuple[str, ...] = ()
     profile: HostProfile = field(default_factory=HostProfile)  # facts with source "user-agent"
     user_data: HostProfile = field(default_factory=HostProfile)  # source "user_data"
-    user_data_error: str | None = None  # why user_data was ignored, for the log
+    user_data_error: str | None = None  # why user_data could not be read (a 400)
 
 
 def parse_user_agent(header: str | None) -> UserAgent:
@@ -107,7 +107,7 @@ def _user_data(value: object) -> tuple[HostProfile, str | None]:
     if value is None:
         return HostProfile(), None
     if not isinstance(value, str):
-        return HostProfile(), "user_data is not a string"
+        return HostProfile(), "not a string"
     try:
         return parse_profile(value, "user_data"), None
     except BadRequest as exc:

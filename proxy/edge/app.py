@@ -105,6 +105,8 @@ def _etag_matches(header: str | None, *etags: str) -> bool:
 
 async def simple_root(request: Request) -> Response:
     services = _services(request)
+    # The list is every host's, but a malformed profile is a 400 on every route.
+    request_context(request, services.default_profile)
     media = negotiate(request.headers.get("accept"), request.query_params.get("format"))
     projects = await services.index.projects()
     body = render_json_root(projects) if media == JSON_V1 else render_html_root(projects)
@@ -241,6 +243,7 @@ async def project_file(request: Request) -> Response:
         file, subject = await services.rewrites.file(page, base_name)
     if file is None or subject is None:
         raise NotFound(f"{base_name} is not a file of project {name}")
+    ctx = request_context(request, services.default_profile)  # a 400 for a malformed one
     if wants_metadata:
         data = await services.metadata.get(file, name)
         return Response(
@@ -248,7 +251,6 @@ async def project_file(request: Request) -> Response:
             media_type="text/plain; charset=utf-8",
             headers={"Cache-Control": "public, max-age=31536000, immutable"},
         )
-    ctx = request_context(request, services.default_profile)
     gate = services.gate if services.gate.applies(file, ctx) else None
     report = None
     if gate is not None:
@@ -311,9 +313,13 @@ async def explain(request: Request) -> Response:
         "json" in request.headers.get("accept", "")
         and "html" not in request.headers.get("accept", "")
     )
+    # Without ?profile= the answer is the requesting host's.
+    headers = {
+        "Vary": "Accept" if profile_text is not None else "Accept, User-Agent, X-Hostfit-Profile"
+    }
     if wants_json:
-        return JSONResponse(data, headers={"Vary": "Accept"})
-    return HTMLResponse(explanation_html(data), headers={"Vary": "Accept"})
+        return JSONResponse(data, headers=headers)
+    return HTMLResponse(explanation_html(data), headers=headers)
 
 
 async def healthz(request: Request) -> Response:

@@ -9,7 +9,6 @@ same thing for every client and caches correctly in any shared cache.
 from __future__ import annotations
 
 import functools
-import logging
 
 from starlette.requests import Request
 from starlette.types import Scope
@@ -17,8 +16,7 @@ from starlette.types import Scope
 from proxy.core.profile import HostProfile, merge, parse_profile
 from proxy.core.useragent import parse_user_agent
 from proxy.edge.index import UNIVERSAL, Context
-
-log = logging.getLogger("hostfit.profile")
+from proxy.errors import BadRequest
 
 PROFILE_HEADER = "x-hostfit-profile"
 # These resolve for every platform at once (lock files), so they must see every file.
@@ -36,7 +34,7 @@ SCOPE_KEY = "hostfit.context"
 
 
 def request_context(request: Request, default: HostProfile) -> Context:
-    """Raises `BadRequest` for a malformed profile in the URL or header."""
+    """Raises `BadRequest` for a malformed profile in the URL, the header or user_data."""
     headers = request.headers
     return scope_context(
         request.scope, headers.get(PROFILE_HEADER), headers.get("user-agent"), default
@@ -68,7 +66,9 @@ def _context(
     from_header = parse_profile(header, "header") if header else HostProfile()
     agent = parse_user_agent(user_agent)
     if agent.user_data_error:
-        log.info("ignored user_data from %s: %s", agent.installer, agent.user_data_error)
+        # A profile told through pip's user_data is held to the contract of the others:
+        # a typo ignored would leave the fact unknown, and its wheels unjudged on it.
+        raise BadRequest(f"user_data in the User-Agent: {agent.user_data_error}")
     if _locks(agent.subcommand):
         return UNIVERSAL
     return Context(profile=merge(from_header, agent.user_data, agent.profile, default))

@@ -299,6 +299,21 @@ def netrc_file(environ: Mapping[str, str]) -> str | None:
     return default if os.path.isfile(default) else None
 
 
+def _routes_kept(urls: Sequence[str], tables: Sequence[UpstreamTable]) -> None:
+    """Refuses routes that the upstreams in use leave out: ``--upstream`` or
+    ``HOSTFIT_UPSTREAM`` replaces the file's list and keeps its tables, and a route to an
+    upstream not in the list would vanish, its projects then looked up everywhere else."""
+    listed = {_key(url) for url in urls}
+    for table in tables:
+        if (table.projects or table.family) and _key(table.url) not in listed:
+            routed = ", ".join(table.projects) or f"family {table.family}"
+            raise ConfigError(
+                f"upstream {redact(table.url)} serves {routed} alone, but is not among the "
+                "upstreams in use (--upstream or HOSTFIT_UPSTREAM replaces the config "
+                "file's list): add it to them, or take its projects out of the file"
+            )
+
+
 def plan_upstreams(
     settings: Settings,
     environ: Mapping[str, str],
@@ -310,6 +325,7 @@ def plan_upstreams(
     from proxy.outbound import validate
 
     tables = settings.upstream_tables
+    _routes_kept(settings.upstreams, tables)
     plan = plan_origins(
         [access(url, table_for(url, tables), environ) for url in settings.upstreams],
         settings.file_origins,

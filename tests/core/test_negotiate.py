@@ -52,6 +52,9 @@ def test_not_acceptable(accept: str) -> None:
         (HTML_V1, HTML_V1),
         ("text/html", HTML_LEGACY),
         ("application/vnd.pypi.simple.latest+json", JSON_V1),
+        # a literal '+' in a query string, decoded to a space
+        ("application/vnd.pypi.simple.v1 json", JSON_V1),
+        ("application/vnd.pypi.simple.v1 html", HTML_V1),
     ],
 )
 def test_format_parameter_overrides_accept(fmt: str, expected: str) -> None:

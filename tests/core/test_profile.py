@@ -43,6 +43,7 @@ from proxy.errors import BadRequest
         ("isa=x86-64", HostProfile(isa=Fact(1, "url"))),
         # unknown keys are ignored; blanks and stray commas are tolerated
         ("future=whatever,python=3.12", HostProfile(python=Fact((3, 12), "url"))),
+        ("future=a,future=b,python=3.12", HostProfile(python=Fact((3, 12), "url"))),
         (" python = 3.12 ,", HostProfile(python=Fact((3, 12), "url"))),
     ],
 )

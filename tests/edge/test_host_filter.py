@@ -126,19 +126,29 @@ def test_precedence_url_header_user_data_user_agent_default(
         ("url", "cuda=twelve", "cuda"),
         ("header", "python=three", "python"),
         ("header", "sm=8.x", "sm"),
+        ("user_data", "cuda=12.x", "cuda"),
+        ("user_data", "libc=glibc-two", "libc"),
     ],
 )
+@pytest.mark.parametrize("route", ["simple/fitpkg/", "simple/", "files/fitpkg/{wheel}.metadata"])
 def test_malformed_profile_is_400_naming_it(
     upstream: Upstream, make_proxy: MakeProxy, fitpkg: dict[str, str], where: str, value: str,
-    named: str,
+    named: str, route: str,
 ) -> None:  # fmt: skip
+    """On every route that answers for a host: the project list and a wheel's metadata
+    are every host's, but a profile that says nothing sure is refused there too."""
     proxy = make_proxy(upstream)
+    path = route.format(wheel=fitpkg["1.0-manylinux_2_17_x86_64"])
     if where == "url":
-        response = httpx.get(proxy.url + f"p/{value}/simple/fitpkg/")
+        response = httpx.get(proxy.url + f"p/{value}/{path}")
+    elif where == "header":
+        response = httpx.get(proxy.url + path, headers={"X-Hostfit-Profile": value})
     else:
-        response = httpx.get(proxy.url + "simple/fitpkg/", headers={"X-Hostfit-Profile": value})
+        response = httpx.get(proxy.url + path, headers={"User-Agent": pip_agent(user_data=value)})
     assert response.status_code == 400
     assert named in response.text and value.split("=")[1] in response.text
+    if where == "user_data":
+        assert "user_data" in response.text
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,35 @@ def test_negotiation_over_http(
         assert "acceptable" in response.text
 
 
+def test_format_written_with_a_plain_plus(
+    upstream: Upstream, make_proxy: MakeProxy, demo_wheel: Path
+) -> None:
+    """``?format=application/vnd.pypi.simple.v1+json`` as people type it: the query
+    string's '+' decodes to a space, and is read back as the '+' it was."""
+    upstream.add("demo-pkg", demo_wheel)
+    proxy = make_proxy(upstream)
+    for path in ("simple/", "simple/demo-pkg/", "p/python=3.11/simple/demo-pkg/"):
+        for media in (JSON_V1, HTML_V1):
+            response = httpx.get(proxy.url + f"{path}?format={media}")
+            assert b"+" in response.request.url.query
+            assert response.status_code == 200, response.text
+            assert response.headers["content-type"].split(";")[0] == media
+
+
+def test_explain_varies_with_what_tells_the_host(
+    upstream: Upstream, make_proxy: MakeProxy, demo_wheel: Path
+) -> None:
+    upstream.add("demo-pkg", demo_wheel)
+    proxy = make_proxy(upstream)
+    asked = httpx.get(proxy.url + "explain/demo-pkg/", params={"format": "json"})
+    assert asked.status_code == 200
+    assert asked.headers["vary"] == "Accept, User-Agent, X-Hostfit-Profile"
+    named = httpx.get(
+        proxy.url + "explain/demo-pkg/", params={"format": "json", "profile": "python=3.11"}
+    )
+    assert named.status_code == 200 and named.headers["vary"] == "Accept"
+
+
 @pytest.mark.parametrize(
     ("path", "location"),
     [

@@ -15,6 +15,9 @@ from proxy.errors import ConfigError
 
 INDEX = "https://index.corp.test/simple/"
 FILES = "https://files.corp.test"
+CPU = "https://gpu.corp.test/whl/cpu/simple/"
+GPU = "https://gpu.corp.test/whl/cu128/simple/"
+OTHER = "https://other.test/simple/"
 
 
 def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Settings:
@@ -93,6 +96,36 @@ def test_a_command_line_url_takes_its_table(tmp_path: Path) -> None:
     plan = plan_upstreams(settings, {"HOME": "/none"})
     token = base64.b64encode(b"u:p").decode()
     assert plan.outbound.authorization(INDEX) == f"Basic {token}"
+
+
+@pytest.mark.parametrize(
+    ("urls", "refused"),
+    [
+        ([INDEX, CPU, GPU], None),  # every routed upstream stays, its routes with it
+        ([OTHER, CPU, GPU], "index.corp.test/simple/ serves torch, triton alone"),
+        ([INDEX, GPU, OTHER], "whl/cpu/simple/ serves torch alone"),
+    ],
+)
+def test_an_upstream_list_that_leaves_a_route_out_is_refused(
+    tmp_path: Path, urls: list[str], refused: str | None
+) -> None:
+    """A routed project is never looked up elsewhere: a command-line (or environment)
+    list of upstreams that drops a routed one is refused at start-up, where it was
+    served from the others."""
+    config = tmp_path / "hostfit.toml"
+    config.write_text(
+        f'[[hostfit.upstream]]\nurl = "{INDEX}"\nprojects = ["torch", "triton"]\n'
+        f'[[hostfit.upstream]]\nurl = "{CPU}"\nprojects = ["torch"]\nfamily = "pytorch"\n'
+        f'[[hostfit.upstream]]\nurl = "{GPU}"\nprojects = ["torch"]\nfamily = "pytorch"\n'
+        f'[[hostfit.upstream]]\nurl = "{OTHER}"\n'
+    )
+    if refused is None:
+        assert load_settings({"config": config, "upstreams": urls}, {}).upstreams == tuple(urls)
+        return
+    with pytest.raises(ConfigError, match=refused):
+        load_settings({"config": config, "upstreams": urls}, {})
+    with pytest.raises(ConfigError, match=refused):
+        load_settings({"config": config}, {"HOSTFIT_UPSTREAM": " ".join(urls)})
 
 
 def test_tls_settings_are_per_upstream_and_paths_relative_to_the_file(
