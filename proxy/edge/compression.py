@@ -8,7 +8,8 @@ Where `isal` has no wheel (it is not installed there: ppc64le, s390x), zlib does
 same job, slower: level 6 for small bodies, level 1 from `offload.BIG` up. With one
 encoder the same body gives the same bytes (no time in the header); `ENCODER` names the
 encoder and its version, for an ETag that must name bytes, not just a body, across
-replicas and upgrades.
+replicas and upgrades. ISA-L inflates too: what upstreams send gzipped, and the stored
+sources, in half zlib's time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import gzip
 import zlib
 from dataclasses import dataclass
 from types import ModuleType
+from typing import cast
 
 from proxy.edge.offload import BIG, by_size
 
@@ -24,11 +26,17 @@ from proxy.edge.offload import BIG, by_size
 LEVEL = 1
 
 igzip: ModuleType | None
+# What inflates upstream bodies: ISA-L's in half zlib's time (5 ms against 10 for a
+# 4.9 MB page), with zlib's interface, ``max_length`` included, on which the limits rest.
+inflating: ModuleType = zlib
+INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error,)
 try:
     import isal
-    from isal import igzip
+    from isal import igzip, isal_zlib
 
     ENCODER = f"isal {isal.__version__} level {LEVEL}"
+    # (its stub calls the class an instance)
+    inflating, INFLATE_ERRORS = isal_zlib, (zlib.error, cast("type[Exception]", isal_zlib.error))
 except ImportError:  # no wheel for this machine: pyproject installs it where there is one
     igzip = None
     ENCODER = f"zlib {zlib.ZLIB_RUNTIME_VERSION}"
@@ -90,7 +98,7 @@ def content_decoded(data: bytes, content_encoding: str | None, limit: int) -> De
         if members == MAX_MEMBERS:
             raise ValueError(f"more than {MAX_MEMBERS} gzip members")
         members += 1
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        inflater = inflating.decompressobj(16 + zlib.MAX_WBITS)
         while not inflater.eof:
             if at == len(data):
                 raise ValueError("gzip body cut short")
@@ -99,7 +107,7 @@ def content_decoded(data: bytes, content_encoding: str | None, limit: int) -> De
             fed = view[at : at + _FED]
             try:
                 part = inflater.decompress(fed, limit - size + 1)
-            except zlib.error as exc:
+            except INFLATE_ERRORS as exc:
                 raise ValueError(f"not gzip: {exc}") from None
             size += len(part)
             if size > limit:  # (else zlib took all it was fed, or stopped at the member's end)

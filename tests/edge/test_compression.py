@@ -8,6 +8,7 @@ import hashlib
 import json
 import platform
 import random
+import zlib
 
 import pytest
 
@@ -15,11 +16,24 @@ from proxy.edge import compression, offload
 from proxy.edge.compression import MAX_MEMBERS, Decoded, content_decoded, gunzipped, gzipped
 from tests.edge.test_render import page_like
 
+INSTALLED = compression.inflating
+
+
+@pytest.fixture(autouse=True, params=["as installed", "zlib"])
+def inflating(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test once with what inflates here (ISA-L where it has a wheel), and once
+    with zlib, which does it where ISA-L has none."""
+    if request.param == "zlib":
+        monkeypatch.setattr(compression, "inflating", zlib)
+        monkeypatch.setattr(compression, "INFLATE_ERRORS", (zlib.error,))
+    return str(request.param)
+
 
 def test_isal_is_there_where_pyproject_installs_it() -> None:
     installed = platform.machine() in ("x86_64", "AMD64", "aarch64", "arm64")
     assert (compression.igzip is not None) == installed
     assert compression.ENCODER.startswith("isal " if installed else "zlib ")
+    assert INSTALLED.__name__ == ("isal.isal_zlib" if installed else "zlib")
 
 
 def test_an_index_page_compresses_near_zlibs_best_level() -> None:
