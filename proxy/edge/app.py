@@ -289,8 +289,9 @@ async def project_file(request: Request) -> Response:
 
 
 async def _once_downloaded(download: Download, admit: Admit) -> str | None:
-    """A wheel is judged from the whole cached file: a range ends before the download."""
-    await download.wait_done()
+    """A wheel is judged from the whole cached file: a range ends before the download.
+    (The transfer's own `Download.chunks` takes the request's place.)"""
+    await download.until_done()
     if download.error is not None:
         return str(download.error)
     return await admit()

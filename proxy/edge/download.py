@@ -221,7 +221,14 @@ class Download:
             raise self.error
 
     async def wait_done(self) -> None:
+        """Until the download ended, for a request that reads none of it: its place is
+        taken here."""
         self._claim()
+        await self.until_done()
+
+    async def until_done(self) -> None:
+        """Until the download ended, for a request that also reads it (`chunks` takes its
+        place), or reads none of it but has no place of its own."""
         self._waiters += 1
         try:
             while not self.done:

@@ -5,14 +5,17 @@ Pages are decided ahead of time and may be provisional; the gate is the last ste
 holds whatever the page said. For a wheel requested by a known host:
 
 - with a report: a misfit is refused at once (403), before any byte leaves;
-- without one, in the file cache: the report is made from the cached file, waited for
-  up to `GATE_WAIT` seconds before any byte leaves;
-- without one after that, or not cached: the bytes stream (as they are cached, when
-  they are not yet) while the report is made, from the whole cached file; their last
-  64 KiB wait for it (`proxy.edge.responses.Withheld`), with one of them sent every
-  2 s meanwhile so that the installer's read does not time out. A misfit's transfer
-  is cut short, so the installer fails, and the log line says why; the next request
-  for it gets the 403. A byte range is judged the same way, once the whole file is in.
+- without one, in the file cache: the report is made from the cached file (for a
+  rewritten wheel, from its original, by URL when that is not cached), waited for up
+  to `GATE_WAIT` seconds before any byte leaves;
+- without one after that: the bytes stream while the report is made;
+- without one, not cached: the bytes stream as they are cached, and the report is made
+  from the whole cached file once it is in (a byte range likewise).
+
+Either way the last 64 KiB wait for the report (`proxy.edge.responses.Withheld`), one
+of them sent every 2 s meanwhile so that the installer's read does not time out. A
+misfit's transfer is cut short, so the installer fails, and the log line says why; the
+next request for it gets the 403.
 
 What would not load is `proxy.core.decide`'s reasons of loading, a pinned build's
 included: among the GPU rules, a wheel built with a newer minor of the driver's CUDA

@@ -75,8 +75,8 @@ class Withheld:
     one of them leaves every `KEEPALIVE` seconds, never the last `KEEP`. The transfer
     ends whole only once the verdict lets it.
 
-    The verdict on a wheel not analysed yet is made from the whole cached file, after its
-    last byte is in: 23 s for a 900 MB torch wheel on two cores. An installer whose read
+    The verdict on a wheel not analysed yet is made from the whole cached file, once its
+    last byte is in: about 20 s for a 900 MB torch wheel on two cores. An installer whose read
     brings nothing for that long gives up (pip after 15 s by default; pips before 25.1
     do not resume), so a wheel that fits failed to install. The trickle keeps the
     connection busy, and a misfit still never arrives whole.
@@ -90,10 +90,13 @@ class Withheld:
         self.held = 0
         self.trickled = 0  # bytes sent while waiting for the verdict
 
-    async def chunk(self, data: bytes | memoryview) -> None:
+    async def chunk(self, data: bytes | memoryview) -> bool:
+        """False when the transfer is to end here, cut short: judged a misfit already."""
         if self.judging is None:
             await _send_chunk(self.send, data)
-            return
+            return True
+        if self.judging.done() and self.judging.result() is not None:
+            return await self.end()  # the rest of a misfit would be sent for nothing
         self.tail.append(data)
         self.held += len(data)
         while self.held > HOLD:  # (a download's chunk may be all it has written so far)
@@ -105,6 +108,7 @@ class Withheld:
                 self.tail.popleft()
             self.held -= len(first)
             await _send_chunk(self.send, first)
+        return True
 
     async def end(self) -> bool:
         """Whether the transfer may end whole; sends the rest when it may."""
@@ -127,7 +131,7 @@ class Withheld:
         """However the transfer ended: a client that went away stops waiting (what the
         verdict awaits goes on, for the others who wait for it)."""
         if self.judging is not None:
-            self.judging.cancel()
+            self.judging.cancel()  # (on a verdict that failed, this marks it retrieved)
 
     async def _trickle(self) -> None:
         first = memoryview(self.tail[0])
@@ -202,7 +206,8 @@ class BlobResponse(Response):
                     log.warning("aborted transfer: %s: cache file shrank", self.file.filename)
                     return False
                 position += len(data)
-                await out.chunk(data)
+                if not await out.chunk(data):
+                    return False
             return await out.end()
         finally:
             out.close()
@@ -252,7 +257,8 @@ class DownloadResponse(Response):
             start, stop = (self.span.start, self.span.stop) if self.span else (0, None)
             async with contextlib.aclosing(self.download.chunks(start, stop)) as chunks:
                 async for chunk in chunks:
-                    await out.chunk(chunk)
+                    if not await out.chunk(chunk):
+                        return False
             return await out.end()
         except HostfitError as exc:
             # Ending without the final message makes the server drop the connection, so

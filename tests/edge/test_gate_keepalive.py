@@ -2,7 +2,7 @@
 
 A wheel not analysed yet is judged from the whole cached file, after its last byte is
 in; for a big wheel that takes longer than installers wait for a read (pip: 15 s). Here
-the analysis is slow for real (800 shared objects to read) and the client's read
+the analysis is slow for real (1,500 shared objects to read) and the client's read
 timeout is short, with the trickle's interval shortened to match: a wheel that fits
 arrives whole, a misfit never does, and neither transfer times out.
 """
@@ -28,8 +28,8 @@ TAG = "cp311-cp311-manylinux_2_17_x86_64"
 HOST = "python=3.11,impl=cp,arch=x86_64"
 OLD = f"{HOST},libc=glibc-2.17"  # the misfit's: it needs GLIBC_2.34
 NEW = f"{HOST},libc=glibc-2.36"
-MEMBERS = 800  # shared objects: a second or more of analysis
-READ_TIMEOUT = 0.3
+MEMBERS = 1500  # shared objects: seconds of analysis, several read timeouts
+READ_TIMEOUT = 1.0  # (every read: the response's head too, behind GATE_WAIT)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,8 @@ def slow_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def short_waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The trickle's interval, and the wait before a cached wheel's bytes, well inside
     the client's read timeout (as 2 s is inside pip's 15)."""
-    monkeypatch.setattr(proxy.edge.responses, "KEEPALIVE", READ_TIMEOUT / 3)
-    monkeypatch.setattr(proxy.edge.app, "GATE_WAIT", READ_TIMEOUT / 3)
+    monkeypatch.setattr(proxy.edge.responses, "KEEPALIVE", READ_TIMEOUT / 5)
+    monkeypatch.setattr(proxy.edge.app, "GATE_WAIT", READ_TIMEOUT / 5)
     yield
 
 
