@@ -12,6 +12,7 @@ every line that reaches it, hostfit's, uvicorn's or httpx's, gets the id of its 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import json
@@ -19,6 +20,7 @@ import logging
 import os
 import sys
 import time
+import weakref
 from contextvars import ContextVar
 from typing import Any, Literal, TextIO
 
@@ -42,6 +44,31 @@ class RequestIdFilter(logging.Filter):
         if getattr(record, "request_id", None) is None:
             record.request_id = request_id.get()
         return True
+
+
+# uvicorn's words for a response its app left unfinished, at error level. The download
+# gate ends a misfit's transfer that way on purpose, and says why on a line of its own.
+UNFINISHED = "ASGI callable returned without completing response."
+_ended_short: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+
+
+def ended_short() -> None:
+    """This request's response ends before its last byte, on purpose: uvicorn's error line
+    about it is left out (the line that says why is hostfit's)."""
+    task = asyncio.current_task()
+    if task is not None:
+        _ended_short.add(task)
+
+
+class EndedShortFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != UNFINISHED or record.name != "uvicorn.error":
+            return True
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no loop running
+            return True
+        return task is None or task not in _ended_short
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -131,6 +158,7 @@ def configure(fmt: LogFormat = "auto", stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter_for(fmt, stream))
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(EndedShortFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from proxy.core.models import File
 from proxy.core.ranges import Span, Unsatisfiable, requested_span
 from proxy.edge.download import Download
+from proxy.edge.logs import ended_short
 from proxy.edge.stores.blobs import OpenBlob
 from proxy.errors import HostfitError
 
@@ -194,6 +195,8 @@ class BlobResponse(Response):
             return
         if await _until_disconnected(self._stream(send, start, stop), receive):
             await send({"type": "http.response.body", "body": b""})
+        else:
+            ended_short()
 
     async def _stream(self, send: Send, start: int, stop: int) -> bool:
         out = Withheld(send, self.file, self.admit)
@@ -248,6 +251,8 @@ class DownloadResponse(Response):
             return
         if await _until_disconnected(self._stream(send), receive):
             await send({"type": "http.response.body", "body": b""})
+        else:
+            ended_short()
 
     async def _stream(self, send: Send) -> bool:
         out = Withheld(send, self.download.file, self.admit)
