@@ -52,6 +52,8 @@ from proxy.edge.observe import Observe
 from proxy.edge.render import Rendered, render_page
 from proxy.edge.request_profile import (
     PROFILE_HEADER,
+    VARY_HOST,
+    file_vary,
     request_context,
     scope_context,
     scope_vary,
@@ -232,6 +234,14 @@ async def _rendered(services: Services, page: Page, ctx: Context, media: str) ->
 
 
 async def project_file(request: Request) -> Response:
+    response = await _file_answer(request)
+    varies = file_vary(request.scope)
+    if varies is not None and not request.path_params["filename"].endswith(".metadata"):
+        response.headers["Vary"] = varies
+    return response
+
+
+async def _file_answer(request: Request) -> Response:
     services = _services(request)
     name: NormalizedName = normalize_project(request.path_params["project"])
     filename: str = request.path_params["filename"]
@@ -315,9 +325,7 @@ async def explain(request: Request) -> Response:
         and "html" not in request.headers.get("accept", "")
     )
     # Without ?profile= the answer is the requesting host's.
-    headers = {
-        "Vary": "Accept" if profile_text is not None else "Accept, User-Agent, X-Hostfit-Profile"
-    }
+    headers = {"Vary": "Accept" if profile_text is not None else f"Accept, {VARY_HOST}"}
     if wants_json:
         return JSONResponse(data, headers=headers)
     return HTMLResponse(explanation_html(data), headers=headers)

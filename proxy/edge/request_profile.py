@@ -23,7 +23,8 @@ PROFILE_HEADER = "x-hostfit-profile"
 LOCKING_SUBCOMMANDS = frozenset(
     {("lock",), ("sync",), ("add",), ("remove",), ("tree",), ("export",), ("pip", "compile")}
 )
-VARY_FILTERED = "Accept, Accept-Encoding, User-Agent, X-Hostfit-Profile"
+VARY_HOST = "User-Agent, X-Hostfit-Profile"  # the headers that tell the host
+VARY_FILTERED = f"Accept, Accept-Encoding, {VARY_HOST}"
 VARY_FIXED = "Accept, Accept-Encoding"
 MEMO_ENTRIES = 4096
 MEMO_MAX_CHARS = 2048
@@ -89,6 +90,17 @@ def vary(request: Request) -> str:
 
 
 def scope_vary(scope: Scope) -> str:
-    if "profile" in scope.get("path_params", {}) or scope["path"].startswith("/universal/"):
+    if _fixed(scope):
         return VARY_FIXED
     return VARY_FILTERED
+
+
+def file_vary(scope: Scope) -> str | None:
+    """What a wheel file's answer depends on besides its URL: outside ``/p/<profile>/``
+    and ``/universal/``, the request's host, whom the gate may refuse it; a shared cache
+    must not hand one host's answer to another."""
+    return None if _fixed(scope) else VARY_HOST
+
+
+def _fixed(scope: Scope) -> bool:
+    return "profile" in scope.get("path_params", {}) or scope["path"].startswith("/universal/")

@@ -208,6 +208,30 @@ def test_file_is_verified_cached_and_served_with_ranges(
     assert first.headers["etag"] == second.headers["etag"]
 
 
+@pytest.mark.parametrize(
+    ("prefix", "vary"),
+    [
+        ("", "User-Agent, X-Hostfit-Profile"),  # whom the gate may refuse: the caller
+        ("p/python=3.11,libc=glibc-2.36/", None),  # the URL names the host
+        ("universal/", None),  # never gated
+    ],
+)
+def test_a_wheel_varies_with_the_host_where_the_gate_reads_it_from_headers(
+    upstream: Upstream, make_proxy: MakeProxy, demo_wheel: Path, prefix: str, vary: str | None
+) -> None:
+    """A shared cache in front of hostfit must not hand the wheel one host was given to a
+    host the gate would refuse it to; first and cached answers, whole and in part."""
+    upstream.add("demo-pkg", demo_wheel)
+    proxy = make_proxy(upstream)
+    url = proxy.url + f"{prefix}files/demo-pkg/{demo_wheel.name}"
+    for headers in ({}, {}, {"Range": "bytes=10-19"}, {"User-Agent": "curl/8"}):
+        response = httpx.get(url, headers=headers)
+        assert response.status_code in (200, 206)
+        assert response.headers.get("vary") == vary
+    metadata = httpx.get(url + ".metadata")  # every host's
+    assert metadata.status_code == 200 and "vary" not in metadata.headers
+
+
 @pytest.mark.parametrize("fault", ["corrupt", "truncate"])
 def test_bad_upstream_bytes_abort_the_transfer_and_are_never_cached(
     upstream: Upstream, make_proxy: MakeProxy, wheel_dir: Path, fault: str
