@@ -253,7 +253,8 @@ async def _file_answer(request: Request) -> Response:
         file, subject = await services.rewrites.file(page, base_name)
     if file is None or subject is None:
         raise NotFound(f"{base_name} is not a file of project {name}")
-    ctx = request_context(request, services.default_profile)  # a 400 for a malformed one
+    # (a 400 for a malformed profile)
+    ctx = request_context(request, services.default_profile, installing=True)
     if wants_metadata:
         data = await services.metadata.get(file, name)
         return Response(

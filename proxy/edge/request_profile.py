@@ -34,16 +34,26 @@ MEMO_MAX_CHARS = 2048
 SCOPE_KEY = "hostfit.context"
 
 
-def request_context(request: Request, default: HostProfile) -> Context:
-    """Raises `BadRequest` for a malformed profile in the URL, the header or user_data."""
+def request_context(request: Request, default: HostProfile, *, installing: bool = False) -> Context:
+    """Raises `BadRequest` for a malformed profile in the URL, the header or user_data.
+
+    ``installing``: for a wheel's bytes, which the installer installs whatever its
+    subcommand says. The lock files' universal view is for pages: ``uv sync``, ``uv add``
+    and ``uv remove`` lock, then install what they locked into this host's environment,
+    so the download gate judges it for this host.
+    """
     headers = request.headers
     return scope_context(
-        request.scope, headers.get(PROFILE_HEADER), headers.get("user-agent"), default
+        request.scope, headers.get(PROFILE_HEADER), headers.get("user-agent"), default, installing
     )
 
 
 def scope_context(
-    scope: Scope, header: str | None, user_agent: str | None, default: HostProfile
+    scope: Scope,
+    header: str | None,
+    user_agent: str | None,
+    default: HostProfile,
+    installing: bool = False,
 ) -> Context:
     """`request_context` from the ASGI scope and the two headers it reads."""
     if scope["path"].startswith("/universal/"):
@@ -52,15 +62,19 @@ def scope_context(
         in_url = scope.get("path_params", {}).get("profile")
         told = (in_url, header, user_agent)
         if sum(len(text) for text in told if text) > MEMO_MAX_CHARS:
-            ctx = _context(in_url, header, user_agent, default)
+            ctx = _context(in_url, header, user_agent, default, installing)
         else:
-            ctx = _remembered(in_url, header, user_agent, default)
+            ctx = _remembered(in_url, header, user_agent, default, installing)
     scope[SCOPE_KEY] = ctx
     return ctx
 
 
 def _context(
-    in_url: str | None, header: str | None, user_agent: str | None, default: HostProfile
+    in_url: str | None,
+    header: str | None,
+    user_agent: str | None,
+    default: HostProfile,
+    installing: bool,
 ) -> Context:
     if in_url is not None:
         return Context(profile=merge(parse_profile(in_url, "url"), default))
@@ -70,7 +84,7 @@ def _context(
         # A profile told through pip's user_data is held to the contract of the others:
         # a typo ignored would leave the fact unknown, and its wheels unjudged on it.
         raise BadRequest(f"user_data in the User-Agent: {agent.user_data_error}")
-    if _locks(agent.subcommand):
+    if not installing and _locks(agent.subcommand):
         return UNIVERSAL
     return Context(profile=merge(from_header, agent.user_data, agent.profile, default))
 

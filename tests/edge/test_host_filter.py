@@ -12,7 +12,13 @@ import pytest
 from proxy.core.negotiate import JSON_V1
 from tests.support.proxy import ProxyThread
 from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec, build_sdist, build_wheel
+from tests.support.wheels import (
+    NEEDS_GLIBC_2_34,
+    WheelSpec,
+    build_sdist,
+    build_wheel,
+    extension_wheel,
+)
 
 MakeProxy = Callable[..., ProxyThread]
 CP = "cp311-cp311"
@@ -182,6 +188,29 @@ def test_lockers_get_the_universal_view(
     proxy = make_proxy(upstream, default_profile="libc=glibc-2.28")
     seen = listed(proxy, "simple/fitpkg/", **{"User-Agent": uv_agent(*subcommand)})
     assert (seen == set(fitpkg.values())) is universal
+
+
+@pytest.mark.parametrize("subcommand", [("sync",), ("add",), ("remove",), ("lock",)])
+def test_what_lockers_download_is_judged_for_the_host(
+    upstream: Upstream, make_proxy: MakeProxy, wheel_dir: Path, subcommand: tuple[str, ...]
+) -> None:
+    """The universal view is for the pages a lock is made from; ``uv sync`` (and ``add``,
+    ``remove``) then installs what it locked into this host's environment, so the gate
+    judges each wheel it downloads for this host."""
+    tag = f"{CP}-manylinux_2_17_x86_64"
+    wheel = extension_wheel("lockedext", "1.0", wheel_dir, tag=tag, extra_c=NEEDS_GLIBC_2_34)
+    upstream.add("lockedext", wheel)
+    proxy = make_proxy(upstream)
+    old = {"User-Agent": uv_agent(*subcommand), "X-Hostfit-Profile": "libc=glibc-2.17"}
+    assert listed(proxy, "simple/lockedext/", **old) == {wheel.name}  # the lock's view
+    url = proxy.url + f"files/lockedext/{wheel.name}"
+    with pytest.raises(httpx.RemoteProtocolError):  # no report yet: judged at its end, cut
+        httpx.get(url, headers=old, timeout=60)
+    refused = httpx.get(url, headers=old, timeout=60)
+    assert refused.status_code == 403, refused.status_code
+    assert "glibc: needs 2.34, host has 2.17" in refused.headers["x-hostfit-refused"]
+    new = {"User-Agent": uv_agent(*subcommand), "X-Hostfit-Profile": "libc=glibc-2.36"}
+    assert httpx.get(url, headers=new, timeout=60).content == wheel.read_bytes()
 
 
 def test_vary_and_etags_per_host_class(
