@@ -191,15 +191,16 @@ class AnalysisPool:
                     reply = await asyncio.wait_for(worker.request(task, early), self.limits.timeout)
                 except TimeoutError:
                     await self._lose(worker)
+                    # Wall-clock time says as much about the machine's load and the
+                    # upstream as about the wheel (the CPU limit is the bytes' own
+                    # measure): not a fact to store forever.
                     reason = f"analysis took longer than {self.limits.timeout:g} seconds"
-                    if kind == "url":
-                        # Over the network the time says as much about the upstream as
-                        # about the wheel: not a fact to store forever.
-                        raise AnalysisFailed(f"{filename}: {reason}") from None
-                    return Report.unanalysable(filename, sha256, reason)
+                    raise AnalysisFailed(f"{filename}: {reason}") from None
                 if reply is None:
                     status = await worker.exit_status()
                     await self._lose(worker)
+                    if status in _FROM_OUTSIDE:
+                        raise AnalysisFailed(f"{filename}: {_death(status)}")
                     return Report.unanalysable(filename, sha256, _death(status))
                 reusable = not reply.get("exit") and worker.tasks < self.limits.tasks_per_worker
                 fetched = reply.get("fetched")
@@ -234,6 +235,15 @@ def _result(reply: dict[str, Any], target: str) -> Report:
     if reply.get("kind") == "upstream":
         raise UpstreamError(target, str(reply.get("error")))
     raise AnalysisFailed(f"analysis of {target} failed: {reply.get('error')}")
+
+
+# Deaths that say nothing about the wheel: the kernel's OOM killer or an operator
+# (SIGKILL; the worker's own memory cap is a MemoryError it answers), a service stopping
+# (SIGTERM, SIGINT, SIGHUP). Their wheels are analysed again, not reported unanalysable
+# for ever; SIGXCPU (the worker's CPU cap) and crashes are the bytes' doing.
+_FROM_OUTSIDE = frozenset(
+    -s for s in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+)
 
 
 def _death(status: int) -> str:

@@ -61,7 +61,6 @@ async def test_analysis_by_url(glibc_wheel: Path) -> None:
         ("spin.whl", {"cpu_seconds": 1}, "exceeded its CPU time limit"),
         ("hog.whl", {"memory": 1024 * 1024 * 1024}, "exceeded its memory limit"),
         ("segv.whl", {}, "crashed (SIGSEGV)"),
-        ("sleep.whl", {"timeout": 1.0}, "took longer than 1 seconds"),
     ],
 )
 async def test_a_lost_worker_becomes_an_unanalysable_report(
@@ -77,16 +76,36 @@ async def test_a_lost_worker_becomes_an_unanalysable_report(
         assert after.status == "ok"
 
 
-async def test_a_worker_killed_from_outside(glibc_wheel: Path) -> None:
+@pytest.mark.parametrize(
+    ("sent", "said"),
+    [(signal.SIGKILL, r"killed \(memory or an operator\)"), (signal.SIGTERM, "SIGTERM")],
+)
+async def test_a_worker_killed_from_outside_says_nothing_of_the_wheel(
+    glibc_wheel: Path, sent: signal.Signals, said: str
+) -> None:
+    """The OOM killer, an operator, a service stopping: the analysis did not run, and is
+    not stored as the wheel's unanalysable report (its gate would then go by tags)."""
     async with AnalysisPool(limits(workers=1)) as pool:
         task = asyncio.ensure_future(pool.analyze_file(glibc_wheel, "sleep.whl", SHA))
         await started(pool)
         await asyncio.sleep(0.5)
-        os.kill(pool.worker_pids()[0], signal.SIGKILL)
-        report = await task
-        assert report.status == "unanalysable"
-        assert "killed" in (report.reason or "")
+        os.kill(pool.worker_pids()[0], sent)
+        with pytest.raises(AnalysisFailed, match=said):
+            await task
         assert pool.replaced == 1
+        assert (await pool.analyze_file(glibc_wheel, glibc_wheel.name, SHA)).status == "ok"
+
+
+async def test_a_file_analysis_that_times_out_is_not_stored_as_a_fact(
+    glibc_wheel: Path,
+) -> None:
+    """Wall-clock time is the machine's load as much as the wheel's bytes (their own
+    measure is the CPU limit, above)."""
+    async with AnalysisPool(limits(workers=1, timeout=1.0)) as pool:
+        with pytest.raises(AnalysisFailed, match="took longer than 1 seconds"):
+            await pool.analyze_file(glibc_wheel, "sleep.whl", SHA)
+        assert pool.replaced == 1
+        assert (await pool.analyze_file(glibc_wheel, glibc_wheel.name, SHA)).status == "ok"
 
 
 async def test_a_crash_does_not_disturb_other_workers(glibc_wheel: Path) -> None:
