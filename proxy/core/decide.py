@@ -59,13 +59,15 @@ from proxy.core.versions import file_version, wheel_tags
 
 ReasonKind = Literal[
     "tags", "libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa",
-    "variant", "build", "sdist", "rule", "native", "origin",
+    "variant", "build", "sdist", "rule", "native", "origin", "unanalysable",
 ]  # fmt: skip
-# Reasons that mean "this wheel would not load there": the download gate refuses on
-# these. Tags, variant and build choices and orphan sdists are the installer's own business.
+# Reasons that mean "this wheel would not load there", or that nothing can say it would:
+# the download gate refuses on these. Tags, variant and build choices and orphan sdists
+# are the installer's own business.
 LOAD_KINDS = frozenset(
-    {"libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa", "rule", "native"}
-)
+    {"libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa", "rule", "native",
+     "unanalysable"}
+)  # fmt: skip
 
 # glibc 2.41 stopped making the stack executable for a dlopen()ed object that asks
 # for it (PT_GNU_STACK with PF_X): dlopen fails with "cannot enable executable stack".
@@ -132,6 +134,11 @@ def decide(
             consulted |= TAG_KEYS
             if outcome is not None:
                 reasons.append(outcome)
+    if report is not None and report.status == "unanalysable" and file.is_wheel:
+        # Its bytes could not be read (a hostile zip, a malformed binary): nothing vouches
+        # for them, so a host that said what it is does not get them. (An analysis that
+        # did not run is no report at all; the edge keeps those stand-ins from here.)
+        reasons.append(Reason("unanalysable", f"unanalysable: {report.reason or 'no reason'}"))
     if report is not None and report.status == "ok":
         context = _Context(
             report.requires,

@@ -47,7 +47,15 @@ ROWS = [
         hides=("tags",),
         messages=("tags: cp311-cp311-manylinux_2_17_x86_64 does not fit python=3.12",),
     ),
-    Row("unanalysable-tags-only", HOST, {"glibc": "2.99"}, status="unanalysable"),
+    # Nothing vouches for bytes that could not be read; nor are their requirements read.
+    Row(
+        "unanalysable-is-hidden",
+        HOST,
+        {"glibc": "2.99"},
+        status="unanalysable",
+        hides=("unanalysable",),
+        messages=("unanalysable: zip is corrupt",),
+    ),
     Row("needs-nothing", HOST, {}, consulted=TAG_KEYS),
     Row(
         "build-tag-in-name",

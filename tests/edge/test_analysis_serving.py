@@ -12,6 +12,7 @@ import httpx
 import pytest
 from packaging.utils import parse_wheel_filename
 
+import proxy.edge.scheduler
 from proxy.core.negotiate import JSON_V1
 from tests.fixtures.elf.recipes import build_objects, build_wheels
 from tests.support.proxy import ProxyThread
@@ -106,3 +107,29 @@ def test_strict_answers_503_until_settled(
         time.sleep(0.2)
         response = httpx.get(proxy.url + path, headers={"Accept": JSON_V1})
     assert response.json()["files"] == []
+
+
+def test_an_analysis_that_did_not_run_settles_nothing_and_is_tried_again(
+    upstream: Upstream, make_proxy: MakeProxy, overclaiming: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upstream fails the wheel's reads: its analysis does not run, which vouches for
+    nothing. Strict keeps answering 503 (never a settled page listing the unverified
+    wheel), and once the upstream is back the walk tries again and hides it."""
+    monkeypatch.setattr(proxy.edge.scheduler, "RETRY_SECONDS", 0.5)
+    project = project_of(overclaiming)
+    upstream.add(project, overclaiming)
+    upstream.errors[f"/files/{overclaiming.name}"] = 500
+    proxy_ = make_proxy(upstream, analysis="strict", analysis_workers=1, analysis_budget=2.0)
+    path = f"p/{HOST},libc=glibc-2.20/simple/{project}/"
+    for _ in range(3):
+        response = httpx.get(proxy_.url + path, headers={"Accept": JSON_V1})
+        assert response.status_code == 503, response.text
+        time.sleep(0.6)  # past the stand-in: each request tries again, and fails again
+    assert upstream.count("GET", overclaiming.name) >= 2
+    upstream.errors.clear()
+    deadline = time.monotonic() + 60
+    while response.status_code == 503:
+        assert time.monotonic() < deadline, "never settled"
+        time.sleep(0.2)
+        response = httpx.get(proxy_.url + path, headers={"Accept": JSON_V1})
+    assert response.json()["files"] == []  # its extension needs GLIBC 2.25

@@ -9,6 +9,7 @@ fact, and a host it fits is served the page entry and the bytes.
 from __future__ import annotations
 
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -278,3 +279,37 @@ def test_a_newer_minor_build_is_served_from_sass_and_refused_where_it_needs_ptx_
         assert settled_files(proxy, "kernels", host) == {wheel.name}, fit
         served = download(proxy, host, "kernels", wheel.name)
         assert served.status_code == 200 and served.content == wheel.read_bytes()
+
+
+def test_a_wheel_whose_bytes_cannot_be_read_is_kept_from_hosts_that_say_what_they_are(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    """A member that claims to be ELF but is cut in half makes the wheel unanalysable:
+    nothing vouches for its binaries (its real extension needs GLIBC 2.34 here), so a
+    host that told its profile is not handed it, and is told why; the universal view
+    and clients that tell nothing still get it."""
+    tag = "cp311-cp311-manylinux_2_17_x86_64"
+    built = extension_wheel("cutelf", "1.0", tmp_path / "built", tag=tag, extra_c=NEEDS_GLIBC_2_34)
+    with zipfile.ZipFile(built) as source:
+        members = {i.filename: source.read(i) for i in source.infolist()}
+    elf = next(data for name, data in members.items() if name.endswith(".so"))
+    spec = WheelSpec(
+        "cutelf", "1.0", tag=tag, files={"cutelf_fixtures/half.so": elf[: len(elf) // 2]}
+    )
+    spec.files.update({n: d for n, d in members.items() if ".dist-info/" not in n})
+    wheel = build_wheel(spec, tmp_path)
+    upstream.add("cutelf", wheel)
+    proxy = make_proxy(upstream)
+    host = f"{HOST},libc=glibc-2.17"
+    assert settled_files(proxy, "cutelf", host) == set()
+    data = httpx.get(
+        proxy.url + "explain/cutelf/", params={"profile": host, "format": "json"}
+    ).json()
+    (entry,) = data["files"]
+    assert [r["kind"] for r in entry["reasons"]] == ["unanalysable"]
+    refused = download(proxy, host, "cutelf", wheel.name)
+    assert refused.status_code == 403
+    assert "unanalysable: " in refused.headers["x-hostfit-refused"]
+    for path in (f"files/cutelf/{wheel.name}", f"universal/files/cutelf/{wheel.name}"):
+        response = httpx.get(proxy.url + path, headers={"User-Agent": "curl/8"})
+        assert response.status_code == 200 and response.content == wheel.read_bytes()

@@ -59,6 +59,7 @@ from proxy.core.revision import revised
 from proxy.core.rules import EMPTY, Fact, Rules
 from proxy.core.select import foreign_only, select
 from proxy.core.tags import client_tags
+from proxy.edge import scheduler as scheduling
 from proxy.edge.flight import Flights
 from proxy.edge.index import Context, Index, IndexLayer
 from proxy.edge.layers.policy import PolicyIndex
@@ -115,6 +116,10 @@ class Decided:
     choice: File | None  # what a plain `pip install <project>` takes now
     builds: tuple[BuildChoice, ...] = ()  # each version's builds, and which one was chosen
     hidden: Mapping[str, int] = field(default_factory=dict)  # files hidden, by reason kind
+    # Unreported files whose analysis could not run a moment ago (a stand-in is held for
+    # `scheduler.RETRY_SECONDS`): the walk leaves them until then (`retry_at`, monotonic).
+    stood_in: frozenset[str] = frozenset()
+    retry_at: float = 0.0
 
     def explained(
         self, profile: HostProfile, rewrites: Mapping[str, Mapping[str, Any]] | None
@@ -240,7 +245,9 @@ class HostFilter(IndexLayer):
         key = (page.name, page.upstream, page.revision, ctx.profile.to_string(),
                f"{self._generation[page.name]}.{learnt}", rules.digest)  # fmt: skip
         cached = self._decided.get(key)
-        if cached is not None:
+        # One that waits on stand-ins is made again once they expire, so that the walk
+        # tries those wheels again: no report would come to move the generation.
+        if cached is not None and not (cached.stood_in and time.monotonic() >= cached.retry_at):
             return cached
         decided = await self._decide(page, ctx, rules)
         self._decided.put(key, decided)
@@ -251,13 +258,19 @@ class HostFilter(IndexLayer):
         tags = client_tags(profile)
         facts = rules.facts_for(page.name)
         candidates = needs_report(page.files)
-        reports = dict(await self.scheduler.known(candidates))
+        known = await self.scheduler.known(candidates)
+        # A stand-in for an analysis that could not run is no report: its wheel stays
+        # unreported (unverified, the frontier unsettled, its walk retried), neither
+        # vouched for nor hidden as unanalysable.
+        reports = {sha: r for sha, r in known.items() if self.scheduler.ran(r)}
         unreported = frozenset(f.filename for f in candidates if f.sha256 not in reports)
+        stood_in = frozenset(
+            f.filename for f in candidates if (f.sha256 or "") in known and f.sha256 not in reports
+        )
         for f in candidates:
-            # A stand-in for an analysis that could not run is watched too: the report
-            # that follows it must move the generation, or this decision outlives it.
-            report = reports.get(f.sha256 or "")
-            if report is None or not self.scheduler.ran(report):
+            # Watched until reported: the report must move the generation, or this
+            # decision outlives it.
+            if f.sha256 not in reports:
                 self._watched.put(f.sha256 or "", page.name)
         verdicts = {
             f.filename: decide(
@@ -294,7 +307,7 @@ class HostFilter(IndexLayer):
         choice = pip_choice(page.files, verdicts, profile, tags)
         return Decided(
             filtered, page, verdicts, reports, frontier, unreported, choice, builds.builds,
-            hidden_by_kind(verdicts),
+            hidden_by_kind(verdicts), stood_in, time.monotonic() + scheduling.RETRY_SECONDS,
         )  # fmt: skip
 
     async def _cheap_verdicts(
@@ -368,8 +381,18 @@ class HostFilter(IndexLayer):
         taken: set[str] = set()
         spent = 0
         while True:
-            frontier = (await self._current(page, ctx, rules)).frontier
+            decided = await self._current(page, ctx, rules)
+            frontier = decided.frontier
             if frontier.settled:
+                return
+            wanted = [f for f in frontier.wanted if f.filename not in decided.stood_in]
+            if not wanted:
+                # Every wheel it waits for could not be analysed just now: resubmitted at
+                # once they would fail again in a loop; the next request tries them anew.
+                log.info(
+                    "%s: walk for %s paused: %d analyses did not run",
+                    page.name, ctx.profile.to_string() or "?", len(frontier.wanted),
+                )  # fmt: skip
                 return
             if time.monotonic() >= deadline or spent >= self.limits.max_bytes:
                 log.info(
@@ -379,7 +402,7 @@ class HostFilter(IndexLayer):
                 )  # fmt: skip
                 return
             futures = []
-            for f in frontier.wanted[: self.limits.concurrency]:
+            for f in wanted[: self.limits.concurrency]:
                 if f.sha256 not in taken:
                     taken.add(f.sha256 or "")
                     spent += f.size or 0
