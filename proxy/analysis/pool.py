@@ -199,7 +199,7 @@ class AnalysisPool:
                 if reply is None:
                     status = await worker.exit_status()
                     await self._lose(worker)
-                    if status in _FROM_OUTSIDE:
+                    if status >= 0 or status in _FROM_OUTSIDE:
                         raise AnalysisFailed(f"{filename}: {_death(status)}")
                     return Report.unanalysable(filename, sha256, _death(status))
                 reusable = not reply.get("exit") and worker.tasks < self.limits.tasks_per_worker
@@ -239,8 +239,10 @@ def _result(reply: dict[str, Any], target: str) -> Report:
 
 # Deaths that say nothing about the wheel: the kernel's OOM killer or an operator
 # (SIGKILL; the worker's own memory cap is a MemoryError it answers), a service stopping
-# (SIGTERM, SIGINT, SIGHUP). Their wheels are analysed again, not reported unanalysable
-# for ever; SIGXCPU (the worker's CPU cap) and crashes are the bytes' doing.
+# (SIGTERM, SIGINT, SIGHUP); and an exit without a reply (status 0 or more: a worker that
+# could not start, under a hard limit below its own or with its module missing, answers
+# every task so). Their wheels are analysed again, not reported unanalysable for ever;
+# SIGXCPU (the worker's CPU cap) and crashes are the bytes' doing.
 _FROM_OUTSIDE = frozenset(
     -s for s in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 )

@@ -5,7 +5,9 @@ each fact of the wheel's report against the host fact it needs. Rules of the gam
 
 - A fact the host did not tell never hides a file; neither does a requirement the
   report cannot state precisely (an unparsable version, an unknown GPU target).
-- No report, or an unanalysable one: tags only.
+- No report: tags only. An unanalysable one (bytes the analyser could not read: a zip
+  feature wheels do not use, a binary cut short or lying in its headers, a limit, a
+  crash) vouches for nothing, and hides the wheel from a host that told anything.
 - Every reason that applies is given, so ``hostfit explain`` can show them all.
 - CUDA: majors are compared (the report knows the runtime's major, ``libcudart.so.N``);
   ``cuda=none`` hides every wheel that needs a CUDA major, but those of a project whose
@@ -134,7 +136,7 @@ def decide(
             consulted |= TAG_KEYS
             if outcome is not None:
                 reasons.append(outcome)
-    if report is not None and report.status == "unanalysable" and file.is_wheel:
+    if report is not None and report.status == "unanalysable" and file.is_wheel and profile:
         # Its bytes could not be read (a hostile zip, a malformed binary): nothing vouches
         # for them, so a host that said what it is does not get them. (An analysis that
         # did not run is no report at all; the edge keeps those stand-ins from here.)

@@ -90,6 +90,7 @@ class Withheld:
         self.tail: collections.deque[bytes | memoryview] = collections.deque()
         self.held = 0
         self.trickled = 0  # bytes sent while waiting for the verdict
+        self.cut = False  # ended short by the verdict, on purpose
 
     async def chunk(self, data: bytes | memoryview) -> bool:
         """False when the transfer is to end here, cut short: judged a misfit already."""
@@ -123,6 +124,7 @@ class Withheld:
         refusal = self.judging.result()
         if refusal is not None:
             log.warning("cut short: %s", refusal)
+            self.cut = True
             return False
         while self.tail:
             await _send_chunk(self.send, self.tail.popleft())
@@ -161,6 +163,7 @@ class BlobResponse(Response):
         self.blob = blob
         self.file = file
         self.admit = admit
+        self.out: Withheld | None = None
         headers = _file_headers(file)
         headers["Accept-Ranges"] = "bytes"
         super().__init__(None, media_type="application/octet-stream", headers=headers)
@@ -195,11 +198,11 @@ class BlobResponse(Response):
             return
         if await _until_disconnected(self._stream(send, start, stop), receive):
             await send({"type": "http.response.body", "body": b""})
-        else:
-            ended_short()
+        elif self.out is not None and self.out.cut:
+            ended_short()  # in the request's own task, where uvicorn will complain
 
     async def _stream(self, send: Send, start: int, stop: int) -> bool:
-        out = Withheld(send, self.file, self.admit)
+        out = self.out = Withheld(send, self.file, self.admit)
         try:
             position = start
             while position < stop:
@@ -234,6 +237,7 @@ class DownloadResponse(Response):
         self.download = download
         self.admit = admit
         self.span = span
+        self.out: Withheld | None = None
         headers = _file_headers(download.file)
         headers["Accept-Ranges"] = "bytes"
         if span is not None and download.size is not None:
@@ -251,11 +255,11 @@ class DownloadResponse(Response):
             return
         if await _until_disconnected(self._stream(send), receive):
             await send({"type": "http.response.body", "body": b""})
-        else:
-            ended_short()
+        elif self.out is not None and self.out.cut:
+            ended_short()  # in the request's own task, where uvicorn will complain
 
     async def _stream(self, send: Send) -> bool:
-        out = Withheld(send, self.download.file, self.admit)
+        out = self.out = Withheld(send, self.download.file, self.admit)
         try:
             # aclosing: a client that goes away mid-file must not leave the reader's
             # file handle to the garbage collector.

@@ -43,8 +43,11 @@ from proxy.edge.stores.blobs import BlobStore
 log = logging.getLogger("hostfit.reports")
 
 RECENT_SECONDS = 600.0
-# An analysis that could not run is tried again after this long: the gate's Retry-After.
+# An analysis that could not run is tried again after this long (the gate's Retry-After),
+# twice as long after each failure in a row, up to RETRY_MAX_SECONDS: a wheel that sets
+# off the OOM killer, or an upstream that keeps failing, is not hammered every 10 s.
 RETRY_SECONDS = 10.0
+RETRY_MAX_SECONDS = 600.0
 DID_NOT_RUN = "analysis did not run"
 RECENT_KEPT = 10_000
 # Early answers of analyses still running: at most the walks' analyses in flight, but
@@ -74,6 +77,7 @@ class AnalysisScheduler:
         self._running: set[str] = set()
         self._urgent: Flights[str, Report] = Flights()  # for the gate
         self._recent: LRU[str, tuple[Report, float]] = LRU(RECENT_KEPT)
+        self._failures: LRU[str, int] = LRU(RECENT_KEPT)  # analyses in a row that did not run
         self._listeners: list[Listener] = []
         self._early: LRU[str, EarlyReport] = LRU(EARLY_KEPT)
         self._early_listeners: list[EarlyListener] = []
@@ -108,6 +112,12 @@ class AnalysisScheduler:
     def _tell_load(self) -> None:
         for tell in self.on_load:
             tell(self.queued, self.running)
+
+    def retry_at(self, sha256: str) -> float:
+        """When a stand-in for an analysis that did not run stops being the answer
+        (monotonic seconds), so that the wheel is tried again; 0 without one."""
+        entry = self._recent.peek(sha256)
+        return entry[1] if entry is not None and not self.ran(entry[0]) else 0.0
 
     async def known(self, files: Sequence[File]) -> Mapping[str, Report]:
         """Reports already made, by sha256: stored, or just made and not storable."""
@@ -209,7 +219,13 @@ class AnalysisScheduler:
         if task.cancelled() or task.exception() is not None:
             return
         report = task.result()
-        kept = RECENT_SECONDS if self.ran(report) else RETRY_SECONDS
+        if self.ran(report):
+            self._failures.pop(sha256)
+            kept = RECENT_SECONDS
+        else:
+            failures = (self._failures.get(sha256) or 0) + 1
+            self._failures.put(sha256, failures)
+            kept = min(RETRY_SECONDS * 2 ** min(failures - 1, 16), RETRY_MAX_SECONDS)
         self._recent.put(sha256, (report, time.monotonic() + kept))
         for listener in self._listeners:
             listener(file, report)

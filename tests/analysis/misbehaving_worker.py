@@ -24,6 +24,8 @@ def run(task: dict[str, Any]) -> Report:
         os.kill(os.getpid(), signal.SIGSEGV)
     if name == "sleep.whl":
         time.sleep(600)
+    if name == "exit.whl":
+        os._exit(1)  # as a worker that could not start: no reply, a plain exit status
     if name.startswith("nap-"):
         time.sleep(1)
     return run_task(task)

@@ -96,6 +96,17 @@ async def test_a_worker_killed_from_outside_says_nothing_of_the_wheel(
         assert (await pool.analyze_file(glibc_wheel, glibc_wheel.name, SHA)).status == "ok"
 
 
+async def test_a_worker_that_exits_without_a_reply_says_nothing_of_the_wheel(
+    glibc_wheel: Path,
+) -> None:
+    """A worker that cannot start (a hard limit below its own, its module missing) exits
+    without answering, for every wheel alike: no wheel's report is to be made of it."""
+    async with AnalysisPool(limits(workers=1)) as pool:
+        with pytest.raises(AnalysisFailed, match="exited with status 1"):
+            await pool.analyze_file(glibc_wheel, "exit.whl", SHA)
+        assert (await pool.analyze_file(glibc_wheel, glibc_wheel.name, SHA)).status == "ok"
+
+
 async def test_a_file_analysis_that_times_out_is_not_stored_as_a_fact(
     glibc_wheel: Path,
 ) -> None:

@@ -56,6 +56,8 @@ ROWS = [
         hides=("unanalysable",),
         messages=("unanalysable: zip is corrupt",),
     ),
+    # ... but a host that told nothing is not judged (as on its unfiltered pages)
+    Row("unanalysable-host-told-nothing", "", {"glibc": "2.99"}, status="unanalysable"),
     Row("needs-nothing", HOST, {}, consulted=TAG_KEYS),
     Row(
         "build-tag-in-name",

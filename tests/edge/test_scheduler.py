@@ -4,6 +4,7 @@ and a download at the gate never queued behind walks."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from proxy.core.models import File
 from proxy.core.report import Report
+from proxy.edge import scheduler as scheduler_module
 from proxy.edge.reports import ReportService
 from proxy.edge.scheduler import DID_NOT_RUN, AnalysisScheduler
 from proxy.edge.stores.blobs import BlobStore
@@ -98,4 +100,30 @@ async def test_an_analysis_that_cannot_run_is_no_report(
     assert report.reason.startswith(DID_NOT_RUN)
     assert not scheduler.ran(report)
     assert await ReportService(store, analyzer, leases).cached(f"{3:064x}") is None  # never stored
+    await scheduler.close()
+
+
+async def test_an_analysis_that_keeps_failing_is_tried_less_and_less_often(
+    store: EmbeddedStore, leases: FileLeases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each failure in a row doubles how long its stand-in answers, up to a cap; one that
+    runs starts the count again."""
+    monkeypatch.setattr(scheduler_module, "RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(scheduler_module, "RETRY_MAX_SECONDS", 0.2)
+    analyzer = CountingAnalyzer()
+    analyzer.error = OSError("the OOM killer")
+    scheduler = AnalysisScheduler(ReportService(store, analyzer, leases), BlobStore(tmp_path / "b"))
+    sha = f"{4:064x}"
+    held = []
+    for _ in range(4):
+        await scheduler.submit(wheel(4))
+        await asyncio.sleep(0)  # the flight's callbacks
+        held.append(scheduler.retry_at(sha) - time.monotonic())
+        assert scheduler.retry_at(sha) > 0 and set(await scheduler.known([wheel(4)])) == {sha}
+    assert held == pytest.approx([0.05, 0.1, 0.2, 0.2], abs=0.03)
+    assert len(analyzer.calls) == 4
+    analyzer.error = None
+    assert (await scheduler.submit(wheel(4))).status == "ok"
+    await asyncio.sleep(0)
+    assert scheduler.retry_at(sha) == 0.0
     await scheduler.close()

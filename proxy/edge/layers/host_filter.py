@@ -59,7 +59,6 @@ from proxy.core.revision import revised
 from proxy.core.rules import EMPTY, Fact, Rules
 from proxy.core.select import foreign_only, select
 from proxy.core.tags import client_tags
-from proxy.edge import scheduler as scheduling
 from proxy.edge.flight import Flights
 from proxy.edge.index import Context, Index, IndexLayer
 from proxy.edge.layers.policy import PolicyIndex
@@ -117,7 +116,8 @@ class Decided:
     builds: tuple[BuildChoice, ...] = ()  # each version's builds, and which one was chosen
     hidden: Mapping[str, int] = field(default_factory=dict)  # files hidden, by reason kind
     # Unreported files whose analysis could not run a moment ago (a stand-in is held for
-    # `scheduler.RETRY_SECONDS`): the walk leaves them until then (`retry_at`, monotonic).
+    # `scheduler.RETRY_SECONDS`, longer after failures in a row): the walk leaves them
+    # until the first expires (`retry_at`, monotonic).
     stood_in: frozenset[str] = frozenset()
     retry_at: float = 0.0
 
@@ -264,8 +264,12 @@ class HostFilter(IndexLayer):
         # vouched for nor hidden as unanalysable.
         reports = {sha: r for sha, r in known.items() if self.scheduler.ran(r)}
         unreported = frozenset(f.filename for f in candidates if f.sha256 not in reports)
-        stood_in = frozenset(
-            f.filename for f in candidates if (f.sha256 or "") in known and f.sha256 not in reports
+        stood_in_files = [
+            f for f in candidates if (f.sha256 or "") in known and f.sha256 not in reports
+        ]
+        stood_in = frozenset(f.filename for f in stood_in_files)
+        retry_at = min(
+            (self.scheduler.retry_at(f.sha256 or "") for f in stood_in_files), default=0.0
         )
         for f in candidates:
             # Watched until reported: the report must move the generation, or this
@@ -307,7 +311,7 @@ class HostFilter(IndexLayer):
         choice = pip_choice(page.files, verdicts, profile, tags)
         return Decided(
             filtered, page, verdicts, reports, frontier, unreported, choice, builds.builds,
-            hidden_by_kind(verdicts), stood_in, time.monotonic() + scheduling.RETRY_SECONDS,
+            hidden_by_kind(verdicts), stood_in, retry_at,
         )  # fmt: skip
 
     async def _cheap_verdicts(
