@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -108,10 +110,14 @@ class DownloadGate:
             log.warning("held back %s: %s", served.filename, report.reason)
             if self.counted is not None:
                 self.counted("unanalysed")
-            raise AnalysisUnavailable(
+            unavailable = AnalysisUnavailable(
                 f"{served.filename}: not served to this host until it is analysed "
                 f"({report.reason}); retry shortly"
             )
+            # When the analysis is tried again: later after failures in a row.
+            left = self.scheduler.retry_at(subject.sha256 or "") - time.monotonic()
+            unavailable.retry_after = max(AnalysisUnavailable.retry_after, math.ceil(left))
+            raise unavailable
         reasons = self.filter.refusal(page, subject, report, ctx)
         if reasons:
             message = refusal_message(page, served, reasons, ctx)

@@ -7,12 +7,18 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import pytest
+from packaging.utils import canonicalize_name
 
-from proxy.core.models import File
+from proxy.core.models import File, Page
+from proxy.core.profile import HostProfile
 from proxy.core.report import Report
 from proxy.edge import scheduler as scheduler_module
+from proxy.edge.gate import AnalysisUnavailable, DownloadGate
+from proxy.edge.index import Context
+from proxy.edge.layers.host_filter import HostFilter
 from proxy.edge.reports import ReportService
 from proxy.edge.scheduler import DID_NOT_RUN, AnalysisScheduler
 from proxy.edge.stores.blobs import BlobStore
@@ -126,4 +132,26 @@ async def test_an_analysis_that_keeps_failing_is_tried_less_and_less_often(
     assert (await scheduler.submit(wheel(4))).status == "ok"
     await asyncio.sleep(0)
     assert scheduler.retry_at(sha) == 0.0
+    await scheduler.close()
+
+
+async def test_the_gate_tells_when_a_failing_analysis_is_tried_again(
+    store: EmbeddedStore, leases: FileLeases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retry-After says the gate's 10 s at least, and the back-off's wait once it is
+    longer: a client asking sooner would only be held back again."""
+    monkeypatch.setattr(scheduler_module, "RETRY_SECONDS", 8.0)
+    analyzer = CountingAnalyzer()
+    analyzer.error = OSError("the OOM killer")
+    scheduler = AnalysisScheduler(ReportService(store, analyzer, leases), BlobStore(tmp_path / "b"))
+    gate = DownloadGate(cast(HostFilter, None), scheduler)  # held back before any filtering
+    page = Page(name=canonicalize_name("w"), files=(wheel(5),))
+    waits = []
+    for _ in range(3):
+        report = await scheduler.submit(wheel(5))
+        await asyncio.sleep(0)
+        with pytest.raises(AnalysisUnavailable) as held:
+            gate.enforce(page, wheel(5), wheel(5), report, Context(profile=HostProfile()))
+        waits.append(held.value.retry_after)
+    assert waits == [10, 16, 32]
     await scheduler.close()
