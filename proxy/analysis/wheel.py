@@ -301,6 +301,10 @@ def _member_ends(infos: list[zipfile.ZipInfo], directory_start: int) -> dict[int
     must end before the next one starts.
     """
     ordered = sorted(infos, key=lambda i: i.header_offset)
+    if ordered and ordered[0].header_offset < 0:
+        # zipfile shifts every offset by what the end record's offset says was prepended:
+        # a lying one puts members before the file's start.
+        raise Unanalysable(f"member {ordered[0].filename!r} starts before the archive")
     ends: dict[int, int] = {}
     for index, info in enumerate(ordered):
         end = ordered[index + 1].header_offset if index + 1 < len(ordered) else directory_start

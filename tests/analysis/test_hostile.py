@@ -141,6 +141,17 @@ def test_duplicate_names(elf: Elf64) -> None:
     assert_unanalysable(analyze(data), "duplicate member name")
 
 
+def test_a_directory_offset_that_puts_members_before_the_file(elf: Elf64) -> None:
+    """The end record says the directory starts further on than it does: zipfile takes the
+    difference for data prepended to the archive, and shifts every member's offset back
+    by it, below zero (found by the fuzz test: a ValueError from a negative seek)."""
+    data = zip_bytes({SO: elf.data})
+    record = data.rfind(b"PK\x05\x06")
+    (offset,) = struct.unpack_from("<I", data, record + 16)
+    data = patch(data, record + 16, "<I", offset + 30_000)
+    assert_unanalysable(analyze(data), "starts before the archive")
+
+
 def test_overlapping_members(elf: Elf64) -> None:
     data = zip_bytes({SO: elf.data, "pkg/_other.so": elf.data})
     second = central_entries(data)[1]
