@@ -89,7 +89,7 @@ class Withheld:
         self.judging = asyncio.ensure_future(admit()) if admit is not None else None
         self.tail: collections.deque[bytes | memoryview] = collections.deque()
         self.held = 0
-        self.trickled = 0  # bytes sent while waiting for the verdict
+        self.trickled = False  # a byte sent while waiting for the verdict
         self.cut = False  # ended short by the verdict, on purpose
 
     async def chunk(self, data: bytes | memoryview) -> bool:
@@ -101,15 +101,8 @@ class Withheld:
             return await self.end()  # the rest of a misfit would be sent for nothing
         self.tail.append(data)
         self.held += len(data)
-        while self.held > HOLD:  # (a download's chunk may be all it has written so far)
-            first, excess = self.tail[0], self.held - HOLD
-            if len(first) > excess:
-                view = memoryview(first)
-                first, self.tail[0] = view[:excess], view[excess:]
-            else:
-                self.tail.popleft()
-            self.held -= len(first)
-            await _send_chunk(self.send, first)
+        if self.held > HOLD:  # (a download's chunk may be all it has written so far)
+            await self._send_front(self.held - HOLD)
         return True
 
     async def end(self) -> bool:
@@ -120,7 +113,8 @@ class Withheld:
             if self.held > KEEP:
                 if not self.trickled:
                     log.info("holding the end of %s until it is judged", self.file.filename)
-                await self._trickle()
+                self.trickled = True
+                await self._send_front(1)
         refusal = self.judging.result()
         if refusal is not None:
             log.warning("cut short: %s", refusal)
@@ -136,14 +130,18 @@ class Withheld:
         if self.judging is not None:
             self.judging.cancel()  # (on a verdict that failed, this marks it retrieved)
 
-    async def _trickle(self) -> None:
-        first = memoryview(self.tail[0])
-        self.tail[0] = first[1:]
-        if not len(self.tail[0]):
-            self.tail.popleft()
-        self.held -= 1
-        self.trickled += 1
-        await _send_chunk(self.send, first[:1])
+    async def _send_front(self, count: int) -> None:
+        """Sends the first ``count`` bytes held, a held chunk split where it must be."""
+        while count > 0:
+            first = self.tail[0]
+            if len(first) > count:
+                view = memoryview(first)
+                first, self.tail[0] = view[:count], view[count:]
+            else:
+                self.tail.popleft()
+            self.held -= len(first)
+            count -= len(first)
+            await _send_chunk(self.send, first)
 
 
 def _file_headers(file: File) -> dict[str, str]:
