@@ -18,6 +18,7 @@ says nothing about the wheel, so it must never become a stored ``unanalysable`` 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tempfile
 from collections.abc import Callable
@@ -91,6 +92,16 @@ class RemoteFile(RandomAccessReader):
         if self._own_client:
             self._client.close()
         super().close()
+
+    def whole_sha256(self) -> str | None:
+        """The file's sha256 when it came whole (no Range support), else None."""
+        if self._whole is None:
+            return None
+        self._whole.seek(0)
+        digest = hashlib.sha256()
+        while chunk := self._whole.read(1024 * 1024):
+            digest.update(chunk)
+        return digest.hexdigest()
 
     # ------------------------------------------------------------------------
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from proxy.core.redact import REDACTED, redact
 from proxy.edge.config import Settings, load_settings_with_sources
+from proxy.edge.rules_loader import read_rules
 from proxy.edge.settings_table import add_arguments, specs
 from proxy.errors import ConfigError
 
@@ -36,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
         if not settings.upstreams:
             settings = settings.with_upstreams()
             sources["upstreams"] = "pip's configuration or default index"
+        read_rules(settings.rules)  # rules serve would refuse to start with
     except ConfigError as exc:
-        print(f"hostfit config: {exc}")
+        print(f"hostfit config: {exc}", file=sys.stderr)
         return 2
     rows = effective(settings, sources)
     if args.json:

@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, HostfitError) as exc:
         print(f"hostfit inspect: {exc}", file=sys.stderr)
         return 2
+    except ValueError as exc:  # urllib's word on a URL it cannot split ('http://[::1')
+        print(f"hostfit inspect: {target!r} is not a URL it can read: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -65,10 +68,15 @@ def inspect_url(url: str, stderr: TextIO) -> Report:
 
     parts = urlsplit(url)
     filename = unquote(posixpath.basename(parts.path))
-    # An index's file URL carries the hash in its fragment; without it, it stays unknown.
+    # An index's file URL carries the hash in its fragment; without it, and without the
+    # whole file to hash, it stays unknown.
     sha256 = parts.fragment.removeprefix("sha256=") if parts.fragment.startswith("sha256=") else ""
     progress = _Progress(stderr) if stderr.isatty() else None
     with RemoteFile(parts._replace(fragment="").geturl(), progress=progress) as remote:
+        whole = remote.whole_sha256()
+        if whole is not None and sha256 and whole != sha256.lower():
+            raise HostfitError(f"{filename}: its bytes' sha256 is {whole}, the URL says {sha256}")
+        sha256 = whole or sha256
         report = analyze_wheel(cast(IO[bytes], remote), filename, sha256, far=remote.ranged)
         if progress is not None:
             progress.clear()

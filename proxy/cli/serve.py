@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         logs.configure(settings.log_format)
         read_rules(settings.rules)  # refuse to start on bad rules, before any worker starts
     except ConfigError as exc:
-        print(f"hostfit: {exc}")
+        print(f"hostfit: {exc}", file=sys.stderr)
         return 2
     import uvicorn
 

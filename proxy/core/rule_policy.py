@@ -73,8 +73,8 @@ def apply_policies(
                 if quarantine.missing_upload_time == "hide":
                     reasons.append(_reason(where, "no upload time, so quarantine cannot clear it"))
             else:
-                release = uploaded + timedelta(seconds=quarantine.min_age)
-                if release > now:
+                release = _released(uploaded, quarantine.min_age)
+                if release is None or release > now:
                     age = _age(now - uploaded)
                     reasons.append(
                         _reason(
@@ -82,7 +82,8 @@ def apply_policies(
                             f"uploaded {age} ago, quarantined until {quarantine.min_age_text} old",
                         )
                     )
-                    until = release if until is None else min(until, release)
+                    if release is not None:
+                        until = release if until is None else min(until, release)
         if rules.platforms is not None:
             platforms = _platforms(f.filename)
             spec = rules.platforms
@@ -121,6 +122,15 @@ def _platforms(filename: str) -> list[str]:
 
 def _joined(platforms: list[str]) -> str:
     return "/".join(platforms)
+
+
+def _released(uploaded: datetime, min_age: float) -> datetime | None:
+    """When quarantine clears a file, or None past the calendar's end (an upstream may say
+    a file was uploaded in the year 9999): such a file stays quarantined."""
+    try:
+        return uploaded + timedelta(seconds=min_age)
+    except OverflowError:
+        return None
 
 
 def _upload_time(text: str | None) -> datetime | None:

@@ -35,6 +35,7 @@ _TABLES = ("sources", "defaults", "quarantine", "platforms", "knowledge")
 _ARRAYS = ("deny", "allow", "pin", "fact", "retag", "metadata", "best_variant")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_DURATION_SECONDS = 100 * 366 * 86400
 _PLATFORM_PATTERN = re.compile(r"^[A-Za-z0-9_.*?\[\]!]+$")
 _DOTTED = re.compile(r"^\d+(?:\.\d+)*$")
 FACT_KEYS = ("x86_64_level", "cuda_major", "glibc", "glibcxx")
@@ -463,7 +464,12 @@ def _duration(table: _Table, key: str, text: str) -> float:
         raise table.error(
             key, f"invalid duration {text!r} (a number and s, m, h, d or w, e.g. '7d')"
         )
-    return float(match[1]) * _UNIT_SECONDS[match[2]]
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    if seconds > MAX_DURATION_SECONDS:
+        # An upload time plus more would pass the calendar's end (year 9999): every page
+        # with an upload-time would fail, not just this rule.
+        raise table.error(key, f"duration {text!r} is longer than 100 years")
+    return seconds
 
 
 def _array(name: str, key: str, value: Any) -> Iterable[_Table]:

@@ -4,7 +4,8 @@ its build (`proxy.core.families`: ``2.5.1+cu121``, ``2.5.1+cpu``, ...).
 - No foreign fallback: a pure wheel whose only native code is for other systems or
   machines (a Windows DLL in a ``py3-none-any`` wheel) is hidden where its version
   also ships Linux platform wheels; it would install as the fallback for a host whose
-  Linux wheel is hidden, and fail at import.
+  Linux wheel is hidden, and fail at import. Only for a host known to be Linux (it
+  told its machine, libc or libstdc++): for any other, those binaries may be its own.
 - No surprise builds: when every wheel of a version is hidden, hide that version's
   sdist too, so the installer takes an older version with a fitting wheel instead
   of compiling one.
@@ -58,6 +59,10 @@ def foreign_only(
     if report is None or report.status != "ok" or not report.native_files:
         return None
     if not is_pure(file.filename):
+        return None
+    if profile.arch is None and profile.libc is None and profile.glibcxx is None:
+        # Not known to be Linux: for a Windows or macOS client (whose User-Agent names
+        # its system, so hostfit takes no Linux fact from it) these binaries are the ones.
         return None
     arch = profile.arch.value if profile.arch is not None else None
     platforms = report.native_platforms()

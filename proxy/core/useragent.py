@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from proxy.core.profile import (
@@ -46,6 +46,7 @@ class UserAgent:
     profile: HostProfile = field(default_factory=HostProfile)  # facts with source "user-agent"
     user_data: HostProfile = field(default_factory=HostProfile)  # source "user_data"
     user_data_error: str | None = None  # why user_data could not be read (a 400)
+    system: str | None = None  # the operating system it names (``platform.system()``)
 
 
 def parse_user_agent(header: str | None) -> UserAgent:
@@ -66,7 +67,31 @@ def parse_user_agent(header: str | None) -> UserAgent:
         profile=_linehaul_profile(data),
         user_data=user_data,
         user_data_error=error,
+        system=_system(data),
     )
+
+
+def default_for(agent: UserAgent, default: HostProfile) -> HostProfile:
+    """The configured default's facts that this installer's own word leaves open.
+
+    An installer that names its system is the authority on its platform. On another
+    system than Linux the default's Linux facts do not apply (a Windows client given
+    ``arch`` and ``libc`` would be offered Linux wheels only). On Linux the installer
+    tells machine and libc itself, and what it leaves out stays unknown: pip on musl
+    sends no libc (its glibc probe finds none), and a default ``libc=glibc-2.28`` would
+    have hidden and refused that host's musllinux wheels. The facts no installer tells
+    (``cuda``, ``isa``, ``glibcxx`` on Linux, ...) are the default's to give.
+    """
+    if agent.system is None:
+        return default
+    if agent.system != "Linux":
+        return replace(default, arch=None, libc=None, glibcxx=None)
+    return replace(default, arch=None, libc=None)
+
+
+def _system(data: Mapping[str, Any]) -> str | None:
+    name = _get(data, "system", "name")
+    return name if isinstance(name, str) and name else None
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
@@ -108,6 +133,11 @@ def _user_data(value: object) -> tuple[HostProfile, str | None]:
         return HostProfile(), None
     if not isinstance(value, str):
         return HostProfile(), "not a string"
+    if "=" not in value:
+        # pip's user_data is free text for any purpose ("team-ml"): with no key=value in
+        # it, it is not a profile, and refusing every page for it would leave the user
+        # with pip's "from versions: none" and no word of why.
+        return HostProfile(), None
     try:
         return parse_profile(value, "user_data"), None
     except BadRequest as exc:

@@ -14,14 +14,23 @@ from starlette.requests import Request
 from starlette.types import Scope
 
 from proxy.core.profile import HostProfile, merge, parse_profile
-from proxy.core.useragent import parse_user_agent
+from proxy.core.useragent import default_for, parse_user_agent
 from proxy.edge.index import UNIVERSAL, Context
 from proxy.errors import BadRequest
 
 PROFILE_HEADER = "x-hostfit-profile"
 # These resolve for every platform at once (lock files), so they must see every file.
 LOCKING_SUBCOMMANDS = frozenset(
-    {("lock",), ("sync",), ("add",), ("remove",), ("tree",), ("export",), ("pip", "compile")}
+    {
+        ("lock",),
+        ("sync",),
+        ("add",),
+        ("remove",),
+        ("run",),  # in a project, uv run locks it first, as uv sync does
+        ("tree",),
+        ("export",),
+        ("pip", "compile"),
+    }
 )
 VARY_HOST = "User-Agent, X-Hostfit-Profile"  # the headers that tell the host
 VARY_FILTERED = f"Accept, Accept-Encoding, {VARY_HOST}"
@@ -86,7 +95,8 @@ def _context(
         raise BadRequest(f"user_data in the User-Agent: {agent.user_data_error}")
     if not installing and _locks(agent.subcommand):
         return UNIVERSAL
-    return Context(profile=merge(from_header, agent.user_data, agent.profile, default))
+    fallback = default_for(agent, default)
+    return Context(profile=merge(from_header, agent.user_data, agent.profile, fallback))
 
 
 # A fleet sends few distinct User-Agents: parsing one (JSON for pip) on every request was

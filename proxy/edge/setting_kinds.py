@@ -52,6 +52,32 @@ def _boolean(value: object) -> bool:
     raise ValueError("expected true or false")
 
 
+def _whole(low: int, high: int | None = None) -> Callable[[object], int]:
+    """A whole number from ``low`` (to ``high``): a port past 65535 was taken modulo 2^16
+    by the socket, and a worker count below 1 served nothing."""
+    wanted = f"a whole number from {low}" + (f" to {high}" if high is not None else " up")
+
+    def parse(value: object) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected {wanted}")
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"expected {wanted}") from None
+        if number < low or (high is not None and number > high):
+            raise ValueError(f"expected {wanted}")
+        return number
+
+    return parse
+
+
+def _duration(value: object) -> float:
+    number = float(str(value))
+    if not 0 <= number < float("inf"):
+        raise ValueError("expected a number of seconds, 0 or more")
+    return number
+
+
 def _seconds(value: object) -> float:
     number = float(str(value))
     if not 0 < number < float("inf"):
@@ -88,8 +114,10 @@ def _profile(value: object) -> str:
 
 
 TEXT = Kind(str)
-INT = Kind(int, metavar="N")
-FLOAT = Kind(float, metavar="SECONDS")
+INT = Kind(_whole(0), metavar="N")
+COUNT = Kind(_whole(1), metavar="N")  # of processes: at least one
+PORT = Kind(_whole(0, 65535), metavar="PORT")
+FLOAT = Kind(_duration, metavar="SECONDS")  # 0 or more and finite
 SECONDS = Kind(_seconds, metavar="SECONDS")  # above 0 and finite: a deadline
 SIZE = Kind(_size, metavar="BYTES")
 BOOL = Kind(_boolean, option={"action": argparse.BooleanOptionalAction})

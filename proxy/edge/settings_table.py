@@ -47,9 +47,11 @@ from typing import Any, Literal
 from proxy.core.redact import redact
 from proxy.edge.setting_kinds import (
     BOOL,
+    COUNT,
     FLOAT,
     INT,
     PATH,
+    PORT,
     PROFILE,
     SECONDS,
     SIZE,
@@ -197,7 +199,7 @@ class Settings:
         ),
     )
     host: str = field(default="127.0.0.1", metadata=row("address to listen on", metavar="ADDRESS"))
-    port: int = field(default=8080, metadata=row("port to listen on", kind=INT, metavar="PORT"))
+    port: int = field(default=8080, metadata=row("port to listen on", kind=PORT))
     cache_dir: Path = field(
         default_factory=default_cache_dir,
         metadata=row(
@@ -234,7 +236,8 @@ class Settings:
     default_profile: str | None = field(
         default=None,
         metadata=row(
-            "host profile for clients that tell nothing, e.g. libc=glibc-2.28,cuda=none",
+            "host facts a client does not tell, e.g. libc=glibc-2.28,cuda=none (an installer"
+            " that names its system tells its own arch and libc)",
             kind=PROFILE,
         ),
     )
@@ -250,7 +253,7 @@ class Settings:
     analysis_budget: float = field(
         default=2.0, metadata=row("how long a page request waits for its analysis", kind=FLOAT)
     )
-    analysis_workers: int = field(default=2, metadata=row("analysis processes", kind=INT))
+    analysis_workers: int = field(default=2, metadata=row("analysis processes", kind=COUNT))
     frontier_keep: int = field(
         default=3,
         metadata=row(
@@ -275,7 +278,7 @@ class Settings:
         default=True,
         metadata=row("hide a version's sdist from a host none of its wheels fits", kind=BOOL),
     )
-    workers: int = field(default=1, metadata=row("server processes", kind=INT))
+    workers: int = field(default=1, metadata=row("server processes", kind=COUNT))
     file_deadline: float = field(
         default=1800.0,
         metadata=row("the longest one file download from upstream may take, in all", kind=SECONDS),

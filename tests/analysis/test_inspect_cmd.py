@@ -56,6 +56,32 @@ def test_url(glibc_wheel: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "by range requests" in captured.err
 
 
+def test_a_url_read_whole_is_hashed_and_checked(
+    glibc_wheel: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without Range support the whole file comes: its sha256 is the bytes', and a URL
+    whose fragment names another digest is refused."""
+    digest = sha256(glibc_wheel)
+    with Upstream() as server:
+        server.ranges = False
+        server.add("fx-glibc", glibc_wheel)
+        assert main(["inspect", "--json", server.file_url(glibc_wheel.name)]) == 0
+        captured = capsys.readouterr()
+        assert Report.from_json(json.loads(captured.out)).sha256 == digest
+        assert "by a full download (no Range support)" in captured.err
+        wrong = f"{server.file_url(glibc_wheel.name)}#sha256={'0' * 64}"
+        assert main(["inspect", wrong]) == 2
+    err = capsys.readouterr().err
+    assert f"its bytes' sha256 is {digest}, the URL says {'0' * 64}" in err
+
+
+@pytest.mark.parametrize("target", ["http://[::1", "https://[bad/x.whl"])
+def test_a_url_it_cannot_split_is_an_error(target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", target]) == 2
+    err = capsys.readouterr().err
+    assert "is not a URL it can read" in err and "Traceback" not in err
+
+
 def test_unanalysable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     wheel = tmp_path / "bad-1.0-py3-none-any.whl"
     wheel.write_bytes(zip_bytes({"../escape.so": b"\x7fELF"}))

@@ -135,6 +135,13 @@ def test_quarantine_hides_young_files_and_says_when_the_next_one_comes_out() -> 
     assert apply_policies(rules, "trusted", [young], NOW).hidden == {}
 
 
+def test_an_upload_time_at_the_calendars_end_stays_quarantined() -> None:
+    rules = load_rules({P: "[quarantine]\nmin_age = '36500d'"})
+    last = file("pkg-1.0.tar.gz", upload_time="9999-12-31T00:00:00Z")
+    outcome = apply_policies(rules, "pkg", [last, file("pkg-0.9.tar.gz")], NOW)
+    assert list(outcome.hidden) == [last.filename] and outcome.until is None
+
+
 def test_quarantine_can_hide_files_without_an_upload_time() -> None:
     text = "[quarantine]\nmin_age = '1h'\nmissing_upload_time = 'hide'"
     naive = file("pkg-1.1.tar.gz", upload_time="2025-01-01T00:00:00")  # no zone: unusable

@@ -154,6 +154,14 @@ def test_match_follows_pep_440_including_pre_releases(version: str | None, cover
         ("[defaults]\nyanked = true", "defaults.yanked: expected a string, got a boolean"),
         ("[quarantine]\nexempt = ['a']", "quarantine.min_age: missing"),
         (
+            "[quarantine]\nmin_age = '99999999999d'",
+            "quarantine.min_age: duration '99999999999d' is longer than 100 years",
+        ),
+        (
+            "[quarantine]\nmin_age = '" + "9" * 400 + "s'",
+            "quarantine.min_age: duration '" + "9" * 400 + "s' is longer than 100 years",
+        ),
+        (
             "[quarantine]\nmin_age = '3 days'",
             "quarantine.min_age: invalid duration '3 days' "
             "(a number and s, m, h, d or w, e.g. '7d')",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from proxy.core.profile import HostProfile, parse_profile
-from proxy.core.useragent import parse_user_agent
+from proxy.core.useragent import default_for, parse_user_agent
 
 CAPTURED: dict[str, str] = json.loads(
     (Path(__file__).parents[1] / "fixtures" / "useragents" / "captured.json").read_text()
@@ -155,6 +155,40 @@ def test_user_data_without_profile_keys_is_an_empty_profile() -> None:
     ua = parse_user_agent(_variant("pip", user_data="team=ml,build=42"))
     assert ua.user_data == HostProfile()
     assert ua.user_data_error is None
+
+
+@pytest.mark.parametrize("text", ["team-ml", "build 42", ""])
+def test_user_data_that_is_no_key_value_text_is_not_a_profile(text: str) -> None:
+    ua = parse_user_agent(_variant("pip", user_data=text))
+    assert ua.user_data == HostProfile() and ua.user_data_error is None
+
+
+DEFAULT = "arch=aarch64,cuda=none,glibcxx=3.4.25,isa=x86-64-v2,libc=glibc-2.28"
+
+
+@pytest.mark.parametrize(
+    ("header", "left"),
+    [
+        # pip on musl tells no libc: the default's glibc must not stand in for it
+        (
+            _variant("pip", distro__libc=None, distro__name="Alpine Linux"),
+            "cuda=none,glibcxx=3.4.25,isa=x86-64-v2",
+        ),
+        (CAPTURED["uv_pip_install"], "cuda=none,glibcxx=3.4.25,isa=x86-64-v2"),
+        # another system: none of the default's Linux facts
+        (
+            _variant("pip", system__name="Windows", cpu="AMD64", distro=None),
+            "cuda=none,isa=x86-64-v2",
+        ),
+        # no system named: the whole default
+        ("curl/8.5.0", DEFAULT),
+        (_variant("pip", system=None), DEFAULT),
+    ],
+)
+def test_the_default_gives_only_what_the_installer_leaves_open(header: str, left: str) -> None:
+    default = parse_profile(DEFAULT, "default")
+    assert default_for(parse_user_agent(header), default).to_string() == left
+    assert default_for(parse_user_agent(header), HostProfile()) == HostProfile()
 
 
 def test_user_data_is_read_as_a_profile_string() -> None:

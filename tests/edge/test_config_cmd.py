@@ -69,7 +69,20 @@ def test_a_secret_is_redacted_wherever_it_came_from(tmp_path: Path) -> None:
 def test_a_bad_setting_names_where_it_came_from(tmp_path: Path) -> None:
     done = config("--upstream", "http://127.0.0.1:9/simple/", env={"HOSTFIT_PORT": "eighty"})
     assert done.returncode == 2
-    assert "HOSTFIT_PORT" in done.stdout and "eighty" in done.stdout
+    assert "HOSTFIT_PORT" in done.stderr and "eighty" in done.stderr and not done.stdout
+
+
+def test_rules_serve_would_refuse_are_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "rules"
+    bad.mkdir()
+    (bad / "policy.toml").write_text("[quarantine]\nmin_age = 'a week'\n")
+    for rules, said in [
+        (tmp_path / "absent", str(tmp_path / "absent")),
+        (bad, "quarantine.min_age: invalid duration 'a week'"),
+    ]:
+        done = config("--upstream", "http://127.0.0.1:9/simple/", "--rules", str(rules))
+        assert done.returncode == 2, done.stdout
+        assert said in done.stderr and not done.stdout
 
 
 def test_table_output() -> None:

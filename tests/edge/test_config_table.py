@@ -21,9 +21,11 @@ from proxy.edge import settings_doc
 from proxy.edge.config import load_settings_with_sources
 from proxy.edge.setting_kinds import (
     BOOL,
+    COUNT,
     FLOAT,
     INT,
     PATH,
+    PORT,
     PROFILE,
     SECONDS,
     SIZE,
@@ -73,8 +75,10 @@ def sample(spec: Spec, tmp_path: Path) -> Sample:
         flipped = not spec.default
         option = f"--{'' if flipped else 'no-'}{spec.dashed}"
         return Sample([option], str(flipped).lower(), str(flipped).lower(), flipped)
-    if kind is INT:
+    if kind is INT or kind is COUNT:
         return given("7", 7, 7)
+    if kind is PORT:
+        return given("8777", 8777, 8777)
     if kind is FLOAT or kind is SECONDS:
         return given("7.5", 7.5, 7.5)
     if kind is SIZE:
@@ -233,6 +237,13 @@ def test_secrets_are_never_shown(tmp_path: Path) -> None:
         ({"HOSTFIT_HIDE_SDISTS_WITHOUT_WHEELS": "maybe"}, "expected true or false"),
         ({"HOSTFIT_DEFAULT_PROFILE": "libc"}, "HOSTFIT_DEFAULT_PROFILE: bad value 'libc'"),
         ({"HOSTFIT_ACCESS_LOG": "perhaps"}, "HOSTFIT_ACCESS_LOG: bad value"),
+        ({"HOSTFIT_PORT": "70000"}, "bad value '70000' for port: expected a whole number from 0"),
+        ({"HOSTFIT_PORT": "80.5"}, "for port: expected a whole number from 0 to 65535"),
+        ({"HOSTFIT_WORKERS": "0"}, "for workers: expected a whole number from 1 up"),
+        ({"HOSTFIT_ANALYSIS_WORKERS": "-2"}, "for analysis_workers: expected a whole number"),
+        ({"HOSTFIT_FRONTIER_KEEP": "-1"}, "for frontier_keep: expected a whole number from 0 up"),
+        ({"HOSTFIT_PAGE_TTL": "nan"}, "for page_ttl: expected a number of seconds, 0 or more"),
+        ({"HOSTFIT_ANALYSIS_BUDGET": "-1"}, "for analysis_budget: expected a number of seconds"),
     ],
 )
 def test_bad_values_name_their_layer(environ: dict[str, str], message: str) -> None:

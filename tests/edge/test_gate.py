@@ -184,6 +184,36 @@ def test_a_windows_only_pure_wheel_is_no_fallback(
     assert settled_files(proxy, "dllpkg", f"{HOST},libc=glibc-2.36") == {linux.name, older.name}
 
 
+WINDOWS_PIP = (
+    'pip/24.0 {"installer":{"name":"pip","version":"24.0"},"python":"3.11.7",'
+    '"implementation":{"name":"CPython","version":"3.11.7"},'
+    '"system":{"name":"Windows","release":"10"},"cpu":"AMD64"}'
+)
+
+
+def test_a_windows_client_gets_the_pure_wheel_whose_dll_is_its_own(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    """The DLL wheel is no fallback for a Linux host, and the one wheel for Windows: a
+    Windows pip is offered it and downloads it, even where the configured default
+    describes the fleet's Linux hosts (an installer that names its system tells its own
+    platform)."""
+    linux = extension_wheel("winpkg", "2.0", tmp_path, tag=CP, extra_c=NEEDS_GLIBC_2_34)
+    files = {"winpkg/__init__.py": b"import ctypes\n", "winpkg/native.dll": pe()}
+    dll = build_wheel(WheelSpec("winpkg", "2.0", files=files), tmp_path)
+    for wheel in (linux, dll):
+        upstream.add("winpkg", wheel)
+    proxy = make_proxy(upstream, default_profile="arch=x86_64,libc=glibc-2.17")
+    linux_host = f"{HOST},libc=glibc-2.17"
+    assert settled_files(proxy, "winpkg", linux_host) == set()
+    assert download(proxy, linux_host, "winpkg", dll.name).status_code == 403
+    windows = {"User-Agent": WINDOWS_PIP, "Accept": JSON_V1}
+    page = httpx.get(proxy.url + "simple/winpkg/", headers=windows).json()
+    assert {f["filename"] for f in page["files"]} == {linux.name, dll.name}
+    got = httpx.get(proxy.url + f"files/winpkg/{dll.name}", headers=windows, timeout=60)
+    assert got.status_code == 200 and got.content == dll.read_bytes()
+
+
 def test_clients_that_tell_nothing_and_the_universal_view_are_not_gated(
     upstream: Upstream, make_proxy: MakeProxy, fixtures: dict[str, FixtureWheel]
 ) -> None:

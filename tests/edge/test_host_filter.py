@@ -125,6 +125,32 @@ def test_precedence_url_header_user_data_user_agent_default(
     assert old_wheel in in_url and new_wheel not in in_url
 
 
+ALPINE_PIP = "pip/24.0 " + json.dumps(
+    {
+        "installer": {"name": "pip", "version": "24.0"},
+        "python": "3.11.7",
+        "implementation": {"name": "CPython", "version": "3.11.7"},
+        "distro": {"name": "Alpine Linux", "version": "3.20.3", "id": "alpine"},
+        "system": {"name": "Linux", "release": "6.1"},
+        "cpu": "x86_64",
+    }
+)
+
+
+def test_the_default_fills_no_platform_fact_an_installer_leaves_open(
+    upstream: Upstream, make_proxy: MakeProxy, fitpkg: dict[str, str]
+) -> None:
+    """pip on musl sends no libc at all: the default's glibc is not its libc."""
+    proxy = make_proxy(upstream, default_profile="arch=x86_64,libc=glibc-2.28")
+    musl_wheel = fitpkg["1.0-musllinux_1_2_x86_64"]
+    assert musl_wheel not in listed(proxy, "simple/fitpkg/")  # nothing told: the default
+    assert musl_wheel in listed(proxy, "simple/fitpkg/", **{"User-Agent": ALPINE_PIP})
+    got = httpx.get(
+        proxy.url + f"files/fitpkg/{musl_wheel}", headers={"User-Agent": ALPINE_PIP}, timeout=60
+    )
+    assert got.status_code == 200
+
+
 @pytest.mark.parametrize(
     ("where", "value", "named"),
     [
@@ -176,7 +202,14 @@ def test_malformed_user_agent_is_ignored(
 
 @pytest.mark.parametrize(
     ("subcommand", "universal"),
-    [(("lock",), True), (("pip", "compile"), True), (("sync",), True), (("pip", "install"), False)],
+    [
+        (("lock",), True),
+        (("pip", "compile"), True),
+        (("sync",), True),
+        (("run",), True),
+        (("pip", "install"), False),
+        (("tool", "install"), False),
+    ],
 )
 def test_lockers_get_the_universal_view(
     upstream: Upstream,
@@ -190,7 +223,7 @@ def test_lockers_get_the_universal_view(
     assert (seen == set(fitpkg.values())) is universal
 
 
-@pytest.mark.parametrize("subcommand", [("sync",), ("add",), ("remove",), ("lock",)])
+@pytest.mark.parametrize("subcommand", [("sync",), ("add",), ("remove",), ("run",), ("lock",)])
 def test_what_lockers_download_is_judged_for_the_host(
     upstream: Upstream, make_proxy: MakeProxy, wheel_dir: Path, subcommand: tuple[str, ...]
 ) -> None:

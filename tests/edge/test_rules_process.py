@@ -29,7 +29,7 @@ def test_the_server_refuses_to_start_with_bad_rules(upstream: Upstream, tmp_path
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 2
-    assert done.stdout.strip() == (
+    assert done.stderr.strip() == (
         f"hostfit: {rules / 'policy.toml'}: quarantine.min_age: invalid duration 'a week' "
         "(a number and s, m, h, d or w, e.g. '7d')"
     )
