@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 import httpx
+
+from proxy.core.redact import redact
 
 
 def add_parser(subparsers: Any) -> None:
@@ -37,7 +40,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("HOSTFIT_ADMIN_TOKEN")
     if not token:
-        print("hostfit admin: no token: give --token or set HOSTFIT_ADMIN_TOKEN")
+        print("hostfit admin: no token: give --token or set HOSTFIT_ADMIN_TOKEN", file=sys.stderr)
         return 2
     if args.action == "purge":
         path = f"admin/projects/{args.project}/purge"
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         response = httpx.post(url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     except httpx.HTTPError as exc:
-        print(f"hostfit admin: {url}: {exc}")
+        print(redact(f"hostfit admin: {url}: {exc}"), file=sys.stderr)
         return 1
     print(response.text.strip())
     return 0 if response.status_code == 200 else 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
@@ -177,7 +178,27 @@ def parse_json_page(body: bytes, page_url: str, dropped: list[str] | None = None
     if not _lowercase_hex("".join(digests)):
         files = [f for f in map(_lowered, files) if _keep(f, dropped)]
     meta = {k: v for k, v in data.items() if k not in ("name", "files")}
-    return Page(name=canonicalize_name(name), files=tuple(files), meta=meta)
+    return Page(name=canonicalize_name(name), files=_first_of_each(files, dropped), meta=meta)
+
+
+def _first_of_each(files: list[File], dropped: list[str] | None) -> tuple[File, ...]:
+    """The first entry of each filename: the proxy serves a file by its name, so a second
+    entry's hash (and its verdict) would stand beside bytes that are the first's."""
+    if len(set(map(_FILENAME, files))) == len(files):  # one pass in C; the usual page
+        return tuple(files)
+    seen: set[str] = set()
+    kept = []
+    for f in files:
+        if f.filename in seen:
+            if dropped is not None:
+                dropped.append(f"{_shown(f.filename)}: listed again; the first entry is kept")
+            continue
+        seen.add(f.filename)
+        kept.append(f)
+    return tuple(kept)
+
+
+_FILENAME = attrgetter("filename")
 
 
 def _lowercase_hex(text: str) -> bool:
@@ -303,7 +324,7 @@ def parse_html_page(
         values = [v for k, v in parser.metas.items() if k == tag]
         if values:
             meta[tag.removeprefix("pypi:")] = values
-    return Page(name=canonicalize_name(name), files=tuple(files), meta=meta)
+    return Page(name=canonicalize_name(name), files=_first_of_each(files, dropped), meta=meta)
 
 
 def parse_html_root(body: bytes) -> ProjectList:

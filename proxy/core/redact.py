@@ -22,8 +22,10 @@ REDACTED = "***"
 # scheme://userinfo@ : userinfo runs to the last "@" before the host (a password may hold "@").
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#\s'\"<>]*)@")
 _SECRET_PARAM = re.compile(
-    r"(?P<name>[?&;][\w.-]*(?:token|secret|passw|pwd|signature|sig|credential|api[-_]?key"
-    r"|access[-_]?key|auth)[\w.-]*=)[^&#;\s'\"<>]*",
+    # Any name holding one of these words: ``key`` (Google's, Artifactory's api-key),
+    # ``api`` (X-JFrog-Art-Api), ``session``; a name taken by mistake only hides more.
+    r"(?P<name>[?&;][\w.-]*(?:token|secret|passw|pwd|signature|sig|credential|key|api"
+    r"|session|auth)[\w.-]*=)[^&#;\s'\"<>]*",
     re.IGNORECASE,
 )
 _AUTH_HEADER = re.compile(

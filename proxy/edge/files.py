@@ -510,6 +510,11 @@ class FileService:
     async def _take(
         self, download: Download, writer: BlobWriter, chunk: bytes, role: _Role
     ) -> None:
+        size = download.size
+        if size is not None and download.written + len(chunk) > size:
+            # Unframed (no Content-Length) past what the index or upstream announced: an
+            # endless body would fill the disk before the deadline ended it.
+            raise IntegrityError(f"more than the {size} bytes announced")
         limit = self.blobs.max_size
         if writer.attached and limit is not None and writer.written + len(chunk) > limit:
             reason = f"more than the cache budget ({limit} bytes)"

@@ -244,6 +244,10 @@ class DownloadResponse(Response):
         elif download.size is not None:
             headers["Content-Length"] = str(download.size)
         super().__init__(None, media_type="application/octet-stream", headers=headers)
+        if "Content-Length" not in headers:
+            # Starlette sizes a body of None as 0 bytes: an empty 200 the client takes
+            # as the whole file. Unsized, the server sends it chunked.
+            self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = 206 if self.span is not None else 200

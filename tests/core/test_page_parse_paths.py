@@ -58,7 +58,8 @@ def by_the_full_test(items: list[Any]) -> list[File]:
         file = _json_file(item, filename, url, item.pop("hashes", {}), resolve, None)
         if file is not None and _keep(file, None):
             kept.append(file)
-    return kept
+    names = [f.filename for f in kept]
+    return [f for i, f in enumerate(kept) if f.filename not in names[:i]]  # the first of each
 
 
 @given(st.lists(entries(), max_size=6))

@@ -188,6 +188,30 @@ def test_one_bad_file_entry_never_costs_the_page(url: str) -> None:
     assert len(dropped) == len(UNUSABLE) - 1
 
 
+def test_a_filename_listed_twice_keeps_its_first_entry() -> None:
+    """The proxy serves a file by its name: a second entry's hash would be advertised
+    beside the first's bytes."""
+    first, second = (
+        {**GOOD, "hashes": {"sha256": "ab" * 32}},
+        {**GOOD, "hashes": {"sha256": "cd" * 32}},
+    )
+    other = {**GOOD, "filename": "demo-2.0.tar.gz"}
+    dropped: list[str] = []
+    body = json.dumps({"name": "demo", "files": [first, other, second]}).encode()
+    page = parse_json_page(body, PAGE_URL, dropped)
+    assert [(f.filename, f.sha256) for f in page.files] == [
+        ("demo-1.0.tar.gz", "ab" * 32),
+        ("demo-2.0.tar.gz", "ab" * 32),
+    ]
+    assert dropped == ["'demo-1.0.tar.gz': listed again; the first entry is kept"]
+    anchors = "".join(
+        f'<a href="demo-1.0.tar.gz#sha256={digest * 64}">demo-1.0.tar.gz</a>' for digest in "ef"
+    )
+    dropped = []
+    html_page = parse_html_page(anchors.encode(), PAGE_URL, "demo", dropped)
+    assert [f.sha256 for f in html_page.files] == ["e" * 64] and len(dropped) == 1
+
+
 def test_upstream_text_is_escaped_in_html() -> None:
     hostile = {
         **GOOD,

@@ -19,6 +19,12 @@ from proxy.errors import ConfigError, UpstreamError
         ),
         ("https://h/f.whl?X-Amz-Signature=abc&v=1", "https://h/f.whl?X-Amz-Signature=***&v=1"),
         ("https://h/simple/?token=abc#frag", "https://h/simple/?token=***#frag"),
+        ("https://h/f.whl?key=abc&v=1", "https://h/f.whl?key=***&v=1"),
+        ("https://h/simple/?X-JFrog-Art-Api=abc", "https://h/simple/?X-JFrog-Art-Api=***"),
+        (
+            "https://h/simple/?apikey=abc;session_id=def",
+            "https://h/simple/?apikey=***;session_id=***",
+        ),
         ("Authorization: Basic dXNlcjpzZWNyZXQ=", "Authorization: ***"),
         ("{'authorization': 'Bearer abc.def'}", "{'authorization': '***'}"),
         # Nothing to hide:

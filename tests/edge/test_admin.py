@@ -84,3 +84,11 @@ def test_drop_report_and_reload_rules_from_the_command_line(
     refused = admin("reload-rules")
     assert refused.returncode == 1 and "not reloaded" in refused.stdout
     assert admin("purge", "fx-glibc").returncode == 0
+    # An address that does not answer: said on stderr, with no secret of the URL in it.
+    unreachable = subprocess.run(
+        [sys.executable, "-m", "proxy", "admin", "--url", "http://u:hunter2@127.0.0.1:9/?key=k3y",
+         "--token", TOKEN, "reload-rules"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+    )  # fmt: skip
+    assert unreachable.returncode == 1 and "127.0.0.1:9" in unreachable.stderr
+    assert "hunter2" not in unreachable.stderr and "k3y" not in unreachable.stderr

@@ -202,6 +202,43 @@ def test_a_body_always_cut_fails_visibly_and_is_never_cached(
     assert len(cached(proxy)) == 1
 
 
+def test_a_body_of_no_announced_size_arrives_whole(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path, logs: LogWatch
+) -> None:
+    """Sent chunked, with no size on the page either: the answer is chunked too, and
+    whole, not an empty 200 that a client would take as the file."""
+    path, data = blob(tmp_path, "unsized-1.0.tar.gz", 5 * CHUNK + 123)
+    upstream.add("unsized", UpstreamFile.from_path(path, size=None))
+    upstream.chunked.add(path.name)
+    upstream.ranges = False
+    proxy = make_proxy(upstream)
+    url = proxy.url + f"files/unsized/{path.name}"
+    with httpx.Client(timeout=30) as client:  # one connection: it must survive the answer
+        first = client.get(url)
+        assert "content-length" not in first.headers
+        assert first.content == data
+        wait_for(lambda: len(cached(proxy)) == 1)
+        assert client.get(url).content == data
+
+
+def test_a_body_longer_than_announced_is_cut_and_never_cached(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path, logs: LogWatch
+) -> None:
+    """Unframed, past the size the page gives: the download stops there (an endless
+    body would fill the disk), the client's transfer fails, nothing is cached."""
+    path, _ = blob(tmp_path, "long-1.0.tar.gz", 8 * CHUNK)
+    upstream.add("long", UpstreamFile.from_path(path, size=4 * CHUNK))
+    upstream.chunked.add(path.name)
+    upstream.ranges = False
+    proxy = make_proxy(upstream)
+    url = proxy.url + f"files/long/{path.name}"
+    with pytest.raises(httpx.HTTPError), httpx.stream("GET", url, timeout=30) as response:
+        response.read()
+    wait_for(lambda: proxy.services.files.active == 0)
+    assert cached(proxy) == []
+    assert "more than the 262144 bytes announced" in logs.messages()
+
+
 # --- row 20: 200 concurrent first requests -----------------------------------------
 
 

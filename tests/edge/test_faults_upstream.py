@@ -213,6 +213,37 @@ def test_dripping_page_meets_the_total_deadline(
     assert_clean(proxy, cache)
 
 
+def test_a_page_of_another_type_keeps_the_good_page_served(
+    faulty: tuple[Upstream, Faults], tmp_path: Path
+) -> None:
+    """An image or a maintenance text answered 200 is no page of no files."""
+    upstream, _ = faulty
+    upstream.add("demo", UpstreamFile("demo-1.0.tar.gz", content=b"demo"))
+    cache = tmp_path / "cache"
+    with serve(upstream.url, cache) as proxy:
+        good = httpx.get(proxy.url + "simple/demo/", headers=JSON, timeout=30)
+        assert good.status_code == 200 and len(good.json()["files"]) == 1
+        for media, body in [
+            ("image/png", b"\x89PNG\r\n\x1a\n" + bytes(64)),
+            ("text/plain", b"Down for maintenance"),
+            ("application/octet-stream", b"\x00\x01"),
+        ]:
+            upstream.answers["/simple/demo/"] = (media, body)
+            stale = httpx.get(proxy.url + "simple/demo/", headers=JSON, timeout=30)
+            assert stale.status_code == 200 and stale.json() == good.json()
+            assert f"the page of demo came as {media}" in stale.headers["warning"]
+        # Typed as bytes, but markup: a storage service that types nothing.
+        html = b"<!DOCTYPE html><html><body><a href='/f/demo-2.0.tar.gz#sha256=" + b"a" * 64
+        upstream.answers["/simple/demo/"] = (
+            "application/octet-stream",
+            html + b"'>demo-2.0.tar.gz</a>",
+        )
+        fresh = httpx.get(proxy.url + "simple/demo/", headers=JSON, timeout=30)
+        assert [f["filename"] for f in fresh.json()["files"]] == ["demo-2.0.tar.gz"]
+        assert "warning" not in fresh.headers
+    assert_clean(proxy, cache)
+
+
 def test_non_latin1_failure_text_keeps_the_stale_page_served(
     faulty: tuple[Upstream, Faults], tmp_path: Path
 ) -> None:

@@ -237,10 +237,13 @@ class Upstream:
         self.slow_files: dict[str, float] = {}
         self.etags = True
         self.ranges = True
+        self.chunked: set[str] = set()  # filenames sent without a Content-Length
         self.url_style: UrlStyle = "mixed"
         self.api_version = "1.1"
         self.cache_control: str | None = "max-age=600, public"
         self.errors: dict[str, int] = {}  # exact request path -> status to answer instead
+        # exact request path -> (content type, body) answered 200 instead
+        self.answers: dict[str, tuple[str, bytes]] = {}
         self.redirects: dict[str, str] = {}  # exact request path -> URL to redirect it to (302)
         self.basic_auth: tuple[str, str] | None = None  # (user, password) every request needs
         self.bearer_token: str | None = None  # or "Authorization: Bearer <token>" (either works)
@@ -625,6 +628,10 @@ class _Recorder:
         if target is not None:
             await RedirectResponse(target, status_code=302)(scope, receive, recording_send)
             return
+        answer = up.answers.get(scope["path"])
+        if answer is not None:
+            await Response(answer[1], media_type=answer[0])(scope, receive, recording_send)
+            return
         forced = 503 if up.down else up.errors.get(scope["path"])
         if forced is not None:
             await PlainTextResponse(f"{forced} from test upstream", status_code=forced)(
@@ -700,7 +707,8 @@ class _FileApp:
                 if span is not None:
                     status, (start, end) = 206, span
                     headers.append((b"content-range", f"bytes {start}-{end - 1}/{size}".encode()))
-        headers.append((b"content-length", str(end - start).encode()))
+        if file.filename not in up.chunked:
+            headers.append((b"content-length", str(end - start).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         if scope["method"] == "HEAD":
             await send({"type": "http.response.body", "body": b"", "more_body": False})

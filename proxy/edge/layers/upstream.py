@@ -113,6 +113,10 @@ class Fetched:
     source: Source
 
 
+_HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_UNTYPED = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+
+
 @dataclass(frozen=True, slots=True)
 class _Raw:
     status_code: int
@@ -124,6 +128,22 @@ class _Raw:
     def media_type(self) -> str:
         value: str = self.headers.get("content-type", "")
         return value.split(";")[0].strip().lower()
+
+    def is_json(self, body: bytes, what: str) -> bool:
+        """Whether the page is JSON (else HTML); an `UpstreamError` for anything else.
+
+        An image or a plain-text maintenance page answered 200 parsed as HTML as a page
+        of no files, and replaced the good page kept, where an error serves that one.
+        Storage services that type nothing (or as bytes) are taken at their word when
+        the body is markup."""
+        media = self.media_type
+        if media.endswith("json"):
+            return True
+        if media in _HTML_TYPES or media.endswith("+html"):
+            return False
+        if media in _UNTYPED and body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<":
+            return False
+        raise UpstreamError(self.url, f"{what} came as {media or 'no content type'}")
 
     async def decoded(self, upstream: str) -> Decoded:
         """The body, decoded; an `UpstreamError` saying why not."""
@@ -197,7 +217,7 @@ class HttpUpstream:
         if response.status_code != 200:
             raise UpstreamError(self.base_url, f"HTTP {response.status_code} for {url}")
         decoded = await response.decoded(self.base_url)
-        is_json = response.media_type.endswith("json")
+        is_json = response.is_json(decoded.body, f"the page of {name}")
         source = Source(decoded.body, response.url, is_json, kept(decoded))
         dropped: list[str] = []
         try:
@@ -233,7 +253,7 @@ class HttpUpstream:
             raise UpstreamError(self.base_url, f"HTTP {response.status_code} for the project list")
         try:
             body = (await response.decoded(self.base_url)).body
-            if response.media_type.endswith("json"):
+            if response.is_json(body, "the project list"):
                 return parse_json_root(body)
             return parse_html_root(body)
         except PageError as exc:
