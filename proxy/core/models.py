@@ -7,6 +7,7 @@ interpret (``upload-time``, ``provenance``, keys from future PEPs) are kept in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,22 @@ if TYPE_CHECKING:
     from proxy.core.families import Family
 
 METADATA_KEYS = ("core-metadata", "dist-info-metadata")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def is_sha256(text: str) -> bool:
+    """A sha256 digest as hostfit keeps them: 64 lowercase hex digits, nothing else (not a
+    trailing newline, which ``$`` lets through)."""
+    return _SHA256_HEX.fullmatch(text) is not None
+
+
+def stored_digest(value: bytes | None) -> str | None:
+    """A digest read back from a store, or None for anything but one (a record a fault or
+    another version left is a miss, not an error on every page that reads it)."""
+    if value is None or len(value) != 64:
+        return None
+    text = value.decode("ascii", "replace")
+    return text if is_sha256(text) else None
 
 
 @dataclass(frozen=True, slots=True)

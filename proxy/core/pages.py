@@ -30,7 +30,7 @@ import orjson
 from packaging.utils import canonicalize_name
 
 from proxy.core.anchors import Extracted, extract
-from proxy.core.models import METADATA_KEYS, File, Page, ProjectList, new_file
+from proxy.core.models import METADATA_KEYS, File, Page, ProjectList, is_sha256, new_file
 from proxy.errors import HostfitError
 
 
@@ -56,7 +56,6 @@ _META_TAGS = {
 }
 
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # A name none of `unusable_filename`'s reasons applies to, but '.' and '..': one match.
 _PLAIN_FILENAME = re.compile(r"[^/\\\x00-\x1f\x7f]+")
@@ -109,10 +108,10 @@ def _unusable(file: File) -> str | None:
     name = file.filename
     if _PLAIN_FILENAME.fullmatch(name) and name not in (".", ".."):
         sha256 = file.hashes.get("sha256")
-        if sha256 is None or _SHA256.fullmatch(sha256):
+        if sha256 is None or is_sha256(sha256):
             return None
     why = unusable_filename(name)
-    if why is None and file.sha256 is not None and not _SHA256.fullmatch(file.sha256):
+    if why is None and file.sha256 is not None and not is_sha256(file.sha256):
         why = "a sha256 that is not a hex digest"
     return why
 

@@ -17,7 +17,6 @@ routes answer 404 as if they did not exist. Each action is idempotent and logged
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,12 +25,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from proxy.core.models import is_sha256
 from proxy.core.names import normalize_project
 from proxy.errors import BadRequest, HostfitError, NotFound
 
 log = logging.getLogger("hostfit.admin")
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Unauthorized(HostfitError):
@@ -68,7 +66,7 @@ async def purge_project(services: Any, request: Request) -> dict[str, Any]:
 
 async def drop_report(services: Any, request: Request) -> dict[str, Any]:
     sha256 = request.path_params["sha256"].lower()
-    if not _SHA256.match(sha256):
+    if not is_sha256(sha256):
         raise BadRequest(f"not a sha256 digest: {sha256[:80]!r}")
     dropped = await services.gate.scheduler.forget(sha256)
     services.filter.forget_decisions()

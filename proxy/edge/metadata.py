@@ -20,7 +20,7 @@ import httpx
 from proxy.analysis.metadata import MAX_METADATA_BYTES, read_metadata
 from proxy.analysis.remote import RemoteFile
 from proxy.core.lru import LRU, Generations
-from proxy.core.models import File, Page
+from proxy.core.models import File, Page, stored_digest
 from proxy.core.origins import Outbound
 from proxy.edge.compression import decoded
 from proxy.edge.files import FileService
@@ -117,9 +117,10 @@ class MetadataService:
         if wanted:
             values = await self.store.get_many([keys.metadata(sha) for sha in wanted])
             for sha, value in zip(wanted, values, strict=True):
-                if value is not None:
-                    known[sha] = value.decode()
-                    self._hashes.put(sha, known[sha])
+                digest = stored_digest(value)
+                if digest is not None:
+                    known[sha] = digest
+                    self._hashes.put(sha, digest)
         return known
 
     async def stored(self, wheels: Sequence[File]) -> dict[str, bytes]:
@@ -195,8 +196,7 @@ class MetadataService:
             self._generations.move(project)
 
     async def _stored_hash(self, sha256: str) -> str | None:
-        value = await self.store.get(keys.metadata(sha256))
-        return value.decode() if value is not None else None
+        return stored_digest(await self.store.get(keys.metadata(sha256)))
 
     async def _obtain(self, file: File) -> bytes:
         offered = file.core_metadata

@@ -20,7 +20,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -28,15 +27,14 @@ from typing import Protocol
 
 from proxy.analysis.pool import Early
 from proxy.core.aggregate import DRIVER_ADDED, upgraded
-from proxy.core.report import ANALYZER_VERSION, Report
+from proxy.core.models import is_sha256
+from proxy.core.report import ANALYZER_VERSION, Report, well_typed
 from proxy.edge.flight import Flights
 from proxy.edge.stores import keys
 from proxy.edge.stores.leases import Lease, Leases
 from proxy.edge.stores.state import StateStore
 
 log = logging.getLogger("hostfit.reports")
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Analyzer(Protocol):
@@ -57,8 +55,15 @@ def decode(value: bytes) -> Report | None:
     """The stored report, or None when it is unreadable or from an older analyzer (one
     that `upgraded` brings up to date without the wheel is brought up to date)."""
     try:
-        report = Report.from_json(json.loads(value))
-    except (ValueError, TypeError, AttributeError):
+        data = json.loads(value)
+        # A record without its analyzer's version is none of ours: the default would
+        # take it for this version's, and an empty one for a wheel that needs nothing.
+        if not isinstance(data, dict) or data.get("analyzer_version").__class__ is not int:
+            return None
+        report = Report.from_json(data)
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
+    if not well_typed(report):
         return None
     if report.analyzer_version == DRIVER_ADDED - 1:
         report = upgraded(report)
@@ -188,6 +193,6 @@ _UNLEASED = _Unleased()
 
 
 def _checked(sha256: str) -> str:
-    if not _SHA256.match(sha256):
+    if not is_sha256(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     return sha256

@@ -61,6 +61,24 @@ class Done:
         values["rules"] = tuple(values["rules"])
         return cls(**values)
 
+    @classmethod
+    def read(cls, data: bytes | None) -> Done | None:
+        """A record from the store, or None for none fit to serve by: unreadable, or
+        missing a field (a key a newer version added is left out, as in a rollback)."""
+        if data is None:
+            return None
+        try:
+            values = json.loads(data)
+            known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+            done = cls.from_json(json.dumps(known).encode())
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+        fields_ok = all(
+            isinstance(getattr(done, name), str)
+            for name in ("filename", "sha256", "metadata_sha256", "source_filename")
+        )
+        return done if fields_ok and isinstance(done.size, int) else None
+
     def rewrite(self) -> Rewrite:
         r = self.recipe
         return Rewrite(
@@ -91,20 +109,29 @@ class RewriteService:
         self.files = files
         self.store = store
         self._done: LRU[str, Done] = LRU(KEPT)
+        # (project, filename) -> the rewrite served under that name: a page lists what
+        # this process knows, so its downloads must not depend on the store alone (a
+        # Redis lost, or back empty, left every rewritten file listed and a 404).
+        self._named: LRU[tuple[str, str], Done] = LRU(KEPT)
         self._failed: LRU[str, str] = LRU(KEPT)
         self._making: Flights[str, Done | None] = Flights()
         self._limit = asyncio.Semaphore(CONCURRENCY)
 
-    async def known(self, digests: Iterable[str]) -> dict[str, Done]:
+    async def known(self, digests: Iterable[str], project: str) -> dict[str, Done]:
+        """The rewrites made, by digest, of files of ``project`` (whose pages list them)."""
         wanted = list(dict.fromkeys(digests))
         missing = [d for d in wanted if d not in self._done]
         if missing:
             values = await self.store.get_many([keys.rewrite(d) for d in missing])
             for digest, value in zip(missing, values, strict=True):
-                if value is not None:
-                    self._done.put(digest, Done.from_json(value))
+                done = Done.read(value)
+                if done is not None:
+                    self._done.put(digest, done)
         found = {d: self._done.get(d) for d in wanted}
-        return {d: done for d, done in found.items() if done is not None}
+        made = {d: done for d, done in found.items() if done is not None}
+        for done in made.values():
+            self._named.put((project, done.filename), done)
+        return made
 
     def failed(self, digest: str) -> str | None:
         return self._failed.get(digest)
@@ -115,8 +142,14 @@ class RewriteService:
         return self._making.start(digest, lambda: self._make(file, rewrite, project, digest))
 
     async def by_name(self, project: str, filename: str) -> Done | None:
-        value = await self.store.get(keys.rewritten(project, filename))
-        return Done.from_json(value) if value is not None else None
+        named = self._named.get((project, filename))
+        if named is not None:
+            return named
+        return Done.read(await self.store.get(keys.rewritten(project, filename)))
+
+    def _made(self, digest: str, done: Done, project: str) -> None:
+        self._done.put(digest, done)
+        self._named.put((project, done.filename), done)
 
     async def ensure(self, done: Done, project: str) -> None:
         """Make sure the blob is here (another replica may have made it)."""
@@ -154,7 +187,7 @@ class RewriteService:
             log.warning("not rewritten, the original is served: %s: %s", file.filename, exc)
             self._failed.put(digest, str(exc))
             return None
-        self._done.put(digest, done)
+        self._made(digest, done, project)
         log.info("rewrote %s as %s (%s)", file.filename, done.filename, rewrite.describe())
         return done
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from starlette.routing import Route
 
 from proxy import __version__
 from proxy.cli.probe import pip_conf, profile_url, uv_toml
+from proxy.core.models import is_sha256
 from proxy.core.names import normalize_project
 from proxy.core.profile import HostProfile, merge, parse_profile
 from proxy.core.rules import Rules
@@ -56,7 +56,6 @@ HEADERS = {
     "Cache-Control": "no-cache",
 }
 DISK_USAGE_SECONDS = 30.0
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def ui_routes() -> list[Route]:
@@ -309,7 +308,7 @@ async def file_view(request: Request) -> Response:
 async def wheel_view(request: Request) -> Response:
     services = _services(request)
     sha256 = request.path_params["sha256"].lower()
-    if not _SHA256.match(sha256):
+    if not is_sha256(sha256):
         return _error(NotFound(f"not a sha256 digest: {sha256[:80]!r}"))
     report = await services.gate.scheduler.service.cached(sha256)
     if report is None:

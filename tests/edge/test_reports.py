@@ -148,12 +148,34 @@ async def test_unanalysable_reports_are_stored(store: EmbeddedStore, leases: Fil
     assert await service.for_url("u", "w.whl", SHA) == bad
 
 
+def _mutated(**changes: object) -> bytes:
+    data = json.loads(encode(Report("w.whl", SHA, requires=Requires(glibc="2.17"))))
+    for key, value in changes.items():
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+    return json.dumps(data).encode()
+
+
 @pytest.mark.parametrize(
     "stored",
     [
         encode(replace(Report("w.whl", SHA), analyzer_version=DRIVER_ADDED - 2)),
         b"{not json",
         b'{"filename": 3}',
+        b"[1, 2]",
+        b"\xff\xfe",
+        # what another version or a fault could leave: each read as no report at all
+        _mutated(analyzer_version="7"),
+        _mutated(analyzer_version=None),
+        _mutated(status="maybe"),
+        _mutated(native_files=[{}]),
+        _mutated(elf_files=[{"path": "a.so"}]),
+        _mutated(elf_files=[{"path": "a.so", "machine": "x86_64", "needed": [5]}]),
+        _mutated(requires={"glibc": 2.28}),
+        _mutated(requires={"gpu_sms": "8.0"}),
+        _mutated(bundled_libraries="libz.so"),
     ],
 )
 async def test_outdated_or_unreadable_reports_are_recomputed(

@@ -14,6 +14,7 @@ from packaging.utils import NormalizedName
 from proxy.edge.files import FileService
 from proxy.edge.index import UNIVERSAL
 from proxy.edge.layers.hash_fill import HashFillIndex
+from proxy.edge.stores import keys
 from proxy.edge.stores.blobs import BlobStore
 from tests.unit.conftest import Wheels, cached
 from tests.unit.fakes import FakeIndex, MemoryStore
@@ -78,6 +79,23 @@ async def test_digests_are_remembered_across_restarts(
         await other.close()
     assert again.files == first.files and again.revision == first.revision
     assert unhashed.count(f"/files/{wheels.demo_1.name}") == 1
+
+
+async def test_a_stored_digest_that_is_none_is_hashed_again(
+    unhashed: FakeIndex,
+    client: httpx.AsyncClient,
+    store: MemoryStore,
+    files: FileService,
+    wheels: Wheels,
+) -> None:
+    inner = cached(unhashed, client, store)
+    for listed in (wheels.demo_1, wheels.demo_2):
+        await store.set(keys.url_sha(unhashed.file_url(listed.name)), b"not a digest")
+    page = await HashFillIndex(inner, files, store).page(DEMO, UNIVERSAL)
+    assert {f.filename: f.sha256 for f in page.files} == {
+        wheels.demo_1.name: sha256(wheels.demo_1),
+        wheels.demo_2.name: sha256(wheels.demo_2),
+    }
 
 
 async def test_a_file_that_cannot_be_hashed_leaves_the_page_until_it_can(

@@ -19,6 +19,7 @@ from proxy.core.report import Report
 from proxy.edge import scheduler as scheduler_module
 from proxy.edge.files import FileService
 from proxy.edge.index import UNIVERSAL, Context
+from proxy.edge.layers import host_filter as host_filter_module
 from proxy.edge.layers.host_filter import AnalysisPending, HostFilter, Policy
 from proxy.edge.metadata import MetadataService
 from proxy.edge.reports import ReportService
@@ -102,6 +103,20 @@ async def test_each_host_gets_the_wheels_that_load_there(
     assert [r.kind for r in verdicts[wheels.windows.name].reasons] == ["tags"]
     (needs,) = verdicts[wheels.native.name].reasons
     assert needs.kind == "glibc" and "2.25" in needs.message
+
+
+async def test_decisions_kept_are_bounded_by_the_files_they_decide(
+    make: Make, wheels: Wheels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client chooses its profile, so the decisions a flood of profiles leaves behind
+    are bounded by what they weigh, not by their number."""
+    monkeypatch.setattr(host_filter_module, "DECISION_FILES_KEPT", 20)
+    layer = make()
+    first = await layer.page(FITPKG, host(NEW_GLIBC))
+    for minor in range(17, 60):
+        await layer.page(FITPKG, host(NEW_GLIBC.replace("2.36", f"2.{minor}")))
+    assert 0 < layer._decided.weight <= 20
+    assert (await layer.page(FITPKG, host(NEW_GLIBC))).files == first.files  # decided anew
 
 
 async def test_hosts_that_keep_the_same_files_share_a_revision(make: Make, wheels: Wheels) -> None:

@@ -92,6 +92,24 @@ async def test_what_was_obtained_is_known_to_every_replica(
     assert index.count(".metadata") == 1
 
 
+@pytest.mark.parametrize("garbage", [b"garbage", b"\xff" * 64, b"AB" * 32, b"ab" * 32 + b"\n"])
+async def test_a_stored_digest_that_is_none_is_a_miss(
+    index: FakeIndex, open_service: Open, store: MemoryStore, wheel: Listed, garbage: bytes
+) -> None:
+    """What a fault or another version left under a wheel's key: the metadata is obtained
+    again and the record made right, not an error on every page of the project."""
+    expected = metadata_of(wheel)
+    file = entry(index, wheel, offered=hashlib.sha256(expected).hexdigest())
+    await store.set(keys.metadata(wheel.sha256), garbage)
+    service = open_service()
+    assert await service.known_hashes([file]) == {}
+    assert await service.stored([file]) == {}
+    assert await service.get(file, "demo") == expected
+    assert await open_service().known_hashes([file]) == {
+        wheel.sha256: hashlib.sha256(expected).hexdigest()
+    }
+
+
 async def test_a_page_advertises_what_memory_holds_and_learns_the_rest_behind_it(
     index: FakeIndex, open_service: Open, files: FileService, wheel: Listed
 ) -> None:

@@ -210,6 +210,8 @@ async def test_an_absent_project_is_cached_as_absent(
         with pytest.raises(NotFound):
             await pages.page(NormalizedName("nothing"), UNIVERSAL)
     assert index.count("/simple/nothing/") == 1
+    await pages.close()
+    assert store.keys("page:") == []  # in memory only: names anyone asks for cost no key
 
 
 async def test_another_replica_reads_the_stored_page_without_fetching(

@@ -129,6 +129,40 @@ async def test_another_replica_lists_the_rewrite_without_making_it(
     assert index.count(f"/files/{wheels.fixme.name}") == 1
 
 
+async def test_a_rewrite_listed_is_served_when_the_store_has_lost_it(
+    index: FakeIndex, make: Make, blobs: BlobStore, store: MemoryStore, wheels: Wheels
+) -> None:
+    """A Redis lost, or back empty: the page lists what this process knows, and its
+    downloads find it all the same (they were a 404 for the life of the process)."""
+    index.add("fixme", wheels.fixme)
+    layer = make(blobs)
+    (served,) = (await settled(layer, FIXME)).files
+    store.values.clear()
+    universal = await layer.page(FIXME, UNIVERSAL)
+    found, original = await layer.file(universal, served.filename)
+    assert found is not None and found.sha256 == served.sha256
+    assert original is not None and original.filename == wheels.fixme.name
+    other = make(blobs)  # another process, which never listed it: not its to serve
+    assert await other.file(universal, served.filename) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"{not json", b'{"filename": 3}', b"[]", b'{"filename": "x.whl"}']
+)
+async def test_a_rewrite_record_that_is_none_is_a_miss(
+    index: FakeIndex, make: Make, blobs: BlobStore, store: MemoryStore, wheels: Wheels,
+    garbage: bytes,
+) -> None:  # fmt: skip
+    index.add("fixme", wheels.fixme)
+    (served,) = (await settled(make(blobs), FIXME)).files
+    for key in list(store.values):
+        if key.startswith(("rewrite:", "rewritten:")):
+            store.values[key] = (garbage, None)
+    other = make(BlobStore(blobs.root.parent / "other-cache"))
+    assert await other.file(await other.page(FIXME, UNIVERSAL), served.filename) == (None, None)
+    assert (await settled(other, FIXME)).files == (served,)  # made again, the same bytes
+
+
 async def test_a_rewrite_that_fails_leaves_the_original(
     index: FakeIndex, make: Make, blobs: BlobStore, wheels: Wheels
 ) -> None:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from packaging.utils import NormalizedName
 
 from proxy.core.lru import LRU
-from proxy.core.models import File, Page
+from proxy.core.models import File, Page, stored_digest
 from proxy.core.revision import revised
 from proxy.edge.files import FileService
 from proxy.edge.index import Context, Index, IndexLayer
@@ -59,7 +59,10 @@ class HashFillIndex(IndexLayer):
         lookup = [f for f in missing if f.url not in digests]
         if lookup:
             stored = await self.store.get_many([keys.url_sha(f.url) for f in lookup])
-            digests.update({f.url: v.decode() for f, v in zip(lookup, stored, strict=True) if v})
+            for f, value in zip(lookup, stored, strict=True):
+                digest = stored_digest(value)
+                if digest is not None:
+                    digests[f.url] = digest
         unknown = [f for f in missing if f.url not in digests]
         results = await asyncio.gather(*(self._digest(f) for f in unknown))
         digests.update({f.url: d for f, d in zip(unknown, results, strict=True) if d})

@@ -82,7 +82,10 @@ class StoredMetadata(Protocol):
         ...
 
 
-DECISIONS_KEPT = 2048
+# Decisions kept, weighed by the files they decide (about 300 bytes each: a verdict and
+# the filtered page). The key holds the request's profile, which a client chooses: by
+# count, 2,048 profiles on an 8,000-file page held 5 GB.
+DECISION_FILES_KEPT = 500_000
 WATCHED_KEPT = 200_000
 PROJECTS_KEPT = 65_536  # generations: forgetting one only costs a decision
 EARLY_MARK = "(from an early read; analysis still running)"
@@ -95,6 +98,10 @@ class WalkLimits:
     max_bytes: int = 8 * 1024**3  # listed wheel sizes one walk may take on
     max_seconds: float = 600.0  # one walk's time
     walks: int = 64  # walks running at once, over every page and host
+
+
+def _decided_weight(decided: Decided) -> int:
+    return len(decided.verdicts) + 1
 
 
 class AnalysisPending(HostfitError):
@@ -163,7 +170,9 @@ class HostFilter(IndexLayer):
         self.budget = budget
         self.limits = limits
         self.hide_sdists = hide_sdists_without_wheels
-        self._decided: LRU[tuple[str, ...], Decided] = LRU(DECISIONS_KEPT)
+        self._decided: LRU[tuple[str, ...], Decided] = LRU(
+            DECISION_FILES_KEPT, weigh=_decided_weight
+        )
         self._generation: Generations[str] = Generations(PROJECTS_KEPT)
         self._watched: LRU[str, str] = LRU(WATCHED_KEPT)  # unreported sha256 -> project
         self._walks: Flights[tuple[str, ...], None] = Flights()

@@ -233,7 +233,12 @@ class CachedUpstream:
             if previous is not None:
                 await asyncio.wait({previous})
             try:
-                await self.store.set(key, entry.encode(), ttl=KEEP_SECONDS)
+                if entry.page is None:
+                    # Absent upstream: kept in memory only. Any name anyone asks for would
+                    # otherwise be a key kept for a month, in a Redis that may not evict.
+                    await self.store.delete(key)
+                else:
+                    await self.store.set(key, entry.encode(), ttl=KEEP_SECONDS)
             except Exception as exc:  # the page was answered; the next fetch stores it again
                 log.warning("page of %s not stored: %s", name, exc)
 

@@ -96,7 +96,7 @@ class RewriteIndex(IndexLayer):
         page = replace(decided.page_all, files=kept)
         rules = self.rules()
         planned = await self._plans(page, rules, analyse=False)
-        done = await self.service.known(p.digest for p in planned)
+        done = await self.service.known((p.digest for p in planned), page.name)
         notes = {}
         for p in planned:
             made = done.get(p.digest)
@@ -112,7 +112,7 @@ class RewriteIndex(IndexLayer):
 
     async def _rewritten(self, page: Page, rules: Rules) -> Page:
         planned = await self._plans(page, rules, analyse=True)
-        done = await self.service.known(p.digest for p in planned)
+        done = await self.service.known((p.digest for p in planned), page.name)
         waiting = False
         for p in _newest_first(planned):
             if p.digest not in done and self.service.failed(p.digest) is None:

@@ -72,6 +72,8 @@ from proxy.errors import HostfitError, NotFound
 log = logging.getLogger("hostfit.variants")
 
 SERVED_KEPT = 2048
+# Pages with variants served, weighed by their files: the key holds the request's host.
+SERVED_FILES_KEPT = 200_000
 PROJECTS_KEPT = 65_536  # generations: forgetting one only costs a recomputation
 # Keys of upstream's entry that say nothing true of hostfit's document.
 _NOT_CARRIED = ("core-metadata", "dist-info-metadata", "size", "provenance", "yanked")
@@ -114,7 +116,9 @@ class VariantIndex(IndexLayer):
         self.rules = rules
         self.budget = budget
         self._generation: Generations[str] = Generations(PROJECTS_KEPT)
-        self._served: LRU[tuple[str, ...], Served] = LRU(SERVED_KEPT)
+        self._served: LRU[tuple[str, ...], Served] = LRU(
+            SERVED_FILES_KEPT, weigh=lambda served: len(served.page.files) + 1
+        )
         self._plain: LRU[tuple[str, ...], bool] = LRU(SERVED_KEPT)
         self._making: Flights[tuple[str, ...], Document | None] = Flights()
 
@@ -299,7 +303,7 @@ class VariantIndex(IndexLayer):
                 variant_properties=supported_properties(meta.variants[label], ctx.profile),
             )
             digest = rewrite_digest(wheel.sha256, rewrite)
-            done = (await self.rewrites.known([digest])).get(digest)
+            done = (await self.rewrites.known([digest], project)).get(digest)
             if done is not None:
                 out.append(done.served(wheel))
             elif self.rewrites.failed(digest) is None:

@@ -29,7 +29,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -41,12 +40,12 @@ from pathlib import Path
 import aiofiles
 import aiofiles.os
 
+from proxy.core.models import is_sha256
 from proxy.edge.stores.leases import LOCK_SUFFIX, remove_unheld
 from proxy.errors import HostfitError, IntegrityError
 
 log = logging.getLogger("hostfit.cache")
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 TOUCH_SECONDS = 60.0  # a blob's recency is refreshed at most this often
 RESCAN_SECONDS = 30.0  # the index is read again from the directory when this old
 SLACK = 0.1  # an eviction round frees this share of the budget more than it must
@@ -167,7 +166,7 @@ class BlobStore:
         return f"{sha256 or 'unknown'}.{HOST}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
 
     def path(self, sha256: str) -> Path:
-        if not _SHA256.match(sha256):
+        if not is_sha256(sha256):
             raise ValueError(f"not a sha256 digest: {sha256!r}")
         return self.blobs / sha256[:2] / sha256
 
@@ -344,7 +343,7 @@ def _scan(directory: Path) -> list[tuple[float, str, int]]:
                 continue
             with os.scandir(shard.path) as entries:
                 for entry in entries:
-                    if not _SHA256.match(entry.name):
+                    if not is_sha256(entry.name):
                         continue
                     try:
                         stat = entry.stat(follow_symlinks=False)
