@@ -82,11 +82,19 @@ def upstream_errors(upstream: str, doing: str) -> Iterator[None]:
         raise upstream_error(upstream, doing, exc) from None
 
 
+# The request extension holding the origin where a request (and its redirects) began.
+_STARTED_AT = "hostfit.started_at"
+
+
 def check(outbound: Outbound, request: httpx.Request, netrc: httpx.NetRCAuth | None) -> None:
     url = str(request.url)
-    why = outbound.refusal(url)
+    start = request.extensions.get(_STARTED_AT)
+    why = outbound.refusal(url) if start is None else outbound.hop_refusal(start, url)
     if why is not None:
         raise OriginRefused(why, request=request)
+    if start is None:
+        # A new dict, not the caller's: httpx hands the request's own on to each redirect.
+        request.extensions = {**request.extensions, _STARTED_AT: origin_of(url)}
     for name in outbound.secret_names:
         request.headers.pop(name, None)
     configured = outbound.headers_for(url)

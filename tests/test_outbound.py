@@ -78,6 +78,28 @@ def test_secrets_stay_with_their_origin_across_redirects(tmp_path: Path) -> None
         assert "authorization" not in sent and "x-api-key" not in sent
 
 
+async def test_a_redirect_stays_among_its_upstreams_origins() -> None:
+    """Both are upstreams, so both origins are allowed; but a file of the first that
+    redirects to the second must not take hostfit there, with the second's credentials."""
+    with Upstream() as public, Upstream() as private:
+        private.bearer_token = TOKEN
+        private.add_project("demo")
+        public.add_project("demo")
+        public.redirects["/simple/moved/"] = private.url + "demo/"
+        bearer = (("Authorization", f"Bearer {TOKEN}"),)
+        outbound = plan_origins([public.url, UpstreamAccess(private.url, bearer)]).outbound
+        refused = "stays among its upstream's origins"
+        async with async_client(outbound, timeout=TIMEOUT) as client:
+            with pytest.raises(OriginRefused, match=refused):
+                await client.get(public.url + "moved/")
+            assert (await client.get(private.url + "demo/")).status_code == 200
+        # An analysis worker's client, given the same policy as JSON.
+        worker = sync_client(Outbound.from_json(outbound.to_json()), timeout=TIMEOUT)
+        with worker, pytest.raises(OriginRefused, match=refused):
+            worker.get(public.url + "moved/")
+        assert [r.path for r in private.requests] == ["/simple/demo/"]
+
+
 async def test_netrc_gives_basic_credentials_where_nothing_else_does(tmp_path: Path) -> None:
     with Upstream() as index, Upstream() as configured:
         index.basic_auth = ("reader", "netrc-secret")

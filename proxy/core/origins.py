@@ -129,6 +129,9 @@ class Outbound:
     tls: Mapping[Origin, TLS] = field(default_factory=dict)
     ca: tuple[str, ...] = ()
     netrc: str | None = None
+    # Where a request that began at an origin may be redirected: the origins of the
+    # upstreams that origin is one of (an origin no entry names: anywhere allowed).
+    reach: Mapping[Origin, frozenset[Origin]] = field(default_factory=dict)
 
     @classmethod
     def only(cls, url: str) -> Outbound:
@@ -138,6 +141,18 @@ class Outbound:
 
     def refusal(self, url: str) -> str | None:
         return refusal(url, self.allowed)
+
+    def hop_refusal(self, start: Origin, url: str) -> str | None:
+        """Why a redirect from a request that began at ``start`` may not go to ``url``:
+        an upstream's redirects stay among its own origins, so one upstream's file cannot
+        send hostfit to another's origin (with that one's credentials)."""
+        why = self.refusal(url)
+        if why is not None:
+            return why
+        reach, origin = self.reach.get(start), origin_of(url)
+        if reach is None or origin in reach:
+            return None
+        return f"refused {origin}: a redirect from {start} stays among its upstream's origins"
 
     def headers_for(self, url: str) -> Headers:
         origin = origin_of(url)
@@ -171,7 +186,9 @@ class Outbound:
             "tls": [[*_origin_json(o), list(t.ca), t.cert, t.key] for o, t in self.tls.items()],
             "ca": list(self.ca),
             "netrc": self.netrc,
-        }
+            "reach": [[*_origin_json(o), [_origin_json(r) for r in sorted(to)]]
+                      for o, to in self.reach.items()],
+        }  # fmt: skip
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Outbound:
@@ -185,7 +202,13 @@ class Outbound:
             for s, h, p, ca, cert, key in data.get("tls", ())
         }
         netrc = data.get("netrc")
-        return cls(allowed, headers, tls, tuple(map(str, data.get("ca", ()))), netrc)
+        reach = {
+            Origin(str(s), str(h), int(p)): frozenset(
+                Origin(str(a), str(b), int(c)) for a, b, c in to
+            )
+            for s, h, p, to in data.get("reach", ())
+        }
+        return cls(allowed, headers, tls, tuple(map(str, data.get("ca", ()))), netrc, reach)
 
 
 def _origin_json(origin: Origin) -> list[Any]:
@@ -271,7 +294,8 @@ def plan_origins(
             files.add(pip_files)
         planned.append(UpstreamOrigins(url, frozenset(files)))
     allowed = frozenset(o for u in planned for o in u.files)
-    outbound = Outbound(allowed, headers, tls, tuple(ca), netrc)
+    reach = {o: frozenset().union(*(u.files for u in planned if o in u.files)) for o in allowed}
+    outbound = Outbound(allowed, headers, tls, tuple(ca), netrc, reach)
     return OriginPlan(tuple(planned), outbound)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 # Bump whenever analysis could produce a different report for the same bytes;
@@ -98,10 +98,20 @@ class Report:
     # Every native binary, ELF or not, in member order; the ELF ones are also in elf_files.
     native_files: tuple[NativeFile, ...] = ()
     notes: tuple[str, ...] = ()  # members skipped, and why (a ".so" that is no binary)
+    # Where the bytes analysed came from, set by the edge: "file", the cached file whose
+    # sha256 was checked; "url", read by URL (ranges), which nothing ties to the sha256
+    # the report is kept under. None: made on the spot, or stored before this was kept.
+    made_from: Literal["file", "url"] | None = None
 
     @classmethod
     def unanalysable(cls, filename: str, sha256: str, reason: str) -> Report:
         return cls(filename=filename, sha256=sha256, status="unanalysable", reason=reason)
+
+    def same_facts(self, other: Report) -> bool:
+        """Whether two reports of a wheel say the same of it, however and when made."""
+        return replace(self, made_at=None, made_from=None) == replace(
+            other, made_at=None, made_from=None
+        )
 
     def native_platforms(self) -> frozenset[tuple[str, str]]:
         """The (os, machine) pairs the wheel's native binaries load on; a fat file gives one

@@ -266,6 +266,11 @@ async def _file_answer(request: Request) -> Response:
     report = None
     if gate is not None:
         report = await gate.known(subject)
+        if report is not None and report.made_from != "file":
+            # Made by URL: a misfit is refused at once; a fit is judged again from the
+            # bytes this download checks, as a wheel without a report is.
+            gate.enforce(page, file, subject, report, ctx)
+            report = None
         # Made from the cached file, or (a rewritten wheel) its original's by URL: most
         # are made within the wait, and a misfit then gets the 403 that names its need.
         if report is None and (file is not subject or services.blobs.has(subject.sha256 or "")):

@@ -4,7 +4,9 @@ that its report says will not load there, nor one without a report.
 Pages are decided ahead of time and may be provisional; the gate is the last step and
 holds whatever the page said. For a wheel requested by a known host:
 
-- with a report: a misfit is refused at once (403), before any byte leaves;
+- with a report: a misfit is refused at once (403), before any byte leaves; a fit
+  reported from bytes read by URL (which nothing ties to the sha256 the report is kept
+  under) is judged again from the checked file, as one without a report is;
 - without one, in the file cache: the report is made from the cached file (for a
   rewritten wheel, from its original, by URL when that is not cached), waited for up
   to `GATE_WAIT` seconds before any byte leaves;
@@ -87,8 +89,9 @@ class DownloadGate:
         return (await self.scheduler.known([subject])).get(subject.sha256 or "")
 
     async def report(self, subject: File) -> Report:
-        """Made now if need be; from the cached file when it is there."""
-        return await self.scheduler.report(subject)
+        """Made now if need be; from the cached file when it is there, in place of one
+        made by URL (`AnalysisScheduler.verified`)."""
+        return await self.scheduler.verified(subject)
 
     async def report_within(self, subject: File, seconds: float) -> Report | None:
         """`report`, if it is made within ``seconds``; else None, and it goes on being

@@ -108,7 +108,35 @@ class ReportService:
         return found
 
     async def for_file(self, path: str | os.PathLike[str], filename: str, sha256: str) -> Report:
-        return await self._get(sha256, lambda: self.analyzer.analyze_file(path, filename, sha256))
+        return await self._get(sha256, lambda: self._from_file(path, filename, sha256))
+
+    async def verified(self, path: str | os.PathLike[str], filename: str, sha256: str) -> Report:
+        """The report made from the cached file, whose sha256 was checked, in place of one
+        made by URL: nothing ties the bytes a URL answered (ranges, or a whole body never
+        hashed) to the sha256 the report is kept under, and reports are shared by it."""
+        report = await self.cached(sha256)
+        if report is not None and report.made_from == "file":
+            return report
+        return await self._inflight.run(
+            f"{sha256} file", lambda: self._verify(path, filename, sha256, report)
+        )
+
+    async def _verify(
+        self, path: str | os.PathLike[str], filename: str, sha256: str, by_url: Report | None
+    ) -> Report:
+        made_at = datetime.now(UTC).isoformat(timespec="seconds")
+        report = replace(await self._from_file(path, filename, sha256), made_at=made_at)
+        self.computed += 1
+        await self.store.set(keys.report(sha256), encode(report))
+        if by_url is not None and not by_url.same_facts(report):
+            log.warning(
+                "%s: the report made by URL differed from the checked bytes'; replaced", filename
+            )
+        return report
+
+    async def _from_file(self, path: str | os.PathLike[str], filename: str, sha256: str) -> Report:
+        report = await self.analyzer.analyze_file(path, filename, sha256)
+        return replace(report, made_from="file")
 
     async def for_url(
         self, url: str, filename: str, sha256: str, *, early: Early | None = None
@@ -116,9 +144,12 @@ class ReportService:
         """``early`` is told the report less its GPU code first, when this call runs the
         analysis and the wheel has CUDA fat binaries (`proxy.analysis.early`); not when
         the report is stored already, or made by another caller or replica."""
-        return await self._get(
-            sha256, lambda: self.analyzer.analyze_url(url, filename, sha256, early=early)
-        )
+
+        async def by_url() -> Report:
+            report = await self.analyzer.analyze_url(url, filename, sha256, early=early)
+            return replace(report, made_from="url")
+
+        return await self._get(sha256, by_url)
 
     async def close(self) -> None:
         """Stops the analyses still running: cancelling their callers (the scheduler's

@@ -76,6 +76,7 @@ class AnalysisScheduler:
         self._inflight: Flights[str, Report] = Flights()  # queued or running
         self._running: set[str] = set()
         self._urgent: Flights[str, Report] = Flights()  # for the gate
+        self._verifying: Flights[str, Report] = Flights()  # from the checked file, for the gate
         self._recent: LRU[str, tuple[Report, float]] = LRU(RECENT_KEPT)
         self._failures: LRU[str, int] = LRU(RECENT_KEPT)  # analyses in a row that did not run
         self._listeners: list[Listener] = []
@@ -149,6 +150,27 @@ class AnalysisScheduler:
             task = self._start(self._urgent, file, lambda: self._run_urgent(file))
         # Shielded: the client that gave up must not cancel what others wait for.
         return await asyncio.shield(task)
+
+    async def verified(self, file: File) -> Report:
+        """For the gate: the report made from the cached file (whose sha256 was checked),
+        made now where the one kept was made by URL; `report` when the file is not cached."""
+        sha256 = file.sha256 or ""
+        if not self.blobs.has(sha256):
+            return await self.report(file)
+        found = (await self.known([file])).get(sha256)
+        if found is not None and found.made_from == "file":
+            return found
+        task = self._start(self._verifying, file, lambda: self._analyse_verified(file))
+        return await asyncio.shield(task)
+
+    async def _analyse_verified(self, file: File) -> Report:
+        assert file.sha256 is not None
+        try:
+            path = self.blobs.path(file.sha256)
+            return await self.urgent.verified(path, file.filename, file.sha256)
+        except Exception as exc:
+            log.warning("analysis of %s did not run: %s", file.filename, exc)
+            return Report.unanalysable(file.filename, file.sha256, f"{DID_NOT_RUN}: {exc}")
 
     def _start(
         self,

@@ -184,6 +184,32 @@ def test_a_windows_only_pure_wheel_is_no_fallback(
     assert settled_files(proxy, "dllpkg", f"{HOST},libc=glibc-2.36") == {linux.name, older.name}
 
 
+def test_a_report_from_lying_ranges_is_judged_again_from_the_checked_bytes(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    """An upstream answers range requests with another wheel's bytes: the walk's report,
+    made by URL, says the wheel needs nothing. Nothing ties those bytes to the sha256 the
+    report is kept under; the download checks its bytes against it, and the gate judges
+    the report made from them: the misfit never arrives whole, the true report is kept."""
+    misfit = extension_wheel("lying", "1.0", tmp_path, tag=CP, extra_c=NEEDS_GLIBC_2_34)
+    decoy_dir = tmp_path / "decoy"
+    decoy_dir.mkdir()
+    decoy = build_wheel(WheelSpec("lying", "1.0", tag=CP), decoy_dir)
+    assert decoy.name == misfit.name
+    upstream.add("lying", misfit)
+    upstream.range_lies[misfit.name] = decoy.read_bytes()
+    proxy = make_proxy(upstream)
+    old = f"{HOST},libc=glibc-2.17"
+    assert settled_files(proxy, "lying", old) == {misfit.name}  # the lie, believed for now
+    with pytest.raises(httpx.RemoteProtocolError):  # judged from its bytes at its end, cut
+        download(proxy, old, "lying", misfit.name)
+    refused = download(proxy, old, "lying", misfit.name)
+    assert refused.status_code == 403
+    assert "glibc: needs 2.34, host has 2.17" in refused.headers["x-hostfit-refused"]
+    assert settled_files(proxy, "lying", old) == set()
+    assert download(proxy, f"{HOST},libc=glibc-2.36", "lying", misfit.name).status_code == 200
+
+
 WINDOWS_PIP = (
     'pip/24.0 {"installer":{"name":"pip","version":"24.0"},"python":"3.11.7",'
     '"implementation":{"name":"CPython","version":"3.11.7"},'

@@ -282,8 +282,10 @@ class HostFilter(IndexLayer):
         )
         for f in candidates:
             # Watched until reported: the report must move the generation, or this
-            # decision outlives it.
-            if f.sha256 not in reports:
+            # decision outlives it. One made by URL is reported again when a download
+            # checks the bytes (`AnalysisScheduler.verified`), and may say otherwise.
+            report = reports.get(f.sha256 or "")
+            if report is None or report.made_from != "file":
                 self._watched.put(f.sha256 or "", page.name)
         verdicts = {
             f.filename: decide(
