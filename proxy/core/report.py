@@ -6,11 +6,11 @@ keys may be added but never renamed. Versions are dotted strings ("2.17", "3.4.1
 
 from __future__ import annotations
 
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
+
+from proxy.core.typed import holds_types
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
@@ -164,40 +164,7 @@ def well_typed(report: Report) -> bool:
     report read back from a store another version or a fault wrote can hold anything,
     and would fail only later, deciding a page."""
     parts: list[Any] = [report, report.requires, *report.elf_files, *report.native_files]
-    return all(
-        _conforms(getattr(part, name), hint)
-        for part in parts
-        for name, hint in _hints(type(part)).items()
-    )
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    found = _HINTS.get(cls)
-    if found is None:
-        found = _HINTS[cls] = typing.get_type_hints(cls)
-    return found
-
-
-def _conforms(value: Any, hint: Any) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Literal:
-        return value in args
-    if origin is typing.Union or origin is types.UnionType:
-        return any(_conforms(value, h) for h in args)
-    if hint is type(None):
-        return value is None
-    if origin is tuple:
-        return isinstance(value, tuple) and all(_conforms(v, args[0]) for v in value)
-    if origin is Mapping:
-        return isinstance(value, Mapping) and all(
-            _conforms(k, args[0]) and _conforms(v, args[1]) for k, v in value.items()
-        )
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
+    return all(map(holds_types, parts))
 
 
 def _lists(value: Any) -> Any:

@@ -264,6 +264,9 @@ async def _file_answer(request: Request) -> Response:
         )
     gate = services.gate if services.gate.applies(file, ctx) else None
     report = None
+    # The wheel whose checked bytes are analysed: the subject, or for a rewritten wheel
+    # whose original is no longer cached, the rewritten blob itself (the same binaries).
+    judged = subject if file is subject or services.blobs.has(subject.sha256 or "") else file
     if gate is not None:
         report = await gate.known(subject)
         if report is not None and report.made_from != "file":
@@ -271,17 +274,19 @@ async def _file_answer(request: Request) -> Response:
             # bytes this download checks, as a wheel without a report is.
             gate.enforce(page, file, subject, report, ctx)
             report = None
-        # Made from the cached file, or (a rewritten wheel) its original's by URL: most
-        # are made within the wait, and a misfit then gets the 403 that names its need.
-        if report is None and (file is not subject or services.blobs.has(subject.sha256 or "")):
-            report = await gate.report_within(subject, GATE_WAIT)
+        # Made from a cached file: most are made within the wait, and a misfit then
+        # gets the 403 that names its need.
+        if report is None and services.blobs.has(judged.sha256 or ""):
+            report = await gate.report_within(judged, GATE_WAIT)
         if report is not None:
             gate.enforce(page, file, subject, report, ctx)
+        elif not services.blobs.has(judged.sha256 or ""):
+            gate.cacheable(judged, services.blobs.max_size)
     opened = await services.files.open(file)
     admit: Admit | None = None
     if gate is not None and report is None:
         # Judged while the bytes go, before their end leaves (`Withheld`).
-        admit = functools.partial(gate.admit_streamed, page, file, subject, ctx)
+        admit = functools.partial(gate.admit_streamed, page, file, subject, ctx, judged)
     if isinstance(opened, OpenBlob):
         services.metrics.file_hits.inc()
         return BlobResponse(opened, file, admit)

@@ -73,6 +73,12 @@ class AnalysisUnavailable(HostfitError):
     retry_after = 10
 
 
+class Unverifiable(HostfitError):
+    """A wheel the gate has no way to judge here (a setting stands in the way)."""
+
+    status_code = 503
+
+
 @dataclass(frozen=True, slots=True)
 class DownloadGate:
     filter: HostFilter
@@ -100,6 +106,18 @@ class DownloadGate:
             return await asyncio.wait_for(self.report(subject), seconds)
         except TimeoutError:
             return None
+
+    @staticmethod
+    def cacheable(file: File, budget: int | None) -> None:
+        """Raises `Unverifiable` for a wheel the file cache will not take: judged from its
+        checked bytes in the cache, it could not be judged at all (and would be cut short
+        at its end on every try)."""
+        if budget is not None and file.size is not None and file.size > budget:
+            raise Unverifiable(
+                f"{file.filename}: {file.size} bytes, more than the file cache's budget"
+                f" (--cache-max-size, {budget} bytes): its bytes cannot be checked before"
+                " they leave; raise the budget to serve it to hosts that tell their profile"
+            )
 
     def enforce(
         self, page: Page, served: File, subject: File, report: Report, ctx: Context
@@ -134,11 +152,13 @@ class DownloadGate:
             raise Refused(message)
 
     async def admit_streamed(
-        self, page: Page, served: File, subject: File, ctx: Context
+        self, page: Page, served: File, subject: File, ctx: Context, judged: File
     ) -> str | None:
-        """For a file streaming through: the reason to cut it short, or None."""
+        """For a file streaming through: the reason to cut it short, or None. ``judged``:
+        the wheel whose report stands for ``subject``'s (itself, or the rewritten blob
+        that carries its binaries)."""
         try:
-            self.enforce(page, served, subject, await self.report(subject), ctx)
+            self.enforce(page, served, subject, await self.report(judged), ctx)
         except HostfitError as exc:
             return str(exc)
         return None

@@ -27,6 +27,7 @@ from typing import Protocol
 
 from proxy.analysis.pool import Early
 from proxy.core.aggregate import DRIVER_ADDED, upgraded
+from proxy.core.lru import LRU
 from proxy.core.models import is_sha256
 from proxy.core.report import ANALYZER_VERSION, Report, well_typed
 from proxy.edge.flight import Flights
@@ -45,6 +46,9 @@ class Analyzer(Protocol):
     async def analyze_url(
         self, url: str, filename: str, sha256: str, *, early: Early | None = None
     ) -> Report: ...
+
+
+DECODED_BYTES = 32 * 1024 * 1024
 
 
 def encode(report: Report) -> bytes:
@@ -85,10 +89,23 @@ class ReportService:
         self.poll_interval = poll_interval
         self.computed = 0  # analyses this process ran
         self._inflight: Flights[str, Report] = Flights()
+        # Stored bytes -> what they decode to: a page's decisions read every candidate's
+        # report each time, and checking a big one's every field costs milliseconds.
+        self._decoded: LRU[bytes, tuple[Report | None, int]] = LRU(
+            DECODED_BYTES, weigh=lambda entry: entry[1]
+        )
+
+    def _decode(self, value: bytes) -> Report | None:
+        found = self._decoded.get(value)
+        if found is not None:
+            return found[0]
+        report = decode(value)
+        self._decoded.put(value, (report, len(value)))
+        return report
 
     async def cached(self, sha256: str) -> Report | None:
         value = await self.store.get(keys.report(_checked(sha256)))
-        return decode(value) if value is not None else None
+        return self._decode(value) if value is not None else None
 
     async def forget(self, sha256: str) -> bool:
         """Delete the stored report; whether there was one."""
@@ -102,7 +119,7 @@ class ReportService:
         values = await self.store.get_many(wanted) if wanted else []
         found = {}
         for sha256, value in zip(sha256s, values, strict=True):
-            report = decode(value) if value is not None else None
+            report = self._decode(value) if value is not None else None
             if report is not None:
                 found[sha256] = report
         return found
@@ -124,10 +141,25 @@ class ReportService:
     async def _verify(
         self, path: str | os.PathLike[str], filename: str, sha256: str, by_url: Report | None
     ) -> Report:
-        made_at = datetime.now(UTC).isoformat(timespec="seconds")
-        report = replace(await self._from_file(path, filename, sha256), made_at=made_at)
-        self.computed += 1
-        await self.store.set(keys.report(sha256), encode(report))
+        """Under the analysis lease, as `_compute`: replicas and processes make it once."""
+        name = keys.report_lock(sha256)
+        while (lease := await self._lease(name)) is None:
+            await self._wait_for_holder(sha256, name)
+            made = await self.cached(sha256)
+            if made is not None and made.made_from == "file":
+                return made
+        renewing = asyncio.ensure_future(self._renew(lease))
+        try:
+            made = await self.cached(sha256)  # checked elsewhere just before the lease
+            if made is not None and made.made_from == "file":
+                return made
+            made_at = datetime.now(UTC).isoformat(timespec="seconds")
+            report = replace(await self._from_file(path, filename, sha256), made_at=made_at)
+            self.computed += 1
+            await self.store.set(keys.report(sha256), encode(report))
+        finally:
+            renewing.cancel()
+            await lease.release()
         if by_url is not None and not by_url.same_facts(report):
             log.warning(
                 "%s: the report made by URL differed from the checked bytes'; replaced", filename
@@ -176,6 +208,11 @@ class ReportService:
                 self.computed += 1
                 made_at = datetime.now(UTC).isoformat(timespec="seconds")
                 report = replace(await compute(), made_at=made_at)
+                # One made from the checked file meanwhile (`verified`, which a lease held
+                # elsewhere may not have excluded) is never replaced by one made by URL.
+                stored = await self.cached(sha256)
+                if stored is not None and stored.made_from == "file":
+                    return stored
                 await self.store.set(keys.report(sha256), encode(report))
             return report
         finally:

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from proxy.core.lru import LRU
-from proxy.core.models import File
+from proxy.core.models import File, is_sha256
 from proxy.core.rewrite import Rewrite, RewriteError, Rewritten, rewrite_digest, rewrite_wheel
+from proxy.core.typed import holds_types
 from proxy.edge.files import FileService
 from proxy.edge.flight import Flights
 from proxy.edge.stores import keys
@@ -71,13 +72,11 @@ class Done:
             values = json.loads(data)
             known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
             done = cls.from_json(json.dumps(known).encode())
+            done.rewrite()  # its recipe must be one, as `ensure` rebuilds from it
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
-        fields_ok = all(
-            isinstance(getattr(done, name), str)
-            for name in ("filename", "sha256", "metadata_sha256", "source_filename")
-        )
-        return done if fields_ok and isinstance(done.size, int) else None
+        digests = (done.sha256, done.metadata_sha256, done.source_sha256)
+        return done if holds_types(done) and all(map(is_sha256, digests)) else None
 
     def rewrite(self) -> Rewrite:
         r = self.recipe

@@ -153,13 +153,25 @@ class AnalysisScheduler:
 
     async def verified(self, file: File) -> Report:
         """For the gate: the report made from the cached file (whose sha256 was checked),
-        made now where the one kept was made by URL; `report` when the file is not cached."""
+        made now where the one kept was made by URL; a stand-in (not a report) when the
+        file is not in the cache."""
         sha256 = file.sha256 or ""
-        if not self.blobs.has(sha256):
-            return await self.report(file)
         found = (await self.known([file])).get(sha256)
         if found is not None and found.made_from == "file":
             return found
+        if not self.blobs.has(sha256):
+            # Streamed past a cache that could not take it (a full disk): no bytes to
+            # analyse, and a report by URL is not theirs. Not a report: tried again.
+            why = "its bytes did not reach the file cache, where they are checked"
+            return Report.unanalysable(file.filename, sha256, f"{DID_NOT_RUN}: {why}")
+        recent = self._recent.peek(sha256)
+        if recent is not None and not self.ran(recent[0]) and recent[1] > time.monotonic():
+            return recent[0]  # it could not run a moment ago: tried again after the back-off
+        walking = self._inflight.running(sha256) if sha256 in self._running else None
+        if walking is not None:  # a walk analysing the cached file: the same report
+            report = await asyncio.shield(walking)
+            if report.made_from == "file":
+                return report
         task = self._start(self._verifying, file, lambda: self._analyse_verified(file))
         return await asyncio.shield(task)
 

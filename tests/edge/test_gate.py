@@ -210,6 +210,28 @@ def test_a_report_from_lying_ranges_is_judged_again_from_the_checked_bytes(
     assert download(proxy, f"{HOST},libc=glibc-2.36", "lying", misfit.name).status_code == 200
 
 
+def test_a_wheel_the_cache_cannot_take_is_not_judged_by_a_report_made_by_url(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    """Larger than --cache-max-size, its bytes never reach the cache where they are
+    checked: the lie by ranges would have gone through. It is refused with a 503 that
+    says why, before any byte leaves; a host given no profile still gets it."""
+    misfit = extension_wheel("biglie", "1.0", tmp_path, tag=CP, extra_c=NEEDS_GLIBC_2_34)
+    decoy_dir = tmp_path / "decoy"
+    decoy_dir.mkdir()
+    decoy = build_wheel(WheelSpec("biglie", "1.0", tag=CP), decoy_dir)
+    upstream.add("biglie", misfit)
+    upstream.range_lies[misfit.name] = decoy.read_bytes()
+    proxy = make_proxy(upstream, cache_max_size=misfit.stat().st_size - 1)
+    old = f"{HOST},libc=glibc-2.17"
+    assert settled_files(proxy, "biglie", old) == {misfit.name}  # the lie, on the page
+    refused = download(proxy, old, "biglie", misfit.name)
+    assert refused.status_code == 503
+    assert "more than the file cache's budget (--cache-max-size" in refused.text
+    plain = httpx.get(proxy.url + f"files/biglie/{misfit.name}", timeout=60)
+    assert plain.content == misfit.read_bytes()
+
+
 WINDOWS_PIP = (
     'pip/24.0 {"installer":{"name":"pip","version":"24.0"},"python":"3.11.7",'
     '"implementation":{"name":"CPython","version":"3.11.7"},'

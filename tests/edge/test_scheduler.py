@@ -4,6 +4,7 @@ and a download at the gate never queued behind walks."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -154,4 +155,41 @@ async def test_the_gate_tells_when_a_failing_analysis_is_tried_again(
             gate.enforce(page, wheel(5), wheel(5), report, Context(profile=HostProfile()))
         waits.append(held.value.retry_after)
     assert waits == [10, 16, 32]
+    await scheduler.close()
+
+
+async def test_a_report_made_by_url_is_made_again_from_the_checked_file(
+    store: EmbeddedStore, leases: FileLeases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For the gate: once the file is cached (its sha256 checked), its report is made from
+    it and replaces the one made by URL; made once, and not tried again on every request
+    while an analysis that could not run is held back; never from bytes not cached."""
+    monkeypatch.setattr(scheduler_module, "RETRY_SECONDS", 60.0)
+    analyzer = CountingAnalyzer()
+    blobs = BlobStore(tmp_path / "b")
+    scheduler = AnalysisScheduler(ReportService(store, analyzer, leases), blobs)
+    heard: list[str | None] = []
+    scheduler.listen(lambda f, r: heard.append(r.made_from))
+    content = b"the wheel's bytes"
+    sha = hashlib.sha256(content).hexdigest()
+    cached = File("w-6.0-py3-none-any.whl", "http://up/w-6.whl", {"sha256": sha})
+    other = wheel(7)  # never cached
+    for each in (cached, other):
+        assert (await scheduler.submit(each)).made_from == "url"  # by the walk, by URL
+    assert await blobs.put_bytes(content) == sha  # then downloaded
+    analyzer.error = OSError("the OOM killer")
+    for _ in range(3):
+        held = await scheduler.verified(cached)
+        assert not scheduler.ran(held)
+    assert analyzer.calls.count(str(blobs.path(sha))) == 1  # held back after one try
+    analyzer.error = None
+    scheduler._recent.pop(sha)  # the back-off over
+    made = await scheduler.verified(cached)
+    assert made.made_from == "file" and scheduler.ran(made)
+    assert await scheduler.verified(cached) == made  # stored: not made again
+    assert analyzer.calls.count(str(blobs.path(sha))) == 2
+    assert (await ReportService(store, analyzer, leases).cached(sha)) == made
+    assert heard[-1] == "file"
+    missing = await scheduler.verified(other)
+    assert not scheduler.ran(missing) and "did not reach the file cache" in (missing.reason or "")
     await scheduler.close()

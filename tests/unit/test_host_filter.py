@@ -116,7 +116,7 @@ async def test_decisions_kept_are_bounded_by_the_files_they_decide(
     for minor in range(17, 60):
         await layer.page(FITPKG, host(NEW_GLIBC.replace("2.36", f"2.{minor}")))
     assert 0 < layer._decided.weight <= 20
-    assert (await layer.page(FITPKG, host(NEW_GLIBC))).files == first.files  # decided anew
+    assert (await layer.page(FITPKG, host(NEW_GLIBC))).files == first.files  # still right
 
 
 async def test_hosts_that_keep_the_same_files_share_a_revision(make: Make, wheels: Wheels) -> None:

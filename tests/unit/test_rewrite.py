@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import time
 import zipfile
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +22,7 @@ from proxy.edge.files import FileService
 from proxy.edge.index import UNIVERSAL
 from proxy.edge.layers.rewrite import RewriteIndex
 from proxy.edge.reports import ReportService
-from proxy.edge.rewrites import RewriteService
+from proxy.edge.rewrites import Done, RewriteService
 from proxy.edge.scheduler import AnalysisScheduler
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.leases import open_leases
@@ -129,6 +130,28 @@ async def test_another_replica_lists_the_rewrite_without_making_it(
     assert index.count(f"/files/{wheels.fixme.name}") == 1
 
 
+GOOD_RECORD = {
+    "filename": "fixme-1.0-0.hf0-py3-none-any.whl", "sha256": "ab" * 32, "size": 12,
+    "metadata_sha256": "cd" * 32, "requires_python": None,
+    "source_filename": "fixme-1.0-py3-none-any.whl", "source_sha256": "ef" * 32,
+    "source_url": "https://files.test/fixme-1.0-py3-none-any.whl",
+    "recipe": {"platform": None, "add_requires": [], "remove_requires": [],
+               "requires_python": None},
+    "rules": ["rules/fixes.toml"],
+}  # fmt: skip
+
+
+def _spoilt(change: dict[str, object]) -> bytes:
+    return json.dumps({**GOOD_RECORD, **change}).encode()
+
+
+def test_a_good_record_reads_back() -> None:
+    """The spoilt records below differ from this one in one field each."""
+    done = Done.read(_spoilt({}))
+    assert done is not None and done.sha256 == "ab" * 32
+    assert Done.read(_spoilt({"from_a_newer_version": 1})) == done
+
+
 async def test_a_rewrite_listed_is_served_when_the_store_has_lost_it(
     index: FakeIndex, make: Make, blobs: BlobStore, store: MemoryStore, wheels: Wheels
 ) -> None:
@@ -147,8 +170,14 @@ async def test_a_rewrite_listed_is_served_when_the_store_has_lost_it(
 
 
 @pytest.mark.parametrize(
-    "garbage", [b"{not json", b'{"filename": 3}', b"[]", b'{"filename": "x.whl"}']
-)
+    "garbage",
+    [b"{not json", b'{"filename": 3}', b"[]", b'{"filename": "x.whl"}', *(
+        _spoilt({key: value}) for key, value in [
+            ("sha256", "zz"), ("recipe", "x"), ("recipe", {}), ("requires_python", 5),
+            ("rules", [1]), ("source_sha256", ""), ("size", "12"),
+        ]
+    )],
+)  # fmt: skip
 async def test_a_rewrite_record_that_is_none_is_a_miss(
     index: FakeIndex, make: Make, blobs: BlobStore, store: MemoryStore, wheels: Wheels,
     garbage: bytes,

@@ -175,6 +175,9 @@ class HostFilter(IndexLayer):
         )
         self._generation: Generations[str] = Generations(PROJECTS_KEPT)
         self._watched: LRU[str, str] = LRU(WATCHED_KEPT)  # unreported sha256 -> project
+        # Reported by URL, sha256 -> project: reported again when a download checks the
+        # bytes. Apart, so that these (kept until downloaded) never push out the above.
+        self._by_url: LRU[str, str] = LRU(WATCHED_KEPT)
         self._walks: Flights[tuple[str, ...], None] = Flights()
         # Set (and replaced) on each early answer: walks waiting for reports look again,
         # since a wheel hidden early moves their frontier on.
@@ -282,11 +285,13 @@ class HostFilter(IndexLayer):
         )
         for f in candidates:
             # Watched until reported: the report must move the generation, or this
-            # decision outlives it. One made by URL is reported again when a download
+            # decision outlives it; one made by URL is reported again when a download
             # checks the bytes (`AnalysisScheduler.verified`), and may say otherwise.
             report = reports.get(f.sha256 or "")
-            if report is None or report.made_from != "file":
+            if report is None:
                 self._watched.put(f.sha256 or "", page.name)
+            elif report.made_from != "file":
+                self._by_url.put(f.sha256 or "", page.name)
         verdicts = {
             f.filename: decide(
                 f, reports.get(f.sha256 or ""), profile, facts, tags=tags, build=_build_of(page, f)
@@ -436,7 +441,10 @@ class HostFilter(IndexLayer):
                 self._generation.move(page.name)
 
     def _reported(self, file: File, report: Report) -> None:
-        project = self._watched.pop(file.sha256 or "")
+        sha256 = file.sha256 or ""
+        project = self._watched.pop(sha256)
+        by_url = self._by_url.pop(sha256) if report.made_from == "file" else None
+        project = project or by_url
         if project is not None:
             # New reports change what this project's pages decide: decide again.
             self._generation.move(project)
