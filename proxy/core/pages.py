@@ -143,6 +143,8 @@ def parse_json_page(body: bytes, page_url: str, dropped: list[str] | None = None
     keep = files.append
     digests: list[str] = []  # of the files the usual test kept: checked at once, after
     digested = digests.append
+    names: set[str] = set()  # a name listed twice shows as fewer names than files
+    named = names.add
     resolve = Resolver(page_url)
     absolute, joined = _ABSOLUTE.fullmatch, resolve.fast
     # Each entry belongs to this parse alone: what is left of it is ``extra``, uncopied.
@@ -168,16 +170,21 @@ def parse_json_page(body: bytes, page_url: str, dropped: list[str] | None = None
             ):
                 keep(new_file(filename, link, hashes, item))
                 digested(digest)
+                named(filename)
                 continue
             file = _json_file(item, filename, url, hashes, resolve, dropped)
         else:
             file = _not_a_file(None, dropped)
         if file is not None and _keep(file, dropped):
             keep(file)
-    if not _lowercase_hex("".join(digests)):
+            named(file.filename)
+    plain = _lowercase_hex("".join(digests))
+    if not plain:
         files = [f for f in map(_lowered, files) if _keep(f, dropped)]
     meta = {k: v for k, v in data.items() if k not in ("name", "files")}
-    return Page(name=canonicalize_name(name), files=_first_of_each(files, dropped), meta=meta)
+    once = plain and len(names) == len(files)  # else files were left off: count again
+    kept = tuple(files) if once else _first_of_each(files, dropped)
+    return Page(name=canonicalize_name(name), files=kept, meta=meta)
 
 
 def _first_of_each(files: list[File], dropped: list[str] | None) -> tuple[File, ...]:
