@@ -45,7 +45,7 @@ from proxy.core.variants import VARIANTS_SUFFIX
 from proxy.edge.admin import admin_routes
 from proxy.edge.config import Settings
 from proxy.edge.download import Download
-from proxy.edge.gate import GATE_WAIT, REFUSED_HEADER, Refused
+from proxy.edge.gate import GATE_WAIT, REFUSED_HEADER, Refused, Unverifiable
 from proxy.edge.gc_tuning import tuned_gc
 from proxy.edge.index import UNIVERSAL, Context
 from proxy.edge.observe import Observe
@@ -278,7 +278,9 @@ async def _file_answer(request: Request) -> Response:
         # gets the 403 that names its need.
         if report is None and services.blobs.has(judged.sha256 or ""):
             report = await gate.report_within(judged, GATE_WAIT)
-        if report is not None:
+            if report is not None:
+                gate.enforce(page, file, subject, report, ctx, judged)
+        elif report is not None:
             gate.enforce(page, file, subject, report, ctx)
         elif not services.blobs.has(judged.sha256 or ""):
             gate.cacheable(judged, services.blobs.max_size)
@@ -292,6 +294,13 @@ async def _file_answer(request: Request) -> Response:
         return BlobResponse(opened, file, admit)
     services.metrics.file_misses.inc()
     await opened.wait_started()
+    if admit is not None and opened.uncached is not None:
+        # The cache would not take it (its budget, a full disk): its bytes could not be
+        # checked before they leave. Said now, not as a transfer cut at its end.
+        raise Unverifiable(
+            f"{file.filename}: not served to this host: its bytes cannot be checked here"
+            f" ({opened.uncached})"
+        )
     if admit is not None:
         admit = functools.partial(_once_downloaded, opened, admit)
     range_header = request.headers.get("range")

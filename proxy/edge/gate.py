@@ -120,12 +120,19 @@ class DownloadGate:
             )
 
     def enforce(
-        self, page: Page, served: File, subject: File, report: Report, ctx: Context
+        self,
+        page: Page,
+        served: File,
+        subject: File,
+        report: Report,
+        ctx: Context,
+        judged: File | None = None,
     ) -> None:
         """Raises `Refused` or `AnalysisUnavailable`; returns when the wheel may go.
 
         ``subject`` is the wheel whose binaries ``served`` carries: itself, or the
-        original of a rewritten wheel.
+        original of a rewritten wheel. ``judged``: the wheel ``report`` was made of, when
+        not ``subject`` (a rewritten wheel's own blob).
         """
         if not self.scheduler.ran(report):
             log.warning("held back %s: %s", served.filename, report.reason)
@@ -136,7 +143,7 @@ class DownloadGate:
                 f"({report.reason}); retry shortly"
             )
             # When the analysis is tried again: later after failures in a row.
-            left = self.scheduler.retry_at(subject.sha256 or "") - time.monotonic()
+            left = self.scheduler.retry_at((judged or subject).sha256 or "") - time.monotonic()
             unavailable.retry_after = max(AnalysisUnavailable.retry_after, math.ceil(left))
             raise unavailable
         reasons = self.filter.refusal(page, subject, report, ctx)
@@ -158,7 +165,7 @@ class DownloadGate:
         the wheel whose report stands for ``subject``'s (itself, or the rewritten blob
         that carries its binaries)."""
         try:
-            self.enforce(page, served, subject, await self.report(judged), ctx)
+            self.enforce(page, served, subject, await self.report(judged), ctx, judged)
         except HostfitError as exc:
             return str(exc)
         return None

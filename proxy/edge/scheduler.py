@@ -77,6 +77,8 @@ class AnalysisScheduler:
         self._running: set[str] = set()
         self._urgent: Flights[str, Report] = Flights()  # for the gate
         self._verifying: Flights[str, Report] = Flights()  # from the checked file, for the gate
+        self._from_file: set[str] = set()  # analyses running on a cached file
+        self._unchecked: LRU[str, bool] = LRU(RECENT_KEPT)  # whose check could not run
         self._recent: LRU[str, tuple[Report, float]] = LRU(RECENT_KEPT)
         self._failures: LRU[str, int] = LRU(RECENT_KEPT)  # analyses in a row that did not run
         self._listeners: list[Listener] = []
@@ -165,9 +167,14 @@ class AnalysisScheduler:
             why = "its bytes did not reach the file cache, where they are checked"
             return Report.unanalysable(file.filename, sha256, f"{DID_NOT_RUN}: {why}")
         recent = self._recent.peek(sha256)
-        if recent is not None and not self.ran(recent[0]) and recent[1] > time.monotonic():
-            return recent[0]  # it could not run a moment ago: tried again after the back-off
-        walking = self._inflight.running(sha256) if sha256 in self._running else None
+        if (
+            sha256 in self._unchecked  # this very analysis could not run a moment ago
+            and recent is not None
+            and not self.ran(recent[0])
+            and recent[1] > time.monotonic()
+        ):
+            return recent[0]  # tried again after the back-off
+        walking = self._inflight.running(sha256) if sha256 in self._from_file else None
         if walking is not None:  # a walk analysing the cached file: the same report
             report = await asyncio.shield(walking)
             if report.made_from == "file":
@@ -179,10 +186,13 @@ class AnalysisScheduler:
         assert file.sha256 is not None
         try:
             path = self.blobs.path(file.sha256)
-            return await self.urgent.verified(path, file.filename, file.sha256)
+            report = await self.urgent.verified(path, file.filename, file.sha256)
         except Exception as exc:
             log.warning("analysis of %s did not run: %s", file.filename, exc)
+            self._unchecked.put(file.sha256, True)
             return Report.unanalysable(file.filename, file.sha256, f"{DID_NOT_RUN}: {exc}")
+        self._unchecked.pop(file.sha256)
+        return report
 
     def _start(
         self,
@@ -230,7 +240,11 @@ class AnalysisScheduler:
         try:
             if self.blobs.has(file.sha256):
                 path: Path = self.blobs.path(file.sha256)
-                return await service.for_file(path, file.filename, file.sha256)
+                self._from_file.add(file.sha256)
+                try:
+                    return await service.for_file(path, file.filename, file.sha256)
+                finally:
+                    self._from_file.discard(file.sha256)
             return await service.for_url(file.url, file.filename, file.sha256, early=early)
         except Exception as exc:
             # Not stored: a failure to run the analysis says nothing about the wheel.

@@ -48,7 +48,7 @@ from proxy.edge.metadata import MetadataService
 from proxy.edge.metrics import Metrics
 from proxy.edge.observe import ObservedTransport
 from proxy.edge.render import RenderCache
-from proxy.edge.reports import ReportService
+from proxy.edge.reports import Decoded, ReportService
 from proxy.edge.rewrites import RewriteService
 from proxy.edge.rules_loader import ActiveRules
 from proxy.edge.scheduler import AnalysisScheduler
@@ -244,10 +244,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         # One more worker, for downloads waiting at the gate: never queued behind walks.
         urgent_pool = AnalysisPool(PoolLimits(workers=1), origins.outbound)
         stack.push_async_callback(urgent_pool.close)
+        decoded = Decoded()
         reports = AnalysisScheduler(
-            ReportService(store, pool, leases),
+            ReportService(store, pool, leases, decoded=decoded),
             blobs,
-            urgent=ReportService(store, urgent_pool, leases),
+            urgent=ReportService(store, urgent_pool, leases, decoded=decoded),
             observe=metrics.analysed,
         )
         stack.push_async_callback(reports.close)

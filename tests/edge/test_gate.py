@@ -230,6 +230,14 @@ def test_a_wheel_the_cache_cannot_take_is_not_judged_by_a_report_made_by_url(
     assert "more than the file cache's budget (--cache-max-size" in refused.text
     plain = httpx.get(proxy.url + f"files/biglie/{misfit.name}", timeout=60)
     assert plain.content == misfit.read_bytes()
+    # An HTML index gives no size: the cache says no as the download starts, and the
+    # 503 comes all the same before any byte, not as a transfer cut at its end.
+    upstream.formats = {"html"}
+    html_only = make_proxy(upstream, cache_max_size=misfit.stat().st_size - 1)
+    assert settled_files(html_only, "biglie", old) == {misfit.name}
+    refused = download(html_only, old, "biglie", misfit.name)
+    assert refused.status_code == 503 and "cannot be checked here" in refused.text
+    assert "more than the cache budget" in refused.text
 
 
 WINDOWS_PIP = (

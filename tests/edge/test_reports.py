@@ -14,7 +14,7 @@ import pytest
 from proxy.analysis.pool import AnalysisPool, Early, PoolLimits
 from proxy.core.aggregate import DRIVER_ADDED
 from proxy.core.report import ANALYZER_VERSION, ElfFile, Report, Requires
-from proxy.edge.reports import ReportService, decode, encode
+from proxy.edge.reports import Decoded, ReportService, decode, encode
 from proxy.edge.stores import keys
 from proxy.edge.stores.embedded import EmbeddedStore
 from proxy.edge.stores.leases import FileLeases, RedisLeases
@@ -314,3 +314,19 @@ def test_a_report_with_requires_keys_of_a_newer_analyzer_reads_without_them() ->
     newer["analyzer_version"] = ANALYZER_VERSION + 1
     report = decode(json.dumps(newer).encode())
     assert report is not None and report.requires == Requires(glibc="2.28")
+
+
+def test_decoded_reports_serve_only_the_bytes_they_came_from() -> None:
+    """Remembered by sha256, but a report stored again (made from the checked file where
+    it was made by URL) is decoded again, never answered from the earlier bytes."""
+    decoded = Decoded()
+    by_url = encode(replace(Report("w.whl", SHA, requires=Requires(glibc="2.17")), made_from="url"))
+    by_file = encode(
+        replace(Report("w.whl", SHA, requires=Requires(glibc="2.34")), made_from="file")
+    )
+    first = decoded.decode(SHA, by_url)
+    assert first is not None and first.requires.glibc == "2.17"
+    assert decoded.decode(SHA, by_url) is first  # remembered
+    second = decoded.decode(SHA, by_file)
+    assert second is not None and second.requires.glibc == "2.34" and second.made_from == "file"
+    assert decoded.decode(SHA, b"{not json") is None
