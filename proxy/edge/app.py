@@ -45,7 +45,7 @@ from proxy.core.variants import VARIANTS_SUFFIX
 from proxy.edge.admin import admin_routes
 from proxy.edge.config import Settings
 from proxy.edge.download import Download
-from proxy.edge.gate import GATE_WAIT, REFUSED_HEADER, Refused, Unverifiable
+from proxy.edge.gate import REFUSED_HEADER, Refused, Unverifiable
 from proxy.edge.gc_tuning import tuned_gc
 from proxy.edge.index import UNIVERSAL, Context
 from proxy.edge.observe import Observe
@@ -263,32 +263,13 @@ async def _file_answer(request: Request) -> Response:
             headers={"Cache-Control": "public, max-age=31536000, immutable"},
         )
     gate = services.gate if services.gate.applies(file, ctx) else None
-    report = None
-    # The wheel whose checked bytes are analysed: the subject, or for a rewritten wheel
-    # whose original is no longer cached, the rewritten blob itself (the same binaries).
-    judged = subject if file is subject or services.blobs.has(subject.sha256 or "") else file
-    if gate is not None:
-        report = await gate.known(subject)
-        if report is not None and report.made_from != "file":
-            # Made by URL: a misfit is refused at once; a fit is judged again from the
-            # bytes this download checks, as a wheel without a report is.
-            gate.enforce(page, file, subject, report, ctx)
-            report = None
-        # Made from a cached file: most are made within the wait, and a misfit then
-        # gets the 403 that names its need.
-        if report is None and services.blobs.has(judged.sha256 or ""):
-            report = await gate.report_within(judged, GATE_WAIT)
-            if report is not None:
-                gate.enforce(page, file, subject, report, ctx, judged)
-        elif report is not None:
-            gate.enforce(page, file, subject, report, ctx)
-        elif not services.blobs.has(judged.sha256 or ""):
-            gate.cacheable(judged, services.blobs.max_size)
-    opened = await services.files.open(file)
     admit: Admit | None = None
-    if gate is not None and report is None:
-        # Judged while the bytes go, before their end leaves (`Withheld`).
-        admit = functools.partial(gate.admit_streamed, page, file, subject, ctx, judged)
+    if gate is not None:
+        judged = gate.judged(file, subject)
+        if not await gate.before_bytes(page, file, subject, judged, ctx):
+            # Judged while the bytes go, before their end leaves (`Withheld`).
+            admit = functools.partial(gate.admit_streamed, page, file, subject, ctx, judged)
+    opened = await services.files.open(file)
     if isinstance(opened, OpenBlob):
         services.metrics.file_hits.inc()
         return BlobResponse(opened, file, admit)

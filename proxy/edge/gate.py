@@ -107,8 +107,42 @@ class DownloadGate:
         except TimeoutError:
             return None
 
+    def judged(self, served: File, subject: File) -> File:
+        """The wheel whose checked bytes are analysed for ``subject``: itself, or for a
+        rewritten wheel whose original is no longer cached, the rewritten blob that is
+        served (the same binaries)."""
+        if served is subject or self.scheduler.blobs.has(subject.sha256 or ""):
+            return subject
+        return served
+
+    async def before_bytes(
+        self, page: Page, served: File, subject: File, judged: File, ctx: Context
+    ) -> bool:
+        """Whether the wheel is judged before any byte leaves (raising `Refused`,
+        `AnalysisUnavailable` or `Unverifiable`, or returning True when it may go); False
+        when it is judged while its bytes go (`admit_streamed`)."""
+        report = await self.known(subject)
+        if report is not None and report.made_from == "file":
+            self.enforce(page, served, subject, report, ctx)
+            return True
+        if report is not None:
+            # Made by URL: a misfit is refused at once; a fit is judged again from the
+            # bytes this download checks, as a wheel without a report is.
+            self.enforce(page, served, subject, report, ctx)
+        blobs = self.scheduler.blobs
+        if not blobs.has(judged.sha256 or ""):
+            self._cacheable(judged, blobs.max_size)
+            return False
+        # Made from the cached file: most are made within the wait, and a misfit then
+        # gets the 403 that names its need.
+        report = await self.report_within(judged, GATE_WAIT)
+        if report is None:
+            return False
+        self.enforce(page, served, subject, report, ctx, judged)
+        return True
+
     @staticmethod
-    def cacheable(file: File, budget: int | None) -> None:
+    def _cacheable(file: File, budget: int | None) -> None:
         """Raises `Unverifiable` for a wheel the file cache will not take: judged from its
         checked bytes in the cache, it could not be judged at all (and would be cut short
         at its end on every try)."""

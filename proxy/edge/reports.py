@@ -115,12 +115,9 @@ class ReportService:
         self._inflight: Flights[str, Report] = Flights()
         self._decoded = decoded if decoded is not None else Decoded()
 
-    def _decode(self, sha256: str, value: bytes) -> Report | None:
-        return self._decoded.decode(sha256, value)
-
     async def cached(self, sha256: str) -> Report | None:
         value = await self.store.get(keys.report(_checked(sha256)))
-        return self._decode(sha256, value) if value is not None else None
+        return self._decoded.decode(sha256, value) if value is not None else None
 
     async def forget(self, sha256: str) -> bool:
         """Delete the stored report; whether there was one."""
@@ -134,7 +131,7 @@ class ReportService:
         values = await self.store.get_many(wanted) if wanted else []
         found = {}
         for sha256, value in zip(sha256s, values, strict=True):
-            report = self._decode(sha256, value) if value is not None else None
+            report = self._decoded.decode(sha256, value) if value is not None else None
             if report is not None:
                 found[sha256] = report
         return found
@@ -147,39 +144,19 @@ class ReportService:
         made by URL: nothing ties the bytes a URL answered (ranges, or a whole body never
         hashed) to the sha256 the report is kept under, and reports are shared by it."""
         report = await self.cached(sha256)
-        if report is not None and report.made_from == "file":
+        if report is not None and _checked_bytes(report):
             return report
-        return await self._inflight.run(
-            f"{sha256} file", lambda: self._verify(path, filename, sha256, report)
+        made = await self._inflight.run(
+            f"{sha256} file",
+            lambda: self._compute(
+                sha256, lambda: self._from_file(path, filename, sha256), enough=_checked_bytes
+            ),
         )
-
-    async def _verify(
-        self, path: str | os.PathLike[str], filename: str, sha256: str, by_url: Report | None
-    ) -> Report:
-        """Under the analysis lease, as `_compute`: replicas and processes make it once."""
-        name = keys.report_lock(sha256)
-        while (lease := await self._lease(name)) is None:
-            await self._wait_for_holder(sha256, name)
-            made = await self.cached(sha256)
-            if made is not None and made.made_from == "file":
-                return made
-        renewing = asyncio.ensure_future(self._renew(lease))
-        try:
-            made = await self.cached(sha256)  # checked elsewhere just before the lease
-            if made is not None and made.made_from == "file":
-                return made
-            made_at = datetime.now(UTC).isoformat(timespec="seconds")
-            report = replace(await self._from_file(path, filename, sha256), made_at=made_at)
-            self.computed += 1
-            await self.store.set(keys.report(sha256), encode(report))
-        finally:
-            renewing.cancel()
-            await lease.release()
-        if by_url is not None and not by_url.same_facts(report):
+        if report is not None and not report.same_facts(made):
             log.warning(
                 "%s: the report made by URL differed from the checked bytes'; replaced", filename
             )
-        return report
+        return made
 
     async def _from_file(self, path: str | os.PathLike[str], filename: str, sha256: str) -> Report:
         report = await self.analyzer.analyze_file(path, filename, sha256)
@@ -210,23 +187,30 @@ class ReportService:
             return report
         return await self._inflight.run(sha256, lambda: self._compute(sha256, compute))
 
-    async def _compute(self, sha256: str, compute: Callable[[], Awaitable[Report]]) -> Report:
+    async def _compute(
+        self,
+        sha256: str,
+        compute: Callable[[], Awaitable[Report]],
+        enough: Callable[[Report], bool] = lambda report: True,
+    ) -> Report:
+        """Under the analysis lease, so that replicas and processes make it once; a stored
+        report that is ``enough`` is not made again."""
         name = keys.report_lock(sha256)
         while (lease := await self._lease(name)) is None:
-            report = await self._wait_for_holder(sha256, name)
+            report = await self._wait_for_holder(sha256, name, enough)
             if report is not None:
                 return report
         renewing = asyncio.ensure_future(self._renew(lease))
         try:
             report = await self.cached(sha256)  # finished elsewhere just before the lease
-            if report is None:
+            if report is None or not enough(report):
                 self.computed += 1
                 made_at = datetime.now(UTC).isoformat(timespec="seconds")
                 report = replace(await compute(), made_at=made_at)
                 # One made from the checked file meanwhile (`verified`, which a lease held
                 # elsewhere may not have excluded) is never replaced by one made by URL.
                 stored = await self.cached(sha256)
-                if stored is not None and stored.made_from == "file":
+                if stored is not None and _checked_bytes(stored):
                     return stored
                 await self.store.set(keys.report(sha256), encode(report))
             return report
@@ -250,16 +234,20 @@ class ReportService:
             if not await lease.publish(b""):
                 return  # lost (expired and taken over): the other holder's work now
 
-    async def _wait_for_holder(self, sha256: str, name: str) -> Report | None:
-        """Its report once stored; None when the lease is free again without one (the
-        holder failed or died: `Leases.holder` says so at once for a process gone here)."""
+    async def _wait_for_holder(
+        self, sha256: str, name: str, enough: Callable[[Report], bool]
+    ) -> Report | None:
+        """Its report once stored (and ``enough``); None when the lease is free again
+        without one (the holder failed or died, or made one that is not enough:
+        `Leases.holder` says so at once for a process gone here)."""
         while True:
             await asyncio.sleep(self.poll_interval)
             report = await self.cached(sha256)
-            if report is not None:
+            if report is not None and enough(report):
                 return report
             if await self.leases.holder(name) is None:
-                return await self.cached(sha256)
+                report = await self.cached(sha256)
+                return report if report is not None and enough(report) else None
 
 
 class _Unleased:
@@ -273,6 +261,11 @@ class _Unleased:
 
 
 _UNLEASED = _Unleased()
+
+
+def _checked_bytes(report: Report) -> bool:
+    """Made from the cached file, whose sha256 was checked (not from bytes read by URL)."""
+    return report.made_from == "file"
 
 
 def _checked(sha256: str) -> str:

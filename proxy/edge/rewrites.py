@@ -57,12 +57,6 @@ class Done:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> Done:
-        values = json.loads(data)
-        values["rules"] = tuple(values["rules"])
-        return cls(**values)
-
-    @classmethod
     def read(cls, data: bytes | None) -> Done | None:
         """A record from the store, or None for none fit to serve by: unreadable, or
         missing a field (a key a newer version added is left out, as in a rollback)."""
@@ -71,7 +65,7 @@ class Done:
         try:
             values = json.loads(data)
             known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-            done = cls.from_json(json.dumps(known).encode())
+            done = cls(**{**known, "rules": tuple(known["rules"])})
             done.rewrite()  # its recipe must be one, as `ensure` rebuilds from it
         except (ValueError, TypeError, KeyError, AttributeError):
             return None

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-import proxy.edge.app
+import proxy.edge.gate
 import proxy.edge.responses
 from proxy.edge.responses import HOLD, KEEP
 from tests.support.proxy import ProxyThread
@@ -46,7 +46,7 @@ def short_waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The trickle's interval, and the wait before a cached wheel's bytes, well inside
     the client's read timeout (as 2 s is inside pip's 15)."""
     monkeypatch.setattr(proxy.edge.responses, "KEEPALIVE", READ_TIMEOUT / 5)
-    monkeypatch.setattr(proxy.edge.app, "GATE_WAIT", READ_TIMEOUT / 5)
+    monkeypatch.setattr(proxy.edge.gate, "GATE_WAIT", READ_TIMEOUT / 5)
     yield
 
 
