@@ -238,7 +238,7 @@ def test_routes_hold_while_the_other_upstream_is_down(world: World, tmp_path: Pa
             assert python_output(python, "import numpy; print(numpy.WHERE)") == "default"
             venv = new_venv(tmp_path / "no-torch")
             env = clean_env(tmp_path / "no-torch", PIP_USER_AGENT_USER_DATA=profile)
-            failed = pip_install(venv, proxy.url + "simple/", "torch", env=env)
+            failed = pip_install(venv, proxy.url + "simple/", "--retries", "0", "torch", env=env)
             # torch's index is down: torch is not installed at all, never the default's.
             assert failed.returncode != 0
     finally:
