@@ -62,6 +62,7 @@ from servers import (  # noqa: E402
     ProxpiServer,
     Server,
     proxpi_installed,
+    quiet,
 )
 from synthetic import (  # noqa: E402
     COLD_SHAPES,
@@ -173,9 +174,13 @@ class Bench:
     results: Results = field(default_factory=Results)
 
     def each(self, workload: str) -> Iterator[tuple[str, Server]]:
+        """Each server in turn, every server quiet before the next is measured."""
         for name, server in self.servers.items():
             with self.results.measuring(workload, name):
                 yield name, server
+            waited = quiet(list(self.servers.values()))
+            if waited > 1.0:
+                self.results.notes.append(f"{workload} on {name}: {waited:.0f} s to go quiet")
 
 
 # The upstream's content ---------------------------------------------------------------
@@ -436,6 +441,7 @@ def small_pages(bench: Bench) -> None:
                         get_as(url, PIP_HEADERS)
                     figures = load(url, s.seconds, s.connections, PIP_HEADERS)
                     bench.results.put(workload, name, figures["rps"])
+                quiet([*bench.servers.values(), *extra])
         finally:
             for other in extra:
                 other.stop()

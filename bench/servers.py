@@ -77,8 +77,59 @@ class Server:
     def page_url(self, project: str) -> str:
         return f"{self.index}{project}/"
 
+    def pid(self) -> int | None:
+        """The server's first process (its workers are its children), None if stopped."""
+        raise NotImplementedError
+
     def stop(self) -> None:
         raise NotImplementedError
+
+
+def _cpu_seconds(roots: set[int]) -> float:
+    """CPU time (user and system) of these processes and all their descendants."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        ticks[pid] = int(fields[11]) + int(fields[12])
+
+    def counted(pid: int) -> bool:
+        for _ in range(64):  # ancestors up to init; bounded against a cycle mid-change
+            if pid in roots:
+                return True
+            if pid not in parents:
+                return False
+            pid = parents[pid]
+        return False
+
+    return sum(t for pid, t in ticks.items() if counted(pid)) / os.sysconf("SC_CLK_TCK")
+
+
+def quiet(servers: list[Server], limit: float = 60.0) -> float:
+    """Wait until no server works on requests a load left behind; the seconds waited.
+
+    A server slower than the load keeps answering the requests wrk had in flight when
+    its run ended (proxpi at 64 connections: a core for 4-5 s after a 5 s run), and
+    that work fell into the next server's measurement. Quiet: less than 5% of a core
+    over half a second, up to ``limit`` seconds."""
+    roots = {pid for server in servers if (pid := server.pid()) is not None}
+    began = time.monotonic()
+    used = _cpu_seconds(roots)
+    while time.monotonic() - began < limit:
+        time.sleep(0.5)
+        now = _cpu_seconds(roots)
+        if now - used < 0.025:
+            break
+        used = now
+    return time.monotonic() - began
 
 
 class NginxServer(Server):
@@ -103,6 +154,9 @@ class NginxServer(Server):
         self.nginx.start()
         return self
 
+    def pid(self) -> int | None:
+        return self.nginx.process.pid if self.nginx.process is not None else None
+
     def stop(self) -> None:
         self.nginx.stop()
 
@@ -120,6 +174,10 @@ class HostfitServer(Server):
     def start(self) -> HostfitServer:
         self.process.start()
         return self
+
+    def pid(self) -> int | None:
+        process = self.process.process
+        return process.pid if process is not None else None
 
     def rss(self, field: str = "VmRSS") -> int:
         return self.process.memory(field)
@@ -174,6 +232,9 @@ class ProxpiServer(Server):
             if time.monotonic() > deadline:
                 raise TimeoutError("proxpi did not start")
             time.sleep(0.1)
+
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
