@@ -105,7 +105,7 @@ def analyze_wheel(
 
 def _report(filename: str, sha256: str, found: Members, policies: PolicyTable) -> Report:
     elves = found.elves
-    summary = summarize(filename, elves, found.members, policies)
+    summary = summarize(filename, elves, policies)
     return Report(
         filename=filename,
         sha256=sha256,
@@ -124,7 +124,6 @@ def _report(filename: str, sha256: str, found: Members, policies: PolicyTable) -
 class Members:
     elves: list[ElfFile]  # the loadable ELF files
     natives: list[NativeFile]  # those and every PE and Mach-O file, in member order
-    members: set[str]  # the names of all members
     notes: list[str]  # members skipped, and why
 
 
@@ -135,7 +134,7 @@ def read_native_members(
     far: bool = False,
     early: Callable[[Members, tuple[str, ...]], None] | None = None,
 ) -> Members:
-    """The native binaries of the wheel, the ELF ones read in full, and all member names.
+    """The native binaries of the wheel, the ELF ones read in full.
 
     ``early`` is given them before any CUDA fat binary is read (their GPU code empty),
     with the names of the members that have fat binaries, if there are any.
@@ -192,14 +191,13 @@ def read_native_members(
             if len(natives) >= limits.max_native_members:
                 raise Unanalysable(f"more than {limits.max_native_members} native binaries")
             natives.append(native)
-    names = {info.filename for info in infos}
     if early is not None and unread:
-        early(Members(list(elves), natives, names, notes), tuple(i.filename for _, i, _ in unread))
+        early(Members(list(elves), natives, notes), tuple(i.filename for _, i, _ in unread))
     for index, info, sections in unread:
         end = ends[info.header_offset]
         sms, ptx = _read_gpu_code(source, info, end, budget, sections, far=far)
         elves[index] = replace(elves[index], gpu_sms=sms, gpu_ptx=ptx)
-    return Members(elves, natives, names, notes)
+    return Members(elves, natives, notes)
 
 
 def _read_elf_member(

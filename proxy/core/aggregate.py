@@ -1,11 +1,16 @@
 """From the ELF files of one wheel to what the wheel needs from its host.
 
-Pure: ELF facts and the wheel's member names in, ``Requires``, the bundled/external
-split and the derived platform tag out. A ``DT_NEEDED`` entry is bundled when the
-loader would find it inside the wheel: through an ``$ORIGIN`` RPATH/RUNPATH (how
-auditwheel points at ``<name>.libs/``), or because the wheel ships a library of
-that SONAME, which the loader reuses once it is loaded. Only what stays external
-counts towards the host's requirements.
+Pure: the wheel's loadable ELF files in, ``Requires``, the bundled/external split and
+the derived platform tag out. A ``DT_NEEDED`` entry is bundled when the loader would
+find a loadable ELF file of the wheel for it: through an ``$ORIGIN`` RPATH/RUNPATH (how
+auditwheel points at ``<name>.libs/``), or because the wheel ships a library of that
+SONAME, which the loader reuses once it is loaded. Only what stays external counts
+towards the host's requirements. Two exceptions follow the loader, which reuses a
+library of the same SONAME already in the process before it searches anything: glibc's
+own libraries (``libc.so.6``, ``libm.so.6``, the dynamic loader ...) are always the
+host's, the interpreter having loaded them first; and libstdc++ and libgcc_s are the
+wheel's only through a run path, never by SONAME alone (the host's may be loaded
+first, and a file of that name elsewhere in the wheel is not what the loader finds).
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ from typing import Literal
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from proxy.core.dotted import parse_dotted
+from proxy.core.dotted import dotted, parse_dotted
 from proxy.core.gpu import target_order
 from proxy.core.policy import PolicyTable, is_numeric, split_version_name
-from proxy.core.report import ElfFile, Report, Requires
+from proxy.core.report import ANALYZER_VERSION, ElfFile, Report, Requires
 from proxy.core.variants import split_label
 
 # Runtime libraries whose SONAME carries the CUDA major they belong to.
@@ -30,11 +35,14 @@ _CUDA_RUNTIME = re.compile(r"^lib(?:cudart|cublas|cublasLt|nvrtc)\.so\.(\d+)(?:\
 _LIBCUDA = re.compile(r"^libcuda\.so(?:\.\d+)*$")
 # A library by name (lib*.so*), not a Python extension module (lib.cpython-311-….so).
 _LIBRARY = re.compile(r"^lib(?![^/]*\.(?:cpython-|abi3\.|pypy))[^/]*\.so(?:\.[0-9.]+)?$")
+_SHARED_OBJECT = re.compile(r"\.so(?:\.[0-9.]+)?$")
 _MUSL_LIBC = re.compile(r"^(?:libc\.musl-[^/]+\.so\.1|libc\.so)$")
 _GLIBC_LIBS = re.compile(
     r"^(?:libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1"
     r"|ld-linux[^/]*\.so\.\d+|ld64\.so\.\d+)$"
 )
+# Libraries the process may hold already, the host's, under the SONAME a wheel's copy has.
+_HOST_FIRST = re.compile(r"^(?:libstdc\+\+\.so\.6|libgcc_s\.so\.1)$")
 _GLIBC_PLATFORM = re.compile(r"^(manylinux|musllinux)_(\d+)_(\d+)_(.+)$")
 _LEGACY_PLATFORM = re.compile(r"^(manylinux1|manylinux2010|manylinux2014)_(.+)$")
 
@@ -48,12 +56,10 @@ class Summary:
     overclaims: bool
 
 
-def summarize(
-    filename: str,
-    elves: Sequence[ElfFile],
-    members: Collection[str],
-    policies: PolicyTable,
-) -> Summary:
+def summarize(filename: str, elves: Sequence[ElfFile], policies: PolicyTable) -> Summary:
+    """``elves``: the wheel's loadable ELF files, all the loader can find in it (a member
+    of another kind by a needed name is no library: the need stays the host's)."""
+    members = {elf.path for elf in elves}
     provided = _provided_by_name(elves)
     bundled: set[str] = set()
     external: set[str] = set()
@@ -71,9 +77,10 @@ def summarize(
                 external_versions.extend(versions)
     musl, glibc = _has_musl(elves), _has_glibc(elves, external_versions)
     libc: Literal["glibc", "musl"] | None = "glibc" if glibc else "musl" if musl else None
+    loaded = _loaded_by_import(elves, members, provided)
     requires = Requires(
         libc=libc,
-        glibc=_newest(external_versions, "GLIBC"),
+        glibc=_newest_glibc(external_versions, policies),
         glibcxx=_newest(external_versions, "GLIBCXX"),
         cxxabi=_newest(external_versions, "CXXABI"),
         gcc=_newest(external_versions, "GCC"),
@@ -86,6 +93,8 @@ def summarize(
         ),
         execstack=True if any(e.execstack for e in elves) else None,
         nvidia_driver=True if _loads_libcuda(elves, members, provided) else None,
+        machines=tuple(sorted({elf.machine for elf in loaded})) or None,
+        mixed_libc=True if _has_musl(loaded) and _has_glibc(loaded, _versions(loaded)) else None,
     )
     arches = {elf.machine for elf in elves}
     tag = _derived_tag(arches, libc, musl and glibc, external_versions, policies)
@@ -101,9 +110,12 @@ def summarize(
 def resolve(
     elf: ElfFile, name: str, members: Collection[str], provided: Mapping[str, str]
 ) -> str | None:
-    """The wheel member the loader would load for ``DT_NEEDED`` ``name`` of ``elf``."""
+    """The wheel member the loader would load for ``DT_NEEDED`` ``name`` of ``elf``;
+    ``members``: the wheel's loadable ELF files."""
     if "/" in name:
         return None  # a path: relative to the process's working directory, not the wheel
+    if _GLIBC_LIBS.match(name):
+        return None  # loaded with the interpreter, before any search: the host's
     origin = posixpath.dirname(elf.path)
     # DT_RPATH is ignored by the loader when DT_RUNPATH is present.
     for entry in elf.runpath or elf.rpath:
@@ -113,6 +125,8 @@ def resolve(
         candidate = posixpath.normpath(posixpath.join(directory, name))
         if candidate in members:
             return candidate
+    if _HOST_FIRST.match(name):
+        return None
     return provided.get(name)
 
 
@@ -137,6 +151,31 @@ def _has_glibc(elves: Sequence[ElfFile], versions: Iterable[str]) -> bool:
     )
 
 
+def _newest_glibc(version_names: Sequence[str], policies: PolicyTable) -> str | None:
+    """The newest glibc the names need: numeric ones, and named ones by the release that
+    first defines them (``GLIBC_ABI_DT_RELR``, linked by ``-z pack-relative-relocs``,
+    exists from 2.36 on; its numeric needs alone may say 2.2.5). A name no policy knows
+    states no release, and is left out (a requirement stated imprecisely hides nothing)."""
+    numeric = _newest(version_names, "GLIBC")
+    releases: list[tuple[int, ...]] = [
+        found
+        for name in version_names
+        if name.startswith("GLIBC_")
+        and not is_numeric(name.removeprefix("GLIBC_"))
+        and (found := policies.glibc_naming(name)) is not None
+    ]
+    if numeric is not None:
+        releases.append(parse_dotted(numeric))
+    if not releases:
+        return None
+    newest = max(releases)
+    return numeric if numeric is not None and parse_dotted(numeric) >= newest else dotted(newest)
+
+
+def _versions(elves: Iterable[ElfFile]) -> list[str]:
+    return [name for elf in elves for names in elf.version_needs.values() for name in names]
+
+
 def _newest(version_names: Iterable[str], prefix: str) -> str | None:
     versions = []
     for name in version_names:
@@ -152,19 +191,27 @@ def _cuda_major(elves: Sequence[ElfFile]) -> int | None:
     return max(majors, default=None)
 
 
-# The analyzer version that added ``requires.nvidia_driver`` (`upgraded`).
-DRIVER_ADDED = 7
+# The analyzer versions whose reports `upgraded` brings up to date without the wheel.
+UPGRADABLE = frozenset({6, 7})
 
 
-def upgraded(report: Report) -> Report:
-    """A report of analyzer version 6 as version 7 makes it: 7 only added
-    ``requires.nvidia_driver``, which the report's own ELF facts give (their needs, run
-    paths and SONAMEs), so an upgrade does not fetch and analyse every wheel again."""
-    elves = report.elf_files
-    members = {elf.path for elf in elves}  # what the loader can find in the wheel: ELF files
-    driver = _loads_libcuda(elves, members, _provided_by_name(elves))
-    requires = replace(report.requires, nvidia_driver=True if driver else None)
-    return replace(report, requires=requires, analyzer_version=DRIVER_ADDED)
+def upgraded(report: Report, policies: PolicyTable) -> Report:
+    """A report of an `UPGRADABLE` analyzer version as this version makes it: 7 added
+    ``requires.nvidia_driver``; 8 added ``machines`` and ``mixed_libc``, named glibc
+    versions, and the loader's own order for glibc, libstdc++ and libgcc_s. Each is
+    given by the report's own ELF facts (their needs, run paths, SONAMEs and machines),
+    which are all the loader can find in the wheel, so the summary is made again from
+    them and no wheel is fetched and analysed again."""
+    summary = summarize(report.filename, report.elf_files, policies)
+    return replace(
+        report,
+        requires=summary.requires,
+        bundled_libraries=summary.bundled_libraries,
+        external_libraries=summary.external_libraries,
+        derived_platform_tag=summary.derived_platform_tag,
+        overclaims=summary.overclaims,
+        analyzer_version=ANALYZER_VERSION,
+    )
 
 
 def _loads_libcuda(
@@ -178,20 +225,44 @@ def _loads_libcuda(
     links libcuda, is opened only when a GPU is there): its needs are not the import's.
     A wheel of libraries only is loaded by other wheels' binaries: all of it counts.
     """
-    by_path = {elf.path: elf for elf in elves}
     roots = [e for e in elves if not _LIBRARY.match(posixpath.basename(e.path))] or elves
-    loaded, todo = {e.path for e in roots}, list(roots)
+    return any(
+        _LIBCUDA.match(name)
+        for elf in _closure(roots, elves, members, provided)
+        for name in elf.needed
+        if resolve(elf, name, members, provided) is None
+    )
+
+
+def _loaded_by_import(
+    elves: Sequence[ElfFile], members: Collection[str], provided: Mapping[str, str]
+) -> list[ElfFile]:
+    """The binaries an import loads: the extension modules (``*.so`` files but libraries
+    by name) and what they load of the wheel; in a wheel of libraries only, every
+    ``*.so`` (other wheels' binaries load them). Programs, objects and device code (a CUDA
+    ``.cubin`` is an ELF file too) are not loaded by an import."""
+    shared = [e for e in elves if _SHARED_OBJECT.search(posixpath.basename(e.path))]
+    modules = [e for e in shared if not _LIBRARY.match(posixpath.basename(e.path))]
+    return _closure(modules or shared, elves, members, provided)
+
+
+def _closure(
+    roots: Sequence[ElfFile],
+    elves: Sequence[ElfFile],
+    members: Collection[str],
+    provided: Mapping[str, str],
+) -> list[ElfFile]:
+    """``roots`` and every ELF file of the wheel the loader loads for them."""
+    by_path = {elf.path: elf for elf in elves}
+    loaded, todo = {e.path: e for e in roots}, list(roots)
     while todo:
         elf = todo.pop()
         for name in elf.needed:
             found = resolve(elf, name, members, provided)
-            if found is None:
-                if _LIBCUDA.match(name):
-                    return True
-            elif found in by_path and found not in loaded:
-                loaded.add(found)
+            if found is not None and found in by_path and found not in loaded:
+                loaded[found] = by_path[found]
                 todo.append(by_path[found])
-    return False
+    return list(loaded.values())
 
 
 def _union(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...] | None:

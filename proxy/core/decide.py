@@ -364,6 +364,43 @@ def _sm(c: _Context) -> _Outcome:
     return Reason("sm", f"sm: kernels for {kernels}; host GPUs are {gpus}")
 
 
+def _machine(c: _Context) -> _Outcome:
+    machines = c.requires.machines
+    if not machines:
+        return _SKIP
+    host = c.profile.arch
+    if host is None:
+        return None
+    foreign = sorted(m for m in machines if _machine_family(m) != _machine_family(host.value))
+    if not foreign:
+        return None
+    return Reason(
+        "native",
+        f"native: binaries an import loads are for {', '.join(foreign)}, host is {host.value}",
+    )
+
+
+def _machine_family(name: str) -> str:
+    """One name for the machines a binary may be built for and a host may call itself:
+    the kernel says armv6l, armv7l or armv8l for a 32-bit ARM userland, which ELF calls
+    EM_ARM; i386 to i686 for 32-bit x86, EM_386."""
+    if name in ("i386", "i486", "i586", "i686", "x86"):
+        return "i686"
+    if name.startswith("arm") and name not in ("arm64", "armv8b"):
+        return "armv7l"
+    return {"arm64": "aarch64", "amd64": "x86_64"}.get(name, name)
+
+
+def _mixed_libc(c: _Context) -> _Outcome:
+    if not c.requires.mixed_libc:
+        return _SKIP
+    if c.host_libc() is None:
+        return None
+    return Reason(
+        "libc", "libc: binaries an import loads link both glibc and musl: no host has both"
+    )
+
+
 def _isa(c: _Context) -> _Outcome:
     need = c.requires.x86_64_level
     if need is None:
@@ -384,6 +421,8 @@ _CHECKS: tuple[tuple[str, Callable[[_Context], _Outcome]], ...] = (
     ("cuda", _newer_minor),
     ("sm", _sm),
     ("isa", _isa),
+    ("arch", _machine),
+    ("libc", _mixed_libc),
 )
 
 

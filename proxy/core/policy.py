@@ -100,6 +100,14 @@ class PolicyTable:
         # musl has no symbol versions: nothing in a binary distinguishes musl releases.
         return next((p for p in self.musllinux if arch in p.arches), None)
 
+    def glibc_naming(self, name: str) -> tuple[int, int] | None:
+        """The glibc release that first defines this non-numeric version name, on any
+        architecture (``GLIBC_ABI_DT_RELR``: 2.36), or None where no policy names it."""
+        for policy in self.manylinux:
+            if any(name in names for names in policy.named.values()):
+                return policy.glibc
+        return None
+
     def glibc_of_alias(self, alias: str) -> tuple[int, int] | None:
         for policy in self.manylinux:
             if alias in policy.aliases:

@@ -14,7 +14,7 @@ from proxy.core.typed import holds_types
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
-ANALYZER_VERSION = 7
+ANALYZER_VERSION = 8
 
 Status = Literal["ok", "unanalysable"]
 NativeFormat = Literal["elf", "pe", "macho"]
@@ -74,6 +74,12 @@ class Requires:
     # True: a binary the wheel loads (`proxy.core.aggregate`) needs the NVIDIA driver's own
     # libcuda.so.1, which no wheel can bring.
     nvidia_driver: bool | None = None
+    # The machines of the binaries an import loads (its extension modules and the
+    # libraries they load from the wheel), as wheel tags spell them: a host of another
+    # machine loads none of them, whatever the wheel's tag claims.
+    machines: tuple[str, ...] | None = None
+    # True: the binaries an import loads link both glibc and musl; no host has both.
+    mixed_libc: bool | None = None
 
 
 _REQUIRES_KEYS = frozenset(Requires.__dataclass_fields__)
@@ -145,7 +151,7 @@ class Report:
         # Keys a newer analyzer added are left out: this version judges by what it knows
         # (a rollback reads the newer reports instead of analysing every wheel again).
         req = {k: v for k, v in (data.get("requires") or {}).items() if k in _REQUIRES_KEYS}
-        for key in ("gpu_sms", "gpu_ptx"):
+        for key in ("gpu_sms", "gpu_ptx", "machines"):
             if isinstance(req.get(key), list):
                 req[key] = tuple(req[key])
         # Reports from before native_files (analyzer version 1) have no such key.

@@ -26,9 +26,10 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from proxy.analysis.pool import Early
-from proxy.core.aggregate import DRIVER_ADDED, upgraded
+from proxy.core.aggregate import UPGRADABLE, upgraded
 from proxy.core.lru import LRU
 from proxy.core.models import is_sha256
+from proxy.core.policy import policy_table
 from proxy.core.report import ANALYZER_VERSION, Report, well_typed
 from proxy.edge.flight import Flights
 from proxy.edge.stores import keys
@@ -91,8 +92,8 @@ def decode(value: bytes) -> Report | None:
         return None
     if not well_typed(report):
         return None
-    if report.analyzer_version == DRIVER_ADDED - 1:
-        report = upgraded(report)
+    if report.analyzer_version in UPGRADABLE:
+        report = upgraded(report, policy_table())
     return report if report.analyzer_version >= ANALYZER_VERSION else None
 
 

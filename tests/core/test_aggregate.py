@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from proxy.core.aggregate import DRIVER_ADDED, resolve, summarize, upgraded
+from proxy.core.aggregate import resolve, summarize, upgraded
 from proxy.core.policy import policy_table
 from proxy.core.report import ANALYZER_VERSION, ElfFile, Report, Requires
 
@@ -19,9 +19,8 @@ def elf(path: str = "pkg/_ext.so", **fields: Any) -> ElfFile:
     return ElfFile(path=path, **fields)
 
 
-def summary(elves: list[ElfFile], tag: str = X86, members: set[str] | None = None) -> Any:
-    names = members if members is not None else {e.path for e in elves}
-    return summarize(f"pkg-1.0-{tag}.whl", elves, names, policy_table())
+def summary(elves: list[ElfFile], tag: str = X86) -> Any:
+    return summarize(f"pkg-1.0-{tag}.whl", elves, policy_table())
 
 
 def test_a_wheel_without_binaries_needs_nothing() -> None:
@@ -93,7 +92,73 @@ GLIBC_CXX = elf(
     ],
 )
 def test_requires(elves: list[ElfFile], expected: Requires) -> None:
-    assert summary(elves).requires == expected
+    assert replace(summary(elves).requires, machines=None) == expected
+
+
+def test_the_machines_are_those_of_the_binaries_an_import_loads() -> None:
+    module = elf("pkg/_m.cpython-311-x86_64-linux-gnu.so", needed=("libdep.so.1",),
+                 runpath=("$ORIGIN/../pkg.libs",))  # fmt: skip
+    dep = elf("pkg.libs/libdep.so.1", machine="aarch64")
+    unused = elf("pkg.libs/libother.so.2", machine="i686")  # loaded by no module
+    cubin = elf("pkg/kernels/k.cubin", machine="cuda")  # device code, an ELF file too
+    program = elf("pkg/bin/helper", machine="riscv64")
+    assert summary([module, dep, unused, cubin, program]).requires.machines == (
+        "aarch64",
+        "x86_64",
+    )
+    # A wheel of libraries only: other wheels' binaries load them, every one.
+    libraries = [elf("pkg/lib/liba.so.1"), elf("pkg/lib/libb.so", machine="i686"), cubin]
+    assert summary(libraries).requires.machines == ("i686", "x86_64")
+    assert summary([cubin, program]).requires.machines is None
+
+
+def test_a_wheel_whose_modules_link_glibc_and_musl_both_loads_nowhere() -> None:
+    glibc = elf("pkg/_a.so", needed=("libc.so.6",), version_needs={"libc.so.6": ("GLIBC_2.2.5",)})
+    musl = elf("pkg/_b.so", needed=("libc.so",))
+    assert summary([glibc, musl]).requires.mixed_libc is True
+    assert summary([musl]).requires.mixed_libc is None
+    assert summary([glibc]).requires.mixed_libc is None
+    # A musl program beside glibc modules is not loaded by an import.
+    tool = elf("pkg/bin/tool", needed=("libc.musl-x86_64.so.1",))
+    assert summary([glibc, tool]).requires.mixed_libc is None
+
+
+@pytest.mark.parametrize(
+    ("names", "glibc"),
+    [
+        (("GLIBC_ABI_DT_RELR", "GLIBC_2.2.5"), "2.36"),  # -z pack-relative-relocs
+        (("GLIBC_ABI_DT_RELR", "GLIBC_2.38"), "2.38"),
+        (("GLIBC_ABI_DT_RELR",), "2.36"),
+        (("GLIBC_NOT_A_RELEASE", "GLIBC_2.17"), "2.17"),  # no policy names it: no release
+    ],
+)
+def test_named_glibc_versions_need_the_release_that_defines_them(
+    names: tuple[str, ...], glibc: str
+) -> None:
+    module = elf(needed=("libc.so.6",), version_needs={"libc.so.6": names})
+    assert summary([module]).requires.glibc == glibc
+
+
+def test_glibc_libstdcxx_and_libgcc_are_the_hosts_whatever_the_wheel_ships_by_that_name() -> None:
+    """The loader reuses a library of that SONAME the process holds, and the interpreter
+    holds glibc's: a copy elsewhere in the wheel (no run path reaches it) is not loaded,
+    and the needs stay the host's."""
+    module = elf(
+        needed=("libc.so.6", "libstdc++.so.6"),
+        version_needs={"libc.so.6": ("GLIBC_2.34",), "libstdc++.so.6": ("GLIBCXX_3.4.30",)},
+    )
+    libc = elf("pkg/sysroot/lib/libc.so.6", soname="libc.so.6")
+    libstdcxx = elf("pkg/vendor/libstdc++.so.6", soname="libstdc++.so.6")
+    result = summary([module, libc, libstdcxx])
+    assert (result.requires.glibc, result.requires.glibcxx) == ("2.34", "3.4.30")
+    assert result.bundled_libraries == ()
+    # Through a run path, the wheel's libstdc++ is the one (auditwheel's way); libc never.
+    reached = replace(module, runpath=("$ORIGIN/../vendor", "$ORIGIN/../sysroot/lib"))
+    libstdcxx = elf("vendor/libstdc++.so.6", soname="libstdc++.so.6")
+    libc = elf("sysroot/lib/libc.so.6", soname="libc.so.6")
+    result = summary([reached, libc, libstdcxx])
+    assert (result.requires.glibc, result.requires.glibcxx) == ("2.34", None)
+    assert result.bundled_libraries == ("libstdc++.so.6",)
 
 
 def test_versions_needed_from_bundled_libraries_are_not_host_requirements() -> None:
@@ -210,7 +275,7 @@ def test_derived_tag_and_overclaim(
 
 
 def test_an_unparsable_filename_claims_nothing() -> None:
-    result = summarize("not-a-wheel.zip", [GLIBC_CXX], {GLIBC_CXX.path}, policy_table())
+    result = summarize("not-a-wheel.zip", [GLIBC_CXX], policy_table())
     assert result.overclaims is False
     assert result.derived_platform_tag == "manylinux_2_27_x86_64"
 
@@ -264,5 +329,5 @@ def test_a_wheel_that_loads_libcuda_needs_the_driver(elves: list[ElfFile], loads
     assert summary(elves).requires.nvidia_driver is (True if loads else None)
     # A report of analyzer version 6 (before the field) is brought up to date the same.
     old = Report("w.whl", "0" * 64, analyzer_version=6, elf_files=tuple(elves))
-    assert upgraded(old).requires == replace(old.requires, nvidia_driver=True if loads else None)
-    assert upgraded(old).analyzer_version == ANALYZER_VERSION == DRIVER_ADDED
+    assert upgraded(old, policy_table()).requires.nvidia_driver is (True if loads else None)
+    assert upgraded(old, policy_table()).analyzer_version == ANALYZER_VERSION

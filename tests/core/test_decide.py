@@ -350,6 +350,33 @@ ROWS = [
     Row("isa-equal", "isa=x86-64-v3", {"x86_64_level": 3}),
     Row("isa-lower", "isa=x86-64-v4", {"x86_64_level": 2}),
     Row("isa-unknown", HOST, {"x86_64_level": 4}),
+    # the machine of the binaries an import loads, whatever the wheel's tag says
+    Row(
+        "machine-other",
+        HOST,
+        {"machines": ("aarch64",)},
+        hides=("native",),
+        messages=("native: binaries an import loads are for aarch64, host is x86_64",),
+    ),
+    Row("machine-32-bit", HOST, {"machines": ("i686", "x86_64")}, hides=("native",)),
+    Row("machine-same", HOST, {"machines": ("x86_64",)}),
+    Row("machine-host-untold", "libc=glibc-2.28", {"machines": ("aarch64",)}),
+    # the kernel's names for a 32-bit userland are all EM_ARM's, or EM_386's
+    Row("machine-arm-family", "arch=armv6l", {"machines": ("armv7l",)}),
+    Row("machine-x86-family", "arch=i386", {"machines": ("i686",)}),
+    Row("machine-arm64", "arch=aarch64", {"machines": ("armv7l",)}, hides=("native",)),
+    Row(
+        "mixed-libc",
+        "libc=musl-1.2",
+        {"libc": "glibc", "mixed_libc": True},
+        hides=("libc", "libc"),
+        messages=(
+            "libc: needs glibc, host has musl 1.2",
+            "libc: binaries an import loads link both glibc and musl: no host has both",
+        ),
+    ),
+    Row("mixed-libc-glibc-host", HOST, {"libc": "glibc", "mixed_libc": True}, hides=("libc",)),
+    Row("mixed-libc-untold", "arch=x86_64", {"libc": "glibc", "mixed_libc": True}),
     # several at once: every reason, in check order
     Row(
         "everything-wrong",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from proxy.analysis.pool import AnalysisPool, Early, PoolLimits
-from proxy.core.aggregate import DRIVER_ADDED
+from proxy.core.aggregate import UPGRADABLE
 from proxy.core.report import ANALYZER_VERSION, ElfFile, Report, Requires
 from proxy.edge.reports import Decoded, ReportService, decode, encode
 from proxy.edge.stores import keys
@@ -161,7 +161,7 @@ def _mutated(**changes: object) -> bytes:
 @pytest.mark.parametrize(
     "stored",
     [
-        encode(replace(Report("w.whl", SHA), analyzer_version=DRIVER_ADDED - 2)),
+        encode(replace(Report("w.whl", SHA), analyzer_version=min(UPGRADABLE) - 1)),
         b"{not json",
         b'{"filename": 3}',
         b"[1, 2]",
@@ -190,18 +190,27 @@ async def test_outdated_or_unreadable_reports_are_recomputed(
     assert len(analyzer.calls) == 1
 
 
-async def test_a_report_of_the_analyzer_before_is_brought_up_to_date_not_remade(
-    store: EmbeddedStore, leases: FileLeases
+@pytest.mark.parametrize("version", sorted(UPGRADABLE))
+async def test_a_report_of_the_analyzers_before_is_brought_up_to_date_not_remade(
+    store: EmbeddedStore, leases: FileLeases, version: int
 ) -> None:
-    """Version 7 only added ``requires.nvidia_driver``, which a version 6 report's ELF
-    facts give: an upgrade must not fetch and analyse every wheel again."""
-    module = ElfFile("pkg/_m.cpython-311-x86_64-linux-gnu.so", "x86_64", needed=("libcuda.so.1",))
-    old = Report("w.whl", SHA, analyzer_version=DRIVER_ADDED - 1, elf_files=(module,))
+    """Versions 7 and 8 added what a report's own ELF facts give (7: ``nvidia_driver``;
+    8: ``machines``, ``mixed_libc``, named glibc versions): an upgrade must not fetch and
+    analyse every wheel again."""
+    module = ElfFile(
+        "pkg/_m.cpython-311-x86_64-linux-gnu.so",
+        "x86_64",
+        needed=("libcuda.so.1", "libc.so.6"),
+        version_needs={"libc.so.6": ("GLIBC_ABI_DT_RELR", "GLIBC_2.2.5")},
+    )
+    old = Report("w.whl", SHA, analyzer_version=version, elf_files=(module,))
     await store.set(keys.report(SHA), encode(old))
     analyzer = CountingAnalyzer()
     service = ReportService(store, analyzer, leases)
     report = await service.for_url("u", "w.whl", SHA)
     assert report.requires.nvidia_driver is True
+    assert report.requires.machines == ("x86_64",)
+    assert report.requires.glibc == "2.36"
     assert report.analyzer_version == ANALYZER_VERSION
     assert analyzer.calls == []
 
