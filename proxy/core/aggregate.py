@@ -24,6 +24,7 @@ from typing import Literal
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from proxy.core.dotted import dotted, parse_dotted
+from proxy.core.frontier import is_linux_platform
 from proxy.core.gpu import target_order
 from proxy.core.policy import PolicyTable, is_numeric, split_version_name
 from proxy.core.report import ANALYZER_VERSION, ElfFile, Report, Requires
@@ -77,7 +78,9 @@ def summarize(filename: str, elves: Sequence[ElfFile], policies: PolicyTable) ->
                 external_versions.extend(versions)
     musl, glibc = _has_musl(elves), _has_glibc(elves, external_versions)
     libc: Literal["glibc", "musl"] | None = "glibc" if glibc else "musl" if musl else None
-    loaded = _loaded_by_import(elves, members, provided)
+    # A pure wheel's binaries are loaded by path, if at all, and may be there for several
+    # machines and libcs side by side (`proxy.core.select.foreign_only` judges those).
+    loaded = _loaded_by_import(elves, members, provided) if is_linux_platform(filename) else []
     requires = Requires(
         libc=libc,
         glibc=_newest_glibc(external_versions, policies),

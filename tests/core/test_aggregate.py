@@ -112,6 +112,19 @@ def test_the_machines_are_those_of_the_binaries_an_import_loads() -> None:
     assert summary([cubin, program]).requires.machines is None
 
 
+def test_a_pure_wheels_binaries_are_loaded_by_path_for_any_machine_or_libc() -> None:
+    """Several machines' and libcs' builds side by side, as pure wheels ship them for
+    ctypes: none of them is the import's (`proxy.core.select.foreign_only` judges them)."""
+    builds = [
+        elf("pkg/lib/x86_64/libfoo.so", needed=("libc.so.6",)),
+        elf("pkg/lib/aarch64/libfoo.so", machine="aarch64", needed=("libc.so.6",)),
+        elf("pkg/lib/musl/libfoo.so", needed=("libc.musl-x86_64.so.1",)),
+    ]
+    requires = summary(builds, tag="py3-none-any").requires
+    assert (requires.machines, requires.mixed_libc) == (None, None)
+    assert summary(builds).requires.machines == ("aarch64", "x86_64")
+
+
 def test_a_wheel_whose_modules_link_glibc_and_musl_both_loads_nowhere() -> None:
     glibc = elf("pkg/_a.so", needed=("libc.so.6",), version_needs={"libc.so.6": ("GLIBC_2.2.5",)})
     musl = elf("pkg/_b.so", needed=("libc.so",))

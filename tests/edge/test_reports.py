@@ -203,11 +203,12 @@ async def test_a_report_of_the_analyzers_before_is_brought_up_to_date_not_remade
         needed=("libcuda.so.1", "libc.so.6"),
         version_needs={"libc.so.6": ("GLIBC_ABI_DT_RELR", "GLIBC_2.2.5")},
     )
-    old = Report("w.whl", SHA, analyzer_version=version, elf_files=(module,))
+    wheel = "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+    old = Report(wheel, SHA, analyzer_version=version, elf_files=(module,))
     await store.set(keys.report(SHA), encode(old))
     analyzer = CountingAnalyzer()
     service = ReportService(store, analyzer, leases)
-    report = await service.for_url("u", "w.whl", SHA)
+    report = await service.for_url("u", wheel, SHA)
     assert report.requires.nvidia_driver is True
     assert report.requires.machines == ("x86_64",)
     assert report.requires.glibc == "2.36"
