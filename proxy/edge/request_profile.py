@@ -4,6 +4,13 @@ Precedence, per fact: the URL (``/p/<profile>/``) > the ``X-Hostfit-Profile`` he
 > pip's ``user_data`` > the installer's User-Agent > the configured default.
 Under ``/p/<profile>/`` only the URL and the default count, so such a URL means the
 same thing for every client and caches correctly in any shared cache.
+
+Under ``/universal/`` there is no host, with one exception: a wheel that uv downloads to
+install into the environment it runs in (`INSTALLING_SUBCOMMANDS`). A lock made against
+``/universal/simple/`` holds ``/universal/files/`` URLs, and ``uv sync`` installs from
+them on every host; its User-Agent names the subcommand, so the gate judges those for
+that host. pip does not say whether it installs or downloads for another platform
+(``pip download --platform``), and mirrors tell nothing: theirs stay unjudged.
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ LOCKING_SUBCOMMANDS = frozenset(
         ("export",),
         ("pip", "compile"),
     }
+)
+# uv's subcommands that install what they download into the environment uv runs in.
+INSTALLING_SUBCOMMANDS = frozenset(
+    {("sync",), ("add",), ("remove",), ("run",), ("pip", "install"), ("pip", "sync"), ("tool",)}
 )
 VARY_HOST = "User-Agent, X-Hostfit-Profile"  # the headers that tell the host
 VARY_FILTERED = f"Accept, Accept-Encoding, {VARY_HOST}"
@@ -67,15 +78,26 @@ def scope_context(
     """`request_context` from the ASGI scope and the two headers it reads."""
     if scope["path"].startswith("/universal/"):
         ctx = UNIVERSAL
+        if installing and user_agent is not None and _uv_installs(user_agent):
+            ctx = _told(None, header, user_agent, default, installing)
     else:
         in_url = scope.get("path_params", {}).get("profile")
-        told = (in_url, header, user_agent)
-        if sum(len(text) for text in told if text) > MEMO_MAX_CHARS:
-            ctx = _context(in_url, header, user_agent, default, installing)
-        else:
-            ctx = _remembered(in_url, header, user_agent, default, installing)
+        ctx = _told(in_url, header, user_agent, default, installing)
     scope[SCOPE_KEY] = ctx
     return ctx
+
+
+def _told(
+    in_url: str | None,
+    header: str | None,
+    user_agent: str | None,
+    default: HostProfile,
+    installing: bool,
+) -> Context:
+    told = (in_url, header, user_agent)
+    if sum(len(text) for text in told if text) > MEMO_MAX_CHARS:
+        return _context(in_url, header, user_agent, default, installing)
+    return _remembered(in_url, header, user_agent, default, installing)
 
 
 def _context(
@@ -106,7 +128,25 @@ _remembered = functools.lru_cache(maxsize=MEMO_ENTRIES)(_context)
 
 
 def _locks(subcommand: tuple[str, ...]) -> bool:
-    return any(subcommand[: len(prefix)] == prefix for prefix in LOCKING_SUBCOMMANDS)
+    return _among(subcommand, LOCKING_SUBCOMMANDS)
+
+
+def _uv_installs(user_agent: str) -> bool:
+    if len(user_agent) > MEMO_MAX_CHARS:
+        return _installs(user_agent)
+    return _installs_remembered(user_agent)
+
+
+def _installs(user_agent: str) -> bool:
+    agent = parse_user_agent(user_agent)
+    return agent.installer == "uv" and _among(agent.subcommand, INSTALLING_SUBCOMMANDS)
+
+
+_installs_remembered = functools.lru_cache(maxsize=MEMO_ENTRIES)(_installs)
+
+
+def _among(subcommand: tuple[str, ...], prefixes: frozenset[tuple[str, ...]]) -> bool:
+    return any(subcommand[: len(prefix)] == prefix for prefix in prefixes)
 
 
 def vary(request: Request) -> str:
@@ -120,10 +160,10 @@ def scope_vary(scope: Scope) -> str:
 
 
 def file_vary(scope: Scope) -> str | None:
-    """What a wheel file's answer depends on besides its URL: outside ``/p/<profile>/``
-    and ``/universal/``, the request's host, whom the gate may refuse it; a shared cache
-    must not hand one host's answer to another."""
-    return None if _fixed(scope) else VARY_HOST
+    """What a wheel file's answer depends on besides its URL: outside ``/p/<profile>/``,
+    the request's host, whom the gate may refuse it (under ``/universal/``, when uv
+    installs); a shared cache must not hand one host's answer to another."""
+    return None if "profile" in scope.get("path_params", {}) else VARY_HOST
 
 
 def _fixed(scope: Scope) -> bool:
