@@ -151,6 +151,8 @@ class _Dynamic:
     runpath: tuple[int, ...]
     verneed: int | None
     verneednum: int
+    # DT_STRTAB, DT_SYMTAB and a hash table: what the loader links a shared object with.
+    linkable: bool = False
 
 
 class _Bytes:
@@ -204,7 +206,10 @@ class _Reader(_Bytes):
         execstack = (
             bool(stack[0]["p_flags"] & PF_X) if stack else machine not in _NON_EXEC_STACK_DEFAULT
         )
-        if self.debug_only(phdrs):
+        # Section headers say what a debug file lacks, but the loader never reads them: a
+        # dynamic array it could link with is the file's own, whatever they claim (a debug
+        # file's program headers, kept verbatim, point at its debug bytes instead).
+        if not dynamic.linkable and self.debug_only(phdrs):
             return None
         sections = self._fat_binaries(phdrs)
         if fat_binaries is None:
@@ -333,6 +338,9 @@ class _Reader(_Bytes):
             runpath=tuple(tags.get("DT_RUNPATH", ())),
             verneed=first("DT_VERNEED"),
             verneednum=first("DT_VERNEEDNUM") or 0,
+            linkable="DT_STRTAB" in tags
+            and "DT_SYMTAB" in tags
+            and ("DT_HASH" in tags or "DT_GNU_HASH" in tags),
         )
 
     def file_offset(self, loads: list[Any], address: int, what: str) -> int:

@@ -2,9 +2,10 @@
 
 A debug-info-only ELF file keeps the headers of the library it was split from, but its
 code and dynamic sections are SHT_NOBITS: PT_DYNAMIC points at bytes that are not in
-the file, past its end or at its debug sections. Only the section headers saying so
-make such a file skipped; an ELF file whose dynamic segment merely lies outside it
-stays unanalysable.
+the file, past its end or at its debug sections. Only the section headers saying so,
+with no dynamic array the loader could link with where PT_DYNAMIC points, make such a
+file skipped; an ELF file whose dynamic segment merely lies outside it stays
+unanalysable.
 """
 
 from __future__ import annotations
@@ -88,6 +89,24 @@ def test_a_debug_file_alone_is_no_binary(
     assert report.elf_files == ()
     assert report.native_files == ()
     assert report.requires.glibc is None
+
+
+def test_a_module_whose_section_headers_claim_debug_information_is_read(
+    elf_objects: Objects,
+) -> None:
+    """The loader never reads section headers: a module that marks its code and dynamic
+    sections SHT_NOBITS still loads, with its needs (here glibc 2.25's getrandom)."""
+    library = bytearray(elf_objects.getrandom.read_bytes())
+    elf = ELFFile(io.BytesIO(bytes(library)))
+    SHF_ALLOC_EXEC = 0x6
+    for index, section in enumerate(elf.iter_sections()):
+        code = section["sh_flags"] & SHF_ALLOC_EXEC == SHF_ALLOC_EXEC
+        if code or section["sh_type"] == "SHT_DYNAMIC":
+            struct.pack_into("<I", library, int(elf["e_shoff"]) + index * SHDR + 4, 8)
+    report = analyze(zip_bytes({SO: bytes(library)}))
+    assert report.status == "ok", report.reason
+    assert [e.path for e in report.elf_files] == [SO]
+    assert report.requires.glibc == "2.25"
 
 
 def test_a_debug_file_named_like_a_shared_object_is_not_refused(elf_objects: Objects) -> None:
