@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from proxy.core.decide import Reason
 from proxy.core.gpu import Runs, ptx_target, sass_target
 from proxy.core.profile import HostProfile
 from proxy.core.variants import Properties, VariantMetadata
@@ -100,6 +101,16 @@ def supported_properties(properties: Properties, profile: HostProfile) -> frozen
         for value in values
         if _value_fit(ns, feature, value, profile) is True
     )
+
+
+def unfit_reason(label: str, properties: Properties, profile: HostProfile) -> Reason | None:
+    """Why a variant wheel of this label cannot work on this host (kind ``variant``), or
+    None when it may."""
+    if label_fit(properties, profile) is not False:
+        return None
+    needs = describe_unfit(properties, profile)
+    host = profile.to_string(("arch", "cuda", "isa", "sm"))
+    return Reason("variant", f"variant {label}: needs {needs}; host has {host}")
 
 
 def describe_unfit(properties: Properties, profile: HostProfile) -> str:

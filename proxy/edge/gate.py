@@ -26,6 +26,10 @@ through its PTX, which that driver cannot JIT-compile, and let through when its 
 runs on a host GPU (minor version compatibility). Which build a page offers is the
 chooser's preference (`proxy.core.families`), not the gate's.
 
+A variant wheel (PEP 825) is judged by its label's properties too, from its own
+variant.json, as its page drops it: an ``x86_64 :: level :: v3`` build on a v2 CPU, a
+CUDA build for GPUs the host does not have; a rewritten best variant by its original's.
+
 A refusal names the wheel, the need and the host fact, in the body, the
 ``X-Hostfit-Refused`` header and the log. The universal view and clients that tell
 nothing have no host to judge for and are not gated. An analysis that could not run
@@ -38,12 +42,15 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from proxy.core.decide import Reason
 from proxy.core.models import File, Page
 from proxy.core.report import Report
+from proxy.core.variant_fit import unfit_reason
+from proxy.core.variants import Properties, variant_label
 from proxy.core.versions import file_version
 from proxy.edge.index import Context
 from proxy.edge.layers.host_filter import HostFilter
@@ -86,6 +93,8 @@ class DownloadGate:
     refused: Callable[[str, Context], None] | None = None  # told of every refusal
     # Told each refusal's reason kinds, for /metrics; "unanalysed": held back until analysed.
     counted: Callable[[str], None] | None = None
+    # A variant wheel's properties (`proxy.edge.variants.VariantService.properties`).
+    variant_properties: Callable[[File], Awaitable[Properties | None]] | None = None
 
     @staticmethod
     def applies(file: File, ctx: Context) -> bool:
@@ -121,6 +130,7 @@ class DownloadGate:
         """Whether the wheel is judged before any byte leaves (raising `Refused`,
         `AnalysisUnavailable` or `Unverifiable`, or returning True when it may go); False
         when it is judged while its bytes go (`admit_streamed`)."""
+        await self._variant_fits(page, served, subject, ctx)
         report = await self.known(subject)
         if report is not None and report.made_from == "file":
             self.enforce(page, served, subject, report, ctx)
@@ -182,15 +192,30 @@ class DownloadGate:
             raise unavailable
         reasons = self.filter.refusal(page, subject, report, ctx)
         if reasons:
-            message = refusal_message(page, served, reasons, ctx)
-            log.warning("refused %s", message)
-            counted = self.counted
-            if counted is not None:
-                for kind in sorted({r.kind for r in reasons}):
-                    counted(kind)
-            if self.refused is not None:
-                self.refused(page.name, ctx)
-            raise Refused(message)
+            self._refuse(page, served, reasons, ctx)
+
+    async def _variant_fits(self, page: Page, served: File, subject: File, ctx: Context) -> None:
+        """Raises `Refused` for a variant wheel whose label cannot work on this host."""
+        label = variant_label(subject.filename)
+        if label is None or self.variant_properties is None:
+            return
+        properties = await self.variant_properties(subject)
+        reason = None if properties is None else unfit_reason(label, properties, ctx.profile)
+        if reason is not None:
+            self._refuse(page, served, (reason,), ctx)
+
+    def _refuse(
+        self, page: Page, served: File, reasons: tuple[Reason, ...], ctx: Context
+    ) -> NoReturn:
+        message = refusal_message(page, served, reasons, ctx)
+        log.warning("refused %s", message)
+        counted = self.counted
+        if counted is not None:
+            for kind in sorted({r.kind for r in reasons}):
+                counted(kind)
+        if self.refused is not None:
+            self.refused(page.name, ctx)
+        raise Refused(message)
 
     async def admit_streamed(
         self, page: Page, served: File, subject: File, ctx: Context, judged: File

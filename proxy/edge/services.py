@@ -293,6 +293,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 reports,
                 refused=fleet.saw,
                 counted=lambda kind: metrics.refusals.labels(reason=kind).inc(),
+                variant_properties=variants.service.properties,
             ),
             default_profile=_default_profile(settings, rules.current),
             renders=RenderCache(),

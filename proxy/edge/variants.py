@@ -30,11 +30,13 @@ from proxy.core.models import File
 from proxy.core.origins import Outbound
 from proxy.core.variants import (
     MAX_DOCUMENT_BYTES,
+    Properties,
     VariantError,
     VariantMetadata,
     merge,
     parse_variant_metadata,
     parse_wheel_variant,
+    variant_label,
 )
 from proxy.edge.files import FileService
 from proxy.edge.flight import Flights
@@ -135,6 +137,20 @@ class VariantService:
 
     async def _wheel(self, file: File) -> VariantMetadata:
         return parse_wheel_variant(await self.wheel_variant_json(file), file.filename)
+
+    async def properties(self, file: File) -> Properties | None:
+        """A variant wheel's properties, from its own variant.json (of the cached file when
+        there is one); None for another wheel, or one whose file cannot be read: nothing
+        is said of it then, as of a label no provider knows."""
+        label = variant_label(file.filename)
+        if label is None:
+            return None
+        try:
+            meta = parse_wheel_variant(await self.wheel_variant_json(file), file.filename)
+        except (VariantError, MetadataError, UpstreamError) as exc:
+            log.warning("variant properties of %s not read: %s", file.filename, exc)
+            return None
+        return meta.properties(label)
 
     async def wheel_variant_json(self, file: File) -> bytes:
         return await self._reading.run(file.sha256 or file.url, partial(self._variant_json, file))

@@ -246,6 +246,36 @@ def test_best_variant_under_a_standard_name_with_its_own_url_hash_and_metadata(
     assert not [f for f in universal if ".hf" in f["filename"]]
 
 
+def test_a_variant_the_page_drops_is_refused_to_that_host_however_asked(
+    upstream: Upstream, make_proxy: MakeProxy, wheels: dict[str, Path], tmp_path: Path
+) -> None:
+    """A pinned URL, a lock or a requirements file made on another host asks for the
+    wheel by name: its label's properties are judged at the download as on the page (an
+    x86-64-v3 build on a v2 CPU stops at its first AVX2 instruction), a rewritten best
+    variant by its original's."""
+    (tmp_path / "best.toml").write_text(BEST)
+    proxy = make_proxy(upstream, rules=tmp_path / "best.toml")
+    v2, v3 = "cuda=none,isa=x86-64-v2", "cuda=none,isa=x86-64-v3"
+    name = wheels["cpu_v3"].name
+    assert name not in {f["filename"] for f in json_page(proxy, f"p/{v2}/simple/vpkg/")["files"]}
+    for path, headers in (
+        (f"p/{v2}/files/vpkg/{name}", {}),
+        (f"files/vpkg/{name}", {"X-Hostfit-Profile": v2}),
+    ):
+        refused = httpx.get(proxy.url + path, headers=headers, timeout=60)
+        assert refused.status_code == 403, (path, refused.status_code)
+        assert "variant cpu_v3: needs x86_64 :: level :: v3" in refused.headers["x-hostfit-refused"]
+    fits = httpx.get(proxy.url + f"p/{v3}/files/vpkg/{name}", timeout=60)
+    assert fits.status_code == 200 and fits.content == wheels["cpu_v3"].read_bytes()
+    best = rewritten(proxy, v3)["filename"]  # cpu_v3, under a standard name
+    refused = httpx.get(proxy.url + f"p/{v2}/files/vpkg/{best}", timeout=60)
+    assert refused.status_code == 403, refused.status_code
+    assert httpx.get(proxy.url + f"p/{v3}/files/vpkg/{best}", timeout=60).status_code == 200
+    # The universal view, and a host that tells nothing, get it as it is.
+    for path in (f"universal/files/vpkg/{name}", f"files/vpkg/{name}"):
+        assert httpx.get(proxy.url + path, timeout=60).status_code == 200
+
+
 def test_explain_says_why_a_variant_is_not_served(
     upstream: Upstream, make_proxy: MakeProxy, wheels: dict[str, Path]
 ) -> None:

@@ -39,7 +39,7 @@ from urllib.parse import quote
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
-from proxy.core.decide import Reason, Verdict
+from proxy.core.decide import Verdict
 from proxy.core.lru import LRU, Generations
 from proxy.core.models import File, Page
 from proxy.core.revision import revised
@@ -47,10 +47,9 @@ from proxy.core.rewrite import Rewrite, plan, rewrite_digest
 from proxy.core.rules import Rules
 from proxy.core.variant_fit import (
     best_label,
-    describe_unfit,
-    label_fit,
     supported_properties,
     unfit_labels,
+    unfit_reason,
 )
 from proxy.core.variants import (
     VARIANTS_SUFFIX,
@@ -177,11 +176,11 @@ class VariantIndex(IndexLayer):
             for wheel in group.wheels:
                 label = variant_label(wheel.filename) or ""
                 properties = document.meta.properties(label)
-                if properties is None or label_fit(properties, ctx.profile) is not False:
+                if properties is None:
                     continue
-                needs = describe_unfit(properties, ctx.profile)
-                host = ctx.profile.to_string(("arch", "cuda", "isa", "sm"))
-                reason = Reason("variant", f"variant {label}: needs {needs}; host has {host}")
+                reason = unfit_reason(label, properties, ctx.profile)
+                if reason is None:
+                    continue
                 before = verdicts.get(wheel.filename, Verdict())
                 verdicts[wheel.filename] = replace(before, reasons=(*before.reasons, reason))
         kept = tuple(f for f in decided.page.files if verdicts.get(f.filename, Verdict()).keep)
