@@ -213,7 +213,8 @@ def test_file_is_verified_cached_and_served_with_ranges(
     [
         ("", "User-Agent, X-Hostfit-Profile"),  # whom the gate may refuse: the caller
         ("p/python=3.11,libc=glibc-2.36/", None),  # the URL names the host
-        ("universal/", None),  # never gated
+        # gated when uv installs from it (a lock made against /universal/simple/)
+        ("universal/", "User-Agent, X-Hostfit-Profile"),
     ],
 )
 def test_a_wheel_varies_with_the_host_where_the_gate_reads_it_from_headers(
