@@ -154,8 +154,9 @@ def parse_variant_metadata(data: bytes, where: str) -> VariantMetadata:
         raise VariantError(f"{where}: larger than {MAX_DOCUMENT_BYTES} bytes")
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise VariantError(f"{where}: not JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the parser goes, which no document needs.
+        raise VariantError(f"{where}: not JSON: {exc!s:.200}") from None
     if not isinstance(doc, dict):
         raise VariantError(f"{where}: not a JSON object")
     schema = doc.get("$schema")
@@ -171,8 +172,9 @@ def parse_variant_metadata(data: bytes, where: str) -> VariantMetadata:
     if (
         not isinstance(namespaces, list)
         or not namespaces
-        or len(set(namespaces)) != len(namespaces)
+        # the types before the set: a list in the list cannot be hashed
         or not all(isinstance(n, str) and _NAME.fullmatch(n) for n in namespaces)
+        or len(set(namespaces)) != len(namespaces)
     ):
         raise VariantError(f"{where}: default-priorities.namespace must list unique namespaces")
     variants = doc.get("variants")
@@ -227,8 +229,8 @@ def _properties(label: Any, props: Any, namespaces: set[str], where: str) -> Pro
             if (
                 not isinstance(values, list)
                 or not values
-                or len(set(values)) != len(values)
                 or not all(isinstance(v, str) and _VALUE.fullmatch(v) for v in values)
+                or len(set(values)) != len(values)
             ):
                 raise VariantError(
                     f"{where}: variants.{label}.{namespace}.{feature} must list unique values"

@@ -43,7 +43,7 @@ from proxy.edge.flight import Flights
 from proxy.edge.stores import keys
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.state import StateStore
-from proxy.errors import UpstreamError
+from proxy.errors import HostfitError, UpstreamError
 from proxy.outbound import upstream_error
 
 log = logging.getLogger("hostfit.variants")
@@ -74,6 +74,8 @@ class VariantService:
         self._documents: LRU[tuple[str, ...], Document] = LRU(DOCUMENTS_KEPT)
         self._making: Flights[tuple[str, ...], Document] = Flights()
         self._reading: Flights[str, bytes] = Flights()
+        # A variant wheel's properties by its bytes: the gate asks on every download.
+        self._properties: LRU[tuple[str, str], tuple[Properties | None]] = LRU(DOCUMENTS_KEPT)
 
     def known(self, key: tuple[str, ...]) -> Document | None:
         return self._documents.get(key)
@@ -141,16 +143,23 @@ class VariantService:
     async def properties(self, file: File) -> Properties | None:
         """A variant wheel's properties, from its own variant.json (of the cached file when
         there is one); None for another wheel, or one whose file cannot be read: nothing
-        is said of it then, as of a label no provider knows."""
+        is said of it then, as of a label no provider knows. What was read is remembered;
+        a failure is tried again next time."""
         label = variant_label(file.filename)
         if label is None:
             return None
+        key = (file.sha256 or file.url, file.filename)
+        remembered = self._properties.get(key)
+        if remembered is not None:
+            return remembered[0]
         try:
             meta = parse_wheel_variant(await self.wheel_variant_json(file), file.filename)
-        except (VariantError, MetadataError, UpstreamError) as exc:
+        except HostfitError as exc:
             log.warning("variant properties of %s not read: %s", file.filename, exc)
             return None
-        return meta.properties(label)
+        properties = meta.properties(label)
+        self._properties.put(key, (properties,))
+        return properties
 
     async def wheel_variant_json(self, file: File) -> bytes:
         return await self._reading.run(file.sha256 or file.url, partial(self._variant_json, file))

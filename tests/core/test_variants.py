@@ -92,6 +92,10 @@ def test_parse_keeps_properties_as_sorted_sets_and_unknown_keys() -> None:
         (doc({"x": {"b": {"f": ["v"]}}}, ["a"]), "not in default-priorities"),
         (doc({"x": {"a": {"f": []}}}, ["a"]), "unique values"),
         (doc({"x": {"a": {"f": ["V"]}}}, ["a"]), "unique values"),
+        # what set() cannot hash, and nesting past the parser: refused, never raised as such
+        (doc({"x": {"a": {"f": [["v3"]]}}}, ["a"]), "unique values"),
+        (doc({}, [["a"]]), "unique namespaces"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
         (doc({"null": {"a": {"f": ["v"]}}}, ["a"]), "null variant"),
         (doc({}, ["a"], providers={"b": {}}), "exactly the namespaces"),
         (json.dumps({"$schema": "https://x/v1.0.0.json", "default-priorities":

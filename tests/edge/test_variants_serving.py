@@ -21,7 +21,7 @@ from proxy.core.pages import parse_html_page
 from proxy.core.variants import variant_label
 from tests.support.proxy import ProxyThread
 from tests.support.upstream import Upstream, UpstreamFile
-from tests.support.variant_wheels import build_variant_wheel
+from tests.support.variant_wheels import build_variant_wheel, variant_document
 from tests.support.wheels import WheelSpec, build_wheel
 
 MakeProxy = Callable[..., ProxyThread]
@@ -274,6 +274,26 @@ def test_a_variant_the_page_drops_is_refused_to_that_host_however_asked(
     # The universal view, and a host that tells nothing, get it as it is.
     for path in (f"universal/files/vpkg/{name}", f"files/vpkg/{name}"):
         assert httpx.get(proxy.url + path, timeout=60).status_code == 200
+
+
+def test_a_wheels_own_variant_json_that_cannot_be_read_says_nothing_at_its_download(
+    upstream: Upstream, make_proxy: MakeProxy, wheel_dir: Path
+) -> None:
+    """Upstream's variants.json is sound, the wheel's own holds a list where a value
+    goes: the page is served from the first, and the download is judged by its binaries
+    alone, never answered with a 500."""
+    spec = WheelSpec("hvar", "1.0", files={"hvar/__init__.py": b"X = 1\n"})
+    hostile = {"x86_64": {"level": [["v3"]]}}
+    wheel = build_variant_wheel(spec, "cpu_v3", hostile, wheel_dir, namespaces=("x86_64",))
+    upstream.add("hvar", wheel)
+    sound = variant_document({"cpu_v3": {"x86_64": {"level": ["v3"]}}}, namespaces=("x86_64",))
+    upstream.add("hvar", UpstreamFile("hvar-1.0-variants.json", content=json.dumps(sound).encode()))
+    proxy = make_proxy(upstream)
+    v3 = "cuda=none,isa=x86-64-v3"
+    assert wheel.name in {f["filename"] for f in json_page(proxy, f"p/{v3}/simple/hvar/")["files"]}
+    for path in (f"universal/files/hvar/{wheel.name}", f"p/{v3}/files/hvar/{wheel.name}"):
+        got = httpx.get(proxy.url + path, timeout=60)
+        assert got.status_code == 200 and got.content == wheel.read_bytes(), (path, got.status_code)
 
 
 def test_explain_says_why_a_variant_is_not_served(
