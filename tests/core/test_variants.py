@@ -60,7 +60,7 @@ def test_variants_json_names() -> None:
     assert parse_variants_json_filename("foo-1.0.json") is None
 
 
-def doc(variants: dict[str, Any], namespaces: list[str], **more: Any) -> bytes:
+def doc(variants: dict[str, Any], namespaces: list[Any], **more: Any) -> bytes:
     return json.dumps(
         {
             "$schema": SCHEMA_850,
