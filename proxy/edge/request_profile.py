@@ -5,11 +5,12 @@ Precedence, per fact: the URL (``/p/<profile>/``) > the ``X-Hostfit-Profile`` he
 Under ``/p/<profile>/`` only the URL and the default count, so such a URL means the
 same thing for every client and caches correctly in any shared cache.
 
-Under ``/universal/`` there is no host, with one exception: a wheel that uv downloads to
-install into the environment it runs in (`INSTALLING_SUBCOMMANDS`). A lock made against
-``/universal/simple/`` holds ``/universal/files/`` URLs, and ``uv sync`` installs from
-them on every host; its User-Agent names the subcommand, so the gate judges those for
-that host. pip does not say whether it installs or downloads for another platform
+Under ``/universal/`` there is no host, with one exception: a wheel that uv downloads
+to install into an environment of the machine it runs on (`INSTALLING_SUBCOMMANDS`). A
+lock made against ``/universal/simple/`` holds ``/universal/files/`` URLs, and ``uv
+sync`` installs from them on every host; its User-Agent names the subcommand, so the
+gate judges those for that host. ``uv pip install`` may install for another platform
+(``--python-platform``), pip does not say whether it installs or downloads for one
 (``pip download --platform``), and mirrors tell nothing: theirs stay unjudged.
 """
 
@@ -39,10 +40,10 @@ LOCKING_SUBCOMMANDS = frozenset(
         ("pip", "compile"),
     }
 )
-# uv's subcommands that install what they download into the environment uv runs in.
-INSTALLING_SUBCOMMANDS = frozenset(
-    {("sync",), ("add",), ("remove",), ("run",), ("pip", "install"), ("pip", "sync"), ("tool",)}
-)
+# uv's subcommands that install what they download into an environment of the machine
+# uv runs on. Not ``pip install`` or ``pip sync``: with ``--python-platform`` (and
+# ``--target``) they install for another platform, and uv's User-Agent still names this one.
+INSTALLING_SUBCOMMANDS = frozenset({("sync",), ("add",), ("remove",), ("run",), ("tool",)})
 VARY_HOST = "User-Agent, X-Hostfit-Profile"  # the headers that tell the host
 VARY_FILTERED = f"Accept, Accept-Encoding, {VARY_HOST}"
 VARY_FIXED = "Accept, Accept-Encoding"

@@ -259,7 +259,7 @@ def test_what_uv_installs_from_a_lock_made_on_the_universal_view_is_judged_for_t
     proxy = make_proxy(upstream)
     url = proxy.url + f"universal/files/ulocked/{wheel.name}"
     old = {"X-Hostfit-Profile": "libc=glibc-2.17"}
-    for subcommand in (("sync",), ("pip", "install")):
+    for subcommand in (("sync",), ("tool", "install")):
         sync = {**old, "User-Agent": uv_agent(*subcommand)}
         if subcommand == ("sync",):
             with pytest.raises(httpx.RemoteProtocolError):  # no report yet: cut at its end
@@ -267,7 +267,9 @@ def test_what_uv_installs_from_a_lock_made_on_the_universal_view_is_judged_for_t
         refused = httpx.get(url, headers=sync, timeout=60)
         assert refused.status_code == 403, (subcommand, refused.status_code)
         assert "glibc: needs 2.34, host has 2.17" in refused.headers["x-hostfit-refused"]
-    for agent in (uv_agent("lock"), uv_agent("pip", "compile"), pip_agent(), "curl/8"):
+    # uv pip install may be installing for another platform (--python-platform --target).
+    others = (uv_agent("lock"), uv_agent("pip", "compile"), uv_agent("pip", "install"))
+    for agent in (*others, pip_agent(), "curl/8"):
         got = httpx.get(url, headers={**old, "User-Agent": agent}, timeout=60)
         assert got.status_code == 200 and got.content == wheel.read_bytes(), agent
     new = {"User-Agent": uv_agent("sync"), "X-Hostfit-Profile": "libc=glibc-2.36"}
