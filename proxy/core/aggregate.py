@@ -18,7 +18,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -27,7 +27,7 @@ from proxy.core.dotted import dotted, parse_dotted
 from proxy.core.frontier import is_linux_platform
 from proxy.core.gpu import target_order
 from proxy.core.policy import PolicyTable, is_numeric, split_version_name
-from proxy.core.report import ANALYZER_VERSION, ElfFile, Report, Requires
+from proxy.core.report import ElfFile, Requires
 from proxy.core.variants import split_label
 
 # Runtime libraries whose SONAME carries the CUDA major they belong to.
@@ -192,29 +192,6 @@ def _cuda_major(elves: Sequence[ElfFile]) -> int | None:
     names = [n for elf in elves for n in elf.needed] + [e.soname for e in elves if e.soname]
     majors = [int(m.group(1)) for m in map(_CUDA_RUNTIME.match, names) if m]
     return max(majors, default=None)
-
-
-# The analyzer versions whose reports `upgraded` brings up to date without the wheel.
-UPGRADABLE = frozenset({6, 7})
-
-
-def upgraded(report: Report, policies: PolicyTable) -> Report:
-    """A report of an `UPGRADABLE` analyzer version as this version makes it: 7 added
-    ``requires.nvidia_driver``; 8 added ``machines`` and ``mixed_libc``, named glibc
-    versions, and the loader's own order for glibc, libstdc++ and libgcc_s. Each is
-    given by the report's own ELF facts (their needs, run paths, SONAMEs and machines),
-    which are all the loader can find in the wheel, so the summary is made again from
-    them and no wheel is fetched and analysed again."""
-    summary = summarize(report.filename, report.elf_files, policies)
-    return replace(
-        report,
-        requires=summary.requires,
-        bundled_libraries=summary.bundled_libraries,
-        external_libraries=summary.external_libraries,
-        derived_platform_tag=summary.derived_platform_tag,
-        overclaims=summary.overclaims,
-        analyzer_version=ANALYZER_VERSION,
-    )
 
 
 def _loads_libcuda(

@@ -26,10 +26,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from proxy.analysis.pool import Early
-from proxy.core.aggregate import UPGRADABLE, upgraded
 from proxy.core.lru import LRU
 from proxy.core.models import is_sha256
-from proxy.core.policy import policy_table
 from proxy.core.report import ANALYZER_VERSION, Report, well_typed
 from proxy.edge.flight import Flights
 from proxy.edge.stores import keys
@@ -79,8 +77,9 @@ def encode(report: Report) -> bytes:
 
 
 def decode(value: bytes) -> Report | None:
-    """The stored report, or None when it is unreadable or from an older analyzer (one
-    that `upgraded` brings up to date without the wheel is brought up to date)."""
+    """The stored report, or None when it is unreadable or from an older analyzer: the
+    wheel is analysed again (version 8 reads what version 7 skipped, which its report
+    does not record, so no report is brought up to date from its own facts)."""
     try:
         data = json.loads(value)
         # A record without its analyzer's version is none of ours: the default would
@@ -92,8 +91,6 @@ def decode(value: bytes) -> Report | None:
         return None
     if not well_typed(report):
         return None
-    if report.analyzer_version in UPGRADABLE:
-        report = upgraded(report, policy_table())
     return report if report.analyzer_version >= ANALYZER_VERSION else None
 
 

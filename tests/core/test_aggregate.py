@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from proxy.core.aggregate import resolve, summarize, upgraded
+from proxy.core.aggregate import resolve, summarize
 from proxy.core.policy import policy_table
-from proxy.core.report import ANALYZER_VERSION, ElfFile, Report, Requires
+from proxy.core.report import ElfFile, Requires
 
 X86 = "cp311-cp311-manylinux_2_17_x86_64"
 
@@ -340,7 +340,3 @@ EXT = "pkg/_ext.cpython-311-x86_64-linux-gnu.so"
 )
 def test_a_wheel_that_loads_libcuda_needs_the_driver(elves: list[ElfFile], loads: bool) -> None:
     assert summary(elves).requires.nvidia_driver is (True if loads else None)
-    # A report of analyzer version 6 (before the field) is brought up to date the same.
-    old = Report("w.whl", "0" * 64, analyzer_version=6, elf_files=tuple(elves))
-    assert upgraded(old, policy_table()).requires.nvidia_driver is (True if loads else None)
-    assert upgraded(old, policy_table()).analyzer_version == ANALYZER_VERSION
