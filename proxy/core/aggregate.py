@@ -9,8 +9,9 @@ towards the host's requirements. Two exceptions follow the loader, which reuses 
 library of the same SONAME already in the process before it searches anything: glibc's
 own libraries (``libc.so.6``, ``libm.so.6``, the dynamic loader ...) are always the
 host's, the interpreter having loaded them first; and libstdc++ and libgcc_s are the
-wheel's only through a run path, never by SONAME alone (the host's may be loaded
-first, and a file of that name elsewhere in the wheel is not what the loader finds).
+wheel's only where one of its binaries loads the wheel's copy through its run path,
+never because a file of that SONAME lies somewhere in it (the loader would find the
+host's).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def summarize(filename: str, elves: Sequence[ElfFile], policies: PolicyTable) ->
     """``elves``: the wheel's loadable ELF files, all the loader can find in it (a member
     of another kind by a needed name is no library: the need stays the host's)."""
     members = {elf.path for elf in elves}
-    provided = _provided_by_name(elves)
+    provided = _provided_by_name(elves, members)
     bundled: set[str] = set()
     external: set[str] = set()
     external_versions: list[str] = []
@@ -114,11 +115,15 @@ def resolve(
     elf: ElfFile, name: str, members: Collection[str], provided: Mapping[str, str]
 ) -> str | None:
     """The wheel member the loader would load for ``DT_NEEDED`` ``name`` of ``elf``;
-    ``members``: the wheel's loadable ELF files."""
+    ``members``: the wheel's loadable ELF files; ``provided``: `_provided_by_name`."""
     if "/" in name:
         return None  # a path: relative to the process's working directory, not the wheel
     if _GLIBC_LIBS.match(name):
         return None  # loaded with the interpreter, before any search: the host's
+    return _on_run_path(elf, name, members) or provided.get(name)
+
+
+def _on_run_path(elf: ElfFile, name: str, members: Collection[str]) -> str | None:
     origin = posixpath.dirname(elf.path)
     # DT_RPATH is ignored by the loader when DT_RUNPATH is present.
     for entry in elf.runpath or elf.rpath:
@@ -128,15 +133,25 @@ def resolve(
         candidate = posixpath.normpath(posixpath.join(directory, name))
         if candidate in members:
             return candidate
-    if _HOST_FIRST.match(name):
-        return None
-    return provided.get(name)
+    return None
 
 
-def _provided_by_name(elves: Sequence[ElfFile]) -> dict[str, str]:
+def _provided_by_name(elves: Sequence[ElfFile], members: Collection[str]) -> dict[str, str]:
+    """The wheel's library for each SONAME, which the loader reuses once it is loaded.
+    libstdc++ and libgcc_s only where a binary of the wheel loads the wheel's own through
+    its run path (then every binary that needs them gets that one: a library with no run
+    path of its own, loaded after it, too); else the process's, the host's."""
     provided: dict[str, str] = {}
     for elf in sorted(elves, key=lambda e: e.path):
-        provided.setdefault(elf.soname or posixpath.basename(elf.path), elf.path)
+        name = elf.soname or posixpath.basename(elf.path)
+        if not _HOST_FIRST.match(name):
+            provided.setdefault(name, elf.path)
+    for elf in sorted(elves, key=lambda e: e.path):
+        for name in elf.needed:
+            if _HOST_FIRST.match(name) and name not in provided:
+                found = _on_run_path(elf, name, members)
+                if found is not None:
+                    provided[name] = found
     return provided
 
 

@@ -174,6 +174,22 @@ def test_glibc_libstdcxx_and_libgcc_are_the_hosts_whatever_the_wheel_ships_by_th
     assert result.bundled_libraries == ("libstdc++.so.6",)
 
 
+def test_the_libstdcxx_a_run_path_loads_serves_every_binary_of_the_wheel() -> None:
+    """The loader loads the module's needs first, the wheel's libstdc++ through its run
+    path among them; a library it loads with no run path of its own gets that one by
+    SONAME, and its GLIBCXX needs are the wheel's copy's to meet."""
+    module = elf(needed=("libstdc++.so.6", "libfoo.so"), runpath=("$ORIGIN/lib",))
+    libfoo = elf(
+        "pkg/lib/libfoo.so",
+        needed=("libstdc++.so.6",),
+        version_needs={"libstdc++.so.6": ("GLIBCXX_3.4.32",)},
+    )
+    libstdcxx = elf("pkg/lib/libstdc++.so.6", soname="libstdc++.so.6")
+    result = summary([module, libfoo, libstdcxx])
+    assert result.requires.glibcxx is None
+    assert result.bundled_libraries == ("libfoo.so", "libstdc++.so.6")
+
+
 def test_versions_needed_from_bundled_libraries_are_not_host_requirements() -> None:
     ext = elf(
         "pkg/_ext.so",
