@@ -199,7 +199,8 @@ def test_an_upstream_requiring_a_client_certificate(
         assert refused.status_code == 502 and "client_cert" in refused.text
         config.write_text(
             f'{table}client_cert = "{certs.client_cert}"\nclient_key = "{certs.client_key}"\n'
-            '[hostfit]\nanalysis = "strict"\n'
+            # strict: the page waits for the analysis, within a budget a loaded machine meets
+            '[hostfit]\nanalysis = "strict"\nanalysis_budget = 60\n'
         )
         with ProxyProcess("--config", str(config), cache_dir=tmp_path / "yes", env=_env()) as p:
             _serves_and_analyses(p, demo_wheel, platform_wheel)
