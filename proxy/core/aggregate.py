@@ -138,20 +138,24 @@ def _on_run_path(elf: ElfFile, name: str, members: Collection[str]) -> str | Non
 
 def _provided_by_name(elves: Sequence[ElfFile], members: Collection[str]) -> dict[str, str]:
     """The wheel's library for each SONAME, which the loader reuses once it is loaded.
-    libstdc++ and libgcc_s only where a binary of the wheel loads the wheel's own through
-    its run path (then every binary that needs them gets that one: a library with no run
-    path of its own, loaded after it, too); else the process's, the host's."""
+    libstdc++ and libgcc_s only where a binary an import loads loads the wheel's own
+    through its run path (then every binary that needs them gets that one: a library
+    with no run path of its own, loaded after it, too); else the process's, the host's.
+    A program's run path is not the import's."""
     provided: dict[str, str] = {}
     for elf in sorted(elves, key=lambda e: e.path):
         name = elf.soname or posixpath.basename(elf.path)
         if not _HOST_FIRST.match(name):
             provided.setdefault(name, elf.path)
-    for elf in sorted(elves, key=lambda e: e.path):
-        for name in elf.needed:
-            if _HOST_FIRST.match(name) and name not in provided:
-                found = _on_run_path(elf, name, members)
-                if found is not None:
-                    provided[name] = found
+    roots = _import_roots(elves)
+    for _ in range(2):  # the wheel's libstdc++ may bring in more binaries that reach it
+        loaded = _closure(roots, elves, members, provided)
+        for elf in sorted(loaded, key=lambda e: e.path):
+            for name in elf.needed:
+                if _HOST_FIRST.match(name) and name not in provided:
+                    found = _on_run_path(elf, name, members)
+                    if found is not None:
+                        provided[name] = found
     return provided
 
 
@@ -232,13 +236,18 @@ def _loads_libcuda(
 def _loaded_by_import(
     elves: Sequence[ElfFile], members: Collection[str], provided: Mapping[str, str]
 ) -> list[ElfFile]:
-    """The binaries an import loads: the extension modules (``*.so`` files but libraries
-    by name) and what they load of the wheel; in a wheel of libraries only, every
-    ``*.so`` (other wheels' binaries load them). Programs, objects and device code (a CUDA
-    ``.cubin`` is an ELF file too) are not loaded by an import."""
+    """The binaries an import loads (`_import_roots`) and what they load of the wheel."""
+    return _closure(_import_roots(elves), elves, members, provided)
+
+
+def _import_roots(elves: Sequence[ElfFile]) -> list[ElfFile]:
+    """The binaries an import loads first: the extension modules (``*.so`` files but
+    libraries by name); in a wheel of libraries only, every ``*.so`` (other wheels'
+    binaries load them). Programs, objects and device code (a CUDA ``.cubin`` is an ELF
+    file too) are not loaded by an import."""
     shared = [e for e in elves if _SHARED_OBJECT.search(posixpath.basename(e.path))]
     modules = [e for e in shared if not _LIBRARY.match(posixpath.basename(e.path))]
-    return _closure(modules or shared, elves, members, provided)
+    return modules or shared
 
 
 def _closure(

@@ -174,6 +174,17 @@ def test_glibc_libstdcxx_and_libgcc_are_the_hosts_whatever_the_wheel_ships_by_th
     assert result.bundled_libraries == ("libstdc++.so.6",)
 
 
+def test_a_programs_run_path_does_not_bring_libstdcxx_into_an_import() -> None:
+    """A program the wheel ships finds the wheel's libstdc++ through its run path; the
+    module, which has none, gets the process's: its GLIBCXX needs are the host's."""
+    module = elf(needed=("libstdc++.so.6",), version_needs={"libstdc++.so.6": ("GLIBCXX_3.4.32",)})
+    program = elf("pkg/bin/tool", needed=("libstdc++.so.6",), runpath=("$ORIGIN/../lib",))
+    libstdcxx = elf("pkg/lib/libstdc++.so.6", soname="libstdc++.so.6")
+    result = summary([module, program, libstdcxx])
+    assert result.requires.glibcxx == "3.4.32"
+    assert "libstdc++.so.6" in result.external_libraries
+
+
 def test_the_libstdcxx_a_run_path_loads_serves_every_binary_of_the_wheel() -> None:
     """The loader loads the module's needs first, the wheel's libstdc++ through its run
     path among them; a library it loads with no run path of its own gets that one by
