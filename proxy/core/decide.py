@@ -388,7 +388,10 @@ def _machine_family(name: str) -> str:
         return "i686"
     if name.startswith("arm") and name not in ("arm64", "armv8b"):
         return "armv7l"
-    return {"arm64": "aarch64", "amd64": "x86_64"}.get(name, name)
+    return _MACHINE_ALIASES.get(name, name)
+
+
+_MACHINE_ALIASES = {"arm64": "aarch64", "amd64": "x86_64"}  # macOS's and the BSDs' names
 
 
 def _mixed_libc(c: _Context) -> _Outcome:

@@ -77,28 +77,18 @@ def scope_context(
     installing: bool = False,
 ) -> Context:
     """`request_context` from the ASGI scope and the two headers it reads."""
-    if scope["path"].startswith("/universal/"):
+    universal = scope["path"].startswith("/universal/")
+    if universal and not (installing and user_agent is not None and _uv_installs(user_agent)):
         ctx = UNIVERSAL
-        if installing and user_agent is not None and _uv_installs(user_agent):
-            ctx = _told(None, header, user_agent, default, installing)
     else:
-        in_url = scope.get("path_params", {}).get("profile")
-        ctx = _told(in_url, header, user_agent, default, installing)
+        in_url = None if universal else scope.get("path_params", {}).get("profile")
+        told = (in_url, header, user_agent)
+        memo_ok = sum(len(text) for text in told if text) <= MEMO_MAX_CHARS
+        ctx = (_remembered if memo_ok else _context)(
+            in_url, header, user_agent, default, installing
+        )
     scope[SCOPE_KEY] = ctx
     return ctx
-
-
-def _told(
-    in_url: str | None,
-    header: str | None,
-    user_agent: str | None,
-    default: HostProfile,
-    installing: bool,
-) -> Context:
-    told = (in_url, header, user_agent)
-    if sum(len(text) for text in told if text) > MEMO_MAX_CHARS:
-        return _context(in_url, header, user_agent, default, installing)
-    return _remembered(in_url, header, user_agent, default, installing)
 
 
 def _context(
@@ -133,9 +123,8 @@ def _locks(subcommand: tuple[str, ...]) -> bool:
 
 
 def _uv_installs(user_agent: str) -> bool:
-    if len(user_agent) > MEMO_MAX_CHARS:
-        return _installs(user_agent)
-    return _installs_remembered(user_agent)
+    memo_ok = len(user_agent) <= MEMO_MAX_CHARS
+    return (_installs_remembered if memo_ok else _installs)(user_agent)
 
 
 def _installs(user_agent: str) -> bool:
