@@ -11,6 +11,22 @@ from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec, build_wheel
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding a test marked ``heavy`` first, then the others by their number of
+    tests, most first. scripts/test hands whole files to two processes in this order: a
+    minute-long test taken last would run alone at the end while the other process idles
+    (xdist's own reordering, by number of tests only, put the soak and the 2 GB file last)."""
+    per_file: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        per_file.setdefault(item.nodeid.split("::")[0], []).append(item)
+
+    def weight(tests: list[pytest.Item]) -> tuple[bool, int]:
+        heavy = any(item.get_closest_marker("heavy") for item in tests)
+        return not heavy, -len(tests)
+
+    items[:] = [item for tests in sorted(per_file.values(), key=weight) for item in tests]
+
+
 @pytest.fixture
 def upstream() -> Iterator[Upstream]:
     with Upstream() as server:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 MEASURED_BY_ALL = (
     "page_html",
@@ -35,6 +37,7 @@ LABELS = (
 )
 
 
+@pytest.mark.heavy
 def test_every_workload_runs_in_the_short_mode(tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     command = [sys.executable, "bench/compare_bench.py", "--quick", "--json", str(out)]

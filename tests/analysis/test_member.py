@@ -246,7 +246,8 @@ _HOSTILE = elf_like(4 * MiB, seed=21)
 _HOSTILE_DEFLATED = deflated(_HOSTILE)
 
 
-@settings(max_examples=40, deadline=None)
+@pytest.mark.heavy
+@settings(max_examples=15, deadline=None)
 @given(
     st.lists(
         st.tuples(st.integers(0, len(_HOSTILE_DEFLATED) - 1), st.integers(0, 255)),

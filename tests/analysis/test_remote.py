@@ -139,6 +139,7 @@ def test_a_short_range_response_is_an_upstream_error(mostly_data_wheel: Path) ->
                 remote.read(1024 * 1024)
 
 
+@pytest.mark.heavy
 def test_large_members_are_read_by_their_ends(
     server: Upstream, real_wheels: dict[str, Path]
 ) -> None:

@@ -219,6 +219,7 @@ def test_numpy_from_the_default_index_and_torch_from_the_family(
     assert world.upstreams["default"].count("GET", "/simple/torch/") == 0
 
 
+@pytest.mark.heavy
 def test_routes_hold_while_the_other_upstream_is_down(world: World, tmp_path: Path) -> None:
     profile = f"{ON_THIS_HOST},cuda=12.8,sm=9.0"
     ups = world.upstreams

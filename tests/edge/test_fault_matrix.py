@@ -819,6 +819,7 @@ CACHED_PAGE_SECONDS = 1.0
 PEAK_RSS = 256 * 1024 * 1024
 
 
+@pytest.mark.heavy
 def test_row18_a_page_with_twenty_thousand_files(upstream: Upstream, tmp_path: Path) -> None:
     # Every file the same small wheel: one report for them all, so the walk settles at
     # the newest version (bytes that are no wheel would be unanalysable, hidden, and

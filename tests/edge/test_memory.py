@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.proxy import ProxyProcess
 from tests.support.upstream import Upstream, UpstreamFile
@@ -15,6 +16,7 @@ SIZE = 2 * 1024**3
 LIMIT = 200 * 1024**2
 
 
+@pytest.mark.heavy
 def test_two_gigabytes_with_flat_memory(upstream: Upstream, tmp_path: Path) -> None:
     source = tmp_path / "huge-1.0.tar.gz"
     with source.open("wb") as handle:  # sparse: costs no disk on the upstream side

@@ -305,6 +305,7 @@ def test_metrics_sum_every_worker(upstream: Upstream, tmp_path: Path) -> None:
     assert any(x["logger"] == "hostfit.upstream" for x in lines)  # workers' lines survive
 
 
+@pytest.mark.heavy
 def test_levels_sum_every_worker(upstream: Upstream, tmp_path: Path) -> None:
     """Downloads in progress, each on a connection of its own so both workers take some:
     every scrape, whichever worker answers it, counts them all (each worker sets its own

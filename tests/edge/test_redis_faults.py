@@ -81,6 +81,7 @@ async def test_breaker_opens_at_once_and_closes_when_redis_answers(
     assert len([m for m in lines if "redis is back" in m]) == 2, lines
 
 
+@pytest.mark.heavy
 def test_frozen_or_killed_redis_under_running_replicas(
     upstream: Upstream, demo_wheel: Path, tmp_path: Path
 ) -> None:

@@ -136,6 +136,7 @@ def no_tracebacks(proxies: list[ProxyProcess]) -> None:
         assert "Traceback" not in proxy.output(), proxy.output()[-4000:]
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("workers", [1, 2])
 def test_replicas_behind_nginx_download_a_cold_wheel_once(
     upstream: Upstream, tmp_path: Path, workers: int

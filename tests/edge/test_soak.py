@@ -17,7 +17,7 @@ cached blob hashes to its name and is a file or .metadata of the index, every st
 record agrees with the index, no temp file is left, the cache is within its budget and
 eviction ran, a last round of requests all succeed, and the log holds no traceback.
 
-Bounded: HOSTFIT_SOAK_SECONDS seconds of faults (default 45, about 55 s in all; set it
+Bounded: HOSTFIT_SOAK_SECONDS seconds of faults (default 30, about 40 s in all; set it
 higher for a longer soak),
 CLIENTS threads, loopback only. Seeded by HOSTFIT_SOAK_SEED: the files, the faults and
 the clients' choices; how they interleave is the scheduler's, so the asserts are on
@@ -59,7 +59,7 @@ from tests.support.proxy import ProxyProcess
 from tests.support.upstream import DeliberateTruncation, Upstream
 from tests.support.wheels import WheelSpec, build_sdist, build_wheel, extension_wheel
 
-SECONDS = float(os.environ.get("HOSTFIT_SOAK_SECONDS", "45"))
+SECONDS = float(os.environ.get("HOSTFIT_SOAK_SECONDS", "30"))
 SEED = int(os.environ.get("HOSTFIT_SOAK_SEED", "10"))
 CLIENTS = 12
 BURST = 20  # first requests for one file at once, now and then
@@ -436,6 +436,7 @@ class Client:
 # --- the soak ------------------------------------------------------------------------
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(int(SECONDS) + 300)
 def test_soak(tmp_path: Path) -> None:
     rng = random.Random(SEED)
