@@ -364,6 +364,12 @@ async def hostfit_error(request: Request, exc: Exception) -> Response:
         headers["Retry-After"] = str(retry_after)
     if isinstance(exc, Refused):
         headers[REFUSED_HEADER] = exc.message.encode("ascii", "replace").decode()
+        # This host's answer: another host may be served the same URL, so no shared
+        # cache keeps it, and one that does keys it by what told the host.
+        headers["Cache-Control"] = "no-store"
+        varies = file_vary(request.scope)
+        if varies is not None:
+            headers["Vary"] = varies
     return PlainTextResponse(f"{exc}\n", status_code=exc.status_code, headers=headers)
 
 

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from proxy.core.negotiate import JSON_V1
+from proxy.edge.request_profile import PROFILE_HEADER, VARY_HOST
 from tests.analysis.test_native import pe
 from tests.fixtures.elf.recipes import FixtureWheel, build_objects, build_wheels
 from tests.support.cuda_wheels import CudaBuild, build_wheel_for
@@ -101,6 +102,13 @@ def test_page_and_gate_agree(
     assert refused.status_code == 403
     assert need in refused.text and need in refused.headers["x-hostfit-refused"]
     assert wheel.name in refused.text
+    assert refused.headers["cache-control"] == "no-store" and "vary" not in refused.headers
+    told = httpx.get(
+        proxy.url + f"files/{project}/{wheel.name}", headers={PROFILE_HEADER: unfit}, timeout=60
+    )
+    assert told.status_code == 403 and need in told.headers["x-hostfit-refused"]
+    # The host was told by headers: a shared cache keys this answer by them, if it keeps it.
+    assert told.headers["cache-control"] == "no-store" and told.headers["vary"] == VARY_HOST
     assert settled_files(proxy, project, fit) == {wheel.name}
     served = download(proxy, fit, project, wheel.name)
     assert served.status_code == 200 and served.content == wheel.read_bytes()
