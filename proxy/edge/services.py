@@ -241,8 +241,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(files.close)
         pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers), origins.outbound)
         stack.push_async_callback(pool.close)
-        # One more worker, for downloads waiting at the gate: never queued behind walks.
-        urgent_pool = AnalysisPool(PoolLimits(workers=1), origins.outbound)
+        # As many again for downloads waiting at the gate: never queued behind walks, nor
+        # one behind another (an installer downloads many wheels at once; a 900 MB one
+        # takes 20 s). Workers start on demand.
+        urgent_pool = AnalysisPool(PoolLimits(workers=settings.analysis_workers), origins.outbound)
         stack.push_async_callback(urgent_pool.close)
         decoded = Decoded()
         reports = AnalysisScheduler(

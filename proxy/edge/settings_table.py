@@ -253,7 +253,12 @@ class Settings:
     analysis_budget: float = field(
         default=2.0, metadata=row("how long a page request waits for its analysis", kind=FLOAT)
     )
-    analysis_workers: int = field(default=2, metadata=row("analysis processes", kind=COUNT))
+    analysis_workers: int = field(
+        default=2,
+        metadata=row(
+            "analysis processes for walks, and as many for downloads at the gate", kind=COUNT
+        ),
+    )
     frontier_keep: int = field(
         default=3,
         metadata=row(

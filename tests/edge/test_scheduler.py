@@ -13,15 +13,18 @@ from typing import cast
 import pytest
 from packaging.utils import canonicalize_name
 
+from proxy.analysis.pool import AnalysisPool
 from proxy.core.models import File, Page
 from proxy.core.profile import HostProfile
 from proxy.core.report import Report
 from proxy.edge import scheduler as scheduler_module
+from proxy.edge.config import Settings
 from proxy.edge.gate import AnalysisUnavailable, DownloadGate
 from proxy.edge.index import Context
 from proxy.edge.layers.host_filter import HostFilter
 from proxy.edge.reports import ReportService
 from proxy.edge.scheduler import DID_NOT_RUN, AnalysisScheduler
+from proxy.edge.services import open_services
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.embedded import EmbeddedStore
 from proxy.edge.stores.leases import FileLeases
@@ -193,3 +196,21 @@ async def test_a_report_made_by_url_is_made_again_from_the_checked_file(
     missing = await scheduler.verified(other)
     assert not scheduler.ran(missing) and "did not reach the file cache" in (missing.reason or "")
     await scheduler.close()
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+async def test_downloads_at_the_gate_have_as_many_workers_as_walks(
+    tmp_path: Path, workers: int
+) -> None:
+    """An installer downloads many wheels at once, and each waits at the gate for its
+    report: they are analysed side by side, as many at a time as the walks' analyses."""
+    settings = Settings(
+        upstreams=("http://127.0.0.1:9/simple/",), cache_dir=tmp_path, analysis_workers=workers
+    )
+    async with open_services(settings) as services:
+        scheduler = services.gate.scheduler
+        pools = [scheduler.service.analyzer, scheduler.urgent.analyzer]
+        assert all(isinstance(pool, AnalysisPool) for pool in pools)
+        walks, urgent = cast(list[AnalysisPool], pools)
+        assert urgent is not walks
+        assert urgent.limits.workers == walks.limits.workers == workers
