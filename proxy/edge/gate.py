@@ -132,6 +132,12 @@ class DownloadGate:
         when it is judged while its bytes go (`admit_streamed`)."""
         await self._variant_fits(page, served, subject, ctx)
         report = await self.known(subject)
+        if report is None:
+            # A project fact may say it already (a CUDA build on a host without a
+            # driver): refused now, not cut short after its last byte but 64 KiB.
+            reasons = self.filter.refusal(page, subject, None, ctx)
+            if reasons:
+                self._refuse(page, served, reasons, ctx)
         if report is not None and report.made_from == "file":
             self.enforce(page, served, subject, report, ctx)
             return True

@@ -142,6 +142,32 @@ def test_torchs_cuda_builds_reach_a_host_without_a_driver(
     assert "cuda: needs CUDA 12, host has no NVIDIA driver" in refused.text
 
 
+def test_a_wheel_a_project_fact_rules_out_is_refused_before_any_byte(
+    upstream: Upstream, make_proxy: MakeProxy, wheel_dir: Path
+) -> None:
+    """A shipped fact says cupy-cuda12x needs CUDA 12: a host without a driver asking for
+    it by name is refused at once, with the fact, before the wheel is fetched or
+    analysed (not cut short after its bytes but the last)."""
+    wheel = build_wheel(
+        WheelSpec("cupy_cuda12x", "14.0", files={"cupy/__init__.py": b""}, tag=CP), wheel_dir
+    )
+    upstream.add("cupy-cuda12x", wheel)
+    proxy = make_proxy(upstream)
+    for told in ({"X-Hostfit-Profile": f"{HOST},libc=glibc-2.36,cuda=none"}, {}):
+        url = proxy.url + f"files/cupy-cuda12x/{wheel.name}"
+        if not told:
+            url = proxy.url + f"p/{HOST},libc=glibc-2.36,cuda=none/files/cupy-cuda12x/{wheel.name}"
+        refused = httpx.get(url, headers=told, timeout=60)
+        assert refused.status_code == 403, refused.status_code
+        assert (
+            "cuda: needs CUDA 12, host has no NVIDIA driver" in refused.headers["x-hostfit-refused"]
+        )
+        assert "fact" in refused.text
+    assert upstream.count("GET", wheel.name) == 0
+    served = download(proxy, f"{HOST},libc=glibc-2.36,cuda=12.4", "cupy-cuda12x", wheel.name)
+    assert served.status_code == 200 and served.content == wheel.read_bytes()
+
+
 def test_a_wheel_that_links_the_driver_is_kept_from_a_host_without_one(
     upstream: Upstream, make_proxy: MakeProxy, fixtures: dict[str, FixtureWheel]
 ) -> None:

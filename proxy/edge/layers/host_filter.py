@@ -231,11 +231,14 @@ class HostFilter(IndexLayer):
         """Decide every page again (an admin dropped a report or purged a page)."""
         self._decided.clear()
 
-    def refusal(self, page: Page, file: File, report: Report, ctx: Context) -> tuple[Reason, ...]:
+    def refusal(
+        self, page: Page, file: File, report: Report | None, ctx: Context
+    ) -> tuple[Reason, ...]:
         """The download gate's test: why this wheel would not load on this host, if it would not.
 
         Only reasons of loading count: tags are the installer's own check, and variant
-        or sdist choices are preferences a pinned requirement may override.
+        or sdist choices are preferences a pinned requirement may override. Without a
+        report, what the project facts say: enough to refuse, never to vouch.
         """
         rules = self.rules()
         profile = ctx.profile
