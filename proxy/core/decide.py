@@ -52,7 +52,7 @@ from proxy.core.dotted import dotted, maybe_dotted
 from proxy.core.gpu import runs_on
 from proxy.core.libstdcxx import LibstdcxxTable, libstdcxx_table
 from proxy.core.models import File
-from proxy.core.profile import HostProfile, Libc
+from proxy.core.profile import MACHINE_ALIASES, HostProfile, Libc
 from proxy.core.report import Report, Requires
 from proxy.core.rules import Fact
 from proxy.core.tags import ClientTags, client_tags
@@ -388,10 +388,7 @@ def _machine_family(name: str) -> str:
         return "i686"
     if name.startswith("arm") and name not in ("arm64", "armv8b"):
         return "armv7l"
-    return _MACHINE_ALIASES.get(name, name)
-
-
-_MACHINE_ALIASES = {"arm64": "aarch64", "amd64": "x86_64"}  # macOS's and the BSDs' names
+    return MACHINE_ALIASES.get(name, name)
 
 
 def _mixed_libc(c: _Context) -> _Outcome:

@@ -95,21 +95,38 @@ def _choose(accept: str) -> str:
     ranges = _parse_accept(accept)
     best: tuple[float, int, int] | None = None
     chosen = None
+    html_q = 0.0  # text/html's own quality: a client may refuse it, or rank it lower
     for preference, media in enumerate(SERVED):
         matching = [r for r in ranges if r.matches(media)]
         if not matching:
             continue
         most_specific = max(matching, key=lambda r: r.specificity)
+        if media == HTML_LEGACY:
+            html_q = most_specific.q
         if most_specific.q <= 0:
             continue
         key = (most_specific.q, most_specific.specificity, -preference)
         if best is None or key > best:
             best, chosen = key, media
-    if chosen is None:
+    if chosen is None or best is None:
         raise NotAcceptable(f"none of {', '.join(SERVED)} is acceptable to {accept!r}")
-    if best is not None and best[1] == 0:
-        # Only a bare */* matched: legacy clients expect the HTML they always got.
+    if best[1] == 0 and html_q >= best[0]:
+        # Won through a bare */* only: legacy clients expect the HTML they always got,
+        # unless they ranked text/html lower or refused it.
         return HTML_LEGACY
+    return chosen
+
+
+def preferred(accept: str | None, offered: tuple[str, ...]) -> str:
+    """Which of ``offered`` (the first on a tie, or when nothing in ``accept`` ranks them)
+    the client prefers, by the q-value of the most specific range matching each."""
+    ranges = _parse_accept(accept or "")
+    best, chosen = -1.0, offered[0]
+    for media in offered:
+        matching = [r for r in ranges if r.matches(media)]
+        q = max(matching, key=lambda r: r.specificity).q if matching else 0.0
+        if q > best:
+            best, chosen = q, media
     return chosen
 
 

@@ -180,10 +180,15 @@ def parse_impl(value: str) -> str:
     return INTERPRETER_SHORT_NAMES.get(lowered, lowered)
 
 
+# Other systems' names for the machines Linux wheels are tagged with: a host that says
+# arch=amd64 (Debian's and Docker's name) is an x86_64 host, and is given its wheels.
+MACHINE_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
 def parse_arch(value: str) -> str:
     if not re.fullmatch(r"[a-z0-9_]{1,32}", value):
         raise ValueError("expected a machine such as x86_64 or aarch64")
-    return value
+    return MACHINE_ALIASES.get(value, value)
 
 
 def parse_libc(value: str) -> Libc:

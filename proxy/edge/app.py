@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from proxy.core.explain import explanation_html
 from proxy.core.models import Page
 from proxy.core.names import normalize_project
-from proxy.core.negotiate import HTML_LEGACY, JSON_V1, accepts_gzip, negotiate
+from proxy.core.negotiate import HTML_LEGACY, JSON_V1, accepts_gzip, negotiate, preferred
 from proxy.core.pages import render_html_root, render_json_root
 from proxy.core.profile import merge, parse_profile
 from proxy.core.ranges import Unsatisfiable, requested_span
@@ -54,6 +54,7 @@ from proxy.edge.request_profile import (
     PROFILE_HEADER,
     VARY_HOST,
     file_vary,
+    query_profile,
     request_context,
     scope_context,
     scope_vary,
@@ -312,7 +313,7 @@ async def explain(request: Request) -> Response:
     """``/explain/<project>/?profile=...``: JSON for machines, a table for people."""
     services = _services(request)
     name = normalize_project(request.path_params["project"])
-    profile_text = request.query_params.get("profile")
+    profile_text = query_profile(request) if "profile" in request.query_params else None
     if profile_text is not None:
         profile = merge(parse_profile(profile_text, "url"), services.default_profile)
         ctx = Context(profile=profile)
@@ -321,9 +322,11 @@ async def explain(request: Request) -> Response:
     decided = await services.variants.explain(await services.filter.explain(name, ctx), ctx)
     notes = await services.rewrites.explain(decided)
     data = decided.explained(ctx.profile, notes)
-    wants_json = request.query_params.get("format") == "json" or (
-        "json" in request.headers.get("accept", "")
-        and "html" not in request.headers.get("accept", "")
+    wanted = request.query_params.get("format")
+    wants_json = wanted == "json" or (
+        wanted is None
+        and preferred(request.headers.get("accept"), ("text/html", "application/json"))
+        == "application/json"
     )
     # Without ?profile= the answer is the requesting host's.
     headers = {"Vary": "Accept" if profile_text is not None else f"Accept, {VARY_HOST}"}

@@ -158,3 +158,10 @@ def file_vary(scope: Scope) -> str | None:
 
 def _fixed(scope: Scope) -> bool:
     return "profile" in scope.get("path_params", {}) or scope["path"].startswith("/universal/")
+
+
+def query_profile(request: Request) -> str:
+    """The ``?profile=`` a page of hostfit's own was given ("" for none). A query string
+    decodes a literal '+' to a space, and a profile holds none: ``sm=8.0+9.0``, written
+    unescaped, is meant as written."""
+    return request.query_params.get("profile", "").strip().replace(" ", "+")

@@ -36,6 +36,7 @@ from proxy.core.profile import HostProfile, merge, parse_profile
 from proxy.core.rules import Rules
 from proxy.edge.fleet import Summary, summarise
 from proxy.edge.index import UNIVERSAL, Context
+from proxy.edge.request_profile import query_profile
 from proxy.errors import BadRequest, HostfitError, NotFound
 from proxy.ui.base import document, error_box, profile_form, url, wheel_url
 from proxy.ui.landing import Install, Landing, UpstreamInfo, render_landing
@@ -90,7 +91,7 @@ def _error(exc: HostfitError, *, form: str = "") -> HTMLResponse:
 async def landing(request: Request) -> Response:
     services = _services(request)
     profile, error = "", None
-    text = request.query_params.get("profile", "").strip()
+    text = query_profile(request)
     if text:
         try:
             profile = parse_profile(text, "url").to_string()
@@ -227,12 +228,12 @@ async def project_form(request: Request) -> Response:
     except NotFound as exc:
         form = profile_form(
             action="/ui/project/",
-            profile=request.query_params.get("profile", ""),
+            profile=query_profile(request),
             project_field=True,
             project=raw,
         )
         return _error(exc, form=form)
-    profile = request.query_params.get("profile", "").strip()
+    profile = query_profile(request)
     with contextlib.suppress(BadRequest):  # if bad, the project view says why, in place
         profile = parse_profile(profile, "url").to_string() or profile
     target = url(f"/ui/project/{quote(name, safe='')}/", profile=profile or None)
@@ -249,7 +250,7 @@ async def project_view(request: Request) -> Response:
     if name != raw:
         query = f"?{request.url.query}" if request.url.query else ""
         return RedirectResponse(f"/ui/project/{quote(name, safe='')}/{query}", status_code=301)
-    text = request.query_params.get("profile", "").strip()
+    text = query_profile(request)
     show_hidden = request.query_params.get("hidden", "show") != "hide"
     try:
         given = parse_profile(text, "url") if text else HostProfile()

@@ -30,6 +30,10 @@ UV = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.01"
         (f"{JSON_V1}; q=bogus, text/html;q=0.3", HTML_LEGACY),
         (f"{JSON_V1} ; Q=1.0", JSON_V1),
         ("garbage, text/html", HTML_LEGACY),
+        # Legacy HTML for a bare */* only where the client did not rank text/html lower.
+        ("text/html;q=0, */*", JSON_V1),
+        ("*/*, text/html;q=0.1", JSON_V1),
+        ("text/html;q=0.5, */*;q=0.5", HTML_LEGACY),
     ],
 )
 def test_accept(accept: str | None, expected: str) -> None:

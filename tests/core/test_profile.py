@@ -29,6 +29,9 @@ from proxy.errors import BadRequest
         ("impl=pypy", HostProfile(impl=Fact("pp", "url"))),
         ("impl=graalpy", HostProfile(impl=Fact("graalpy", "url"))),
         ("arch=x86_64", HostProfile(arch=Fact("x86_64", "url"))),
+        # Debian's, Docker's and macOS's names: the machine Linux wheels call otherwise.
+        ("arch=amd64", HostProfile(arch=Fact("x86_64", "url"))),
+        ("arch=arm64", HostProfile(arch=Fact("aarch64", "url"))),
         ("libc=glibc-2.28", HostProfile(libc=Fact(Libc("glibc", (2, 28)), "url"))),
         ("libc=musl-1.2", HostProfile(libc=Fact(Libc("musl", (1, 2)), "url"))),
         ("libc=musl-1.2.3", HostProfile(libc=Fact(Libc("musl", (1, 2)), "url"))),

@@ -353,6 +353,23 @@ def test_explain_route_json_and_html(
     assert fitpkg["2.0-sdist"] in page.text and "building from source" in page.text
     bad = httpx.get(proxy.url + "explain/fitpkg/", params={"profile": "libc=nope"})
     assert bad.status_code == 400
+    # Accept is weighed by q-values, not searched for "html".
+    for accept, media in (
+        ("text/html;q=0, application/json", "application/json"),
+        ("application/json, text/html;q=0.5", "application/json"),
+        ("application/json;q=0.5, text/html", "text/html"),
+        ("*/*", "text/html"),
+    ):
+        answer = httpx.get(
+            proxy.url + "explain/fitpkg/", params={"profile": profile}, headers={"Accept": accept}
+        )
+        assert answer.headers["content-type"].startswith(media), accept
+    # "sm=8.0+9.0" as typed in a URL: the query string makes the '+' a space.
+    for path in ("explain/fitpkg/?format=json&", "ui/project/fitpkg/?"):
+        typed = httpx.get(proxy.url + path + f"profile={profile},sm=8.0+9.0")
+        assert typed.status_code == 200, (path, typed.text[:300])
+    data = httpx.get(proxy.url + f"explain/fitpkg/?format=json&profile={profile},sm=8.0+9.0")
+    assert "sm=8.0+9.0" in data.json()["profile"], data.json()["profile"]
 
 
 def test_explain_command(upstream: Upstream, fitpkg: dict[str, str], tmp_path: Path) -> None:
