@@ -103,6 +103,24 @@ class RemoteFile(RandomAccessReader):
             digest.update(chunk)
         return digest.hexdigest()
 
+    def held_sha256(self) -> str | None:
+        """The file's sha256 when every byte of it has been fetched, however (the whole
+        file, or ranges that cover it: a small wheel's analysis reads it all), else None.
+        Nothing is fetched for it."""
+        whole = self.whole_sha256()
+        if whole is not None:
+            return whole
+        digest = hashlib.sha256()
+        for index in range(-(-self.size // self.block_size)):
+            block = self._cache.peek(index)
+            if block is None and index in self._spilled and self._spill is not None:
+                self._spill.seek(index * self.block_size)
+                block = self._spill.read(self.block_size)
+            if block is None:
+                return None
+            digest.update(block[: self.size - index * self.block_size])
+        return digest.hexdigest()
+
     # ------------------------------------------------------------------------
 
     def _open(self) -> int:

@@ -15,6 +15,7 @@ import posixpath
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, TextIO, cast
 from urllib.parse import unquote, urlsplit
@@ -68,16 +69,14 @@ def inspect_url(url: str, stderr: TextIO) -> Report:
 
     parts = urlsplit(url)
     filename = unquote(posixpath.basename(parts.path))
-    # An index's file URL carries the hash in its fragment; without it, and without the
-    # whole file to hash, it stays unknown.
-    sha256 = parts.fragment.removeprefix("sha256=") if parts.fragment.startswith("sha256=") else ""
+    # An index's file URL carries the hash in its fragment. It is checked when the
+    # analysis fetched every byte; otherwise the report carries it as the URL's word,
+    # and without a fragment the hash stays unknown (""): stderr says which.
+    told = parts.fragment.removeprefix("sha256=") if parts.fragment.startswith("sha256=") else ""
     progress = _Progress(stderr) if stderr.isatty() else None
     with RemoteFile(parts._replace(fragment="").geturl(), progress=progress) as remote:
-        whole = remote.whole_sha256()
-        if whole is not None and sha256 and whole != sha256.lower():
-            raise HostfitError(f"{filename}: its bytes' sha256 is {whole}, the URL says {sha256}")
-        sha256 = whole or sha256
-        report = analyze_wheel(cast(IO[bytes], remote), filename, sha256, far=remote.ranged)
+        report = analyze_wheel(cast(IO[bytes], remote), filename, told.lower(), far=remote.ranged)
+        held = remote.held_sha256()
         if progress is not None:
             progress.clear()
         share = remote.fetched / remote.size if remote.size else 1.0
@@ -87,6 +86,14 @@ def inspect_url(url: str, stderr: TextIO) -> Report:
             f"({share:.1%}) in {remote.requests} requests, by {how}",
             file=stderr,
         )
+    if held is not None and told and held != told.lower():
+        raise HostfitError(f"{filename}: its bytes' sha256 is {held}, the URL says {told}")
+    if held is not None:
+        return replace(report, sha256=held)
+    if told:
+        print("sha256: the URL's, not checked (only part of the file was read)", file=stderr)
+    else:
+        print("sha256: unknown (only part of the file was read; the URL names none)", file=stderr)
     return report
 
 

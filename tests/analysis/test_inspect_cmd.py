@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from proxy.core.report import Report
 from tests.analysis.hostile import zip_bytes
 from tests.fixtures.elf.recipes import FixtureWheel
 from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec, build_wheel
 
 
 def sha256(path: Path) -> str:
@@ -73,6 +75,44 @@ def test_a_url_read_whole_is_hashed_and_checked(
         assert main(["inspect", wrong]) == 2
     err = capsys.readouterr().err
     assert f"its bytes' sha256 is {digest}, the URL says {'0' * 64}" in err
+
+
+def test_a_url_read_whole_by_ranges_is_hashed_and_checked(
+    glibc_wheel: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A small wheel's analysis fetches all of it, by ranges: its sha256 is the bytes'
+    with or without a fragment, and a fragment naming another digest is refused."""
+    digest = sha256(glibc_wheel)
+    with Upstream() as server:
+        server.add("fx-glibc", glibc_wheel)
+        assert main(["inspect", "--json", server.file_url(glibc_wheel.name)]) == 0
+        captured = capsys.readouterr()
+        assert Report.from_json(json.loads(captured.out)).sha256 == digest
+        assert "by range requests" in captured.err and "(100.0%)" in captured.err
+        wrong = f"{server.file_url(glibc_wheel.name)}#sha256={'0' * 64}"
+        assert main(["inspect", "--json", wrong]) == 2
+    captured = capsys.readouterr()
+    assert f"its bytes' sha256 is {digest}, the URL says {'0' * 64}" in captured.err
+    assert captured.out == ""
+
+
+def test_a_url_read_in_part_says_whose_sha256_the_report_carries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = random.Random(3).randbytes(4 * 1024 * 1024)  # stored: analysis never reads it
+    wheel = build_wheel(WheelSpec("bulky", "1.0", files={"bulky/data.bin": data}), tmp_path)
+    digest = sha256(wheel)
+    with Upstream() as server:
+        server.add("bulky", wheel)
+        url = server.file_url(wheel.name)
+        assert main(["inspect", "--json", f"{url}#sha256={digest}"]) == 0
+        told = capsys.readouterr()
+        assert main(["inspect", "--json", url]) == 0
+        unknown = capsys.readouterr()
+    assert Report.from_json(json.loads(told.out)).sha256 == digest
+    assert "sha256: the URL's, not checked (only part of the file was read)" in told.err
+    assert Report.from_json(json.loads(unknown.out)).sha256 == ""
+    assert "sha256: unknown (only part of the file was read; the URL names none)" in unknown.err
 
 
 @pytest.mark.parametrize("target", ["http://[::1", "https://[bad/x.whl"])
