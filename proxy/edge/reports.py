@@ -68,6 +68,11 @@ class Decoded:
         if found is not None and found[0] == value:
             return found[1]
         report = decode(value)
+        if report is not None and report.sha256 != sha256:
+            # Another wheel's report, under this key (a damaged or tampered store): it
+            # says nothing of this wheel, which is analysed again.
+            log.warning("report stored under %s is of %s; ignored", sha256, report.sha256)
+            report = None
         self._entries.put(sha256, (value, report))
         return report
 

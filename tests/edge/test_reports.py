@@ -178,6 +178,8 @@ def _mutated(**changes: object) -> bytes:
         _mutated(requires={"glibc": 2.28}),
         _mutated(requires={"gpu_sms": "8.0"}),
         _mutated(bundled_libraries="libz.so"),
+        # another wheel's report, made from its checked file, under this wheel's key
+        _mutated(sha256=OTHER, made_from="file"),
     ],
 )
 async def test_outdated_or_unreadable_reports_are_recomputed(
