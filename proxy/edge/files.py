@@ -352,6 +352,10 @@ class FileService:
             message, status = str(failure["message"]), int(failure["status"])
         except (ValueError, TypeError, KeyError):
             return
+        if not 400 <= status <= 599:
+            # No leader fails with anything else: a record another version or a damaged
+            # store left. Never an answer that would pass for the file.
+            status = 502
         raise PeerFailed(message, status)
 
     async def _lead(self, download: Download, sha256: str, role: _Role, follower: Follower) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -17,8 +18,9 @@ import pytest
 
 from proxy.core.models import File
 from proxy.edge.download import Download
-from proxy.edge.files import FileService
+from proxy.edge.files import FileService, PeerFailed
 from proxy.edge.follow import Follower, Holding
+from proxy.edge.stores import keys
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.embedded import EmbeddedStore
 from proxy.errors import HostfitError, IntegrityError
@@ -181,3 +183,21 @@ async def test_a_follower_hands_on_no_byte_it_cannot_vouch_for(tmp_path: Path) -
         await second.finish()
     assert second.download.final_path is None
     second.close()
+
+
+@pytest.mark.parametrize(
+    ("recorded", "passed_on"), [(404, 404), (503, 503), (200, 502), (302, 502)]
+)
+async def test_a_failure_record_passes_on_error_statuses_only(
+    services: list[FileService], payload: tuple[File, bytes], recorded: int, passed_on: int
+) -> None:
+    """What a leader left for its followers is read from the shared store: a record with
+    another status (another version's, a damaged store's) is never an answer that could
+    pass for the file."""
+    file, _ = payload
+    service = services[0]
+    record = json.dumps({"message": "boom", "status": recorded}).encode()
+    await service.store.set(keys.download_failed(file.sha256 or ""), record, 5)
+    with pytest.raises(PeerFailed) as failed:
+        await service._failed_elsewhere(file.sha256 or "")
+    assert failed.value.status_code == passed_on and "boom" in str(failed.value)
