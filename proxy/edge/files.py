@@ -159,7 +159,7 @@ class FileService:
         if sha256 is None:
             raise IntegrityError(f"{file.filename}: the index gives no sha256 to verify it")
         blob = self.blobs.open(sha256)
-        if blob is not None:
+        if blob is not None and await self.blobs.checked(blob):
             return blob
         download = self._downloads.get(sha256)
         if download is None or not download.joinable:
@@ -225,8 +225,8 @@ class FileService:
         if opened.error is not None:
             raise opened.error
         blob = self.blobs.open(file.sha256 or "")
-        if blob is None:
-            reason = opened.uncached or "evicted as soon as it arrived"
+        if blob is None or not await self.blobs.checked(blob):
+            reason = opened.uncached or "evicted (or damaged) as soon as it arrived"
             raise CacheFull(f"{file.filename} is not in the cache: {reason}")
         return blob
 

@@ -146,7 +146,9 @@ class DownloadGate:
             # bytes this download checks, as a wheel without a report is.
             self.enforce(page, served, subject, report, ctx)
         blobs = self.scheduler.blobs
-        if not blobs.has(judged.sha256 or ""):
+        # Hashed first by a process that did not write it: one damaged on disk is removed
+        # here, and downloaded again below.
+        if not await blobs.check(judged.sha256 or ""):
             self._cacheable(judged, blobs.max_size)
             return False
         # Made from the cached file: most are made within the wait, and a misfit then

@@ -129,11 +129,8 @@ class MetadataService:
         found = {}
         for f in wheels:
             digest = hashes.get(f.sha256 or "")
-            if digest is not None and self.blobs.has(digest):
-                try:
-                    data = await asyncio.to_thread(self.blobs.path(digest).read_bytes)
-                except FileNotFoundError:
-                    continue  # evicted since the look: as if never held
+            data = await self.blobs.read(digest) if digest is not None else None
+            if data is not None:  # else not held (evicted, or damaged and removed)
                 found[f.sha256 or ""] = data
         return found
 
@@ -165,11 +162,10 @@ class MetadataService:
                 # Not a new digest: advertised from the next rendering that happens anyway,
                 # not by making the project's pages and decisions again for each one read.
                 await self._learnt(sha256, known, project, new=False)
-        if known and self.blobs.has(known):
-            try:
-                data = await asyncio.to_thread(self.blobs.path(known).read_bytes)
-            except FileNotFoundError:
-                return None  # evicted since the look: made again
+        if known:
+            data = await self.blobs.read(known)
+            if data is None:
+                return None  # evicted (or damaged and removed): made again
             self._data.put(sha256, data)
         return data
 
@@ -210,7 +206,7 @@ class MetadataService:
                     f"index says {expected}, got {actual}"
                 )
             return data
-        if self.blobs.has(file.sha256 or ""):
+        if await self.blobs.check(file.sha256 or ""):
             path = self.blobs.path(file.sha256 or "")
             try:
                 return await asyncio.to_thread(_local_metadata, path, file.filename)

@@ -184,6 +184,10 @@ class AnalysisScheduler:
 
     async def _analyse_verified(self, file: File) -> Report:
         assert file.sha256 is not None
+        if not await self.blobs.check(file.sha256):
+            # Gone, or not its bytes (and removed): the next download brings them.
+            why = "its bytes are not in the file cache (or were damaged there)"
+            return Report.unanalysable(file.filename, file.sha256, f"{DID_NOT_RUN}: {why}")
         try:
             path = self.blobs.path(file.sha256)
             report = await self.urgent.verified(path, file.filename, file.sha256)
@@ -238,7 +242,7 @@ class AnalysisScheduler:
     async def _report(self, service: ReportService, file: File, early: Early | None) -> Report:
         assert file.sha256 is not None
         try:
-            if self.blobs.has(file.sha256):
+            if await self.blobs.check(file.sha256):
                 path: Path = self.blobs.path(file.sha256)
                 self._from_file.add(file.sha256)
                 try:

@@ -26,7 +26,7 @@ import httpx
 from proxy.analysis.metadata import MetadataError, read_dist_info_file
 from proxy.analysis.remote import RemoteFile
 from proxy.core.lru import LRU
-from proxy.core.models import File
+from proxy.core.models import File, stored_digest
 from proxy.core.origins import Outbound
 from proxy.core.variants import (
     MAX_DOCUMENT_BYTES,
@@ -167,11 +167,10 @@ class VariantService:
     async def _variant_json(self, file: File) -> bytes:
         sha256 = file.sha256 or ""
         stored = await self.store.get(keys.variant(sha256))
-        if stored is not None and self.blobs.has(stored.decode()):
-            try:
-                return await asyncio.to_thread(self.blobs.path(stored.decode()).read_bytes)
-            except FileNotFoundError:
-                pass  # evicted since the look: read again below
+        digest = stored_digest(stored)
+        kept = await self.blobs.read(digest) if digest is not None else None
+        if kept is not None:  # else not held (evicted, or damaged and removed): read again
+            return kept
         async with self._limit:
             data = await self._read(file)
         digest = await self.blobs.put_bytes(data)
@@ -179,7 +178,7 @@ class VariantService:
         return data
 
     async def _read(self, file: File) -> bytes:
-        if file.sha256 and self.blobs.has(file.sha256):
+        if file.sha256 and await self.blobs.check(file.sha256):
             try:
                 return await asyncio.to_thread(_local, self.blobs.path(file.sha256), file.filename)
             except FileNotFoundError:

@@ -8,6 +8,8 @@ fact, and a host it fits is served the page entry and the bytes.
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import time
 import zipfile
 from collections.abc import Callable
@@ -17,6 +19,7 @@ import httpx
 import pytest
 
 from proxy.core.negotiate import JSON_V1
+from proxy.edge.config import Settings
 from proxy.edge.request_profile import PROFILE_HEADER, VARY_HOST
 from tests.analysis.test_native import pe
 from tests.fixtures.elf.recipes import FixtureWheel, build_objects, build_wheels
@@ -433,3 +436,54 @@ def test_a_wheel_whose_bytes_cannot_be_read_is_kept_from_hosts_that_say_what_the
     for path in (f"files/cutelf/{wheel.name}", f"universal/files/cutelf/{wheel.name}"):
         response = httpx.get(proxy.url + path, headers={"User-Agent": "curl/8"})
         assert response.status_code == 200 and response.content == wheel.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "another wheel"])
+def test_a_cached_file_damaged_on_disk_is_downloaded_again_and_judged_from_true_bytes(
+    upstream: Upstream, tmp_path: Path, damage: str
+) -> None:
+    """The cache volume outlives the state (Redis flushed, a new host) and a file in it
+    changed meanwhile: cut short, a byte flipped, or another wheel's bytes under the
+    misfit's name. A process that did not write it hashes it before it serves or
+    analyses it: it is removed and downloaded again, never served, and no report is made
+    of its bytes (the misfit is refused, not served whole once the bad file is gone)."""
+    misfit = extension_wheel(
+        "damaged", "2.0", tmp_path / "misfit", tag=CP, extra_c=NEEDS_GLIBC_2_34
+    )
+    fit = extension_wheel("damaged", "1.0", tmp_path / "fit", tag=CP)
+    for wheel in (misfit, fit):
+        upstream.add("damaged", wheel)
+    cache = tmp_path / "cache"
+    settings = Settings(upstreams=(upstream.url,), cache_dir=cache)
+    with ProxyThread(settings) as first:
+        for wheel in (misfit, fit):
+            got = httpx.get(first.url + f"universal/files/damaged/{wheel.name}", timeout=60)
+            assert got.content == wheel.read_bytes()
+    blob = cache / "files" / "sha256" / sha256_of(misfit)[:2] / sha256_of(misfit)
+    data = blob.read_bytes()
+    if damage == "truncate":
+        blob.write_bytes(data[:-500])
+    elif damage == "flip":
+        blob.write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+    else:
+        blob.write_bytes(fit.read_bytes())
+    shutil.rmtree(cache / "state")
+    old = f"{HOST},libc=glibc-2.17"
+    with ProxyThread(settings) as second:
+        try:
+            answer = download(second, old, "damaged", misfit.name)
+            assert answer.status_code == 403, answer.status_code
+        except httpx.RemoteProtocolError:
+            pass  # judged at its end from the bytes downloaded again: cut short
+        refused = download(second, old, "damaged", misfit.name)
+        assert refused.status_code == 403
+        assert "glibc: needs 2.34, host has 2.17" in refused.headers["x-hostfit-refused"]
+        whole = httpx.get(second.url + f"universal/files/damaged/{misfit.name}", timeout=60)
+        assert whole.content == misfit.read_bytes()
+        assert download(second, old, "damaged", fit.name).content == fit.read_bytes()
+    assert upstream.count("GET", misfit.name) == 2  # once for each cache's true bytes
+    assert upstream.count("GET", fit.name) == 1
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -91,6 +91,32 @@ async def test_a_commit_failing_at_exit_leaves_nothing(blobs: BlobStore) -> None
     assert not blobs.has(digest(b"these bytes"))
 
 
+async def test_a_blob_damaged_on_disk_is_found_out_by_a_process_that_did_not_write_it(
+    tmp_path: Path,
+) -> None:
+    """The writer hashed its bytes; another process on the directory (or this one after a
+    restart) hashes a blob once before trusting it, and removes one that is not whole."""
+    writer_side = BlobStore(tmp_path)
+    whole, small = blob(1, 300_000), b"Metadata-Version: 2.1\n"
+    for data in (whole, small):
+        async with writer_side.writer(digest(data), len(data)) as writer:
+            await writer.write(data)
+    assert await writer_side.check(digest(whole)) and await writer_side.read(digest(small)) == small
+    for data in (whole, small):
+        writer_side.path(digest(data)).write_bytes(data[:-1] + b"?")
+    reader_side = BlobStore(tmp_path)
+    assert not await reader_side.check(digest(whole))
+    assert await reader_side.read(digest(small)) is None
+    assert not reader_side.has(digest(whole)) and not reader_side.has(digest(small))
+    assert await reader_side.read(digest(small)) is None and not await reader_side.check(
+        digest(whole)
+    )
+    data = blob(2, 5000)
+    reader_side.path(digest(data)).parent.mkdir(exist_ok=True)
+    reader_side.path(digest(data)).write_bytes(data)  # whole, written outside a writer
+    assert await reader_side.check(digest(data)) and read(reader_side, digest(data)) == data
+
+
 def test_only_digests_name_blobs(blobs: BlobStore) -> None:
     for bad in ("../../etc/passwd", "AB" * 32, "ab" * 31):
         with pytest.raises(ValueError, match="not a sha256"):

@@ -1,7 +1,10 @@
 """Content-addressed file cache: one file per sha256, written via temp file, fsync, rename.
 
 A blob is only ever reachable under its final name after its digest was checked,
-so a crash mid-write leaves at most a temp file. The directory may be shared by several
+so a crash mid-write leaves at most a temp file. What lies on a disk can still change
+under hostfit (a damaged disk, a hand, another version): before a process first serves or
+analyses a blob it did not write itself, it hashes it once (`checked`), and one whose
+bytes are not its name's is removed, to be downloaded again. The directory may be shared by several
 processes and replicas, each writing its own temp files (a download's is followed by the
 others, `proxy.edge.files`): start-up removes only temp files and lock files nobody uses
 (`clean_temp`).
@@ -117,6 +120,8 @@ class BlobStore:
         self._used = 0
         self._reserved = 0
         self._pins: dict[str, int] = {}
+        # Blobs whose bytes this process saw match their name: written here, or hashed.
+        self._vouched: set[str] = set()
         self._lock = asyncio.Lock()
         self._scanned = 0.0
         self._added_during_scan: dict[str, int] | None = None
@@ -188,6 +193,55 @@ class BlobStore:
         self._note(sha256, stat.st_size)
         self._pins[sha256] = self._pins.get(sha256, 0) + 1
         return OpenBlob(self, sha256, fd, stat.st_size)
+
+    async def checked(self, blob: OpenBlob) -> bool:
+        """Whether an open blob's bytes are those its name says: hashed, on a thread, the
+        first time this process opens one it did not write. One that is not is closed,
+        removed from the cache and False."""
+        sha256 = blob.sha256
+        if sha256 in self._vouched:
+            return True
+        digest = await asyncio.to_thread(_fd_sha256, blob.fd, blob.size)
+        if digest == sha256:
+            self._vouched.add(sha256)
+            return True
+        await self._remove_damaged(blob, digest)
+        return False
+
+    async def check(self, sha256: str) -> bool:
+        """`checked` for a blob by name: False when it is not here, or was not whole."""
+        blob = self.open(sha256)
+        if blob is None:
+            return False
+        try:
+            return await self.checked(blob)
+        finally:
+            blob.close()
+
+    async def read(self, sha256: str) -> bytes | None:
+        """A small blob's bytes (core metadata, a variant.json), checked against its name;
+        None when it is not here, or held other bytes (then it is removed)."""
+        blob = self.open(sha256)
+        if blob is None:
+            return None
+        try:
+            data = await asyncio.to_thread(os.pread, blob.fd, blob.size, 0)
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != sha256:
+                await self._remove_damaged(blob, digest)
+                return None
+            return data
+        finally:
+            blob.close()
+
+    async def _remove_damaged(self, blob: OpenBlob, digest: str) -> None:
+        log.warning("cached %s holds other bytes (sha256 %s): removed", blob.sha256, digest)
+        try:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(_unlink_if_same, self.path(blob.sha256), blob.fd)
+        finally:
+            blob.close()
+        self._forget(blob.sha256)
 
     def _unpin(self, sha256: str) -> None:
         left = self._pins.get(sha256, 1) - 1
@@ -327,6 +381,7 @@ class BlobStore:
     def _forget(self, sha256: str) -> None:
         self._used -= self._index.pop(sha256, 0)
         self._seen.pop(sha256, None)
+        self._vouched.discard(sha256)
 
 
 def _written_here(name: str) -> bool:
@@ -351,6 +406,30 @@ def _scan(directory: Path) -> list[tuple[float, str, int]]:
                         continue  # evicted by another process meanwhile
                     found.append((stat.st_mtime, entry.name, stat.st_size))
     return found
+
+
+def _fd_sha256(fd: int, size: int) -> str:
+    digest = hashlib.sha256()
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, min(1 << 20, size - offset), offset)
+        if not chunk:
+            break
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
+
+
+def _unlink_if_same(path: Path, fd: int) -> None:
+    """Unlink ``path`` if it is still the file ``fd`` was opened on: another process may
+    have put the right bytes there meanwhile."""
+    opened = os.fstat(fd)
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return
+    if (here.st_dev, here.st_ino) == (opened.st_dev, opened.st_ino):
+        path.unlink(missing_ok=True)
 
 
 def _unlink_all(paths: list[Path]) -> None:
@@ -455,6 +534,7 @@ class BlobWriter:
         self._committed = True
         self._release()
         self.store._note(self.sha256, self.written)
+        self.store._vouched.add(self.sha256)  # hashed as it was written
         return final
 
     async def detach(self) -> None:
