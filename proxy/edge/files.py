@@ -66,7 +66,7 @@ from proxy.edge.download import CHUNK, LINGER, Download
 from proxy.edge.follow import Follower, Holding
 from proxy.edge.observe import KIND
 from proxy.edge.stores import keys
-from proxy.edge.stores.blobs import BlobStore, BlobWriter, CacheFull, OpenBlob
+from proxy.edge.stores.blobs import BlobStore, BlobWriter, CacheFull, OpenBlob, disk_reason
 from proxy.edge.stores.leases import Lease, Leases, open_leases
 from proxy.edge.stores.state import StateStore
 from proxy.errors import HostfitError, IntegrityError, UpstreamError, UpstreamTimeout
@@ -305,7 +305,20 @@ class FileService:
                         return
                     except FileNotFoundError:
                         continue  # evicted at once: another round
-                role.lease = await self.leases.acquire(keys.download(sha256), role.holding.encode())
+                try:
+                    role.lease = await self.leases.acquire(
+                        keys.download(sha256), role.holding.encode()
+                    )
+                except OSError as exc:
+                    # The lock file cannot be made or written (a full or read-only disk):
+                    # downloaded here without one, as a file that cannot be cached is.
+                    log.warning(
+                        "%s: no download lease (%s); downloading without one",
+                        download.file.filename,
+                        disk_reason(exc),
+                    )
+                    await self._lead(download, sha256, role, follower)
+                    return
                 if role.lease is not None:
                     if follower.committed():  # committed between our look and our lease
                         await role.lease.release()

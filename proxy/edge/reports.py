@@ -215,7 +215,12 @@ class ReportService:
                 stored = await self.cached(sha256)
                 if stored is not None and _checked_bytes(stored):
                     return stored
-                await self.store.set(keys.report(sha256), encode(report))
+                try:
+                    await self.store.set(keys.report(sha256), encode(report))
+                except Exception as exc:
+                    # The report stands; only keeping it failed (the embedded store's
+                    # disk full or read-only; Redis's own failures are misses already).
+                    log.warning("report of %s not stored: %s", sha256, exc)
             return report
         finally:
             renewing.cancel()

@@ -6,6 +6,7 @@ processes."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from proxy.edge.download import Download
 from proxy.edge.files import FileService, PeerFailed
 from proxy.edge.follow import Follower, Holding
 from proxy.edge.stores import keys
+from proxy.edge.stores import leases as leases_module
 from proxy.edge.stores.blobs import BlobStore
 from proxy.edge.stores.embedded import EmbeddedStore
 from proxy.errors import HostfitError, IntegrityError
@@ -201,3 +203,21 @@ async def test_a_failure_record_passes_on_error_statuses_only(
     with pytest.raises(PeerFailed) as failed:
         await service._failed_elsewhere(file.sha256 or "")
     assert failed.value.status_code == passed_on and "boom" in str(failed.value)
+
+
+async def test_a_download_goes_on_without_a_lease_the_disk_refuses(
+    upstream: Upstream,
+    services: list[FileService],
+    payload: tuple[File, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lock file cannot be made (a read-only or full cache disk): the file is still
+    downloaded and verified, as a file the cache cannot take is, not a 500."""
+
+    def refused(path: object) -> int:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(leases_module, "_lock", refused)
+    file, data = payload
+    assert await read(services[0], file) == data
+    assert gets(upstream) == 1

@@ -5,6 +5,7 @@ redis-server) and on one host (flock)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import subprocess
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from proxy.edge.stores import leases as leases_module
 from proxy.edge.stores.blobs import BlobStore
@@ -107,6 +109,54 @@ async def test_a_redis_lease_of_a_process_gone_here_is_taken_at_once(
     leases = RedisLeases(store, FileLeases(tmp_path), ttl=60)
     assert await leases.holder("job") is None  # not 60 s later
     assert await leases.acquire("job", b"mine") is not None
+
+
+@pytest.mark.parametrize("record", ["no token", "a list"])
+async def test_a_redis_lease_record_no_holder_wrote_is_not_waited_on(
+    redis_store: tuple[RedisServer, RedisStore], tmp_path: Path, record: str
+) -> None:
+    """Another version or a damaged store left the key without a holder's token (or of
+    another type, without a TTL): taken for held, it stalled every download of the file
+    until its deadline."""
+    server, store = redis_store
+    client = redis.Redis.from_url(server.url)
+    try:
+        if record == "a list":
+            client.rpush("hostfit:job", b"x")
+        else:
+            client.set("hostfit:job", b"no holder token here")
+    finally:
+        client.close()
+    leases = RedisLeases(store, FileLeases(tmp_path), ttl=60)
+    assert await leases.acquire("job", b"mine") is None  # the key is there
+    assert await leases.holder("job") is None  # and held by nobody: removed
+    taken = await leases.acquire("job", b"mine")
+    assert taken is not None and await leases.holder("job") == b"mine"
+    assert await store.clear_unreadable("job") is False  # a holder's record stays
+    await taken.release()
+
+
+async def test_a_lease_whose_record_cannot_be_written_is_not_held(
+    redis_store: tuple[RedisServer, RedisStore], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk refuses the lock file's content: the lease is not taken, and neither
+    this host's lock nor Redis's lease is left held (it was, until the process ended)."""
+    _, store = redis_store
+    written = leases_module._write
+
+    def disk_full(fd: int, value: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for leases in (FileLeases(tmp_path / "a"), RedisLeases(store, FileLeases(tmp_path / "b"))):
+        (tmp_path / ("a" if isinstance(leases, FileLeases) else "b")).mkdir()
+        monkeypatch.setattr(leases_module, "_write", disk_full)
+        with pytest.raises(OSError):
+            await leases.acquire("job", b"first")
+        monkeypatch.setattr(leases_module, "_write", written)
+        assert await leases.holder("job") is None
+        again = await leases.acquire("job", b"second")
+        assert again is not None and await leases.holder("job") == b"second"
+        await again.release()
 
 
 async def test_without_redis_the_leases_of_this_host_decide(

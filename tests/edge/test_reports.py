@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -318,3 +319,19 @@ def test_decoded_reports_serve_only_the_bytes_they_came_from() -> None:
     second = decoded.decode(SHA, by_file)
     assert second is not None and second.requires.glibc == "2.34" and second.made_from == "file"
     assert decoded.decode(SHA, b"{not json") is None
+
+
+async def test_a_report_the_store_cannot_keep_is_still_the_report(
+    store: EmbeddedStore, leases: FileLeases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded store's disk refuses writes: the analysis ran and its report stands
+    (it was a "did not run" stand-in, and every fitting wheel a 503, for as long)."""
+
+    async def refused(key: str, value: bytes, ttl: float | None = None) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "set", refused)
+    service = ReportService(store, CountingAnalyzer(), leases)
+    report = await service.for_url("u", "w.whl", SHA)
+    assert report.status == "ok" and report.requires.glibc == "2.17"
+    assert await service.cached(SHA) is None  # not kept: made again if asked again

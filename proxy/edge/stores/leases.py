@@ -132,7 +132,11 @@ class FileLeases:
         fd = await asyncio.to_thread(_lock, path)
         if fd is None:
             return None
-        await asyncio.to_thread(_write, fd, value)
+        try:
+            await asyncio.to_thread(_write, fd, value)
+        except BaseException:
+            os.close(fd)  # and with it the lock: a lease not taken is held by nobody
+            raise
         return FileLease(path, fd)
 
     async def holder(self, name: str) -> bytes | None:
@@ -253,7 +257,11 @@ class RedisLeases:
         # This host's lease too: a process here that loses sight of Redis (its breaker
         # open) then finds this holder instead of acting alone; and one that lost sight
         # of Redis before it took this host's lease holds it, alone: it is followed.
-        here = await self.local.acquire(name, value)
+        try:
+            here = await self.local.acquire(name, value)
+        except BaseException:
+            await self.store.release(name, owner)
+            raise
         if here is None:
             await self.store.release(name, owner)
             return None
@@ -262,6 +270,10 @@ class RedisLeases:
     async def holder(self, name: str) -> bytes | None:
         found = await self.store.holder(name)
         if found is None:  # nobody, or a process of this host that went on without Redis
+            if await self.store.clear_unreadable(name):
+                # No holder wrote it (another version, a damaged store): waited on, it
+                # would hold every download of the file until its deadline.
+                log.warning("lease %s: a record naming no holder; removed", name)
             return await self.local.holder(name)
         owner, value = found
         if ended_here(owner):

@@ -47,6 +47,15 @@ _RENEW = (
     f"if {_OWNED} then redis.call('set', KEYS[1], ARGV[2], 'px', ARGV[3]) return 1 end return 0"
 )
 _RELEASE = f"if {_OWNED} then return redis.call('del', KEYS[1]) end return 0"
+# A lease record no holder wrote: not a string, or no separator after a token.
+_CLEAR_UNREADABLE = """
+local kind = redis.call('type', KEYS[1])['ok']
+if kind == 'none' then return 0 end
+if kind == 'string' and string.find(redis.call('get', KEYS[1]), ARGV[1], 1, true) then
+  return 0
+end
+return redis.call('del', KEYS[1])
+"""
 # Redis is unreachable, frozen or refusing us: open the breaker. Other errors are answers.
 _OUTAGE = (RedisConnectionError, RedisTimeout, OSError)
 
@@ -80,6 +89,7 @@ class RedisStore:
         self._answers_logged: set[str] = set()
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
+        self._clear_unreadable = self._redis.register_script(_CLEAR_UNREADABLE)
 
     @property
     def available(self) -> bool:
@@ -175,6 +185,14 @@ class RedisStore:
         """Delete the lease if ``token`` still holds it."""
         args = [token + _SEPARATOR]
         await self._call("release", lambda: self._release(keys=[self.prefix + key], args=args), 0)
+
+    async def clear_unreadable(self, key: str) -> bool:
+        """Delete the lease record if no holder wrote it (see `lease`); whether it did."""
+        args = [_SEPARATOR]
+        done = await self._call(
+            "clear", lambda: self._clear_unreadable(keys=[self.prefix + key], args=args), 0
+        )
+        return bool(done)
 
     async def holder(self, key: str) -> tuple[bytes, bytes] | None:
         """(token, value) of the lease's holder; None when nobody holds it or Redis is
