@@ -159,7 +159,14 @@ def resolve_upstreams(settings: Settings) -> Settings:
     found = pip_indexes()
     if found.extra_index_urls:
         log.warning("%s", ignored_extra_indexes(found.extra_index_urls))
-    return replace(settings, upstreams=(found.index_url,))
+    if not found.index_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"pip's index URL {redact(found.index_url)!r} is not an http(s) URL;"
+            " give hostfit one with --upstream"
+        )
+    resolved = replace(settings, upstreams=(found.index_url,))
+    plan_upstreams(resolved, os.environ)  # refused here, not as a worker starts
+    return resolved
 
 
 def load_settings(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
@@ -209,7 +216,10 @@ def _from_file(path: Path) -> dict[str, tuple[Any, str]]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     given: dict[str, tuple[Any, str]] = {}
-    for key, value in data.get("hostfit", data).items():
+    table = data.get("hostfit", data)  # settings at the top level are read too
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: hostfit: expected a table ([hostfit]), got {table!r}")
+    for key, value in table.items():
         where = f"{path}: {key}"
         spec = by_key().get(key.replace("-", "_"))
         if spec is None:

@@ -41,6 +41,26 @@ def _urls(value: object) -> tuple[str, ...]:
     return tuple(str(value).split())
 
 
+def _text(value: object) -> str:
+    """Text as given: an option's or a variable's always is; a config file's may be a
+    list, a table, a number or a boolean, which was taken as its Python spelling."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {_toml_type(value)}")
+    return value
+
+
+def _path(value: object) -> Path:
+    return Path(_text(value))
+
+
+def _toml_type(value: object) -> str:
+    kinds = ((bool, "a boolean"), (int, "a number"), (float, "a number"), (list, "a list"))
+    for kind, name in (*kinds, (dict, "a table")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
 def _boolean(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -105,7 +125,7 @@ def _profile(value: object) -> str:
     from proxy.core.profile import parse_profile
     from proxy.errors import HostfitError
 
-    text = str(value)
+    text = _text(value)
     try:
         parse_profile(text, "default")
     except HostfitError as exc:
@@ -113,7 +133,7 @@ def _profile(value: object) -> str:
     return text
 
 
-TEXT = Kind(str)
+TEXT = Kind(_text)
 INT = Kind(_whole(0), metavar="N")
 COUNT = Kind(_whole(1), metavar="N")  # of processes: at least one
 PORT = Kind(_whole(0, 65535), metavar="PORT")
@@ -121,7 +141,7 @@ FLOAT = Kind(_duration, metavar="SECONDS")  # 0 or more and finite
 SECONDS = Kind(_seconds, metavar="SECONDS")  # above 0 and finite: a deadline
 SIZE = Kind(_size, metavar="BYTES")
 BOOL = Kind(_boolean, option={"action": argparse.BooleanOptionalAction})
-PATH = Kind(Path, dump=str, metavar="PATH")
+PATH = Kind(_path, dump=str, metavar="PATH")
 URLS = Kind(_urls, dump=list, metavar="URL", option={"action": "append"})
 PROFILE = Kind(_profile, metavar="PROFILE")
 # Only a config file's [[hostfit.upstream]] tables make them (proxy.edge.config).

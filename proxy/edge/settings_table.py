@@ -338,7 +338,8 @@ class Settings:
 
 # Not a setting: where the others may come from.
 CONFIG_FILE = Spec(
-    "a TOML file whose [hostfit] table holds these settings, by the keys named here",
+    "a TOML file whose [hostfit] table (or, without one, whose top level) holds these"
+    " settings, by the keys named here",
     kind=PATH,
     metavar="FILE",
     in_file=False,

@@ -46,6 +46,12 @@ def test_precedence_cli_over_env_over_file(tmp_path: Path) -> None:
         ("colour = 'blue'\n", "unknown setting 'colour'"),
         ("upstream = ['ftp://x/']\n", r"ftp://x/' is not an http\(s\) URL"),
         ("port = \n", "hostfit.toml"),
+        # A file's values of another type were taken as their Python spelling.
+        ('[hostfit]\nhost = ["a", "b"]\n', "host: expected text, got a list"),
+        ("[hostfit]\nredis = true\n", "redis: expected text, got a boolean"),
+        ("[hostfit]\ncache-dir = 5\n", "cache_dir: expected text, got a number"),
+        ("[hostfit]\ndefault-profile = {}\n", "default_profile: expected text, got a table"),
+        ("hostfit = 5\n", "hostfit: expected a table"),
     ],
 )
 def test_bad_config_names_the_problem(tmp_path: Path, content: str, message: str) -> None:
@@ -70,6 +76,16 @@ def test_pip_default_index_follows_pip_configuration(
     monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
     default = pip_default_index()  # pip's built-in default, whatever it is
     assert default.startswith("https://") and default.rstrip("/").endswith("/simple")
+
+
+def test_an_index_url_from_pip_that_is_not_http_is_refused_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in clean_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PIP_INDEX_URL", f"file://{tmp_path}/simple")
+    with pytest.raises(ConfigError, match=r"pip's index URL 'file://.*' is not an http\(s\) URL"):
+        load_settings({}, {}).with_upstreams()
 
 
 def test_serve_without_configuration_uses_pips_index(
