@@ -16,6 +16,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import quote
 
 from packaging.utils import NormalizedName
 from starlette.applications import Starlette
@@ -85,7 +86,8 @@ def _services(request: Request) -> Services:
 def _prefix(request: Request) -> str:
     """The URL prefix the request came in under: "", "/universal" or "/p/<profile>"."""
     if "profile" in request.path_params:
-        return f"/p/{request.path_params['profile']}"
+        # As it came, encoded: an unknown key's value may hold '?', '#' or '/'.
+        return f"/p/{quote(request.path_params['profile'], safe='=,+:')}"
     if request.url.path.startswith("/universal/"):
         return "/universal"
     return ""

@@ -158,6 +158,9 @@ def test_explain_varies_with_what_tells_the_host(
         ("simple/demo-pkg", "/simple/demo-pkg/"),
         ("universal/simple/DEMO-pkg/", "/universal/simple/demo-pkg/"),
         ("p/python=3.11/simple/Demo_pkg/", "/p/python=3.11/simple/demo-pkg/"),
+        ("p/sm=8.0+9.0,arch=x86_64/simple/A/", "/p/sm=8.0+9.0,arch=x86_64/simple/a/"),
+        # An unknown key's value, as it came: decoded, it would end the path.
+        ("p/x=a%3Fb%23c/simple/Demo_pkg/", "/p/x=a%3Fb%23c/simple/demo-pkg/"),
     ],
 )
 def test_non_canonical_names_redirect(
