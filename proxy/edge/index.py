@@ -22,7 +22,10 @@ in `proxy.edge.layers`, stacked once at start-up from one ordered list
                     with their labels in the served file              (both views)
 
 `projects()` returns the root listing: names as the upstream spelt them; a layer may
-only remove names (policies), never invent one.
+only remove names (policies), never invent one. Where several upstreams make it, one
+that fails leaves its names out (logged) while another answers (`each_listing`): a root
+list short of one upstream's names beats none, and a page is never taken from another
+upstream because of it.
 
 `page(name, ctx)`, for a name already normalised (PEP 503):
 - returns a `Page` whose files are a subset of the layer below's, or replacements of
@@ -51,6 +54,8 @@ filter and the policies hold for downloads too.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -58,6 +63,9 @@ from packaging.utils import NormalizedName
 
 from proxy.core.models import Page, ProjectList
 from proxy.core.profile import HostProfile
+from proxy.errors import HostfitError
+
+log = logging.getLogger("hostfit.upstream")
 
 View = Literal["filtered", "universal"]
 
@@ -91,3 +99,21 @@ class IndexLayer:
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         return await self.inner.page(name, ctx)
+
+
+async def each_listing(indexes: Sequence[Index]) -> list[ProjectList | None]:
+    """Each index's root listing, in order; None for one that failed while another
+    answered. When every one fails, the first failure is raised."""
+    found: list[ProjectList | None] = []
+    failures: list[HostfitError] = []
+    for index in indexes:
+        try:
+            found.append(await index.projects())
+        except HostfitError as exc:
+            failures.append(exc)
+            found.append(None)
+    if failures and all(listing is None for listing in found):
+        raise failures[0]
+    for failure in failures:
+        log.warning("project list served without one upstream's names: %s", failure)
+    return found

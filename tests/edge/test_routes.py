@@ -103,6 +103,12 @@ def test_routes_hold_while_the_other_upstream_fails(
     assert failed.status_code == 502, failed.text
     assert cuda.url in failed.text
     assert default.count("GET", "/simple/torch/") == 0
+    # The root list is short of the failing upstream's names, not a 502 for everyone.
+    root = httpx.get(proxy.url + "simple/", headers={"Accept": JSON_V1})
+    assert root.status_code == 200
+    assert sorted(p["name"] for p in root.json()["projects"]) == ["numpy", "requests"]
+    default.down = True
+    assert httpx.get(proxy.url + "simple/").status_code == 502  # none answers
 
 
 def test_a_routed_project_its_upstream_lacks_is_not_found_elsewhere(

@@ -28,7 +28,7 @@ from proxy.core.lru import LRU
 from proxy.core.models import File, Page, ProjectList
 from proxy.core.redact import redact
 from proxy.core.revision import digest
-from proxy.edge.index import Context, Index
+from proxy.edge.index import Context, Index, each_listing
 from proxy.errors import NotFound
 
 log = logging.getLogger("hostfit.family")
@@ -123,8 +123,8 @@ class FamilyIndex:
 
     async def projects(self) -> ProjectList:
         seen: dict[str, None] = {}
-        for member in self.members:
-            seen.update(dict.fromkeys((await member.index.projects()).names))
+        for listing in await each_listing([member.index for member in self.members]):
+            seen.update(dict.fromkeys(listing.names if listing is not None else ()))
         return ProjectList(names=tuple(seen))
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from packaging.utils import NormalizedName, canonicalize_name
 
 from proxy.core.models import Page, ProjectList
-from proxy.edge.index import Context, Index
+from proxy.edge.index import Context, Index, each_listing
 from proxy.errors import NotFound
 
 
@@ -31,7 +31,7 @@ class PriorityIndex:
 
     async def projects(self) -> ProjectList:
         seen: dict[str, str] = {}
-        for index in self.indexes:
-            for listed in (await index.projects()).names:
+        for listing in await each_listing(self.indexes):
+            for listed in listing.names if listing is not None else ():
                 seen.setdefault(canonicalize_name(listed), listed)
         return ProjectList(names=tuple(seen.values()))

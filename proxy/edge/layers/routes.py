@@ -20,7 +20,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from proxy.core.models import Page, ProjectList
 from proxy.core.redact import redact
 from proxy.core.routes import Routes
-from proxy.edge.index import Context, Index
+from proxy.edge.index import Context, Index, each_listing
 from proxy.edge.layers.family import FamilyIndex, Member
 from proxy.edge.layers.priority import PriorityIndex
 from proxy.errors import NotFound
@@ -67,8 +67,9 @@ class RoutedIndex:
 
     async def projects(self) -> ProjectList:
         seen: dict[str, str] = {}
-        for position, upstream in enumerate(self.upstreams):
-            for listed in (await upstream.index.projects()).names:
+        listings = await each_listing([upstream.index for upstream in self.upstreams])
+        for position, listing in enumerate(listings):
+            for listed in listing.names if listing is not None else ():
                 if self.routes.lists(position, listed):
                     seen.setdefault(canonicalize_name(listed), listed)
         return ProjectList(names=tuple(seen.values()))
