@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import re
 from urllib.parse import quote, urlsplit
 
 from proxy.core.variant_fit import static_properties
@@ -75,9 +76,15 @@ def render(result: Probe, *, index_url: str | None = None, as_json: bool = False
     return f"{profile}\n{url}\n\n# pip.conf\n{pip_conf(url)}\n# uv.toml\n{uv_toml(url)}"
 
 
+_VIEW = re.compile(r"/(?:universal|p/[^/]*)$")
+
+
 def profile_url(index_url: str, profile: str) -> str:
     """``http://host:8080/`` -> ``http://host:8080/p/<profile>/simple/``."""
     base = index_url.rstrip("/").removesuffix("/simple").rstrip("/")
+    # A view's own index URL (``/universal/simple/``, ``/p/<profile>/simple/``) names the
+    # proxy under its view: the profile's view replaces it.
+    base = _VIEW.sub("", base)
     if not profile:
         return f"{base}/simple/"
     return f"{base}/p/{quote(profile, safe='=,+')}/simple/"
