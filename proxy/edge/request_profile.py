@@ -17,6 +17,7 @@ gate judges those for that host. ``uv pip install`` may install for another plat
 from __future__ import annotations
 
 import functools
+import re
 
 from starlette.requests import Request
 from starlette.types import Scope
@@ -162,6 +163,10 @@ def _fixed(scope: Scope) -> bool:
 
 def query_profile(request: Request) -> str:
     """The ``?profile=`` a page of hostfit's own was given ("" for none). A query string
-    decodes a literal '+' to a space, and a profile holds none: ``sm=8.0+9.0``, written
-    unescaped, is meant as written."""
-    return request.query_params.get("profile", "").strip().replace(" ", "+")
+    decodes a literal '+' to a space: ``sm=8.0+9.0`` typed unescaped is meant as written.
+    Only a space inside a value is read as one; spaces around items are a person's
+    (``python=3.11, impl=cp``, as a form sends them), which the profile's parser skips."""
+    return _INNER_SPACE.sub("+", request.query_params.get("profile", "").strip())
+
+
+_INNER_SPACE = re.compile(r"(?<=[^\s,=]) (?=[^\s,=])")

@@ -370,6 +370,13 @@ def test_explain_route_json_and_html(
         assert typed.status_code == 200, (path, typed.text[:300])
     data = httpx.get(proxy.url + f"explain/fitpkg/?format=json&profile={profile},sm=8.0+9.0")
     assert "sm=8.0+9.0" in data.json()["profile"], data.json()["profile"]
+    # Spaces around items, as a person types them and a form sends them, stay spaces.
+    spaced = profile.replace(",", ", ") + ", sm=8.0+9.0"
+    for path in ("explain/fitpkg/?format=json&profile=", "ui/project/fitpkg/?profile="):
+        typed = httpx.get(proxy.url + path + spaced.replace(" ", "+"))
+        assert typed.status_code == 200, (path, typed.text[:300])
+    told = httpx.get(proxy.url + "explain/fitpkg/", params={"profile": spaced, "format": "json"})
+    assert told.json()["sources"]["libc"] == "url" and "sm=8.0+9.0" in told.json()["profile"]
 
 
 def test_explain_command(upstream: Upstream, fitpkg: dict[str, str], tmp_path: Path) -> None:
