@@ -81,10 +81,11 @@ _VIEW = re.compile(r"/(?:universal|p/[^/]*)$")
 
 def profile_url(index_url: str, profile: str) -> str:
     """``http://host:8080/`` -> ``http://host:8080/p/<profile>/simple/``."""
-    base = index_url.rstrip("/").removesuffix("/simple").rstrip("/")
+    parts = urlsplit(index_url)
+    path = parts.path.rstrip("/").removesuffix("/simple").rstrip("/")
     # A view's own index URL (``/universal/simple/``, ``/p/<profile>/simple/``) names the
     # proxy under its view: the profile's view replaces it.
-    base = _VIEW.sub("", base)
+    base = parts._replace(path=_VIEW.sub("", path), query="", fragment="").geturl()
     if not profile:
         return f"{base}/simple/"
     return f"{base}/p/{quote(profile, safe='=,+')}/simple/"

@@ -268,7 +268,7 @@ async def _file_answer(request: Request) -> Response:
     gate = services.gate if services.gate.applies(file, ctx) else None
     admit: Admit | None = None
     if gate is not None:
-        judged = gate.judged(file, subject)
+        judged = await gate.judged(file, subject)
         if not await gate.before_bytes(page, file, subject, judged, ctx):
             # Judged while the bytes go, before their end leaves (`Withheld`).
             admit = functools.partial(gate.admit_streamed, page, file, subject, ctx, judged)

@@ -116,11 +116,11 @@ class DownloadGate:
         except TimeoutError:
             return None
 
-    def judged(self, served: File, subject: File) -> File:
+    async def judged(self, served: File, subject: File) -> File:
         """The wheel whose checked bytes are analysed for ``subject``: itself, or for a
-        rewritten wheel whose original is no longer cached, the rewritten blob that is
-        served (the same binaries)."""
-        if served is subject or self.scheduler.blobs.has(subject.sha256 or ""):
+        rewritten wheel whose original is no longer cached (or was damaged there, and is
+        removed by the check), the rewritten blob that is served (the same binaries)."""
+        if served is subject or await self.scheduler.blobs.check(subject.sha256 or ""):
             return subject
         return served
 

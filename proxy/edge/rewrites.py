@@ -145,8 +145,9 @@ class RewriteService:
         self._named.put((project, done.filename), done)
 
     async def ensure(self, done: Done, project: str) -> None:
-        """Make sure the blob is here (another replica may have made it)."""
-        if self.blobs.has(done.sha256):
+        """Make sure the blob is here (another replica may have made it), and whole: one
+        damaged on disk is removed by the check and made again."""
+        if await self.blobs.check(done.sha256):
             return
         source = File(done.source_filename, done.source_url, {"sha256": done.source_sha256})
         # Shielded: a download given up must not cancel a rewrite others wait for.

@@ -221,6 +221,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         store = open_store(settings.redis, str(settings.cache_dir / "state"))
         stack.push_async_callback(store.close)
         blobs = BlobStore(settings.cache_dir / "files", settings.cache_max_size)
+        stack.callback(blobs.close)
         removed = blobs.clean_temp()
         if removed:
             log.warning("removed %d partial download(s) left by a previous run", removed)

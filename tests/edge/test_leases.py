@@ -111,7 +111,7 @@ async def test_a_redis_lease_of_a_process_gone_here_is_taken_at_once(
     assert await leases.acquire("job", b"mine") is not None
 
 
-@pytest.mark.parametrize("record", ["no token", "a list"])
+@pytest.mark.parametrize("record", ["no token", "a list", "no expiry"])
 async def test_a_redis_lease_record_no_holder_wrote_is_not_waited_on(
     redis_store: tuple[RedisServer, RedisStore], tmp_path: Path, record: str
 ) -> None:
@@ -123,6 +123,8 @@ async def test_a_redis_lease_record_no_holder_wrote_is_not_waited_on(
     try:
         if record == "a list":
             client.rpush("hostfit:job", b"x")
+        elif record == "no expiry":
+            client.set("hostfit:job", b"junk\n{}")  # a token's shape, but set by no holder
         else:
             client.set("hostfit:job", b"no holder token here")
     finally:
@@ -132,7 +134,7 @@ async def test_a_redis_lease_record_no_holder_wrote_is_not_waited_on(
     assert await leases.holder("job") is None  # and held by nobody: removed
     taken = await leases.acquire("job", b"mine")
     assert taken is not None and await leases.holder("job") == b"mine"
-    assert await store.clear_unreadable("job") is False  # a holder's record stays
+    assert await store.holder("job") is not None  # a holder's record stays
     await taken.release()
 
 
@@ -157,6 +159,36 @@ async def test_a_lease_whose_record_cannot_be_written_is_not_held(
         again = await leases.acquire("job", b"second")
         assert again is not None and await leases.holder("job") == b"second"
         await again.release()
+
+
+async def test_a_lease_given_up_while_it_is_taken_is_let_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller is cancelled (a download's deadline, a shutdown) while the lock is taken
+    and written on a thread: the descriptor is not closed under the thread's write (its
+    number, reused, would have been written to), and the lock is let go once it is done."""
+    real = leases_module._write
+
+    def slow(fd: int, value: bytes) -> None:
+        time.sleep(0.3)
+        real(fd, value)
+
+    monkeypatch.setattr(leases_module, "_write", slow)
+    leases = FileLeases(tmp_path)
+    taking = asyncio.ensure_future(leases.acquire("job", b"LEASE"))
+    await asyncio.sleep(0.05)
+    taking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await taking
+    other = tmp_path / "opened-meanwhile"
+    with other.open("wb") as handle:  # may take the number a closed descriptor freed
+        handle.write(b"mine")
+        await asyncio.sleep(0.5)
+    assert other.read_bytes() == b"mine"
+    monkeypatch.undo()
+    later = await leases.acquire("job", b"later")
+    assert later is not None and await leases.holder("job") == b"later"
+    await later.release()
 
 
 async def test_without_redis_the_leases_of_this_host_decide(

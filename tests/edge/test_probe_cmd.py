@@ -77,6 +77,7 @@ def test_plain_output_with_index_url() -> None:
         ("https://h/mirror/", "https://h/mirror/p/cuda=none/simple/"),
         ("http://h:8080/universal/simple/", "http://h:8080/p/cuda=none/simple/"),
         ("http://h:8080/p/cuda=12.4/simple/", "http://h:8080/p/cuda=none/simple/"),
+        ("http://universal/simple/", "http://universal/p/cuda=none/simple/"),
     ],
 )
 def test_profile_url(index_url: str, expected: str) -> None:

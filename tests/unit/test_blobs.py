@@ -3,12 +3,15 @@ bounded by a budget with least-recently-used eviction that never breaks a reader
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
 
+from proxy.edge.stores import blobs as blobs_module
 from proxy.edge.stores.blobs import HOST, BlobStore, CacheFull
 from proxy.errors import IntegrityError
 
@@ -115,6 +118,89 @@ async def test_a_blob_damaged_on_disk_is_found_out_by_a_process_that_did_not_wri
     reader_side.path(digest(data)).parent.mkdir(exist_ok=True)
     reader_side.path(digest(data)).write_bytes(data)  # whole, written outside a writer
     assert await reader_side.check(digest(data)) and read(reader_side, digest(data)) == data
+
+
+def placed(store: BlobStore, data: bytes) -> str:
+    """Bytes put under their name as another process would: not through this store."""
+    path = store.path(digest(data))
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(data)
+    return digest(data)
+
+
+async def test_a_blob_is_hashed_once_however_many_ask_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BlobStore(tmp_path)
+    sha256 = placed(store, blob(3, 200_000))
+    hashed = []
+    real = blobs_module._sha256_closing
+
+    def counted(fd: int, size: int) -> str | None:
+        hashed.append(size)
+        time.sleep(0.2)  # long enough for every caller to join
+        return real(fd, size)
+
+    monkeypatch.setattr(blobs_module, "_sha256_closing", counted)
+    assert await asyncio.gather(*(store.check(sha256) for _ in range(6))) == [True] * 6
+    assert await store.check(sha256) and hashed == [200_000]
+    assert not store._pins  # every blob opened for it closed
+
+
+async def test_a_check_given_up_closes_its_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BlobStore(tmp_path)
+    sha256 = placed(store, blob(4))
+    real = blobs_module._sha256_closing
+
+    def slow(fd: int, size: int) -> str | None:
+        time.sleep(0.3)
+        return real(fd, size)
+
+    monkeypatch.setattr(blobs_module, "_sha256_closing", slow)
+    opened = store.open(sha256)
+    assert opened is not None
+    waiting = asyncio.ensure_future(store.checked(opened))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not store._pins  # closed, so evictable again
+    assert await store.check(sha256)  # the hash went on, and a later caller has its answer
+
+
+async def test_an_unreadable_blob_is_damaged_and_one_the_disk_keeps_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BlobStore(tmp_path)
+    data = blob(5)
+    sha256 = placed(store, data)
+    monkeypatch.setattr(blobs_module, "_sha256_closing", lambda fd, size: os.close(fd))
+    monkeypatch.setattr(blobs_module, "_unlink_if_same", lambda path, identity: None)
+    assert not await store.check(sha256)  # a bad sector: unreadable bytes are no blob
+    assert store.path(sha256).exists()  # a read-only disk kept it...
+    assert not store.has(sha256) and store.open(sha256) is None  # ...and it is passed over
+    monkeypatch.undo()
+    store.path(sha256).unlink()
+    async with store.writer(sha256, len(data)) as writer:  # fetched again, and cached
+        await writer.write(data)
+    assert store.has(sha256) and read(store, sha256) == data
+
+
+async def test_a_name_written_again_after_eviction_is_hashed_again(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path, max_size=3 * SIZE)
+    first = blob(6)
+    async with store.writer(digest(first), len(first)) as writer:
+        await writer.write(first)
+    for n in (7, 8, 9):  # the budget pushes the first out
+        async with store.writer(digest(blob(n)), SIZE) as writer:
+            await writer.write(blob(n))
+        await store.enforce()
+    assert not store.has(digest(first))
+    store.path(digest(first)).write_bytes(first[:-1] + b"?")  # other bytes under its name
+    assert not await store.check(digest(first))
+    assert not store.has(digest(first))
 
 
 def test_only_digests_name_blobs(blobs: BlobStore) -> None:

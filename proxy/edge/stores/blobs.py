@@ -37,13 +37,16 @@ import shutil
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import aiofiles
 import aiofiles.os
 
 from proxy.core.models import is_sha256
+from proxy.edge.flight import Flights
 from proxy.edge.stores.leases import LOCK_SUFFIX, remove_unheld
 from proxy.errors import HostfitError, IntegrityError
 
@@ -73,14 +76,26 @@ def disk_reason(exc: OSError) -> str:
     return f"the cache disk failed: {exc.strerror or exc}"
 
 
+# (st_dev, st_ino): which file a blob's name pointed at. A name may come to point at
+# another file (evicted, then written again; put back by another process).
+Identity = tuple[int, int]
+
+
+def _identity(stat: os.stat_result) -> Identity:
+    return stat.st_dev, stat.st_ino
+
+
 class OpenBlob:
     """A blob opened for reading: it stays readable until closed, even if evicted meanwhile."""
 
-    def __init__(self, store: BlobStore, sha256: str, fd: int, size: int) -> None:
+    def __init__(
+        self, store: BlobStore, sha256: str, fd: int, size: int, identity: Identity = (0, 0)
+    ) -> None:
         self.store = store
         self.sha256 = sha256
         self.fd = fd
         self.size = size
+        self.identity = identity  # which file the name pointed at when it was opened
         self.path = store.path(sha256)
         self._closed = False
 
@@ -120,8 +135,15 @@ class BlobStore:
         self._used = 0
         self._reserved = 0
         self._pins: dict[str, int] = {}
-        # Blobs whose bytes this process saw match their name: written here, or hashed.
-        self._vouched: set[str] = set()
+        # The files whose bytes this process saw match their name: written here, or hashed.
+        self._vouched: dict[str, Identity] = {}
+        # Files found damaged that the disk would not let go (a read-only cache): passed
+        # over as if not here, so that the file is fetched from upstream instead.
+        self._damaged: dict[str, Identity] = {}
+        self._hashing: Flights[tuple[str, Identity], str | None] = Flights()
+        # Whole-file hashes on threads of their own: a first look at a big file after a
+        # restart holds a thread for seconds, which renders and writes must not wait out.
+        self._hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hostfit-hash")
         self._lock = asyncio.Lock()
         self._scanned = 0.0
         self._added_during_scan: dict[str, int] | None = None
@@ -176,7 +198,16 @@ class BlobStore:
         return self.blobs / sha256[:2] / sha256
 
     def has(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+        path = self.path(sha256)
+        damaged = self._damaged.get(sha256)
+        if damaged is not None:
+            try:
+                if _identity(path.stat()) == damaged:
+                    return False
+            except FileNotFoundError:
+                return False
+            del self._damaged[sha256]  # another file there now
+        return path.is_file()
 
     def open(self, sha256: str) -> OpenBlob | None:
         """The blob, opened for reading and marked used; None when it is not here."""
@@ -187,23 +218,35 @@ class BlobStore:
             self._forget(sha256)
             return None
         stat = os.fstat(fd)
+        if self._damaged.get(sha256) == _identity(stat):
+            os.close(fd)
+            return None
         if time.time() - stat.st_mtime > TOUCH_SECONDS:
             with contextlib.suppress(OSError):  # a read-only cache still serves
                 os.utime(fd)
         self._note(sha256, stat.st_size)
         self._pins[sha256] = self._pins.get(sha256, 0) + 1
-        return OpenBlob(self, sha256, fd, stat.st_size)
+        return OpenBlob(self, sha256, fd, stat.st_size, _identity(stat))
 
     async def checked(self, blob: OpenBlob) -> bool:
-        """Whether an open blob's bytes are those its name says: hashed, on a thread, the
-        first time this process opens one it did not write. One that is not is closed,
-        removed from the cache and False."""
-        sha256 = blob.sha256
-        if sha256 in self._vouched:
+        """Whether an open blob's bytes are those its name says: hashed the first time
+        this process opens a file it did not write (once, however many ask at once).
+        When not (bytes changed on disk, or unreadable), it is removed from the cache and
+        False. On False, and when the wait is cancelled, ``blob`` is closed."""
+        if self._vouched.get(blob.sha256) == blob.identity:
             return True
-        digest = await asyncio.to_thread(_fd_sha256, blob.fd, blob.size)
-        if digest == sha256:
-            self._vouched.add(sha256)
+
+        def hashing() -> Coroutine[Any, Any, str | None]:
+            # A descriptor of its own, taken now: the caller may close its blob meanwhile.
+            return self._hash(os.dup(blob.fd), blob.size)
+
+        try:
+            digest = await self._hashing.run((blob.sha256, blob.identity), hashing)
+        except BaseException:
+            blob.close()
+            raise
+        if digest == blob.sha256:
+            self._vouched[blob.sha256] = blob.identity
             return True
         await self._remove_damaged(blob, digest)
         return False
@@ -219,14 +262,13 @@ class BlobStore:
             blob.close()
 
     async def read(self, sha256: str) -> bytes | None:
-        """A small blob's bytes (core metadata, a variant.json), checked against its name;
-        None when it is not here, or held other bytes (then it is removed)."""
+        """A small blob's bytes (core metadata, a variant.json), checked against its name
+        on every read; None when it is not here, or held other bytes (then removed)."""
         blob = self.open(sha256)
         if blob is None:
             return None
         try:
-            data = await asyncio.to_thread(os.pread, blob.fd, blob.size, 0)
-            digest = hashlib.sha256(data).hexdigest()
+            data, digest = await asyncio.to_thread(_read_and_hash, blob.fd, blob.size)
             if digest != sha256:
                 await self._remove_damaged(blob, digest)
                 return None
@@ -234,14 +276,31 @@ class BlobStore:
         finally:
             blob.close()
 
-    async def _remove_damaged(self, blob: OpenBlob, digest: str) -> None:
-        log.warning("cached %s holds other bytes (sha256 %s): removed", blob.sha256, digest)
+    def close(self) -> None:
+        """Hashes not started yet are dropped (at shutdown)."""
+        self._hasher.shutdown(wait=False, cancel_futures=True)
+
+    async def _hash(self, fd: int, size: int) -> str | None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._hasher, _sha256_closing, fd, size)
+
+    async def _remove_damaged(self, blob: OpenBlob, digest: str | None) -> None:
+        what = f"other bytes (sha256 {digest})" if digest else "bytes that cannot be read"
         try:
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(_unlink_if_same, self.path(blob.sha256), blob.fd)
+            removed = await asyncio.to_thread(_unlink_if_same, blob.path, blob.identity)
         finally:
             blob.close()
-        self._forget(blob.sha256)
+        if removed:
+            log.warning("cached %s held %s: removed, to be fetched again", blob.sha256, what)
+            self._forget(blob.sha256)
+        elif removed is None:
+            log.warning(
+                "cached %s holds %s, and the cache disk refuses its removal: passed over",
+                blob.sha256,
+                what,
+            )
+            self._damaged[blob.sha256] = blob.identity
+        # else another file is there now (put back by another process): left to be checked
 
     def _unpin(self, sha256: str) -> None:
         left = self._pins.get(sha256, 1) - 1
@@ -328,6 +387,7 @@ class BlobStore:
         for sha256, _ in victims:
             del self._index[sha256]
             self._seen.pop(sha256, None)
+            self._vouched.pop(sha256, None)
         freed = sum(size for _, size in victims)
         await asyncio.to_thread(_unlink_all, [self.path(sha256) for sha256, _ in victims])
         self.evicted += len(victims)
@@ -366,6 +426,8 @@ class BlobStore:
         ordered = sorted(merged.items(), key=lambda item: item[1][0])
         self._index = OrderedDict((name, size) for name, (_, size) in ordered)
         self._seen = {name: self._seen[name] for name in self._index if name in self._seen}
+        # Of files gone (evicted by another process): a name written again is hashed again.
+        self._vouched = {k: v for k, v in self._vouched.items() if k in self._index}
         self._used = sum(self._index.values())
         self._scanned = time.monotonic()
 
@@ -381,7 +443,8 @@ class BlobStore:
     def _forget(self, sha256: str) -> None:
         self._used -= self._index.pop(sha256, 0)
         self._seen.pop(sha256, None)
-        self._vouched.discard(sha256)
+        self._vouched.pop(sha256, None)
+        self._damaged.pop(sha256, None)
 
 
 def _written_here(name: str) -> bool:
@@ -408,28 +471,45 @@ def _scan(directory: Path) -> list[tuple[float, str, int]]:
     return found
 
 
-def _fd_sha256(fd: int, size: int) -> str:
-    digest = hashlib.sha256()
-    offset = 0
-    while offset < size:
-        chunk = os.pread(fd, min(1 << 20, size - offset), offset)
-        if not chunk:
-            break
-        digest.update(chunk)
-        offset += len(chunk)
-    return digest.hexdigest()
-
-
-def _unlink_if_same(path: Path, fd: int) -> None:
-    """Unlink ``path`` if it is still the file ``fd`` was opened on: another process may
-    have put the right bytes there meanwhile."""
-    opened = os.fstat(fd)
+def _sha256_closing(fd: int, size: int) -> str | None:
+    """The sha256 of ``size`` bytes from ``fd``, which it closes; None when they cannot be
+    read (a bad sector: the file is as good as damaged)."""
     try:
-        here = os.stat(path)
+        digest = hashlib.sha256()
+        offset = 0
+        while offset < size:
+            chunk = os.pread(fd, min(1 << 20, size - offset), offset)
+            if not chunk:
+                return None  # shorter than when it was opened
+            digest.update(chunk)
+            offset += len(chunk)
+        return digest.hexdigest()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_and_hash(fd: int, size: int) -> tuple[bytes, str | None]:
+    try:
+        data = os.pread(fd, size, 0)
+    except OSError:
+        return b"", None
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _unlink_if_same(path: Path, identity: Identity) -> bool | None:
+    """Unlink ``path`` if it is still the file ``identity`` names: True when it went,
+    False when another file (or none) is there now, None when the disk refused."""
+    try:
+        if _identity(os.stat(path)) != identity:
+            return False
+        path.unlink()
     except FileNotFoundError:
-        return
-    if (here.st_dev, here.st_ino) == (opened.st_dev, opened.st_ino):
-        path.unlink(missing_ok=True)
+        return False
+    except OSError:
+        return None
+    return True
 
 
 def _unlink_all(paths: list[Path]) -> None:
@@ -534,7 +614,9 @@ class BlobWriter:
         self._committed = True
         self._release()
         self.store._note(self.sha256, self.written)
-        self.store._vouched.add(self.sha256)  # hashed as it was written
+        with contextlib.suppress(OSError):  # hashed as it was written: vouched for here
+            self.store._vouched[self.sha256] = _identity(await aiofiles.os.stat(final))
+        self.store._damaged.pop(self.sha256, None)
         return final
 
     async def detach(self) -> None:

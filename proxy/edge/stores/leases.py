@@ -129,15 +129,15 @@ class FileLeases:
 
     async def acquire(self, name: str, value: bytes) -> FileLease | None:
         path = self.path(name)
-        fd = await asyncio.to_thread(_lock, path)
-        if fd is None:
-            return None
+        taking = asyncio.ensure_future(asyncio.to_thread(_lock_and_write, path, value))
         try:
-            await asyncio.to_thread(_write, fd, value)
-        except BaseException:
-            os.close(fd)  # and with it the lock: a lease not taken is held by nobody
+            # Shielded: a caller cancelled while the thread runs must not close what the
+            # thread still writes to; the lock it takes is let go once it is done.
+            fd = await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            taking.add_done_callback(_let_go)
             raise
-        return FileLease(path, fd)
+        return None if fd is None else FileLease(path, fd)
 
     async def holder(self, name: str) -> bytes | None:
         return await asyncio.to_thread(_held_value, self.path(name))
@@ -158,6 +158,29 @@ def _lock(path: Path) -> int | None:
         if current == os.fstat(fd).st_ino:
             return fd
         os.close(fd)  # released and removed by its holder between our open and our lock
+
+
+def _lock_and_write(path: Path, value: bytes) -> int | None:
+    """The locked descriptor holding ``value``, or None when another holds the lock. A
+    write that fails lets the lock go with the descriptor: a lease not taken is held by
+    nobody."""
+    fd = _lock(path)
+    if fd is None:
+        return None
+    try:
+        _write(fd, value)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _let_go(taking: asyncio.Future[int | None]) -> None:
+    """A lease taken for a caller that gave up meanwhile."""
+    if not taking.cancelled() and taking.exception() is None:
+        fd = taking.result()
+        if fd is not None:
+            os.close(fd)
 
 
 def _write(fd: int, value: bytes) -> None:
@@ -270,10 +293,6 @@ class RedisLeases:
     async def holder(self, name: str) -> bytes | None:
         found = await self.store.holder(name)
         if found is None:  # nobody, or a process of this host that went on without Redis
-            if await self.store.clear_unreadable(name):
-                # No holder wrote it (another version, a damaged store): waited on, it
-                # would hold every download of the file until its deadline.
-                log.warning("lease %s: a record naming no holder; removed", name)
             return await self.local.holder(name)
         owner, value = found
         if ended_here(owner):

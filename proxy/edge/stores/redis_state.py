@@ -47,14 +47,19 @@ _RENEW = (
     f"if {_OWNED} then redis.call('set', KEYS[1], ARGV[2], 'px', ARGV[3]) return 1 end return 0"
 )
 _RELEASE = f"if {_OWNED} then return redis.call('del', KEYS[1]) end return 0"
-# A lease record no holder wrote: not a string, or no separator after a token.
-_CLEAR_UNREADABLE = """
+# A lease's record, read: {1, record} when held; {0} when nobody holds it; {2} when the
+# record is none a holder wrote (not a string, no separator after a token, or no expiry:
+# every lease is taken and renewed with one), which is deleted: waited on, it would hold
+# every download of its file until the deadline.
+_HOLDER = """
 local kind = redis.call('type', KEYS[1])['ok']
-if kind == 'none' then return 0 end
-if kind == 'string' and string.find(redis.call('get', KEYS[1]), ARGV[1], 1, true) then
-  return 0
+if kind == 'none' then return {0} end
+if kind == 'string' and redis.call('pttl', KEYS[1]) >= 0 then
+  local record = redis.call('get', KEYS[1])
+  if string.find(record, ARGV[1], 1, true) then return {1, record} end
 end
-return redis.call('del', KEYS[1])
+redis.call('del', KEYS[1])
+return {2}
 """
 # Redis is unreachable, frozen or refusing us: open the breaker. Other errors are answers.
 _OUTAGE = (RedisConnectionError, RedisTimeout, OSError)
@@ -89,7 +94,7 @@ class RedisStore:
         self._answers_logged: set[str] = set()
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
-        self._clear_unreadable = self._redis.register_script(_CLEAR_UNREADABLE)
+        self._holder = self._redis.register_script(_HOLDER)
 
     @property
     def available(self) -> bool:
@@ -186,21 +191,18 @@ class RedisStore:
         args = [token + _SEPARATOR]
         await self._call("release", lambda: self._release(keys=[self.prefix + key], args=args), 0)
 
-    async def clear_unreadable(self, key: str) -> bool:
-        """Delete the lease record if no holder wrote it (see `lease`); whether it did."""
-        args = [_SEPARATOR]
-        done = await self._call(
-            "clear", lambda: self._clear_unreadable(keys=[self.prefix + key], args=args), 0
-        )
-        return bool(done)
-
     async def holder(self, key: str) -> tuple[bytes, bytes] | None:
         """(token, value) of the lease's holder; None when nobody holds it or Redis is
-        unavailable (tell them apart with `available`)."""
-        stored = await self.get(key)
-        if stored is None or _SEPARATOR not in stored:
+        unavailable (tell them apart with `available`). A record no holder wrote is
+        deleted (see `_HOLDER`)."""
+        answer = await self._call(
+            "holder", lambda: self._holder(keys=[self.prefix + key], args=[_SEPARATOR]), [0]
+        )
+        if answer[0] == 2:
+            log.warning("lease %s: a record no holder wrote (another version's?); removed", key)
+        if answer[0] != 1:
             return None
-        token, _, value = stored.partition(_SEPARATOR)
+        token, _, value = bytes(answer[1]).partition(_SEPARATOR)
         return token, value
 
     async def ping(self) -> None:
