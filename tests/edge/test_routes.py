@@ -108,7 +108,10 @@ def test_routes_hold_while_the_other_upstream_fails(
     assert root.status_code == 200
     assert sorted(p["name"] for p in root.json()["projects"]) == ["numpy", "requests"]
     default.down = True
-    assert httpx.get(proxy.url + "simple/").status_code == 502  # none answers
+    kept = httpx.get(proxy.url + "simple/", headers={"Accept": JSON_V1})  # the list it had
+    assert sorted(p["name"] for p in kept.json()["projects"]) == ["numpy", "requests"]
+    fresh = routed(make_proxy, cuda, default)
+    assert httpx.get(fresh.url + "simple/").status_code == 502  # none answers, none kept
 
 
 def test_a_routed_project_its_upstream_lacks_is_not_found_elsewhere(

@@ -411,6 +411,23 @@ def test_upstream_down_serves_last_good_page(
     assert upstream.url in missing.text and "503" in missing.text
 
 
+def test_the_project_list_is_asked_of_the_upstream_once_per_ttl_and_kept_through_failures(
+    upstream: Upstream, make_proxy: MakeProxy, demo_wheel: Path
+) -> None:
+    """The root list is an index's biggest page: not fetched again for every client."""
+    upstream.add("demo-pkg", demo_wheel)
+    fresh = make_proxy(upstream)
+    for _ in range(5):
+        listed = httpx.get(fresh.url + "simple/", headers=JSON_ACCEPT)
+        assert [p["name"] for p in listed.json()["projects"]] == ["demo-pkg"]
+    assert upstream.count("GET", "/simple/") == 1
+    expiring = make_proxy(upstream, page_ttl=0.0)
+    httpx.get(expiring.url + "simple/")
+    upstream.down = True
+    kept = httpx.get(expiring.url + "simple/", headers=JSON_ACCEPT)
+    assert kept.status_code == 200 and "demo-pkg" in kept.text
+
+
 def test_upstream_timeout_is_504_naming_upstream(upstream: Upstream, make_proxy: MakeProxy) -> None:
     upstream.hang = 3.0
     proxy = make_proxy(upstream, upstream_timeout=0.5)

@@ -188,6 +188,8 @@ class CachedUpstream:
         self._refreshing: Flights[str, Entry] = Flights()
         self._retry_after: LRU[str, float] = LRU(RETRIES_KEPT)
         self._writing: dict[str, asyncio.Task[None]] = {}  # store key -> its latest write
+        self._listing: tuple[float, ProjectList] | None = None  # (fresh until, the list)
+        self._listing_fetch: Flights[str, ProjectList] = Flights()
 
     def _key(self, name: str) -> str:
         return keys.page(self.upstream.base_url, name)
@@ -301,4 +303,23 @@ class CachedUpstream:
         return entry
 
     async def projects(self) -> ProjectList:
-        return await self.upstream.projects()
+        """The root list, kept in memory for the page TTL: it is an index's biggest page,
+        and asked of the upstream on every request a few clients would keep it busy. One
+        fetch at a time; the last good list while the upstream fails (tried again after
+        `RETRY_SECONDS`)."""
+        held = self._listing
+        if held is not None and self.clock() < held[0]:
+            return held[1]
+        try:
+            return await self._listing_fetch.run("", self._fetch_listing)
+        except UpstreamError as exc:
+            if held is None:
+                raise
+            log.warning("project list served from before: %s", exc)
+            self._listing = (self.clock() + RETRY_SECONDS, held[1])
+            return held[1]
+
+    async def _fetch_listing(self) -> ProjectList:
+        listing = await self.upstream.projects()
+        self._listing = (self.clock() + self.ttl, listing)
+        return listing
