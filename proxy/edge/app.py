@@ -114,7 +114,14 @@ async def simple_root(request: Request) -> Response:
     request_context(request, services.default_profile)
     media = negotiate(request.headers.get("accept"), request.query_params.get("format"))
     projects = await services.index.projects()
-    body = render_json_root(projects) if media == JSON_V1 else render_html_root(projects)
+    held = services.root_renders.get(media)
+    if held is not None and held[0] is projects:  # the same list as last time: kept
+        body = held[1]
+    else:
+        # On a thread: a big index's list (900,000 names) takes a second or two to write.
+        render = render_json_root if media == JSON_V1 else render_html_root
+        body = await asyncio.to_thread(render, projects)
+        services.root_renders[media] = (projects, body)
     return Response(body, media_type=_content_type(media), headers={"Vary": "Accept"})
 
 

@@ -24,7 +24,7 @@ import httpx
 
 from proxy import __version__
 from proxy.analysis.pool import AnalysisPool, PoolLimits
-from proxy.core.models import File
+from proxy.core.models import File, ProjectList
 from proxy.core.origins import OriginPlan
 from proxy.core.profile import HostProfile, parse_profile
 from proxy.core.rules import Rules
@@ -209,6 +209,8 @@ class Services:
     rules: ActiveRules
     fleet: Fleet = field(default_factory=Fleet)  # recent traffic, for the web interface
     page_caches: list[CachedUpstream] = field(default_factory=list)  # for admin purges
+    # The root list as last written, by media type: made again when the list changes.
+    root_renders: dict[str, tuple[ProjectList, bytes]] = field(default_factory=dict)
 
 
 @contextlib.asynccontextmanager

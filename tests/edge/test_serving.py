@@ -13,7 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from proxy.core.models import ProjectList
 from proxy.core.negotiate import HTML_V1, JSON_V1
+from proxy.core.pages import render_json_root
+from proxy.edge import app as app_module
 from tests.support.proxy import ProxyThread
 from tests.support.upstream import Upstream, UpstreamFile
 from tests.support.wheels import WheelSpec, build_wheel
@@ -412,17 +415,32 @@ def test_upstream_down_serves_last_good_page(
 
 
 def test_the_project_list_is_asked_of_the_upstream_once_per_ttl_and_kept_through_failures(
-    upstream: Upstream, make_proxy: MakeProxy, demo_wheel: Path
+    upstream: Upstream,
+    make_proxy: MakeProxy,
+    demo_wheel: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The root list is an index's biggest page: not fetched again for every client."""
+    """The root list is an index's biggest page (900,000 names): not fetched, merged and
+    written again for every client."""
+    written: list[int] = []
+
+    def counted(projects: ProjectList) -> bytes:
+        written.append(len(projects.names))
+        return render_json_root(projects)
+
+    monkeypatch.setattr(app_module, "render_json_root", counted)
     upstream.add("demo-pkg", demo_wheel)
     fresh = make_proxy(upstream)
     for _ in range(5):
         listed = httpx.get(fresh.url + "simple/", headers=JSON_ACCEPT)
         assert [p["name"] for p in listed.json()["projects"]] == ["demo-pkg"]
     assert upstream.count("GET", "/simple/") == 1
+    assert written == [1]
     expiring = make_proxy(upstream, page_ttl=0.0)
     httpx.get(expiring.url + "simple/")
+    upstream.add_project("other-pkg")  # a list that changed is written anew
+    again = httpx.get(expiring.url + "simple/", headers=JSON_ACCEPT).json()
+    assert sorted(p["name"] for p in again["projects"]) == ["demo-pkg", "other-pkg"]
     upstream.down = True
     kept = httpx.get(expiring.url + "simple/", headers=JSON_ACCEPT)
     assert kept.status_code == 200 and "demo-pkg" in kept.text

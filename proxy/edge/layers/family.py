@@ -28,7 +28,7 @@ from proxy.core.lru import LRU
 from proxy.core.models import File, Page, ProjectList
 from proxy.core.redact import redact
 from proxy.core.revision import digest
-from proxy.edge.index import Context, Index, each_listing
+from proxy.edge.index import Context, Index, Merged, each_listing
 from proxy.errors import NotFound
 
 log = logging.getLogger("hostfit.family")
@@ -48,6 +48,7 @@ class FamilyIndex:
         self.name = name
         self.members = tuple(members)
         self._logged: LRU[tuple[str, str], None] = LRU(LOGGED)
+        self._merged = Merged()
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         answers = await asyncio.gather(
@@ -122,10 +123,15 @@ class FamilyIndex:
         )  # fmt: skip
 
     async def projects(self) -> ProjectList:
-        seen: dict[str, None] = {}
-        for listing in await each_listing([member.index for member in self.members]):
-            seen.update(dict.fromkeys(listing.names if listing is not None else ()))
-        return ProjectList(names=tuple(seen))
+        listings = await each_listing([member.index for member in self.members])
+
+        def merge() -> ProjectList:
+            seen: dict[str, None] = {}
+            for listing in listings:
+                seen.update(dict.fromkeys(listing.names if listing is not None else ()))
+            return ProjectList(names=tuple(seen))
+
+        return self._merged.get(listings, merge)
 
 
 def _versions(values: Iterable[object]) -> list[object]:

@@ -25,7 +25,7 @@ from proxy.core.models import Page, ProjectList
 from proxy.core.revision import revised
 from proxy.core.rule_policy import PolicyOutcome, apply_policies, listed
 from proxy.core.rules import Rules
-from proxy.edge.index import Context, Index, IndexLayer
+from proxy.edge.index import Context, Index, IndexLayer, Merged
 
 KEPT = 1024
 
@@ -51,14 +51,19 @@ class PolicyIndex(IndexLayer):
         self.clock = clock
         self._cache: LRU[tuple[str, ...], Filtered] = LRU(KEPT)
         self._served: LRU[tuple[str, ...], Filtered] = LRU(KEPT)
+        self._listed = Merged()  # the root list as the rules leave it
 
     async def projects(self) -> ProjectList:
         projects = await self.inner.projects()
         rules = self.rules()
         if not rules.filters:
             return projects
-        names = tuple(n for n in projects.names if listed(rules, canonicalize_name(n)))
-        return replace(projects, names=names)
+
+        def kept() -> ProjectList:
+            names = tuple(n for n in projects.names if listed(rules, canonicalize_name(n)))
+            return replace(projects, names=names)
+
+        return self._listed.get((projects, rules), kept)
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         page = await self.inner.page(name, ctx)

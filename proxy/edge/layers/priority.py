@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from packaging.utils import NormalizedName, canonicalize_name
 
 from proxy.core.models import Page, ProjectList
-from proxy.edge.index import Context, Index, each_listing
+from proxy.edge.index import Context, Index, Merged, each_listing
 from proxy.errors import NotFound
 
 
 class PriorityIndex:
     def __init__(self, indexes: Sequence[Index]) -> None:
         self.indexes = tuple(indexes)
+        self._merged = Merged()
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
         for index in self.indexes:
@@ -30,8 +31,13 @@ class PriorityIndex:
         raise NotFound(f"project {name!r} not found on any upstream")
 
     async def projects(self) -> ProjectList:
-        seen: dict[str, str] = {}
-        for listing in await each_listing(self.indexes):
-            for listed in listing.names if listing is not None else ():
-                seen.setdefault(canonicalize_name(listed), listed)
-        return ProjectList(names=tuple(seen.values()))
+        listings = await each_listing(self.indexes)
+
+        def merge() -> ProjectList:
+            seen: dict[str, str] = {}
+            for listing in listings:
+                for listed in listing.names if listing is not None else ():
+                    seen.setdefault(canonicalize_name(listed), listed)
+            return ProjectList(names=tuple(seen.values()))
+
+        return self._merged.get(listings, merge)

@@ -20,7 +20,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from proxy.core.models import Page, ProjectList
 from proxy.core.redact import redact
 from proxy.core.routes import Routes
-from proxy.edge.index import Context, Index, each_listing
+from proxy.edge.index import Context, Index, Merged, each_listing
 from proxy.edge.layers.family import FamilyIndex, Member
 from proxy.edge.layers.priority import PriorityIndex
 from proxy.errors import NotFound
@@ -37,6 +37,7 @@ class RoutedIndex:
     def __init__(self, routes: Routes, upstreams: Sequence[Upstream]) -> None:
         self.routes = routes
         self.upstreams = tuple(upstreams)
+        self._merged = Merged()
         self.priority = PriorityIndex([self.upstreams[i].index for i in routes.unrouted])
         self._families: dict[tuple[int, ...], FamilyIndex] = {}
 
@@ -66,10 +67,14 @@ class RoutedIndex:
         return await family.page(name, ctx)
 
     async def projects(self) -> ProjectList:
-        seen: dict[str, str] = {}
         listings = await each_listing([upstream.index for upstream in self.upstreams])
-        for position, listing in enumerate(listings):
-            for listed in listing.names if listing is not None else ():
-                if self.routes.lists(position, listed):
-                    seen.setdefault(canonicalize_name(listed), listed)
-        return ProjectList(names=tuple(seen.values()))
+
+        def merge() -> ProjectList:
+            seen: dict[str, str] = {}
+            for position, listing in enumerate(listings):
+                for listed in listing.names if listing is not None else ():
+                    if self.routes.lists(position, listed):
+                        seen.setdefault(canonicalize_name(listed), listed)
+            return ProjectList(names=tuple(seen.values()))
+
+        return self._merged.get(listings, merge)
