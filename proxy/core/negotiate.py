@@ -72,6 +72,12 @@ def _parse_accept(header: str) -> list[_Range]:
     return ranges
 
 
+def _most_specific(ranges: list[_Range], media: str) -> _Range | None:
+    """The range that sets ``media``'s quality (RFC 9110: the most specific match)."""
+    matching = [r for r in ranges if r.matches(media)]
+    return max(matching, key=lambda r: r.specificity) if matching else None
+
+
 def negotiate(accept: str | None, format_param: str | None = None) -> str:
     """The media type to serve, or `NotAcceptable` when the client accepts none."""
     if format_param is not None:
@@ -97,10 +103,9 @@ def _choose(accept: str) -> str:
     chosen = None
     html_q = 0.0  # text/html's own quality: a client may refuse it, or rank it lower
     for preference, media in enumerate(SERVED):
-        matching = [r for r in ranges if r.matches(media)]
-        if not matching:
+        most_specific = _most_specific(ranges, media)
+        if most_specific is None:
             continue
-        most_specific = max(matching, key=lambda r: r.specificity)
         if media == HTML_LEGACY:
             html_q = most_specific.q
         if most_specific.q <= 0:
@@ -123,8 +128,8 @@ def preferred(accept: str | None, offered: tuple[str, ...]) -> str:
     ranges = _parse_accept(accept or "")
     best, chosen = -1.0, offered[0]
     for media in offered:
-        matching = [r for r in ranges if r.matches(media)]
-        q = max(matching, key=lambda r: r.specificity).q if matching else 0.0
+        most_specific = _most_specific(ranges, media)
+        q = most_specific.q if most_specific is not None else 0.0
         if q > best:
             best, chosen = q, media
     return chosen

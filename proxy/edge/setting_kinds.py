@@ -53,9 +53,12 @@ def _path(value: object) -> Path:
     return Path(_text(value))
 
 
+# TOML's types as a config file's reader would name them (bool before int: it is one).
+_TOML_TYPES = ((bool, "a boolean"), ((int, float), "a number"), (list, "a list"), (dict, "a table"))
+
+
 def _toml_type(value: object) -> str:
-    kinds = ((bool, "a boolean"), (int, "a number"), (float, "a number"), (list, "a list"))
-    for kind, name in (*kinds, (dict, "a table")):
+    for kind, name in _TOML_TYPES:
         if isinstance(value, kind):
             return name
     return type(value).__name__

@@ -2,12 +2,13 @@
 
 A blob is only ever reachable under its final name after its digest was checked,
 so a crash mid-write leaves at most a temp file. What lies on a disk can still change
-under hostfit (a damaged disk, a hand, another version): before a process first serves or
-analyses a blob it did not write itself, it hashes it once (`checked`), and one whose
-bytes are not its name's is removed, to be downloaded again. The directory may be shared by several
-processes and replicas, each writing its own temp files (a download's is followed by the
-others, `proxy.edge.files`): start-up removes only temp files and lock files nobody uses
-(`clean_temp`).
+under hostfit (a damaged disk, a hand, another version): before a process first serves
+or analyses a blob it did not write itself, it hashes it once (`checked`), and one whose
+bytes are not its name's is removed, to be downloaded again.
+
+The directory may be shared by several processes and replicas, each writing its own
+temp files (a download's is followed by the others, `proxy.edge.files`): start-up
+removes only temp files and lock files nobody uses (`clean_temp`).
 
 A budget (``max_size``) bounds the bytes under ``sha256/``; the least recently used
 blobs are evicted to stay within it. Recency is a blob's mtime, refreshed (at most once
