@@ -47,7 +47,7 @@ from proxy.edge.layers.variants import VariantIndex
 from proxy.edge.metadata import MetadataService
 from proxy.edge.metrics import Metrics
 from proxy.edge.observe import ObservedTransport
-from proxy.edge.render import RenderCache
+from proxy.edge.render import RenderCache, Rendered
 from proxy.edge.reports import Decoded, ReportService
 from proxy.edge.rewrites import RewriteService
 from proxy.edge.rules_loader import ActiveRules
@@ -210,7 +210,7 @@ class Services:
     fleet: Fleet = field(default_factory=Fleet)  # recent traffic, for the web interface
     page_caches: list[CachedUpstream] = field(default_factory=list)  # for admin purges
     # The root list as last written, by media type: made again when the list changes.
-    root_renders: dict[str, tuple[ProjectList, bytes]] = field(default_factory=dict)
+    root_renders: dict[str, tuple[ProjectList, Rendered]] = field(default_factory=dict)
 
 
 @contextlib.asynccontextmanager

@@ -446,6 +446,43 @@ def test_the_project_list_is_asked_of_the_upstream_once_per_ttl_and_kept_through
     assert kept.status_code == 200 and "demo-pkg" in kept.text
 
 
+def test_the_project_list_is_cached_revalidated_and_gzipped_like_a_page(
+    upstream: Upstream, make_proxy: MakeProxy, demo_wheel: Path
+) -> None:
+    """The root list, an index's biggest page, carries what a project page carries: an
+    ETag that a conditional request is answered 304 by, Cache-Control, and gzip for
+    clients that take it, under the same tag scheme (the gzip bytes have their own)."""
+    upstream.add("demo-pkg", demo_wheel)
+    proxy = make_proxy(upstream)
+    for accept in (JSON_V1, HTML_V1):
+        plain = httpx.get(
+            proxy.url + "simple/", headers={"Accept": accept, "Accept-Encoding": "identity"}
+        )
+        assert plain.status_code == 200 and "demo-pkg" in plain.text
+        assert plain.headers.get("content-encoding") is None
+        assert plain.headers["cache-control"] == "max-age=60, public"
+        assert plain.headers["vary"] == "Accept, Accept-Encoding"
+        etag = plain.headers["etag"]
+        assert etag == f'"{hashlib.sha256(plain.content).hexdigest()[:32]}"'
+        again = httpx.get(
+            proxy.url + "simple/",
+            headers={"Accept": accept, "Accept-Encoding": "identity", "If-None-Match": etag},
+        )
+        assert again.status_code == 304 and again.content == b""
+        assert again.headers["etag"] == etag
+        zipped = httpx.get(
+            proxy.url + "simple/", headers={"Accept": accept, "Accept-Encoding": "gzip"}
+        )
+        assert zipped.headers["content-encoding"] == "gzip"
+        assert zipped.content == plain.content  # httpx decoded it
+        assert zipped.headers["etag"] not in (etag, None)
+        other = httpx.get(
+            proxy.url + "simple/",
+            headers={"Accept": accept, "Accept-Encoding": "gzip", "If-None-Match": etag},
+        )
+        assert other.status_code == 200  # the plain bytes' tag is not the gzip bytes'
+
+
 def test_upstream_timeout_is_504_naming_upstream(upstream: Upstream, make_proxy: MakeProxy) -> None:
     upstream.hang = 3.0
     proxy = make_proxy(upstream, upstream_timeout=0.5)
