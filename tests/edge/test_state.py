@@ -98,3 +98,115 @@ async def test_lost_redis_degrades_gracefully(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"(?i)connect|refused|closed"):
         await store.ping()
     await store.close()
+
+
+def _damaged_files(directory: Path) -> list[Path]:
+    found = directory.glob("state.sqlite3.damaged-*")
+    return sorted(p for p in found if not p.name.endswith(("-wal", "-shm")))
+
+
+@pytest.mark.parametrize("damage", ["not a database", "cut short"])
+async def test_a_damaged_embedded_store_is_set_aside_and_the_store_starts_empty(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Everything in the store but one kind of record is made again when missing, so a
+    file SQLite cannot read costs a restart nothing: it is kept aside for whoever wants
+    to look (a WAL of the old file must never meet the new one), and the store starts
+    empty."""
+    directory = tmp_path / "state"
+    first = EmbeddedStore(str(directory))
+    for i in range(2000):
+        await first.set(f"report:{i}", bytes(200))
+    await first.close()
+    path = directory / "state.sqlite3"
+    if damage == "not a database":
+        path.write_bytes(b"this is not what SQLite wrote" * 500)
+    else:
+        with path.open("r+b") as f:  # the header survives; the table's pages do not
+            f.seek(4096)
+            f.write(b"\xff" * 8192)
+    (directory / "state.sqlite3-wal").write_bytes(b"a log of the old file")
+    damaged = path.read_bytes()
+    with caplog.at_level("ERROR", logger="hostfit.state"):
+        store = EmbeddedStore(str(directory))
+    try:
+        (aside,) = _damaged_files(directory)
+        assert aside.read_bytes() == damaged
+        wal = directory / "state.sqlite3-wal"  # set aside, or dropped by SQLite: not met
+        assert not wal.exists() or b"a log of the old file" not in wal.read_bytes()
+        assert "cannot be read" in caplog.text and aside.name in caplog.text
+        assert await store.get("report:1") is None
+        await store.set("k", b"v")
+        assert await store.get("k") == b"v"
+    finally:
+        await store.close()
+    reopened = EmbeddedStore(str(directory))  # the new file is kept, not set aside again
+    assert await reopened.get("k") == b"v"
+    await reopened.close()
+    assert len(_damaged_files(directory)) == 1
+
+
+async def test_damage_found_while_serving_sets_the_file_aside_and_the_store_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged page SQLite only reads when a key on it is asked for: found then, the
+    file is set aside as at start, and the operation is answered from the new file (a
+    miss), never an error for the request that found it."""
+    directory = tmp_path / "state"
+    filled = EmbeddedStore(str(directory))
+    for i in range(3000):
+        await filled.set(f"urlsha:http://x/{i}", b"a" * 64)
+    await filled.close()
+    path = directory / "state.sqlite3"
+    size = path.stat().st_size
+    with path.open("r+b") as f:  # the last half: leaves past the ones read at start
+        f.seek(size // 2 // 4096 * 4096)
+        f.write(b"\xff" * (size - size // 2 // 4096 * 4096))
+    store = EmbeddedStore(str(directory))
+    try:
+        assert _damaged_files(directory) == []  # the start read nothing damaged
+        with caplog.at_level("ERROR", logger="hostfit.state"):
+            answers = [await store.get(f"urlsha:http://x/{i}") for i in range(3000)]
+        assert None in answers  # the damage was met, and answered as a miss
+        (aside,) = _damaged_files(directory)
+        assert "cannot be read" in caplog.text and aside.name in caplog.text
+        await store.set("k", b"v")
+        assert await store.get("k") == b"v"
+    finally:
+        await store.close()
+    reopened = EmbeddedStore(str(directory))
+    assert await reopened.get("k") == b"v"
+    await reopened.close()
+
+
+async def test_processes_opening_one_damaged_store_together_set_it_aside_once(
+    tmp_path: Path,
+) -> None:
+    """Workers of one server start at once over the same file: one sets it aside, the
+    others open the new one (never set that aside in turn)."""
+    directory = tmp_path / "state"
+    directory.mkdir()
+    (directory / "state.sqlite3").write_bytes(b"garbage" * 1000)
+    stores = await asyncio.gather(
+        *(asyncio.to_thread(EmbeddedStore, str(directory)) for _ in range(4))
+    )
+    try:
+        assert len(_damaged_files(directory)) == 1
+        await stores[0].set("shared", b"1")
+        for store in stores:
+            assert await store.get("shared") == b"1"
+    finally:
+        for store in stores:
+            await store.close()
+
+
+def test_a_store_that_cannot_be_opened_for_other_reasons_is_not_set_aside(
+    tmp_path: Path,
+) -> None:
+    """A directory in the file's place (or a locked or read-only one) is the host's to
+    fix, and said as SQLite says it: nothing is moved."""
+    directory = tmp_path / "state"
+    (directory / "state.sqlite3").mkdir(parents=True)
+    with pytest.raises(Exception, match="unable to open"):
+        EmbeddedStore(str(directory))
+    assert _damaged_files(directory) == []

@@ -4,11 +4,24 @@ SQLite calls run in a worker thread so they never block the event loop; WAL mode
 lets several server processes share the file. `compact` purges expired rows (pages
 past their TTL, leases) and VACUUMs when much of the file is free; the server runs it
 at start and every hour.
+
+What the store holds is made again when it is missing (pages are fetched, reports and
+metadata made from the wheels, leases taken anew), but for one kind of record: the
+sha256 first seen of a file its index publishes none for (``urlsha:``, see
+deploy/OPERATIONS.md). So a file SQLite cannot read (not a database, or a damaged one:
+a disk that failed, a copy cut short; found at start, or on a page first read while
+serving) neither stops the server nor fails a request, and is not lost: it is set aside
+beside the new one, named ``state.sqlite3.damaged-<time>-<pid>``, and the log says so
+and how to read back what it still holds; the store starts empty. Processes that start
+together over the same damaged file set it aside once, under a lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -17,6 +30,8 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger("hostfit.state")
 
 VACUUM_MIN_PAGES = 256  # below this, free pages are not worth a rewrite of the file
 
@@ -34,16 +49,24 @@ class EmbeddedStore:
         os.makedirs(directory, exist_ok=True)
         self.path = os.path.join(directory, "state.sqlite3")
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute(_SCHEMA)
+        self._db, self._file = _open(self.path)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:
             with self._lock:
-                return fn(self._db)
+                try:
+                    return fn(self._db)
+                except sqlite3.DatabaseError as exc:
+                    if not _damaged(exc):
+                        raise
+                    # Found while serving (a page of the file SQLite never read at
+                    # start): set aside as at start, and the operation done on the new
+                    # file. Other processes find it gone at their next damaged read.
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.close()
+                    _said_aside(self.path, exc, _set_aside(self.path, self._file))
+                    self._db, self._file = _open(self.path)
+                    return fn(self._db)
 
         return await asyncio.to_thread(locked)
 
@@ -130,3 +153,74 @@ class EmbeddedStore:
 
     async def close(self) -> None:
         await self._run(lambda db: db.close())
+
+
+# SQLite's words for a file that is not a database it can read. Others (locked, a
+# directory it may not write, a full disk) are the host's to fix, and said as they are.
+_DAMAGED = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
+
+
+def _open(path: str) -> tuple[sqlite3.Connection, os.stat_result]:
+    """The store's connection, and the file it opened; a damaged file is set aside
+    first (`_set_aside`)."""
+    try:
+        before = os.stat(path)
+    except FileNotFoundError:
+        before = None
+    try:
+        return _connect(path), before or os.stat(path)  # made by connecting, if new
+    except sqlite3.DatabaseError as exc:
+        if not _damaged(exc):
+            raise
+        _said_aside(path, exc, _set_aside(path, before))
+    return _connect(path), os.stat(path)
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    return getattr(exc, "sqlite_errorname", None) in _DAMAGED
+
+
+def _said_aside(path: str, exc: sqlite3.DatabaseError, aside: str | None) -> None:
+    if aside is None:
+        return  # another process set it aside, and said so
+    log.error(
+        "state store %s cannot be read (%s): set aside as %s; starting with an empty"
+        " store (pages, reports and metadata are made again as asked for; digests of"
+        " files published without one can be read back from it with"
+        " `sqlite3 <file> .recover`)",
+        path,
+        exc,
+        aside,
+    )
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=5000")  # first: other processes may be opening it
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(_SCHEMA)
+        db.execute("SELECT 1 FROM kv LIMIT 1").fetchall()  # the table's root page reads
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _set_aside(path: str, opened: os.stat_result | None) -> str | None:
+    """Move the damaged file (and its WAL, which must never meet a new database) out of
+    the way; None when another process already did, since this one opened it."""
+    with open(path + ".recover-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            return None
+        if opened is not None and (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+            return None  # set aside by another process: the file there is its new one
+        aside = f"{path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path + suffix, aside + suffix)
+        return aside
