@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.edge.stores import embedded
 from proxy.edge.stores.embedded import EmbeddedStore
 from proxy.edge.stores.redis_state import RedisStore
 from proxy.edge.stores.state import StateStore, open_store
@@ -210,3 +211,27 @@ def test_a_store_that_cannot_be_opened_for_other_reasons_is_not_set_aside(
     with pytest.raises(Exception, match="unable to open"):
         EmbeddedStore(str(directory))
     assert _damaged_files(directory) == []
+
+
+async def test_a_process_goes_on_with_the_new_file_once_another_set_the_old_aside(
+    tmp_path: Path,
+) -> None:
+    """Workers share one file: once one sets it aside (and opens the new one), the
+    others follow at their next operation, rather than go on in the file set aside,
+    where their leases and records would no longer meet the others'."""
+    directory = tmp_path / "state"
+    finder, other = EmbeddedStore(str(directory)), EmbeddedStore(str(directory))
+    try:
+        await other.set("before", b"0")
+        path = str(directory / "state.sqlite3")
+        assert embedded._set_aside(path, finder._file) is not None  # as `finder` does
+        await finder.close()
+        finder = EmbeddedStore(str(directory))  # ... then opens the new file
+        await finder.set("after", b"1")
+        assert await other.get("after") == b"1"
+        assert await other.get("before") is None
+        await other.set("from-other", b"2")
+        assert await finder.get("from-other") == b"2"
+    finally:
+        await finder.close()
+        await other.close()

@@ -54,6 +54,10 @@ class EmbeddedStore:
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:
             with self._lock:
+                if self._set_aside_elsewhere():
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.close()
+                    self._db, self._file = _open(self.path)
                 try:
                     return fn(self._db)
                 except sqlite3.DatabaseError as exc:
@@ -69,6 +73,15 @@ class EmbeddedStore:
                     return fn(self._db)
 
         return await asyncio.to_thread(locked)
+
+    def _set_aside_elsewhere(self) -> bool:
+        """Whether another process set this file aside (a stat: the threads' hop costs
+        far more), so that every process goes on with the one new file at once."""
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return False  # between the move and the new file: this one for now
+        return (now.st_dev, now.st_ino) != (self._file.st_dev, self._file.st_ino)
 
     async def get(self, key: str) -> bytes | None:
         def op(db: sqlite3.Connection) -> bytes | None:
