@@ -26,7 +26,14 @@ from tests.fixtures.elf.recipes import FixtureWheel, build_objects, build_wheels
 from tests.support.cuda_wheels import CudaBuild, build_wheel_for
 from tests.support.proxy import ProxyThread
 from tests.support.upstream import Upstream
-from tests.support.wheels import NEEDS_GLIBC_2_34, WheelSpec, build_wheel, extension_wheel
+from tests.support.wheels import (
+    NEEDS_GLIBC_2_34,
+    WheelSpec,
+    build_extension_module,
+    build_wheel,
+    extension_source,
+    extension_wheel,
+)
 
 MakeProxy = Callable[..., ProxyThread]
 HOST = "python=3.11,impl=cp,arch=x86_64"
@@ -219,6 +226,35 @@ def test_a_windows_only_pure_wheel_is_no_fallback(
     assert "carries binaries only for windows x86_64" in refused.text
     # A host whose Linux wheel fits takes that one; the DLL wheel is still no choice.
     assert settled_files(proxy, "dllpkg", f"{HOST},libc=glibc-2.36") == {linux.name, older.name}
+
+
+def test_a_pure_wheel_the_gate_refused_leaves_the_page_for_an_older_version_that_fits(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    """1.0's only wheel is py3-none-any but carries an extension that needs glibc 2.34;
+    no Linux wheel in that version, so no walk reads it. The gate reads it when it is
+    downloaded, and refuses it: from then on the page offers 0.9, which fits, and pip
+    takes it, where the page went on offering 1.0 and pip failed on its 403."""
+    so = build_extension_module(
+        "purebin_native", extension_source("purebin_native", "1", NEEDS_GLIBC_2_34), tmp_path
+    )
+    older = build_wheel(WheelSpec("purebin", "0.9", files={"purebin/__init__.py": b""}), tmp_path)
+    files = {"purebin/__init__.py": b"", f"purebin/{so.name}": so.read_bytes()}
+    carrier = build_wheel(WheelSpec("purebin", "1.0", files=files), tmp_path)
+    for wheel in (older, carrier):
+        upstream.add("purebin", wheel)
+    proxy = make_proxy(upstream)
+    old = f"{HOST},libc=glibc-2.28"
+    assert settled_files(proxy, "purebin", old) == {older.name, carrier.name}  # not known
+    with pytest.raises(httpx.HTTPError):  # judged as its bytes go: the end withheld
+        download(proxy, old, "purebin", carrier.name).raise_for_status()
+    refused = download(proxy, old, "purebin", carrier.name)
+    assert refused.status_code == 403 and "glibc: needs 2.34" in refused.text
+    assert settled_files(proxy, "purebin", old) == {older.name}
+    assert settled_files(proxy, "purebin", f"{HOST},libc=glibc-2.36") == {
+        older.name,
+        carrier.name,
+    }
 
 
 def test_a_report_from_lying_ranges_is_judged_again_from_the_checked_bytes(

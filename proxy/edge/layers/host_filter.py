@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from packaging.utils import NormalizedName
+from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_filename
 
 from proxy.analysis.early import EarlyReport
 from proxy.core.cheap_facts import cheap_requires
@@ -50,7 +50,7 @@ from proxy.core.decide import (
 )
 from proxy.core.explain import explanation
 from proxy.core.families import BuildChoice, choose_builds
-from proxy.core.frontier import DEFAULT_KEEP, Frontier, needs_report, pip_choice, walk
+from proxy.core.frontier import DEFAULT_KEEP, Frontier, is_pure, needs_report, pip_choice, walk
 from proxy.core.lru import LRU, Generations
 from proxy.core.models import File, Page
 from proxy.core.profile import HostProfile
@@ -273,7 +273,13 @@ class HostFilter(IndexLayer):
         tags = client_tags(profile)
         facts = rules.facts_for(page.name)
         candidates = needs_report(page.files)
-        known = await self.scheduler.known(candidates)
+        # A pure wheel outside them is decided without a report, but one made of it is
+        # used: the download gate reads every wheel, and a pure one may carry ELF files
+        # it refused. Without this the page went on offering it, and pip failed on it
+        # where an older version fits.
+        listed = {id(f) for f in candidates}
+        judged = [f for f in page.files if id(f) not in listed and f.sha256 and is_pure(f.filename)]
+        known = await self.scheduler.known([*candidates, *judged])
         # A stand-in for an analysis that could not run is no report: its wheel stays
         # unreported (unverified, the frontier unsettled, its walk retried), neither
         # vouched for nor hidden as unanalysable.
@@ -447,7 +453,9 @@ class HostFilter(IndexLayer):
         sha256 = file.sha256 or ""
         project = self._watched.pop(sha256)
         by_url = self._by_url.pop(sha256) if report.made_from == "file" else None
-        project = project or by_url
+        # Else a wheel no page watches (a pure one the gate read): its project's pages
+        # may still offer it.
+        project = project or by_url or _project_of(file.filename)
         if project is not None:
             # New reports change what this project's pages decide: decide again.
             self._generation.move(project)
@@ -461,6 +469,13 @@ class HostFilter(IndexLayer):
 
     async def close(self) -> None:
         await self._walks.close()
+
+
+def _project_of(filename: str) -> str | None:
+    try:
+        return parse_wheel_filename(filename)[0]
+    except InvalidWheelFilename:
+        return None
 
 
 def _build_of(page: Page, file: File) -> str | None:
