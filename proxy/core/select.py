@@ -8,7 +8,9 @@ its build (`proxy.core.families`: ``2.5.1+cu121``, ``2.5.1+cpu``, ...).
   told its machine, libc or libstdc++): for any other, those binaries may be its own.
 - No surprise builds: when every wheel of a version is hidden, hide that version's
   sdist too, so the installer takes an older version with a fitting wheel instead
-  of compiling one.
+  of compiling one. Only where there is one: with no older version's wheel fitting (a
+  Python too new for any wheel yet), hiding the sdists would leave the installer an
+  ancient sdist-only release, or nothing, where it would have built the newest.
 """
 
 from __future__ import annotations
@@ -93,14 +95,19 @@ def _hide_orphan_sdists(files: list[File], verdicts: dict[str, Verdict]) -> None
         version = file_version(f.filename)
         if f.is_wheel and version is not None:
             wheels[Version(version.public)].append(verdicts[f.filename].keep)
+    fitting = [version for version, kept in wheels.items() if any(kept)]
+    if not fitting:
+        return
+    oldest_fit = min(fitting)
     for f in files:
         if f.is_wheel:
             continue
         version = file_version(f.filename)
         if version is None:
             continue
-        kept = wheels.get(Version(version.public))
-        if kept and not any(kept):
+        public = Version(version.public)
+        kept = wheels.get(public)
+        if kept and not any(kept) and oldest_fit < public:
             message = (
                 f"sdist: no wheel of {version.public} fits this host, and building "
                 "from source is not offered in its place"

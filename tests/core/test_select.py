@@ -1,0 +1,56 @@
+"""Page-level choices (`proxy.core.select`): the sdists of versions no wheel of which fits."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.core.decide import decide
+from proxy.core.frontier import pip_choice
+from proxy.core.models import File
+from proxy.core.profile import parse_profile
+from proxy.core.select import select
+from proxy.core.tags import client_tags
+
+
+def _files(names: list[str]) -> list[File]:
+    return [
+        File(n, f"https://files.test/{n}", {"sha256": f"{i:064x}"}) for i, n in enumerate(names)
+    ]
+
+
+def _served(names: list[str], profile_text: str) -> tuple[set[str], str | None]:
+    profile = parse_profile(profile_text, "url")
+    files = _files(names)
+    verdicts = select(files, {f.filename: decide(f, None, profile) for f in files}, profile)
+    choice = pip_choice(files, verdicts, profile, client_tags(profile))
+    return {n for n in names if verdicts[n].keep}, choice.filename if choice else None
+
+
+def test_an_old_host_takes_the_older_wheel_rather_than_build_the_newest() -> None:
+    names = [
+        "lib-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "lib-1.0.tar.gz",
+        "lib-2.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+        "lib-2.0.tar.gz",
+    ]
+    served, choice = _served(names, "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.17")
+    assert served == {names[0], names[1]}
+    assert choice == names[0]
+
+
+@pytest.mark.parametrize("ancient", [True, False])
+def test_a_python_no_wheel_fits_yet_builds_the_newest_not_an_ancient_release(
+    ancient: bool,
+) -> None:
+    """No version has a wheel for Python 3.14: hiding every sdist beside them left pip
+    an ancient sdist-only release (or nothing), where it would have built the newest."""
+    names = ["lib-0.1.tar.gz"] if ancient else []
+    for version in ("1.0", "2.0"):
+        names += [
+            f"lib-{version}-cp312-cp312-manylinux_2_17_x86_64.whl",
+            f"lib-{version}-cp313-cp313-manylinux_2_17_x86_64.whl",
+            f"lib-{version}.tar.gz",
+        ]
+    served, choice = _served(names, "python=3.14,impl=cp,arch=x86_64,libc=glibc-2.39")
+    assert served == {n for n in names if n.endswith(".tar.gz")}
+    assert choice == "lib-2.0.tar.gz"
