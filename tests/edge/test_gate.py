@@ -397,6 +397,25 @@ def test_cheap_facts_hide_a_wheel_before_its_report(
     assert {f["filename"] for f in response.json()["files"]} == {old.name, new.name}
 
 
+def test_a_host_without_a_driver_gets_a_wheel_its_metadata_ties_to_cuda_but_runs_on_the_cpu(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    """xgboost 2's shape: it requires nvidia-nccl-cu12, and its binaries need no CUDA. A
+    host without a driver was kept from it by that metadata, before its report, and the
+    walk never read it: hidden for good, an older version served as settled. Its report
+    now decides, as for any wheel, and keeps it."""
+    tag = "cp311-cp311-manylinux_2_17_x86_64"
+    new = extension_wheel("xgbish", "2.0", tmp_path, tag=tag, requires_dist=["nvidia-nccl-cu12"])
+    old = extension_wheel("xgbish", "1.7", tmp_path, tag=tag)
+    for wheel in (new, old):
+        upstream.add("xgbish", wheel)
+    proxy = make_proxy(upstream)
+    cpu = f"{HOST},libc=glibc-2.36,cuda=none"
+    assert httpx.get(proxy.url + f"files/xgbish/{new.name}.metadata").status_code == 200
+    assert settled_files(proxy, "xgbish", cpu) == {new.name, old.name}
+    assert download(proxy, cpu, "xgbish", new.name).status_code == 200
+
+
 def test_a_refused_host_class_is_linked_from_the_wheel_view(
     upstream: Upstream, make_proxy: MakeProxy, fixtures: dict[str, FixtureWheel]
 ) -> None:

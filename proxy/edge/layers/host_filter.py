@@ -344,10 +344,15 @@ class HostFilter(IndexLayer):
     ) -> dict[str, Verdict]:
         """Wheels that metadata alone shows will not load here: hidden before their report.
 
-        Only hiding counts; a cheap fact never vouches for a wheel.
+        Only hiding counts; a cheap fact never vouches for a wheel. Not for a host with no
+        NVIDIA driver: there the question is whether an import loads the driver or a CUDA
+        runtime, which only the binaries tell (xgboost 2 requires nvidia-nccl-cu12 and
+        runs on the CPU), and a wheel hidden before its report was never walked to, so
+        it stayed hidden from such hosts. Their walk reads it (its early report, without
+        the GPU code, is enough there).
         """
         waiting = [f for f in page.files if f.filename in unreported]
-        if not waiting:
+        if not waiting or _without_a_driver(ctx.profile):
             return {}
         held = await self.metadata.stored(waiting)
         verdicts = {}
@@ -469,6 +474,10 @@ class HostFilter(IndexLayer):
 
     async def close(self) -> None:
         await self._walks.close()
+
+
+def _without_a_driver(profile: HostProfile) -> bool:
+    return profile.cuda is not None and profile.cuda.value is None
 
 
 def _project_of(filename: str) -> str | None:
