@@ -29,7 +29,8 @@ _X86 = frozenset({"x86_64", "i686"})
 _LEGACY_MANYLINUX = {
     (2, 17): (
         "manylinux2014",
-        frozenset({"x86_64", "i686", "aarch64", "armv7l", "ppc64", "ppc64le", "s390x"}),
+        # armv8l: no wheel says it, but packaging lists it, and this list is packaging's
+        frozenset({"x86_64", "i686", "aarch64", "armv7l", "armv8l", "ppc64", "ppc64le", "s390x"}),
     ),
     (2, 12): ("manylinux2010", _X86),
     (2, 5): ("manylinux1", _X86),
@@ -87,9 +88,21 @@ def wheel_supported(filename: str, tags: ClientTags) -> bool:
     return any(tags.supports(t) for t in wheel_tags)
 
 
+# Machines whose userland takes another machine's wheels too, as packaging's
+# `_linux_platforms` has them: a 32-bit ARM userland on an ARMv8 CPU says armv8l.
+_ALSO_TAKES = {"armv8l": ("armv8l", "armv7l")}
+
+
 def linux_platforms(arch: str, libc: Libc) -> Iterator[str]:
     """Platform tags a Linux host accepts, best first, in packaging's order."""
-    yield f"linux_{arch}"  # a wheel built on the host itself comes first
+    archs = _ALSO_TAKES.get(arch, (arch,))
+    for each in archs:
+        yield f"linux_{each}"  # a wheel built on the host itself comes first
+    for each in archs:
+        yield from _policy_platforms(each, libc)
+
+
+def _policy_platforms(arch: str, libc: Libc) -> Iterator[str]:
     major, minor = libc.version
     if libc.family == "musl":
         for m in range(minor, -1, -1):

@@ -163,3 +163,23 @@ def test_a_profiles_tags_are_worked_out_once() -> None:
     first = client_tags(parse_profile(text, "url"))
     assert len(first.tags) > 400
     assert client_tags(parse_profile(text, "url")) is first
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i686", "aarch64", "armv7l", "armv8l", "ppc64le"])
+def test_linux_platforms_are_packagings_for_a_glibc_host(
+    arch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """packaging's own list for that machine (as pip builds it there), the oracle: an
+    armv8l userland (32-bit ARM on an ARMv8 CPU) takes armv7l wheels too, which hostfit
+    hid from it."""
+    import sysconfig
+
+    from packaging import _manylinux
+
+    monkeypatch.setattr(sysconfig, "get_platform", lambda: f"linux-{arch}")
+    monkeypatch.setattr(_manylinux, "_get_glibc_version", lambda: (2, 36))
+    monkeypatch.setattr(_manylinux, "_have_compatible_abi", lambda executable, archs: True)
+    expected = [p for p in ptags._linux_platforms(is_32bit=False) if "musllinux" not in p]
+    profile = parse_profile("libc=glibc-2.36", "url")
+    assert profile.libc is not None
+    assert list(linux_platforms(arch, profile.libc.value)) == expected
