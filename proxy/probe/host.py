@@ -49,6 +49,7 @@ def gnu_libc_version() -> str | None:
 class ProbeEnv:
     root: Path = Path("/")  # /proc is read below it
     machine: str = field(default_factory=platform.machine)
+    system: str = field(default_factory=platform.system)
     glibc: Callable[[], str | None] = gnu_libc_version
     executable: Path = field(default_factory=lambda: Path(sys.executable))
     musl_loader: Path | None = None  # default: the executable's PT_INTERP, if it is musl's
@@ -76,7 +77,12 @@ def probe(env: ProbeEnv | None = None) -> Probe:
         facts["sms" if key == "sm" else key] = Fact(value, "probe")
         found[key] = how
 
-    if re.fullmatch(r"[a-z0-9_]{1,32}", env.machine):
+    linux = env.system == "Linux"
+    if not linux:
+        # A profile's arch is a Linux machine's (arm64 is read as aarch64): on a Mac it
+        # would hide the macOS wheels. hostfit filters Linux wheels only.
+        found["arch"] = f"not Linux (platform.system() is {env.system!r}): not told"
+    elif re.fullmatch(r"[a-z0-9_]{1,32}", env.machine):
         fact("arch", env.machine, "platform.machine()")
     libc, how = detect_libc(env)
     if libc is not None:
@@ -88,7 +94,7 @@ def probe(env: ProbeEnv | None = None) -> Probe:
         fact("glibcxx", glibcxx, how)
     else:
         found["glibcxx"] = how
-    if env.machine == "x86_64":
+    if linux and env.machine == "x86_64":
         level, how = detect_x86_64_level(env.root)
         if level is not None:
             fact("isa", level, how)

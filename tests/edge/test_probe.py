@@ -202,3 +202,24 @@ V3 = V2 + " avx avx2 bmi1 bmi2 f16c fma abm movbe xsave"
 )
 def test_x86_64_level(flags: str, level: int) -> None:
     assert x86_64_level(frozenset(flags.split())) == level
+
+
+def test_a_mac_is_told_no_linux_machine(tmp_path: Path) -> None:
+    """On an Apple-silicon Mac platform.machine() says arm64, which a profile reads as
+    Linux aarch64: with a libc from the server's default, its /p/ URL hid every macOS
+    wheel. Off Linux the probe tells no machine (nor an x86-64 level)."""
+    not_elf = tmp_path / "python"
+    not_elf.write_bytes(b"\xcf\xfa\xed\xfe" + bytes(60))  # a Mach-O header
+    for machine in ("arm64", "x86_64"):
+        result = probe(
+            _env(
+                "bare-v2",
+                machine=machine,
+                system="Darwin",
+                glibc=lambda: None,
+                executable=not_elf,
+                libstdcxx=not_elf,
+            )
+        )
+        assert "arch" not in _facts(result) and "isa" not in _facts(result)
+        assert "not Linux" in result.found["arch"]
