@@ -42,11 +42,21 @@ def run_task(task: dict[str, Any]) -> Report:
         with RemoteFile(target, outbound=outbound) as remote:
             early = _sender(lambda: remote.fetched) if task.get("early") else None
             try:
-                return analyze_wheel(
+                report = analyze_wheel(
                     cast(IO[bytes], remote), filename, sha256, far=remote.ranged, early=early
                 )
             finally:
                 task["fetched"] = remote.fetched
+            # Where every byte came (a server that ignores Range, or a small wheel read
+            # whole), they are checked: other bytes (an error page answered 200, a range
+            # answered from another file) would make a report stored for good under this
+            # wheel's sha256, and a fitting wheel refused at once ever after.
+            held = remote.held_sha256()
+            if held is not None and held != sha256:
+                raise UpstreamError(
+                    target, f"its bytes have sha256 {held}, not {sha256} as its index says"
+                )
+            return report
     early = _sender(lambda: 0) if task.get("early") else None
     with open(str(task["target"]), "rb") as source:
         return analyze_wheel(source, filename, sha256, early=early)

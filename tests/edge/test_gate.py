@@ -283,6 +283,42 @@ def test_a_report_from_lying_ranges_is_judged_again_from_the_checked_bytes(
     assert download(proxy, f"{HOST},libc=glibc-2.36", "lying", misfit.name).status_code == 200
 
 
+@pytest.mark.parametrize("lie", ["another wheel", "an error page"])
+def test_no_report_is_kept_from_bytes_that_are_not_the_wheels(
+    upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path, lie: str
+) -> None:
+    """An upstream (or a cache before it) answers the walk's range reads with other bytes:
+    a misfit wheel of the same name, or an error page. The report made of them was kept
+    under the wheel's sha256, and the gate refused the fitting wheel at once ever after.
+    Every byte of a small wheel is read, and checked: the analysis did not run, nothing is
+    kept (the wheel is held back, 503, until it is tried again), and once the upstream
+    answers true bytes the wheel is served."""
+    fit = extension_wheel("honest", "1.0", tmp_path, tag=CP)
+    other = tmp_path / "other"
+    other.mkdir()
+    if lie == "another wheel":
+        decoy = extension_wheel("honest", "1.0", other, tag=CP, extra_c=NEEDS_GLIBC_2_34)
+        upstream.range_lies[fit.name] = decoy.read_bytes()
+    else:
+        upstream.range_lies[fit.name] = b"<html>temporarily unavailable</html>" * 100
+    upstream.add("honest", fit)
+    proxy = make_proxy(upstream)
+    old = f"{HOST},libc=glibc-2.17"
+    httpx.get(proxy.url + f"p/{old}/simple/honest/")  # the walk reads it by URL
+    deadline = time.monotonic() + 30
+    while not upstream.count("GET", f"/{fit.name}"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1.0)  # its analysis done
+    upstream.range_lies.clear()
+    got = download(proxy, old, "honest", fit.name)
+    while got.status_code == 503:  # held back until the analysis is tried again
+        assert time.monotonic() < deadline + 30, got.text
+        time.sleep(min(float(got.headers["retry-after"]), 2.0))
+        got = download(proxy, old, "honest", fit.name)
+    assert got.status_code == 200 and got.content == fit.read_bytes()
+
+
 def test_a_wheel_the_cache_cannot_take_is_not_judged_by_a_report_made_by_url(
     upstream: Upstream, make_proxy: MakeProxy, tmp_path: Path
 ) -> None:
