@@ -106,19 +106,25 @@ def _python_fits(requires: str, major: int, minor: int) -> bool:
     )
 
 
-def versions_newest_first(files: Iterable[File], profile: HostProfile) -> list[
-    tuple[Version, list[File]]
-]:  # fmt: skip
+def versions_newest_first(
+    files: Iterable[File], profile: HostProfile, verdicts: Mapping[str, Verdict]
+) -> list[tuple[Version, list[File]]]:
     """Versions pip would consider for an unpinned requirement, newest first.
 
-    Pre-releases count only where a project has nothing else, as in pip.
+    Pre-releases count only where the page offers no final release, as in pip: a final
+    whose every file is hidden is not on the page this host gets, so pip takes a
+    pre-release then, and the walk must read it.
     """
     grouped: dict[Version, list[File]] = defaultdict(list)
     for f in files:
         version = file_version(f.filename)
         if version is not None and considered(f, profile):
             grouped[version].append(f)
-    finals = [v for v in grouped if not v.is_prerelease]
+    finals = [
+        v
+        for v, members in grouped.items()
+        if not v.is_prerelease and any(verdicts[f.filename].keep for f in members)
+    ]
     versions = finals or list(grouped)
     return [(v, grouped[v]) for v in sorted(versions, reverse=True)]
 
@@ -136,7 +142,7 @@ def walk(
     verified: list[Version] = []
     offered: Version | None = None
     counted = 0
-    for version, members in versions_newest_first(files, profile):
+    for version, members in versions_newest_first(files, profile, verdicts):
         kept = [f for f in members if verdicts[f.filename].keep]
         waiting = [f for f in kept if f.filename in unreported]
         if waiting:
@@ -162,7 +168,7 @@ def pip_choice(
     The newest version with a kept file; in it, the wheel whose tag the client ranks
     best (when its tags are known), else any kept wheel, else the sdist.
     """
-    for _, members in versions_newest_first(files, profile):
+    for _, members in versions_newest_first(files, profile, verdicts):
         kept = [f for f in members if verdicts[f.filename].keep]
         if not kept:
             continue

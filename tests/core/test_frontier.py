@@ -124,3 +124,20 @@ def test_pip_choice_takes_the_best_tag_of_the_newest_kept_version() -> None:
     assert pip_choice(files, verdicts, HOST, client_tags(HOST)) == files[1]
     hidden = {f.filename: Verdict((Reason("glibc", "no"),)) for f in files}
     assert pip_choice(files, hidden, HOST, client_tags(HOST)) is None
+
+
+def test_a_pre_release_is_walked_to_and_chosen_where_every_final_is_hidden() -> None:
+    """pip takes a pre-release where the page it gets has no final release: where every
+    file of 2.0 is hidden for this host, the walk reads 2.1rc1 (the page was called
+    settled with it unread) and pip's choice is it. Where 2.0 keeps a file, it is not."""
+    final, rc = wheel("2.0"), wheel("2.1rc1")
+    files = [final, sdist("2.0"), rc]
+    hidden = Verdict((Reason("glibc", "glibc: needs 2.34, host has 2.17"),))
+    verdicts = {final.filename: hidden, files[1].filename: hidden, rc.filename: Verdict()}
+    frontier = walk(files, verdicts, {rc.filename}, HOST)
+    assert frontier.wanted == (rc,) and not frontier.settled
+    assert pip_choice(files, verdicts, HOST, client_tags(HOST)) == rc
+    verdicts[files[1].filename] = Verdict()  # 2.0's sdist on the page: pip takes it
+    frontier = walk(files, verdicts, {rc.filename}, HOST)
+    assert frontier.wanted == () and frontier.settled
+    assert pip_choice(files, verdicts, HOST, client_tags(HOST)) == files[1]
