@@ -42,7 +42,7 @@ from packaging.version import Version
 
 from proxy.core.report import Report
 from proxy.core.rules import Rules
-from proxy.core.variant_markers import settle_markers
+from proxy.core.variant_markers import settle_markers, split_headers
 from proxy.core.variants import split_label
 from proxy.errors import HostfitError
 
@@ -51,6 +51,10 @@ REWRITE_VERSION = 1
 _ZIP64_LIMIT = 0xFFFFFFFF
 _CHUNK = 1024 * 1024
 _SIGNATURES = ("RECORD.jws", "RECORD.p7s")
+# What zipfile raises for a member it cannot give back: a bad CRC, a damaged deflate
+# stream, a compression method it does not know, a stream cut short. A damaged wheel is a
+# rewrite that cannot be made (said once, the original served), not a crash to retry.
+_DAMAGED = (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError)
 
 
 class RewriteError(HostfitError):
@@ -200,8 +204,8 @@ def rewrite_wheel(
             if needed not in members:
                 raise RewriteError(f"{filename}: no {needed}")
         new_build = parse_wheel_filename(target)[2]
-        wheel = _wheel_file(archive.read(wheel_name), rewrite.platform, new_build)
-        metadata = archive.read(metadata_name)
+        wheel = _wheel_file(_read(archive, wheel_name), rewrite.platform, new_build)
+        metadata = _read(archive, metadata_name)
         if rewrite.changes_metadata:
             metadata = rewrite_metadata(metadata, rewrite)
         if rewrite.variant is not None:
@@ -210,7 +214,7 @@ def rewrite_wheel(
             except UnicodeDecodeError:
                 raise RewriteError(f"{filename}: METADATA is not UTF-8") from None
         replaced = {wheel_name: wheel, metadata_name: metadata}
-        replaced[record_name] = _record(archive.read(record_name), replaced, record_name)
+        replaced[record_name] = _record(_read(archive, record_name), replaced, record_name)
         writer = _ZipWriter(sink)
         for info in infos:
             if info.filename in _signature_names(dist_info):
@@ -222,6 +226,13 @@ def rewrite_wheel(
                 writer.copy(source, info)
         writer.finish()
     return Rewritten(target, writer.sha256.hexdigest(), writer.offset, metadata)
+
+
+def _read(archive: zipfile.ZipFile, name: str) -> bytes:
+    try:
+        return archive.read(name)
+    except _DAMAGED as exc:
+        raise RewriteError(f"{name}: damaged member: {str(exc) or type(exc).__name__}") from None
 
 
 def _signature_names(dist_info: str) -> set[str]:
@@ -279,8 +290,7 @@ def _wheel_file(data: bytes, platform: str | None, build: tuple[()] | tuple[int,
 
 def rewrite_metadata(data: bytes, rewrite: Rewrite) -> bytes:
     """Change Requires-Dist and Requires-Python in the header block; the body is kept as is."""
-    text, newline = _decode(data)
-    head, blank, body = text.partition(newline + newline)
+    head, blank, body, newline = split_headers(_decode(data)[0])
     if not blank:  # headers only: keep the final newline out of the header lines
         head, body = head.rstrip("\r\n"), newline
     lines = head.split(newline)
@@ -339,7 +349,10 @@ def _decode(data: bytes) -> tuple[str, str]:
 
 def _record(data: bytes, replaced: dict[str, bytes], record_name: str) -> bytes:
     text, _ = _decode(data)
-    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    except csv.Error as exc:
+        raise RewriteError(f"{record_name}: unreadable: {exc}") from None
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for row in rows:

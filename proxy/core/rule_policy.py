@@ -53,9 +53,14 @@ def apply_policies(
         version = file_version(f.filename)
         reasons: list[Reason] = []
         for deny in denies:
+            why = f": {deny.reason}" if deny.reason else ""
             if deny.match.covers(project, version):
-                why = f": {deny.reason}" if deny.reason else ""
                 reasons.append(_reason(deny.where, f"{deny.match.describe()} is denied{why}"))
+            elif version is None and deny.match.versions is not None:
+                # As pin and allow do: a file whose version cannot be read may be a denied
+                # one, and an installer may still take it (an egg, a misnamed archive).
+                what = f"{deny.match.describe()} is denied{why}"
+                reasons.append(_reason(deny.where, f"{what}; this file's version is unknown"))
         if rules.allow and not any(a.match.covers(project, version) for a in allows):
             where = allows[0].where if allows else _files_of(r.where for r in rules.allow)
             what = f"{project} {version}" if allows else project

@@ -206,6 +206,8 @@ def load_rules(texts: Mapping[str, str]) -> Rules:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{name}: invalid TOML: {exc}") from None
+        except RecursionError:  # tomllib parses nested arrays and tables by recursion
+            raise ConfigError(f"{name}: invalid TOML: nested too deeply") from None
         builder.add(name, data)
     digest = hashlib.sha256(
         json.dumps(
@@ -262,10 +264,10 @@ class _Builder:
             self._knowledge(_Table(name, "knowledge", data["knowledge"]))
         readers: dict[str, Callable[[_Table], Any]] = {
             "deny": self._deny,
-            "allow": lambda t: Allow(t.where, _match(t)),
+            "allow": _allow,
             "pin": self._pin,
             "fact": lambda t: _fact(t, citations, shipped),
-            "retag": lambda t: Retag(t.where, _match(t, any_project=True)),
+            "retag": _retag,
             "best_variant": _best_variant,
             "metadata": lambda t: _metadata_fix(t, citations, shipped),
         }
@@ -286,12 +288,22 @@ class _Builder:
         if "profile" in table.data:
             self._once(table, "profile")
             text = table.string("profile")
-            from proxy.core.profile import parse_profile
+            from proxy.core.profile import KEYS, parse_profile
 
             try:
                 parse_profile(text, "default")
             except HostfitError as exc:
                 raise ConfigError(f"{table.name}: defaults.profile: {exc}") from None
+            # A request's profile may carry keys hostfit does not know (newer clients); the
+            # operator's default may not: "glibc=2.28" would load as no facts at all.
+            keys = [pair.partition("=")[0].strip() for pair in text.split(",") if pair.strip()]
+            for key in keys:
+                if key not in KEYS:
+                    raise table.error(
+                        "profile", f"unknown key {key!r} (expected one of {', '.join(KEYS)})"
+                    )
+            if not keys:
+                raise table.error("profile", "empty profile (leave the key out for none)")
             self.rules = replace(self.rules, default_profile=text)
         if "yanked" in table.data:
             self._once(table, "yanked")
@@ -420,6 +432,16 @@ def _metadata_fix(table: _Table, citations: Mapping[str, str], shipped: bool) ->
     )
 
 
+def _allow(table: _Table) -> Allow:
+    table.only("project", "version")
+    return Allow(table.where, _match(table))
+
+
+def _retag(table: _Table) -> Retag:
+    table.only("project", "version")
+    return Retag(table.where, _match(table, any_project=True))
+
+
 def _best_variant(table: _Table) -> BestVariant:
     table.only("project", "version")
     return BestVariant(table.where, _match(table))
@@ -529,7 +551,11 @@ class _Table:
         return value
 
     def choice(self, key: str, choices: Sequence[str]) -> Any:
-        value = self._get(key, (str,), "a string", False) or choices[0]
+        """The value given, or the first choice when the key is left out (not when it is
+        empty: ``yanked = ""`` is a mistake, not a request for the default)."""
+        value = self._get(key, (str,), "a string", False)
+        if value is None:
+            return choices[0]
         if value not in choices:
             options = " or ".join(repr(c) for c in choices)
             raise self.error(key, f"expected {options}, got {value!r}")

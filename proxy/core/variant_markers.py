@@ -49,9 +49,7 @@ def settle_markers(metadata: bytes, label: str, supported: Iterable[str]) -> byt
     def equality(m: re.Match[str]) -> str:
         return _TRUE if (m["value"] == label) == (m["op"] == "==") else _FALSE
 
-    text = metadata.decode("utf-8")
-    newline = "\r\n" if "\r\n" in text else "\n"
-    head, blank, body = text.partition(newline + newline)
+    head, blank, body, newline = split_headers(metadata.decode("utf-8"))
     lines = []
     for line in head.split(newline):
         if line.lower().startswith("requires-dist:") and "variant_" in line:
@@ -59,6 +57,21 @@ def settle_markers(metadata: bytes, label: str, supported: Iterable[str]) -> byt
             line = _LABEL_LEFT.sub(equality, _LABEL_RIGHT.sub(equality, line))
         lines.append(line)
     return (newline.join(lines) + blank + body).encode("utf-8")
+
+
+def split_headers(text: str) -> tuple[str, str, str, str]:
+    """``(head, blank, body, newline)`` of a METADATA text. The header block ends at the
+    first blank line, LF or CRLF, whichever comes first; ``newline`` is the headers' own
+    line ending. A description written on Windows (CRLF under LF headers) must neither
+    hide the headers' end nor make them look like CRLF lines, or no fix finds a header."""
+    ends = [(at, sep) for sep in ("\n\n", "\r\n\r\n") if (at := text.find(sep)) >= 0]
+    if not ends:
+        head, blank, body = text, "", ""
+    else:
+        at, blank = min(ends)
+        head, body = text[:at], text[at + len(blank) :]
+    newline = "\r\n" if blank == "\r\n\r\n" or "\r\n" in head else "\n"
+    return head, blank, body, newline
 
 
 def _normal(text: str) -> str:

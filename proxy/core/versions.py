@@ -23,13 +23,36 @@ from proxy.core.variants import split_label
 
 MEMO = 65536  # filenames remembered; a few numpy-sized pages
 
+# Every source archive pip installs (pip/_internal/utils/filetypes.py), compared as pip
+# does, ignoring case. `parse_sdist_filename` knows only .tar.gz and .zip, but a rule about
+# a version must see "vuln-1.0.tgz" as 1.0 too, or pip fetches it past the rule.
+SDIST_EXTENSIONS = (
+    ".tar.gz",
+    ".zip",
+    ".tgz",
+    ".tar",
+    ".tar.bz2",
+    ".tbz",
+    ".tar.xz",
+    ".txz",
+    ".tlz",
+    ".tar.lz",
+    ".tar.lzma",
+)
+
 
 @lru_cache(maxsize=MEMO)
 def file_version(filename: str) -> Version | None:
+    """A file's version from its name; None for a name that is neither a valid wheel name
+    nor a source archive pip accepts named ``<name>-<version>.<ext>``."""
     try:
         if filename.endswith(".whl"):
             return parse_wheel_filename(split_label(filename)[0])[1]
-        return parse_sdist_filename(filename)[1]
+        lowered = filename.lower()
+        for ext in SDIST_EXTENSIONS:
+            if lowered.endswith(ext):
+                return parse_sdist_filename(filename[: -len(ext)] + ".tar.gz")[1]
+        return None
     except (InvalidWheelFilename, InvalidSdistFilename):
         return None
 

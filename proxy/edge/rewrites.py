@@ -181,6 +181,13 @@ class RewriteService:
             log.warning("not rewritten, the original is served: %s: %s", file.filename, exc)
             self._failed.put(digest, str(exc))
             return None
+        except Exception as exc:
+            # Hostile wheels find errors nobody listed (a corrupt LZMA member, a bug of
+            # ours): recorded as failed all the same, or every page request would start
+            # this rewrite again and the page would stay provisional for good.
+            log.exception("not rewritten, the original is served: %s", file.filename)
+            self._failed.put(digest, f"unexpected {type(exc).__name__}: {exc}")
+            return None
         self._made(digest, done, project)
         log.info("rewrote %s as %s (%s)", file.filename, done.filename, rewrite.describe())
         return done

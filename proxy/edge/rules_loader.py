@@ -4,7 +4,8 @@
 and swaps one reference: no request waits or fails for it. Each serving layer takes
 one snapshot of the rules when it runs, so a request under way while the swap happens
 may meet the old rules in one layer and the new ones in the next. A reload that
-fails validation keeps the old rules and logs why.
+fails validation keeps the old rules and logs why; so does one that fails in any other
+way (an unreadable directory, a bug): the watcher keeps watching, whatever happens.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def stamp(path: Path | None) -> Stamp:
         return ()
     try:
         files = rule_files(path)
-    except ConfigError:
+    except (ConfigError, OSError):
         return ()
     result = []
     for file in files:
@@ -86,6 +87,10 @@ class ActiveRules:
             rules = read_rules(self.path)
         except ConfigError as exc:
             log.error("rules not reloaded, the previous rules stay in force: %s", exc)
+            self._reloaded("failed")
+            return False
+        except Exception:
+            log.exception("rules not reloaded, the previous rules stay in force")
             self._reloaded("failed")
             return False
         self._reloaded("ok")
@@ -123,7 +128,16 @@ async def watch_rules(rules: ActiveRules, poll: float = POLL_SECONDS) -> AsyncIt
 
 
 async def _poll(rules: ActiveRules, interval: float) -> None:
+    failing = ""  # the error last logged: a lasting one is said once, not every poll
     while True:
         await asyncio.sleep(interval)
-        if await asyncio.to_thread(rules.changed_on_disk):
-            rules.reload()
+        try:
+            if await asyncio.to_thread(rules.changed_on_disk):
+                rules.reload()
+        except Exception as exc:
+            # A task that ends stops every later edit from being seen, silently.
+            if repr(exc) != failing:
+                log.exception("rules not checked for changes, still watching")
+            failing = repr(exc)
+        else:
+            failing = ""

@@ -23,6 +23,7 @@ from proxy.core.rewrite import (
     rewrite_wheel,
 )
 from proxy.core.rules import load_rules
+from proxy.core.variant_markers import settle_markers
 from tests.support.wheels import WheelSpec, build_wheel
 
 P = "rules/p.toml"
@@ -133,6 +134,34 @@ def test_metadata_changes_touch_only_the_headers_asked_for() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("head", "body"),
+    [
+        ("\n", b"Written on Windows\r\n\r\nmore\r\n"),  # LF headers, CRLF description
+        ("\r\n", b"Written on Linux\n\nmore\n"),  # CRLF headers, LF description
+        ("\r\n", b"Written on Windows\r\n\r\nmore\r\n"),
+    ],
+)
+def test_metadata_fixes_find_the_headers_whatever_line_ending_the_description_has(
+    head: str, body: bytes
+) -> None:
+    headers = ["Metadata-Version: 2.1", "Name: fixme", "Version: 1.0", "Requires-Python: >=3.6"]
+    headers += ["Requires-Dist: six", "Requires-Dist: requests"]
+    data = (head.join(headers) + head + head).encode() + body
+    out = rewrite_metadata(data, Rewrite(None, ("numpy<2",), frozenset({"six"}), ">=3.9"))
+    expected = [*headers[:3], "Requires-Python: >=3.9", "Requires-Dist: requests"]
+    assert out == (head.join([*expected, "Requires-Dist: numpy<2"]) + head + head).encode() + body
+
+
+def test_variant_markers_are_settled_under_lf_headers_with_a_crlf_description() -> None:
+    settled = settle_markers(
+        b"Name: v\nRequires-Dist: fast; 'ns :: f :: v' in variant_properties\n\nBody\r\n",
+        "lbl",
+        {"ns :: f :: v"},
+    )
+    assert settled == b'Name: v\nRequires-Dist: fast; python_version >= "0"\n\nBody\r\n'
+
+
 def wheel(tmp_path: Path, tag: str = f"{CP}-linux_x86_64") -> Path:
     files = {"fixme/__init__.py": b"X = 1\n", "fixme/lib.so": b"\x7fELF"}
     spec = WheelSpec(
@@ -211,3 +240,51 @@ def test_what_cannot_be_rewritten_says_why(tmp_path: Path) -> None:
     path.rename(renamed)
     with pytest.raises(RewriteError, match=r"no \.dist-info directory for other 1\.0"):
         rewritten(renamed, Rewrite(platform="manylinux_2_17_x86_64"))
+
+
+def damaged(tmp_path: Path, how: str) -> Path:
+    """The test wheel with one member damaged the way a hostile or broken upload can be."""
+    path = wheel(tmp_path)
+    out = tmp_path / "damaged" / path.name
+    out.parent.mkdir()
+    metadata = "fixme-1.0.dist-info/METADATA"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if how == "record" and info.filename.endswith("/RECORD"):
+                data += b"x" * 200_000 + b",,\n"  # past the csv module's field limit
+            method = zipfile.ZIP_STORED if how == "method" else zipfile.ZIP_DEFLATED
+            dst.writestr(info, data, compress_type=method)
+    with zipfile.ZipFile(out) as zf:
+        info = zf.getinfo(metadata)
+    raw = bytearray(out.read_bytes())
+    data_at = info.header_offset + 30 + len(metadata.encode())
+    if how == "crc":
+        crc, bad = (info.CRC.to_bytes(4, "little"), (info.CRC ^ 1).to_bytes(4, "little"))
+        raw = bytearray(bytes(raw).replace(crc, bad))
+    elif how == "deflate":
+        raw[data_at] = 0xFF  # a final block of the reserved type 3
+    elif how == "method":  # 99 (AE-x), in the local header and the central directory
+        raw[info.header_offset + 8 : info.header_offset + 10] = (99).to_bytes(2, "little")
+        entry = bytes(raw).rindex(metadata.encode()) - 46
+        assert raw[entry : entry + 4] == b"PK\x01\x02"
+        raw[entry + 10 : entry + 12] = (99).to_bytes(2, "little")
+    out.write_bytes(bytes(raw))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("crc", "METADATA: damaged member: Bad CRC-32"),
+        ("deflate", "METADATA: damaged member: Error -3 while decompressing"),
+        ("method", "METADATA: damaged member: That compression method is not supported"),
+        ("record", "RECORD: unreadable: field larger than field limit"),
+    ],
+)
+def test_a_damaged_wheel_is_a_rewrite_error_not_a_crash(
+    tmp_path: Path, how: str, message: str
+) -> None:
+    path = damaged(tmp_path, how)
+    with pytest.raises(RewriteError, match=f"^fixme-1.0.dist-info/{message}"):
+        rewritten(path, Rewrite(remove_requires=frozenset({"six"})))

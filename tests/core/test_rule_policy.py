@@ -105,6 +105,30 @@ def test_several_reasons_are_all_given() -> None:
     }
 
 
+LEGACY_ARCHIVES = (".tgz", ".tar", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tlz", ".tar.lz")
+
+
+@pytest.mark.parametrize("ext", [*LEGACY_ARCHIVES, ".tar.lzma", ".TAR.GZ", ".Zip"])
+def test_a_versioned_deny_reads_the_version_of_every_archive_pip_installs(ext: str) -> None:
+    text = "[[deny]]\nproject = 'pkg'\nversion = '<2'\nreason = 'RCE'"
+    old, new = file(f"pkg-1.0{ext}"), file(f"pkg-2.0{ext}")
+    assert hidden(text, old, new) == {old.filename: [f"rule {P}: deny[0]: pkg <2 is denied: RCE"]}
+
+
+@pytest.mark.parametrize("name", ["pkg-1.0-py2.7.egg", "pkg-latest.tgz", "pkg.tar.gz"])
+def test_a_versioned_deny_hides_a_file_whose_version_cannot_be_read(name: str) -> None:
+    unknown = file(name)
+    assert hidden("[[deny]]\nproject = 'pkg'\nversion = '>=3'", unknown, S2) == {
+        name: [f"rule {P}: deny[0]: pkg >=3 is denied; this file's version is unknown"]
+    }
+
+
+def test_pin_and_allow_keep_a_legacy_archive_of_a_version_they_let_through() -> None:
+    tgz = file("pkg-1.0.tgz")
+    assert hidden("[[pin]]\nproject = 'pkg'\nversion = '==1.0'", tgz) == {}
+    assert hidden("[[allow]]\nproject = 'pkg'\nversion = '<2'", tgz) == {}
+
+
 def test_yanked_files_are_hidden_only_when_asked() -> None:
     yanked = file("pkg-3.0.tar.gz", yanked="broken build")
     plain = file("pkg-3.1.tar.gz", yanked=False)

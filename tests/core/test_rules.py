@@ -250,6 +250,37 @@ def test_match_follows_pep_440_including_pre_releases(version: str | None, cover
             "metadata[0].requires_python: invalid specifier '3.9'",
         ),
         ("[[retag]]\nproject = '*'\nversion = '~=1'", "retag[0].version: invalid specifier '~=1'"),
+        (
+            "[[allow]]\nproject = 'a'\nversions = '<2'",
+            "allow[0].versions: unknown key (expected one of project, version)",
+        ),
+        (
+            "[[allow]]\nproject = 'a'\nreason = 'only 1.x'",
+            "allow[0].reason: unknown key (expected one of project, version)",
+        ),
+        (
+            "[[retag]]\nproject = '*'\nversoin = '>=3'",
+            "retag[0].versoin: unknown key (expected one of project, version)",
+        ),
+        ("[defaults]\nyanked = ''", "defaults.yanked: expected 'keep' or 'hide', got ''"),
+        (
+            "[quarantine]\nmin_age = '1d'\nmissing_upload_time = ''",
+            "quarantine.missing_upload_time: expected 'keep' or 'hide', got ''",
+        ),
+        (
+            "[defaults]\nprofile = 'glibc=2.28'",
+            "defaults.profile: unknown key 'glibc' "
+            "(expected one of arch, cuda, glibcxx, impl, isa, libc, python, sm)",
+        ),
+        (
+            "[defaults]\nprofile = 'python=3.11,gpu=none'",
+            "defaults.profile: unknown key 'gpu' "
+            "(expected one of arch, cuda, glibcxx, impl, isa, libc, python, sm)",
+        ),
+        (
+            "[defaults]\nprofile = ' , '",
+            "defaults.profile: empty profile (leave the key out for none)",
+        ),
     ],
 )
 def test_each_mistake_names_file_key_and_problem(text: str, message: str) -> None:

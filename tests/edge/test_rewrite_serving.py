@@ -16,7 +16,7 @@ import pytest
 
 from proxy.core.negotiate import JSON_V1
 from tests.support.proxy import ProxyThread
-from tests.support.upstream import Upstream
+from tests.support.upstream import Upstream, UpstreamFile
 from tests.support.wheels import WheelSpec, build_wheel
 
 MakeProxy = Callable[..., ProxyThread]
@@ -132,3 +132,77 @@ def test_no_rewrite_rules_no_rewrites(
         httpx.get(proxy.url + "files/fixme/fixme-1.0-0.hf000000000000-py3-none-any.whl").status_code
         == 404
     )
+
+
+def lzma_damaged(wheel: Path, member: str) -> Path:
+    """``wheel`` with ``member`` stored as LZMA and its stream damaged: reading it raises
+    `lzma.LZMAError`, which no list of zip errors names."""
+    out = wheel.parent / "damaged" / wheel.name
+    out.parent.mkdir()
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            method = zipfile.ZIP_LZMA if info.filename == member else info.compress_type
+            dst.writestr(info, src.read(info.filename), compress_type=method)
+    with zipfile.ZipFile(out) as zf:
+        info = zf.getinfo(member)
+    raw = bytearray(out.read_bytes())
+    start = info.header_offset + 30 + len(member.encode()) + 20
+    raw[start : start + 16] = bytes(b ^ 0xFF for b in raw[start : start + 16])
+    out.write_bytes(bytes(raw))
+    return out
+
+
+def test_a_rewrite_that_fails_unexpectedly_is_tried_once_and_explained(
+    upstream: Upstream, make_proxy: MakeProxy, wheel_dir: Path, tmp_path: Path
+) -> None:
+    spec = WheelSpec("fixme", "1.0", requires_dist=["unused-dep>=1", "six"])
+    damaged = lzma_damaged(build_wheel(spec, wheel_dir), "fixme-1.0.dist-info/METADATA")
+    upstream.add("fixme", UpstreamFile(damaged.name, damaged.read_bytes()))
+    proxy = make_proxy(upstream, rules=rules_dir(tmp_path, FIX))
+    deadline = time.monotonic() + 30
+    while True:
+        (entry,) = page(proxy, "simple/fixme/")["files"]
+        assert entry["filename"] == damaged.name  # the original, while and after trying
+        explained = httpx.get(
+            proxy.url + "explain/fixme/", params={"profile": "python=3.11", "format": "json"}
+        ).json()
+        (row,) = explained["files"]
+        if row["rewrite"]["status"] != "pending":
+            break
+        assert time.monotonic() < deadline, "the rewrite was never recorded as failed"
+        time.sleep(0.1)
+    assert row["rewrite"]["status"] == "failed"
+    assert row["rewrite"]["error"].startswith("unexpected LZMAError: ")
+    response = httpx.get(proxy.url + "simple/fixme/", headers={"Accept": JSON_V1})
+    assert response.headers["cache-control"] != "max-age=5, public"  # no longer provisional
+
+
+def test_a_rewrite_of_bytes_upstream_has_replaced_is_no_longer_served(
+    upstream: Upstream, make_proxy: MakeProxy, fixme: Path, tmp_path: Path
+) -> None:
+    proxy = make_proxy(upstream, rules=rules_dir(tmp_path, FIX), page_ttl=0.0)
+    old = rewritten_entry(proxy, "simple/fixme/")
+    # Same name, other bytes (a private index that lets an upload be replaced).
+    spec = WheelSpec(
+        "fixme", "1.0", requires_dist=["unused-dep>=1", "six"], requires_python=">=3.6",
+        files={"fixme/__init__.py": b"REPLACED = True\n"},
+    )  # fmt: skip
+    replaced = build_wheel(spec, tmp_path / "replaced")
+    assert replaced.name == fixme.name and replaced.read_bytes() != fixme.read_bytes()
+    upstream.add("fixme", replaced)
+    new_sha = hashlib.sha256(replaced.read_bytes()).hexdigest()
+    deadline = time.monotonic() + 30
+    while page(proxy, "universal/simple/fixme/")["files"][0]["hashes"]["sha256"] != new_sha:
+        assert time.monotonic() < deadline, "the proxy never saw the replaced file"
+        time.sleep(0.1)
+    for suffix in ("", ".metadata"):
+        url = proxy.url + f"files/fixme/{old['filename']}{suffix}"
+        assert httpx.get(url).status_code == 404
+    deadline = time.monotonic() + 30
+    while (new := rewritten_entry(proxy, "simple/fixme/"))["filename"] == old["filename"]:
+        assert time.monotonic() < deadline, "the old rewrite is still listed"
+        time.sleep(0.1)
+    data = httpx.get(proxy.url + f"files/fixme/{new['filename']}").content
+    assert hashlib.sha256(data).hexdigest() == new["hashes"]["sha256"]
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.read("fixme/__init__.py") == b"REPLACED = True\n"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import pytest
 
-from proxy.edge.rules_loader import ActiveRules, read_rules
+from proxy.edge import rules_loader
+from proxy.edge.rules_loader import ActiveRules, read_rules, watch_rules
 from proxy.errors import ConfigError
 
 DENY = '[[deny]]\nproject = "{name}"\n'
@@ -39,6 +41,7 @@ def test_no_rules_path_means_shipped_knowledge_only() -> None:
     [
         (b"[[deny]]\nproject = 'a b'\n", "{path}: deny[0].project: invalid project name 'a b'"),
         (b"\xff\xfe", "{path}: cannot read: "),
+        (b"a = " + b"[" * 5000 + b"]" * 5000, "{path}: invalid TOML: nested too deeply"),
     ],
 )
 def test_bad_files_stop_loading_with_the_file_named(
@@ -79,3 +82,50 @@ def test_reload_swaps_good_rules_and_keeps_old_ones_on_a_bad_reload(
     assert f"{path}: deny[0].version: invalid specifier '>>1'" in caplog.text
     assert "previous rules stay in force" in caplog.text
     assert not active.changed_on_disk()  # the bad file is not retried until it changes again
+
+
+def test_a_reload_that_fails_unexpectedly_keeps_the_old_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "policy.toml").write_text(DENY.format(name="one"))
+    active = ActiveRules(tmp_path)
+    good = active.current
+    outcomes: list[str] = []
+    active.on_reloaded.append(outcomes.append)
+
+    def unreadable(path: Path | None) -> object:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(rules_loader, "read_rules", unreadable)
+    with caplog.at_level(logging.ERROR, logger="hostfit.rules"):
+        assert not active.reload()
+    assert active.current is good and outcomes == ["failed"]
+    assert "previous rules stay in force" in caplog.text and "Permission denied" in caplog.text
+
+
+async def test_the_watcher_outlives_an_unexpected_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(DENY.format(name="one"))
+    active = ActiveRules(tmp_path)
+    checks = 0
+    changed_on_disk = active.changed_on_disk
+
+    def flaky() -> bool:
+        nonlocal checks
+        checks += 1
+        if checks <= 3:  # a directory unreadable for a while, say
+            raise PermissionError(13, "Permission denied", str(tmp_path))
+        return changed_on_disk()
+
+    monkeypatch.setattr(active, "changed_on_disk", flaky)
+    with caplog.at_level(logging.ERROR, logger="hostfit.rules"):
+        async with watch_rules(active, poll=0.01):
+            path.write_text(DENY.format(name="two"))
+            for _ in range(500):
+                if [d.match.project for d in active.current.deny] == ["two"]:
+                    break
+                await asyncio.sleep(0.01)
+    assert [d.match.project for d in active.current.deny] == ["two"]
+    assert caplog.text.count("still watching") == 1  # one error, said once

@@ -85,7 +85,10 @@ class RewriteIndex(IndexLayer):
         still lists that original; (None, None) for a name no rewrite serves."""
         done = await self.service.by_name(page.name, filename)
         original = page.file(done.source_filename) if done is not None else None
-        if done is None or original is None:
+        # An upstream may replace a file under the same name (private indexes allow it):
+        # a rewrite of the old bytes is then no rewrite of the file listed, and the gate
+        # would judge the binaries it carries by the new original's report.
+        if done is None or original is None or original.sha256 != done.source_sha256:
             return None, None
         await self.service.ensure(done, page.name)
         return done.download(), original
