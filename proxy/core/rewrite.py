@@ -42,7 +42,7 @@ from packaging.version import Version
 
 from proxy.core.report import Report
 from proxy.core.rules import Rules
-from proxy.core.variant_markers import settle_markers, split_headers
+from proxy.core.variant_markers import Unsettled, settle_markers, split_headers
 from proxy.core.variants import split_label
 from proxy.errors import HostfitError
 
@@ -206,13 +206,17 @@ def rewrite_wheel(
         new_build = parse_wheel_filename(target)[2]
         wheel = _wheel_file(_read(archive, wheel_name), rewrite.platform, new_build)
         metadata = _read(archive, metadata_name)
-        if rewrite.changes_metadata:
-            metadata = rewrite_metadata(metadata, rewrite)
         if rewrite.variant is not None:
+            # First: a fix names requirements by name, which a line whose marker holds a
+            # variant clause does not parse to (packaging refuses the variables).
             try:
                 metadata = settle_markers(metadata, rewrite.variant, rewrite.variant_properties)
             except UnicodeDecodeError:
                 raise RewriteError(f"{filename}: METADATA is not UTF-8") from None
+            except Unsettled as exc:
+                raise RewriteError(f"{filename}: {exc}") from None
+        if rewrite.changes_metadata:
+            metadata = rewrite_metadata(metadata, rewrite)
         replaced = {wheel_name: wheel, metadata_name: metadata}
         replaced[record_name] = _record(_read(archive, record_name), replaced, record_name)
         writer = _ZipWriter(sink)

@@ -11,7 +11,12 @@ installer. Clauses:
 - ``"ns" in variant_namespaces``, ``"ns :: feature" in variant_features``,
   ``"ns :: feature :: value" in variant_properties`` (and ``not in``), whitespace around
   ``::`` ignored;
-- ``variant_label == "label"`` and ``!=``, either side.
+- ``variant_label == "label"`` and ``!=``, either side;
+- ``variant_label in "cu128 cu129"`` and ``not in`` (PEP 508's string containment),
+  either side.
+
+A clause left unsettled (a form not listed) would reach installers as metadata they
+refuse, the whole version with it: `Unsettled`, and the rewrite is not made.
 """
 
 from __future__ import annotations
@@ -27,7 +32,14 @@ _QUOTED = r"(?P<q>[\"'])(?P<value>[^\"']*)(?P=q)"
 _IN = re.compile(rf"{_QUOTED}\s+(?P<op>not\s+in|in)\s+(?P<var>{_SETS})\b")
 _LABEL_RIGHT = re.compile(rf"\bvariant_label\s*(?P<op>==|!=)\s*{_QUOTED}")
 _LABEL_LEFT = re.compile(rf"{_QUOTED}\s*(?P<op>==|!=)\s*variant_label\b")
+_LABEL_IN_RIGHT = re.compile(rf"\bvariant_label\s+(?P<op>not\s+in|in)\s+{_QUOTED}")
+_LABEL_IN_LEFT = re.compile(rf"{_QUOTED}\s+(?P<op>not\s+in|in)\s+variant_label\b")
+_VARIABLE = re.compile(r"\bvariant_(?:label|namespaces|features|properties)\b")
 _SEPARATOR = re.compile(r"\s*::\s*")
+
+
+class Unsettled(ValueError):
+    """A variant clause this module cannot evaluate."""
 
 
 def settle_markers(metadata: bytes, label: str, supported: Iterable[str]) -> bytes:
@@ -49,12 +61,21 @@ def settle_markers(metadata: bytes, label: str, supported: Iterable[str]) -> byt
     def equality(m: re.Match[str]) -> str:
         return _TRUE if (m["value"] == label) == (m["op"] == "==") else _FALSE
 
+    def label_in(m: re.Match[str]) -> str:
+        return _TRUE if (label in m["value"]) == (m["op"] == "in") else _FALSE
+
+    def in_label(m: re.Match[str]) -> str:
+        return _TRUE if (m["value"] in label) == (m["op"] == "in") else _FALSE
+
     head, blank, body, newline = split_headers(metadata.decode("utf-8"))
     lines = []
     for line in head.split(newline):
         if line.lower().startswith("requires-dist:") and "variant_" in line:
             line = _IN.sub(membership, line)
             line = _LABEL_LEFT.sub(equality, _LABEL_RIGHT.sub(equality, line))
+            line = _LABEL_IN_LEFT.sub(in_label, _LABEL_IN_RIGHT.sub(label_in, line))
+            if _VARIABLE.search(line):
+                raise Unsettled(f"a variant clause hostfit cannot settle: {line.strip()!r}")
         lines.append(line)
     return (newline.join(lines) + blank + body).encode("utf-8")
 

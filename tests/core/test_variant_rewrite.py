@@ -11,7 +11,13 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import parse_wheel_filename
 
-from proxy.core.rewrite import Rewrite, new_filename, rewrite_digest, rewrite_wheel
+from proxy.core.rewrite import (
+    Rewrite,
+    RewriteError,
+    new_filename,
+    rewrite_digest,
+    rewrite_wheel,
+)
 from proxy.core.rules import load_rules
 from proxy.core.variant_markers import settle_markers
 from proxy.errors import ConfigError
@@ -87,6 +93,10 @@ SUPPORTED = {"nvidia :: cuda_version_lower_bound :: 12.8", "nvidia :: sm_arch ::
         ('gemm; variant_label == "cu128"', True),
         ('gemm; variant_label != "cu128"', False),
         ('gemm; "null" != variant_label', True),
+        ("gemm; variant_label in 'cu128 cu129'", True),  # PEP 508 string containment
+        ("gemm; variant_label not in 'cu128 cu129'", False),
+        ("gemm; variant_label in 'cu126 cpu'", False),
+        ('gemm; "cu12" in variant_label', True),
         ('gemm; python_version >= "3"', True),  # not a variant marker: left alone
     ],
 )
@@ -115,3 +125,35 @@ def test_a_rewritten_variant_carries_settled_markers(tmp_path: Path) -> None:
     assert requires == ['gemm; python_version >= "0"', "six"]
     other = Rewrite(variant="cu128", variant_properties=frozenset())
     assert rewrite_digest(SHA, other) != rewrite_digest(SHA, rewrite)  # a host of its own
+
+
+def test_a_variant_clause_that_cannot_be_settled_is_no_rewrite(tmp_path: Path) -> None:
+    """Left in the served wheel, an unsettled clause is metadata plain installers refuse
+    (the whole version with it): the rewrite is not made, the original is served."""
+    spec = WheelSpec("ok", "1.0", requires_dist=["gemm; variant_label >= 'cu1'"])
+    path = build_variant_wheel(spec, "cu128", GPU, tmp_path, namespaces=("nvidia",))
+    rewrite = Rewrite(variant="cu128", variant_properties=frozenset(SUPPORTED))
+    with path.open("rb") as source, pytest.raises(RewriteError, match="cannot settle"):
+        rewrite_wheel(source, io.BytesIO(), path.name, SHA, rewrite)
+
+
+def test_a_metadata_fix_removes_a_requirement_whose_marker_is_a_variant_clause(
+    tmp_path: Path,
+) -> None:
+    """The markers are settled first: a fix names requirements by name, and a line with
+    a variant clause did not parse to one, so it stayed."""
+    spec = WheelSpec("ok", "1.0", requires_dist=['gemm; "nvidia" in variant_namespaces', "six"])
+    path = build_variant_wheel(spec, "cu128", GPU, tmp_path, namespaces=("nvidia",))
+    rewrite = Rewrite(
+        remove_requires=frozenset({"gemm"}),
+        variant="cu128",
+        variant_properties=frozenset(SUPPORTED),
+    )
+    with path.open("rb") as source:
+        result = rewrite_wheel(source, io.BytesIO(), path.name, SHA, rewrite)
+    requires = [
+        line.split(":", 1)[1].strip()
+        for line in result.metadata.decode().splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
+    assert requires == ["six"]
