@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 from pathlib import Path
@@ -48,7 +49,11 @@ async def test_analysis_by_url(glibc_wheel: Path) -> None:
     with Upstream() as server:
         server.add("fx-glibc", glibc_wheel)
         async with AnalysisPool(PoolLimits(workers=1)) as pool:
-            report = await pool.analyze_url(server.file_url(glibc_wheel.name), "w.whl", SHA)
+            # A small wheel is read whole by URL, and its bytes checked: its own sha256.
+            real = sha256_of(glibc_wheel)
+            report = await pool.analyze_url(server.file_url(glibc_wheel.name), "w.whl", real)
+            with pytest.raises(UpstreamError, match="not 0000"):
+                await pool.analyze_url(server.file_url(glibc_wheel.name), "w.whl", SHA)
             with pytest.raises(UpstreamError, match="HTTP 404"):
                 await pool.analyze_url(server.file_url("missing.whl"), "missing.whl", SHA)
     assert report.status == "ok"
@@ -170,8 +175,9 @@ async def test_analysis_by_url_stays_on_the_allowed_origins(glibc_wheel: Path) -
         moved = f"/files/moved-{glibc_wheel.name}"
         server.redirects[moved] = elsewhere.file_url(glibc_wheel.name)
         outbound = plan_origins([server.credentialed_url]).outbound
+        real = sha256_of(glibc_wheel)
         async with AnalysisPool(PoolLimits(workers=1), outbound) as pool:
-            report = await pool.analyze_url(server.file_url(glibc_wheel.name), "w.whl", SHA)
+            report = await pool.analyze_url(server.file_url(glibc_wheel.name), "w.whl", real)
             assert report.status == "ok"
             with pytest.raises(UpstreamError, match=f"refused {elsewhere.origin}"):
                 await pool.analyze_url(server.origin + moved, "w.whl", SHA)
@@ -181,3 +187,7 @@ async def test_analysis_by_url_stays_on_the_allowed_origins(glibc_wheel: Path) -
                 await pool.analyze_url(server.origin + moved, "w.whl", SHA)
         assert elsewhere.requests == []
         assert all(r.status != 401 for r in server.requests)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
