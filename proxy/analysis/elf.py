@@ -399,8 +399,10 @@ class _Reader(_Bytes):
         seen = False
         budget = MAX_NOTE_BYTES
         for phdr in segments:
+            # What is left is checked before this segment is counted against it: counted
+            # first, one segment over half the budget was refused as if read twice.
+            data = self.segment_bytes(phdr, budget, "note segment")
             budget -= phdr["p_filesz"]
-            data = self.segment_bytes(phdr, max(budget, 0), "note segment")
             align = 8 if phdr["p_align"] == 8 else 4
             for pr_type, value in self._gnu_properties(data, align, phdr):
                 if pr_type == GNU_PROPERTY_X86_ISA_1_NEEDED and len(value) == 4:

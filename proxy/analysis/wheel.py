@@ -10,6 +10,8 @@ recorded with the ELF ones in ``native_files``. ELF files no loader maps
 (relocatable objects, split debug files such as ``*.so.debug``) are left out of both.
 A member named like a shared object (``.so``, ``.so.1``) that is no native binary at
 all (text, empty, truncated) is skipped with a note in the report: no loader maps it.
+Every member so named that is no ELF file (those, and PE or Mach-O files) is passed to
+`proxy.core.aggregate`, which says whether a Linux import would load it, and fail.
 Hostile archives (zip bombs, overlapping members, ``..`` names, lying sizes) become an
 ``unanalysable`` report whose reason says what was wrong.
 """
@@ -105,7 +107,7 @@ def analyze_wheel(
 
 def _report(filename: str, sha256: str, found: Members, policies: PolicyTable) -> Report:
     elves = found.elves
-    summary = summarize(filename, elves, policies)
+    summary = summarize(filename, elves, policies, found.not_elf)
     return Report(
         filename=filename,
         sha256=sha256,
@@ -125,6 +127,7 @@ class Members:
     elves: list[ElfFile]  # the loadable ELF files
     natives: list[NativeFile]  # those and every PE and Mach-O file, in member order
     notes: list[str]  # members skipped, and why
+    not_elf: list[str]  # members named like shared objects that are no ELF file
 
 
 def read_native_members(
@@ -161,6 +164,7 @@ def read_native_members(
     elves: list[ElfFile] = []
     natives: list[NativeFile] = []
     notes: list[str] = []
+    not_elf: list[str] = []
     unread: list[tuple[int, zipfile.ZipInfo, list[FatBinary]]] = []  # index in elves
     for info in infos:
         shared = _named_shared_object(info)
@@ -184,7 +188,10 @@ def read_native_members(
         else:
             native = identify(info.filename, head, reader.read_at)
             # A Mach-O or PE file named like a shared object (a macOS extension module
-            # is "*.cpython-311-darwin.so") is known for what it is: recorded, not refused.
+            # is "*.cpython-311-darwin.so") is known for what it is: recorded, not refused
+            # here. Whether a Linux import would load it (and fail) is the report's to say.
+            if shared:
+                not_elf.append(info.filename)
             if native is None and shared and len(notes) < MAX_NOTES:
                 notes.append(f"{info.filename}: named like a shared object but not ELF; skipped")
         if native is not None:
@@ -192,12 +199,15 @@ def read_native_members(
                 raise Unanalysable(f"more than {limits.max_native_members} native binaries")
             natives.append(native)
     if early is not None and unread:
-        early(Members(list(elves), natives, notes), tuple(i.filename for _, i, _ in unread))
+        early(
+            Members(list(elves), natives, notes, not_elf),
+            tuple(i.filename for _, i, _ in unread),
+        )
     for index, info, sections in unread:
         end = ends[info.header_offset]
         sms, ptx = _read_gpu_code(source, info, end, budget, sections, far=far)
         elves[index] = replace(elves[index], gpu_sms=sms, gpu_ptx=ptx)
-    return Members(elves, natives, notes)
+    return Members(elves, natives, notes, not_elf)
 
 
 def _read_elf_member(

@@ -11,7 +11,9 @@ own libraries (``libc.so.6``, ``libm.so.6``, the dynamic loader ...) are always 
 host's, the interpreter having loaded them first; and libstdc++ and libgcc_s are the
 wheel's only where one of its binaries loads the wheel's copy through its run path,
 never because a file of that SONAME lies somewhere in it (the loader would find the
-host's).
+host's). A member named like a module an import loads (or found by a loaded binary's
+run path) that is no ELF file, a Git LFS pointer or a Mach-O file, fails that import on
+every Linux host: `Requires.not_elf` names it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ _LIBCUDA = re.compile(r"^libcuda\.so(?:\.\d+)*$")
 # A library by name (lib*.so*), not a Python extension module (lib.cpython-311-….so).
 _LIBRARY = re.compile(r"^lib(?![^/]*\.(?:cpython-|abi3\.|pypy))[^/]*\.so(?:\.[0-9.]+)?$")
 _SHARED_OBJECT = re.compile(r"\.so(?:\.[0-9.]+)?$")
+# A module a Linux interpreter imports: an identifier, then no tag, abi3, or a Linux
+# one (EXTENSION_SUFFIXES: "cpython-311-x86_64-linux-gnu", "pypy310-pp73-…-linux-gnu",
+# a bare "cpython-34m" of old). "cpython-311-darwin" is a macOS module's.
+_EXTENSION_MODULE = re.compile(
+    r"^[^\W\d]\w*(?:\.(?:abi3|cpython-\d+[a-z]*|[\w-]*linux[\w-]*))?\.so$"
+)
 _MUSL_LIBC = re.compile(r"^(?:libc\.musl-[^/]+\.so\.1|libc\.so)$")
 _GLIBC_LIBS = re.compile(
     r"^(?:libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1"
@@ -58,9 +66,15 @@ class Summary:
     overclaims: bool
 
 
-def summarize(filename: str, elves: Sequence[ElfFile], policies: PolicyTable) -> Summary:
+def summarize(
+    filename: str,
+    elves: Sequence[ElfFile],
+    policies: PolicyTable,
+    not_elf: Collection[str] = (),
+) -> Summary:
     """``elves``: the wheel's loadable ELF files, all the loader can find in it (a member
-    of another kind by a needed name is no library: the need stays the host's)."""
+    of another kind by a needed name is no library: the need stays the host's).
+    ``not_elf``: the members named like shared objects that are no ELF file."""
     members = {elf.path for elf in elves}
     provided = _provided_by_name(elves, members)
     bundled: set[str] = set()
@@ -81,10 +95,13 @@ def summarize(filename: str, elves: Sequence[ElfFile], policies: PolicyTable) ->
     libc: Literal["glibc", "musl"] | None = "glibc" if glibc else "musl" if musl else None
     # A pure wheel's binaries are loaded by path, if at all, and may be there for several
     # machines and libcs side by side (`proxy.core.select.foreign_only` judges those).
-    loaded = _loaded_by_import(elves, members, provided) if is_linux_platform(filename) else []
+    linux = is_linux_platform(filename)
+    loaded = _loaded_by_import(elves, members, provided) if linux else []
+    glibc_need, glibc_unknown = _glibc_need(external_versions, policies)
+    unloadable = _not_elf_loaded(loaded, not_elf, members, provided) if linux else []
     requires = Requires(
         libc=libc,
-        glibc=_newest_glibc(external_versions, policies),
+        glibc=glibc_need,
         glibcxx=_newest(external_versions, "GLIBCXX"),
         cxxabi=_newest(external_versions, "CXXABI"),
         gcc=_newest(external_versions, "GCC"),
@@ -99,6 +116,8 @@ def summarize(filename: str, elves: Sequence[ElfFile], policies: PolicyTable) ->
         nvidia_driver=True if _loads_libcuda(elves, members, provided) else None,
         machines=tuple(sorted({elf.machine for elf in loaded})) or None,
         mixed_libc=True if _has_musl(loaded) and _has_glibc(loaded, _versions(loaded)) else None,
+        glibc_unknown=glibc_unknown or None,
+        not_elf=tuple(unloadable) or None,
     )
     arches = {elf.machine for elf in elves}
     tag = _derived_tag(arches, libc, musl and glibc, external_versions, policies)
@@ -173,25 +192,69 @@ def _has_glibc(elves: Sequence[ElfFile], versions: Iterable[str]) -> bool:
     )
 
 
-def _newest_glibc(version_names: Sequence[str], policies: PolicyTable) -> str | None:
-    """The newest glibc the names need: numeric ones, and named ones by the release that
-    first defines them (``GLIBC_ABI_DT_RELR``, linked by ``-z pack-relative-relocs``,
-    exists from 2.36 on; its numeric needs alone may say 2.2.5). A name no policy knows
-    states no release, and is left out (a requirement stated imprecisely hides nothing)."""
+def _glibc_need(
+    version_names: Sequence[str], policies: PolicyTable
+) -> tuple[str | None, tuple[str, ...]]:
+    """The newest glibc the names need, and the named versions no table knows.
+
+    Numeric names say their release; named ones count as the release that first
+    defines them (``GLIBC_ABI_DT_RELR``, linked by ``-z pack-relative-relocs``, exists
+    from 2.36 on; its numeric needs alone may say 2.2.5). A name no table knows
+    (``GLIBC_ABI_GNU2_TLS`` before it was listed) is defined by no release the tables
+    know, so it needs one past them all: dropped, it let every older host load a
+    binary whose load fails there. ``GLIBC_PRIVATE`` is glibc's own libraries' and
+    says no release.
+    """
     numeric = _newest(version_names, "GLIBC")
-    releases: list[tuple[int, ...]] = [
-        found
-        for name in version_names
-        if name.startswith("GLIBC_")
-        and not is_numeric(name.removeprefix("GLIBC_"))
-        and (found := policies.glibc_naming(name)) is not None
-    ]
+    releases: list[tuple[int, ...]] = []
+    unknown: set[str] = set()
+    for name in version_names:
+        if not name.startswith("GLIBC_") or name == "GLIBC_PRIVATE":
+            continue
+        if is_numeric(name.removeprefix("GLIBC_")):
+            continue
+        found = policies.glibc_naming(name)
+        if found is None:
+            unknown.add(name)
+        else:
+            releases.append(found)
+    if unknown:
+        releases.append(policies.glibc_after_known())
     if numeric is not None:
         releases.append(parse_dotted(numeric))
     if not releases:
-        return None
+        return None, ()
     newest = max(releases)
-    return numeric if numeric is not None and parse_dotted(numeric) >= newest else dotted(newest)
+    if numeric is not None and parse_dotted(numeric) >= newest:
+        return numeric, tuple(sorted(unknown))
+    return dotted(newest), tuple(sorted(unknown))
+
+
+def _not_elf_loaded(
+    loaded: Sequence[ElfFile],
+    not_elf: Collection[str],
+    members: Collection[str],
+    provided: Mapping[str, str],
+) -> list[str]:
+    """The members of ``not_elf`` a Linux import would load: the extension modules by
+    name (``_ext.cpython-311-x86_64-linux-gnu.so``, ``_ext.abi3.so``, ``_ext.so``; not
+    a library by name, nor another system's module, which no Linux import names), and
+    what a loaded binary needs that its run path finds among them. dlopen fails on each
+    ("invalid ELF header"), whatever the rest of the wheel is."""
+    others = frozenset(not_elf)
+    found = {
+        path
+        for path in others
+        if _EXTENSION_MODULE.match(posixpath.basename(path))
+        and not _LIBRARY.match(posixpath.basename(path))
+    }
+    for elf in loaded:
+        for name in elf.needed:
+            if resolve(elf, name, members, provided) is None:
+                path = _on_run_path(elf, name, others)
+                if path is not None:
+                    found.add(path)
+    return sorted(found)
 
 
 def _versions(elves: Iterable[ElfFile]) -> list[str]:

@@ -8,6 +8,9 @@ each fact of the wheel's report against the host fact it needs. Rules of the gam
 - No report: tags only. An unanalysable one (bytes the analyser could not read: a zip
   feature wheels do not use, a binary cut short or lying in its headers, a limit, a
   crash) vouches for nothing, and hides the wheel from a host that told anything.
+- libgcc_s's ``GCC_x`` versions are judged against the GCC the host's libstdc++ comes
+  from (``glibcxx``, through `proxy.core.libstdcxx`), and hidden only where no release
+  that libstdc++ may come from has them; a host that told only its glibc is not judged.
 - Every reason that applies is given, so ``hostfit explain`` can show them all.
 - CUDA: majors are compared (the report knows the runtime's major, ``libcudart.so.N``);
   ``cuda=none`` hides every wheel that needs a CUDA major, but those of a project whose
@@ -50,7 +53,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from proxy.core.cuda import Build, CudaDriverTable, cuda_table, parse_build
 from proxy.core.dotted import dotted, maybe_dotted
 from proxy.core.gpu import runs_on
-from proxy.core.libstdcxx import LibstdcxxTable, libstdcxx_table
+from proxy.core.libstdcxx import LibstdcxxTable, first_gcc_with, libstdcxx_table
 from proxy.core.models import File
 from proxy.core.profile import MACHINE_ALIASES, HostProfile, Libc
 from proxy.core.report import Report, Requires
@@ -60,15 +63,15 @@ from proxy.core.variants import split_label
 from proxy.core.versions import file_version, wheel_tags
 
 ReasonKind = Literal[
-    "tags", "libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa",
+    "tags", "libc", "glibc", "glibcxx", "cxxabi", "gcc", "execstack", "cuda", "sm", "isa",
     "variant", "build", "sdist", "rule", "native", "origin", "unanalysable",
 ]  # fmt: skip
 # Reasons that mean "this wheel would not load there", or that nothing can say it would:
 # the download gate refuses on these. Tags, variant and build choices and orphan sdists
 # are the installer's own business.
 LOAD_KINDS = frozenset(
-    {"libc", "glibc", "glibcxx", "cxxabi", "execstack", "cuda", "sm", "isa", "rule", "native",
-     "unanalysable"}
+    {"libc", "glibc", "glibcxx", "cxxabi", "gcc", "execstack", "cuda", "sm", "isa", "rule",
+     "native", "unanalysable"}
 )  # fmt: skip
 
 # glibc 2.41 stopped making the stack executable for a dlopen()ed object that asks
@@ -246,6 +249,14 @@ def _glibc(c: _Context) -> _Outcome:
     need, host = maybe_dotted(c.requires.glibc), c.host_libc()
     if need is None or host is None or host.family != "glibc" or host.version >= need:
         return None  # a musl host is the libc check's to report
+    if c.requires.glibc_unknown:
+        # The need comes from names no table dates: say which, not only the bound.
+        return Reason(
+            "glibc",
+            f"glibc: needs {', '.join(c.requires.glibc_unknown)}, which no glibc release"
+            f" known here defines (so {c.requires.glibc} or newer), host has"
+            f" {dotted(host.version)}",
+        )
     return Reason("glibc", f"glibc: needs {c.requires.glibc}, host has {dotted(host.version)}")
 
 
@@ -275,6 +286,36 @@ def _cxxabi(c: _Context) -> _Outcome:
         f"cxxabi: needs {c.requires.cxxabi}, host has {dotted(cxxabi)}"
         f" (libstdc++ with GLIBCXX {dotted(host.value)})",
     )
+
+
+def _gcc(c: _Context) -> _Outcome:
+    """libgcc_s's ``GCC_x`` versions, against the GCC the host's libstdc++ comes from.
+
+    Only a known ``glibcxx`` tells that GCC, and only as "older than the first release
+    with a newer GLIBCXX". The glibc alone does not: the manylinux policies' GCC
+    ceilings are what every host of a policy has at least, never the most a host of
+    that glibc may have (a newer GCC's runtime is often installed beside the system's).
+    """
+    if c.requires.gcc is None:
+        return _SKIP
+    need, host = maybe_dotted(c.requires.gcc), c.profile.glibcxx
+    if need is None or host is None:
+        return None
+    before = c.abi.gcc_before(host.value)
+    first = first_gcc_with(need)
+    if before is None or _padded(first) < _padded(before):
+        return None  # a GCC the host's libstdc++ may come from has it
+    return Reason(
+        "gcc",
+        f"gcc: needs GCC_{c.requires.gcc} (libgcc_s of GCC {dotted(first)} or newer),"
+        f" host's is of a GCC older than {dotted(before)}"
+        f" (libstdc++ with GLIBCXX {dotted(host.value)})",
+    )
+
+
+def _padded(version: tuple[int, ...]) -> tuple[int, ...]:
+    """Compared as GCC spells releases: 4.8 is 4.8.0, not older than it."""
+    return version + (0,) * (3 - len(version))
 
 
 def _execstack(c: _Context) -> _Outcome:
@@ -380,6 +421,22 @@ def _machine(c: _Context) -> _Outcome:
     )
 
 
+def _not_elf(c: _Context) -> _Outcome:
+    """Members of a Linux wheel an import loads that are no ELF file: the import fails
+    on every Linux host ("invalid ELF header"), and no other host installs the wheel."""
+    members = c.requires.not_elf
+    if not members:
+        return _SKIP
+    if c.profile.arch is None:
+        return None  # a host that did not tell its machine: not judged, as by _machine
+    shown = ", ".join(members[:3]) + (f" and {len(members) - 3} more" if len(members) > 3 else "")
+    what = "is no ELF file" if len(members) == 1 else "are no ELF files"
+    return Reason(
+        "native",
+        f"native: an import loads {shown}, which {what}: the load fails on every Linux host",
+    )
+
+
 def _machine_family(name: str) -> str:
     """One name for the machines a binary may be built for and a host may call itself:
     the kernel says armv6l, armv7l or armv8l for a 32-bit ARM userland, which ELF calls
@@ -416,12 +473,14 @@ _CHECKS: tuple[tuple[str, Callable[[_Context], _Outcome]], ...] = (
     ("libc", _glibc),
     ("glibcxx", _glibcxx),
     ("glibcxx", _cxxabi),
+    ("glibcxx", _gcc),
     ("libc", _execstack),
     ("cuda", _cuda),
     ("cuda", _newer_minor),
     ("sm", _sm),
     ("isa", _isa),
     ("arch", _machine),
+    ("arch", _not_elf),
     ("libc", _mixed_libc),
 )
 

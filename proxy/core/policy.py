@@ -2,16 +2,18 @@
 
 The table (``proxy/data/manylinux-policy.json``) gives, per policy and architecture,
 the newest GLIBC, GLIBCXX, CXXABI and GCC version a host of that policy provides,
-plus the few non-numeric version names it defines (``CXXABI_TM_1``). Each policy
-cites one of the file's ``sources``. ``PolicyTable.from_json`` validates everything
-and names the exact place of any fault.
+plus the few non-numeric version names it defines (``CXXABI_TM_1``). Named glibc
+versions newer than every policy (``GLIBC_ABI_GNU2_TLS``) are listed on their own,
+with the release that first defines them (``glibc_named``). Each entry cites one of
+the file's ``sources``. ``PolicyTable.from_json`` validates everything and names the
+exact place of any fault.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -87,6 +89,8 @@ class MuslPolicy:
 class PolicyTable:
     manylinux: tuple[GlibcPolicy, ...]  # oldest glibc first
     musllinux: tuple[MuslPolicy, ...]  # oldest musl first
+    # Named glibc versions no policy lists yet: the release that first defines each.
+    glibc_named: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     def glibc_tag(self, arch: str, version_names: Iterable[str]) -> GlibcPolicy | None:
         """The most widely compatible policy covering every version named."""
@@ -102,11 +106,18 @@ class PolicyTable:
 
     def glibc_naming(self, name: str) -> tuple[int, int] | None:
         """The glibc release that first defines this non-numeric version name, on any
-        architecture (``GLIBC_ABI_DT_RELR``: 2.36), or None where no policy names it."""
+        architecture (``GLIBC_ABI_DT_RELR``: 2.36), or None where no table names it."""
         for policy in self.manylinux:
             if any(name in names for names in policy.named.values()):
                 return policy.glibc
-        return None
+        return self.glibc_named.get(name)
+
+    def glibc_after_known(self) -> tuple[int, int]:
+        """The first glibc release newer than every release the tables know: all a
+        named version they do not know can be said to need (every release up to the
+        newest known is known to lack it; glibc numbers its releases 2.N)."""
+        newest = max([p.glibc for p in self.manylinux] + list(self.glibc_named.values()))
+        return newest[0], newest[1] + 1
 
     def glibc_of_alias(self, alias: str) -> tuple[int, int] | None:
         for policy in self.manylinux:
@@ -127,7 +138,8 @@ class PolicyTable:
         _check_order([p.glibc for p in manylinux], "manylinux")
         _check_order([p.musl for p in musllinux], "musllinux")
         _check_monotonic(manylinux)
-        return cls(manylinux=manylinux, musllinux=musllinux)
+        glibc_named = _glibc_named(data, name, manylinux)
+        return cls(manylinux=manylinux, musllinux=musllinux, glibc_named=glibc_named)
 
 
 @cache
@@ -185,6 +197,30 @@ def _glibc_policy(data: Any, where: str) -> GlibcPolicy:
         named=named,
         source=item["source"],
     )
+
+
+def _glibc_named(
+    data: Any, name: str, manylinux: tuple[GlibcPolicy, ...]
+) -> dict[str, tuple[int, int]]:
+    if "glibc_named" not in data:
+        return {}
+    found: dict[str, tuple[int, int]] = {}
+    for i, item in enumerate(datafiles.entries(data, name, "glibc_named")):
+        where = f"glibc_named[{i}]"
+        version_name = _string(item.get("name"), f"{where}.name")
+        split = split_version_name(version_name)
+        if split is None or split[0] != "GLIBC" or is_numeric(split[1]):
+            raise PolicyError(f"{where}.name: {version_name!r} is not a named GLIBC version")
+        if version_name in found or any(
+            version_name in names for policy in manylinux for names in policy.named.values()
+        ):
+            raise PolicyError(f"{where}.name: {version_name!r} is listed already")
+        glibc = _string(item.get("glibc"), f"{where}.glibc")
+        release = re.fullmatch(r"2\.(\d+)", glibc)
+        if release is None:
+            raise PolicyError(f"{where}.glibc: {glibc!r} is not a 2.N glibc release")
+        found[version_name] = (2, int(release.group(1)))
+    return found
 
 
 def _musl_policy(data: Any, where: str) -> MuslPolicy:

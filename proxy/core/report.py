@@ -14,7 +14,7 @@ from proxy.core.typed import holds_types
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
-ANALYZER_VERSION = 8
+ANALYZER_VERSION = 9
 
 Status = Literal["ok", "unanalysable"]
 NativeFormat = Literal["elf", "pe", "macho"]
@@ -80,6 +80,12 @@ class Requires:
     machines: tuple[str, ...] | None = None
     # True: the binaries an import loads link both glibc and musl; no host has both.
     mixed_libc: bool | None = None
+    # Named GLIBC_ versions no table knows (``GLIBC_PRIVATE`` aside); ``glibc`` is then
+    # the first release newer than every one the tables know, none of which has them.
+    glibc_unknown: tuple[str, ...] | None = None
+    # Members of a Linux wheel an import loads that are no ELF file (a Git LFS pointer,
+    # a Mach-O file named like a Linux module): no Linux loader maps them.
+    not_elf: tuple[str, ...] | None = None
 
 
 _REQUIRES_KEYS = frozenset(Requires.__dataclass_fields__)
@@ -151,7 +157,7 @@ class Report:
         # Keys a newer analyzer added are left out: this version judges by what it knows
         # (a rollback reads the newer reports instead of analysing every wheel again).
         req = {k: v for k, v in (data.get("requires") or {}).items() if k in _REQUIRES_KEYS}
-        for key in ("gpu_sms", "gpu_ptx", "machines"):
+        for key in ("gpu_sms", "gpu_ptx", "machines", "glibc_unknown", "not_elf"):
             if isinstance(req.get(key), list):
                 req[key] = tuple(req[key])
         # Reports from before native_files (analyzer version 1) have no such key.

@@ -5,15 +5,18 @@ table, which a patching tool grew over it)."""
 from __future__ import annotations
 
 import io
+import zipfile
+from pathlib import Path
 from typing import IO, cast
 
 import pytest
 
-from proxy.analysis.elf import read_elf
+from proxy.analysis.elf import MAX_NOTE_BYTES, read_elf
 from proxy.analysis.wheel import analyze_wheel
 from proxy.core.report import ElfFile
 from tests.analysis.hostile import FILENAME, Elf64, patch, zip_bytes
 from tests.fixtures.elf.recipes import Objects
+from tests.support.wheels import CompileError, compile_shared_object
 
 SO = "pkg/_ext.so"
 P_OFFSET, P_FILESZ = 8, 32  # in an ELF64 program header
@@ -71,3 +74,43 @@ def test_a_property_running_past_its_note_ends_that_note(isa_v3: Elf64) -> None:
     doubts: list[str] = []
     assert elf_of(lying, doubts).x86_isa_needed is None
     assert doubts == ["a GNU property runs past its note"]
+
+
+def _with_note(tmp_path: Path, name: str, sizes: tuple[int, ...]) -> bytes:
+    """A shared object whose PT_NOTE holds one note of each descriptor size (zeros:
+    stored, not deflated, or they would pass for a zip bomb)."""
+    notes = "".join(
+        f'__asm__(".section .note.big{i},\\"a\\",@note\\n.p2align 2\\n.long 4\\n.long {size}'
+        f'\\n.long 0x1234\\n.asciz \\"XYZ\\"\\n.fill {size},1,0\\n.previous\\n");\n'
+        for i, size in enumerate(sizes)
+    )
+    source = notes + "int PyInit__ext(void) { return 0; }\n"
+    try:
+        built = compile_shared_object(source, tmp_path / name)
+    except CompileError as exc:
+        pytest.skip(str(exc))
+    return built.read_bytes()
+
+
+def test_one_note_segment_over_half_the_budget_is_read(tmp_path: Path) -> None:
+    # 600 KiB of notes: within the 1 MiB budget, which used to be charged before the
+    # segment was checked against what was left (a 512 KiB segment was refused).
+    size = 600 * 1024
+    assert size < MAX_NOTE_BYTES < 2 * size
+    data = _with_note(tmp_path, "_ext.so", (size,))
+    notes = [p for p in Elf64(data).segments if p[1] == "PT_NOTE"]
+    assert len(notes) == 1 and notes[0][3] > size
+    report = analyze_wheel(
+        io.BytesIO(zip_bytes({SO: data}, zipfile.ZIP_STORED)), FILENAME, "0" * 64
+    )
+    assert report.status == "ok", report.reason
+    assert report.elf_files[0].path == SO
+
+
+def test_note_segments_past_the_budget_are_still_refused(tmp_path: Path) -> None:
+    data = _with_note(tmp_path, "_ext.so", (MAX_NOTE_BYTES,))
+    report = analyze_wheel(
+        io.BytesIO(zip_bytes({SO: data}, zipfile.ZIP_STORED)), FILENAME, "0" * 64
+    )
+    assert report.status == "unanalysable"
+    assert f"{SO}: note segment of " in (report.reason or "")

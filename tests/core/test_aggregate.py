@@ -19,8 +19,8 @@ def elf(path: str = "pkg/_ext.so", **fields: Any) -> ElfFile:
     return ElfFile(path=path, **fields)
 
 
-def summary(elves: list[ElfFile], tag: str = X86) -> Any:
-    return summarize(f"pkg-1.0-{tag}.whl", elves, policy_table())
+def summary(elves: list[ElfFile], tag: str = X86, not_elf: tuple[str, ...] = ()) -> Any:
+    return summarize(f"pkg-1.0-{tag}.whl", elves, policy_table(), not_elf)
 
 
 def test_a_wheel_without_binaries_needs_nothing() -> None:
@@ -142,7 +142,9 @@ def test_a_wheel_whose_modules_link_glibc_and_musl_both_loads_nowhere() -> None:
         (("GLIBC_ABI_DT_RELR", "GLIBC_2.2.5"), "2.36"),  # -z pack-relative-relocs
         (("GLIBC_ABI_DT_RELR", "GLIBC_2.38"), "2.38"),
         (("GLIBC_ABI_DT_RELR",), "2.36"),
-        (("GLIBC_NOT_A_RELEASE", "GLIBC_2.17"), "2.17"),  # no policy names it: no release
+        # on master after 2.42; backported to 2.38-2.42 branches a host may lack
+        (("GLIBC_ABI_GNU2_TLS", "GLIBC_2.17"), "2.43"),
+        (("GLIBC_PRIVATE", "GLIBC_2.17"), "2.17"),  # glibc's own libraries': no release
     ],
 )
 def test_named_glibc_versions_need_the_release_that_defines_them(
@@ -150,6 +152,29 @@ def test_named_glibc_versions_need_the_release_that_defines_them(
 ) -> None:
     module = elf(needed=("libc.so.6",), version_needs={"libc.so.6": names})
     assert summary([module]).requires.glibc == glibc
+    assert summary([module]).requires.glibc_unknown is None
+
+
+def test_a_glibc_version_name_no_table_knows_needs_a_release_past_them_all() -> None:
+    """Dropped, it let every host load a binary the loader refuses on all of them
+    but those newer than the tables (GLIBC_ABI_GNU2_TLS before it was listed)."""
+    names = ("GLIBC_2.2.5", "GLIBC_ABI_NOT_YET", "GLIBC_2.17", "GLIBC_ABI_DT_RELR")
+    module = elf(needed=("libc.so.6",), version_needs={"libc.so.6": names})
+    requires = summary([module]).requires
+    past = policy_table().glibc_after_known()
+    assert past > max(p.glibc for p in policy_table().manylinux)
+    assert past > max(policy_table().glibc_named.values())
+    assert requires.glibc == f"{past[0]}.{past[1]}"
+    assert requires.glibc_unknown == ("GLIBC_ABI_NOT_YET",)
+    assert requires.libc == "glibc"
+    # a bundled library's needs are not the host's
+    bundled = elf(
+        needed=("libinner.so",),
+        runpath=("$ORIGIN",),
+        version_needs={"libinner.so": ("GLIBC_ABI_NOT_YET",)},
+    )
+    inner = elf("pkg/libinner.so", soname="libinner.so")
+    assert summary([bundled, inner]).requires.glibc_unknown is None
 
 
 def test_glibc_libstdcxx_and_libgcc_are_the_hosts_whatever_the_wheel_ships_by_that_name() -> None:
@@ -367,3 +392,37 @@ EXT = "pkg/_ext.cpython-311-x86_64-linux-gnu.so"
 )
 def test_a_wheel_that_loads_libcuda_needs_the_driver(elves: list[ElfFile], loads: bool) -> None:
     assert summary(elves).requires.nvidia_driver is (True if loads else None)
+
+
+@pytest.mark.parametrize(
+    ("path", "loaded"),
+    [
+        ("pkg/_ext.cpython-311-x86_64-linux-gnu.so", True),
+        ("pkg/_ext.cpython-313t-aarch64-linux-musl.so", True),
+        ("pkg/_ext.pypy310-pp73-x86_64-linux-gnu.so", True),
+        ("pkg/_ext.abi3.so", True),
+        ("pkg/_ext.so", True),
+        ("pkg/_mac.cpython-311-darwin.so", False),  # a macOS module: no Linux import names it
+        ("pkg/libfoo.so", False),  # a library by name (a linker script, often)
+        ("pkg/libfoo.so.1", False),
+        ("pkg/data/not-a-module.so", False),
+    ],
+)
+def test_a_member_an_import_loads_that_is_no_elf_file(path: str, loaded: bool) -> None:
+    """A Git LFS pointer, or a Mach-O file, where the extension module should be: dlopen
+    says "invalid ELF header" on every Linux host."""
+    requires = summary([], not_elf=(path,)).requires
+    assert requires.not_elf == ((path,) if loaded else None)
+    # a pure wheel's binaries may be for other systems (`proxy.core.select` judges those)
+    assert summary([], "py3-none-any", (path,)).requires.not_elf is None
+
+
+def test_a_library_a_loaded_module_finds_on_its_run_path_that_is_no_elf_file() -> None:
+    module = elf(needed=("libdep.so.1", "libc.so.6"), runpath=("$ORIGIN/../pkg.libs",))
+    lfs = ("pkg.libs/libdep.so.1",)
+    assert summary([module], not_elf=lfs).requires.not_elf == lfs
+    # an ELF file of that name found first is the one loaded
+    real = elf("pkg.libs/libdep.so.1", soname="libdep.so.1")
+    assert summary([module, real], not_elf=("other/libdep.so.1",)).requires.not_elf is None
+    # nothing loads a library no loaded binary needs
+    assert summary([elf(needed=("libc.so.6",))], not_elf=lfs).requires.not_elf is None

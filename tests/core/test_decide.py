@@ -90,6 +90,22 @@ ROWS = [
     Row("glibc-equal", HOST, {"libc": "glibc", "glibc": "2.28"}),
     Row("glibc-three-part", HOST, {"libc": "glibc", "glibc": "2.2.5"}),
     Row("glibc-unparsable", HOST, {"libc": "glibc", "glibc": "2.x"}),
+    # a named version no table knows: past every release they know, and named
+    Row(
+        "glibc-unknown-name",
+        HOST,
+        {"libc": "glibc", "glibc": "2.44", "glibc_unknown": ("GLIBC_ABI_NOT_YET",)},
+        hides=("glibc",),
+        messages=(
+            "glibc: needs GLIBC_ABI_NOT_YET, which no glibc release known here defines"
+            " (so 2.44 or newer), host has 2.28",
+        ),
+    ),
+    Row(
+        "glibc-unknown-name-newer-host",
+        "libc=glibc-2.44",
+        {"libc": "glibc", "glibc": "2.44", "glibc_unknown": ("GLIBC_ABI_NOT_YET",)},
+    ),
     # glibcxx
     Row(
         "glibcxx-newer",
@@ -120,6 +136,36 @@ ROWS = [
         "glibcxx=3.4.21",
         {"glibcxx": "3.4.22", "cxxabi": "1.3.10"},
         hides=("glibcxx", "cxxabi"),
+    ),
+    # libgcc_s's GCC_x versions, against the GCC the host's libstdc++ comes from
+    Row(
+        "gcc-newer",
+        "glibcxx=3.4.25",
+        {"gcc": "12.0.0"},
+        hides=("gcc",),
+        messages=(
+            "gcc: needs GCC_12.0.0 (libgcc_s of GCC 12.1.0 or newer), host's is of a GCC"
+            " older than 9.1.0 (libstdc++ with GLIBCXX 3.4.25)",
+        ),
+        consulted=TAG_KEYS | {"glibcxx"},
+    ),
+    # GCC 11's libstdc++ (3.4.29): GCC_12.0.0 first came with 12.1.0, the next GLIBCXX's
+    Row("gcc-the-next-major", "glibcxx=3.4.29", {"gcc": "12.0.0"}, hides=("gcc",)),
+    Row("gcc-same-major", "glibcxx=3.4.30", {"gcc": "12.0.0"}),
+    Row("gcc-older", "glibcxx=3.4.25", {"gcc": "7.0.0"}),
+    Row("gcc-two-part-node", "glibcxx=3.4.28", {"gcc": "11.0"}, hides=("gcc",)),
+    Row("gcc-before-gcc-5", "glibcxx=3.4.17", {"gcc": "4.8.0"}, hides=("gcc",)),
+    # GLIBCXX 3.4.3 is GCC 3.4.3 to 3.4.6's: 3.4.4 and later may have GCC_3.4.4
+    Row("gcc-point-release-may-have-it", "glibcxx=3.4.3", {"gcc": "3.4.4"}),
+    Row("gcc-past-the-table", "glibcxx=3.4.33", {"gcc": "15.0.0"}),
+    Row("gcc-beyond-the-table", "glibcxx=3.4.40", {"gcc": "15.0.0"}),
+    Row("gcc-unparsable", "glibcxx=3.4.25", {"gcc": "12.x"}),
+    # the glibc alone says nothing of the newest libgcc_s a host has
+    Row(
+        "gcc-glibc-only",
+        "libc=glibc-2.17",
+        {"libc": "glibc", "glibc": "2.17", "gcc": "12.0.0"},
+        consulted=TAG_KEYS | {"glibcxx"},
     ),
     # executable stack
     Row(
@@ -365,6 +411,29 @@ ROWS = [
     Row("machine-arm-family", "arch=armv6l", {"machines": ("armv7l",)}),
     Row("machine-x86-family", "arch=i386", {"machines": ("i686",)}),
     Row("machine-arm64", "arch=aarch64", {"machines": ("armv7l",)}, hides=("native",)),
+    # an extension module that is no ELF file (a Git LFS pointer): no Linux host loads it
+    Row(
+        "not-elf-module",
+        HOST,
+        {"not_elf": ("pkg/_ext.cpython-311-x86_64-linux-gnu.so",)},
+        hides=("native",),
+        messages=(
+            "native: an import loads pkg/_ext.cpython-311-x86_64-linux-gnu.so, which is no"
+            " ELF file: the load fails on every Linux host",
+        ),
+        consulted=TAG_KEYS,
+    ),
+    Row(
+        "not-elf-many",
+        "arch=x86_64",
+        {"not_elf": ("a/_1.so", "a/_2.so", "a/_3.so", "a/_4.so", "a/_5.so")},
+        hides=("native",),
+        messages=(
+            "native: an import loads a/_1.so, a/_2.so, a/_3.so and 2 more, which are no ELF"
+            " files: the load fails on every Linux host",
+        ),
+    ),
+    Row("not-elf-host-untold", "libc=glibc-2.28", {"not_elf": ("pkg/_ext.so",)}),
     Row(
         "mixed-libc",
         "libc=musl-1.2",

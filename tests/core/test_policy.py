@@ -40,6 +40,7 @@ from proxy.errors import ConfigError
         ("i686", ["GLIBC_2.12"], "manylinux_2_12"),
         ("x86_64", ["GLIBC_PRIVATE"], None),
         ("x86_64", ["GLIBC_2.99"], None),
+        ("x86_64", ["GLIBC_ABI_GNU2_TLS"], None),  # newer than every policy
         ("sparc", [], None),
     ],
 )
@@ -63,6 +64,30 @@ def test_musl_policy(arch: str, tag: str | None) -> None:
 )
 def test_legacy_aliases(alias: str, glibc: tuple[int, int] | None) -> None:
     assert policy_table().glibc_of_alias(alias) == glibc
+
+
+@pytest.mark.parametrize(
+    ("name", "glibc"),
+    [
+        ("GLIBC_ABI_DT_RELR", (2, 36)),  # from the policies
+        ("GLIBC_ABI_GNU2_TLS", (2, 43)),  # from glibc_named
+        ("GLIBC_ABI_GNU_TLS", (2, 43)),
+        ("GLIBC_ABI_DT_X86_64_PLT", (2, 43)),
+        ("GLIBC_ABI_NOT_YET", None),
+        ("GLIBC_PRIVATE", None),
+    ],
+)
+def test_the_release_that_first_defines_a_named_glibc_version(
+    name: str, glibc: tuple[int, int] | None
+) -> None:
+    assert policy_table().glibc_naming(name) == glibc
+
+
+def test_the_release_past_every_known_one() -> None:
+    assert policy_table().glibc_after_known() == (2, 44)
+    data = copy.deepcopy(datafiles.read_json(POLICY_DATA_FILE))
+    del data["glibc_named"]
+    assert PolicyTable.from_json(data).glibc_after_known() == (2, 42)
 
 
 def test_every_policy_cites_a_defined_source() -> None:
@@ -116,6 +141,26 @@ X86 = ["manylinux", 0, "arches", "x86_64"]
         (_set(["musllinux", 0, "arches"], ["sparc"]), "musllinux[0].arches: unknown"),
         (_set(["musllinux", 0, "tag"], "musl_1_1"), "musllinux[0].tag: 'musl_1_1' is not"),
         (_set(["sources"], "auditwheel"), "'sources' must map names to citations"),
+        (
+            _set(["glibc_named", 0, "name"], "GLIBC_2.43"),
+            "glibc_named[0].name: 'GLIBC_2.43' is not a named GLIBC version",
+        ),
+        (
+            _set(["glibc_named", 0, "name"], "CXXABI_TM_2"),
+            "glibc_named[0].name: 'CXXABI_TM_2' is not a named GLIBC version",
+        ),
+        (
+            _set(["glibc_named", 0, "name"], "GLIBC_ABI_DT_RELR"),
+            "glibc_named[0].name: 'GLIBC_ABI_DT_RELR' is listed already",
+        ),
+        (
+            _set(["glibc_named", 1, "name"], "GLIBC_ABI_GNU2_TLS"),
+            "glibc_named[1].name: 'GLIBC_ABI_GNU2_TLS' is listed already",
+        ),
+        (_set(["glibc_named", 0, "glibc"], "2.43.1"), "'2.43.1' is not a 2.N glibc release"),
+        (_set(["glibc_named", 0, "glibc"], 2.43), "glibc_named[0].glibc: expected a string"),
+        (_set(["glibc_named", 0, "source"], "nowhere"), "glibc_named[0] cites no known source"),
+        (_set(["glibc_named"], []), "'glibc_named' must be a non-empty list"),
     ],
 )
 def test_validation_names_the_fault(mutate: Callable[[dict[str, Any]], None], message: str) -> None:

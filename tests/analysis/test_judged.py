@@ -1,0 +1,132 @@
+"""Real binaries through analysis and `decide`: needs the report finds reach the verdict."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+from proxy.analysis.wheel import analyze_wheel
+from proxy.core.decide import Verdict, decide
+from proxy.core.models import File
+from proxy.core.policy import policy_table
+from proxy.core.profile import parse_profile
+from proxy.core.report import Report
+from tests.support.wheels import CompileError, WheelSpec, build_wheel, compile_shared_object
+
+LINUX = "cp311-cp311-manylinux_2_17_x86_64"
+MODULE = "pkg/_ext.cpython-311-x86_64-linux-gnu.so"
+HOST = "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.35,glibcxx=3.4.30"
+LFS_POINTER = (
+    b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 123456\n"
+)
+# mach_header_64 of an x86_64 bundle (magic, cputype, cpusubtype, filetype MH_BUNDLE, ...)
+MACHO = struct.pack("<8I", 0xFEEDFACF, 0x01000007, 3, 8, 0, 0, 0, 0) + b"\0" * 200
+
+
+def analyze(tmp_path: Path, files: dict[str, bytes], tag: str = LINUX) -> Report:
+    wheel = build_wheel(WheelSpec("pkg", "1.0", tag=tag, files=files), tmp_path)
+    with wheel.open("rb") as source:
+        return analyze_wheel(source, wheel.name, "0" * 64)
+
+
+def verdict(report: Report, profile: str) -> Verdict:
+    file = File(
+        filename=report.filename, url=f"https://upstream.invalid/{report.filename}", hashes={}
+    )
+    return decide(file, report, parse_profile(profile, "url"))
+
+
+def test_a_libgcc_version_newer_than_the_hosts_gcc_hides_the_wheel(tmp_path: Path) -> None:
+    # GCC 12 puts half-precision conversions in libgcc_s under GCC_12.0.0.
+    source = (
+        "_Float16 half(double x) { return (_Float16)x; }\nint PyInit__ext(void) { return 0; }\n"
+    )
+    try:
+        built = compile_shared_object(source, tmp_path / "_ext.so", flags=["-shared-libgcc"])
+    except CompileError as exc:
+        pytest.skip(f"no _Float16 here: {exc}")
+    report = analyze(tmp_path, {MODULE: built.read_bytes()})
+    if report.requires.gcc != "12.0.0":
+        pytest.skip(f"this compiler links GCC_{report.requires.gcc}, not GCC_12.0.0")
+    gcc8 = verdict(report, "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.28,glibcxx=3.4.25")
+    assert [r.kind for r in gcc8.reasons] == ["gcc"]
+    assert "GCC_12.0.0" in gcc8.reasons[0].message
+    assert verdict(report, HOST).keep  # GCC 12's libstdc++
+    assert verdict(report, "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.28").keep
+
+
+def test_a_glibc_version_name_no_table_knows_hides_the_wheel(tmp_path: Path) -> None:
+    try:
+        built = compile_shared_object(
+            "#include <sys/random.h>\nint f(void *b) { return (int)getrandom(b, 1, 0); }\n",
+            tmp_path / "_ext.so",
+        )
+    except CompileError as exc:
+        pytest.skip(str(exc))
+    data = built.read_bytes()
+    assert b"GLIBC_2.25\0" in data  # in .dynstr (and .strtab: both replaced)
+    # As a newer linker adds a name (GLIBC_ABI_GNU2_TLS) before any table here lists it.
+    report = analyze(tmp_path, {MODULE: data.replace(b"GLIBC_2.25\0", b"GLIBC_ABIX\0")})
+    assert report.status == "ok", report.reason
+    past = policy_table().glibc_after_known()
+    assert report.requires.glibc == f"{past[0]}.{past[1]}"
+    assert report.requires.glibc_unknown == ("GLIBC_ABIX",)
+    hidden = verdict(report, HOST)
+    assert [r.kind for r in hidden.reasons] == ["glibc"]
+    assert hidden.reasons[0].message.startswith("glibc: needs GLIBC_ABIX, which no glibc")
+    assert Report.from_json(report.to_json()) == report
+
+
+@pytest.mark.parametrize("member", [MODULE, "pkg/_ext.abi3.so", "pkg/sub/_ext.so"])
+@pytest.mark.parametrize(("what", "data"), [("git-lfs", LFS_POINTER), ("mach-o", MACHO)])
+def test_an_extension_module_that_is_no_elf_file_hides_the_wheel(
+    tmp_path: Path, member: str, what: str, data: bytes
+) -> None:
+    """dlopen: "invalid ELF header", on every Linux host."""
+    report = analyze(tmp_path, {member: data, "pkg/__init__.py": b""})
+    assert report.status == "ok", report.reason
+    assert report.requires.not_elf == (member,)
+    hidden = verdict(report, HOST)
+    assert [r.kind for r in hidden.reasons] == ["native"]
+    assert member in hidden.reasons[0].message
+    assert Report.from_json(report.to_json()) == report
+
+
+def test_a_library_a_module_loads_that_is_no_elf_file_hides_the_wheel(tmp_path: Path) -> None:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    libs = tmp_path / "libs"
+    compile_shared_object(
+        "int dep(void) { return 1; }\n", libs / "libdep.so", flags=["-Wl,-soname,libdep.so.1"]
+    )
+    module = compile_shared_object(
+        "int dep(void);\nint PyInit__ext(void) { return dep(); }\n",
+        tmp_path / "_ext.so",
+        flags=["-L", str(libs), "-Wl,-rpath,$ORIGIN/../pkg.libs"],
+        libs=["dep"],
+    )
+    files = {MODULE: module.read_bytes(), "pkg.libs/libdep.so.1": LFS_POINTER}
+    report = analyze(tmp_path, files)
+    assert report.requires.not_elf == ("pkg.libs/libdep.so.1",)
+    assert [r.kind for r in verdict(report, HOST).reasons] == ["native"]
+
+
+def test_modules_of_other_systems_and_pure_wheels_are_not_judged_so(tmp_path: Path) -> None:
+    # A macOS module in a Linux wheel: no Linux import names it.
+    linux = analyze(tmp_path / "l", {"pkg/_mac.cpython-311-darwin.so": MACHO})
+    assert linux.requires.not_elf is None
+    # A pure wheel's binaries may be for other systems (`proxy.core.select` judges those).
+    pure = analyze(tmp_path / "p", {"pkg/_ext.so": MACHO}, "py3-none-any")
+    assert pure.requires.not_elf is None
+    assert verdict(pure, HOST).keep
+
+
+def test_several_such_members_are_named_in_one_reason(tmp_path: Path) -> None:
+    files = {f"pkg/_m{i}.so": LFS_POINTER for i in range(5)}
+    report = analyze(tmp_path, files)
+    assert report.requires.not_elf == tuple(sorted(files))
+    message = verdict(report, HOST).reasons[0].message
+    assert "and 2 more" in message
