@@ -40,12 +40,10 @@ _LIBCUDA = re.compile(r"^libcuda\.so(?:\.\d+)*$")
 # A library by name (lib*.so*), not a Python extension module (lib.cpython-311-….so).
 _LIBRARY = re.compile(r"^lib(?![^/]*\.(?:cpython-|abi3\.|pypy))[^/]*\.so(?:\.[0-9.]+)?$")
 _SHARED_OBJECT = re.compile(r"\.so(?:\.[0-9.]+)?$")
-# A module a Linux interpreter imports: an identifier, then no tag, abi3, or a Linux
-# one (EXTENSION_SUFFIXES: "cpython-311-x86_64-linux-gnu", "pypy310-pp73-…-linux-gnu",
-# a bare "cpython-34m" of old). "cpython-311-darwin" is a macOS module's.
-_EXTENSION_MODULE = re.compile(
-    r"^[^\W\d]\w*(?:\.(?:abi3|cpython-\d+[a-z]*|[\w-]*linux[\w-]*))?\.so$"
-)
+# A module a Linux interpreter imports, named with its tag: an identifier, then abi3 or
+# a Linux one (EXTENSION_SUFFIXES: "cpython-311-x86_64-linux-gnu", "pypy310-pp73-…-linux-
+# gnu", a bare "cpython-34m" of old). "cpython-311-darwin" is a macOS module's.
+_TAGGED_MODULE = re.compile(r"^[^\W\d]\w*\.(?:abi3|cpython-\d+[a-z]*|[\w-]*linux[\w-]*)\.so$")
 _MUSL_LIBC = re.compile(r"^(?:libc\.musl-[^/]+\.so\.1|libc\.so)$")
 _GLIBC_LIBS = re.compile(
     r"^(?:libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1"
@@ -236,18 +234,16 @@ def _not_elf_loaded(
     members: Collection[str],
     provided: Mapping[str, str],
 ) -> list[str]:
-    """The members of ``not_elf`` a Linux import would load: the extension modules by
-    name (``_ext.cpython-311-x86_64-linux-gnu.so``, ``_ext.abi3.so``, ``_ext.so``; not
-    a library by name, nor another system's module, which no Linux import names), and
-    what a loaded binary needs that its run path finds among them. dlopen fails on each
-    ("invalid ELF header"), whatever the rest of the wheel is."""
+    """The members of ``not_elf`` a Linux import would load: the extension modules whose
+    name carries an interpreter's tag (``_ext.cpython-311-x86_64-linux-gnu.so``,
+    ``_ext.abi3.so``) where the wheel installs importable code (not its ``.dist-info``,
+    nor its ``.data`` beyond purelib and platlib), and what a loaded binary needs that its
+    run path finds among them. dlopen fails on each ("invalid ELF header"), whatever the
+    rest of the wheel is. An untagged ``x.so`` is not counted: a wheel's test data or a
+    leftover beside the tagged module is named so as well, and nothing says it is
+    imported."""
     others = frozenset(not_elf)
-    found = {
-        path
-        for path in others
-        if _EXTENSION_MODULE.match(posixpath.basename(path))
-        and not _LIBRARY.match(posixpath.basename(path))
-    }
+    found = {path for path in others if _tagged_module(path)}
     for elf in loaded:
         for name in elf.needed:
             if resolve(elf, name, members, provided) is None:
@@ -255,6 +251,16 @@ def _not_elf_loaded(
                 if path is not None:
                     found.add(path)
     return sorted(found)
+
+
+def _tagged_module(path: str) -> bool:
+    name = posixpath.basename(path)
+    if not _TAGGED_MODULE.match(name) or _LIBRARY.match(name):
+        return False
+    top, _, rest = path.partition("/")
+    if top.endswith(".dist-info"):
+        return False
+    return not top.endswith(".data") or rest.startswith(("purelib/", "platlib/"))
 
 
 def _versions(elves: Iterable[ElfFile]) -> list[str]:

@@ -80,7 +80,7 @@ def test_a_glibc_version_name_no_table_knows_hides_the_wheel(tmp_path: Path) -> 
     assert Report.from_json(report.to_json()) == report
 
 
-@pytest.mark.parametrize("member", [MODULE, "pkg/_ext.abi3.so", "pkg/sub/_ext.so"])
+@pytest.mark.parametrize("member", [MODULE, "pkg/_ext.abi3.so", "pkg/sub/_ext.abi3.so"])
 @pytest.mark.parametrize(("what", "data"), [("git-lfs", LFS_POINTER), ("mach-o", MACHO)])
 def test_an_extension_module_that_is_no_elf_file_hides_the_wheel(
     tmp_path: Path, member: str, what: str, data: bytes
@@ -125,7 +125,7 @@ def test_modules_of_other_systems_and_pure_wheels_are_not_judged_so(tmp_path: Pa
 
 
 def test_several_such_members_are_named_in_one_reason(tmp_path: Path) -> None:
-    files = {f"pkg/_m{i}.so": LFS_POINTER for i in range(5)}
+    files = {f"pkg/_m{i}.abi3.so": LFS_POINTER for i in range(5)}
     report = analyze(tmp_path, files)
     assert report.requires.not_elf == tuple(sorted(files))
     message = verdict(report, HOST).reasons[0].message

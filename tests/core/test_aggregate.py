@@ -401,7 +401,11 @@ def test_a_wheel_that_loads_libcuda_needs_the_driver(elves: list[ElfFile], loads
         ("pkg/_ext.cpython-313t-aarch64-linux-musl.so", True),
         ("pkg/_ext.pypy310-pp73-x86_64-linux-gnu.so", True),
         ("pkg/_ext.abi3.so", True),
-        ("pkg/_ext.so", True),
+        ("pkg-1.0.data/platlib/pkg/_ext.abi3.so", True),  # installed beside the code
+        ("pkg/_ext.so", False),  # untagged: test data, a leftover; nothing says it is imported
+        ("pkg_tests/data/corrupt.so", False),
+        ("pkg-1.0.dist-info/_ext.abi3.so", False),
+        ("pkg-1.0.data/data/share/_ext.abi3.so", False),
         ("pkg/_mac.cpython-311-darwin.so", False),  # a macOS module: no Linux import names it
         ("pkg/libfoo.so", False),  # a library by name (a linker script, often)
         ("pkg/libfoo.so.1", False),
