@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -235,3 +238,39 @@ async def test_a_process_goes_on_with_the_new_file_once_another_set_the_old_asid
     finally:
         await finder.close()
         await other.close()
+
+
+async def test_no_process_opens_the_store_while_another_sets_it_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One that opened between the move of the damaged file and the move of its WAL made
+    a new file and took up the old WAL: two processes, one database, two WALs, and the
+    writes of one lost. Opening waits for the setting aside."""
+    directory = tmp_path / "state"
+    old = EmbeddedStore(str(directory))
+    await old.set("before", b"0")
+    await old.close()
+    path = str(directory / "state.sqlite3")
+    real, moved = embedded.os.replace, threading.Event()
+
+    def slow(src: str, dst: str) -> None:
+        real(src, dst)
+        if src == path:  # the window, widened
+            moved.set()
+            time.sleep(1.0)
+
+    monkeypatch.setattr(embedded.os, "replace", slow)
+    aside = asyncio.create_task(asyncio.to_thread(embedded._set_aside, path, os.stat(path)))
+    await asyncio.to_thread(moved.wait, 10)
+    opener = await asyncio.to_thread(EmbeddedStore, str(directory))  # in the window
+    assert await aside is not None
+    finder = EmbeddedStore(str(directory))
+    try:
+        await finder.set("from-finder", b"1")
+        await opener.set("from-opener", b"2")
+        assert await opener.get("from-finder") == b"1"
+        assert await finder.get("from-opener") == b"2"
+        assert await finder.get("before") is None  # the old file's rows stay aside
+    finally:
+        await finder.close()
+        await opener.close()

@@ -26,7 +26,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -181,12 +181,16 @@ def _open(path: str) -> tuple[sqlite3.Connection, os.stat_result]:
     except FileNotFoundError:
         before = None
     try:
-        return _connect(path), before or os.stat(path)  # made by connecting, if new
+        # Shared: no process connects while another sets the file aside, when it could
+        # meet the new file with the old one's WAL (two WALs for one database then).
+        with _recovery_lock(path, fcntl.LOCK_SH):
+            return _connect(path), before or os.stat(path)  # made by connecting, if new
     except sqlite3.DatabaseError as exc:
         if not _damaged(exc):
             raise
         _said_aside(path, exc, _set_aside(path, before))
-    return _connect(path), os.stat(path)
+    with _recovery_lock(path, fcntl.LOCK_SH):
+        return _connect(path), os.stat(path)
 
 
 def _damaged(exc: sqlite3.DatabaseError) -> bool:
@@ -221,11 +225,17 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
+@contextlib.contextmanager
+def _recovery_lock(path: str, kind: int) -> Iterator[None]:
+    with open(path + ".recover-lock", "a") as lock:
+        fcntl.flock(lock, kind)
+        yield
+
+
 def _set_aside(path: str, opened: os.stat_result | None) -> str | None:
     """Move the damaged file (and its WAL, which must never meet a new database) out of
     the way; None when another process already did, since this one opened it."""
-    with open(path + ".recover-lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _recovery_lock(path, fcntl.LOCK_EX):
         try:
             now = os.stat(path)
         except FileNotFoundError:
