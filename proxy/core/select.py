@@ -22,7 +22,7 @@ from dataclasses import replace
 from packaging.version import Version
 
 from proxy.core.decide import Reason, Verdict
-from proxy.core.frontier import is_linux_platform, is_pure
+from proxy.core.frontier import considered, is_linux_platform, is_pure
 from proxy.core.models import File
 from proxy.core.profile import HostProfile
 from proxy.core.report import Report
@@ -49,7 +49,7 @@ def select(
             if reason is not None:
                 _add(result, f.filename, reason)
     if hide_sdists_without_wheels:
-        _hide_orphan_sdists(files, result)
+        _hide_orphan_sdists(files, result, profile)
     return result
 
 
@@ -89,16 +89,28 @@ def foreign_only(
     )
 
 
-def _hide_orphan_sdists(files: list[File], verdicts: dict[str, Verdict]) -> None:
+def _hide_orphan_sdists(
+    files: list[File], verdicts: dict[str, Verdict], profile: HostProfile
+) -> None:
     wheels: dict[Version, list[bool]] = defaultdict(list)
     for f in files:
         version = file_version(f.filename)
         if f.is_wheel and version is not None:
             wheels[Version(version.public)].append(verdicts[f.filename].keep)
-    fitting = [version for version, kept in wheels.items() if any(kept)]
+    # The fallback must be one pip takes: not yanked, its Requires-Python this host's,
+    # and a pre-release only where no final release fits.
+    fitting = {
+        Version(version.public)
+        for f in files
+        if f.is_wheel
+        and verdicts[f.filename].keep
+        and considered(f, profile)
+        and (version := file_version(f.filename)) is not None
+    }
+    finals = {v for v in fitting if not v.is_prerelease}
     if not fitting:
         return
-    oldest_fit = min(fitting)
+    oldest_fit = min(finals or fitting)
     for f in files:
         if f.is_wheel:
             continue

@@ -132,10 +132,11 @@ class DownloadGate:
         when it is judged while its bytes go (`admit_streamed`)."""
         await self._variant_fits(page, served, subject, ctx)
         report = await self.known(subject)
-        if report is not None and report.made_from is None and not self.scheduler.ran(report):
-            # The walk's analysis could not run (its upstream failed, or answered other
-            # bytes than the wheel's): no report. Judged from the bytes this download
-            # checks, as a wheel without one; a 503 only if that analysis fails too.
+        if report is not None and self.scheduler.kept_by_upstream(report):
+            # The walk's analysis by URL could not run for its upstream (failing, or
+            # answering other bytes than the wheel's): no report. Judged from the bytes
+            # this download checks, as a wheel without one. One that could not run here
+            # (the analysis pool) is still held back with a 503 at once.
             report = None
         if report is None:
             # A project fact may say it already (a CUDA build on a host without a

@@ -294,6 +294,17 @@ class AnalysisScheduler:
         stand_in = (report.reason or "").startswith(DID_NOT_RUN)
         return not (report.status == "unanalysable" and stand_in)
 
+    @staticmethod
+    def kept_by_upstream(report: Report) -> bool:
+        """True for the stand-in of a walk's analysis its upstream kept from running
+        (`_report`: an `UpstreamError`, whose text begins "upstream "): the wheel's bytes
+        may still come whole, and be checked, by a download."""
+        return (
+            not AnalysisScheduler.ran(report)
+            and report.made_from is None
+            and (report.reason or "").startswith(f"{DID_NOT_RUN}: upstream ")
+        )
+
     async def close(self) -> None:
         await self._inflight.close()
         await self._urgent.close()

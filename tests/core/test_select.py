@@ -54,3 +54,26 @@ def test_a_python_no_wheel_fits_yet_builds_the_newest_not_an_ancient_release(
     served, choice = _served(names, "python=3.14,impl=cp,arch=x86_64,libc=glibc-2.39")
     assert served == {n for n in names if n.endswith(".tar.gz")}
     assert choice == "lib-2.0.tar.gz"
+
+
+@pytest.mark.parametrize(
+    "fallback",
+    [
+        {"yanked": True},  # pip never takes a yanked file for an unpinned requirement
+        {"requires-python": "<3"},  # nor one whose Requires-Python excludes the host
+    ],
+)
+def test_a_fallback_pip_would_not_take_hides_no_sdist(fallback: dict[str, object]) -> None:
+    """An old pure wheel fits by its tags but pip passes it by: counted as the older
+    version to fall back to, it hid the newest sdists again, and pip had nothing."""
+    names = ["lib-0.1-py3-none-any.whl", "lib-2.0-cp313-cp313-manylinux_2_17_x86_64.whl"]
+    files = [
+        File(names[0], "https://files.test/a", {"sha256": "a" * 64}, fallback),
+        File(names[1], "https://files.test/b", {"sha256": "b" * 64}),
+        File("lib-2.0.tar.gz", "https://files.test/c", {"sha256": "c" * 64}),
+    ]
+    profile = parse_profile("python=3.14,impl=cp,arch=x86_64,libc=glibc-2.39", "url")
+    verdicts = select(files, {f.filename: decide(f, None, profile) for f in files}, profile)
+    assert verdicts["lib-2.0.tar.gz"].keep
+    choice = pip_choice(files, verdicts, profile, client_tags(profile))
+    assert choice is not None and choice.filename == "lib-2.0.tar.gz"
