@@ -83,16 +83,20 @@ def settle_markers(metadata: bytes, label: str, supported: Iterable[str]) -> byt
 def split_headers(text: str) -> tuple[str, str, str, str]:
     """``(head, blank, body, newline)`` of a METADATA text. The header block ends at the
     first blank line, LF or CRLF, whichever comes first; ``newline`` is the headers' own
-    line ending. A description written on Windows (CRLF under LF headers) must neither
-    hide the headers' end nor make them look like CRLF lines, or no fix finds a header."""
+    line ending, as their first line has it. A description written on Windows (CRLF
+    under LF headers, in the body or folded into a Description header) must neither hide
+    the headers' end nor make them look like CRLF lines, or no fix finds a header."""
     ends = [(at, sep) for sep in ("\n\n", "\r\n\r\n") if (at := text.find(sep)) >= 0]
     if not ends:
         head, blank, body = text, "", ""
     else:
         at, blank = min(ends)
         head, body = text[:at], text[at + len(blank) :]
-    newline = "\r\n" if blank == "\r\n\r\n" or "\r\n" in head else "\n"
-    return head, blank, body, newline
+    # From the first line: a folded Description header may carry the description's own
+    # CRLFs (setuptools folds on LF only) under LF headers.
+    first = head.find("\n")
+    crlf = blank == "\r\n\r\n" or (first > 0 and head[first - 1] == "\r")
+    return head, blank, body, "\r\n" if crlf else "\n"
 
 
 def _normal(text: str) -> str:

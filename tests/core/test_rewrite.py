@@ -153,6 +153,20 @@ def test_metadata_fixes_find_the_headers_whatever_line_ending_the_description_ha
     assert out == (head.join([*expected, "Requires-Dist: numpy<2"]) + head + head).encode() + body
 
 
+def test_metadata_fixes_find_lf_headers_beside_a_folded_description_with_crlf() -> None:
+    """Metadata 1.x/2.0 keep the description in a folded Description header, which
+    setuptools splits on LF only: its CRLFs made every header look like a CRLF line."""
+    data = (
+        b"Metadata-Version: 2.0\nName: fixme\nVersion: 1.0\n"
+        b"Description: line one\r\n        |line two\r\n        |\n"
+        b"Requires-Dist: six\nRequires-Dist: requests\n\n"
+    )
+    out = rewrite_metadata(data, Rewrite(None, ("numpy<2",), frozenset({"six"}), None))
+    lines = out.decode().split("\n")
+    assert "Requires-Dist: six" not in lines
+    assert lines[-4:] == ["Requires-Dist: requests", "Requires-Dist: numpy<2", "", ""]
+
+
 def test_variant_markers_are_settled_under_lf_headers_with_a_crlf_description() -> None:
     settled = settle_markers(
         b"Name: v\nRequires-Dist: fast; 'ns :: f :: v' in variant_properties\n\nBody\r\n",
