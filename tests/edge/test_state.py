@@ -251,7 +251,7 @@ async def test_no_process_opens_the_store_while_another_sets_it_aside(
     await old.set("before", b"0")
     await old.close()
     path = str(directory / "state.sqlite3")
-    real, moved = embedded.os.replace, threading.Event()
+    real, moved = os.replace, threading.Event()
 
     def slow(src: str, dst: str) -> None:
         real(src, dst)
@@ -259,7 +259,7 @@ async def test_no_process_opens_the_store_while_another_sets_it_aside(
             moved.set()
             time.sleep(1.0)
 
-    monkeypatch.setattr(embedded.os, "replace", slow)
+    monkeypatch.setattr(os, "replace", slow)  # the module the store moves files with
     aside = asyncio.create_task(asyncio.to_thread(embedded._set_aside, path, os.stat(path)))
     await asyncio.to_thread(moved.wait, 10)
     opener = await asyncio.to_thread(EmbeddedStore, str(directory))  # in the window
