@@ -275,9 +275,13 @@ def _check_directory_bounds(source: IO[bytes], size: int, limits: Limits) -> Non
     locator_at = at - ZIP64_LOCATOR.size
     if locator_at >= 0 and tail[locator_at : locator_at + 4] == b"PK\x06\x07":
         (_, record_offset) = ZIP64_LOCATOR.unpack_from(tail, locator_at)
-        if record_offset + ZIP64_EOCD.size > size:
-            raise Unanalysable("zip64 end of central directory lies outside the file")
-        source.seek(record_offset)
+        # zipfile reads the record just before the locator, whatever the locator says:
+        # the bounds are checked on that one, and a locator pointing elsewhere (a second
+        # record, small, for this check to read) is refused.
+        record_at = size - tail_size + locator_at - ZIP64_EOCD.size
+        if record_at < 0 or record_offset != record_at:
+            raise Unanalysable("zip64 end of central directory locator points elsewhere")
+        source.seek(record_at)
         record = source.read(ZIP64_EOCD.size)
         if len(record) != ZIP64_EOCD.size or record[:4] != b"PK\x06\x06":
             raise Unanalysable("zip64 end of central directory record is missing")

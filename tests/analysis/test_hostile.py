@@ -255,3 +255,48 @@ def test_zip64_directory_is_read(many_members: bytes) -> None:
 def test_zip64_member_count_is_bounded(many_members: bytes) -> None:
     report = analyze(many_members, Limits(max_members=60_000))
     assert_unanalysable(report, "70000 members (limit 60000)")
+
+
+def test_a_decoy_zip64_record_does_not_get_a_directory_past_the_bounds() -> None:
+    """zipfile reads the zip64 record lying just before the locator, whatever offset the
+    locator gives: a small decoy record at that offset passed the bounds while zipfile
+    then parsed a directory of 20,000 members over a limit of 1,000."""
+    count = 20_000
+    local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0x21, 0, 0, 0, 1, 0) + b"a"
+    entry = (
+        struct.pack(
+            "<4sHHHHHHIIIHHHHHII",
+            b"PK\x01\x02",
+            45,
+            45,
+            0,
+            0,
+            0,
+            0x21,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )
+        + b"a"
+    )
+
+    def record(entries: int, size: int, offset: int) -> bytes:
+        return struct.pack(
+            "<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, size, offset
+        )
+
+    decoy = record(1, len(entry), len(local) + 56)
+    directory = entry * count
+    real = record(count, len(directory), len(local) + 56)
+    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, len(local), 1)
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 2**32 - 1, 2**32 - 1, 0)
+    data = local + decoy + directory + real + locator + end
+    report = analyze(data, Limits(max_members=1_000, max_central_directory=1 << 20))
+    assert_unanalysable(report, "locator points elsewhere")
