@@ -223,9 +223,8 @@ def _glibc_need(
     if not releases:
         return None, ()
     newest = max(releases)
-    if numeric is not None and parse_dotted(numeric) >= newest:
-        return numeric, tuple(sorted(unknown))
-    return dotted(newest), tuple(sorted(unknown))
+    need = numeric if numeric is not None and parse_dotted(numeric) >= newest else dotted(newest)
+    return need, tuple(sorted(unknown))
 
 
 def _not_elf_loaded(

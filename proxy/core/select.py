@@ -15,7 +15,6 @@ its build (`proxy.core.families`: ``2.5.1+cu121``, ``2.5.1+cpu``, ...).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
@@ -92,21 +91,18 @@ def foreign_only(
 def _hide_orphan_sdists(
     files: list[File], verdicts: dict[str, Verdict], profile: HostProfile
 ) -> None:
-    wheels: dict[Version, list[bool]] = defaultdict(list)
-    for f in files:
-        version = file_version(f.filename)
-        if f.is_wheel and version is not None:
-            wheels[Version(version.public)].append(verdicts[f.filename].keep)
+    any_kept: dict[Version, bool] = {}  # by version with wheels: whether one is kept
     # The fallback must be one pip takes: not yanked, its Requires-Python this host's,
     # and a pre-release only where no final release fits.
-    fitting = {
-        Version(version.public)
-        for f in files
-        if f.is_wheel
-        and verdicts[f.filename].keep
-        and considered(f, profile)
-        and (version := file_version(f.filename)) is not None
-    }
+    fitting: set[Version] = set()
+    for f in files:
+        version = file_version(f.filename)
+        if not f.is_wheel or version is None:
+            continue
+        public, keep = Version(version.public), verdicts[f.filename].keep
+        any_kept[public] = any_kept.get(public, False) or keep
+        if keep and considered(f, profile):
+            fitting.add(public)
     finals = {v for v in fitting if not v.is_prerelease}
     if not fitting:
         return
@@ -118,8 +114,7 @@ def _hide_orphan_sdists(
         if version is None:
             continue
         public = Version(version.public)
-        kept = wheels.get(public)
-        if kept and not any(kept) and oldest_fit < public:
+        if any_kept.get(public) is False and oldest_fit < public:
             message = (
                 f"sdist: no wheel of {version.public} fits this host, and building "
                 "from source is not offered in its place"

@@ -352,7 +352,7 @@ class HostFilter(IndexLayer):
         the GPU code, is enough there).
         """
         waiting = [f for f in page.files if f.filename in unreported]
-        if not waiting or _without_a_driver(ctx.profile):
+        if not waiting or _has_no_driver(ctx.profile):
             return {}
         held = await self.metadata.stored(waiting)
         verdicts = {}
@@ -476,7 +476,7 @@ class HostFilter(IndexLayer):
         await self._walks.close()
 
 
-def _without_a_driver(profile: HostProfile) -> bool:
+def _has_no_driver(profile: HostProfile) -> bool:
     return profile.cuda is not None and profile.cuda.value is None
 
 

@@ -55,9 +55,7 @@ class EmbeddedStore:
         def locked() -> T:
             with self._lock:
                 if self._set_aside_elsewhere():
-                    with contextlib.suppress(sqlite3.Error):
-                        self._db.close()
-                    self._db, self._file = _open(self.path)
+                    self._reopen()
                 try:
                     return fn(self._db)
                 except sqlite3.DatabaseError as exc:
@@ -65,14 +63,20 @@ class EmbeddedStore:
                         raise
                     # Found while serving (a page of the file SQLite never read at
                     # start): set aside as at start, and the operation done on the new
-                    # file. Other processes find it gone at their next damaged read.
-                    with contextlib.suppress(sqlite3.Error):
-                        self._db.close()
-                    _said_aside(self.path, exc, _set_aside(self.path, self._file))
-                    self._db, self._file = _open(self.path)
+                    # file. Other processes follow at their next operation.
+                    self._reopen(damage=exc)
                     return fn(self._db)
 
         return await asyncio.to_thread(locked)
+
+    def _reopen(self, damage: sqlite3.DatabaseError | None = None) -> None:
+        """The connection opened anew, on the file now at the path; with ``damage``, this
+        one set aside first."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        if damage is not None:
+            _said_aside(self.path, damage, _set_aside(self.path, self._file))
+        self._db, self._file = _open(self.path)
 
     def _set_aside_elsewhere(self) -> bool:
         """Whether another process set this file aside (a stat: the threads' hop costs
@@ -81,7 +85,7 @@ class EmbeddedStore:
             now = os.stat(self.path)
         except FileNotFoundError:
             return False  # between the move and the new file: this one for now
-        return (now.st_dev, now.st_ino) != (self._file.st_dev, self._file.st_ino)
+        return not _same_file(now, self._file)
 
     async def get(self, key: str) -> bytes | None:
         def op(db: sqlite3.Connection) -> bytes | None:
@@ -193,6 +197,10 @@ def _open(path: str) -> tuple[sqlite3.Connection, os.stat_result]:
         return _connect(path), os.stat(path)
 
 
+def _same_file(one: os.stat_result, other: os.stat_result) -> bool:
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
+
+
 def _damaged(exc: sqlite3.DatabaseError) -> bool:
     return getattr(exc, "sqlite_errorname", None) in _DAMAGED
 
@@ -240,7 +248,7 @@ def _set_aside(path: str, opened: os.stat_result | None) -> str | None:
             now = os.stat(path)
         except FileNotFoundError:
             return None
-        if opened is not None and (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+        if opened is not None and not _same_file(now, opened):
             return None  # set aside by another process: the file there is its new one
         aside = f"{path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
         for suffix in ("", "-wal", "-shm"):
