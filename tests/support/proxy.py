@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -21,11 +22,54 @@ from proxy.edge.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Ports handed out by `free_port`: a block per test process, below the kernel's
+# ephemeral range. A port taken with bind(("", 0)) and released for a server to bind
+# later could be handed to the other xdist worker meanwhile: its server then failed to
+# bind, and the readiness check found the first one's /readyz, so a test ran against
+# another test's proxy (a 404 for its project, once in CI). Outside the ephemeral range
+# neither another worker nor an outgoing connection's source port takes it.
+PORT_BLOCK = 500
+PORT_BLOCKS = 20  # the last for a process outside xdist (the benchmark)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _worker_index() -> int:
+    """0 for gw0, 1 for gw1...; the last block's for a process outside xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        index = int(worker[2:])
+        if index >= PORT_BLOCKS - 1:
+            raise RuntimeError(f"{worker}: at most {PORT_BLOCKS - 1} test processes")
+        return index
+    return PORT_BLOCKS - 1
+
+
+_BLOCK_START = _ephemeral_low() - PORT_BLOCK * (PORT_BLOCKS - _worker_index())
+_next_port = itertools.count()
+_port_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port of this process's block that binds now, not handed out before in this
+    process (until the block wraps round)."""
+    with _port_lock:
+        for _ in range(PORT_BLOCK):
+            port = _BLOCK_START + next(_next_port) % PORT_BLOCK
+            with socket.socket() as sock:
+                # As uvicorn binds: a port whose last connection is in TIME_WAIT is free.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError(f"no free port in {_BLOCK_START}-{_BLOCK_START + PORT_BLOCK - 1}")
 
 
 def wait_ready(
