@@ -14,6 +14,8 @@ ratio, measured in the same run. Workloads (issue 15):
 - cold pages: the first request for a project no proxy has seen (pip's Accept, gzip,
   no host profile), on five pages of 150 to 11,000 files, each size asked on fresh
   copies; the median of the five, and grpcio's 11,000 files (4.9 MB of JSON) alone;
+  also measured on ``floor`` (`floor_proxy`: fetch, inflate, parse, relink, write and
+  compress, nothing else), the least a Python proxy on hostfit's stack spends;
 - a Range request for a file not cached yet: the status answered;
 - a small page filtered for pip's User-Agent at 64 connections, hostfit and nginx each
   with 1, 2 and 4 worker processes;
@@ -57,6 +59,7 @@ sys.path[:0] = [str(ROOT), str(BENCH)]
 
 from load import generator, load  # noqa: E402
 from servers import (  # noqa: E402
+    FloorServer,
     HostfitServer,
     NginxServer,
     ProxpiServer,
@@ -93,7 +96,7 @@ PIP_AGENT = "pip/24.0 " + json.dumps(
 PIP_HEADERS = {"Accept": PIP_ACCEPT, "Accept-Encoding": "gzip", "User-Agent": PIP_AGENT}
 # No installer in the User-Agent, so no host profile: the page every proxy serves alike.
 COLD_HEADERS = {"Accept": PIP_ACCEPT, "Accept-Encoding": "gzip", "User-Agent": "bench/1"}
-SERVERS = ("nginx", "nginx-cache", "proxpi", "hostfit")
+SERVERS = ("nginx", "nginx-cache", "proxpi", "hostfit", "floor")
 MUST_WORK = ("nginx", "nginx-cache", "hostfit")
 CLIENT_DEPS = 6  # plus the top project: 7 projects, 7 pins
 CLIENT_VERSION = "9.0"
@@ -176,6 +179,8 @@ class Bench:
     def each(self, workload: str) -> Iterator[tuple[str, Server]]:
         """Each server in turn, every server quiet before the next is measured."""
         for name, server in self.servers.items():
+            if server.measures is not None and workload not in server.measures:
+                continue
             with self.results.measuring(workload, name):
                 yield name, server
             waited = quiet(list(self.servers.values()))
@@ -422,6 +427,8 @@ def small_pages(bench: Bench) -> None:
         servers: dict[str, Server] = {}
         try:
             for name, server in bench.servers.items():
+                if server.measures is not None and workload not in server.measures:
+                    continue
                 if workers == bench.workers:
                     servers[name] = server
                 elif name == "nginx":
@@ -627,6 +634,10 @@ def main() -> int:
         hostfit = HostfitServer(work / "hostfit", upstream, args.workers).start()
         started.append(hostfit)
         bench.servers["hostfit"] = hostfit
+        if "cold_pages" in args.only:
+            floor = FloorServer(work / "floor", upstream).start()
+            started.append(floor)
+            bench.servers["floor"] = floor
 
         for name in args.only:
             WORKLOADS[name](bench)

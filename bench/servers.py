@@ -7,6 +7,8 @@
   (``bench/.cache/venv-proxpi``, made by ``bench/run``), run as its Docker image runs
   it: gunicorn, one process, two threads.
 - ``hostfit``: ``hostfit serve``.
+- ``floor``: `floor_proxy`, the least a Python proxy on hostfit's stack does for a cold
+  page (fetch, inflate, parse, relink, write, compress); measured on cold pages only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -73,6 +76,8 @@ class Server:
 
     name: str
     index: str
+    # The workloads (result keys) it is measured on; None: every one.
+    measures: frozenset[str] | None = None
 
     def page_url(self, project: str) -> str:
         return f"{self.index}{project}/"
@@ -184,6 +189,49 @@ class HostfitServer(Server):
 
     def stop(self) -> None:
         self.process.stop()
+
+
+class FloorServer(Server):
+    measures = frozenset({"cold_median"})
+
+    def __init__(self, work: Path, upstream: NginxServer) -> None:
+        self.name = "floor"
+        work.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.index = f"http://127.0.0.1:{self.port}/simple/"
+        self.command = [
+            sys.executable, str(Path(__file__).resolve().parent / "floor_proxy.py"),
+            upstream.index, str(self.port),
+        ]  # fmt: skip
+        self.log = work / "floor.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> FloorServer:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"floor proxy exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.index, timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError("floor proxy not ready after 30 s")
+
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
 
 
 def proxpi_installed() -> bool:
