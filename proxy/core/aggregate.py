@@ -44,6 +44,12 @@ _SHARED_OBJECT = re.compile(r"\.so(?:\.[0-9.]+)?$")
 # a Linux one (EXTENSION_SUFFIXES: "cpython-311-x86_64-linux-gnu", "pypy310-pp73-…-linux-
 # gnu", a bare "cpython-34m" of old). "cpython-311-darwin" is a macOS module's.
 _TAGGED_MODULE = re.compile(r"^[^\W\d]\w*\.(?:abi3|cpython-\d+[a-z]*|[\w-]*linux[\w-]*)\.so$")
+# The interpreter part of a module's tag, as EXTENSION_SUFFIXES spell it: "cpython-311"
+# with its build's flags ("cpython-37m", "cpython-313t"), "pypy310-pp73", or "abi3". The
+# machine after it ("-x86_64-linux-gnu") is the machine checks' business.
+_MODULE_ABI = re.compile(r"(?:abi3|cpython-\d+[a-z]*|pypy\d+-pp\d+)(?=-|$)")
+# A module any interpreter imports: EXTENSION_SUFFIXES ends with a bare ".so".
+_UNTAGGED_MODULE = re.compile(r"^[^\W\d]\w*\.so$")
 _MUSL_LIBC = re.compile(r"^(?:libc\.musl-[^/]+\.so\.1|libc\.so)$")
 _GLIBC_LIBS = re.compile(
     r"^(?:libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1"
@@ -116,6 +122,7 @@ def summarize(
         mixed_libc=True if _has_musl(loaded) and _has_glibc(loaded, _versions(loaded)) else None,
         glibc_unknown=glibc_unknown or None,
         not_elf=tuple(unloadable) or None,
+        module_abis=_module_abis(elves) if linux else None,
     )
     arches = {elf.machine for elf in elves}
     tag = _derived_tag(arches, libc, musl and glibc, external_versions, policies)
@@ -256,10 +263,37 @@ def _tagged_module(path: str) -> bool:
     name = posixpath.basename(path)
     if not _TAGGED_MODULE.match(name) or _LIBRARY.match(name):
         return False
+    return _installed_importable(path)
+
+
+def _installed_importable(path: str) -> bool:
+    """Whether the member is installed where imports look: not metadata, and of the
+    ``.data`` directory only what goes beside the code."""
     top, _, rest = path.partition("/")
     if top.endswith(".dist-info"):
         return False
     return not top.endswith(".data") or rest.startswith(("purelib/", "platlib/"))
+
+
+def _module_abis(elves: Iterable[ElfFile]) -> tuple[str, ...] | None:
+    """The interpreters the wheel's extension modules are built for ("abi3",
+    "cpython-311", "pypy310-pp73"), when each of its modules names one; None where it has
+    none, or one every interpreter imports (an untagged ``x.so``) or one named another
+    way: then nothing is judged of them (`proxy.core.decide`)."""
+    abis: set[str] = set()
+    for elf in elves:
+        name = posixpath.basename(elf.path)
+        if _LIBRARY.match(name) or not _installed_importable(elf.path):
+            continue
+        if _UNTAGGED_MODULE.match(name):
+            return None
+        if not _TAGGED_MODULE.match(name):
+            continue  # a program, a library named another way
+        found = _MODULE_ABI.match(name.split(".", 1)[1].removesuffix(".so"))
+        if found is None:
+            return None
+        abis.add(found.group(0))
+    return tuple(sorted(abis)) or None
 
 
 def _versions(elves: Iterable[ElfFile]) -> list[str]:

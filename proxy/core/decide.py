@@ -34,6 +34,10 @@ each fact of the wheel's report against the host fact it needs. Rules of the gam
 - The build chooser (`proxy.core.families`) asks more of a newer-minor build: SASS for
   *every* host GPU, and known GPUs. Here, as for ``sm``, one GPU that runs it is enough:
   this decides what would not load, for a pinned build too.
+- Extension modules: a Linux wheel whose modules all name interpreters other than the
+  host's (``cpython-38`` for Python 3.11, ``abi3`` for PyPy) is hidden, whatever its tag
+  says: the import finds none of them. Build flags (``m``, ``t``, ``d``) are not
+  weighed, and a wheel with a module any interpreter imports (``x.so``) is not judged.
 - Project facts (``rules``: `proxy.core.rules.Fact` entries, e.g. "needs AVX") are
   checked like report facts, whether or not the wheel was analysed; a fact that
   hides a file gives a ``rule`` reason naming the fact's file and entry.
@@ -46,6 +50,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from string import ascii_lowercase
 from typing import Literal
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -437,6 +442,57 @@ def _not_elf(c: _Context) -> _Outcome:
     )
 
 
+def _module_abi(c: _Context) -> _Outcome:
+    """A Linux wheel whose extension modules are all built for other interpreters: the
+    import finds none of them (its tag may say abi3 or py3 all the same, a build that
+    went wrong, or a retag)."""
+    abis = c.requires.module_abis
+    if not abis:
+        return _SKIP
+    python = c.profile.python
+    if python is None:
+        return None
+    impl = c.profile.impl.value if c.profile.impl is not None else None
+    if any(_imports(impl, python.value, abi) for abi in abis):
+        return None
+    named = _IMPL_NAMES.get(impl or "", "Python")
+    host = f"{named} {python.value[0]}.{python.value[1]}"
+    return Reason(
+        "native",
+        f"native: its extension modules are built for {', '.join(abis)}, which {host}"
+        " does not import",
+    )
+
+
+def _imports(impl: str | None, python: tuple[int, int], abi: str) -> bool:
+    """Whether an interpreter imports a module of this tag. Flags after the version
+    ("m", "t", "d") are not weighed: a profile does not say how its interpreter was built.
+    An implementation untold may be either; one other than CPython and PyPy is not
+    judged."""
+    if impl not in (None, "cp", "pp"):
+        return True
+    built_for = _built_for(abi)
+    version = f"{python[0]}{python[1]}"
+    cpython = (abi == "abi3" and python[0] == 3) or built_for == ("cp", version)
+    pypy = built_for == ("pp", version)
+    if impl is None:
+        return cpython or pypy
+    return cpython if impl == "cp" else pypy
+
+
+_IMPL_NAMES = {"cp": "CPython", "pp": "PyPy"}
+
+
+def _built_for(abi: str) -> tuple[str, str] | None:
+    """("cp", "311") for "cpython-311" (and "cpython-37m"), ("pp", "310") for
+    "pypy310-pp73"; None for "abi3"."""
+    if abi.startswith("cpython-"):
+        return "cp", abi.removeprefix("cpython-").rstrip(ascii_lowercase)
+    if abi.startswith("pypy"):
+        return "pp", abi.removeprefix("pypy").partition("-")[0]
+    return None
+
+
 def _machine_family(name: str) -> str:
     """One name for the machines a binary may be built for and a host may call itself:
     the kernel says armv6l, armv7l or armv8l for a 32-bit ARM userland, which ELF calls
@@ -481,6 +537,7 @@ _CHECKS: tuple[tuple[str, Callable[[_Context], _Outcome]], ...] = (
     ("isa", _isa),
     ("arch", _machine),
     ("arch", _not_elf),
+    ("python", _module_abi),
     ("libc", _mixed_libc),
 )
 

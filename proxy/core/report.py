@@ -14,7 +14,7 @@ from proxy.core.typed import holds_types
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
-ANALYZER_VERSION = 9
+ANALYZER_VERSION = 10
 
 Status = Literal["ok", "unanalysable"]
 NativeFormat = Literal["elf", "pe", "macho"]
@@ -86,6 +86,10 @@ class Requires:
     # Members of a Linux wheel an import loads that are no ELF file (a Git LFS pointer,
     # a Mach-O file named like a Linux module): no Linux loader maps them.
     not_elf: tuple[str, ...] | None = None
+    # The interpreters the extension modules of a Linux wheel are built for ("abi3",
+    # "cpython-311", "pypy310-pp73"), when every module's name says: an interpreter of
+    # another version finds none of them, and the import fails (ModuleNotFoundError).
+    module_abis: tuple[str, ...] | None = None
 
 
 _REQUIRES_KEYS = frozenset(Requires.__dataclass_fields__)
@@ -157,7 +161,7 @@ class Report:
         # Keys a newer analyzer added are left out: this version judges by what it knows
         # (a rollback reads the newer reports instead of analysing every wheel again).
         req = {k: v for k, v in (data.get("requires") or {}).items() if k in _REQUIRES_KEYS}
-        for key in ("gpu_sms", "gpu_ptx", "machines", "glibc_unknown", "not_elf"):
+        for key in ("gpu_sms", "gpu_ptx", "machines", "glibc_unknown", "not_elf", "module_abis"):
             if isinstance(req.get(key), list):
                 req[key] = tuple(req[key])
         # Reports from before native_files (analyzer version 1) have no such key.

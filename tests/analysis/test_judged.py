@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
+import subprocess
+import sys
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import pytest
@@ -130,3 +134,44 @@ def test_several_such_members_are_named_in_one_reason(tmp_path: Path) -> None:
     assert report.requires.not_elf == tuple(sorted(files))
     message = verdict(report, HOST).reasons[0].message
     assert "and 2 more" in message
+
+
+def test_a_wheel_whose_modules_are_all_built_for_another_python_is_hidden(tmp_path: Path) -> None:
+    """Tagged abi3 (a build that went wrong, or a retag), but its one module is named for
+    Python 3.8 alone: this interpreter's import does not find it."""
+    module = compile_shared_object("int PyInit__ext(void) { return 0; }\n", tmp_path / "_e.so")
+    other = f"cpython-{sys.version_info[0]}{sys.version_info[1] - 1}"
+    member = f"pkg/_ext.{other}-x86_64-linux-gnu.so"
+    files = {member: module.read_bytes(), "pkg/__init__.py": b""}
+    report = analyze(tmp_path / "a", files, "cp38-abi3-manylinux_2_17_x86_64")
+    assert report.requires.module_abis == (other,)
+    assert Report.from_json(report.to_json()) == report
+    here = f"python={sys.version_info[0]}.{sys.version_info[1]},impl=cp,arch=x86_64"
+    hidden = verdict(report, here)
+    assert [r.kind for r in hidden.reasons] == ["native"]
+    assert other in hidden.reasons[0].message
+    # The import this interpreter would make: the module is not found at all.
+    assert "No module named 'pkg._ext'" in _import_error(tmp_path / "a", member, module)
+    # Named for this interpreter, the same wheel is kept (and the import finds the file:
+    # its made-up PyInit fails it then, in another way).
+    mine = "pkg/_ext" + EXTENSION_SUFFIXES[0]  # ".cpython-311-x86_64-linux-gnu.so"
+    kept = analyze(tmp_path / "b", {mine: module.read_bytes(), "pkg/__init__.py": b""})
+    assert kept.requires.module_abis == (sys.implementation.cache_tag,)  # "cpython-311"
+    assert verdict(kept, here).keep
+    assert "No module named" not in _import_error(tmp_path / "b", mine, module)
+
+
+def _import_error(where: Path, member: str, module: Path) -> str:
+    """What ``import pkg._ext`` says with ``member`` installed."""
+    site = where / "site"
+    (site / "pkg").mkdir(parents=True)
+    (site / "pkg" / "__init__.py").write_bytes(b"")
+    shutil.copy(module, site / member)
+    done = subprocess.run(
+        [sys.executable, "-c", "import pkg._ext"],
+        env={"PYTHONPATH": str(site), "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    return done.stderr

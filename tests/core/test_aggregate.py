@@ -430,3 +430,37 @@ def test_a_library_a_loaded_module_finds_on_its_run_path_that_is_no_elf_file() -
     assert summary([module, real], not_elf=("other/libdep.so.1",)).requires.not_elf is None
     # nothing loads a library no loaded binary needs
     assert summary([elf(needed=("libc.so.6",))], not_elf=lfs).requires.not_elf is None
+
+
+@pytest.mark.parametrize(
+    ("paths", "abis"),
+    [
+        (["pkg/_ext.cpython-38-x86_64-linux-gnu.so"], ("cpython-38",)),
+        (["pkg/_ext.cpython-37m-x86_64-linux-gnu.so"], ("cpython-37m",)),
+        (["pkg/_ext.cpython-34m.so"], ("cpython-34m",)),  # before the machine was named
+        (["pkg/_ext.cpython-313t-aarch64-linux-musl.so"], ("cpython-313t",)),
+        (["pkg/_ext.pypy310-pp73-x86_64-linux-gnu.so"], ("pypy310-pp73",)),
+        (["pkg/_ext.abi3.so"], ("abi3",)),
+        (  # several modules, several interpreters: the judge wants any one of them
+            ["pkg/_a.cpython-311-x86_64-linux-gnu.so", "pkg/_a.cpython-312-x86_64-linux-gnu.so"],
+            ("cpython-311", "cpython-312"),
+        ),
+        (["pkg-1.0.data/platlib/pkg/_ext.abi3.so"], ("abi3",)),  # installed beside the code
+        # a module every interpreter imports: nothing to judge
+        (["pkg/_ext.cpython-38-x86_64-linux-gnu.so", "pkg/_speedups.so"], None),
+        # a tag this analyser does not know: not judged
+        (["pkg/_ext.cpython-38-x86_64-linux-gnu.so", "pkg/_b.x86_64-linux-gnu.so"], None),
+        # not modules an import finds: libraries, programs, metadata, data
+        (["pkg.libs/libfoo-1a2b.so.1", "pkg/libbar.so", "pkg/bin/tool"], None),
+        (["pkg-1.0.dist-info/_ext.cpython-38-x86_64-linux-gnu.so"], None),
+        (["pkg-1.0.data/data/share/_ext.cpython-38-x86_64-linux-gnu.so"], None),
+        (["pkg/_mac.cpython-311-darwin.so"], None),  # no Linux import names it
+    ],
+)
+def test_the_interpreters_a_linux_wheels_modules_are_built_for(
+    paths: list[str], abis: tuple[str, ...] | None
+) -> None:
+    elves = [elf(path) for path in paths]
+    assert summary(elves).requires.module_abis == abis
+    # a pure wheel's modules are loaded by path, if at all: not judged by interpreter
+    assert summary(elves, "py3-none-any").requires.module_abis is None

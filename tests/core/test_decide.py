@@ -20,6 +20,7 @@ CU121 = WHEEL.replace("1.0", "1.0+cu121")
 CU118 = WHEEL.replace("1.0", "1.0+cu118")
 SASS_AND_PTX_80: dict[str, Any] = {"cuda_major": 12, "gpu_sms": ("8.0",), "gpu_ptx": ("8.0",)}
 HOST = "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.28"
+ABI3_WHEEL = "pkg-1.0-cp38-abi3-manylinux_2_17_x86_64.whl"
 
 
 @dataclass(frozen=True)
@@ -434,6 +435,83 @@ ROWS = [
         ),
     ),
     Row("not-elf-host-untold", "libc=glibc-2.28", {"not_elf": ("pkg/_ext.so",)}),
+    # extension modules all built for other interpreters: the import finds none of them
+    Row(
+        "module-abi-other-version",
+        HOST,
+        {"module_abis": ("cpython-38",)},
+        filename=ABI3_WHEEL,
+        hides=("native",),
+        messages=(
+            "native: its extension modules are built for cpython-38, which CPython 3.11"
+            " does not import",
+        ),
+        consulted=TAG_KEYS,
+    ),
+    Row("module-abi-same", HOST, {"module_abis": ("cpython-311",)}, filename=ABI3_WHEEL),
+    Row("module-abi-one-of", HOST, {"module_abis": ("cpython-310", "cpython-311")}),
+    Row("module-abi-build-flags", HOST, {"module_abis": ("cpython-311d", "cpython-311t")}),
+    Row("module-abi-abi3", HOST, {"module_abis": ("abi3",)}, filename=ABI3_WHEEL),
+    Row(
+        "module-abi-abi3-on-pypy",
+        "python=3.10,impl=pp",
+        {"module_abis": ("abi3",)},
+        filename="pkg-1.0-py3-none-manylinux_2_17_x86_64.whl",
+        hides=("native",),
+        messages=(
+            "native: its extension modules are built for abi3, which PyPy 3.10 does not import",
+        ),
+    ),
+    Row(
+        "module-abi-pypy",
+        "python=3.10,impl=pp",
+        {"module_abis": ("pypy310-pp73",)},
+        filename="pkg-1.0-pp310-pypy310_pp73-manylinux_2_17_x86_64.whl",
+    ),
+    Row(
+        "module-abi-cpython-on-pypy",
+        "python=3.10,impl=pp",
+        {"module_abis": ("cpython-310",)},
+        filename="pkg-1.0-py3-none-manylinux_2_17_x86_64.whl",
+        hides=("native",),
+    ),
+    Row(
+        "module-abi-old-pymalloc-flag",
+        "python=3.7,impl=cp",
+        {"module_abis": ("cpython-37m",)},
+        filename="pkg-1.0-cp37-abi3-manylinux_2_17_x86_64.whl",
+    ),
+    # an implementation untold may be either; another one is not judged
+    Row(
+        "module-abi-impl-untold-pypy",
+        "python=3.10",
+        {"module_abis": ("pypy310-pp73",)},
+        filename="pkg-1.0-py3-none-manylinux_2_17_x86_64.whl",
+    ),
+    Row(
+        "module-abi-impl-untold",
+        "python=3.10",
+        {"module_abis": ("cpython-38",)},
+        filename="pkg-1.0-py3-none-manylinux_2_17_x86_64.whl",
+        hides=("native",),
+        messages=(
+            "native: its extension modules are built for cpython-38, which Python 3.10"
+            " does not import",
+        ),
+    ),
+    Row(
+        "module-abi-other-impl",
+        "python=3.11,impl=gp",
+        {"module_abis": ("cpython-38",)},
+        filename="pkg-1.0-py3-none-manylinux_2_17_x86_64.whl",
+    ),
+    Row(
+        "module-abi-python-untold",
+        "arch=x86_64",
+        {"module_abis": ("cpython-38",)},
+        filename=ABI3_WHEEL,
+        consulted=TAG_KEYS,
+    ),
     Row(
         "mixed-libc",
         "libc=musl-1.2",
