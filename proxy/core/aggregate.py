@@ -44,12 +44,11 @@ _SHARED_OBJECT = re.compile(r"\.so(?:\.[0-9.]+)?$")
 # a Linux one (EXTENSION_SUFFIXES: "cpython-311-x86_64-linux-gnu", "pypy310-pp73-…-linux-
 # gnu", a bare "cpython-34m" of old). "cpython-311-darwin" is a macOS module's.
 _TAGGED_MODULE = re.compile(r"^[^\W\d]\w*\.(?:abi3|cpython-\d+[a-z]*|[\w-]*linux[\w-]*)\.so$")
-# The interpreter part of a module's tag, as EXTENSION_SUFFIXES spell it: "cpython-311"
-# with its build's flags ("cpython-37m", "cpython-313t"), "pypy310-pp73", or "abi3". The
-# machine after it ("-x86_64-linux-gnu") is the machine checks' business.
-_MODULE_ABI = re.compile(r"(?:abi3|cpython-\d+[a-z]*|pypy\d+-pp\d+)(?=-|$)")
-# A module any interpreter imports: EXTENSION_SUFFIXES ends with a bare ".so".
-_UNTAGGED_MODULE = re.compile(r"^[^\W\d]\w*\.so$")
+# The module tags `Requires.module_abis` reads, whole, as Linux interpreters' suffixes
+# spell them: "cpython-311-x86_64-linux-gnu" (flags after the version: "cpython-37m",
+# "cpython-313t"), "pypy310-pp73-x86_64-linux-gnu", "abi3". The group is the interpreter
+# part; the machine after it is the machine checks' business.
+_KNOWN_MODULE_TAG = re.compile(r"(cpython-\d+[a-z]*|pypy\d+-pp\d+)-[\w-]*linux[\w-]*|(abi3)")
 _MUSL_LIBC = re.compile(r"^(?:libc\.musl-[^/]+\.so\.1|libc\.so)$")
 _GLIBC_LIBS = re.compile(
     r"^(?:libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1"
@@ -277,22 +276,26 @@ def _installed_importable(path: str) -> bool:
 
 def _module_abis(elves: Iterable[ElfFile]) -> tuple[str, ...] | None:
     """The interpreters the wheel's extension modules are built for ("abi3",
-    "cpython-311", "pypy310-pp73"), when each of its modules names one; None where it has
-    none, or one every interpreter imports (an untagged ``x.so``) or one named another
-    way: then nothing is judged of them (`proxy.core.decide`)."""
+    "cpython-311", "pypy310-pp73"), when every ELF file an import may take for a module
+    has a tag read here; None where there is none, or one any interpreter imports (an
+    untagged ``x.so``, and ``libfoo.so`` beside the code may be a module: triton's
+    ``_C/libtriton.so`` is), or one with a tag not read here (``abi3t``, a ``cpython-311``
+    with no machine, which no Linux CPython since 3.5 imports, HPy's, GraalPy's): then
+    nothing is judged of them (`proxy.core.decide`). Programs, libraries with a version
+    (``libfoo.so.1``) and auditwheel's grafted ones (``pkg.libs/libfoo-1a2b3c4d.so``) are
+    no modules."""
     abis: set[str] = set()
     for elf in elves:
         name = posixpath.basename(elf.path)
-        if _LIBRARY.match(name) or not _installed_importable(elf.path):
+        if not name.endswith(".so") or not _installed_importable(elf.path):
             continue
-        if _UNTAGGED_MODULE.match(name):
-            return None
-        if not _TAGGED_MODULE.match(name):
-            continue  # a program, a library named another way
-        found = _MODULE_ABI.match(name.split(".", 1)[1].removesuffix(".so"))
+        if name.startswith("lib") and elf.path.partition("/")[0].endswith(".libs"):
+            continue
+        _, dot, tag = name.removesuffix(".so").partition(".")
+        found = _KNOWN_MODULE_TAG.fullmatch(tag) if dot else None
         if found is None:
             return None
-        abis.add(found.group(0))
+        abis.add(found.group(1) or found.group(2))
     return tuple(sorted(abis)) or None
 
 

@@ -34,10 +34,10 @@ each fact of the wheel's report against the host fact it needs. Rules of the gam
 - The build chooser (`proxy.core.families`) asks more of a newer-minor build: SASS for
   *every* host GPU, and known GPUs. Here, as for ``sm``, one GPU that runs it is enough:
   this decides what would not load, for a pinned build too.
-- Extension modules: a Linux wheel whose modules all name interpreters other than the
-  host's (``cpython-38`` for Python 3.11, ``abi3`` for PyPy) is hidden, whatever its tag
-  says: the import finds none of them. Build flags (``m``, ``t``, ``d``) are not
-  weighed, and a wheel with a module any interpreter imports (``x.so``) is not judged.
+- Extension modules: a Linux wheel whose tags fit but whose modules all name interpreters
+  other than the host's (``cpython-38`` under an ``abi3`` tag for Python 3.11, ``abi3``
+  for PyPy) is hidden: the import finds none of them. Build flags (``m``, ``t``, ``d``)
+  are not weighed; which wheels are judged at all is `proxy.core.aggregate`'s to say.
 - Project facts (``rules``: `proxy.core.rules.Fact` entries, e.g. "needs AVX") are
   checked like report facts, whether or not the wheel was analysed; a fact that
   hides a file gives a ``rule`` reason naming the fact's file and entry.
@@ -138,12 +138,14 @@ def decide(
     notes: list[str] = []
     facts = _facts_for(file.filename, rules) if rules and file.is_wheel else []
     without_driver = any(fact.runs_without_driver for fact in facts)
+    tags_fit = True
     if file.is_wheel:
         outcome = _check_tags(file.filename, profile, tags or client_tags(profile))
         if outcome is not _SKIP:
             consulted |= TAG_KEYS
             if outcome is not None:
                 reasons.append(outcome)
+                tags_fit = False
     if report is not None and report.status == "unanalysable" and file.is_wheel and profile:
         # Its bytes could not be read (a hostile zip, a malformed binary): nothing vouches
         # for them, so a host that said what it is does not get them. (An analysis that
@@ -157,11 +159,12 @@ def decide(
             _build(file.filename, build),
             drivers or cuda_table(),
             without_driver,
+            tags_fit,
         )
-        for key, check in _CHECKS:
+        for keys, check in _CHECKS:
             outcome = check(context)
             if outcome is not _SKIP:
-                consulted.add(key)
+                consulted.update(keys)
                 if outcome is not None:
                     reasons.append(outcome)
         if without_driver:
@@ -173,10 +176,10 @@ def decide(
             context = _Context(
                 fact.requires, profile, abi, None, drivers or cuda_table(), without_driver
             )
-            for key, check in _CHECKS:
+            for keys, check in _CHECKS:
                 outcome = check(context)
                 if outcome is not _SKIP:
-                    consulted.add(key)
+                    consulted.update(keys)
                     if outcome is not None:
                         message = f"rule {fact.where}: {outcome.message} ({fact.note})"
                         reasons.append(Reason("rule", message))
@@ -233,6 +236,9 @@ class _Context:
     build: Build | None  # what the file says it was built with, when it is a CUDA build
     drivers: CudaDriverTable
     runs_without_driver: bool = False  # a project fact: its CUDA builds run on the CPU
+    # False where the wheel's tags do not fit the host: the installer's own check, not
+    # one of loading, so what follows from them alone is not judged again.
+    tags_fit: bool = True
 
     def host_libc(self) -> Libc | None:
         return self.profile.libc.value if self.profile.libc is not None else None
@@ -450,8 +456,8 @@ def _module_abi(c: _Context) -> _Outcome:
     if not abis:
         return _SKIP
     python = c.profile.python
-    if python is None:
-        return None
+    if python is None or not c.tags_fit:
+        return None  # a wheel for another Python: its tags said so (the installer's check)
     impl = c.profile.impl.value if c.profile.impl is not None else None
     if any(_imports(impl, python.value, abi) for abi in abis):
         return None
@@ -524,21 +530,22 @@ def _isa(c: _Context) -> _Outcome:
     return Reason("isa", f"isa: needs x86-64-v{need}, host is x86-64-v{host.value}")
 
 
-_CHECKS: tuple[tuple[str, Callable[[_Context], _Outcome]], ...] = (
-    ("libc", _libc),
-    ("libc", _glibc),
-    ("glibcxx", _glibcxx),
-    ("glibcxx", _cxxabi),
-    ("glibcxx", _gcc),
-    ("libc", _execstack),
-    ("cuda", _cuda),
-    ("cuda", _newer_minor),
-    ("sm", _sm),
-    ("isa", _isa),
-    ("arch", _machine),
-    ("arch", _not_elf),
-    ("python", _module_abi),
-    ("libc", _mixed_libc),
+# Each check with the profile keys it reads.
+_CHECKS: tuple[tuple[tuple[str, ...], Callable[[_Context], _Outcome]], ...] = (
+    (("libc",), _libc),
+    (("libc",), _glibc),
+    (("glibcxx",), _glibcxx),
+    (("glibcxx",), _cxxabi),
+    (("glibcxx",), _gcc),
+    (("libc",), _execstack),
+    (("cuda",), _cuda),
+    (("cuda",), _newer_minor),
+    (("sm",), _sm),
+    (("isa",), _isa),
+    (("arch",), _machine),
+    (("arch",), _not_elf),
+    (("python", "impl"), _module_abi),
+    (("libc",), _mixed_libc),
 )
 
 

@@ -432,12 +432,16 @@ def test_a_library_a_loaded_module_finds_on_its_run_path_that_is_no_elf_file() -
     assert summary([elf(needed=("libc.so.6",))], not_elf=lfs).requires.not_elf is None
 
 
+MODULE_38 = "pkg/_ext.cpython-38-x86_64-linux-gnu.so"
+
+
 @pytest.mark.parametrize(
     ("paths", "abis"),
     [
         (["pkg/_ext.cpython-38-x86_64-linux-gnu.so"], ("cpython-38",)),
         (["pkg/_ext.cpython-37m-x86_64-linux-gnu.so"], ("cpython-37m",)),
-        (["pkg/_ext.cpython-34m.so"], ("cpython-34m",)),  # before the machine was named
+        (["pkg/1abc__mypyc.cpython-311-x86_64-linux-gnu.so"], ("cpython-311",)),  # mypyc
+        (["pkg/_ext.cpython-311-arm-linux-gnueabihf.so"], ("cpython-311",)),
         (["pkg/_ext.cpython-313t-aarch64-linux-musl.so"], ("cpython-313t",)),
         (["pkg/_ext.pypy310-pp73-x86_64-linux-gnu.so"], ("pypy310-pp73",)),
         (["pkg/_ext.abi3.so"], ("abi3",)),
@@ -448,10 +452,20 @@ def test_a_library_a_loaded_module_finds_on_its_run_path_that_is_no_elf_file() -
         (["pkg-1.0.data/platlib/pkg/_ext.abi3.so"], ("abi3",)),  # installed beside the code
         # a module every interpreter imports: nothing to judge
         (["pkg/_ext.cpython-38-x86_64-linux-gnu.so", "pkg/_speedups.so"], None),
-        # a tag this analyser does not know: not judged
+        # a tag this analyser does not read: not judged
         (["pkg/_ext.cpython-38-x86_64-linux-gnu.so", "pkg/_b.x86_64-linux-gnu.so"], None),
-        # not modules an import finds: libraries, programs, metadata, data
-        (["pkg.libs/libfoo-1a2b.so.1", "pkg/libbar.so", "pkg/bin/tool"], None),
+        (["pkg/_e.abi3t.so", "pkg/_h.cpython-315-x86_64-linux-gnu.so"], None),
+        (["pkg/_b.abi3-x86_64-linux-gnu.so"], None),
+        (["pkg/_ext.cpython-34m.so"], None),  # no machine: no Linux CPython since 3.5
+        (["pkg/_ext.cpython-311.so"], None),
+        # a library beside the code may be a module (triton's _C/libtriton.so)
+        (["triton/_C/libtriton.so", "triton/_h.cpython-38-x86_64-linux-gnu.so"], None),
+        # no modules: auditwheel's grafted libraries, versioned libraries, programs
+        (
+            ["pkg.libs/libfoo-1a2b3c4d.so", "pkg/libbar.so.1", "pkg/bin/tool", MODULE_38],
+            ("cpython-38",),
+        ),
+        (["pkg.libs/libfoo-1a2b3c4d.so.1", "pkg/bin/tool"], None),
         (["pkg-1.0.dist-info/_ext.cpython-38-x86_64-linux-gnu.so"], None),
         (["pkg-1.0.data/data/share/_ext.cpython-38-x86_64-linux-gnu.so"], None),
         (["pkg/_mac.cpython-311-darwin.so"], None),  # no Linux import names it

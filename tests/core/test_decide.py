@@ -449,6 +449,15 @@ ROWS = [
         consulted=TAG_KEYS,
     ),
     Row("module-abi-same", HOST, {"module_abis": ("cpython-311",)}, filename=ABI3_WHEEL),
+    # a wheel for another Python: its tags say so, the installer's own check (not a
+    # reason of loading, which the gate would refuse a download on)
+    Row(
+        "module-abi-tags-misfit",
+        HOST,
+        {"module_abis": ("cpython-312",)},
+        filename="pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.whl",
+        hides=("tags",),
+    ),
     Row("module-abi-one-of", HOST, {"module_abis": ("cpython-310", "cpython-311")}),
     Row("module-abi-build-flags", HOST, {"module_abis": ("cpython-311d", "cpython-311t")}),
     Row("module-abi-abi3", HOST, {"module_abis": ("abi3",)}, filename=ABI3_WHEEL),
@@ -474,6 +483,7 @@ ROWS = [
         {"module_abis": ("cpython-310",)},
         filename="pkg-1.0-py3-none-manylinux_2_17_x86_64.whl",
         hides=("native",),
+        consulted=TAG_KEYS,
     ),
     Row(
         "module-abi-old-pymalloc-flag",
