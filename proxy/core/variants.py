@@ -91,6 +91,15 @@ def parse_variant_wheel_filename(
     return name, version, build, tags, label
 
 
+def wheel_project(filename: str) -> NormalizedName | None:
+    """The project a wheel's filename names, with a variant label or without; None for a
+    name that is no wheel's."""
+    try:
+        return parse_variant_wheel_filename(filename)[0]
+    except InvalidWheelFilename:
+        return None
+
+
 def wheel_name_part(name: str) -> str:
     """The project name as wheel filenames and ``variants.json`` filenames spell it."""
     return canonicalize_name(name).replace("-", "_")

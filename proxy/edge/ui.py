@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -34,6 +33,7 @@ from proxy.core.models import is_sha256
 from proxy.core.names import normalize_project
 from proxy.core.profile import HostProfile, merge, parse_profile
 from proxy.core.rules import Rules
+from proxy.core.variants import wheel_project
 from proxy.edge.fleet import Summary, summarise
 from proxy.edge.index import UNIVERSAL, Context
 from proxy.edge.request_profile import query_profile
@@ -320,7 +320,7 @@ async def wheel_view(request: Request) -> Response:
             '<p><a href="/">Back to the start page</a></p>'
         )
         return _html(document("hostfit: no report", body, heading="No report yet"), 404)
-    project = _project_of(report.filename)
+    project = wheel_project(report.filename)
     # Host classes seen lately (pages served, downloads refused at the gate), summarised.
     await services.fleet.refresh(lambda name, ctx: _summary(services, name, ctx))
     refusals = (
@@ -330,10 +330,3 @@ async def wheel_view(request: Request) -> Response:
     )
     body = await asyncio.to_thread(render_wheel, report, project=project, refusals=refusals)
     return _html(body)
-
-
-def _project_of(filename: str) -> str | None:
-    try:
-        return str(parse_wheel_filename(filename)[0])
-    except InvalidWheelFilename:
-        return None

@@ -21,6 +21,7 @@ from proxy.core.variants import (
     split_label,
     variant_version,
     variants_json_filename,
+    wheel_project,
 )
 
 
@@ -167,3 +168,17 @@ def test_the_rest_of_the_core_reads_a_variant_wheel_as_the_wheel_without_its_lab
     host = client_tags(parse_profile("python=3.11,arch=x86_64,libc=glibc-2.28", "url"))
     assert wheel_supported(name, host)
     assert not wheel_supported(name.replace("x86_64", "aarch64", 1), host)
+
+
+@pytest.mark.parametrize(
+    ("filename", "project"),
+    [
+        ("torch-2.10.0-cp312-cp312-manylinux_2_28_x86_64-cu128.whl", "torch"),
+        ("Foo_Bar-1.0-py3-none-any.whl", "foo-bar"),
+        ("vpkg-1.0-py3-none-any-cpu_v3.whl", "vpkg"),
+        ("pkg-1.0.tar.gz", None),
+        ("not-a-wheel.whl", None),
+    ],
+)
+def test_the_project_a_wheel_filename_names(filename: str, project: str | None) -> None:
+    assert wheel_project(filename) == project

@@ -274,6 +274,12 @@ def test_a_variant_the_page_drops_is_refused_to_that_host_however_asked(
     # The universal view, and a host that tells nothing, get it as it is.
     for path in (f"universal/files/vpkg/{name}", f"files/vpkg/{name}"):
         assert httpx.get(proxy.url + path, timeout=60).status_code == 200
+    # The wheel's own view links its project, read from the labelled name (as the host
+    # filter reads it when a report of such a wheel arrives: decide its pages again).
+    sha256 = hashlib.sha256(wheels["cpu_v3"].read_bytes()).hexdigest()
+    view = httpx.get(proxy.url + f"ui/wheel/{sha256}/", timeout=60)
+    assert view.status_code == 200
+    assert '<dt>project</dt><dd><a href="/ui/project/vpkg/">vpkg</a></dd>' in view.text
 
 
 def test_a_wheels_own_variant_json_that_cannot_be_read_says_nothing_at_its_download(

@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_filename
+from packaging.utils import NormalizedName
 
 from proxy.analysis.early import EarlyReport
 from proxy.core.cheap_facts import cheap_requires
@@ -59,6 +59,7 @@ from proxy.core.revision import revised
 from proxy.core.rules import EMPTY, Fact, Rules
 from proxy.core.select import foreign_only, select
 from proxy.core.tags import client_tags
+from proxy.core.variants import wheel_project
 from proxy.edge.flight import Flights
 from proxy.edge.index import Context, Index, IndexLayer
 from proxy.edge.layers.policy import PolicyIndex
@@ -460,7 +461,7 @@ class HostFilter(IndexLayer):
         by_url = self._by_url.pop(sha256) if report.made_from == "file" else None
         # Else a wheel no page watches (a pure one the gate read): its project's pages
         # may still offer it.
-        project = project or by_url or _project_of(file.filename)
+        project = project or by_url or wheel_project(file.filename)
         if project is not None:
             # New reports change what this project's pages decide: decide again.
             self._generation.move(project)
@@ -478,13 +479,6 @@ class HostFilter(IndexLayer):
 
 def _has_no_driver(profile: HostProfile) -> bool:
     return profile.cuda is not None and profile.cuda.value is None
-
-
-def _project_of(filename: str) -> str | None:
-    try:
-        return parse_wheel_filename(filename)[0]
-    except InvalidWheelFilename:
-        return None
 
 
 def _build_of(page: Page, file: File) -> str | None:
