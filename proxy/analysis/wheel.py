@@ -107,7 +107,8 @@ def analyze_wheel(
 
 def _report(filename: str, sha256: str, found: Members, policies: PolicyTable) -> Report:
     elves = found.elves
-    summary = summarize(filename, elves, policies, found.not_elf)
+    systems = {n.path: n.os for n in found.natives if n.format == "elf" and n.os != "linux"}
+    summary = summarize(filename, elves, policies, found.not_elf, systems)
     return Report(
         filename=filename,
         sha256=sha256,

@@ -74,10 +74,13 @@ def summarize(
     elves: Sequence[ElfFile],
     policies: PolicyTable,
     not_elf: Collection[str] = (),
+    systems: Mapping[str, str] | None = None,
 ) -> Summary:
     """``elves``: the wheel's loadable ELF files, all the loader can find in it (a member
     of another kind by a needed name is no library: the need stays the host's).
-    ``not_elf``: the members named like shared objects that are no ELF file."""
+    ``not_elf``: the members named like shared objects that are no ELF file.
+    ``systems``: the ELF files built for another system than Linux, by path, with the
+    system their header names (EI_OSABI: "freebsd")."""
     members = {elf.path for elf in elves}
     provided = _provided_by_name(elves, members)
     bundled: set[str] = set()
@@ -122,6 +125,7 @@ def summarize(
         glibc_unknown=glibc_unknown or None,
         not_elf=tuple(unloadable) or None,
         module_abis=_module_abis(elves) if linux else None,
+        elf_systems=_systems_of(loaded, systems or {}),
     )
     arches = {elf.machine for elf in elves}
     tag = _derived_tag(arches, libc, musl and glibc, external_versions, policies)
@@ -297,6 +301,12 @@ def _module_abis(elves: Iterable[ElfFile]) -> tuple[str, ...] | None:
             return None
         abis.add(found.group(1) or found.group(2))
     return tuple(sorted(abis)) or None
+
+
+def _systems_of(loaded: Iterable[ElfFile], systems: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The other systems the binaries an import loads are built for: glibc's loader maps
+    only those whose header names none or Linux ("ELF file OS ABI invalid")."""
+    return tuple(sorted({systems[elf.path] for elf in loaded if elf.path in systems})) or None
 
 
 def _versions(elves: Iterable[ElfFile]) -> list[str]:

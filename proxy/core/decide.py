@@ -448,6 +448,21 @@ def _not_elf(c: _Context) -> _Outcome:
     )
 
 
+def _elf_systems(c: _Context) -> _Outcome:
+    """Binaries an import loads built for another system (a FreeBSD module in a Linux
+    wheel): glibc's loader refuses them, "ELF file OS ABI invalid", on every Linux host."""
+    systems = c.requires.elf_systems
+    if not systems:
+        return _SKIP
+    if c.profile.arch is None:
+        return None  # a host that did not tell its machine: not judged, as by _machine
+    return Reason(
+        "native",
+        f"native: binaries an import loads are built for {', '.join(systems)}: no Linux"
+        " loader maps them",
+    )
+
+
 def _module_abi(c: _Context) -> _Outcome:
     """A Linux wheel whose extension modules are all built for other interpreters: the
     import finds none of them (its tag may say abi3 or py3 all the same, a build that
@@ -544,6 +559,7 @@ _CHECKS: tuple[tuple[tuple[str, ...], Callable[[_Context], _Outcome]], ...] = (
     (("isa",), _isa),
     (("arch",), _machine),
     (("arch",), _not_elf),
+    (("arch",), _elf_systems),
     (("python", "impl"), _module_abi),
     (("libc",), _mixed_libc),
 )

@@ -14,7 +14,7 @@ from proxy.core.typed import holds_types
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
-ANALYZER_VERSION = 10
+ANALYZER_VERSION = 11
 
 Status = Literal["ok", "unanalysable"]
 NativeFormat = Literal["elf", "pe", "macho"]
@@ -90,6 +90,9 @@ class Requires:
     # "cpython-311", "pypy310-pp73"), when every module's name says: an interpreter of
     # another version finds none of them, and the import fails (ModuleNotFoundError).
     module_abis: tuple[str, ...] | None = None
+    # The other systems (EI_OSABI: "freebsd") a Linux wheel's binaries an import loads are
+    # built for: glibc's loader maps only those whose header names none or Linux.
+    elf_systems: tuple[str, ...] | None = None
 
 
 _REQUIRES_KEYS = frozenset(Requires.__dataclass_fields__)
@@ -161,7 +164,15 @@ class Report:
         # Keys a newer analyzer added are left out: this version judges by what it knows
         # (a rollback reads the newer reports instead of analysing every wheel again).
         req = {k: v for k, v in (data.get("requires") or {}).items() if k in _REQUIRES_KEYS}
-        for key in ("gpu_sms", "gpu_ptx", "machines", "glibc_unknown", "not_elf", "module_abis"):
+        for key in (
+            "gpu_sms",
+            "gpu_ptx",
+            "machines",
+            "glibc_unknown",
+            "not_elf",
+            "module_abis",
+            "elf_systems",
+        ):
             if isinstance(req.get(key), list):
                 req[key] = tuple(req[key])
         # Reports from before native_files (analyzer version 1) have no such key.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import struct
@@ -175,3 +176,25 @@ def _import_error(where: Path, member: str, module: Path) -> str:
     )
     assert done.returncode != 0
     return done.stderr
+
+
+def test_a_module_built_for_another_system_hides_the_wheel(tmp_path: Path) -> None:
+    """A module whose ELF header names FreeBSD (EI_OSABI 9) in a Linux wheel: glibc's
+    loader refuses it, "ELF file OS ABI invalid", on every Linux host."""
+    built = compile_shared_object("int PyInit__ext(void) { return 0; }\n", tmp_path / "_e.so")
+    data = bytearray(built.read_bytes())
+    assert data[7] in (0, 3)  # as gcc writes it: no system named, or Linux
+    data[7] = 9
+    freebsd = tmp_path / "_freebsd.so"
+    freebsd.write_bytes(bytes(data))
+    with pytest.raises(OSError, match="OS ABI"):
+        ctypes.CDLL(str(freebsd))  # this machine's loader, on the very bytes
+    report = analyze(tmp_path / "w", {MODULE: bytes(data), "pkg/__init__.py": b""})
+    assert report.requires.elf_systems == ("freebsd",)
+    assert Report.from_json(report.to_json()) == report
+    hidden = verdict(report, HOST)
+    assert [r.message for r in hidden.reasons] == [
+        "native: binaries an import loads are built for freebsd: no Linux loader maps them"
+    ]
+    fine = analyze(tmp_path / "f", {MODULE: built.read_bytes(), "pkg/__init__.py": b""})
+    assert fine.requires.elf_systems is None and verdict(fine, HOST).keep

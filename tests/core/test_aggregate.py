@@ -19,8 +19,13 @@ def elf(path: str = "pkg/_ext.so", **fields: Any) -> ElfFile:
     return ElfFile(path=path, **fields)
 
 
-def summary(elves: list[ElfFile], tag: str = X86, not_elf: tuple[str, ...] = ()) -> Any:
-    return summarize(f"pkg-1.0-{tag}.whl", elves, policy_table(), not_elf)
+def summary(
+    elves: list[ElfFile],
+    tag: str = X86,
+    not_elf: tuple[str, ...] = (),
+    systems: dict[str, str] | None = None,
+) -> Any:
+    return summarize(f"pkg-1.0-{tag}.whl", elves, policy_table(), not_elf, systems)
 
 
 def test_a_wheel_without_binaries_needs_nothing() -> None:
@@ -478,3 +483,21 @@ def test_the_interpreters_a_linux_wheels_modules_are_built_for(
     assert summary(elves).requires.module_abis == abis
     # a pure wheel's modules are loaded by path, if at all: not judged by interpreter
     assert summary(elves, "py3-none-any").requires.module_abis is None
+
+
+def test_the_other_systems_binaries_an_import_loads_are_built_for() -> None:
+    """glibc's loader maps only ELF files whose header names no system or Linux."""
+    module = elf(MODULE_38, needed=("libdep.so.1",), runpath=("$ORIGIN/../pkg.libs",))
+    dep = elf("pkg.libs/libdep.so.1", soname="libdep.so.1")
+    program = elf("pkg/bin/tool")
+    freebsd = {MODULE_38: "freebsd"}
+    assert summary([module, dep], systems=freebsd).requires.elf_systems == ("freebsd",)
+    # a library the module loads counts as the module does
+    loaded = {dep.path: "netbsd"}
+    assert summary([module, dep], systems=loaded).requires.elf_systems == ("netbsd",)
+    # an import loads no program; a pure wheel's binaries are loaded by path, if at all
+    other = summary([module, dep, program], systems={program.path: "freebsd"})
+    assert other.requires.elf_systems is None
+    pure = summary([module, dep], "py3-none-any", systems=freebsd)
+    assert pure.requires.elf_systems is None
+    assert summary([module, dep]).requires.elf_systems is None

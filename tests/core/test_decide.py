@@ -435,6 +435,18 @@ ROWS = [
         ),
     ),
     Row("not-elf-host-untold", "libc=glibc-2.28", {"not_elf": ("pkg/_ext.so",)}),
+    # binaries an import loads built for another system: "ELF file OS ABI invalid"
+    Row(
+        "elf-system-freebsd",
+        HOST,
+        {"elf_systems": ("freebsd",)},
+        hides=("native",),
+        messages=(
+            "native: binaries an import loads are built for freebsd: no Linux loader maps them",
+        ),
+        consulted=TAG_KEYS,
+    ),
+    Row("elf-system-host-untold", "libc=glibc-2.28", {"elf_systems": ("freebsd",)}),
     # extension modules all built for other interpreters: the import finds none of them
     Row(
         "module-abi-other-version",
