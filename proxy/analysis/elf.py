@@ -67,6 +67,8 @@ _MACHINES = {
     "EM_ARM": "armv7l",
     "EM_LOONGARCH": "loongarch64",
 }
+# The names GCC and Debian give these machines' 32-bit ABIs (-mx32, -mabi=ilp32).
+_ILP32 = {"EM_X86_64": "x32", "EM_AARCH64": "aarch64_ilp32"}
 # glibc's DEFAULT_STACK_PERMS: where PT_GNU_STACK is missing these get no executable stack.
 _NON_EXEC_STACK_DEFAULT = frozenset({"aarch64", "riscv64", "loongarch64"})
 
@@ -283,6 +285,10 @@ class _Reader(_Bytes):
             return "s390x" if bits64 else "s390"
         if name == "EM_RISCV":
             return "riscv64" if bits64 else "riscv32"
+        if name in _ILP32 and not bits64:
+            # A 64-bit machine's 32-bit ABI (x32, ILP32): a 64-bit process's loader says
+            # "wrong ELF class: ELFCLASS32", so it is another machine for the wheel.
+            return _ILP32[name]
         return _MACHINES.get(name, name.removeprefix("EM_").lower())
 
     def _program_headers(self) -> list[Any]:

@@ -198,3 +198,20 @@ def test_a_module_built_for_another_system_hides_the_wheel(tmp_path: Path) -> No
     ]
     fine = analyze(tmp_path / "f", {MODULE: built.read_bytes(), "pkg/__init__.py": b""})
     assert fine.requires.elf_systems is None and verdict(fine, HOST).keep
+
+
+def test_a_module_of_a_64_bit_machines_32_bit_abi_hides_the_wheel(tmp_path: Path) -> None:
+    """An x32 module (ELFCLASS32 for x86-64) in an x86_64 wheel: a 64-bit process's
+    loader says "wrong ELF class: ELFCLASS32"."""
+    x32 = compile_shared_object(
+        "int PyInit__ext(void) { return 0; }\n", tmp_path / "_x32.so", flags=["-mx32", "-nostdlib"]
+    )
+    with pytest.raises(OSError, match="wrong ELF class"):
+        ctypes.CDLL(str(x32))  # this machine's loader, on the very bytes
+    report = analyze(tmp_path / "w", {MODULE: x32.read_bytes(), "pkg/__init__.py": b""})
+    assert [e.machine for e in report.elf_files] == ["x32"]
+    assert report.requires.machines == ("x32",)
+    hidden = verdict(report, HOST)
+    assert [r.message for r in hidden.reasons] == [
+        "native: binaries an import loads are for x32, host is x86_64"
+    ]
