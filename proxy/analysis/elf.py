@@ -70,7 +70,9 @@ _MACHINES = {
 # The names GCC and Debian give these machines' 32-bit ABIs (-mx32, -mabi=ilp32).
 _ILP32 = {"EM_X86_64": "x32", "EM_AARCH64": "aarch64_ilp32"}
 # glibc's DEFAULT_STACK_PERMS: where PT_GNU_STACK is missing these get no executable stack.
-_NON_EXEC_STACK_DEFAULT = frozenset({"aarch64", "riscv64", "loongarch64"})
+_NON_EXEC_STACK_DEFAULT = frozenset(
+    {"aarch64", "aarch64_ilp32", "riscv64", "riscv32", "loongarch64"}
+)
 
 
 def is_elf(head: bytes) -> bool:

@@ -304,8 +304,9 @@ def _module_abis(elves: Iterable[ElfFile]) -> tuple[str, ...] | None:
 
 
 def _systems_of(loaded: Iterable[ElfFile], systems: Mapping[str, str]) -> tuple[str, ...] | None:
-    """The other systems the binaries an import loads are built for: glibc's loader maps
-    only those whose header names none or Linux ("ELF file OS ABI invalid")."""
+    """The other systems the binaries an import loads are built for (those `systems`
+    names: FreeBSD, NetBSD, OpenBSD, Solaris), which glibc's loader refuses ("ELF file
+    OS ABI invalid")."""
     return tuple(sorted({systems[elf.path] for elf in loaded if elf.path in systems})) or None
 
 

@@ -450,16 +450,18 @@ def _not_elf(c: _Context) -> _Outcome:
 
 def _elf_systems(c: _Context) -> _Outcome:
     """Binaries an import loads built for another system (a FreeBSD module in a Linux
-    wheel): glibc's loader refuses them, "ELF file OS ABI invalid", on every Linux host."""
+    wheel): glibc's loader refuses them, "ELF file OS ABI invalid". musl's never reads
+    the header's system, and loads them."""
     systems = c.requires.elf_systems
     if not systems:
         return _SKIP
-    if c.profile.arch is None:
-        return None  # a host that did not tell its machine: not judged, as by _machine
+    host = c.host_libc()
+    if host is None or host.family != "glibc":
+        return None
     return Reason(
         "native",
-        f"native: binaries an import loads are built for {', '.join(systems)}: no Linux"
-        " loader maps them",
+        f"native: binaries an import loads are built for {', '.join(systems)}: glibc's"
+        " loader refuses them",
     )
 
 
@@ -559,7 +561,7 @@ _CHECKS: tuple[tuple[tuple[str, ...], Callable[[_Context], _Outcome]], ...] = (
     (("isa",), _isa),
     (("arch",), _machine),
     (("arch",), _not_elf),
-    (("arch",), _elf_systems),
+    (("libc",), _elf_systems),
     (("python", "impl"), _module_abi),
     (("libc",), _mixed_libc),
 )

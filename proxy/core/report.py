@@ -91,7 +91,7 @@ class Requires:
     # another version finds none of them, and the import fails (ModuleNotFoundError).
     module_abis: tuple[str, ...] | None = None
     # The other systems (EI_OSABI: "freebsd") a Linux wheel's binaries an import loads are
-    # built for: glibc's loader maps only those whose header names none or Linux.
+    # built for: glibc's loader refuses them (musl's does not read the header's system).
     elf_systems: tuple[str, ...] | None = None
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename
 
 from proxy.core.report import ElfFile, Report, Requires
+from proxy.core.variants import parse_variant_wheel_filename
 from proxy.ui.base import (
     codes,
     document,
@@ -71,7 +72,8 @@ def _summary(report: Report, project: str | None) -> str:
 
 def _tags(report: Report) -> str:
     try:
-        tags = sorted(str(t) for t in parse_wheel_filename(report.filename)[3])
+        # A variant wheel's label (PEP 825) follows its tags: read past it.
+        tags = sorted(str(t) for t in parse_variant_wheel_filename(report.filename)[3])
     except InvalidWheelFilename:
         tags = []
     platforms = sorted({t.rsplit("-", 1)[-1] for t in tags})

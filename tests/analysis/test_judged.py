@@ -194,7 +194,7 @@ def test_a_module_built_for_another_system_hides_the_wheel(tmp_path: Path) -> No
     assert Report.from_json(report.to_json()) == report
     hidden = verdict(report, HOST)
     assert [r.message for r in hidden.reasons] == [
-        "native: binaries an import loads are built for freebsd: no Linux loader maps them"
+        "native: binaries an import loads are built for freebsd: glibc's loader refuses them"
     ]
     fine = analyze(tmp_path / "f", {MODULE: built.read_bytes(), "pkg/__init__.py": b""})
     assert fine.requires.elf_systems is None and verdict(fine, HOST).keep

@@ -442,11 +442,18 @@ ROWS = [
         {"elf_systems": ("freebsd",)},
         hides=("native",),
         messages=(
-            "native: binaries an import loads are built for freebsd: no Linux loader maps them",
+            "native: binaries an import loads are built for freebsd: glibc's loader refuses them",
         ),
         consulted=TAG_KEYS,
     ),
-    Row("elf-system-host-untold", "libc=glibc-2.28", {"elf_systems": ("freebsd",)}),
+    # musl's loader does not read the header's system; a libc untold is not judged
+    Row(
+        "elf-system-musl",
+        "python=3.11,impl=cp,arch=x86_64,libc=musl-1.2",
+        {"elf_systems": ("freebsd",)},
+        filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
+    ),
+    Row("elf-system-libc-untold", "arch=x86_64", {"elf_systems": ("freebsd",)}),
     # extension modules all built for other interpreters: the import finds none of them
     Row(
         "module-abi-other-version",

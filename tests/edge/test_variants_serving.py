@@ -280,6 +280,7 @@ def test_a_variant_the_page_drops_is_refused_to_that_host_however_asked(
     view = httpx.get(proxy.url + f"ui/wheel/{sha256}/", timeout=60)
     assert view.status_code == 200
     assert '<dt>project</dt><dd><a href="/ui/project/vpkg/">vpkg</a></dd>' in view.text
+    assert "py3-none-any" in view.text.split("Tags", 1)[1].split("What it needs", 1)[0]
 
 
 def test_a_wheels_own_variant_json_that_cannot_be_read_says_nothing_at_its_download(
