@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
+import fcntl
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,54 +24,72 @@ from proxy.edge.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# Ports handed out by `free_port`: a block per test process, below the kernel's
-# ephemeral range. A port taken with bind(("", 0)) and released for a server to bind
-# later could be handed to the other xdist worker meanwhile: its server then failed to
-# bind, and the readiness check found the first one's /readyz, so a test ran against
-# another test's proxy (a 404 for its project, once in CI). Outside the ephemeral range
-# neither another worker nor an outgoing connection's source port takes it.
-PORT_BLOCK = 500
-PORT_BLOCKS = 20  # the last for a process outside xdist (the benchmark)
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _worker_index() -> int:
-    """0 for gw0, 1 for gw1...; the last block's for a process outside xdist."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if worker.startswith("gw") and worker[2:].isdigit():
-        index = int(worker[2:])
-        if index >= PORT_BLOCKS - 1:
-            raise RuntimeError(f"{worker}: at most {PORT_BLOCKS - 1} test processes")
-        return index
-    return PORT_BLOCKS - 1
-
-
-_BLOCK_START = _ephemeral_low() - PORT_BLOCK * (PORT_BLOCKS - _worker_index())
-_next_port = itertools.count()
+# Ports handed out by `free_port`. A port taken with bind(("", 0)) and released for a
+# server to bind later could be handed to another test process meanwhile: its server
+# then failed to bind, and the readiness check found the first one's /readyz, so a test
+# ran against another test's proxy (a 404 for its project, once in CI). So ports come
+# from outside the kernel's ephemeral range (where neither bind(0) nor an outgoing
+# connection's source port takes them), and each is claimed for the life of the process
+# with a lock file: no other process on the machine (the other xdist worker, the
+# benchmark, a second run) is handed it, whatever its environment.
+PORT_RANGE = 10_000
+_PORT_LOCKS = Path(tempfile.gettempdir()) / f"hostfit-test-ports-{os.getuid()}"
+_claimed: dict[int, int] = {}  # port -> the fd of its lock file, held until exit
 _port_lock = threading.Lock()
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def port_range() -> range:
+    """Below the ephemeral range, or above it where there is no room below."""
+    low, high = _ephemeral_range()
+    if low - PORT_RANGE >= 1024:
+        return range(low - PORT_RANGE, low)
+    if high + PORT_RANGE <= 65535:
+        return range(high + 1, high + 1 + PORT_RANGE)
+    return range(1024, max(low, 1025)) if low - 1024 >= 65535 - high else range(high + 1, 65536)
+
+
 def free_port() -> int:
-    """A port of this process's block that binds now, not handed out before in this
-    process (until the block wraps round)."""
+    """A port that binds now, claimed for this process: never handed out again, here or
+    to another process, while this one lives."""
+    ports = port_range()
+    first = random.randrange(len(ports))  # processes start apart: few lock files tried
+    _PORT_LOCKS.mkdir(exist_ok=True)
     with _port_lock:
-        for _ in range(PORT_BLOCK):
-            port = _BLOCK_START + next(_next_port) % PORT_BLOCK
-            with socket.socket() as sock:
-                # As uvicorn binds: a port whose last connection is in TIME_WAIT is free.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
+        for step in range(len(ports)):
+            port = ports[(first + step) % len(ports)]
+            if port in _claimed:
+                continue
+            fd = os.open(_PORT_LOCKS / str(port), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # another process's
+                os.close(fd)
+                continue
+            if not _binds(port):
+                os.close(fd)  # and with it the lock
+                continue
+            _claimed[port] = fd
             return port
-    raise RuntimeError(f"no free port in {_BLOCK_START}-{_BLOCK_START + PORT_BLOCK - 1}")
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+def _binds(port: int) -> bool:
+    with socket.socket() as sock:
+        # As uvicorn binds: a port whose last connection is in TIME_WAIT is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_ready(
