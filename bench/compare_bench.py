@@ -181,8 +181,7 @@ class Bench:
         for name, server in self.servers.items():
             if server.measures is not None and workload not in server.measures:
                 continue
-            with self.results.measuring(workload, name):
-                yield name, server
+            yield name, server  # measured by the caller, under `Results.measuring`
             waited = quiet(list(self.servers.values()))
             if waited > 1.0:
                 self.results.notes.append(f"{workload} on {name}: {waited:.0f} s to go quiet")
@@ -342,81 +341,87 @@ def cached_pages(bench: Bench) -> None:
     }
     for workload, headers in cases.items():
         for name, server in bench.each(workload):
-            url = server.page_url("numpy")
-            for _ in range(2):
-                response = get_as(url, headers)
-            figures = load(url, s.seconds, s.connections, headers)
-            bench.results.put(workload, name, figures["rps"])
-            if workload == "page_json":
-                bench.results.put("page_json_p99", name, figures["p99_ms"])
-            if figures["errors"]:
-                bench.results.notes.append(
-                    f"{workload} on {name}: {figures['errors']:.0f} socket errors (timeouts)"
-                )
-            size = len(response.content)
-            bench.results.put(f"{workload}_bytes", name, size)
+            with bench.results.measuring(workload, name):
+                url = server.page_url("numpy")
+                for _ in range(2):
+                    response = get_as(url, headers)
+                figures = load(url, s.seconds, s.connections, headers)
+                bench.results.put(workload, name, figures["rps"])
+                if workload == "page_json":
+                    bench.results.put("page_json_p99", name, figures["p99_ms"])
+                if figures["errors"]:
+                    bench.results.notes.append(
+                        f"{workload} on {name}: {figures['errors']:.0f} socket errors (timeouts)"
+                    )
+                size = len(response.content)
+                bench.results.put(f"{workload}_bytes", name, size)
 
 
 def cold_pages(bench: Bench) -> None:
     per_kind: dict[str, dict[str, float]] = {}
     for name, server in bench.each("cold_median"):
-        with httpx.Client(headers=COLD_HEADERS, timeout=300) as client:
-            client.get(server.index)  # the connection, and the proxy's start-up, not timed
-            for kind, projects in bench.cold_projects.items():
-                times = []
-                for project in projects:
-                    body = bytearray()
-                    began = time.perf_counter()
-                    with client.stream("GET", server.page_url(project)) as response:
-                        for chunk in response.iter_raw():
-                            body += chunk
-                    times.append(time.perf_counter() - began)
-                    response.raise_for_status()
-                    data = bytes(body)
-                    if response.headers.get("content-encoding") == "gzip":
-                        data = gzip.decompress(data)
-                    count = len(json.loads(data)["files"])
-                    if count != bench.expected_files[project]:
-                        raise RuntimeError(f"{project}: {count} files served")
-                per_kind.setdefault(kind, {})[name] = statistics.median(times) * 1e3
-        kinds = list(bench.cold_projects)
-        bench.results.put("cold_median", name, statistics.median(per_kind[k][name] for k in kinds))
-        bench.results.put("cold_grpcio", name, per_kind["grpcio"][name])
-        for kind in kinds:
-            bench.results.put(f"cold_{kind}", name, per_kind[kind][name])
+        with bench.results.measuring("cold_median", name):
+            with httpx.Client(headers=COLD_HEADERS, timeout=300) as client:
+                client.get(server.index)  # the connection, and the proxy's start-up, not timed
+                for kind, projects in bench.cold_projects.items():
+                    times = []
+                    for project in projects:
+                        body = bytearray()
+                        began = time.perf_counter()
+                        with client.stream("GET", server.page_url(project)) as response:
+                            for chunk in response.iter_raw():
+                                body += chunk
+                        times.append(time.perf_counter() - began)
+                        response.raise_for_status()
+                        data = bytes(body)
+                        if response.headers.get("content-encoding") == "gzip":
+                            data = gzip.decompress(data)
+                        count = len(json.loads(data)["files"])
+                        if count != bench.expected_files[project]:
+                            raise RuntimeError(f"{project}: {count} files served")
+                    per_kind.setdefault(kind, {})[name] = statistics.median(times) * 1e3
+            kinds = list(bench.cold_projects)
+            bench.results.put(
+                "cold_median", name, statistics.median(per_kind[k][name] for k in kinds)
+            )
+            bench.results.put("cold_grpcio", name, per_kind["grpcio"][name])
+            for kind in kinds:
+                bench.results.put(f"cold_{kind}", name, per_kind[kind][name])
 
 
 def range_uncached(bench: Bench) -> None:
     for name, server in bench.each("range_uncached"):
-        url = file_url(server, "rangeprobe")
-        response = httpx.get(
-            url, headers={"Range": "bytes=1000-1999"}, timeout=120, follow_redirects=True
-        )
-        expected = {206: 1000, 200: bench.sizes.range_mib << 20}
-        if len(response.content) != expected.get(response.status_code, -1):
-            raise RuntimeError(f"{response.status_code} with {len(response.content)} bytes")
-        bench.results.put("range_uncached", name, response.status_code)
+        with bench.results.measuring("range_uncached", name):
+            url = file_url(server, "rangeprobe")
+            response = httpx.get(
+                url, headers={"Range": "bytes=1000-1999"}, timeout=120, follow_redirects=True
+            )
+            expected = {206: 1000, 200: bench.sizes.range_mib << 20}
+            if len(response.content) != expected.get(response.status_code, -1):
+                raise RuntimeError(f"{response.status_code} with {len(response.content)} bytes")
+            bench.results.put("range_uncached", name, response.status_code)
 
 
 def cached_file(bench: Bench) -> None:
     s = bench.sizes
     for name, server in bench.each("file_cached"):
-        url = file_url(server, "bigfile")
-        if isinstance(server, HostfitServer):
-            before = server.rss()
-            with sampled_rss(server) as peak:
+        with bench.results.measuring("file_cached", name):
+            url = file_url(server, "bigfile")
+            if isinstance(server, HostfitServer):
+                before = server.rss()
+                with sampled_rss(server) as peak:
+                    warm_file(server, url)
+                bench.results.put("file_rss_first_mib", name, (peak[0] - before) / 2**20)
+            else:
                 warm_file(server, url)
-            bench.results.put("file_rss_first_mib", name, (peak[0] - before) / 2**20)
-        else:
-            warm_file(server, url)
-        if isinstance(server, HostfitServer):
-            before = server.rss()
-            with sampled_rss(server) as peak:
+            if isinstance(server, HostfitServer):
+                before = server.rss()
+                with sampled_rss(server) as peak:
+                    figures = load(url, s.seconds, 2, {})
+                bench.results.put("file_rss_cached_mib", name, (peak[0] - before) / 2**20)
+            else:
                 figures = load(url, s.seconds, 2, {})
-            bench.results.put("file_rss_cached_mib", name, (peak[0] - before) / 2**20)
-        else:
-            figures = load(url, s.seconds, 2, {})
-        bench.results.put("file_cached", name, figures["mb_s"])
+            bench.results.put("file_cached", name, figures["mb_s"])
 
 
 def small_pages(bench: Bench) -> None:
@@ -457,39 +462,41 @@ def small_pages(bench: Bench) -> None:
 def clients(bench: Bench) -> None:
     s = bench.sizes
     for name, server in bench.each("pip_cold"):
-        runs = []
-        for run in range(1 + s.warm_runs):
-            dest = bench.work / f"pip-{name}-{run}"
-            home = bench.work / f"home-pip-{name}-{run}"
-            command = [
-                sys.executable, "-m", "pip", "download", "--no-cache-dir", "-q", "-d",
-                str(dest), "--index-url", server.index, "pipset-top",
-            ]  # fmt: skip
-            runs.append(timed(lambda c=command, h=home: _client(c, h)))
-            got = len(list(dest.glob("*.whl")))
-            if got != 1 + CLIENT_DEPS:
-                raise RuntimeError(f"pip downloaded {got} wheels")
-        bench.results.put("pip_cold", name, runs[0])
-        bench.results.put("pip_warm", name, statistics.median(runs[1:]))
+        with bench.results.measuring("pip_cold", name):
+            runs = []
+            for run in range(1 + s.warm_runs):
+                dest = bench.work / f"pip-{name}-{run}"
+                home = bench.work / f"home-pip-{name}-{run}"
+                command = [
+                    sys.executable, "-m", "pip", "download", "--no-cache-dir", "-q", "-d",
+                    str(dest), "--index-url", server.index, "pipset-top",
+                ]  # fmt: skip
+                runs.append(timed(lambda c=command, h=home: _client(c, h)))
+                got = len(list(dest.glob("*.whl")))
+                if got != 1 + CLIENT_DEPS:
+                    raise RuntimeError(f"pip downloaded {got} wheels")
+            bench.results.put("pip_cold", name, runs[0])
+            bench.results.put("pip_warm", name, statistics.median(runs[1:]))
     pins = [f"uvset-top=={CLIENT_VERSION}"]
     pins += [f"uvset-dep{i}=={CLIENT_VERSION}" for i in range(1, CLIENT_DEPS + 1)]
     requirements = bench.work / "requirements.in"
     requirements.write_text("\n".join(pins) + "\n")
     for name, server in bench.each("uv_cold"):
-        runs = []
-        for run in range(1 + s.warm_runs):
-            out = bench.work / f"uv-{name}-{run}.txt"
-            home = bench.work / f"home-uv-{name}-{run}"
-            command = [
-                str(UV), "pip", "compile", "--no-cache", "-q", "--index-url", server.index,
-                "--python-version", "3.11", str(requirements), "-o", str(out),
-            ]  # fmt: skip
-            runs.append(timed(lambda c=command, h=home: _client(c, h)))
-            locked = [line for line in out.read_text().splitlines() if "==" in line]
-            if len(locked) != len(pins):
-                raise RuntimeError(f"uv locked {len(locked)} of {len(pins)} pins")
-        bench.results.put("uv_cold", name, runs[0])
-        bench.results.put("uv_warm", name, statistics.median(runs[1:]))
+        with bench.results.measuring("uv_cold", name):
+            runs = []
+            for run in range(1 + s.warm_runs):
+                out = bench.work / f"uv-{name}-{run}.txt"
+                home = bench.work / f"home-uv-{name}-{run}"
+                command = [
+                    str(UV), "pip", "compile", "--no-cache", "-q", "--index-url", server.index,
+                    "--python-version", "3.11", str(requirements), "-o", str(out),
+                ]  # fmt: skip
+                runs.append(timed(lambda c=command, h=home: _client(c, h)))
+                locked = [line for line in out.read_text().splitlines() if "==" in line]
+                if len(locked) != len(pins):
+                    raise RuntimeError(f"uv locked {len(locked)} of {len(pins)} pins")
+            bench.results.put("uv_cold", name, runs[0])
+            bench.results.put("uv_warm", name, statistics.median(runs[1:]))
 
 
 def _client(command: list[str], home: Path) -> None:

@@ -61,6 +61,11 @@ def test_every_workload_runs_in_the_short_mode(tmp_path: Path) -> None:
     for server, status in figures["range_uncached"].items():
         assert status in (200, 206, "not installed"), (server, status)
     assert isinstance(figures["file_rss_cached_mib"]["hostfit"], float)
+    # the floor: measured on the cold pages, and on nothing else
+    assert isinstance(figures["cold_median"]["floor"], float), figures["cold_median"]
+    assert [w for w, cells in figures.items() if "floor" in cells] == [
+        w for w in figures if w.startswith("cold_")
+    ]
 
     assert "Ratios to the upstream nginx" in done.stdout
     for label in LABELS:
