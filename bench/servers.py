@@ -191,35 +191,30 @@ class HostfitServer(Server):
         self.process.stop()
 
 
-class FloorServer(Server):
-    measures = frozenset({"cold_median"})
+class ProcessServer(Server):
+    """A server run as a child process: started, waited for until ``ready_url`` answers
+    200 (or it exits), and stopped with SIGTERM, then SIGKILL."""
 
-    def __init__(self, work: Path, upstream: NginxServer) -> None:
-        self.name = "floor"
-        work.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.index = f"http://127.0.0.1:{self.port}/simple/"
-        self.command = [
-            sys.executable, str(Path(__file__).resolve().parent / "floor_proxy.py"),
-            upstream.index, str(self.port),
-        ]  # fmt: skip
-        self.log = work / "floor.log"
-        self.process: subprocess.Popen[bytes] | None = None
+    process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> FloorServer:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=log)
+    def launch(
+        self, command: list[str], log: Path, ready_url: str, env: dict[str, str] | None = None
+    ) -> None:
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                command, env=env, stdout=out, stderr=out, cwd=log.parent
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"floor proxy exited: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"{self.name} exited: {log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.index, timeout=2).status_code == 200:
-                    return self
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        raise TimeoutError("floor proxy not ready after 30 s")
+        raise TimeoutError(f"{self.name} not ready after 30 s")
 
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
@@ -234,6 +229,25 @@ class FloorServer(Server):
                 self.process.wait(10)
 
 
+class FloorServer(ProcessServer):
+    measures = frozenset({"cold_median"})
+
+    def __init__(self, work: Path, upstream: NginxServer) -> None:
+        self.name = "floor"
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.index = f"http://127.0.0.1:{self.port}/simple/"
+        self.command = [
+            sys.executable, str(Path(__file__).resolve().parent / "floor_proxy.py"),
+            upstream.index, str(self.port),
+        ]  # fmt: skip
+
+    def start(self) -> FloorServer:
+        self.launch(self.command, self.work / "floor.log", self.index)
+        return self
+
+
 def proxpi_installed() -> bool:
     python = PROXPI_VENV / "bin" / "python"
     if not (PROXPI_VENV / "bin" / "gunicorn").exists() or not python.exists():
@@ -242,7 +256,7 @@ def proxpi_installed() -> bool:
     return found.returncode == 0
 
 
-class ProxpiServer(Server):
+class ProxpiServer(ProcessServer):
     def __init__(self, work: Path, upstream: NginxServer, threads: int = 2) -> None:
         self.name = "proxpi"
         self.work = work
@@ -261,37 +275,10 @@ class ProxpiServer(Server):
             str(PROXPI_VENV / "bin" / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
             "--workers", "1", "--threads", str(threads), "proxpi.server:app",
         ]  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ProxpiServer:
-        with (self.work / "proxpi.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command, env=self.env, stdout=log, stderr=log, cwd=self.work
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"proxpi exited: {(self.work / 'proxpi.log').read_text()}")
-            try:
-                if httpx.get(self.base + "health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("proxpi did not start")
-            time.sleep(0.1)
-
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        self.launch(self.command, self.work / "proxpi.log", self.base + "health", self.env)
+        return self
 
 
 def have_wrk() -> bool:
