@@ -79,6 +79,17 @@ def is_elf(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
 
 
+ET_DYN, ET_EXEC = 3, 2
+
+
+def elf_type(head: bytes) -> int | None:
+    """``e_type`` from an ELF file's first bytes (``ET_DYN``: a shared object or a PIE,
+    ``ET_EXEC``: an executable at a fixed address, 1: a relocatable object), in the byte
+    order its header names; None when the header is too short or names none."""
+    order = {1: "<", 2: ">"}.get(head[5]) if len(head) >= 18 else None
+    return struct.unpack_from(f"{order}H", head, 16)[0] if order else None
+
+
 def read_elf(
     stream: IO[bytes],
     path: str,

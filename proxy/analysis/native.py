@@ -70,9 +70,31 @@ MACHO_MACHINES = {
     18: "ppc",
     0x01000012: "ppc64",
 }
-# EI_OSABI values naming an OS other than Linux. Linux binaries almost always say 0
-# (System V), so anything not listed here counts as Linux.
-ELF_OSABI = {2: "netbsd", 6: "solaris", 9: "freebsd", 12: "openbsd"}
+# EI_OSABI values glibc's loader accepts on Linux: 0 (System V, what gcc writes) and 3
+# (GNU, for binaries with IFUNC or unique symbols). It refuses every other value on every
+# machine, "ELF file OS ABI invalid"; those are named here (the gABI's list), or by number.
+LINUX_OSABI = frozenset({0, 3})
+ELF_OSABI = {
+    1: "hp-ux",
+    2: "netbsd",
+    4: "hurd",
+    6: "solaris",
+    7: "aix",
+    8: "irix",
+    9: "freebsd",
+    10: "tru64",
+    11: "modesto",
+    12: "openbsd",
+    13: "openvms",
+    14: "nsk",
+    15: "aros",
+    16: "fenixos",
+    17: "cloudabi",
+    18: "openvos",
+    64: "arm-aeabi",
+    97: "arm",
+    255: "standalone",
+}
 
 ReadAt = Callable[[int, int], bytes]
 """``read_at(offset, length)``: bytes of the member, fewer (or none) past its end."""
@@ -81,7 +103,8 @@ ReadAt = Callable[[int, int], bytes]
 def elf_native(path: str, head: bytes, machine: str) -> NativeFile:
     """The record of an ELF file, whose ``machine`` `proxy.analysis.elf` has named."""
     osabi = head[7] if len(head) > 7 else 0
-    return NativeFile(path=path, format="elf", os=ELF_OSABI.get(osabi, "linux"), machine=machine)
+    system = "linux" if osabi in LINUX_OSABI else ELF_OSABI.get(osabi, f"EI_OSABI {osabi}")
+    return NativeFile(path=path, format="elf", os=system, machine=machine)
 
 
 def identify(path: str, head: bytes, read_at: ReadAt) -> NativeFile | None:

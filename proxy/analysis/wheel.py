@@ -10,8 +10,10 @@ recorded with the ELF ones in ``native_files``. ELF files no loader maps
 (relocatable objects, split debug files such as ``*.so.debug``) are left out of both.
 A member named like a shared object (``.so``, ``.so.1``) that is no native binary at
 all (text, empty, truncated) is skipped with a note in the report: no loader maps it.
-Every member so named that is no ELF file (those, and PE or Mach-O files) is passed to
-`proxy.core.aggregate`, which says whether a Linux import would load it, and fail.
+Every member so named that no loader maps (those, PE or Mach-O files, and ELF files of
+a type no loader maps, such as a relocatable object) is passed to
+`proxy.core.aggregate`, which says whether a Linux import would load it, and fail; so
+are the ELF executables (``ET_EXEC``), which glibc's loader refuses to load as libraries.
 Hostile archives (zip bombs, overlapping members, ``..`` names, lying sizes) become an
 ``unanalysable`` report whose reason says what was wrong.
 """
@@ -24,13 +26,21 @@ import stat
 import struct
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import IO, cast
 
 from proxy.analysis.bounds import Budget, Limits, Unanalysable
 from proxy.analysis.deflate_cursors import MAX_INPUT, SEQUENTIAL_INPUT
 from proxy.analysis.early import EarlyReport
-from proxy.analysis.elf import FatBinary, is_elf, read_elf, read_fat_binaries
+from proxy.analysis.elf import (
+    ET_DYN,
+    ET_EXEC,
+    FatBinary,
+    elf_type,
+    is_elf,
+    read_elf,
+    read_fat_binaries,
+)
 from proxy.analysis.member import MemberReader
 from proxy.analysis.native import HEAD, elf_native, identify
 from proxy.core.aggregate import summarize
@@ -108,7 +118,7 @@ def analyze_wheel(
 def _report(filename: str, sha256: str, found: Members, policies: PolicyTable) -> Report:
     elves = found.elves
     systems = {n.path: n.os for n in found.natives if n.format == "elf" and n.os != "linux"}
-    summary = summarize(filename, elves, policies, found.not_elf, systems)
+    summary = summarize(filename, elves, policies, found.not_elf, systems, found.executables)
     return Report(
         filename=filename,
         sha256=sha256,
@@ -128,7 +138,11 @@ class Members:
     elves: list[ElfFile]  # the loadable ELF files
     natives: list[NativeFile]  # those and every PE and Mach-O file, in member order
     notes: list[str]  # members skipped, and why
-    not_elf: list[str]  # members named like shared objects that are no ELF file
+    # members named like shared objects that no loader maps: no ELF file, or an ELF file
+    # of a type neither glibc's nor musl's loader maps (a relocatable object, a core dump)
+    not_elf: list[str]
+    # the ELF executables (ET_EXEC): glibc's loader maps no second one into a process
+    executables: list[str] = field(default_factory=list)
 
 
 def read_native_members(
@@ -166,6 +180,7 @@ def read_native_members(
     natives: list[NativeFile] = []
     notes: list[str] = []
     not_elf: list[str] = []
+    executables: list[str] = []
     unread: list[tuple[int, zipfile.ZipInfo, list[FatBinary]]] = []  # index in elves
     for info in infos:
         shared = _named_shared_object(info)
@@ -186,6 +201,10 @@ def read_native_members(
                     unread.append((len(elves), info, fat_binaries))
                 elves.append(elf)
                 native = elf_native(info.filename, head, elf.machine)
+                if elf_type(head) == ET_EXEC:
+                    executables.append(info.filename)
+            elif shared and elf_type(head) not in (ET_DYN, ET_EXEC):
+                not_elf.append(info.filename)
         else:
             native = identify(info.filename, head, reader.read_at)
             # A Mach-O or PE file named like a shared object (a macOS extension module
@@ -201,14 +220,14 @@ def read_native_members(
             natives.append(native)
     if early is not None and unread:
         early(
-            Members(list(elves), natives, notes, not_elf),
+            Members(list(elves), natives, notes, not_elf, executables),
             tuple(i.filename for _, i, _ in unread),
         )
     for index, info, sections in unread:
         end = ends[info.header_offset]
         sms, ptx = _read_gpu_code(source, info, end, budget, sections, far=far)
         elves[index] = replace(elves[index], gpu_sms=sms, gpu_ptx=ptx)
-    return Members(elves, natives, notes, not_elf)
+    return Members(elves, natives, notes, not_elf, executables)
 
 
 def _read_elf_member(

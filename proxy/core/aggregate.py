@@ -12,8 +12,8 @@ host's, the interpreter having loaded them first; and libstdc++ and libgcc_s are
 wheel's only where one of its binaries loads the wheel's copy through its run path,
 never because a file of that SONAME lies somewhere in it (the loader would find the
 host's). A member named like a module an import loads (or found by a loaded binary's
-run path) that is no ELF file, a Git LFS pointer or a Mach-O file, fails that import on
-every Linux host: `Requires.not_elf` names it.
+run path) that no loader maps, a Git LFS pointer, a Mach-O file or a relocatable
+object, fails that import on every Linux host: `Requires.not_elf` names it.
 """
 
 from __future__ import annotations
@@ -75,12 +75,15 @@ def summarize(
     policies: PolicyTable,
     not_elf: Collection[str] = (),
     systems: Mapping[str, str] | None = None,
+    executables: Collection[str] = (),
 ) -> Summary:
     """``elves``: the wheel's loadable ELF files, all the loader can find in it (a member
     of another kind by a needed name is no library: the need stays the host's).
-    ``not_elf``: the members named like shared objects that are no ELF file.
+    ``not_elf``: the members named like shared objects that no loader maps (no ELF file,
+    or a relocatable object).
     ``systems``: the ELF files built for another system than Linux, by path, with the
-    system their header names (EI_OSABI: "freebsd")."""
+    system their header names (EI_OSABI: "freebsd").
+    ``executables``: the paths of the ELF files that are executables (``ET_EXEC``)."""
     members = {elf.path for elf in elves}
     provided = _provided_by_name(elves, members)
     bundled: set[str] = set()
@@ -126,6 +129,7 @@ def summarize(
         not_elf=tuple(unloadable) or None,
         module_abis=_module_abis(elves) if linux else None,
         elf_systems=_systems_of(loaded, systems or {}),
+        executables=tuple(sorted(e.path for e in loaded if e.path in executables)) or None,
     )
     arches = {elf.machine for elf in elves}
     tag = _derived_tag(arches, libc, musl and glibc, external_versions, policies)
@@ -304,9 +308,9 @@ def _module_abis(elves: Iterable[ElfFile]) -> tuple[str, ...] | None:
 
 
 def _systems_of(loaded: Iterable[ElfFile], systems: Mapping[str, str]) -> tuple[str, ...] | None:
-    """The other systems the binaries an import loads are built for (those `systems`
-    names: FreeBSD, NetBSD, OpenBSD, Solaris), which glibc's loader refuses ("ELF file
-    OS ABI invalid")."""
+    """The other systems the binaries an import loads are built for (as `systems` names
+    them: "freebsd", "hp-ux", "EI_OSABI 42"), which glibc's loader refuses ("ELF file OS
+    ABI invalid")."""
     return tuple(sorted({systems[elf.path] for elf in loaded if elf.path in systems})) or None
 
 

@@ -433,19 +433,23 @@ def _machine(c: _Context) -> _Outcome:
 
 
 def _not_elf(c: _Context) -> _Outcome:
-    """Members of a Linux wheel an import loads that are no ELF file: the import fails
-    on every Linux host ("invalid ELF header"), and no other host installs the wheel."""
+    """Members of a Linux wheel an import loads that no loader maps (no ELF file, "invalid
+    ELF header"; a relocatable object, "only ET_DYN and ET_EXEC can be loaded"): the
+    import fails on every Linux host, and no other host installs the wheel."""
     members = c.requires.not_elf
     if not members:
         return _SKIP
     if c.profile.arch is None:
         return None  # a host that did not tell its machine: not judged, as by _machine
-    shown = ", ".join(members[:3]) + (f" and {len(members) - 3} more" if len(members) > 3 else "")
-    what = "is no ELF file" if len(members) == 1 else "are no ELF files"
     return Reason(
         "native",
-        f"native: an import loads {shown}, which {what}: the load fails on every Linux host",
+        f"native: an import loads {_some(members)}, which no Linux loader maps (no ELF"
+        " shared object): the load fails on every Linux host",
     )
+
+
+def _some(paths: Sequence[str]) -> str:
+    return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
 def _elf_systems(c: _Context) -> _Outcome:
@@ -455,14 +459,33 @@ def _elf_systems(c: _Context) -> _Outcome:
     systems = c.requires.elf_systems
     if not systems:
         return _SKIP
+    return _glibc_refuses(
+        c,
+        f"binaries an import loads are built for {', '.join(systems)}: glibc's loader refuses them",
+    )
+
+
+def _executables(c: _Context) -> _Outcome:
+    """Executables (ET_EXEC) an import loads, a program renamed as a module or library:
+    glibc's loader maps no second program into a process, "cannot dynamically load
+    executable". musl's maps them."""
+    paths = c.requires.executables
+    if not paths:
+        return _SKIP
+    return _glibc_refuses(
+        c,
+        f"an import loads {_some(paths)}, linked as an executable: glibc's loader loads"
+        " no executable beside the program",
+    )
+
+
+def _glibc_refuses(c: _Context, why: str) -> _Outcome:
+    """A `native` reason for a glibc host; a musl host, or one whose libc is untold, is
+    not judged (the headers glibc refuses are ones musl's loader maps)."""
     host = c.host_libc()
     if host is None or host.family != "glibc":
         return None
-    return Reason(
-        "native",
-        f"native: binaries an import loads are built for {', '.join(systems)}: glibc's"
-        " loader refuses them",
-    )
+    return Reason("native", f"native: {why}")
 
 
 def _module_abi(c: _Context) -> _Outcome:
@@ -562,6 +585,7 @@ _CHECKS: tuple[tuple[tuple[str, ...], Callable[[_Context], _Outcome]], ...] = (
     (("arch",), _machine),
     (("arch",), _not_elf),
     (("libc",), _elf_systems),
+    (("libc",), _executables),
     (("python", "impl"), _module_abi),
     (("libc",), _mixed_libc),
 )

@@ -14,7 +14,7 @@ from proxy.core.typed import holds_types
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
-ANALYZER_VERSION = 12
+ANALYZER_VERSION = 13
 
 Status = Literal["ok", "unanalysable"]
 NativeFormat = Literal["elf", "pe", "macho"]
@@ -83,8 +83,9 @@ class Requires:
     # Named GLIBC_ versions no table knows (``GLIBC_PRIVATE`` aside); ``glibc`` is then
     # the first release newer than every one the tables know, none of which has them.
     glibc_unknown: tuple[str, ...] | None = None
-    # Members of a Linux wheel an import loads that are no ELF file (a Git LFS pointer,
-    # a Mach-O file named like a Linux module): no Linux loader maps them.
+    # Members of a Linux wheel an import loads that no Linux loader maps: no ELF file (a
+    # Git LFS pointer, a Mach-O file named like a Linux module), or an ELF file of a type
+    # no loader maps (a relocatable object, "only ET_DYN and ET_EXEC can be loaded").
     not_elf: tuple[str, ...] | None = None
     # The interpreters the extension modules of a Linux wheel are built for ("abi3",
     # "cpython-311", "pypy310-pp73"), when every module's name says: an interpreter of
@@ -93,6 +94,10 @@ class Requires:
     # The other systems (EI_OSABI: "freebsd") a Linux wheel's binaries an import loads are
     # built for: glibc's loader refuses them (musl's does not read the header's system).
     elf_systems: tuple[str, ...] | None = None
+    # The executables (ET_EXEC, linked at a fixed address) among the binaries an import
+    # of a Linux wheel loads: glibc's loader refuses them, "cannot dynamically load
+    # executable".
+    executables: tuple[str, ...] | None = None
 
 
 _REQUIRES_KEYS = frozenset(Requires.__dataclass_fields__)
@@ -172,6 +177,7 @@ class Report:
             "not_elf",
             "module_abis",
             "elf_systems",
+            "executables",
         ):
             if isinstance(req.get(key), list):
                 req[key] = tuple(req[key])

@@ -24,6 +24,8 @@ from tests.support.wheels import CompileError, WheelSpec, build_wheel, compile_s
 LINUX = "cp311-cp311-manylinux_2_17_x86_64"
 MODULE = "pkg/_ext.cpython-311-x86_64-linux-gnu.so"
 HOST = "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.35,glibcxx=3.4.30"
+MUSL = "cp311-cp311-musllinux_1_2_x86_64"
+MUSL_HOST = "python=3.11,impl=cp,arch=x86_64,libc=musl-1.2"
 LFS_POINTER = (
     b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 123456\n"
 )
@@ -198,6 +200,77 @@ def test_a_module_built_for_another_system_hides_the_wheel(tmp_path: Path) -> No
     ]
     fine = analyze(tmp_path / "f", {MODULE: built.read_bytes(), "pkg/__init__.py": b""})
     assert fine.requires.elf_systems is None and verdict(fine, HOST).keep
+
+
+@pytest.mark.parametrize(
+    ("osabi", "named"), [(1, "hp-ux"), (97, "arm"), (64, "arm-aeabi"), (42, "EI_OSABI 42")]
+)
+def test_a_module_whose_header_names_a_system_glibc_refuses_hides_the_wheel(
+    tmp_path: Path, osabi: int, named: str
+) -> None:
+    """Every EI_OSABI but System V (0) and GNU (3), named in the gABI or not: glibc's
+    loader accepts only those two, on every machine."""
+    built = compile_shared_object("int PyInit__ext(void) { return 0; }\n", tmp_path / "_e.so")
+    data = bytearray(built.read_bytes())
+    data[7] = osabi
+    patched = tmp_path / "_other.so"
+    patched.write_bytes(bytes(data))
+    with pytest.raises(OSError, match="OS ABI invalid"):
+        ctypes.CDLL(str(patched))
+    report = analyze(tmp_path / "w", {MODULE: bytes(data), "pkg/__init__.py": b""})
+    assert report.requires.elf_systems == (named,)
+    assert [r.kind for r in verdict(report, HOST).reasons] == ["native"]
+    data[7] = 3  # GNU: what the linker writes for a binary with IFUNC symbols
+    gnu = tmp_path / "_gnu.so"
+    gnu.write_bytes(bytes(data))
+    ctypes.CDLL(str(gnu))
+    kept = analyze(tmp_path / "g", {MODULE: bytes(data), "pkg/__init__.py": b""})
+    assert kept.requires.elf_systems is None and verdict(kept, HOST).keep
+
+
+def test_a_relocatable_object_named_like_a_module_hides_the_wheel(tmp_path: Path) -> None:
+    """An object file (``gcc -c``, ET_REL) under a module's name: neither loader maps it."""
+    source = "int PyInit__ext(void) { return 0; }\n"
+    obj = compile_shared_object(source, tmp_path / "_ext.o", kind="object")
+    with pytest.raises(OSError, match="only ET_DYN and ET_EXEC can be loaded"):
+        ctypes.CDLL(str(obj))
+    files = {MODULE: obj.read_bytes(), "pkg/__init__.py": b""}
+    for tag, host in ((LINUX, HOST), (MUSL, MUSL_HOST)):
+        report = analyze(tmp_path / tag, files, tag)
+        assert report.status == "ok", report.reason
+        assert report.requires.not_elf == (MODULE,)
+        assert Report.from_json(report.to_json()) == report
+        assert [r.message for r in verdict(report, host).reasons] == [
+            f"native: an import loads {MODULE}, which no Linux loader maps (no ELF shared"
+            " object): the load fails on every Linux host"
+        ]
+    # An object file under any other name is no module: nothing is judged of it.
+    beside = analyze(tmp_path / "b", {"pkg/_ext.o": obj.read_bytes(), "pkg/__init__.py": b""})
+    assert beside.requires.not_elf is None and verdict(beside, HOST).keep
+
+
+def test_an_executable_an_import_loads_hides_the_wheel_from_glibc_hosts(tmp_path: Path) -> None:
+    """A program linked at a fixed address (ET_EXEC) under a module's name: glibc's loader
+    refuses it, "cannot dynamically load executable"; musl's maps it."""
+    source = "int PyInit__ext(void) { return 0; }\nvoid _start(void) {}\n"
+    # No libc: the musl host's loader is judged on the executable alone.
+    program = compile_shared_object(source, tmp_path / "prog", kind="program", flags=["-nostdlib"])
+    with pytest.raises(OSError, match="cannot dynamically load executable"):
+        ctypes.CDLL(str(program))
+    report = analyze(tmp_path / "w", {MODULE: program.read_bytes(), "pkg/__init__.py": b""})
+    assert report.requires.executables == (MODULE,)
+    assert Report.from_json(report.to_json()) == report
+    assert [r.message for r in verdict(report, HOST).reasons] == [
+        f"native: an import loads {MODULE}, linked as an executable: glibc's loader loads no"
+        " executable beside the program"
+    ]
+    on_musl = analyze(tmp_path / "m", {MODULE: program.read_bytes()}, MUSL)
+    assert on_musl.requires.executables == (MODULE,) and verdict(on_musl, MUSL_HOST).keep
+    # The same program shipped as a program, beside a real module: no import loads it.
+    module = compile_shared_object(source, tmp_path / "_ext.so")
+    files = {MODULE: module.read_bytes(), "pkg/bin/tool": program.read_bytes()}
+    shipped = analyze(tmp_path / "s", files)
+    assert shipped.requires.executables is None and verdict(shipped, HOST).keep
 
 
 def test_a_module_of_a_64_bit_machines_32_bit_abi_hides_the_wheel(tmp_path: Path) -> None:

@@ -24,8 +24,9 @@ def summary(
     tag: str = X86,
     not_elf: tuple[str, ...] = (),
     systems: dict[str, str] | None = None,
+    executables: tuple[str, ...] = (),
 ) -> Any:
-    return summarize(f"pkg-1.0-{tag}.whl", elves, policy_table(), not_elf, systems)
+    return summarize(f"pkg-1.0-{tag}.whl", elves, policy_table(), not_elf, systems, executables)
 
 
 def test_a_wheel_without_binaries_needs_nothing() -> None:
@@ -501,3 +502,17 @@ def test_the_other_systems_binaries_an_import_loads_are_built_for() -> None:
     pure = summary([module, dep], "py3-none-any", systems=freebsd)
     assert pure.requires.elf_systems is None
     assert summary([module, dep]).requires.elf_systems is None
+
+
+def test_the_executables_an_import_loads() -> None:
+    """glibc's loader maps no executable (ET_EXEC) beside the program; a program the wheel
+    only ships is not loaded."""
+    module = elf(MODULE_38, needed=("libdep.so.1",), runpath=("$ORIGIN/../pkg.libs",))
+    dep = elf("pkg.libs/libdep.so.1", soname="libdep.so.1")
+    program = elf("pkg/bin/tool")
+    elves = [module, dep, program]
+    assert summary(elves, executables=(MODULE_38,)).requires.executables == (MODULE_38,)
+    assert summary(elves, executables=(dep.path,)).requires.executables == (dep.path,)
+    assert summary(elves, executables=(program.path,)).requires.executables is None
+    pure = summary(elves, "py3-none-any", executables=(MODULE_38,))
+    assert pure.requires.executables is None

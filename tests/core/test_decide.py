@@ -419,8 +419,8 @@ ROWS = [
         {"not_elf": ("pkg/_ext.cpython-311-x86_64-linux-gnu.so",)},
         hides=("native",),
         messages=(
-            "native: an import loads pkg/_ext.cpython-311-x86_64-linux-gnu.so, which is no"
-            " ELF file: the load fails on every Linux host",
+            "native: an import loads pkg/_ext.cpython-311-x86_64-linux-gnu.so, which no"
+            " Linux loader maps (no ELF shared object): the load fails on every Linux host",
         ),
         consulted=TAG_KEYS,
     ),
@@ -430,8 +430,8 @@ ROWS = [
         {"not_elf": ("a/_1.so", "a/_2.so", "a/_3.so", "a/_4.so", "a/_5.so")},
         hides=("native",),
         messages=(
-            "native: an import loads a/_1.so, a/_2.so, a/_3.so and 2 more, which are no ELF"
-            " files: the load fails on every Linux host",
+            "native: an import loads a/_1.so, a/_2.so, a/_3.so and 2 more, which no Linux"
+            " loader maps (no ELF shared object): the load fails on every Linux host",
         ),
     ),
     Row("not-elf-host-untold", "libc=glibc-2.28", {"not_elf": ("pkg/_ext.so",)}),
@@ -454,6 +454,26 @@ ROWS = [
         filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
     ),
     Row("elf-system-libc-untold", "arch=x86_64", {"elf_systems": ("freebsd",)}),
+    # an executable an import loads: "cannot dynamically load executable", on glibc
+    Row(
+        "executable-glibc",
+        HOST,
+        {"executables": ("pkg/_ext.so", "pkg/a.so", "pkg/b.so", "pkg/c.so")},
+        hides=("native",),
+        messages=(
+            "native: an import loads pkg/_ext.so, pkg/a.so, pkg/b.so and 1 more, linked as an"
+            " executable: glibc's loader loads no executable beside the program",
+        ),
+        consulted=TAG_KEYS,
+    ),
+    # musl's loader maps one; a libc untold is not judged
+    Row(
+        "executable-musl",
+        "python=3.11,impl=cp,arch=x86_64,libc=musl-1.2",
+        {"executables": ("pkg/_ext.so",)},
+        filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
+    ),
+    Row("executable-libc-untold", "arch=x86_64", {"executables": ("pkg/_ext.so",)}),
     # extension modules all built for other interpreters: the import finds none of them
     Row(
         "module-abi-other-version",

@@ -233,6 +233,9 @@ class CompileError(RuntimeError):
         self.stderr = stderr
 
 
+_KIND_FLAGS = {"shared": ("-shared", "-fPIC"), "object": ("-c", "-fPIC"), "program": ("-no-pie",)}
+
+
 def compile_shared_object(
     source: str,
     out: Path,
@@ -240,7 +243,10 @@ def compile_shared_object(
     lang: Literal["c", "c++"] = "c",
     flags: Sequence[str] = (),
     libs: Sequence[str] = (),
+    kind: Literal["shared", "object", "program"] = "shared",
 ) -> Path:
+    """A shared object by default; or a relocatable object (``gcc -c``), or a program
+    linked at a fixed address (an ``ET_EXEC`` executable)."""
     compiler = "gcc" if lang == "c" else "g++"
     if shutil.which(compiler) is None:
         raise CompileError([compiler], f"{compiler} is not installed")
@@ -253,8 +259,7 @@ def compile_shared_object(
         Path(tmp, src).write_text(source)
         command = [
             compiler,
-            "-shared",
-            "-fPIC",
+            *_KIND_FLAGS[kind],
             "-O2",
             *flags,
             "-o",
