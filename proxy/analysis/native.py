@@ -74,6 +74,9 @@ MACHO_MACHINES = {
 # (GNU, for binaries with IFUNC or unique symbols). It refuses every other value on every
 # machine, "ELF file OS ABI invalid"; those are named here (the gABI's list), or by number.
 LINUX_OSABI = frozenset({0, 3})
+# Device code no host loader maps, whose EI_OSABI names the GPU runtime's ABI (a CUDA
+# cubin says 51, an AMD code object 64-66): it tells nothing of a system.
+DEVICE_MACHINES = frozenset({"cuda", "amdgpu", "bpf"})
 ELF_OSABI = {
     1: "hp-ux",
     2: "netbsd",
@@ -103,7 +106,10 @@ ReadAt = Callable[[int, int], bytes]
 def elf_native(path: str, head: bytes, machine: str) -> NativeFile:
     """The record of an ELF file, whose ``machine`` `proxy.analysis.elf` has named."""
     osabi = head[7] if len(head) > 7 else 0
-    system = "linux" if osabi in LINUX_OSABI else ELF_OSABI.get(osabi, f"EI_OSABI {osabi}")
+    if osabi in LINUX_OSABI or machine in DEVICE_MACHINES:
+        system = "linux"
+    else:
+        system = ELF_OSABI.get(osabi, f"EI_OSABI {osabi}")
     return NativeFile(path=path, format="elf", os=system, machine=machine)
 
 

@@ -468,7 +468,8 @@ def _elf_systems(c: _Context) -> _Outcome:
 def _executables(c: _Context) -> _Outcome:
     """Executables (ET_EXEC) an import loads, a program renamed as a module or library:
     glibc's loader maps no second program into a process, "cannot dynamically load
-    executable". musl's maps them."""
+    executable". musl's maps some (one with a dynamic section, at a free address): not
+    judged."""
     paths = c.requires.executables
     if not paths:
         return _SKIP
@@ -481,7 +482,7 @@ def _executables(c: _Context) -> _Outcome:
 
 def _glibc_refuses(c: _Context, why: str) -> _Outcome:
     """A `native` reason for a glibc host; a musl host, or one whose libc is untold, is
-    not judged (the headers glibc refuses are ones musl's loader maps)."""
+    not judged (musl's loader maps what these reasons are about, or some of it)."""
     host = c.host_libc()
     if host is None or host.family != "glibc":
         return None

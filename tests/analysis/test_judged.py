@@ -251,9 +251,10 @@ def test_a_relocatable_object_named_like_a_module_hides_the_wheel(tmp_path: Path
 
 def test_an_executable_an_import_loads_hides_the_wheel_from_glibc_hosts(tmp_path: Path) -> None:
     """A program linked at a fixed address (ET_EXEC) under a module's name: glibc's loader
-    refuses it, "cannot dynamically load executable"; musl's maps it."""
+    refuses it, "cannot dynamically load executable". A musl host is not judged on this:
+    musl's loader maps some executables (one with a dynamic section, at a free address)."""
     source = "int PyInit__ext(void) { return 0; }\nvoid _start(void) {}\n"
-    # No libc: the musl host's loader is judged on the executable alone.
+    # No libc, so that one program stands in a glibc wheel and in a musl one.
     program = compile_shared_object(source, tmp_path / "prog", kind="program", flags=["-nostdlib"])
     with pytest.raises(OSError, match="cannot dynamically load executable"):
         ctypes.CDLL(str(program))

@@ -309,10 +309,22 @@ def test_old_json_without_native_files_is_read() -> None:
     assert Report.from_json(data) == report
 
 
-@pytest.mark.parametrize(("osabi", "os"), [(0, "linux"), (3, "linux"), (9, "freebsd")])
-def test_elf_os_from_ei_osabi(osabi: int, os: str) -> None:
+@pytest.mark.parametrize(
+    ("osabi", "machine", "os"),
+    [
+        (0, "x86_64", "linux"),
+        (3, "aarch64", "linux"),
+        (9, "x86_64", "freebsd"),
+        (97, "armv7l", "arm"),
+        (51, "x86_64", "EI_OSABI 51"),
+        # device code: a CUDA cubin says 51, an AMD code object 64; no host loader maps them
+        (51, "cuda", "linux"),
+        (64, "amdgpu", "linux"),
+    ],
+)
+def test_elf_os_from_ei_osabi(osabi: int, machine: str, os: str) -> None:
     head = b"\x7fELF\x02\x01\x01" + bytes([osabi]) + b"\0" * 56
-    assert elf_native("x", head, "x86_64") == NativeFile("x", "elf", os, "x86_64")
+    assert elf_native("x", head, machine) == NativeFile("x", "elf", os, machine)
 
 
 # -- .NET assemblies --------------------------------------------------------------
