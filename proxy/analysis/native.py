@@ -74,6 +74,8 @@ MACHO_MACHINES = {
 # (GNU, for binaries with IFUNC or unique symbols). It refuses every other value on every
 # machine, "ELF file OS ABI invalid"; those are named here (the gABI's list), or by number.
 LINUX_OSABI = frozenset({0, 3})
+# ...and, on 32-bit ARM, ELFOSABI_ARM_AEABI (64), which its glibc port accepts as well.
+MACHINE_OSABI = {"armv7l": 64}
 # Device code no host loader maps, whose EI_OSABI names the GPU runtime's ABI (a CUDA
 # cubin says 51, an AMD code object 64-66): it tells nothing of a system.
 DEVICE_MACHINES = frozenset({"cuda", "amdgpu", "bpf"})
@@ -106,7 +108,7 @@ ReadAt = Callable[[int, int], bytes]
 def elf_native(path: str, head: bytes, machine: str) -> NativeFile:
     """The record of an ELF file, whose ``machine`` `proxy.analysis.elf` has named."""
     osabi = head[7] if len(head) > 7 else 0
-    if osabi in LINUX_OSABI or machine in DEVICE_MACHINES:
+    if osabi in LINUX_OSABI or machine in DEVICE_MACHINES or MACHINE_OSABI.get(machine) == osabi:
         system = "linux"
     else:
         system = ELF_OSABI.get(osabi, f"EI_OSABI {osabi}")

@@ -316,6 +316,8 @@ def test_old_json_without_native_files_is_read() -> None:
         (3, "aarch64", "linux"),
         (9, "x86_64", "freebsd"),
         (97, "armv7l", "arm"),
+        (64, "armv7l", "linux"),  # ARM's glibc port accepts ELFOSABI_ARM_AEABI
+        (64, "aarch64", "arm-aeabi"),
         (51, "x86_64", "EI_OSABI 51"),
         # device code: a CUDA cubin says 51, an AMD code object 64; no host loader maps them
         (51, "cuda", "linux"),
