@@ -38,6 +38,23 @@ MAX_VERSION_ENTRIES = 65536
 MAX_NOTE_BYTES = 1 * MiB
 MAX_SECTION_NAMES = 4 * MiB
 MAX_FATBIN_HEADERS = 1_000_000
+# A dynamic relocation table read for its TLS entries: a big C++ library's is some MiB.
+MAX_RELOCATION_BYTES = 64 * MiB
+DF_STATIC_TLS = 0x10
+SHN_UNDEF = 0
+# The dynamic relocation types of initial-exec TLS (the thread pointer offset of a
+# variable), by machine: the entries musl's loader refuses to resolve to a library that
+# dlopen loaded ("initial-exec TLS resolves to dynamic definition").
+_TPOFF_TYPES = {
+    "x86_64": frozenset({18}),  # R_X86_64_TPOFF64
+    "i686": frozenset({14, 37}),  # R_386_TLS_TPOFF, R_386_TLS_TPOFF32
+    "aarch64": frozenset({1030}),  # R_AARCH64_TLS_TPREL64
+    "armv7l": frozenset({19}),  # R_ARM_TLS_TPOFF32
+    "ppc64le": frozenset({73}),  # R_PPC64_TPREL64
+    "ppc64": frozenset({73}),
+    "s390x": frozenset({56}),  # R_390_TLS_TPOFF
+    "riscv64": frozenset({11}),  # R_RISCV_TLS_TPREL64
+}
 PF_X = 1
 SHF_ALLOC = 0x2
 SHF_EXECINSTR = 0x4
@@ -168,6 +185,11 @@ class _Dynamic:
     verneednum: int
     # DT_STRTAB, DT_SYMTAB and a hash table: what the loader links a shared object with.
     linkable: bool = False
+    flags: int = 0  # DT_FLAGS
+    symtab: int | None = None
+    syment: int | None = None
+    # (address, size, entry size, with addends) of DT_RELA and DT_REL
+    relocations: tuple[tuple[int, int, int, bool], ...] = ()
 
 
 class _Bytes:
@@ -246,6 +268,7 @@ class _Reader(_Bytes):
             gpu_sms=sms,
             gpu_ptx=ptx,
             interpreter=self._interpreter(phdrs),
+            initial_exec_tls=self._initial_exec_tls(machine, loads, dynamic),
         )
 
     def debug_only(self, phdrs: list[Any]) -> bool:
@@ -360,6 +383,17 @@ class _Reader(_Bytes):
             linkable="DT_STRTAB" in tags
             and "DT_SYMTAB" in tags
             and ("DT_HASH" in tags or "DT_GNU_HASH" in tags),
+            flags=first("DT_FLAGS") or 0,
+            symtab=first("DT_SYMTAB"),
+            syment=first("DT_SYMENT"),
+            relocations=tuple(
+                (address, size, entry, addends)
+                for address, size, entry, addends in (
+                    (first("DT_RELA"), first("DT_RELASZ"), first("DT_RELAENT"), True),
+                    (first("DT_REL"), first("DT_RELSZ"), first("DT_RELENT"), False),
+                )
+                if address is not None and size and entry
+            ),
         )
 
     def file_offset(self, loads: list[Any], address: int, what: str) -> int:
@@ -406,6 +440,55 @@ class _Reader(_Bytes):
 
     def _view(self, offset: int, length: int, what: str) -> io.BytesIO:
         return io.BytesIO(self.read_exact(offset, length, what))
+
+    # -- thread-local storage -------------------------------------------------
+
+    def _initial_exec_tls(self, machine: str, loads: list[Any], dynamic: _Dynamic) -> bool:
+        """Whether the file reaches thread-local variables of its own by the initial-exec
+        model: a dynamic TPOFF relocation against no symbol (its own TLS block) or against
+        a symbol it defines. Only read where the linker set DF_STATIC_TLS, which it does
+        for every such relocation; a table too big to read counts as none."""
+        types = _TPOFF_TYPES.get(machine)
+        if types is None or not dynamic.flags & DF_STATIC_TLS:
+            return False
+        bits64 = self.elf.elfclass == 64
+        order = "<" if self.elf.little_endian else ">"
+        defined: dict[int, bool] = {0: True}
+        for address, size, entry, addends in dynamic.relocations:
+            if size > MAX_RELOCATION_BYTES or entry != (8 if bits64 else 4) * (3 if addends else 2):
+                continue
+            data = self.read_exact(
+                self.file_offset(loads, address, "relocations"), size, "relocations"
+            )
+            words = entry // (8 if bits64 else 4)
+            infos = struct.unpack_from(
+                f"{order}{size // entry * words}{'Q' if bits64 else 'I'}", data
+            )
+            shift, mask = (32, 0xFFFFFFFF) if bits64 else (8, 0xFF)
+            for info in infos[1::words]:
+                if info & mask in types:
+                    symbol = info >> shift
+                    if symbol not in defined:
+                        defined[symbol] = self._defines(loads, dynamic, symbol)
+                    if defined[symbol]:
+                        return True
+        return False
+
+    def _defines(self, loads: list[Any], dynamic: _Dynamic, symbol: int) -> bool:
+        """Whether dynamic symbol ``symbol`` is defined in the file (its section index is
+        not SHN_UNDEF); False where the symbol table cannot be found."""
+        bits64 = self.elf.elfclass == 64
+        size = 24 if bits64 else 16
+        if dynamic.symtab is None or (dynamic.syment or size) != size:
+            return False
+        try:
+            offset = self.file_offset(loads, dynamic.symtab + symbol * size, "symbol")
+        except Unanalysable:
+            return False
+        raw = self.read_exact(offset, size, "symbol")
+        order = "<" if self.elf.little_endian else ">"
+        (section,) = struct.unpack_from(f"{order}H", raw, 6 if bits64 else 14)
+        return bool(section != SHN_UNDEF)
 
     # -- notes ----------------------------------------------------------------
 

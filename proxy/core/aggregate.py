@@ -130,6 +130,7 @@ def summarize(
         module_abis=_module_abis(elves) if linux else None,
         elf_systems=_systems_of(loaded, systems or {}),
         executables=tuple(sorted(e.path for e in loaded if e.path in executables)) or None,
+        initial_exec_tls=tuple(sorted(e.path for e in loaded if e.initial_exec_tls)) or None,
     )
     arches = {elf.machine for elf in elves}
     tag = _derived_tag(arches, libc, musl and glibc, external_versions, policies)

@@ -82,6 +82,9 @@ LOAD_KINDS = frozenset(
 # glibc 2.41 stopped making the stack executable for a dlopen()ed object that asks
 # for it (PT_GNU_STACK with PF_X): dlopen fails with "cannot enable executable stack".
 EXECSTACK_REFUSED_FROM = (2, 41)
+# musl 1.1.20 stopped resolving initial-exec TLS relocations to a dlopen()ed library's
+# own variables; a profile says musl's minor version only, so 1.2 is the first known.
+MUSL_IE_TLS_REFUSED_FROM = (1, 2)
 TAG_KEYS = frozenset({"python", "impl", "arch", "libc"})
 
 
@@ -480,6 +483,24 @@ def _executables(c: _Context) -> _Outcome:
     )
 
 
+def _initial_exec_tls(c: _Context) -> _Outcome:
+    """Binaries an import loads that reach their own thread-local variables by the
+    initial-exec model: musl's loader (since 1.1.20) refuses to resolve those under
+    dlopen, "initial-exec TLS resolves to dynamic definition". glibc takes them from its
+    static TLS surplus. A musl 1.1 host may be older than 1.1.20: not judged."""
+    paths = c.requires.initial_exec_tls
+    if not paths:
+        return _SKIP
+    host = c.host_libc()
+    if host is None or host.family != "musl" or host.version < MUSL_IE_TLS_REFUSED_FROM:
+        return None
+    return Reason(
+        "native",
+        f"native: an import loads {_some(paths)} with initial-exec TLS of its own, which"
+        f" musl's loader refuses under dlopen (host has musl {dotted(host.version)})",
+    )
+
+
 def _glibc_refuses(c: _Context, why: str) -> _Outcome:
     """A `native` reason for a glibc host; a musl host, or one whose libc is untold, is
     not judged (musl's loader maps what these reasons are about, or some of it)."""
@@ -587,6 +608,7 @@ _CHECKS: tuple[tuple[tuple[str, ...], Callable[[_Context], _Outcome]], ...] = (
     (("arch",), _not_elf),
     (("libc",), _elf_systems),
     (("libc",), _executables),
+    (("libc",), _initial_exec_tls),
     (("python", "impl"), _module_abi),
     (("libc",), _mixed_libc),
 )

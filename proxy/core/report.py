@@ -14,7 +14,7 @@ from proxy.core.typed import holds_types
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
-ANALYZER_VERSION = 13
+ANALYZER_VERSION = 14
 
 Status = Literal["ok", "unanalysable"]
 NativeFormat = Literal["elf", "pe", "macho"]
@@ -35,6 +35,9 @@ class ElfFile:
     elf_class: int = 64  # 32 or 64
     interpreter: str | None = None  # PT_INTERP of an executable
     gpu_ptx: tuple[str, ...] = ()  # PTX virtual architectures, JIT-compiled on newer GPUs
+    # Reaches thread-local variables of its own by the initial-exec model (a TPOFF
+    # relocation resolved within the file): musl's loader refuses that under dlopen.
+    initial_exec_tls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,10 @@ class Requires:
     # of a Linux wheel loads: glibc's loader refuses them, "cannot dynamically load
     # executable".
     executables: tuple[str, ...] | None = None
+    # The binaries an import of a Linux wheel loads that reach thread-local variables of
+    # their own by the initial-exec model: musl's loader refuses them under dlopen,
+    # "initial-exec TLS resolves to dynamic definition".
+    initial_exec_tls: tuple[str, ...] | None = None
 
 
 _REQUIRES_KEYS = frozenset(Requires.__dataclass_fields__)
@@ -178,6 +185,7 @@ class Report:
             "module_abis",
             "elf_systems",
             "executables",
+            "initial_exec_tls",
         ):
             if isinstance(req.get(key), list):
                 req[key] = tuple(req[key])

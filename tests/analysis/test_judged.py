@@ -274,6 +274,53 @@ def test_an_executable_an_import_loads_hides_the_wheel_from_glibc_hosts(tmp_path
     assert shipped.requires.executables is None and verdict(shipped, HOST).keep
 
 
+IE_TLS = (
+    'static __thread int counter __attribute__((tls_model("initial-exec")));\n'
+    "int PyInit__ext(void) { return ++counter; }\n"
+)
+DLOPEN = (
+    "#include <dlfcn.h>\n#include <stdio.h>\n"
+    "int main(int argc, char **argv) {\n"
+    '  if (dlopen(argv[1], RTLD_NOW)) { puts("loaded"); return 0; }\n'
+    "  puts(dlerror()); return 1;\n}\n"
+)
+
+
+def test_a_module_with_initial_exec_tls_of_its_own_is_hidden_from_musl_hosts(
+    tmp_path: Path,
+) -> None:
+    """A module that reaches its own thread-local variable by the initial-exec model (as
+    mimalloc does): musl's loader refuses it under dlopen, whatever the variable's size;
+    glibc's takes it from its static TLS surplus."""
+    assert shutil.which("musl-gcc"), "musl-gcc is missing: apt-get install musl-tools"
+    module = compile_shared_object(IE_TLS, tmp_path / "_ie.so", compiler="musl-gcc")
+    probe = compile_shared_object(DLOPEN, tmp_path / "dlopen", kind="program", compiler="musl-gcc")
+    loaded = subprocess.run([probe, module], capture_output=True, text=True, check=False)
+    assert "initial-exec TLS resolves to dynamic definition" in loaded.stdout, loaded
+    report = analyze(tmp_path / "m", {MODULE: module.read_bytes()}, MUSL)
+    assert report.requires.initial_exec_tls == (MODULE,)
+    assert [e.initial_exec_tls for e in report.elf_files] == [True]
+    assert Report.from_json(report.to_json()) == report
+    assert [r.message for r in verdict(report, MUSL_HOST).reasons] == [
+        f"native: an import loads {MODULE} with initial-exec TLS of its own, which musl's"
+        " loader refuses under dlopen (host has musl 1.2)"
+    ]
+    # musl 1.1 may be older than 1.1.20, which began refusing: not judged.
+    older = analyze(tmp_path / "o", {MODULE: module.read_bytes()}, MUSL.replace("1_2", "1_1"))
+    assert verdict(older, MUSL_HOST.replace("musl-1.2", "musl-1.1")).keep
+    # The usual (global-dynamic) model loads.
+    dynamic = IE_TLS.replace(' __attribute__((tls_model("initial-exec")))', "")
+    usual = compile_shared_object(dynamic, tmp_path / "_gd.so", compiler="musl-gcc")
+    assert "loaded" in subprocess.run([probe, usual], capture_output=True, text=True).stdout
+    fine = analyze(tmp_path / "g", {MODULE: usual.read_bytes()}, MUSL)
+    assert fine.requires.initial_exec_tls is None and verdict(fine, MUSL_HOST).keep
+    # glibc loads the initial-exec module: a glibc host keeps its wheel.
+    glibc = compile_shared_object(IE_TLS, tmp_path / "_glibc_ie.so")
+    ctypes.CDLL(str(glibc))
+    on_glibc = analyze(tmp_path / "l", {MODULE: glibc.read_bytes()})
+    assert on_glibc.requires.initial_exec_tls == (MODULE,) and verdict(on_glibc, HOST).keep
+
+
 def test_a_module_of_a_64_bit_machines_32_bit_abi_hides_the_wheel(tmp_path: Path) -> None:
     """An x32 module (ELFCLASS32 for x86-64) in an x86_64 wheel: a 64-bit process's
     loader says "wrong ELF class: ELFCLASS32"."""

@@ -516,3 +516,12 @@ def test_the_executables_an_import_loads() -> None:
     assert summary(elves, executables=(program.path,)).requires.executables is None
     pure = summary(elves, "py3-none-any", executables=(MODULE_38,))
     assert pure.requires.executables is None
+
+
+def test_the_binaries_with_initial_exec_tls_an_import_loads() -> None:
+    module = elf(MODULE_38, needed=("libdep.so.1",), runpath=("$ORIGIN/../pkg.libs",))
+    dep = elf("pkg.libs/libdep.so.1", soname="libdep.so.1", initial_exec_tls=True)
+    program = elf("pkg/bin/tool", initial_exec_tls=True)
+    assert summary([module, dep, program]).requires.initial_exec_tls == (dep.path,)
+    assert summary([module, program]).requires.initial_exec_tls is None
+    assert summary([module, dep], "py3-none-any").requires.initial_exec_tls is None

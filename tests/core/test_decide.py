@@ -474,6 +474,26 @@ ROWS = [
         filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
     ),
     Row("executable-libc-untold", "arch=x86_64", {"executables": ("pkg/_ext.so",)}),
+    # initial-exec TLS of a module's own: musl (1.1.20 on) refuses it under dlopen
+    Row(
+        "ie-tls-musl",
+        "python=3.11,impl=cp,arch=x86_64,libc=musl-1.2",
+        {"initial_exec_tls": ("pkg/_ext.so",)},
+        filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
+        hides=("native",),
+        messages=(
+            "native: an import loads pkg/_ext.so with initial-exec TLS of its own, which"
+            " musl's loader refuses under dlopen (host has musl 1.2)",
+        ),
+    ),
+    Row(
+        "ie-tls-musl-1.1",
+        "python=3.11,impl=cp,arch=x86_64,libc=musl-1.1",
+        {"initial_exec_tls": ("pkg/_ext.so",)},
+        filename="pkg-1.0-cp311-cp311-musllinux_1_1_x86_64.whl",
+    ),
+    Row("ie-tls-glibc", HOST, {"initial_exec_tls": ("pkg/_ext.so",)}),
+    Row("ie-tls-libc-untold", "arch=x86_64", {"initial_exec_tls": ("pkg/_ext.so",)}),
     # extension modules all built for other interpreters: the import finds none of them
     Row(
         "module-abi-other-version",

@@ -244,10 +244,12 @@ def compile_shared_object(
     flags: Sequence[str] = (),
     libs: Sequence[str] = (),
     kind: Literal["shared", "object", "program"] = "shared",
+    compiler: str | None = None,
 ) -> Path:
     """A shared object by default; or a relocatable object (``gcc -c``), or a program
-    linked at a fixed address (an ``ET_EXEC`` executable)."""
-    compiler = "gcc" if lang == "c" else "g++"
+    linked at a fixed address (an ``ET_EXEC`` executable). ``compiler``: another C
+    compiler than gcc (``musl-gcc``)."""
+    compiler = compiler or ("gcc" if lang == "c" else "g++")
     if shutil.which(compiler) is None:
         raise CompileError([compiler], f"{compiler} is not installed")
     suffix = ".c" if lang == "c" else ".cpp"
