@@ -40,7 +40,7 @@ MAX_SECTION_NAMES = 4 * MiB
 MAX_FATBIN_HEADERS = 1_000_000
 # A dynamic relocation table read for its TLS entries: a big C++ library's is some MiB.
 MAX_RELOCATION_BYTES = 64 * MiB
-DF_STATIC_TLS = 0x10
+GLIBC_LIBC = "libc.so.6"
 SHN_UNDEF = 0
 # The dynamic relocation types of initial-exec TLS (the thread pointer offset of a
 # variable), by machine: the entries musl's loader refuses to resolve to a library that
@@ -185,7 +185,6 @@ class _Dynamic:
     verneednum: int
     # DT_STRTAB, DT_SYMTAB and a hash table: what the loader links a shared object with.
     linkable: bool = False
-    flags: int = 0  # DT_FLAGS
     symtab: int | None = None
     syment: int | None = None
     # (address, size, entry size, with addends) of DT_RELA and DT_REL
@@ -249,6 +248,7 @@ class _Reader(_Bytes):
         if not dynamic.linkable and self.debug_only(phdrs):
             return None
         sections = self._fat_binaries(phdrs)
+        needed = tuple(strings.get(o) for o in dynamic.needed)
         if fat_binaries is None:
             sms, ptx = read_fat_binaries(self.stream, self.path, sections, self.doubts)
         else:
@@ -259,7 +259,7 @@ class _Reader(_Bytes):
             machine=machine,
             elf_class=self.elf.elfclass,
             soname=strings.get(dynamic.soname) if dynamic.soname is not None else None,
-            needed=tuple(strings.get(o) for o in dynamic.needed),
+            needed=needed,
             rpath=_paths(strings.get(o) for o in dynamic.rpath),
             runpath=_paths(strings.get(o) for o in dynamic.runpath),
             version_needs=self._version_needs(loads, dynamic, strings),
@@ -268,7 +268,7 @@ class _Reader(_Bytes):
             gpu_sms=sms,
             gpu_ptx=ptx,
             interpreter=self._interpreter(phdrs),
-            initial_exec_tls=self._initial_exec_tls(machine, loads, dynamic),
+            initial_exec_tls=self._initial_exec_tls(machine, phdrs, dynamic, needed),
         )
 
     def debug_only(self, phdrs: list[Any]) -> bool:
@@ -383,7 +383,6 @@ class _Reader(_Bytes):
             linkable="DT_STRTAB" in tags
             and "DT_SYMTAB" in tags
             and ("DT_HASH" in tags or "DT_GNU_HASH" in tags),
-            flags=first("DT_FLAGS") or 0,
             symtab=first("DT_SYMTAB"),
             syment=first("DT_SYMENT"),
             relocations=tuple(
@@ -443,14 +442,19 @@ class _Reader(_Bytes):
 
     # -- thread-local storage -------------------------------------------------
 
-    def _initial_exec_tls(self, machine: str, loads: list[Any], dynamic: _Dynamic) -> bool:
+    def _initial_exec_tls(
+        self, machine: str, phdrs: list[Any], dynamic: _Dynamic, needed: tuple[str, ...]
+    ) -> bool:
         """Whether the file reaches thread-local variables of its own by the initial-exec
         model: a dynamic TPOFF relocation against no symbol (its own TLS block) or against
-        a symbol it defines. Only read where the linker set DF_STATIC_TLS, which it does
-        for every such relocation; a table too big to read counts as none."""
+        a symbol it defines. Read only where it has a TLS block of its own (PT_TLS) and
+        does not link glibc, whose loader takes such files (the relocation tables of a big
+        C++ library are some MiB, read by ranges when analysed by URL); not every linker
+        sets DF_STATIC_TLS for them. A table too big to read counts as none."""
         types = _TPOFF_TYPES.get(machine)
-        if types is None or not dynamic.flags & DF_STATIC_TLS:
+        if types is None or GLIBC_LIBC in needed or not any(p["p_type"] == "PT_TLS" for p in phdrs):
             return False
+        loads = [p for p in phdrs if p["p_type"] == "PT_LOAD"]
         bits64 = self.elf.elfclass == 64
         order = "<" if self.elf.little_endian else ">"
         defined: dict[int, bool] = {0: True}

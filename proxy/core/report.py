@@ -37,6 +37,7 @@ class ElfFile:
     gpu_ptx: tuple[str, ...] = ()  # PTX virtual architectures, JIT-compiled on newer GPUs
     # Reaches thread-local variables of its own by the initial-exec model (a TPOFF
     # relocation resolved within the file): musl's loader refuses that under dlopen.
+    # Read for files that do not link glibc (glibc's loader takes them).
     initial_exec_tls: bool = False
 
 

@@ -3,6 +3,7 @@ says, against what readelf shows of the same files."""
 
 from __future__ import annotations
 
+import struct
 import subprocess
 from pathlib import Path
 
@@ -37,8 +38,12 @@ DYNAMIC = "static __thread int counter;\nint f(void) { return ++counter; }\n"
 def test_initial_exec_tls_of_the_files_own(
     tmp_path: Path, source: str, own: bool, bits: str
 ) -> None:
-    flags = ["-m32", "-nostdlib"] if bits == "32" else []
-    built = compile_shared_object(source, tmp_path / "lib.so", flags=flags)
+    # Linked against musl (64-bit), or against no libc at all (32-bit: this machine has
+    # no 32-bit libc): files that do not link glibc are the ones read.
+    if bits == "32":
+        built = compile_shared_object(source, tmp_path / "lib.so", flags=["-m32", "-nostdlib"])
+    else:
+        built = compile_shared_object(source, tmp_path / "lib.so", compiler="musl-gcc")
     relocations = subprocess.run(
         ["readelf", "-r", str(built)], capture_output=True, text=True, check=True
     ).stdout
@@ -48,3 +53,33 @@ def test_initial_exec_tls_of_the_files_own(
     assert elf is not None
     assert elf.elf_class == int(bits)
     assert elf.initial_exec_tls is own
+
+
+def test_a_file_that_links_glibc_is_not_read_for_it(tmp_path: Path) -> None:
+    """glibc's loader takes initial-exec TLS from its static surplus: a file linking it
+    is spared reading its relocation tables."""
+    source = OWN_STATIC.replace("return ++counter;", 'return ++counter + puts("");')
+    built = compile_shared_object("#include <stdio.h>\n" + source, tmp_path / "lib.so")
+    with built.open("rb") as stream:
+        elf = read_elf(stream, "lib.so")
+    assert elf is not None and "libc.so.6" in elf.needed
+    assert elf.initial_exec_tls is False
+
+
+def test_a_file_without_df_static_tls_is_read_all_the_same(tmp_path: Path) -> None:
+    """Not every linker marks such a file DF_STATIC_TLS (pydantic-core 0.7.1's aarch64
+    musllinux module has TPOFF relocations and no DT_FLAGS): the TLS block is what
+    makes it read."""
+    built = compile_shared_object(OWN_STATIC, tmp_path / "lib.so", compiler="musl-gcc")
+    flags = struct.pack("<qQ", 30, 0x10)  # DT_FLAGS: DF_STATIC_TLS
+    data = built.read_bytes()
+    assert data.count(flags) == 1
+    unmarked = tmp_path / "unmarked.so"
+    unmarked.write_bytes(data.replace(flags, struct.pack("<qQ", 30, 0)))
+    dynamic = subprocess.run(
+        ["readelf", "-d", str(unmarked)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "STATIC_TLS" not in dynamic
+    with unmarked.open("rb") as stream:
+        elf = read_elf(stream, "unmarked.so")
+    assert elf is not None and elf.initial_exec_tls is True
