@@ -56,8 +56,6 @@ _GLIBC_LIBS = re.compile(
 )
 # Libraries the process may hold already, the host's, under the SONAME a wheel's copy has.
 _HOST_FIRST = re.compile(r"^(?:libstdc\+\+\.so\.6|libgcc_s\.so\.1)$")
-_GLIBC_PLATFORM = re.compile(r"^(manylinux|musllinux)_(\d+)_(\d+)_(.+)$")
-_LEGACY_PLATFORM = re.compile(r"^(manylinux1|manylinux2010|manylinux2014)_(.+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +421,7 @@ def _overclaims(
         _, _, _, tags = parse_wheel_filename(split_label(filename)[0])
     except InvalidWheelFilename:
         return False
-    derived_glibc = _claim(derived, policies) if derived else None
+    derived_glibc = policies.claim(derived) if derived else None
     for platform in {tag.platform for tag in tags}:
         if platform == "any":
             return True  # binaries in a wheel that claims every platform
@@ -431,7 +429,7 @@ def _overclaims(
             if {platform.removeprefix("linux_")} != arches:
                 return True
             continue
-        claim = _claim(platform, policies)
+        claim = policies.claim(platform)
         if claim is None:
             continue  # not a Linux tag: its binaries are not ELF files
         family, version, arch = claim
@@ -446,16 +444,3 @@ def _overclaims(
         if derived_glibc[1] > version:
             return True
     return False
-
-
-def _claim(platform: str, policies: PolicyTable) -> tuple[str, tuple[int, int], str] | None:
-    """``manylinux2014_x86_64`` -> ``("manylinux", (2, 17), "x86_64")``."""
-    match = _GLIBC_PLATFORM.match(platform)
-    if match:
-        return match.group(1), (int(match.group(2)), int(match.group(3))), match.group(4)
-    legacy = _LEGACY_PLATFORM.match(platform)
-    if legacy:
-        glibc = policies.glibc_of_alias(legacy.group(1))
-        if glibc is not None:
-            return "manylinux", glibc, legacy.group(2)
-    return None

@@ -60,6 +60,7 @@ from proxy.core.dotted import dotted, maybe_dotted
 from proxy.core.gpu import runs_on
 from proxy.core.libstdcxx import LibstdcxxTable, first_gcc_with, libstdcxx_table
 from proxy.core.models import File
+from proxy.core.policy import policy_table
 from proxy.core.profile import MACHINE_ALIASES, HostProfile, Libc
 from proxy.core.report import Report, Requires
 from proxy.core.rules import Fact
@@ -163,6 +164,7 @@ def decide(
             drivers or cuda_table(),
             without_driver,
             tags_fit,
+            tagged_libc(file.filename),
         )
         for keys, check in _CHECKS:
             outcome = check(context)
@@ -242,9 +244,33 @@ class _Context:
     # False where the wheel's tags do not fit the host: the installer's own check, not
     # one of loading, so what follows from them alone is not judged again.
     tags_fit: bool = True
+    # The oldest libc every host that installs the wheel has, by its tags alone.
+    tagged_libc: Libc | None = None
 
     def host_libc(self) -> Libc | None:
         return self.profile.libc.value if self.profile.libc is not None else None
+
+    def installing_libc(self) -> Libc | None:
+        """The host's libc as it told it, else as the wheel's tags imply it: pip and uv
+        install a wheel tagged only ``musllinux_1_2`` on musl 1.2 or newer and nowhere
+        else, one tagged only ``manylinux`` on glibc alone (pip on musl tells no libc:
+        these are the checks it still gets)."""
+        return self.host_libc() or self.tagged_libc
+
+
+def tagged_libc(filename: str) -> Libc | None:
+    """The libc family and oldest version every platform tag of the wheel claims (all
+    manylinux, or all musllinux); None where a tag claims none (``linux_x86_64``,
+    ``any``) or they disagree."""
+    tags = wheel_tags(filename) if filename.endswith(".whl") else None
+    claims = [policy_table().claim(tag.platform) for tag in tags or ()]
+    if not claims or None in claims:
+        return None
+    families = {claim[0] for claim in claims if claim is not None}
+    if len(families) != 1:
+        return None
+    oldest = min(claim[1] for claim in claims if claim is not None)
+    return Libc("musl" if families == {"musllinux"} else "glibc", oldest)
 
 
 def _libc(c: _Context) -> _Outcome:
@@ -491,20 +517,26 @@ def _initial_exec_tls(c: _Context) -> _Outcome:
     paths = c.requires.initial_exec_tls
     if not paths:
         return _SKIP
-    host = c.host_libc()
+    host = c.installing_libc()
     if host is None or host.family != "musl" or host.version < MUSL_IE_TLS_REFUSED_FROM:
         return None
+    told = (
+        f"host has musl {dotted(host.version)}"
+        if c.host_libc() is not None
+        else f"the wheel's tags admit musl {dotted(host.version)} and newer only"
+    )
     return Reason(
         "native",
         f"native: an import loads {_some(paths)} with initial-exec TLS of its own, which"
-        f" musl's loader refuses under dlopen (host has musl {dotted(host.version)})",
+        f" musl's loader refuses under dlopen ({told})",
     )
 
 
 def _glibc_refuses(c: _Context, why: str) -> _Outcome:
-    """A `native` reason for a glibc host; a musl host, or one whose libc is untold, is
-    not judged (musl's loader maps what these reasons are about, or some of it)."""
-    host = c.host_libc()
+    """A `native` reason for a glibc host (or one that installs only glibc wheels); a musl
+    host, or one whose libc is untold, is not judged (musl's loader maps what these
+    reasons are about, or some of it)."""
+    host = c.installing_libc()
     if host is None or host.family != "glibc":
         return None
     return Reason("native", f"native: {why}")

@@ -31,6 +31,8 @@ _VERSION_NAME = re.compile(r"^(GLIBCXX|GLIBC|CXXABI|GCC)_(.+)$")
 _NUMERIC = re.compile(r"^\d+(\.\d+)*$")
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)$")
 _MUSLLINUX = re.compile(r"^musllinux_(\d+)_(\d+)$")
+_PLATFORM = re.compile(r"^(manylinux|musllinux)_(\d+)_(\d+)_(.+)$")
+_LEGACY_PLATFORM = re.compile(r"^(manylinux1|manylinux2010|manylinux2014)_(.+)$")
 
 Version = Dotted
 
@@ -123,6 +125,20 @@ class PolicyTable:
         for policy in self.manylinux:
             if alias in policy.aliases:
                 return policy.glibc
+        return None
+
+    def claim(self, platform: str) -> tuple[str, tuple[int, int], str] | None:
+        """What a platform tag claims: ``manylinux2014_x86_64`` -> ``("manylinux", (2, 17),
+        "x86_64")``, ``musllinux_1_2_aarch64`` -> ``("musllinux", (1, 2), "aarch64")``;
+        None for any other tag (``linux_x86_64``, ``any``, another system's)."""
+        match = _PLATFORM.match(platform)
+        if match:
+            return match.group(1), (int(match.group(2)), int(match.group(3))), match.group(4)
+        legacy = _LEGACY_PLATFORM.match(platform)
+        if legacy:
+            glibc = self.glibc_of_alias(legacy.group(1))
+            if glibc is not None:
+                return "manylinux", glibc, legacy.group(2)
         return None
 
     @classmethod

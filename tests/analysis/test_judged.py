@@ -305,6 +305,9 @@ def test_a_module_with_initial_exec_tls_of_its_own_is_hidden_from_musl_hosts(
         f"native: an import loads {MODULE} with initial-exec TLS of its own, which musl's"
         " loader refuses under dlopen (host has musl 1.2)"
     ]
+    # pip on musl tells no libc: a musllinux_1_2 wheel installs on musl 1.2 and newer only.
+    untold = verdict(report, "python=3.11,impl=cp,arch=x86_64")
+    assert [r.kind for r in untold.reasons] == ["native"]
     # musl 1.1 may be older than 1.1.20, which began refusing: not judged.
     older = analyze(tmp_path / "o", {MODULE: module.read_bytes()}, MUSL.replace("1_2", "1_1"))
     assert verdict(older, MUSL_HOST.replace("musl-1.2", "musl-1.1")).keep

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from proxy.core.decide import TAG_KEYS, decide
+from proxy.core.decide import TAG_KEYS, decide, tagged_libc
 from proxy.core.libstdcxx import parse_libstdcxx_table
 from proxy.core.models import File
 from proxy.core.profile import parse_profile
@@ -453,7 +453,20 @@ ROWS = [
         {"elf_systems": ("freebsd",)},
         filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
     ),
-    Row("elf-system-libc-untold", "arch=x86_64", {"elf_systems": ("freebsd",)}),
+    # a host that told no libc (pip on musl tells none) installs a manylinux wheel only
+    # on glibc; a linux_* wheel on either
+    Row(
+        "elf-system-libc-untold-manylinux",
+        "arch=x86_64",
+        {"elf_systems": ("freebsd",)},
+        hides=("native",),
+    ),
+    Row(
+        "elf-system-libc-untold-linux",
+        "arch=x86_64",
+        {"elf_systems": ("freebsd",)},
+        filename="pkg-1.0-cp311-cp311-linux_x86_64.whl",
+    ),
     # an executable an import loads: "cannot dynamically load executable", on glibc
     Row(
         "executable-glibc",
@@ -473,7 +486,18 @@ ROWS = [
         {"executables": ("pkg/_ext.so",)},
         filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
     ),
-    Row("executable-libc-untold", "arch=x86_64", {"executables": ("pkg/_ext.so",)}),
+    Row(
+        "executable-libc-untold-manylinux",
+        "arch=x86_64",
+        {"executables": ("pkg/_ext.so",)},
+        hides=("native",),
+    ),
+    Row(
+        "executable-libc-untold-both",
+        "arch=x86_64",
+        {"executables": ("pkg/_ext.so",)},
+        filename="pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.musllinux_1_2_x86_64.whl",
+    ),
     # initial-exec TLS of a module's own: musl (1.1.20 on) refuses it under dlopen
     Row(
         "ie-tls-musl",
@@ -494,6 +518,25 @@ ROWS = [
     ),
     Row("ie-tls-glibc", HOST, {"initial_exec_tls": ("pkg/_ext.so",)}),
     Row("ie-tls-libc-untold", "arch=x86_64", {"initial_exec_tls": ("pkg/_ext.so",)}),
+    # pip on musl tells no libc; only musl 1.2 and newer install a musllinux_1_2 wheel
+    Row(
+        "ie-tls-libc-untold-musllinux-1-2",
+        "python=3.11,impl=cp,arch=x86_64",
+        {"initial_exec_tls": ("pkg/_ext.so",)},
+        filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
+        hides=("native",),
+        messages=(
+            "native: an import loads pkg/_ext.so with initial-exec TLS of its own, which"
+            " musl's loader refuses under dlopen (the wheel's tags admit musl 1.2 and"
+            " newer only)",
+        ),
+    ),
+    Row(
+        "ie-tls-libc-untold-musllinux-1-1",
+        "python=3.11,impl=cp,arch=x86_64",
+        {"initial_exec_tls": ("pkg/_ext.so",)},
+        filename="pkg-1.0-cp311-cp311-musllinux_1_1_x86_64.musllinux_1_2_x86_64.whl",
+    ),
     # extension modules all built for other interpreters: the import finds none of them
     Row(
         "module-abi-other-version",
@@ -690,3 +733,23 @@ def test_the_callers_build_label_stands_in_for_one_the_filename_lacks() -> None:
     assert decide(plain, report, profile, build="cpu").keep
     labelled = File(filename=CU121, url="u", hashes={})
     assert decide(labelled, replace(report, filename=CU121), profile, build="cu128").keep
+
+
+@pytest.mark.parametrize(
+    ("filename", "libc"),
+    [
+        ("p-1.0-cp311-cp311-manylinux2014_x86_64.whl", "glibc-2.17"),
+        ("p-1.0-cp311-cp311-manylinux_2_28_x86_64.manylinux2014_x86_64.whl", "glibc-2.17"),
+        ("p-1.0-cp311-cp311-manylinux1_x86_64.whl", "glibc-2.5"),
+        ("p-1.0-cp311-cp311-musllinux_1_2_aarch64.whl", "musl-1.2"),
+        ("p-1.0-cp311-cp311-musllinux_1_1_x86_64.musllinux_1_2_x86_64.whl", "musl-1.1"),
+        ("p-1.0-cp311-cp311-manylinux_2_17_x86_64.musllinux_1_2_x86_64.whl", None),
+        ("p-1.0-cp311-cp311-linux_x86_64.whl", None),
+        ("p-1.0-cp311-cp311-manylinux_2_17_x86_64.linux_x86_64.whl", None),
+        ("p-1.0-py3-none-any.whl", None),
+        ("p-1.0.tar.gz", None),
+    ],
+)
+def test_the_libc_a_wheels_tags_admit(filename: str, libc: str | None) -> None:
+    found = tagged_libc(filename)
+    assert (str(found) if found is not None else None) == libc
