@@ -3,8 +3,10 @@
 Reads what the dynamic loader reads: the ELF header, program headers, the dynamic
 segment and the strings and version needs it points at, the GNU property note; and,
 to find CUDA fat binaries, section headers and the entry headers of ``.nv_fatbin``.
-Never symbol tables, never the payload of a compressed section. Every size and
-offset is checked against the file and against fixed ceilings before it is read.
+A file with thread-local storage of its own that does not link glibc also has its
+dynamic relocations read (past the relative ones), and the dynamic symbols its TLS
+relocations name. Never the payload of a compressed section. Every size and offset is
+checked against the file and against fixed ceilings before it is read.
 
 A debug-info-only file (the ``.debug`` half of a split binary, made by ``objcopy
 --only-keep-debug`` or ``eu-strip -f``) keeps the ELF header, program headers and
@@ -38,8 +40,13 @@ MAX_VERSION_ENTRIES = 65536
 MAX_NOTE_BYTES = 1 * MiB
 MAX_SECTION_NAMES = 4 * MiB
 MAX_FATBIN_HEADERS = 1_000_000
-# A dynamic relocation table read for its TLS entries: a big C++ library's is some MiB.
+# A dynamic relocation table read for its TLS entries (past its relative ones, which the
+# linker puts first and counts in DT_RELACOUNT): a big C++ library's is some MiB.
 MAX_RELOCATION_BYTES = 64 * MiB
+# TLS relocations looked at, and distinct symbols looked up, in one file: a library has
+# a handful; a crafted table of millions is not worth its cost, and counts as none.
+MAX_TLS_RELOCATIONS = 4096
+MAX_TLS_SYMBOLS = 256
 GLIBC_LIBC = "libc.so.6"
 SHN_UNDEF = 0
 # The dynamic relocation types of initial-exec TLS (the thread pointer offset of a
@@ -54,6 +61,7 @@ _TPOFF_TYPES = {
     "ppc64": frozenset({73}),
     "s390x": frozenset({56}),  # R_390_TLS_TPOFF
     "riscv64": frozenset({11}),  # R_RISCV_TLS_TPREL64
+    "loongarch64": frozenset({11}),  # R_LARCH_TLS_TPREL64
 }
 PF_X = 1
 SHF_ALLOC = 0x2
@@ -187,8 +195,8 @@ class _Dynamic:
     linkable: bool = False
     symtab: int | None = None
     syment: int | None = None
-    # (address, size, entry size, with addends) of DT_RELA and DT_REL
-    relocations: tuple[tuple[int, int, int, bool], ...] = ()
+    # (address, size, entry size, with addends, relative entries first) of DT_RELA, DT_REL
+    relocations: tuple[tuple[int, int, int, bool, int], ...] = ()
 
 
 class _Bytes:
@@ -386,10 +394,22 @@ class _Reader(_Bytes):
             symtab=first("DT_SYMTAB"),
             syment=first("DT_SYMENT"),
             relocations=tuple(
-                (address, size, entry, addends)
-                for address, size, entry, addends in (
-                    (first("DT_RELA"), first("DT_RELASZ"), first("DT_RELAENT"), True),
-                    (first("DT_REL"), first("DT_RELSZ"), first("DT_RELENT"), False),
+                (address, size, entry, addends, relative or 0)
+                for address, size, entry, addends, relative in (
+                    (
+                        first("DT_RELA"),
+                        first("DT_RELASZ"),
+                        first("DT_RELAENT"),
+                        True,
+                        first("DT_RELACOUNT"),
+                    ),
+                    (
+                        first("DT_REL"),
+                        first("DT_RELSZ"),
+                        first("DT_RELENT"),
+                        False,
+                        first("DT_RELCOUNT"),
+                    ),
                 )
                 if address is not None and size and entry
             ),
@@ -450,46 +470,86 @@ class _Reader(_Bytes):
         a symbol it defines. Read only where it has a TLS block of its own (PT_TLS) and
         does not link glibc, whose loader takes such files (the relocation tables of a big
         C++ library are some MiB, read by ranges when analysed by URL); not every linker
-        sets DF_STATIC_TLS for them. A table too big to read counts as none."""
+        sets DF_STATIC_TLS for them. What cannot be read (a table beyond the file or its
+        ceilings, a symbol out of the loaded segments) counts as none: the question is
+        musl's alone, and an error here would hide the file from every host."""
         types = _TPOFF_TYPES.get(machine)
         if types is None or GLIBC_LIBC in needed or not any(p["p_type"] == "PT_TLS" for p in phdrs):
             return False
         loads = [p for p in phdrs if p["p_type"] == "PT_LOAD"]
+        symbols = [
+            s for table in dynamic.relocations for s in self._tpoff_symbols(types, loads, table)
+        ]
+        distinct = list(dict.fromkeys(symbols))
+        if 0 in distinct:
+            return True  # the file's own TLS block, by its offset
+        return any(self._defines(loads, dynamic, s) for s in distinct[:MAX_TLS_SYMBOLS])
+
+    def _tpoff_symbols(
+        self, types: frozenset[int], loads: list[Any], table: tuple[int, int, int, bool, int]
+    ) -> list[int]:
+        """The symbol indexes of one table's TPOFF relocations (at most
+        `MAX_TLS_RELOCATIONS`), found without a Python object per entry: the type field
+        of every entry is sliced out in one step and searched for each type."""
+        address, size, entry, addends, relative = table
         bits64 = self.elf.elfclass == 64
-        order = "<" if self.elf.little_endian else ">"
-        defined: dict[int, bool] = {0: True}
-        for address, size, entry, addends in dynamic.relocations:
-            if size > MAX_RELOCATION_BYTES or entry != (8 if bits64 else 4) * (3 if addends else 2):
+        word = 8 if bits64 else 4
+        if entry != word * (3 if addends else 2):
+            return []
+        skipped = min(relative, size // entry) * entry
+        address, size = address + skipped, (size - skipped) // entry * entry
+        if size == 0 or size > MAX_RELOCATION_BYTES:
+            return []
+        try:
+            offset = self.file_offset(loads, address, "relocations")
+            data = memoryview(self.read_exact(offset, size, "relocations"))
+        except Unanalysable:
+            return []
+        little = self.elf.little_endian
+        order = "<" if little else ">"
+        # Where in an entry its type is: 64-bit r_info's low word, 32-bit r_info's low byte.
+        if bits64:
+            at, width = (word if little else word + 4), 4
+        else:
+            at, width = (word if little else word + 3), 1
+        column = (
+            data.cast("B")[at::entry].tobytes()
+            if width == 1
+            else data.cast("I")[at // 4 :: entry // 4].tobytes()
+        )
+        found: list[int] = []
+        hits = 0  # a match across two fields counts too: a crafted column may be all such
+        for kind in types:
+            if kind >= 1 << (8 * width):
                 continue
-            data = self.read_exact(
-                self.file_offset(loads, address, "relocations"), size, "relocations"
-            )
-            words = entry // (8 if bits64 else 4)
-            infos = struct.unpack_from(
-                f"{order}{size // entry * words}{'Q' if bits64 else 'I'}", data
-            )
-            shift, mask = (32, 0xFFFFFFFF) if bits64 else (8, 0xFF)
-            for info in infos[1::words]:
-                if info & mask in types:
-                    symbol = info >> shift
-                    if symbol not in defined:
-                        defined[symbol] = self._defines(loads, dynamic, symbol)
-                    if defined[symbol]:
-                        return True
-        return False
+            pattern = kind.to_bytes(width, "little" if little else "big")
+            start = column.find(pattern)
+            while start != -1 and hits < MAX_TLS_RELOCATIONS:
+                hits += 1
+                if start % width == 0:
+                    index = start // width
+                    info_at = index * entry + word
+                    if bits64:
+                        (info,) = struct.unpack_from(f"{order}Q", data, info_at)
+                        found.append(info >> 32)
+                    else:
+                        (info,) = struct.unpack_from(f"{order}I", data, info_at)
+                        found.append(info >> 8)
+                start = column.find(pattern, start + 1)
+        return found
 
     def _defines(self, loads: list[Any], dynamic: _Dynamic, symbol: int) -> bool:
         """Whether dynamic symbol ``symbol`` is defined in the file (its section index is
-        not SHN_UNDEF); False where the symbol table cannot be found."""
+        not SHN_UNDEF); False where the symbol table cannot be found or read."""
         bits64 = self.elf.elfclass == 64
         size = 24 if bits64 else 16
         if dynamic.symtab is None or (dynamic.syment or size) != size:
             return False
         try:
             offset = self.file_offset(loads, dynamic.symtab + symbol * size, "symbol")
+            raw = self.read_exact(offset, size, "symbol")
         except Unanalysable:
             return False
-        raw = self.read_exact(offset, size, "symbol")
         order = "<" if self.elf.little_endian else ">"
         (section,) = struct.unpack_from(f"{order}H", raw, 6 if bits64 else 14)
         return bool(section != SHN_UNDEF)

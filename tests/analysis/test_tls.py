@@ -3,11 +3,14 @@ says, against what readelf shows of the same files."""
 
 from __future__ import annotations
 
+import io
 import struct
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
 from proxy.analysis.elf import read_elf
 from tests.support.wheels import compile_shared_object
@@ -83,3 +86,28 @@ def test_a_file_without_df_static_tls_is_read_all_the_same(tmp_path: Path) -> No
     with unmarked.open("rb") as stream:
         elf = read_elf(stream, "unmarked.so")
     assert elf is not None and elf.initial_exec_tls is True
+
+
+@pytest.mark.parametrize(
+    "tag", [7, 8], ids=["DT_RELA-beyond-the-segments", "DT_RELASZ-past-the-end"]
+)
+def test_a_relocation_table_that_cannot_be_read_counts_as_none(tmp_path: Path, tag: int) -> None:
+    """A table the loader could not read either: the file's other facts stand (an error
+    here would hide it from every host), and it is not judged on this."""
+    built = compile_shared_object(OWN_STATIC, tmp_path / "lib.so", compiler="musl-gcc")
+    data = bytearray(built.read_bytes())
+    with built.open("rb") as stream:
+        before = read_elf(stream, "lib.so")
+    dynamic = ELFFile(io.BytesIO(bytes(data))).get_section_by_name(".dynamic")
+    offset = dynamic["sh_offset"]
+    for at in range(offset, offset + dynamic["sh_size"], 16):
+        if struct.unpack_from("<q", data, at)[0] == tag:
+            struct.pack_into("<Q", data, at + 8, 1 << 40)
+            break
+    else:
+        pytest.fail(f"no dynamic tag {tag}")
+    with io.BytesIO(bytes(data)) as stream:
+        after = read_elf(stream, "lib.so")
+    assert before is not None and before.initial_exec_tls is True
+    assert after is not None and after.initial_exec_tls is False
+    assert replace(after, initial_exec_tls=True) == before
