@@ -15,7 +15,7 @@ import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from packaging.utils import NormalizedName
@@ -79,9 +79,14 @@ PROVISIONAL_MAX_AGE = 5
 COMPACT_SECONDS = 3600.0
 
 
+def _app_services(app: Any) -> Services:
+    """`Hostfit.services`, or the state's for an app that is no Hostfit."""
+    services: Services | None = getattr(app, "services", None)
+    return services if services is not None else cast(Services, app.state.services)
+
+
 def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+    return _app_services(request.app)
 
 
 def _prefix(request: Request) -> str:
@@ -154,6 +159,7 @@ def _content_type(media: str) -> str:
     return f"{media}; charset=utf-8" if media == HTML_LEGACY else media
 
 
+_UPSTREAM_KEY = UPSTREAM_HEADER.lower().encode()
 # The request headers a project page reads, found in one pass over the raw list.
 _PAGE_HEADERS = {
     b"accept": "accept",
@@ -172,7 +178,7 @@ class ProjectPage:
     mapping (`hostfit_error`) like any route's."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        services: Services = scope["app"].state.services
+        services = _app_services(scope["app"])
         raw = scope["path_params"]["project"]
         name = normalize_project(raw)
         if name != raw or not scope["path"].endswith("/"):
@@ -184,7 +190,7 @@ class ProjectPage:
             return
         told: dict[str, str] = {}
         for key, value in scope["headers"]:
-            wanted = _PAGE_HEADERS.get(key.lower())
+            wanted = _PAGE_HEADERS.get(key)  # ASGI gives header names in lowercase
             if wanted is not None and wanted not in told:
                 told[wanted] = value.decode("latin-1")
         query = scope["query_string"]
@@ -202,7 +208,7 @@ class ProjectPage:
         headers = [
             (b"vary", scope_vary(scope).encode()),
             (b"cache-control", _CACHE_CONTROL[max_age]),
-            (UPSTREAM_HEADER.lower().encode(), _upstream_header(page.upstream).encode()),
+            (_UPSTREAM_KEY, _upstream_header(page.upstream).encode()),
             (b"etag", etag.encode()),
         ]
         if page.warning:
@@ -442,6 +448,10 @@ class Hostfit(Starlette):
     Everything else, including this route under a mount or a root path, goes through
     Starlette as before."""
 
+    # Also in ``state.services``, which Starlette answers through a Python __getattr__:
+    # read here on every request instead (`proxy.edge.observe`).
+    services: Services | None = None
+
     def __init__(self, *, page_route: Route, observe: Callable[[ASGIApp], ASGIApp], **kw: Any):
         super().__init__(**kw)
         self._page_route = page_route
@@ -509,6 +519,8 @@ def build_app(settings: Settings, access_log: bool = False) -> Hostfit:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
+            if isinstance(app, Hostfit):
+                app.services = services
             # Last: what start-up made lives as long as the process (proxy.edge.gc_tuning).
             with tuned_gc():
                 async with watch_rules(services.rules):

@@ -42,6 +42,7 @@ from proxy.edge.request_profile import SCOPE_KEY, request_context
 from proxy.errors import HostfitError
 
 HEADER = "X-Request-Id"
+_ID_KEY = HEADER.lower().encode()  # as ASGI servers give header names: lowercase bytes
 KIND = "hostfit.kind"  # a request extension: what the request is for ("file": a download)
 UNMATCHED = "unmatched"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -68,7 +69,7 @@ def incoming_id(value: str | None) -> str:
     # A random (version 4) UUID's 128 bits, in hex. An id needs to be unique, not secret:
     # the process's Mersenne Twister (seeded from the OS in each worker) instead of a
     # getrandom system call per request.
-    return f"{getrandbits(128):032x}"
+    return getrandbits(128).to_bytes(16, "big").hex()  # a third of an f-string's time
 
 
 def agent_class(user_agent: str) -> str:
@@ -90,8 +91,13 @@ class Observe:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        rid = incoming_id(headers.get(b"x-request-id", b"").decode("latin-1"))
+        told = b""
+        for key, value in scope["headers"]:  # the one header read on every request
+            if key == _ID_KEY:
+                told = value
+                break
+        rid = incoming_id(told.decode("latin-1"))
+        id_header = (_ID_KEY, rid.encode())
         token = request_id.set(rid)
         start = time.perf_counter()
         status = 500
@@ -99,34 +105,35 @@ class Observe:
 
         async def observed_send(message: Message) -> None:
             nonlocal status, sent
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (HEADER.lower().encode(), rid.encode()),
-                ]
-            elif message["type"] == "http.response.body":
+            kind = message["type"]
+            if kind == "http.response.body":
                 sent += len(message.get("body", b""))
+            elif kind == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         try:
             await self.app(scope, receive, observed_send)
         finally:
             seconds = time.perf_counter() - start
-            self._record(scope, status, sent, seconds, headers)
+            self._record(scope, status, sent, seconds)
             request_id.reset(token)
 
-    def _record(
-        self, scope: Scope, status: int, sent: int, seconds: float, headers: dict[bytes, bytes]
-    ) -> None:
+    def _record(self, scope: Scope, status: int, sent: int, seconds: float) -> None:
         route = self.templates.get(id(scope.get("route")), UNMATCHED)
         app = scope.get("app")
-        services = getattr(getattr(app, "state", None), "services", None)
+        # The app's own attribute where it has one (`proxy.edge.app.Hostfit`): its state's
+        # costs a Python call.
+        services = getattr(app, "services", None) or getattr(
+            getattr(app, "state", None), "services", None
+        )
         metrics: Metrics | None = getattr(services, "metrics", None)
         if metrics is not None:
             metrics.responded(route, status, seconds, sent)
         if not self.access:
             return
+        headers = dict(scope["headers"])
         agent = agent_class(headers.get(b"user-agent", b"").decode("latin-1"))
         fields = {
             "method": scope["method"],

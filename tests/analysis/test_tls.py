@@ -99,6 +99,7 @@ def test_a_relocation_table_that_cannot_be_read_counts_as_none(tmp_path: Path, t
     with built.open("rb") as stream:
         before = read_elf(stream, "lib.so")
     dynamic = ELFFile(io.BytesIO(bytes(data))).get_section_by_name(".dynamic")
+    assert dynamic is not None
     offset = dynamic["sh_offset"]
     for at in range(offset, offset + dynamic["sh_size"], 16):
         if struct.unpack_from("<q", data, at)[0] == tag:
