@@ -4,7 +4,13 @@ First the tags (the client's own supported tags, from its declared profile), the
 each fact of the wheel's report against the host fact it needs. Rules of the game:
 
 - A fact the host did not tell never hides a file; neither does a requirement the
-  report cannot state precisely (an unparsable version, an unknown GPU target).
+  report cannot state precisely (an unparsable version, an unknown GPU target). One
+  exception: a Linux host (one that told its machine) that did not tell its libc, as pip
+  on Alpine tells none, installs a wheel tagged only ``musllinux_1_2`` on musl 1.2 or
+  newer and one tagged only ``manylinux`` on glibc, and nowhere else; the checks of a
+  libc's loader take that libc as the host's for that wheel, and their reasons say so
+  (``Reason.assumed``): such a wheel was never another host's to install, so hiding it
+  does not count as "no wheel of this version fits" (`proxy.core.select`).
 - No report: tags only. An unanalysable one (bytes the analyser could not read: a zip
   feature wheels do not use, a binary cut short or lying in its headers, a limit, a
   crash) vouches for nothing, and hides the wheel from a host that told anything.
@@ -93,6 +99,9 @@ TAG_KEYS = frozenset({"python", "impl", "arch", "libc"})
 class Reason:
     kind: ReasonKind
     message: str
+    # Rests on the libc the wheel's tags imply, the host having told none: true of every
+    # host that installs the wheel, and of no other.
+    assumed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,11 +260,20 @@ class _Context:
         return self.profile.libc.value if self.profile.libc is not None else None
 
     def installing_libc(self) -> Libc | None:
-        """The host's libc as it told it, else as the wheel's tags imply it: pip and uv
-        install a wheel tagged only ``musllinux_1_2`` on musl 1.2 or newer and nowhere
-        else, one tagged only ``manylinux`` on glibc alone (pip on musl tells no libc:
-        these are the checks it still gets)."""
-        return self.host_libc() or self.tagged_libc
+        """The host's libc as it told it, else, for a Linux host (one that told its
+        machine: hostfit takes none from a macOS or Windows client), as the wheel's tags
+        imply it: pip and uv install a wheel tagged only ``musllinux_1_2`` on musl 1.2 or
+        newer and nowhere else, one tagged only ``manylinux`` on glibc alone (pip on
+        musl tells no libc: these are the checks it still gets)."""
+        told = self.host_libc()
+        if told is not None or self.profile.arch is None:
+            return told
+        return self.tagged_libc
+
+    def reason(self, kind: ReasonKind, message: str) -> Reason:
+        """A reason of a check that read `installing_libc`: assumed where the host told
+        no libc."""
+        return Reason(kind, message, assumed=self.host_libc() is None)
 
 
 def tagged_libc(filename: str) -> Libc | None:
@@ -525,7 +543,7 @@ def _initial_exec_tls(c: _Context) -> _Outcome:
         if c.host_libc() is not None
         else f"the wheel's tags admit musl {dotted(host.version)} and newer only"
     )
-    return Reason(
+    return c.reason(
         "native",
         f"native: an import loads {_some(paths)} with initial-exec TLS of its own, which"
         f" musl's loader refuses under dlopen ({told})",
@@ -533,13 +551,13 @@ def _initial_exec_tls(c: _Context) -> _Outcome:
 
 
 def _glibc_refuses(c: _Context, why: str) -> _Outcome:
-    """A `native` reason for a glibc host (or one that installs only glibc wheels); a musl
-    host, or one whose libc is untold, is not judged (musl's loader maps what these
-    reasons are about, or some of it)."""
+    """A `native` reason for a glibc host (or a Linux host that told no libc, for a
+    wheel only glibc installs); a musl host, or one whose libc is not known so, is not
+    judged (musl's loader maps what these reasons are about, or some of it)."""
     host = c.installing_libc()
     if host is None or host.family != "glibc":
         return None
-    return Reason("native", f"native: {why}")
+    return c.reason("native", f"native: {why}")
 
 
 def _module_abi(c: _Context) -> _Outcome:

@@ -99,8 +99,12 @@ def _hide_orphan_sdists(
         version = file_version(f.filename)
         if not f.is_wheel or version is None:
             continue
-        public, keep = Version(version.public), verdicts[f.filename].keep
-        any_kept[public] = any_kept.get(public, False) or keep
+        verdict = verdicts[f.filename]
+        public, keep = Version(version.public), verdict.keep
+        # A wheel hidden only on the libc its tags imply was never this host's to install
+        # if it has another libc: it says nothing of whether a wheel of its version fits.
+        assumed = not keep and all(r.assumed for r in verdict.reasons)
+        any_kept[public] = any_kept.get(public, False) or keep or assumed
         if keep and considered(f, profile):
             fitting.add(public)
     finals = {v for v in fitting if not v.is_prerelease}

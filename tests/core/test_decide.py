@@ -517,6 +517,19 @@ ROWS = [
         filename="pkg-1.0-cp311-cp311-musllinux_1_1_x86_64.whl",
     ),
     Row("ie-tls-glibc", HOST, {"initial_exec_tls": ("pkg/_ext.so",)}),
+    # a host that told no machine is no Linux host known so (hostfit takes none from a
+    # macOS or Windows client): the wheel's tags imply nothing of it
+    Row(
+        "ie-tls-nothing-told",
+        "",
+        {"initial_exec_tls": ("pkg/_ext.so",)},
+        filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
+    ),
+    Row(
+        "executable-no-machine-told",
+        "python=3.11,impl=cp",
+        {"executables": ("pkg/_ext.so",)},
+    ),
     Row("ie-tls-libc-untold", "arch=x86_64", {"initial_exec_tls": ("pkg/_ext.so",)}),
     # pip on musl tells no libc; only musl 1.2 and newer install a musllinux_1_2 wheel
     Row(

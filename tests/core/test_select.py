@@ -8,6 +8,7 @@ from proxy.core.decide import decide
 from proxy.core.frontier import pip_choice
 from proxy.core.models import File
 from proxy.core.profile import parse_profile
+from proxy.core.report import Report, Requires
 from proxy.core.select import select
 from proxy.core.tags import client_tags
 
@@ -77,3 +78,29 @@ def test_a_fallback_pip_would_not_take_hides_no_sdist(fallback: dict[str, object
     assert verdicts["lib-2.0.tar.gz"].keep
     choice = pip_choice(files, verdicts, profile, client_tags(profile))
     assert choice is not None and choice.filename == "lib-2.0.tar.gz"
+
+
+@pytest.mark.parametrize("libc", ["", ",libc=glibc-2.35"])
+def test_a_wheel_hidden_on_the_libc_its_tags_imply_orphans_no_sdist(libc: str) -> None:
+    """pip on Alpine tells no libc: a manylinux wheel with an executable an import loads is
+    hidden from it on glibc's account (only glibc installs that wheel), which says nothing
+    of whether a wheel of its version fits this host; its sdist stays. A host that told
+    glibc has no wheel of 2.0 that fits, and takes 1.0's."""
+    names = [
+        "lib-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "lib-1.0.tar.gz",
+        "lib-2.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "lib-2.0.tar.gz",
+    ]
+    profile = parse_profile(f"python=3.11,impl=cp,arch=x86_64{libc}", "url")
+    files = _files(names)
+    broken = Report(names[2], "0" * 64, requires=Requires(executables=("lib/_ext.so",)))
+    reports = {names[2]: broken}
+    verdicts = {f.filename: decide(f, reports.get(f.filename), profile) for f in files}
+    assert not verdicts[names[2]].keep
+    assert [r.assumed for r in verdicts[names[2]].reasons] == [not libc]
+    served = {n for n, v in select(files, verdicts, profile).items() if v.keep}
+    if libc:
+        assert served == {names[0], names[1]}
+    else:
+        assert served == {names[0], names[1], names[3]}
