@@ -183,6 +183,30 @@ async def test_damage_found_while_serving_sets_the_file_aside_and_the_store_goes
     await reopened.close()
 
 
+def test_connections_opening_a_new_store_together_all_open_it(tmp_path: Path) -> None:
+    """Turning a new database to WAL takes an exclusive lock, and SQLite answers "database
+    is locked" at once where waiting could deadlock: workers starting together over a new
+    store met it. 200 rounds of six connections at once, each its own new file."""
+    failures: list[str] = []
+    for round_ in range(200):
+        path = str(tmp_path / f"state-{round_}.sqlite3")
+        barrier = threading.Barrier(6)
+
+        def connect(path: str = path, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                embedded._connect(path).close()
+            except Exception as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=connect) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+
+
 async def test_processes_opening_one_damaged_store_together_set_it_aside_once(
     tmp_path: Path,
 ) -> None:

@@ -219,11 +219,15 @@ def _said_aside(path: str, exc: sqlite3.DatabaseError, aside: str | None) -> Non
     )
 
 
+_BUSY_SECONDS = 5.0
+
+
 def _connect(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     try:
-        db.execute("PRAGMA busy_timeout=5000")  # first: other processes may be opening it
-        db.execute("PRAGMA journal_mode=WAL")
+        # First: other processes may be opening it.
+        db.execute(f"PRAGMA busy_timeout={int(_BUSY_SECONDS * 1000)}")
+        _write_ahead(db)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(_SCHEMA)
         db.execute("SELECT 1 FROM kv LIMIT 1").fetchall()  # the table's root page reads
@@ -231,6 +235,25 @@ def _connect(path: str) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def _write_ahead(db: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode=WAL``, tried again while another connection holds the lock it
+    needs. Turning a new database to WAL takes an exclusive lock, and where waiting for
+    it could deadlock SQLite answers "database is locked" at once, busy timeout or not:
+    the workers of one server opening a new store together met that (1 start in 13)."""
+    deadline = time.monotonic() + _BUSY_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorname", None) == "SQLITE_BUSY"
+            if not busy or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, 0.1)
 
 
 @contextlib.contextmanager
