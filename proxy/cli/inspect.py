@@ -160,6 +160,24 @@ def render(report: Report) -> str:
             ]
         )
     )
+    # What an import loads, as the loader checks read it: shown where there is any.
+    loader = [
+        (key, ", ".join(values))
+        for key, values in (
+            ("machines", req.machines),
+            ("not mappable", req.not_elf),
+            ("ELF systems", req.elf_systems),
+            ("executables", req.executables),
+            ("IE TLS", req.initial_exec_tls),
+            ("module ABIs", req.module_abis),
+        )
+        if values
+    ]
+    if req.mixed_libc:
+        loader.append(("mixed libc", "glibc and musl"))
+    if loader:
+        lines.append("an import loads")
+        lines.extend(_rows(loader))
     lines.append("libraries")
     lines.extend(
         _rows(

@@ -17,7 +17,7 @@ from proxy.core.report import Report
 from tests.analysis.hostile import zip_bytes
 from tests.fixtures.elf.recipes import FixtureWheel
 from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec, build_wheel
+from tests.support.wheels import WheelSpec, build_wheel, compile_shared_object
 
 
 def sha256(path: Path) -> str:
@@ -155,3 +155,36 @@ def test_table_names_the_driver_a_wheel_loads(
     assert "  nvidia driver libcuda.so.1\n" in capsys.readouterr().out
     assert main(["inspect", str(fixture_wheels["driver-dlopened"].path)]) == 0
     assert "  nvidia driver -\n" in capsys.readouterr().out
+
+
+def test_table_says_what_an_import_loads_that_a_loader_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The loader checks' facts in the table, not only in --json: here a musl module with
+    initial-exec TLS of its own, and an object file under a module's name."""
+    source = (
+        'static __thread int counter __attribute__((tls_model("initial-exec")));\n'
+        "int PyInit__ext(void) { return ++counter; }\n"
+    )
+    module = compile_shared_object(source, tmp_path / "_ext.so", compiler="musl-gcc")
+    obj = compile_shared_object(source, tmp_path / "_obj.o", kind="object")
+    files = {
+        "pkg/_ext.cpython-311-x86_64-linux-musl.so": module.read_bytes(),
+        "pkg/_obj.cpython-311-x86_64-linux-musl.so": obj.read_bytes(),
+    }
+    tag = "cp311-cp311-musllinux_1_2_x86_64"
+    wheel = build_wheel(WheelSpec("pkg", "1.0", tag=tag, files=files), tmp_path)
+    assert main(["inspect", str(wheel)]) == 0
+    out = capsys.readouterr().out
+    assert "an import loads\n  machines      x86_64\n" in out
+    assert "  not mappable  pkg/_obj.cpython-311-x86_64-linux-musl.so\n" in out
+    assert "  IE TLS        pkg/_ext.cpython-311-x86_64-linux-musl.so\n" in out
+    assert "  module ABIs   cpython-311\n" in out
+
+
+def test_table_of_a_pure_wheel_says_no_import_loads_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wheel = build_wheel(WheelSpec("pkg", "1.0", files={"pkg/__init__.py": b""}), tmp_path)
+    assert main(["inspect", str(wheel)]) == 0
+    assert "an import loads" not in capsys.readouterr().out
