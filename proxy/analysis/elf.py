@@ -276,7 +276,7 @@ class _Reader(_Bytes):
             gpu_sms=sms,
             gpu_ptx=ptx,
             interpreter=self._interpreter(phdrs),
-            initial_exec_tls=self._initial_exec_tls(machine, phdrs, dynamic, needed),
+            initial_exec_tls=self._initial_exec_tls(machine, phdrs, loads, dynamic, needed),
         )
 
     def debug_only(self, phdrs: list[Any]) -> bool:
@@ -463,7 +463,12 @@ class _Reader(_Bytes):
     # -- thread-local storage -------------------------------------------------
 
     def _initial_exec_tls(
-        self, machine: str, phdrs: list[Any], dynamic: _Dynamic, needed: tuple[str, ...]
+        self,
+        machine: str,
+        phdrs: list[Any],
+        loads: list[Any],
+        dynamic: _Dynamic,
+        needed: tuple[str, ...],
     ) -> bool:
         """Whether the file reaches thread-local variables of its own by the initial-exec
         model: a dynamic TPOFF relocation against no symbol (its own TLS block) or against
@@ -476,7 +481,6 @@ class _Reader(_Bytes):
         types = _TPOFF_TYPES.get(machine)
         if types is None or GLIBC_LIBC in needed or not any(p["p_type"] == "PT_TLS" for p in phdrs):
             return False
-        loads = [p for p in phdrs if p["p_type"] == "PT_LOAD"]
         symbols = [
             s for table in dynamic.relocations for s in self._tpoff_symbols(types, loads, table)
         ]

@@ -196,14 +196,15 @@ def read_native_members(
             fat_binaries: list[FatBinary] = []
             end = ends[info.header_offset]
             elf = _read_elf_member(source, info, end, budget, reader, fat_binaries)
+            kind = elf_type(head)
             if elf is not None:
                 if fat_binaries:
                     unread.append((len(elves), info, fat_binaries))
                 elves.append(elf)
                 native = elf_native(info.filename, head, elf.machine)
-                if elf_type(head) == ET_EXEC:
+                if kind == ET_EXEC:
                     executables.append(info.filename)
-            elif shared and elf_type(head) not in (ET_DYN, ET_EXEC):
+            elif shared and kind not in (ET_DYN, ET_EXEC):
                 not_elf.append(info.filename)
         else:
             native = identify(info.filename, head, reader.read_at)

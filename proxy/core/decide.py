@@ -173,7 +173,7 @@ def decide(
             drivers or cuda_table(),
             without_driver,
             tags_fit,
-            tagged_libc(file.filename),
+            file.filename,
         )
         for keys, check in _CHECKS:
             outcome = check(context)
@@ -253,8 +253,7 @@ class _Context:
     # False where the wheel's tags do not fit the host: the installer's own check, not
     # one of loading, so what follows from them alone is not judged again.
     tags_fit: bool = True
-    # The oldest libc every host that installs the wheel has, by its tags alone.
-    tagged_libc: Libc | None = None
+    filename: str = ""  # the wheel's, whose tags `installing_libc` may read
 
     def host_libc(self) -> Libc | None:
         return self.profile.libc.value if self.profile.libc is not None else None
@@ -268,7 +267,7 @@ class _Context:
         told = self.host_libc()
         if told is not None or self.profile.arch is None:
             return told
-        return self.tagged_libc
+        return tagged_libc(self.filename)  # read only here: most hosts tell their libc
 
     def reason(self, kind: ReasonKind, message: str) -> Reason:
         """A reason of a check that read `installing_libc`: assumed where the host told
