@@ -105,6 +105,9 @@ def is_elf(head: bytes) -> bool:
 
 
 ET_DYN, ET_EXEC = 3, 2
+# DT_FLAGS_1 bits glibc's loader refuses a dlopen() on: ld -z nodlopen, and a
+# position-independent executable (glibc 2.30 and newer).
+DF_1_NOOPEN, DF_1_PIE = 0x40, 0x08000000
 
 
 def elf_type(head: bytes) -> int | None:
@@ -197,6 +200,7 @@ class _Dynamic:
     syment: int | None = None
     # (address, size, entry size, with addends, relative entries first) of DT_RELA, DT_REL
     relocations: tuple[tuple[int, int, int, bool, int], ...] = ()
+    flags_1: int = 0  # DT_FLAGS_1
 
 
 class _Bytes:
@@ -277,6 +281,8 @@ class _Reader(_Bytes):
             gpu_ptx=ptx,
             interpreter=self._interpreter(phdrs),
             initial_exec_tls=self._initial_exec_tls(machine, phdrs, loads, dynamic, needed),
+            pie=bool(dynamic.flags_1 & DF_1_PIE),
+            no_dlopen=bool(dynamic.flags_1 & DF_1_NOOPEN),
         )
 
     def debug_only(self, phdrs: list[Any]) -> bool:
@@ -393,6 +399,7 @@ class _Reader(_Bytes):
             and ("DT_HASH" in tags or "DT_GNU_HASH" in tags),
             symtab=first("DT_SYMTAB"),
             syment=first("DT_SYMENT"),
+            flags_1=first("DT_FLAGS_1") or 0,
             relocations=tuple(
                 (address, size, entry, addends, relative or 0)
                 for address, size, entry, addends, relative in (

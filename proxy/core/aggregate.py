@@ -129,6 +129,8 @@ def summarize(
         elf_systems=_systems_of(loaded, systems or {}),
         executables=tuple(sorted(e.path for e in loaded if e.path in executables)) or None,
         initial_exec_tls=tuple(sorted(e.path for e in loaded if e.initial_exec_tls)) or None,
+        pie_executables=tuple(sorted(e.path for e in loaded if e.pie)) or None,
+        no_dlopen=tuple(sorted(e.path for e in loaded if e.no_dlopen)) or None,
     )
     arches = {elf.machine for elf in elves}
     tag = _derived_tag(arches, libc, musl and glibc, external_versions, policies)

@@ -92,6 +92,8 @@ EXECSTACK_REFUSED_FROM = (2, 41)
 # musl 1.1.20 stopped resolving initial-exec TLS relocations to a dlopen()ed library's
 # own variables; a profile says musl's minor version only, so 1.2 is the first known.
 MUSL_IE_TLS_REFUSED_FROM = (1, 2)
+# glibc 2.30 began refusing to dlopen() a position-independent executable (DF_1_PIE).
+GLIBC_PIE_REFUSED_FROM = (2, 30)
 TAG_KEYS = frozenset({"python", "impl", "arch", "libc"})
 
 
@@ -526,6 +528,35 @@ def _executables(c: _Context) -> _Outcome:
     )
 
 
+def _pie_executables(c: _Context) -> _Outcome:
+    """Position-independent executables (DF_1_PIE) an import loads, a program renamed as
+    a module or library: glibc's loader refuses them since 2.30, "cannot dynamically
+    load position-independent executable"; older ones and musl's load them."""
+    paths = c.requires.pie_executables
+    if not paths:
+        return _SKIP
+    return _glibc_refuses(
+        c,
+        f"an import loads {_some(paths)}, linked as a position-independent executable:"
+        " glibc's loader refuses those since 2.30",
+        since=GLIBC_PIE_REFUSED_FROM,
+    )
+
+
+def _no_dlopen(c: _Context) -> _Outcome:
+    """Binaries an import loads that are marked never to be opened by dlopen (DF_1_NOOPEN,
+    ``ld -z nodlopen``): an import is a dlopen, and glibc's loader refuses them, "shared
+    object cannot be dlopen()ed". musl's does not read the flag."""
+    paths = c.requires.no_dlopen
+    if not paths:
+        return _SKIP
+    return _glibc_refuses(
+        c,
+        f"an import loads {_some(paths)}, marked never to be loaded by dlopen (-z nodlopen):"
+        " glibc's loader refuses it",
+    )
+
+
 def _initial_exec_tls(c: _Context) -> _Outcome:
     """Binaries an import loads that reach their own thread-local variables by the
     initial-exec model: musl's loader (since 1.1.20) refuses to resolve those under
@@ -549,12 +580,13 @@ def _initial_exec_tls(c: _Context) -> _Outcome:
     )
 
 
-def _glibc_refuses(c: _Context, why: str) -> _Outcome:
+def _glibc_refuses(c: _Context, why: str, since: tuple[int, int] | None = None) -> _Outcome:
     """A `native` reason for a glibc host (or a Linux host that told no libc, for a
-    wheel only glibc installs); a musl host, or one whose libc is not known so, is not
-    judged (musl's loader maps what these reasons are about, or some of it)."""
+    wheel only glibc installs), of version ``since`` or newer where given; a musl host,
+    or one whose libc is not known so, is not judged (musl's loader maps what these
+    reasons are about, or some of it)."""
     host = c.installing_libc()
-    if host is None or host.family != "glibc":
+    if host is None or host.family != "glibc" or (since is not None and host.version < since):
         return None
     return c.reason("native", f"native: {why}")
 
@@ -657,6 +689,8 @@ _CHECKS: tuple[tuple[tuple[str, ...], Callable[[_Context], _Outcome]], ...] = (
     (("arch",), _not_elf),
     (("libc",), _elf_systems),
     (("libc",), _executables),
+    (("libc",), _pie_executables),
+    (("libc",), _no_dlopen),
     (("libc",), _initial_exec_tls),
     (("python", "impl"), _module_abi),
     (("libc",), _mixed_libc),

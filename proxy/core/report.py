@@ -14,7 +14,7 @@ from proxy.core.typed import holds_types
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
-ANALYZER_VERSION = 14
+ANALYZER_VERSION = 15
 
 Status = Literal["ok", "unanalysable"]
 NativeFormat = Literal["elf", "pe", "macho"]
@@ -39,6 +39,11 @@ class ElfFile:
     # relocation resolved within the file): musl's loader refuses that under dlopen.
     # Read for files that do not link glibc (glibc's loader takes them).
     initial_exec_tls: bool = False
+    # DT_FLAGS_1 says DF_1_PIE: a position-independent executable, which glibc's loader
+    # (2.30 and newer) refuses to dlopen().
+    pie: bool = False
+    # DT_FLAGS_1 says DF_1_NOOPEN (ld -z nodlopen): glibc's loader refuses to dlopen() it.
+    no_dlopen: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,14 @@ class Requires:
     # their own by the initial-exec model: musl's loader refuses them under dlopen,
     # "initial-exec TLS resolves to dynamic definition".
     initial_exec_tls: tuple[str, ...] | None = None
+    # The position-independent executables (DF_1_PIE) among the binaries an import of a
+    # Linux wheel loads: glibc's loader (2.30 and newer) refuses them, "cannot dynamically
+    # load position-independent executable".
+    pie_executables: tuple[str, ...] | None = None
+    # The binaries an import of a Linux wheel loads that are marked never to be opened by
+    # dlopen (DF_1_NOOPEN, ld -z nodlopen): glibc's loader refuses them, "shared object
+    # cannot be dlopen()ed".
+    no_dlopen: tuple[str, ...] | None = None
 
 
 _REQUIRES_KEYS = frozenset(Requires.__dataclass_fields__)
@@ -187,6 +200,8 @@ class Report:
             "elf_systems",
             "executables",
             "initial_exec_tls",
+            "pie_executables",
+            "no_dlopen",
         ):
             if isinstance(req.get(key), list):
                 req[key] = tuple(req[key])

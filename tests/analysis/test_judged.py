@@ -274,6 +274,98 @@ def test_an_executable_an_import_loads_hides_the_wheel_from_glibc_hosts(tmp_path
     assert shipped.requires.executables is None and verdict(shipped, HOST).keep
 
 
+def test_a_position_independent_executable_an_import_loads_hides_the_wheel_from_glibc_hosts(
+    tmp_path: Path,
+) -> None:
+    """A PIE under a module's name is an ET_DYN object like any library, but glibc's loader
+    (2.30 and newer) reads its DF_1_PIE flag and refuses it: "cannot dynamically load
+    position-independent executable". musl's loader maps it."""
+    source = "int PyInit__ext(void) { return 0; }\nvoid _start(void) {}\n"
+    # No libc: the wheel needs no glibc version of its own.
+    program = compile_shared_object(source, tmp_path / "pie", kind="pie", flags=["-nostdlib"])
+    with pytest.raises(OSError, match="cannot dynamically load position-independent executable"):
+        ctypes.CDLL(str(program))
+    report = analyze(tmp_path / "w", {MODULE: program.read_bytes(), "pkg/__init__.py": b""})
+    assert report.requires.pie_executables == (MODULE,)
+    assert [(e.pie, e.no_dlopen) for e in report.elf_files] == [(True, False)]
+    assert report.requires.executables is None  # not ET_EXEC
+    assert Report.from_json(report.to_json()) == report
+    assert [r.message for r in verdict(report, HOST).reasons] == [
+        f"native: an import loads {MODULE}, linked as a position-independent executable:"
+        " glibc's loader refuses those since 2.30"
+    ]
+    assert verdict(report, HOST.replace("glibc-2.35", "glibc-2.28")).keep
+    assert shutil.which("musl-gcc"), "musl-gcc is missing: apt-get install musl-tools"
+    on_musl = compile_shared_object(
+        source, tmp_path / "mpie", kind="pie", flags=["-nostdlib"], compiler="musl-gcc"
+    )
+    probe = compile_shared_object(DLOPEN, tmp_path / "dlopen", kind="program", compiler="musl-gcc")
+    loaded = subprocess.run([probe, on_musl], capture_output=True, text=True, check=False)
+    assert loaded.stdout == "loaded\n", loaded
+    musl = analyze(tmp_path / "m", {MODULE: on_musl.read_bytes()}, MUSL)
+    assert musl.requires.pie_executables == (MODULE,) and verdict(musl, MUSL_HOST).keep
+    # The same program shipped as a program, beside a real module: no import loads it.
+    module = compile_shared_object(source, tmp_path / "_ext.so")
+    shipped = analyze(
+        tmp_path / "s", {MODULE: module.read_bytes(), "pkg/bin/tool": program.read_bytes()}
+    )
+    assert shipped.requires.pie_executables is None and verdict(shipped, HOST).keep
+
+
+def test_a_library_linked_nodlopen_that_an_import_loads_hides_the_wheel_from_glibc_hosts(
+    tmp_path: Path,
+) -> None:
+    """``ld -z nodlopen`` (DF_1_NOOPEN): glibc's loader refuses every dlopen() of the
+    object, and so one of a module that needs it: "shared object cannot be dlopen()ed".
+    musl's loader does not read the flag."""
+    nodlopen = ["-Wl,-z,nodlopen", "-Wl,-soname,libdep.so"]
+    library = compile_shared_object(
+        "int dep(void) { return 1; }\n", tmp_path / "libdep.so", flags=nodlopen
+    )
+    module = compile_shared_object(
+        "int dep(void);\nint PyInit__ext(void) { return dep(); }\n",
+        tmp_path / "_ext.so",
+        flags=[f"-L{tmp_path}", "-Wl,-rpath,$ORIGIN"],
+        libs=["dep"],
+    )
+    with pytest.raises(OSError, match="shared object cannot be dlopen"):
+        ctypes.CDLL(str(module))
+    files = {MODULE: module.read_bytes(), "pkg/libdep.so": library.read_bytes()}
+    report = analyze(tmp_path / "w", files)
+    assert report.requires.no_dlopen == ("pkg/libdep.so",)
+    assert [(e.path, e.no_dlopen) for e in report.elf_files] == [
+        (MODULE, False),
+        ("pkg/libdep.so", True),
+    ]
+    assert Report.from_json(report.to_json()) == report
+    old = HOST.replace("glibc-2.35", "glibc-2.17")
+    assert [r.message for r in verdict(report, old).reasons] == [
+        "native: an import loads pkg/libdep.so, marked never to be loaded by dlopen"
+        " (-z nodlopen): glibc's loader refuses it"
+    ]
+    assert shutil.which("musl-gcc"), "musl-gcc is missing: apt-get install musl-tools"
+    on_musl = compile_shared_object(
+        "int dep(void) { return 1; }\n",
+        tmp_path / "m" / "libdep.so",
+        flags=nodlopen,
+        compiler="musl-gcc",
+    )
+    probe = compile_shared_object(DLOPEN, tmp_path / "dlopen", kind="program", compiler="musl-gcc")
+    loaded = subprocess.run([probe, on_musl], capture_output=True, text=True, check=False)
+    assert loaded.stdout == "loaded\n", loaded
+    musl = analyze(
+        tmp_path / "mw", {MODULE: module.read_bytes(), "pkg/libdep.so": on_musl.read_bytes()}, MUSL
+    )
+    assert musl.requires.no_dlopen == ("pkg/libdep.so",)
+    assert "native" not in [r.kind for r in verdict(musl, MUSL_HOST).reasons]
+    # Shipped beside a module that does not need it: no import loads it.
+    plain = compile_shared_object("int PyInit__ext(void) { return 0; }\n", tmp_path / "plain.so")
+    alone = analyze(
+        tmp_path / "a", {MODULE: plain.read_bytes(), "pkg/libdep.so": library.read_bytes()}
+    )
+    assert alone.requires.no_dlopen is None and verdict(alone, HOST).keep
+
+
 IE_TLS = (
     'static __thread int counter __attribute__((tls_model("initial-exec")));\n'
     "int PyInit__ext(void) { return ++counter; }\n"

@@ -518,6 +518,22 @@ def test_the_executables_an_import_loads() -> None:
     assert pure.requires.executables is None
 
 
+def test_the_binaries_glibc_refuses_to_dlopen_that_an_import_loads() -> None:
+    """Position-independent executables and objects linked ``-z nodlopen``: only those an
+    import loads count, in a Linux wheel."""
+    module = elf(MODULE_38, needed=("libdep.so.1",), runpath=("$ORIGIN/../pkg.libs",))
+    dep = elf("pkg.libs/libdep.so.1", soname="libdep.so.1", pie=True, no_dlopen=True)
+    program = elf("pkg/bin/tool", pie=True, no_dlopen=True)
+    loaded = summary([module, dep, program]).requires
+    assert (loaded.pie_executables, loaded.no_dlopen) == ((dep.path,), (dep.path,))
+    alone = summary([module, program]).requires
+    assert (alone.pie_executables, alone.no_dlopen) == (None, None)
+    pure = summary([module, dep], "py3-none-any").requires
+    assert (pure.pie_executables, pure.no_dlopen) == (None, None)
+    itself = summary([replace(module, pie=True)]).requires
+    assert (itself.pie_executables, itself.no_dlopen) == ((MODULE_38,), None)
+
+
 def test_the_binaries_with_initial_exec_tls_an_import_loads() -> None:
     module = elf(MODULE_38, needed=("libdep.so.1",), runpath=("$ORIGIN/../pkg.libs",))
     dep = elf("pkg.libs/libdep.so.1", soname="libdep.so.1", initial_exec_tls=True)

@@ -498,6 +498,62 @@ ROWS = [
         {"executables": ("pkg/_ext.so",)},
         filename="pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.musllinux_1_2_x86_64.whl",
     ),
+    # a position-independent executable an import loads: glibc 2.30 and newer refuse it
+    Row(
+        "pie-glibc",
+        "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.35",
+        {"pie_executables": ("pkg/_ext.so",)},
+        hides=("native",),
+        messages=(
+            "native: an import loads pkg/_ext.so, linked as a position-independent"
+            " executable: glibc's loader refuses those since 2.30",
+        ),
+        consulted=TAG_KEYS,
+    ),
+    Row(
+        "pie-glibc-2.29",
+        "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.29",
+        {"pie_executables": ("pkg/_ext.so",)},
+    ),
+    Row(
+        "pie-glibc-2.30",
+        "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.30",
+        {"pie_executables": ("pkg/_ext.so",)},
+        hides=("native",),
+    ),
+    Row(
+        "pie-musl",
+        "python=3.11,impl=cp,arch=x86_64,libc=musl-1.2",
+        {"pie_executables": ("pkg/_ext.so",)},
+        filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
+    ),
+    # a libc untold: the tags' oldest glibc decides (manylinux_2_17 may be older than 2.30)
+    Row("pie-libc-untold-2-17", "arch=x86_64", {"pie_executables": ("pkg/_ext.so",)}),
+    Row(
+        "pie-libc-untold-2-34",
+        "arch=x86_64",
+        {"pie_executables": ("pkg/_ext.so",)},
+        filename="pkg-1.0-cp311-cp311-manylinux_2_34_x86_64.whl",
+        hides=("native",),
+    ),
+    # ld -z nodlopen: glibc refuses every dlopen of it, an import's included
+    Row(
+        "no-dlopen-glibc",
+        "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.17",
+        {"no_dlopen": ("pkg.libs/libdep.so",)},
+        hides=("native",),
+        messages=(
+            "native: an import loads pkg.libs/libdep.so, marked never to be loaded by dlopen"
+            " (-z nodlopen): glibc's loader refuses it",
+        ),
+    ),
+    Row(
+        "no-dlopen-musl",
+        "python=3.11,impl=cp,arch=x86_64,libc=musl-1.2",
+        {"no_dlopen": ("pkg/_ext.so",)},
+        filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
+    ),
+    Row("no-dlopen-no-machine-told", "python=3.11", {"no_dlopen": ("pkg/_ext.so",)}),
     # initial-exec TLS of a module's own: musl (1.1.20 on) refuses it under dlopen
     Row(
         "ie-tls-musl",

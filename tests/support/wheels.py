@@ -233,7 +233,12 @@ class CompileError(RuntimeError):
         self.stderr = stderr
 
 
-_KIND_FLAGS = {"shared": ("-shared", "-fPIC"), "object": ("-c", "-fPIC"), "program": ("-no-pie",)}
+_KIND_FLAGS = {
+    "shared": ("-shared", "-fPIC"),
+    "object": ("-c", "-fPIC"),
+    "program": ("-no-pie",),
+    "pie": ("-fPIE", "-pie"),
+}
 
 
 def compile_shared_object(
@@ -243,12 +248,13 @@ def compile_shared_object(
     lang: Literal["c", "c++"] = "c",
     flags: Sequence[str] = (),
     libs: Sequence[str] = (),
-    kind: Literal["shared", "object", "program"] = "shared",
+    kind: Literal["shared", "object", "program", "pie"] = "shared",
     compiler: str | None = None,
 ) -> Path:
-    """A shared object by default; or a relocatable object (``gcc -c``), or a program
-    linked at a fixed address (an ``ET_EXEC`` executable). ``compiler``: another C
-    compiler than gcc (``musl-gcc``)."""
+    """A shared object by default; or a relocatable object (``gcc -c``), a program
+    linked at a fixed address (an ``ET_EXEC`` executable), or a position-independent
+    one (``ET_DYN`` with ``DF_1_PIE``). ``compiler``: another C compiler than gcc
+    (``musl-gcc``)."""
     compiler = compiler or ("gcc" if lang == "c" else "g++")
     if shutil.which(compiler) is None:
         raise CompileError([compiler], f"{compiler} is not installed")
