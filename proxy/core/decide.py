@@ -293,12 +293,18 @@ def tagged_libc(filename: str) -> Libc | None:
 
 
 def _libc(c: _Context) -> _Outcome:
+    """Binaries linked against one libc on a host with the other. A host that told no
+    libc is judged by the libc the wheel's tags admit (`_Context.installing_libc`): a
+    wheel tagged only ``musllinux`` whose binaries link glibc installs on musl alone,
+    and fails to import there."""
     needs = c.requires.libc or ("glibc" if c.requires.glibc else None)
     if needs is None:
         return _SKIP
-    host = c.host_libc()
+    host = c.installing_libc()
     if host is None or host.family == needs:
         return None
+    if c.host_libc() is None:
+        return c.reason("libc", f"libc: needs {needs}; its tags admit {host.family} only")
     return Reason("libc", f"libc: needs {needs}, host has {_libc_text(host)}")
 
 
@@ -654,9 +660,11 @@ def _machine_family(name: str) -> str:
 
 
 def _mixed_libc(c: _Context) -> _Outcome:
+    """No host has both libcs: judged for every Linux host, one that told its libc or
+    its machine (hostfit takes no machine from a macOS or Windows client)."""
     if not c.requires.mixed_libc:
         return _SKIP
-    if c.host_libc() is None:
+    if c.host_libc() is None and c.profile.arch is None:
         return None
     return Reason(
         "libc", "libc: binaries an import loads link both glibc and musl: no host has both"
@@ -693,7 +701,7 @@ _CHECKS: tuple[tuple[tuple[str, ...], Callable[[_Context], _Outcome]], ...] = (
     (("libc",), _no_dlopen),
     (("libc",), _initial_exec_tls),
     (("python", "impl"), _module_abi),
-    (("libc",), _mixed_libc),
+    (("libc", "arch"), _mixed_libc),
 )
 
 

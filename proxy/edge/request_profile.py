@@ -6,7 +6,8 @@ Under ``/p/<profile>/`` only the URL and the default count, so such a URL means 
 same thing for every client and caches correctly in any shared cache.
 
 Under ``/universal/`` there is no host, with one exception: a wheel that uv downloads
-to install into an environment of the machine it runs on (`INSTALLING_SUBCOMMANDS`). A
+to install into an environment of the machine it runs on (any subcommand but those in
+`NOT_INSTALLING_SUBCOMMANDS`). A
 lock made against ``/universal/simple/`` holds ``/universal/files/`` URLs, and ``uv
 sync`` installs from them on every host; its User-Agent names the subcommand, so the
 gate judges those for that host. ``uv pip install`` may install for another platform
@@ -36,15 +37,33 @@ LOCKING_SUBCOMMANDS = frozenset(
         ("add",),
         ("remove",),
         ("run",),  # in a project, uv run locks it first, as uv sync does
+        ("version",),  # uv version --bump locks and syncs the project
+        ("check",),  # locks and syncs, then type-checks
+        ("audit",),
         ("tree",),
         ("export",),
         ("pip", "compile"),
     }
 )
-# uv's subcommands that install what they download into an environment of the machine
-# uv runs on. Not ``pip install`` or ``pip sync``: with ``--python-platform`` (and
-# ``--target``) they install for another platform, and uv's User-Agent still names this one.
-INSTALLING_SUBCOMMANDS = frozenset({("sync",), ("add",), ("remove",), ("run",), ("tool",)})
+# uv's subcommands that do not install what they download into an environment of the
+# machine uv runs on: they lock or resolve for every platform, or (``pip install``, ``pip
+# sync``) may install for another one (``--python-platform``, ``--target``) while uv's
+# User-Agent still names this one. Every other subcommand uv names is taken as installing
+# here (sync, add, run, tool, uvx, venv --seed, build, version, check, and any uv adds
+# later), so under /universal/ what it downloads is judged for this host: a subcommand
+# wrongly counted so is refused a misfit it would not have installed, where one wrongly
+# left out would install it. A uv that names no subcommand tells nothing of it.
+NOT_INSTALLING_SUBCOMMANDS = frozenset(
+    {
+        ("lock",),
+        ("tree",),
+        ("export",),
+        ("audit",),
+        ("pip", "compile"),
+        ("pip", "install"),
+        ("pip", "sync"),
+    }
+)
 VARY_HOST = "User-Agent, X-Hostfit-Profile"  # the headers that tell the host
 VARY_FILTERED = f"Accept, Accept-Encoding, {VARY_HOST}"
 VARY_FIXED = "Accept, Accept-Encoding"
@@ -130,7 +149,11 @@ def _uv_installs(user_agent: str) -> bool:
 
 def _installs(user_agent: str) -> bool:
     agent = parse_user_agent(user_agent)
-    return agent.installer == "uv" and _among(agent.subcommand, INSTALLING_SUBCOMMANDS)
+    return (
+        agent.installer == "uv"
+        and bool(agent.subcommand)
+        and not _among(agent.subcommand, NOT_INSTALLING_SUBCOMMANDS)
+    )
 
 
 _installs_remembered = functools.lru_cache(maxsize=MEMO_ENTRIES)(_installs)

@@ -249,6 +249,22 @@ def test_a_relocatable_object_named_like_a_module_hides_the_wheel(tmp_path: Path
     assert beside.requires.not_elf is None and verdict(beside, HOST).keep
 
 
+def test_a_musllinux_wheel_linked_against_glibc_is_hidden_from_pip_on_musl(tmp_path: Path) -> None:
+    """pip on Alpine tells no libc; a wheel tagged only musllinux installs on musl alone, so
+    a glibc-linked module in it fails to import there (no libc.so.6)."""
+    source = "#include <stdlib.h>\nint PyInit__ext(void) { return rand(); }\n"
+    module = compile_shared_object(source, tmp_path / "_ext.so")
+    report = analyze(tmp_path / "w", {MODULE: module.read_bytes()}, MUSL)
+    assert report.requires.libc == "glibc"
+    untold = verdict(report, "python=3.11,impl=cp,arch=x86_64")
+    assert [(r.kind, r.message, r.assumed) for r in untold.reasons] == [
+        ("libc", "libc: needs glibc; its tags admit musl only", True)
+    ]
+    # Tagged for glibc, it is pip's own tags that keep it from a musl host.
+    tagged = analyze(tmp_path / "g", {MODULE: module.read_bytes()})
+    assert verdict(tagged, "python=3.11,impl=cp,arch=x86_64").keep
+
+
 def test_an_executable_an_import_loads_hides_the_wheel_from_glibc_hosts(tmp_path: Path) -> None:
     """A program linked at a fixed address (ET_EXEC) under a module's name: glibc's loader
     refuses it, "cannot dynamically load executable". A musl host is not judged on this:

@@ -80,6 +80,34 @@ ROWS = [
     Row("musl-wheel-glibc-host", HOST, {"libc": "musl"}, hides=("libc",)),
     Row("musl-wheel-musl-host", "libc=musl-1.1", {"libc": "musl"}),
     Row("libc-unknown", "python=3.11", {"libc": "glibc", "glibc": "2.99"}),
+    # pip on musl tells no libc: the libc a wheel's tags admit is the one it installs on
+    Row(
+        "glibc-linked-musllinux-libc-untold",
+        "python=3.11,impl=cp,arch=x86_64",
+        {"libc": "glibc", "glibc": "2.17"},
+        filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
+        hides=("libc",),
+        messages=("libc: needs glibc; its tags admit musl only",),
+    ),
+    Row(
+        "musl-linked-manylinux-libc-untold",
+        "python=3.11,impl=cp,arch=x86_64",
+        {"libc": "musl"},
+        hides=("libc",),
+        messages=("libc: needs musl; its tags admit glibc only",),
+    ),
+    Row(
+        "glibc-linked-linux-tag-libc-untold",
+        "python=3.11,impl=cp,arch=x86_64",
+        {"libc": "glibc", "glibc": "2.17"},
+        filename="pkg-1.0-cp311-cp311-linux_x86_64.whl",
+    ),
+    Row(
+        "glibc-linked-musllinux-nothing-told",
+        "",
+        {"libc": "glibc", "glibc": "2.17"},
+        filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
+    ),
     # glibc
     Row(
         "glibc-newer",
@@ -704,7 +732,15 @@ ROWS = [
         ),
     ),
     Row("mixed-libc-glibc-host", HOST, {"libc": "glibc", "mixed_libc": True}, hides=("libc",)),
-    Row("mixed-libc-untold", "arch=x86_64", {"libc": "glibc", "mixed_libc": True}),
+    # no host has both libcs: every Linux host is judged, one that told only its machine too
+    Row(
+        "mixed-libc-untold",
+        "arch=x86_64",
+        {"libc": "glibc", "mixed_libc": True},
+        hides=("libc",),
+        messages=("libc: binaries an import loads link both glibc and musl: no host has both",),
+    ),
+    Row("mixed-libc-nothing-told", "python=3.11", {"libc": "glibc", "mixed_libc": True}),
     # several at once: every reason, in check order
     Row(
         "everything-wrong",

@@ -207,8 +207,14 @@ def test_malformed_user_agent_is_ignored(
         (("pip", "compile"), True),
         (("sync",), True),
         (("run",), True),
+        (("version",), True),  # uv version --bump locks, then syncs
+        (("check",), True),
+        (("audit",), True),
         (("pip", "install"), False),
         (("tool", "install"), False),
+        (("uvx",), False),
+        (("venv",), False),
+        (("build",), False),
     ],
 )
 def test_lockers_get_the_universal_view(
@@ -259,7 +265,12 @@ def test_what_uv_installs_from_a_lock_made_on_the_universal_view_is_judged_for_t
     proxy = make_proxy(upstream)
     url = proxy.url + f"universal/files/ulocked/{wheel.name}"
     old = {"X-Hostfit-Profile": "libc=glibc-2.17"}
-    for subcommand in (("sync",), ("tool", "install")):
+    # Each of these installs onto the machine uv runs on, as uv 0.13 names them: uvx,
+    # uv venv --seed (pip, setuptools), uv build (the build requirements), uv version
+    # --bump and uv check (which sync the project); and any subcommand uv adds later.
+    installing = [("sync",), ("tool", "install"), ("tool", "run"), ("uvx",), ("venv",)]
+    installing += [("build",), ("version",), ("check",), ("self", "someday")]
+    for subcommand in installing:
         sync = {**old, "User-Agent": uv_agent(*subcommand)}
         if subcommand == ("sync",):
             with pytest.raises(httpx.RemoteProtocolError):  # no report yet: cut at its end
@@ -267,8 +278,10 @@ def test_what_uv_installs_from_a_lock_made_on_the_universal_view_is_judged_for_t
         refused = httpx.get(url, headers=sync, timeout=60)
         assert refused.status_code == 403, (subcommand, refused.status_code)
         assert "glibc: needs 2.34, host has 2.17" in refused.headers["x-hostfit-refused"]
-    # uv pip install may be installing for another platform (--python-platform --target).
-    others = (uv_agent("lock"), uv_agent("pip", "compile"), uv_agent("pip", "install"))
+    # uv pip install may be installing for another platform (--python-platform --target);
+    # the others only lock or resolve; a uv that names no subcommand tells nothing.
+    resolving = [("lock",), ("tree",), ("export",), ("audit",), ("pip", "compile"), ()]
+    others = [uv_agent(*s) for s in (*resolving, ("pip", "install"), ("pip", "sync"))]
     for agent in (*others, pip_agent(), "curl/8"):
         got = httpx.get(url, headers={**old, "User-Agent": agent}, timeout=60)
         assert got.status_code == 200 and got.content == wheel.read_bytes(), agent
