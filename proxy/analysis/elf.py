@@ -106,7 +106,7 @@ def is_elf(head: bytes) -> bool:
 
 ET_DYN, ET_EXEC = 3, 2
 # DT_FLAGS_1 bits glibc's loader refuses a dlopen() on: ld -z nodlopen, and a
-# position-independent executable (glibc 2.30 and newer).
+# position-independent executable (glibc 2.30, and 2.28 and 2.29 on their release branches).
 DF_1_NOOPEN, DF_1_PIE = 0x40, 0x08000000
 
 
@@ -399,7 +399,7 @@ class _Reader(_Bytes):
             and ("DT_HASH" in tags or "DT_GNU_HASH" in tags),
             symtab=first("DT_SYMTAB"),
             syment=first("DT_SYMENT"),
-            flags_1=first("DT_FLAGS_1") or 0,
+            flags_1=(tags.get("DT_FLAGS_1") or [0])[-1],  # glibc keeps the last one
             relocations=tuple(
                 (address, size, entry, addends, relative or 0)
                 for address, size, entry, addends, relative in (

@@ -168,7 +168,7 @@ def render(report: Report) -> str:
             ("not mappable", req.not_elf),
             ("ELF systems", req.elf_systems),
             ("executables", req.executables),
-            ("PIE executables", req.pie_executables),
+            ("PIE", req.pie_executables),
             ("no dlopen", req.no_dlopen),
             ("IE TLS", req.initial_exec_tls),
             ("module ABIs", req.module_abis),

@@ -92,8 +92,10 @@ EXECSTACK_REFUSED_FROM = (2, 41)
 # musl 1.1.20 stopped resolving initial-exec TLS relocations to a dlopen()ed library's
 # own variables; a profile says musl's minor version only, so 1.2 is the first known.
 MUSL_IE_TLS_REFUSED_FROM = (1, 2)
-# glibc 2.30 began refusing to dlopen() a position-independent executable (DF_1_PIE).
-GLIBC_PIE_REFUSED_FROM = (2, 30)
+# glibc 2.30 began refusing to dlopen() a position-independent executable (DF_1_PIE), and
+# its 2.28 and 2.29 release branches took the change (BZ #24323), which distributions of
+# those versions ship: a profile does not say which patch level a host has.
+GLIBC_PIE_REFUSED_FROM = (2, 28)
 TAG_KEYS = frozenset({"python", "impl", "arch", "libc"})
 
 
@@ -536,15 +538,16 @@ def _executables(c: _Context) -> _Outcome:
 
 def _pie_executables(c: _Context) -> _Outcome:
     """Position-independent executables (DF_1_PIE) an import loads, a program renamed as
-    a module or library: glibc's loader refuses them since 2.30, "cannot dynamically
-    load position-independent executable"; older ones and musl's load them."""
+    a module or library: glibc's loader refuses them since 2.30 (2.28 and 2.29 on their
+    release branches), "cannot dynamically load position-independent executable"; older
+    ones and musl's load them."""
     paths = c.requires.pie_executables
     if not paths:
         return _SKIP
     return _glibc_refuses(
         c,
         f"an import loads {_some(paths)}, linked as a position-independent executable:"
-        " glibc's loader refuses those since 2.30",
+        " glibc's loader refuses those (2.28 and newer)",
         since=GLIBC_PIE_REFUSED_FROM,
     )
 

@@ -40,7 +40,7 @@ class ElfFile:
     # Read for files that do not link glibc (glibc's loader takes them).
     initial_exec_tls: bool = False
     # DT_FLAGS_1 says DF_1_PIE: a position-independent executable, which glibc's loader
-    # (2.30 and newer) refuses to dlopen().
+    # (2.28 and newer, as distributions ship them) refuses to dlopen().
     pie: bool = False
     # DT_FLAGS_1 says DF_1_NOOPEN (ld -z nodlopen): glibc's loader refuses to dlopen() it.
     no_dlopen: bool = False
@@ -112,7 +112,7 @@ class Requires:
     # "initial-exec TLS resolves to dynamic definition".
     initial_exec_tls: tuple[str, ...] | None = None
     # The position-independent executables (DF_1_PIE) among the binaries an import of a
-    # Linux wheel loads: glibc's loader (2.30 and newer) refuses them, "cannot dynamically
+    # Linux wheel loads: glibc's loader (2.28 and newer) refuses them, "cannot dynamically
     # load position-independent executable".
     pie_executables: tuple[str, ...] | None = None
     # The binaries an import of a Linux wheel loads that are marked never to be opened by
@@ -122,6 +122,7 @@ class Requires:
 
 
 _REQUIRES_KEYS = frozenset(Requires.__dataclass_fields__)
+_ELF_KEYS = frozenset(ElfFile.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,17 +179,18 @@ class Report:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Report:
+        # Keys a newer analyzer added are left out, here and in ``requires``: this
+        # version judges by what it knows (a rollback reads the newer reports instead of
+        # analysing every wheel again).
         elves = tuple(
             ElfFile(
                 **{
-                    **_tuples(e),
+                    **_tuples({k: v for k, v in e.items() if k in _ELF_KEYS}),
                     "version_needs": {k: tuple(v) for k, v in e.get("version_needs", {}).items()},
                 }
             )
             for e in data.get("elf_files", ())
         )
-        # Keys a newer analyzer added are left out: this version judges by what it knows
-        # (a rollback reads the newer reports instead of analysing every wheel again).
         req = {k: v for k, v in (data.get("requires") or {}).items() if k in _REQUIRES_KEYS}
         for key in (
             "gpu_sms",

@@ -40,30 +40,22 @@ LOCKING_SUBCOMMANDS = frozenset(
         ("version",),  # uv version --bump locks and syncs the project
         ("check",),  # locks and syncs, then type-checks
         ("audit",),
+        ("upgrade",),  # (preview) resolves a new universal lock
         ("tree",),
         ("export",),
         ("pip", "compile"),
     }
 )
-# uv's subcommands that do not install what they download into an environment of the
-# machine uv runs on: they lock or resolve for every platform, or (``pip install``, ``pip
-# sync``) may install for another one (``--python-platform``, ``--target``) while uv's
-# User-Agent still names this one. Every other subcommand uv names is taken as installing
-# here (sync, add, run, tool, uvx, venv --seed, build, version, check, and any uv adds
-# later), so under /universal/ what it downloads is judged for this host: a subcommand
-# wrongly counted so is refused a misfit it would not have installed, where one wrongly
-# left out would install it. A uv that names no subcommand tells nothing of it.
-NOT_INSTALLING_SUBCOMMANDS = frozenset(
-    {
-        ("lock",),
-        ("tree",),
-        ("export",),
-        ("audit",),
-        ("pip", "compile"),
-        ("pip", "install"),
-        ("pip", "sync"),
-    }
-)
+# uv's subcommands that may install what they download for another platform than the
+# machine uv runs on (``--python-platform``, ``--target``) while uv's User-Agent still
+# names this one. Every other subcommand uv names counts as installing here: sync, add,
+# run, tool, uvx, venv --seed, build, version, check, and any uv adds later; and lock,
+# tree, export, audit and pip compile too, which install an sdist's build requirements
+# here to read its metadata (a wheel's they read from its .metadata, never its bytes).
+# So under /universal/ what they download is judged for this host: a subcommand wrongly
+# counted so is refused a misfit it would not have installed, where one wrongly left
+# out would install it. A uv that names no subcommand tells nothing of it.
+NOT_INSTALLING_SUBCOMMANDS = frozenset({("pip", "install"), ("pip", "sync")})
 VARY_HOST = "User-Agent, X-Hostfit-Profile"  # the headers that tell the host
 VARY_FILTERED = f"Accept, Accept-Encoding, {VARY_HOST}"
 VARY_FIXED = "Accept, Accept-Encoding"

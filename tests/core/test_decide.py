@@ -526,7 +526,8 @@ ROWS = [
         {"executables": ("pkg/_ext.so",)},
         filename="pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.musllinux_1_2_x86_64.whl",
     ),
-    # a position-independent executable an import loads: glibc 2.30 and newer refuse it
+    # a position-independent executable an import loads: glibc 2.30 and newer refuse it,
+    # and 2.28 and 2.29 as distributions ship them (the release branches took the change)
     Row(
         "pie-glibc",
         "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.35",
@@ -534,18 +535,18 @@ ROWS = [
         hides=("native",),
         messages=(
             "native: an import loads pkg/_ext.so, linked as a position-independent"
-            " executable: glibc's loader refuses those since 2.30",
+            " executable: glibc's loader refuses those (2.28 and newer)",
         ),
         consulted=TAG_KEYS,
     ),
     Row(
-        "pie-glibc-2.29",
-        "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.29",
+        "pie-glibc-2.27",
+        "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.27",
         {"pie_executables": ("pkg/_ext.so",)},
     ),
     Row(
-        "pie-glibc-2.30",
-        "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.30",
+        "pie-glibc-2.28",
+        "python=3.11,impl=cp,arch=x86_64,libc=glibc-2.28",
         {"pie_executables": ("pkg/_ext.so",)},
         hides=("native",),
     ),
@@ -555,7 +556,7 @@ ROWS = [
         {"pie_executables": ("pkg/_ext.so",)},
         filename="pkg-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
     ),
-    # a libc untold: the tags' oldest glibc decides (manylinux_2_17 may be older than 2.30)
+    # a libc untold: the tags' oldest glibc decides (manylinux_2_17 may be older than 2.28)
     Row("pie-libc-untold-2-17", "arch=x86_64", {"pie_executables": ("pkg/_ext.so",)}),
     Row(
         "pie-libc-untold-2-34",

@@ -2,16 +2,20 @@
 
 A lock made against ``/universal/simple/`` holds ``/universal/files/`` URLs, and uv
 names its subcommand in its User-Agent. Every subcommand that installs here has its
-downloads judged for this machine: ``uvx``, ``uv build`` (its build requirements) and
-``uv version --bump`` (which syncs the project). The wheel is one this machine's loader
-refuses: its module is a position-independent executable, which glibc 2.30 and newer do
-not load. ``uv lock`` installs nothing, and locks it all the same.
+downloads judged for this machine: ``uvx``, ``uv build`` (its build requirements), ``uv
+version --bump`` (which syncs the project), and ``uv lock`` where it builds an sdist to
+read its metadata (its build requirements go into an environment here). The wheel is one
+this machine's loader refuses: its module is a position-independent executable, which
+glibc 2.28 and newer (as distributions ship them) do not load. ``uv lock`` reads a
+wheel's metadata from its ``.metadata``, never its bytes, and locks it all the same.
 """
 
 from __future__ import annotations
 
 import ctypes
+import io
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +23,7 @@ import pytest
 
 from tests.support.clients import UV, clean_env, run
 from tests.support.proxy import ProxyProcess
-from tests.support.upstream import Upstream
+from tests.support.upstream import Upstream, UpstreamFile
 from tests.support.wheels import WheelSpec, build_wheel, compile_shared_object
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +43,23 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     wheel = build_wheel(WheelSpec("piecli", "1.0", tag=tag, files=files), work)
     with Upstream() as server:
         server.add("piecli", wheel)
+        server.add("needsbuild", UpstreamFile("needsbuild-1.0.tar.gz", content=sdist()))
         yield server
+
+
+def sdist() -> bytes:
+    """needsbuild 1.0, an sdist built by piecli, with a dynamic version and dependencies
+    and no PKG-INFO: a locker builds it for its metadata."""
+    pyproject = (
+        b'[project]\nname = "needsbuild"\ndynamic = ["version", "dependencies"]\n'
+        b'[build-system]\nrequires = ["piecli"]\nbuild-backend = "piecli"\n'
+    )
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        member = tarfile.TarInfo("needsbuild-1.0/pyproject.toml")
+        member.size = len(pyproject)
+        tar.addfile(member, io.BytesIO(pyproject))
+    return out.getvalue()
 
 
 @pytest.fixture
@@ -75,7 +95,7 @@ def refusals(proxy: ProxyProcess) -> int:
     return proxy.output().count("refused piecli-1.0")
 
 
-@pytest.mark.parametrize("subcommand", ["uvx", "build", "version"])
+@pytest.mark.parametrize("subcommand", ["uvx", "build", "version", "lock"])
 def test_what_uv_installs_here_from_the_universal_view_is_judged_for_this_machine(
     proxy: ProxyProcess, tmp_path: Path, subcommand: str
 ) -> None:
@@ -84,14 +104,17 @@ def test_what_uv_installs_here_from_the_universal_view_is_judged_for_this_machin
     elif subcommand == "build":
         app = project(tmp_path / "app", build_requires='"piecli"')
         said = uv(proxy, tmp_path, "build", cwd=app)
-    else:
+    elif subcommand == "version":
         app = project(tmp_path / "app", requires='"piecli"')
         said = uv(proxy, tmp_path, "version", "--bump", "patch", cwd=app)
+    else:  # an sdist's metadata: its build requirements are installed here to read it
+        app = project(tmp_path / "app", requires='"needsbuild"')
+        said = uv(proxy, tmp_path, "lock", cwd=app)
     assert refusals(proxy) > 0, said
     assert not said.endswith("(exit 0)"), said
 
 
-def test_uv_lock_on_the_universal_view_installs_nothing_and_is_not_judged(
+def test_uv_lock_reads_a_wheels_metadata_and_locks_it_whatever_this_machine_loads(
     proxy: ProxyProcess, tmp_path: Path
 ) -> None:
     app = project(tmp_path / "app", requires='"piecli"')

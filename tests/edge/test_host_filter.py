@@ -210,6 +210,7 @@ def test_malformed_user_agent_is_ignored(
         (("version",), True),  # uv version --bump locks, then syncs
         (("check",), True),
         (("audit",), True),
+        (("upgrade",), True),
         (("pip", "install"), False),
         (("tool", "install"), False),
         (("uvx",), False),
@@ -257,8 +258,9 @@ def test_what_uv_installs_from_a_lock_made_on_the_universal_view_is_judged_for_t
 ) -> None:
     """A lock made against ``/universal/simple/`` holds ``/universal/files/`` URLs, and
     ``uv sync`` installs from them on every host: uv names the subcommand, so those are
-    judged. Locking, pip (which may be downloading for another platform) and mirrors
-    that tell nothing get the file as it is."""
+    judged, as is every uv download but ``uv pip install``'s and ``uv pip sync``'s (which
+    may be for another platform), pip's (which may be too) and mirrors' that tell
+    nothing: those get the file as it is."""
     tag = f"{CP}-manylinux_2_17_x86_64"
     wheel = extension_wheel("ulocked", "1.0", wheel_dir, tag=tag, extra_c=NEEDS_GLIBC_2_34)
     upstream.add("ulocked", wheel)
@@ -267,9 +269,11 @@ def test_what_uv_installs_from_a_lock_made_on_the_universal_view_is_judged_for_t
     old = {"X-Hostfit-Profile": "libc=glibc-2.17"}
     # Each of these installs onto the machine uv runs on, as uv 0.13 names them: uvx,
     # uv venv --seed (pip, setuptools), uv build (the build requirements), uv version
-    # --bump and uv check (which sync the project); and any subcommand uv adds later.
+    # --bump and uv check (which sync the project); any subcommand uv adds later; and the
+    # lockers, which install an sdist's build requirements to read its metadata.
     installing = [("sync",), ("tool", "install"), ("tool", "run"), ("uvx",), ("venv",)]
     installing += [("build",), ("version",), ("check",), ("self", "someday")]
+    installing += [("lock",), ("tree",), ("export",), ("audit",), ("pip", "compile")]
     for subcommand in installing:
         sync = {**old, "User-Agent": uv_agent(*subcommand)}
         if subcommand == ("sync",):
@@ -279,9 +283,8 @@ def test_what_uv_installs_from_a_lock_made_on_the_universal_view_is_judged_for_t
         assert refused.status_code == 403, (subcommand, refused.status_code)
         assert "glibc: needs 2.34, host has 2.17" in refused.headers["x-hostfit-refused"]
     # uv pip install may be installing for another platform (--python-platform --target);
-    # the others only lock or resolve; a uv that names no subcommand tells nothing.
-    resolving = [("lock",), ("tree",), ("export",), ("audit",), ("pip", "compile"), ()]
-    others = [uv_agent(*s) for s in (*resolving, ("pip", "install"), ("pip", "sync"))]
+    # a uv that names no subcommand tells nothing.
+    others = [uv_agent(*s) for s in ((), ("pip", "install"), ("pip", "sync"))]
     for agent in (*others, pip_agent(), "curl/8"):
         got = httpx.get(url, headers={**old, "User-Agent": agent}, timeout=60)
         assert got.status_code == 200 and got.content == wheel.read_bytes(), agent

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from proxy.analysis.pool import AnalysisPool, Early, PoolLimits
-from proxy.core.report import ANALYZER_VERSION, Report, Requires
+from proxy.core.report import ANALYZER_VERSION, ElfFile, Report, Requires
 from proxy.edge.reports import Decoded, ReportService, decode, encode
 from proxy.edge.stores import keys
 from proxy.edge.stores.embedded import EmbeddedStore
@@ -303,6 +303,15 @@ def test_a_report_with_requires_keys_of_a_newer_analyzer_reads_without_them() ->
     newer["analyzer_version"] = ANALYZER_VERSION + 1
     report = decode(json.dumps(newer).encode())
     assert report is not None and report.requires == Requires(glibc="2.28")
+
+
+def test_a_report_with_elf_file_keys_of_a_newer_analyzer_reads_without_them() -> None:
+    elf = ElfFile("pkg/_ext.so", "x86_64", needed=("libc.so.6",))
+    newer = json.loads(encode(Report("w.whl", SHA, elf_files=(elf,))))
+    newer["elf_files"][0]["some_future_fact"] = True
+    newer["analyzer_version"] = ANALYZER_VERSION + 1
+    report = decode(json.dumps(newer).encode())
+    assert report is not None and report.elf_files == (elf,)
 
 
 def test_decoded_reports_serve_only_the_bytes_they_came_from() -> None:
