@@ -20,6 +20,8 @@ in `proxy.edge.layers`, stacked once at start-up from one ordered list
     VariantIndex    each version's variants.json linked beside the page;
                     per host, variant wheels it cannot use dropped,
                     with their labels in the served file              (both views)
+    TurnMemo        a page asked for again in the same turn of the event
+                    loop is the answer made for it in that turn       (both views)
 
 `projects()` returns the root listing: names as the upstream spelt them; a layer may
 only remove names (policies), never invent one. Where several upstreams make it, one
@@ -42,6 +44,9 @@ upstream because of it.
   when one is cached). Errors become HTTP statuses in one place, `proxy.edge.app`.
 - ``ctx.view == "universal"`` asks for the page unfiltered and unmodified by the host:
   the layers marked "filtered only" pass it through untouched.
+- what a layer does for each request beyond the answer (a metric counted per page
+  served) it does through `per_request`, because `TurnMemo` (the top of the stack) may
+  hand one answer to several requests of the same turn of the event loop.
 
 Files and `.metadata` are not served through the stack: `proxy.edge.app.project_file`
 asks the stack for the universal page, finds the file on it (or, for a rewritten wheel,
@@ -54,10 +59,12 @@ filter and the policies hold for downloads too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from packaging.utils import NormalizedName
 
@@ -68,6 +75,7 @@ from proxy.errors import HostfitError
 log = logging.getLogger("hostfit.upstream")
 
 View = Literal["filtered", "universal"]
+A = TypeVar("A")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,31 @@ class Index(Protocol):
     async def projects(self) -> ProjectList: ...
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page: ...
+
+
+Effect = tuple[Callable[[Any], None], Any]
+# The per-request effects of the page being made (`TurnMemo`), where one is being made.
+_EFFECTS: ContextVar[list[Effect] | None] = ContextVar("hostfit.page_effects", default=None)
+
+
+@contextlib.contextmanager
+def effects_collected() -> Iterator[list[Effect]]:
+    """The `per_request` effects done while a page is made within, in order."""
+    effects: list[Effect] = []
+    token = _EFFECTS.set(effects)
+    try:
+        yield effects
+    finally:
+        _EFFECTS.reset(token)
+
+
+def per_request(effect: Callable[[A], None], argument: A) -> None:
+    """``effect(argument)`` now, for this request, and again for each request of the same
+    turn of the event loop that `TurnMemo` hands this answer to."""
+    effect(argument)
+    effects = _EFFECTS.get()
+    if effects is not None:
+        effects.append((effect, argument))
 
 
 class IndexLayer:

@@ -42,6 +42,7 @@ from proxy.edge.layers.priority import PriorityIndex
 from proxy.edge.layers.rewrite import RewriteIndex
 from proxy.edge.layers.routes import RoutedIndex
 from proxy.edge.layers.routes import Upstream as RoutedUpstream
+from proxy.edge.layers.turn import TurnMemo
 from proxy.edge.layers.upstream import HttpUpstream
 from proxy.edge.layers.variants import VariantIndex
 from proxy.edge.metadata import MetadataService
@@ -157,6 +158,7 @@ STACK: tuple[Layer, ...] = (
     _host_filter,
     _rewrite,
     _variants,
+    lambda parts, inner: TurnMemo(inner),
 )
 
 

@@ -61,7 +61,7 @@ from proxy.core.select import foreign_only, select
 from proxy.core.tags import client_tags
 from proxy.core.variants import wheel_project
 from proxy.edge.flight import Flights
-from proxy.edge.index import Context, Index, IndexLayer
+from proxy.edge.index import Context, Index, IndexLayer, per_request
 from proxy.edge.layers.policy import PolicyIndex
 from proxy.edge.scheduler import AnalysisScheduler
 from proxy.errors import HostfitError
@@ -196,7 +196,7 @@ class HostFilter(IndexLayer):
             raise AnalysisPending(
                 f"{name}: {left} wheel(s) still being analysed for this host; retry shortly"
             )
-        self.served(decided.hidden)
+        per_request(self.served, decided.hidden)
         return decided.page
 
     async def explain(self, name: NormalizedName, ctx: Context, *, wait: float = 0.0) -> Decided:
