@@ -56,6 +56,8 @@ _GLIBC_LIBS = re.compile(
 )
 # Libraries the process may hold already, the host's, under the SONAME a wheel's copy has.
 _HOST_FIRST = re.compile(r"^(?:libstdc\+\+\.so\.6|libgcc_s\.so\.1)$")
+# libgcc_s by its own name or as auditwheel grafts it (libgcc_s-0bf60adc.so.1).
+_LIBGCC_S = re.compile(r"^libgcc_s(?:-[0-9a-f]+)?\.so\.1$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,7 @@ def summarize(
         external |= outside
         for library, versions in elf.version_needs.items():
             if library in outside or library not in elf.needed:
-                external_versions.extend(versions)
+                external_versions.extend(_meant(library, versions))
     musl, glibc = _has_musl(elves), _has_glibc(elves, external_versions)
     libc: Literal["glibc", "musl"] | None = "glibc" if glibc else "musl" if musl else None
     # A pure wheel's binaries are loaded by path, if at all, and may be there for several
@@ -316,7 +318,23 @@ def _systems_of(loaded: Iterable[ElfFile], systems: Mapping[str, str]) -> tuple[
 
 
 def _versions(elves: Iterable[ElfFile]) -> list[str]:
-    return [name for elf in elves for names in elf.version_needs.values() for name in names]
+    return [
+        name
+        for elf in elves
+        for library, names in elf.version_needs.items()
+        for name in _meant(library, names)
+    ]
+
+
+def _meant(library: str, names: Iterable[str]) -> Iterable[str]:
+    """The version names needed of ``library`` that say what they seem to: libgcc_s
+    defines nodes named ``GLIBC_2.0`` on some machines (aarch64 among them, for the
+    unwinder's old entry points), on musl as on glibc, so a need of one is libgcc_s's to
+    meet and says nothing of the C library (pydantic-core's musllinux aarch64 wheels need
+    one of their bundled libgcc_s)."""
+    if _LIBGCC_S.match(library):
+        return [name for name in names if not name.startswith("GLIBC_")]
+    return names
 
 
 def _newest(version_names: Iterable[str], prefix: str) -> str | None:

@@ -504,6 +504,43 @@ def test_the_other_systems_binaries_an_import_loads_are_built_for() -> None:
     assert summary([module, dep]).requires.elf_systems is None
 
 
+def test_glibc_named_versions_of_libgcc_s_say_nothing_of_the_libc() -> None:
+    """libgcc_s defines a ``GLIBC_2.0`` node on aarch64, on musl as on glibc: pydantic-core's
+    musllinux aarch64 module needs it of its bundled libgcc_s, and was taken to link both
+    libcs (so no host got the wheel)."""
+    musl = "cp311-cp311-musllinux_1_1_aarch64"
+    module = elf(
+        "pkg/_ext.cpython-311-aarch64-linux-musl.so",
+        machine="aarch64",
+        needed=("libgcc_s-0bf60adc.so.1", "libc.so"),
+        version_needs={"libgcc_s-0bf60adc.so.1": ("GCC_3.3", "GLIBC_2.0", "GCC_4.2.0")},
+    )
+    grafted = elf(
+        "pkg.libs/libgcc_s-0bf60adc.so.1",
+        machine="aarch64",
+        soname="libgcc_s-0bf60adc.so.1",
+        needed=("libc.so",),
+    )
+    bundled = summary([module, grafted], musl).requires
+    assert (bundled.libc, bundled.glibc, bundled.mixed_libc) == ("musl", None, None)
+    # The host's libgcc_s, by its own name: the same.
+    hosts = replace(
+        module,
+        needed=("libgcc_s.so.1", "libc.so"),
+        version_needs={"libgcc_s.so.1": ("GCC_3.3", "GLIBC_2.0")},
+    )
+    external = summary([hosts], musl).requires
+    assert (external.libc, external.glibc, external.gcc) == ("musl", None, "3.3")
+    # A need of glibc's own libraries still says glibc.
+    glibc = replace(
+        hosts,
+        needed=("libgcc_s.so.1", "libc.so.6"),
+        version_needs={"libgcc_s.so.1": ("GLIBC_2.0",), "libc.so.6": ("GLIBC_2.17",)},
+    )
+    linked = summary([glibc], "cp311-cp311-manylinux_2_17_aarch64").requires
+    assert (linked.libc, linked.glibc) == ("glibc", "2.17")
+
+
 def test_the_executables_an_import_loads() -> None:
     """glibc's loader maps no executable (ET_EXEC) beside the program; a program the wheel
     only ships is not loaded."""
