@@ -47,6 +47,9 @@ upstream because of it.
 - what a layer does for each request beyond the answer (a metric counted per page
   served) it does through `per_request`, because `TurnMemo` (the top of the stack) may
   hand one answer to several requests of the same turn of the event loop.
+  Code that changes what a page holds (an admin's purge, a report dropped) does not
+  ask the top of the stack for that page before it yields: it could be handed the
+  answer made earlier in the same turn.
 
 Files and `.metadata` are not served through the stack: `proxy.edge.app.project_file`
 asks the stack for the universal page, finds the file on it (or, for a rewritten wheel,

@@ -255,7 +255,7 @@ class Metrics:
 
     def count_hidden(self, kinds: Mapping[str, int]) -> None:
         """One filtered page served: its hidden files, by reason kind
-        (`proxy.core.decide.hidden_by_kind`, counted once per decision)."""
+        (`proxy.core.decide.hidden_by_kind`, worked out once per decision)."""
         tally = self._tally
         for kind, count in kinds.items():
             tally.hidden[kind] += count

@@ -108,3 +108,29 @@ async def test_errors_are_not_kept(index: FakeIndex, upstream: CachedUpstream) -
     )
     assert all(isinstance(r, NotFound) for r in results)
     assert probe.calls == 4
+
+
+def test_a_turn_of_a_loop_that_stopped_is_over(
+    index: FakeIndex, upstream: CachedUpstream, clock: Clock, wheels: Wheels
+) -> None:
+    """A loop stopped before its clear ran (an app's, in tests): another loop does not
+    get its answers."""
+    index.add("demo", wheels.demo_1)
+    probe = Probe(upstream)
+    memo = TurnMemo(probe)
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+
+    async def then_stop() -> Page:
+        asyncio.get_running_loop().stop()  # at the end of this turn, before its clear
+        return await memo.page(DEMO, UNIVERSAL)
+
+    try:
+        first.run_until_complete(memo.page(DEMO, UNIVERSAL))
+        before = first.run_until_complete(then_stop())
+        index.add("demo", wheels.demo_2)
+        clock.advance(61)
+        after = second.run_until_complete(memo.page(DEMO, UNIVERSAL))
+    finally:
+        first.close()
+        second.close()
+    assert after is not before and len(after.files) == 2

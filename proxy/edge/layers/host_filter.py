@@ -161,7 +161,8 @@ class HostFilter(IndexLayer):
         served: Callable[[Mapping[str, int]], None] = lambda hidden: None,
     ) -> None:
         """``served``: told, as each filtered page is served, how many files it hides by
-        reason kind (metrics); counted once per decision, not per request."""
+        reason kind (metrics), for every page served (`per_request`); the counts are
+        worked out once per decision."""
         super().__init__(inner)
         self.metadata = metadata
         self.served = served

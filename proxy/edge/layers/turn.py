@@ -11,7 +11,12 @@ read in this turn starts its work in the next), so none of them waited for anoth
 answer, or for anything that happened during the turn; serving them all the state of the
 turn's first answer is an order they could have run in. What happens during the turn (a
 report arriving, a rule reloaded, a TTL running out, an admin's purge) is seen from the
-next one: the memo is emptied at the start of every turn it was used in. An answer
+next one: the memo is emptied before any request read after the turn, and before any task
+woken after the turn's first answer was kept (one woken before it, already in flight,
+may still be handed it: no client can have heard of a later change before asking). So
+code that changes what a page holds must not ask `page` of the top of the stack before
+it yields (none does: the admin routes, the UI and explain ask the layers below). An
+answer
 whose making waited for anything (an upstream fetch, a walk, the state store) ended in a
 later turn than it began, and is not kept: it may rest on what was true before.
 
@@ -34,9 +39,19 @@ class TurnMemo(IndexLayer):
     def __init__(self, inner: Index) -> None:
         super().__init__(inner)
         self._answers: dict[tuple[str, Context], tuple[Page, tuple[Effect, ...]]] = {}
-        self._turn: object | None = None  # set while a turn uses the memo
+        # (its loop, a token) while a turn uses the memo
+        self._turn: tuple[asyncio.AbstractEventLoop, object] | None = None
 
     async def page(self, name: NormalizedName, ctx: Context) -> Page:
+        loop = asyncio.get_running_loop()
+        turn = self._turn
+        if turn is None or turn[0] is not loop:
+            # A turn of another loop (one that stopped before its clear ran: another
+            # app's, in tests) is over too.
+            self._answers.clear()
+            turn = self._turn = (loop, object())
+            # Runs before anything read after this turn: queued ahead of it.
+            loop.call_soon(self._next_turn)
         key = (name, ctx)
         held = self._answers.get(key)
         if held is not None:
@@ -44,11 +59,6 @@ class TurnMemo(IndexLayer):
             for effect, argument in effects:
                 effect(argument)
             return page
-        turn = self._turn
-        if turn is None:
-            turn = self._turn = object()
-            # Runs before anything read after this turn: queued ahead of it.
-            asyncio.get_running_loop().call_soon(self._next_turn)
         with effects_collected() as effects_made:
             page = await self.inner.page(name, ctx)
         if self._turn is turn:  # made without waiting for anything: this turn's state
