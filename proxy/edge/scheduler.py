@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from proxy.core.models import File
 from proxy.core.report import Report
 from proxy.edge.flight import Flights
 from proxy.edge.reports import ReportService
-from proxy.edge.stores.blobs import BlobStore
+from proxy.edge.stores.blobs import BlobStore, CacheFull
 
 log = logging.getLogger("hostfit.reports")
 
@@ -67,8 +67,15 @@ class AnalysisScheduler:
         concurrency: int = 4,
         urgent: ReportService | None = None,
         observe: Callable[[str, float], None] | None = None,
+        fetch: Callable[[File], Awaitable[Path]] | None = None,
+        fetch_max: int = 0,
     ) -> None:
-        """``observe``: told each analysis's outcome and seconds (for /metrics)."""
+        """``observe``: told each analysis's outcome and seconds (for /metrics).
+        ``fetch``: brings a file whole into the cache and gives its path
+        (`proxy.edge.files.FileService.fetch`); a walk analyses a wheel of a listed size
+        up to ``fetch_max`` bytes from it instead of by URL."""
+        self.fetch = fetch
+        self.fetch_max = fetch_max
         self.service = service
         self.urgent = urgent or service
         self.blobs = blobs
@@ -221,7 +228,7 @@ class AnalysisScheduler:
             self._tell_load()
             try:
                 return await self._analyse(
-                    self.service, file, lambda answer: self._told_early(file, answer)
+                    self.service, file, lambda answer: self._told_early(file, answer), whole=True
                 )
             finally:
                 self._running.discard(file.sha256 or "")  # told by _finished, a turn on
@@ -230,20 +237,26 @@ class AnalysisScheduler:
         return await self._analyse(self.urgent, file)
 
     async def _analyse(
-        self, service: ReportService, file: File, early: Early | None = None
+        self, service: ReportService, file: File, early: Early | None = None, whole: bool = False
     ) -> Report:
         start = time.monotonic()
-        report = await self._report(service, file, early)
+        report = await self._report(service, file, early, whole)
         if self._observe is not None:
             outcome = report.status if self.ran(report) else "did_not_run"
             self._observe(outcome, time.monotonic() - start)
         return report
 
-    async def _report(self, service: ReportService, file: File, early: Early | None) -> Report:
+    async def _report(
+        self, service: ReportService, file: File, early: Early | None, whole: bool
+    ) -> Report:
+        """From the cached file where it is there, or (``whole``) where it is small enough
+        to bring whole: one request instead of hundreds of ranges (a 35 MB scipy wheel is
+        540 of them, 16 s against a second), and the install that follows is a cache hit;
+        else by URL."""
         assert file.sha256 is not None
         try:
-            if await self.blobs.check(file.sha256):
-                path: Path = self.blobs.path(file.sha256)
+            path = await self._cached(file, whole)
+            if path is not None:
                 self._from_file.add(file.sha256)
                 try:
                     return await service.for_file(path, file.filename, file.sha256)
@@ -255,6 +268,21 @@ class AnalysisScheduler:
             log.warning("analysis of %s did not run: %s", file.filename, exc)
             reason = f"{DID_NOT_RUN}: {exc}"
             return Report.unanalysable(file.filename, file.sha256, reason)
+
+    async def _cached(self, file: File, whole: bool) -> Path | None:
+        """The file's checked bytes in the cache, brought there first where ``whole``
+        allows it; None where they are not (a cache that cannot take them: by URL)."""
+        sha256 = file.sha256 or ""
+        if await self.blobs.check(sha256):
+            return self.blobs.path(sha256)
+        size = file.size
+        if not whole or self.fetch is None or size is None or not 0 < size <= self.fetch_max:
+            return None
+        try:
+            return await self.fetch(file)
+        except CacheFull as exc:
+            log.info("%s analysed by URL: %s", file.filename, exc)
+            return None
 
     def _told_early(self, file: File, answer: EarlyReport) -> None:
         sha256 = file.sha256 or ""

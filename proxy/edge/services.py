@@ -257,6 +257,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             blobs,
             urgent=ReportService(store, urgent_pool, leases, decoded=decoded),
             observe=metrics.analysed,
+            fetch=files.fetch,
+            fetch_max=settings.analysis_download_max,
         )
         stack.push_async_callback(reports.close)
         # Downloads feed analysis: a wheel in the file cache is analysed from disk.

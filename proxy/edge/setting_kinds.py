@@ -111,17 +111,21 @@ def _seconds(value: object) -> float:
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
-def _size(value: object) -> int:
-    """Bytes, with an optional binary suffix: 50G, 512M, 1.5T, 10GiB (K, M, G, T = 1024^n)."""
-    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
-    unit = text[-1:] if text[-1:] in _UNITS else ""
-    try:
-        number = float(text.removesuffix(unit) if unit else text) * _UNITS[unit]
-    except ValueError:
-        raise ValueError("expected bytes, such as 50G, 512M or 1000000") from None
-    if not 1 <= number < float("inf"):
-        raise ValueError("expected at least one byte")
-    return int(number)
+def _bytes(least: int) -> Callable[[object], int]:
+    def check(value: object) -> int:
+        """Bytes, with an optional binary suffix: 50G, 512M, 1.5T, 10GiB (K, M, G, T =
+        1024^n)."""
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        unit = text[-1:] if text[-1:] in _UNITS else ""
+        try:
+            number = float(text.removesuffix(unit) if unit else text) * _UNITS[unit]
+        except ValueError:
+            raise ValueError("expected bytes, such as 50G, 512M or 1000000") from None
+        if not least <= number < float("inf"):
+            raise ValueError("expected at least one byte" if least else "expected bytes, 0 or more")
+        return int(number)
+
+    return check
 
 
 def _profile(value: object) -> str:
@@ -142,7 +146,8 @@ COUNT = Kind(_whole(1), metavar="N")  # of processes: at least one
 PORT = Kind(_whole(0, 65535), metavar="PORT")
 FLOAT = Kind(_duration, metavar="SECONDS")  # 0 or more and finite
 SECONDS = Kind(_seconds, metavar="SECONDS")  # above 0 and finite: a deadline
-SIZE = Kind(_size, metavar="BYTES")
+SIZE = Kind(_bytes(1), metavar="BYTES")
+BYTES = Kind(_bytes(0), metavar="BYTES")  # 0 or more
 BOOL = Kind(_boolean, option={"action": argparse.BooleanOptionalAction})
 PATH = Kind(_path, dump=str, metavar="PATH")
 URLS = Kind(_urls, dump=list, metavar="URL", option={"action": "append"})

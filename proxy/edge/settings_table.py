@@ -47,6 +47,7 @@ from typing import Any, Literal
 from proxy.core.redact import redact
 from proxy.edge.setting_kinds import (
     BOOL,
+    BYTES,
     COUNT,
     FLOAT,
     INT,
@@ -257,6 +258,17 @@ class Settings:
         default=2,
         metadata=row(
             "analysis processes for walks, and as many for downloads at the gate", kind=COUNT
+        ),
+    )
+    analysis_download_max: int = field(
+        default=64 * 1024**2,
+        metadata=row(
+            "a walk downloads a wheel up to this size whole into the file cache to analyse"
+            " it (one request; the install that follows is served from the cache); a larger"
+            " one, or one of no listed size, is read by URL with range requests; 0: always"
+            " by URL",
+            kind=BYTES,
+            shown="64M",
         ),
     )
     frontier_keep: int = field(

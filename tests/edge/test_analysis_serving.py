@@ -45,7 +45,13 @@ def test_strict_waits_for_the_report(
     project = project_of(overclaiming)
     upstream.add(project, overclaiming)
     # A budget the first analysis (a worker process started) meets on a loaded machine.
-    proxy = make_proxy(upstream, analysis="strict", analysis_workers=1, analysis_budget=30.0)
+    proxy = make_proxy(
+        upstream,
+        analysis="strict",
+        analysis_workers=1,
+        analysis_budget=30.0,
+        analysis_download_max=0,  # read by URL, as a wheel over the limit is
+    )
     old, response = files(proxy, f"p/{HOST},libc=glibc-2.20/simple/{project}/")
     assert old == set()
     assert "max-age=60" in response.headers["cache-control"]
@@ -60,6 +66,37 @@ def test_strict_waits_for_the_report(
     # Only the zip directory and the ELF member were read, not the whole file.
     assert upstream.count("GET", overclaiming.name) >= 1
     assert all(r.headers.get("range") for r in upstream.requests if r.path.endswith(".whl"))
+
+
+def test_a_walk_analyses_a_wheel_within_the_limit_from_one_whole_download(
+    upstream: Upstream, make_proxy: MakeProxy, overclaiming: Path
+) -> None:
+    """One request instead of a range per member read, into the file cache: the report is
+    the checked file's, and the install that follows is served from the cache."""
+    project = project_of(overclaiming)
+    upstream.add(project, overclaiming)
+    proxy = make_proxy(upstream, analysis="strict", analysis_workers=1, analysis_budget=30.0)
+    assert files(proxy, f"p/{HOST},libc=glibc-2.20/simple/{project}/")[0] == set()
+    wheel_requests = [r for r in upstream.requests if r.path.endswith(".whl")]
+    assert [(r.method, r.headers.get("range")) for r in wheel_requests] == [("GET", None)]
+    data = httpx.get(
+        proxy.url + f"explain/{project}/",
+        params={"profile": f"{HOST},libc=glibc-2.20", "format": "json"},
+    ).json()
+    assert data["files"][0]["reasons"] == [
+        {"kind": "glibc", "message": "glibc: needs 2.25, host has 2.20"}
+    ]
+    # A host it fits installs it from the cache: no second upstream request.
+    url = proxy.url + f"p/{HOST},libc=glibc-2.28/files/{project}/{overclaiming.name}"
+    got = httpx.get(url, timeout=60)
+    assert got.status_code == 200 and got.content == overclaiming.read_bytes()
+    assert upstream.count("GET", overclaiming.name) == 1
+    # Over the limit (or with no listed size), it is read by URL: ranges only.
+    small = make_proxy(upstream, analysis="strict", analysis_budget=30.0, analysis_download_max=1)
+    upstream.reset_requests()
+    assert files(small, f"p/{HOST},libc=glibc-2.20/simple/{project}/")[0] == set()
+    wheel_requests = [r for r in upstream.requests if r.path.endswith(".whl")]
+    assert wheel_requests and all(r.headers.get("range") for r in wheel_requests)
 
 
 def test_optimistic_decides_now_and_corrects_soon(

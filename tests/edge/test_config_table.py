@@ -21,6 +21,7 @@ from proxy.edge import settings_doc
 from proxy.edge.config import load_settings_with_sources
 from proxy.edge.setting_kinds import (
     BOOL,
+    BYTES,
     COUNT,
     FLOAT,
     INT,
@@ -81,7 +82,7 @@ def sample(spec: Spec, tmp_path: Path) -> Sample:
         return given("8777", 8777, 8777)
     if kind is FLOAT or kind is SECONDS:
         return given("7.5", 7.5, 7.5)
-    if kind is SIZE:
+    if kind is SIZE or kind is BYTES:
         return given("7M", "7M", 7 * 1024**2)
     if kind is PATH:
         return given(str(tmp_path / spec.name), str(tmp_path / spec.name), tmp_path / spec.name)

@@ -279,7 +279,8 @@ def test_a_report_from_lying_ranges_is_judged_again_from_the_checked_bytes(
     assert decoy.name == misfit.name
     upstream.add("lying", misfit)
     upstream.range_lies[misfit.name] = decoy.read_bytes()
-    proxy = make_proxy(upstream)
+    # Read by URL, as a wheel over --analysis-download-max is.
+    proxy = make_proxy(upstream, analysis_download_max=0)
     old = f"{HOST},libc=glibc-2.17"
     assert listed_files(proxy, "lying", old) == {misfit.name}  # the lie, not believed
     with pytest.raises(httpx.RemoteProtocolError):  # judged from its bytes at its end, cut
