@@ -43,9 +43,13 @@ _VERSION_NEED = re.compile(r"Name: (GLIBC|GLIBCXX)_([0-9.]+)")
 
 
 def fetched(proxy: ProxyProcess) -> float:
+    """Bytes taken from upstream for analyses: read by URL, and files downloaded whole
+    (walks download wheels within --analysis-download-max; nothing else downloads a file
+    before the delivery)."""
     text = httpx.get(proxy.url + "metrics").text
     match = re.search(r"^hostfit_analysis_fetched_bytes ([0-9.e+]+)$", text, re.M)
-    return float(match[1]) if match else 0.0
+    whole = re.findall(r"^hostfit_upstream_file_bytes_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
+    return (float(match[1]) if match else 0.0) + sum(map(float, whole))
 
 
 def explain(proxy: ProxyProcess, project: str, profile: str) -> dict[str, object]:
