@@ -56,8 +56,9 @@ _GLIBC_LIBS = re.compile(
 )
 # Libraries the process may hold already, the host's, under the SONAME a wheel's copy has.
 _HOST_FIRST = re.compile(r"^(?:libstdc\+\+\.so\.6|libgcc_s\.so\.1)$")
-# libgcc_s by its own name or as auditwheel grafts it (libgcc_s-0bf60adc.so.1).
-_LIBGCC_S = re.compile(r"^libgcc_s(?:-[0-9a-f]+)?\.so\.1$")
+# libgcc_s by its own name or as auditwheel grafts it, once or again (libgcc_s-0bf60adc.so.1,
+# libgcc_s-2d945d6c-767fb991.so.1).
+_LIBGCC_S = re.compile(r"^libgcc_s(?:-[0-9a-f]+)*\.so\.1$")
 
 
 @dataclass(frozen=True, slots=True)

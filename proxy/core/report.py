@@ -14,7 +14,7 @@ from proxy.core.typed import holds_types
 
 # Bump whenever analysis could produce a different report for the same bytes;
 # stored reports from an older analyzer are then recomputed.
-ANALYZER_VERSION = 16
+ANALYZER_VERSION = 17
 
 Status = Literal["ok", "unanalysable"]
 NativeFormat = Literal["elf", "pe", "macho"]

@@ -523,6 +523,19 @@ def test_glibc_named_versions_of_libgcc_s_say_nothing_of_the_libc() -> None:
     )
     bundled = summary([module, grafted], musl).requires
     assert (bundled.libc, bundled.glibc, bundled.mixed_libc) == ("musl", None, None)
+    # Grafted twice (numpy's libgfortran needs libgcc_s-2d945d6c-767fb991.so.1): the same.
+    twice = "libgcc_s-2d945d6c-767fb991.so.1"
+    gfortran = elf(
+        "pkg.libs/libgfortran-67378ab2.so.5",
+        machine="aarch64",
+        soname="libgfortran-67378ab2.so.5",
+        needed=(twice, "libc.musl-aarch64.so.1"),
+        version_needs={twice: ("GCC_4.2.0", "GLIBC_2.0")},
+    )
+    loads = replace(module, needed=(*module.needed, "libgfortran-67378ab2.so.5"))
+    grafted_twice = replace(grafted, path=f"pkg.libs/{twice}", soname=twice)
+    nested = summary([loads, grafted, gfortran, grafted_twice], musl).requires
+    assert (nested.libc, nested.glibc, nested.mixed_libc) == ("musl", None, None)
     # The host's libgcc_s, by its own name: the same.
     hosts = replace(
         module,
