@@ -230,6 +230,24 @@ class FileService:
             raise CacheFull(f"{file.filename} is not in the cache: {reason}")
         return blob
 
+    async def fetch_within(self, file: File, limit: int) -> OpenBlob | None:
+        """Like `fetch_blob`, where the upstream's size for the file is within ``limit``
+        bytes and the cache took it; None where not (a listed size may lie): the caller
+        reads it some other way, and the download goes on only for whoever follows it."""
+        opened = await self.open(file)
+        if isinstance(opened, OpenBlob):
+            return opened
+        await opened.wait_started()
+        if opened.size is None or opened.size > limit:
+            return None
+        await opened.wait_done()
+        if opened.error is not None:
+            raise opened.error
+        blob = self.blobs.open(file.sha256 or "")
+        if blob is not None and await self.blobs.checked(blob):
+            return blob
+        return None
+
     async def _download(self, download: Download, sha256: str) -> None:
         file = download.file
         outcome = "failed"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,11 @@ from proxy.analysis.pool import Early
 from proxy.core.lru import LRU
 from proxy.core.models import File
 from proxy.core.report import Report
+from proxy.edge.files import FileService, PeerFailed
 from proxy.edge.flight import Flights
 from proxy.edge.reports import ReportService
-from proxy.edge.stores.blobs import BlobStore, CacheFull
+from proxy.edge.stores.blobs import BlobStore, OpenBlob
+from proxy.errors import IntegrityError, UpstreamError
 
 log = logging.getLogger("hostfit.reports")
 
@@ -67,14 +69,13 @@ class AnalysisScheduler:
         concurrency: int = 4,
         urgent: ReportService | None = None,
         observe: Callable[[str, float], None] | None = None,
-        fetch: Callable[[File], Awaitable[Path]] | None = None,
+        files: FileService | None = None,
         fetch_max: int = 0,
     ) -> None:
         """``observe``: told each analysis's outcome and seconds (for /metrics).
-        ``fetch``: brings a file whole into the cache and gives its path
-        (`proxy.edge.files.FileService.fetch`); a walk analyses a wheel of a listed size
-        up to ``fetch_max`` bytes from it instead of by URL."""
-        self.fetch = fetch
+        ``files``: where a walk downloads a wheel of a listed size up to ``fetch_max``
+        bytes whole, into the cache, to analyse it from there instead of by URL."""
+        self.files = files
         self.fetch_max = fetch_max
         self.service = service
         self.urgent = urgent or service
@@ -255,13 +256,18 @@ class AnalysisScheduler:
         else by URL."""
         assert file.sha256 is not None
         try:
-            path = await self._cached(file, whole)
-            if path is not None:
-                self._from_file.add(file.sha256)
-                try:
-                    return await service.for_file(path, file.filename, file.sha256)
-                finally:
-                    self._from_file.discard(file.sha256)
+            fetched = await self._fetched(file) if whole else None
+            try:
+                path = await self._cached(file.sha256) if fetched is None else fetched.path
+                if path is not None:
+                    self._from_file.add(file.sha256)
+                    try:
+                        return await service.for_file(path, file.filename, file.sha256)
+                    finally:
+                        self._from_file.discard(file.sha256)
+            finally:
+                if fetched is not None:
+                    fetched.close()  # kept open (pinned in the cache) while analysed
             return await service.for_url(file.url, file.filename, file.sha256, early=early)
         except Exception as exc:
             # Not stored: a failure to run the analysis says nothing about the wheel.
@@ -269,20 +275,24 @@ class AnalysisScheduler:
             reason = f"{DID_NOT_RUN}: {exc}"
             return Report.unanalysable(file.filename, file.sha256, reason)
 
-    async def _cached(self, file: File, whole: bool) -> Path | None:
-        """The file's checked bytes in the cache, brought there first where ``whole``
-        allows it; None where they are not (a cache that cannot take them: by URL)."""
-        sha256 = file.sha256 or ""
-        if await self.blobs.check(sha256):
-            return self.blobs.path(sha256)
-        size = file.size
-        if not whole or self.fetch is None or size is None or not 0 < size <= self.fetch_max:
+    async def _cached(self, sha256: str) -> Path | None:
+        return self.blobs.path(sha256) if await self.blobs.check(sha256) else None
+
+    async def _fetched(self, file: File) -> OpenBlob | None:
+        """The file brought whole into the cache, where its listed size is within
+        ``fetch_max`` and the cache's budget, and the upstream's agrees; None where not
+        (read by URL instead)."""
+        size, budget = file.size, self.blobs.max_size
+        if self.files is None or size is None or not 0 < size <= self.fetch_max:
             return None
+        if budget is not None and size > budget:
+            return None  # it would stream past the cache, and be read by URL after
         try:
-            return await self.fetch(file)
-        except CacheFull as exc:
-            log.info("%s analysed by URL: %s", file.filename, exc)
-            return None
+            return await self.files.fetch_within(file, self.fetch_max)
+        except (IntegrityError, PeerFailed) as exc:
+            # Bytes not the ones the page promised: the upstream's failure, as the same
+            # bytes read by URL are, so a client's download may still bring good ones.
+            raise UpstreamError(file.url, str(exc)) from None
 
     def _told_early(self, file: File, answer: EarlyReport) -> None:
         sha256 = file.sha256 or ""

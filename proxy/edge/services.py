@@ -257,7 +257,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             blobs,
             urgent=ReportService(store, urgent_pool, leases, decoded=decoded),
             observe=metrics.analysed,
-            fetch=files.fetch,
+            files=files,
             fetch_max=settings.analysis_download_max,
         )
         stack.push_async_callback(reports.close)

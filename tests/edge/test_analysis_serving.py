@@ -79,6 +79,8 @@ def test_a_walk_analyses_a_wheel_within_the_limit_from_one_whole_download(
     assert files(proxy, f"p/{HOST},libc=glibc-2.20/simple/{project}/")[0] == set()
     wheel_requests = [r for r in upstream.requests if r.path.endswith(".whl")]
     assert [(r.method, r.headers.get("range")) for r in wheel_requests] == [("GET", None)]
+    (report,) = [made for made, _ in proxy.services.filter.scheduler._recent.values()]
+    assert report.made_from == "file"  # the checked file's, which the gate takes as it is
     data = httpx.get(
         proxy.url + f"explain/{project}/",
         params={"profile": f"{HOST},libc=glibc-2.20", "format": "json"},
@@ -97,6 +99,45 @@ def test_a_walk_analyses_a_wheel_within_the_limit_from_one_whole_download(
     assert files(small, f"p/{HOST},libc=glibc-2.20/simple/{project}/")[0] == set()
     wheel_requests = [r for r in upstream.requests if r.path.endswith(".whl")]
     assert wheel_requests and all(r.headers.get("range") for r in wheel_requests)
+
+
+@pytest.mark.parametrize("case", ["size-lies", "over-the-cache-budget"])
+def test_a_wheel_that_would_not_fit_the_limits_is_read_by_url(
+    upstream: Upstream, make_proxy: MakeProxy, overclaiming: Path, case: str
+) -> None:
+    """Listed smaller than it is (the upstream's Content-Length is believed over the page),
+    or larger than the cache takes (it would stream past it, then be read again)."""
+    project = project_of(overclaiming)
+    size = overclaiming.stat().st_size
+    if case == "size-lies":
+        upstream.add(project, overclaiming, size=100)
+        settings: dict[str, object] = {"analysis_download_max": size // 2}
+    else:
+        upstream.add(project, overclaiming)
+        settings = {"cache_max_size": size // 2}
+    proxy = make_proxy(upstream, analysis="strict", analysis_budget=30.0, **settings)
+    assert files(proxy, f"p/{HOST},libc=glibc-2.20/simple/{project}/")[0] == set()
+    wheel_requests = [r for r in upstream.requests if r.path.endswith(".whl")]
+    ranged = [r for r in wheel_requests if r.headers.get("range")]
+    assert ranged, wheel_requests  # read by URL
+    if case == "over-the-cache-budget":
+        assert ranged == wheel_requests  # not downloaded whole first
+
+
+def test_wrong_bytes_downloaded_whole_are_the_upstreams_failure(
+    upstream: Upstream, make_proxy: MakeProxy, overclaiming: Path
+) -> None:
+    """As the same bytes read by URL are: a client's download may still bring good ones,
+    where a failure of the analysis itself would hold back every host."""
+    project = project_of(overclaiming)
+    upstream.add(project, overclaiming)
+    upstream.corrupt.add(overclaiming.name)
+    proxy = make_proxy(upstream, analysis_budget=30.0)
+    files(proxy, f"p/{HOST},libc=glibc-2.20/simple/{project}/")
+    scheduler = proxy.services.filter.scheduler
+    (stand_in,) = [report for report, _ in scheduler._recent.values()]
+    assert stand_in.status == "unanalysable" and "sha256" in (stand_in.reason or "")
+    assert scheduler.kept_by_upstream(stand_in), stand_in.reason
 
 
 def test_optimistic_decides_now_and_corrects_soon(
