@@ -218,35 +218,32 @@ class FileService:
 
     async def fetch_blob(self, file: File) -> OpenBlob:
         """Like `fetch`, the blob opened (the caller closes it)."""
-        opened = await self.open(file)
-        if isinstance(opened, OpenBlob):
-            return opened
-        await opened.wait_done()
-        if opened.error is not None:
-            raise opened.error
-        blob = self.blobs.open(file.sha256 or "")
-        if blob is None or not await self.blobs.checked(blob):
-            reason = opened.uncached or "evicted (or damaged) as soon as it arrived"
-            raise CacheFull(f"{file.filename} is not in the cache: {reason}")
+        blob = await self.fetch_within(file, None)
+        assert blob is not None  # with no limit, raised rather than None
         return blob
 
-    async def fetch_within(self, file: File, limit: int) -> OpenBlob | None:
+    async def fetch_within(self, file: File, limit: int | None) -> OpenBlob | None:
         """Like `fetch_blob`, where the upstream's size for the file is within ``limit``
-        bytes and the cache took it; None where not (a listed size may lie): the caller
-        reads it some other way, and the download goes on only for whoever follows it."""
+        bytes; None where it is not (a listed size may lie) or the cache did not take it:
+        the caller reads it some other way, and the download goes on only for whoever
+        follows it. With no limit, a cache that did not take it is `CacheFull`."""
         opened = await self.open(file)
         if isinstance(opened, OpenBlob):
             return opened
-        await opened.wait_started()
-        if opened.size is None or opened.size > limit:
-            return None
+        if limit is not None:
+            await opened.wait_started()
+            if opened.size is None or opened.size > limit:
+                return None
         await opened.wait_done()
         if opened.error is not None:
             raise opened.error
         blob = self.blobs.open(file.sha256 or "")
         if blob is not None and await self.blobs.checked(blob):
             return blob
-        return None
+        if limit is not None:
+            return None
+        reason = opened.uncached or "evicted (or damaged) as soon as it arrived"
+        raise CacheFull(f"{file.filename} is not in the cache: {reason}")
 
     async def _download(self, download: Download, sha256: str) -> None:
         file = download.file
