@@ -55,6 +55,7 @@ from proxy.core.versions import file_version
 from proxy.edge.index import Context
 from proxy.edge.layers.host_filter import HostFilter
 from proxy.edge.scheduler import AnalysisScheduler
+from proxy.edge.stores.blobs import BlobStore
 from proxy.errors import HostfitError
 
 log = logging.getLogger("hostfit.gate")
@@ -155,7 +156,7 @@ class DownloadGate:
         # Hashed first by a process that did not write it: one damaged on disk is removed
         # here, and downloaded again below.
         if not await blobs.check(judged.sha256 or ""):
-            self._cacheable(judged, blobs.max_size)
+            self._cacheable(judged, blobs)
             return False
         # Made from the cached file: most are made within the wait, and a misfit then
         # gets the 403 that names its need.
@@ -166,14 +167,14 @@ class DownloadGate:
         return True
 
     @staticmethod
-    def _cacheable(file: File, budget: int | None) -> None:
+    def _cacheable(file: File, blobs: BlobStore) -> None:
         """Raises `Unverifiable` for a wheel the file cache will not take: judged from its
         checked bytes in the cache, it could not be judged at all (and would be cut short
         at its end on every try)."""
-        if budget is not None and file.size is not None and file.size > budget:
+        if file.size is not None and not blobs.takes(file.size):
             raise Unverifiable(
                 f"{file.filename}: {file.size} bytes, more than the file cache's budget"
-                f" (--cache-max-size, {budget} bytes): its bytes cannot be checked before"
+                f" (--cache-max-size, {blobs.max_size} bytes): its bytes cannot be checked before"
                 " they leave; raise the budget to serve it to hosts that tell their profile"
             )
 

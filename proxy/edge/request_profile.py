@@ -7,12 +7,12 @@ same thing for every client and caches correctly in any shared cache.
 
 Under ``/universal/`` there is no host, with one exception: a wheel that uv downloads
 to install into an environment of the machine it runs on (any subcommand but those in
-`NOT_INSTALLING_SUBCOMMANDS`). A
-lock made against ``/universal/simple/`` holds ``/universal/files/`` URLs, and ``uv
-sync`` installs from them on every host; its User-Agent names the subcommand, so the
-gate judges those for that host. ``uv pip install`` may install for another platform
-(``--python-platform``), pip does not say whether it installs or downloads for one
-(``pip download --platform``), and mirrors tell nothing: theirs stay unjudged.
+`NOT_INSTALLING_SUBCOMMANDS`). A lock made against ``/universal/simple/`` holds
+``/universal/files/`` URLs, and ``uv sync`` installs from them on every host; its
+User-Agent names the subcommand, so the gate judges those for that host. ``uv pip
+install`` may install for another platform (``--python-platform``), pip does not say
+whether it installs or downloads for one (``pip download --platform``), and mirrors
+tell nothing: theirs stay unjudged.
 """
 
 from __future__ import annotations

@@ -282,10 +282,10 @@ class AnalysisScheduler:
         """The file brought whole into the cache, where its listed size is within
         ``fetch_max`` and the cache's budget, and the upstream's agrees; None where not
         (read by URL instead)."""
-        size, budget = file.size, self.blobs.max_size
+        size = file.size
         if self.files is None or size is None or not 0 < size <= self.fetch_max:
             return None
-        if budget is not None and size > budget:
+        if not self.blobs.takes(size):
             return None  # it would stream past the cache, and be read by URL after
         try:
             return await self.files.fetch_within(file, self.fetch_max)

@@ -112,9 +112,10 @@ _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
 def _bytes(least: int) -> Callable[[object], int]:
+    """Bytes, ``least`` or more, with an optional binary suffix: 50G, 512M, 1.5T, 10GiB
+    (K, M, G, T = 1024^n)."""
+
     def check(value: object) -> int:
-        """Bytes, with an optional binary suffix: 50G, 512M, 1.5T, 10GiB (K, M, G, T =
-        1024^n)."""
         text = str(value).strip().upper().removesuffix("B").removesuffix("I")
         unit = text[-1:] if text[-1:] in _UNITS else ""
         try:

@@ -16,9 +16,8 @@ woken after the turn's first answer was kept (one woken before it, already in fl
 may still be handed it: no client can have heard of a later change before asking). So
 code that changes what a page holds must not ask `page` of the top of the stack before
 it yields (none does: the admin routes, the UI and explain ask the layers below). An
-answer
-whose making waited for anything (an upstream fetch, a walk, the state store) ended in a
-later turn than it began, and is not kept: it may rest on what was true before.
+answer whose making waited for anything (an upstream fetch, a walk, the state store)
+ended in a later turn than it began, and is not kept: it may rest on what was true before.
 
 A layer's per-request effects (a metric counted per page served) go through
 `proxy.edge.index.per_request`, and are done again for each request handed the answer.

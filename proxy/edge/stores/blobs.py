@@ -331,13 +331,17 @@ class BlobStore:
 
     # --- the budget ----------------------------------------------------------------
 
+    def takes(self, size: int) -> bool:
+        """Whether a file of this size fits the budget at all (it may evict others)."""
+        return self.max_size is None or size <= self.max_size
+
     async def reserve(self, size: int | None) -> Reservation:
         """Room for a file of this size (None: unknown, reserve nothing), evicting to make
         it; raises `CacheFull`, naming the cause, when the file cannot be cached."""
         need = size or 0
         async with self._lock:
             if self.max_size is not None:
-                if need > self.max_size:
+                if not self.takes(need):
                     raise CacheFull(
                         f"{need} bytes is more than the cache budget ({self.max_size} bytes)"
                     )
